@@ -1,0 +1,100 @@
+/**
+ * Every error oncely throws is an OncelyError. Each class sets `name` to a string literal, because minified
+ * bundles rename classes, and takes `(message, { cause })`. Messages never contain tokens or passwords.
+ */
+
+export class OncelyError extends Error {
+  override name = 'OncelyError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Bad input: an option or argument out of range. `problems` names every field that was wrong. */
+export class ValidationError extends OncelyError {
+  override name = 'ValidationError';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], what = 'invalid input') {
+    super(`${what}: ${problems.join('; ')}`);
+    this.problems = problems;
+  }
+}
+
+/** Bad configuration from the environment (fromEnv): every problem found, in one error. */
+export class ConfigError extends OncelyError {
+  override name = 'ConfigError';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`oncely configuration: ${problems.join('; ')}`);
+    this.problems = problems;
+  }
+}
+
+/**
+ * The store failed: unreachable, timed out, or answered with an error. `ambiguous` is true when the request
+ * may have been applied (e.g. a timeout after sending); false when it certainly was not (connection refused).
+ */
+export class StoreError extends OncelyError {
+  override name = 'StoreError';
+  readonly store: string;
+  readonly ambiguous: boolean;
+  constructor(message: string, options: { store: string; ambiguous: boolean; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.store = options.store;
+    this.ambiguous = options.ambiguous;
+  }
+}
+
+/** The store could not be reached within the timeout (connect error, request timeout, closed client). */
+export class StoreUnavailableError extends StoreError {
+  override name = 'StoreUnavailableError';
+}
+
+/** The store rejected our credentials (REST 401, NOAUTH, WRONGPASS). The message never holds the secret. */
+export class StoreAuthError extends StoreError {
+  override name = 'StoreAuthError';
+}
+
+/** acquire() gave up: the lock stayed held by another owner (or the store failed) through every attempt. */
+export class LockNotAcquiredError extends OncelyError {
+  override name = 'LockNotAcquiredError';
+  readonly key: string;
+  readonly attempts: number;
+  constructor(key: string, attempts: number, message?: string, options?: { cause?: unknown }) {
+    super(message ?? `lock "${key}" not acquired after ${attempts} attempt(s)`, options);
+    this.key = key;
+    this.attempts = attempts;
+  }
+}
+
+export type LockLostReason = 'expired' | 'stolen' | 'released';
+
+/**
+ * The lease is gone: `expired` (its validity ran out, or the key vanished), `stolen` (another owner holds
+ * the key) or `released` (we released it ourselves). Thrown by extend(); `expired` and `stolen` are also the
+ * reason carried by the lease's AbortSignal.
+ */
+export class LockLostError extends OncelyError {
+  override name = 'LockLostError';
+  readonly key: string;
+  readonly reason: LockLostReason;
+  constructor(key: string, reason: LockLostReason, options?: { cause?: unknown }) {
+    super(
+      reason === 'stolen'
+        ? `lock "${key}" is held by another owner`
+        : reason === 'released'
+          ? `lock "${key}" was already released`
+          : `lock "${key}" expired before it was extended`,
+      options,
+    );
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+/** Replaces every occurrence of each secret in `text`, and the password part of any URL, with `***`. */
+export function redact(text: string, secrets: readonly (string | undefined)[] = []): string {
+  let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^@/\s]*)@/gi, (_m, scheme: string) => `${scheme}***@`);
+  for (const s of secrets) if (s && s.length >= 4) out = out.split(s).join('***');
+  return out;
+}

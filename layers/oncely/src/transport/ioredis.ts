@@ -1,0 +1,265 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { Cluster, ClusterNode, Redis } from 'ioredis';
+import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import type { Script } from '../scripts.js';
+import { evalWithFallback, isNoScript, settle, withTimeout } from './shared.js';
+import { keySlot } from './slot.js';
+import {
+  type CallResult,
+  DEFAULT_TIMEOUT_MS,
+  type ScriptArg,
+  type ScriptCall,
+  type Store,
+  type TransportOptions,
+} from './types.js';
+
+export interface TcpAuthOptions {
+  /** ACL user (Redis 6+, ElastiCache RBAC, MemoryDB ACLs). */
+  username?: string;
+  /** Password or AUTH token. Never logged, never part of an error. */
+  password?: string;
+  /**
+   * TLS: `true` for defaults (ElastiCache in-transit encryption, MemoryDB), or node:tls options.
+   * @default false
+   */
+  tls?: boolean | ConnectionOptions;
+}
+
+export interface RedisStoreOptions extends TransportOptions, TcpAuthOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` (TLS). Either this or host/port. */
+  url?: string;
+  host?: string;
+  port?: number;
+}
+
+export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions {
+  /** Seed nodes; the rest of the topology is discovered. */
+  nodes: readonly { host: string; port: number }[];
+}
+
+type Client = Redis | Cluster;
+
+/** Connection errors proving the command never reached a server. */
+const NOT_SENT = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue/;
+
+function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
+  if (!tls) return undefined;
+  return tls === true ? {} : tls;
+}
+
+function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 6379}`;
+  } catch {
+    return 'invalid-url';
+  }
+}
+
+/** A standalone Redis over TCP (ioredis). Pass options, or a client you already own (you close it). */
+export function redisStore(options: RedisStoreOptions | Redis): Store {
+  if (isClient(options)) {
+    return tcpStore('redis', `redis(${options.options.host}:${options.options.port})`, () =>
+      Promise.resolve(options),
+    );
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const where = options.url ? describeUrl(options.url) : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+  return tcpStore(
+    'redis',
+    `redis(${where})`,
+    async () => {
+      const { Redis } = await import('ioredis');
+      const common = {
+        ...tcpDefaults(timeoutMs),
+        username: options.username,
+        password: options.password,
+        tls: tlsOption(options.tls),
+      };
+      const client = options.url
+        ? new Redis(options.url, stripUndefined(common))
+        : new Redis({ ...stripUndefined(common), host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
+      client.on('error', () => {}); // reported per command; the default handler would print to stderr
+      return client;
+    },
+    timeoutMs,
+    [options.password, passwordOf(options.url)],
+    true,
+  );
+}
+
+/** A Redis Cluster over TCP (ElastiCache / MemoryDB cluster mode). Pass options, or your own Cluster. */
+export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
+  if (isClient(options)) {
+    return tcpStore('cluster', 'cluster', () => Promise.resolve(options));
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const first = options.nodes[0];
+  const name = `cluster(${first ? `${first.host}:${first.port}` : '?'}${options.nodes.length > 1 ? ',…' : ''})`;
+  return tcpStore(
+    'cluster',
+    name,
+    async () => {
+      const { Cluster } = await import('ioredis');
+      const tls = tlsOption(options.tls);
+      const cluster = new Cluster(options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[], {
+        enableOfflineQueue: true,
+        slotsRefreshTimeout: timeoutMs,
+        clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+        // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
+        ...(tls ? { dnsLookup: (address: string, cb: (e: null, a: string) => void) => cb(null, address) } : {}),
+        redisOptions: stripUndefined({
+          ...tcpDefaults(timeoutMs),
+          username: options.username,
+          password: options.password,
+          tls,
+        }),
+      });
+      cluster.on('error', () => {});
+      return cluster;
+    },
+    timeoutMs,
+    [options.password],
+    true,
+  );
+}
+
+function tcpDefaults(timeoutMs: number) {
+  return {
+    protocol: 2 as const,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    retryStrategy: (times: number) => Math.min(50 * times, 1000),
+  };
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function passwordOf(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isClient(x: unknown): x is Client {
+  return typeof x === 'object' && x !== null && typeof (x as { evalsha?: unknown }).evalsha === 'function';
+}
+
+function tcpStore(
+  kind: 'redis' | 'cluster',
+  name: string,
+  connect: () => Promise<Client>,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+  secrets: readonly (string | undefined)[] = [],
+  owned = false,
+): Store {
+  let client: Promise<Client> | undefined;
+  const get = () => {
+    client ??= connect();
+    return client;
+  };
+
+  const mapError = (err: unknown): Error => {
+    if (err instanceof StoreError) return err;
+    const e = err instanceof Error ? err : new Error(String(err));
+    const text = redact(e.message, secrets);
+    if (/NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i.test(text)) {
+      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+    }
+    if (/timed out|timeout/i.test(text)) {
+      return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, { store: name, ambiguous: true });
+    }
+    if (NOT_SENT.test(text) || /Connection is closed|ECONNRESET|EPIPE|CLUSTERDOWN|ClusterAllFailed/i.test(text)) {
+      return new StoreUnavailableError(`${name}: unreachable (${text})`, {
+        store: name,
+        ambiguous: !NOT_SENT.test(text),
+      });
+    }
+    return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
+  };
+
+  const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    (await get()).evalsha(sha, keys.length, ...keys, ...args);
+  const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    (await get()).eval(lua, keys.length, ...keys, ...args);
+
+  // One pipeline per slot on a cluster (a cluster pipeline must not span nodes); the groups run in parallel.
+  const pipelineOnce = async (calls: readonly ScriptCall[], useLua: boolean): Promise<CallResult[]> => {
+    const c = await get();
+    const groups = new Map<number, number[]>();
+    calls.forEach((call, i) => {
+      const slot = kind === 'cluster' && call.keys[0] !== undefined ? keySlot(call.keys[0]) : 0;
+      const g = groups.get(slot);
+      if (g) g.push(i);
+      else groups.set(slot, [i]);
+    });
+    const results: CallResult[] = new Array(calls.length);
+    await Promise.all(
+      [...groups.values()].map(async (indexes) => {
+        const p = c.pipeline();
+        for (const i of indexes) {
+          const call = calls[i]!;
+          if (useLua) p.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args);
+          else p.evalsha(call.script.sha1, call.keys.length, ...call.keys, ...call.args);
+        }
+        const replies = (await p.exec()) ?? [];
+        indexes.forEach((callIndex, j) => {
+          const [error, value] = replies[j] ?? [new Error('no reply'), null];
+          results[callIndex] = settle(value, error, mapError);
+        });
+      }),
+    );
+    return results;
+  };
+
+  return {
+    kind,
+    name,
+    async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      try {
+        return await withTimeout(evalWithFallback(script, keys, args, evalsha, evalLua), timeoutMs * 2, name);
+      } catch (err) {
+        throw mapError(err);
+      }
+    },
+    async runMany(calls: readonly ScriptCall[]) {
+      if (calls.length === 0) return [];
+      try {
+        return await withTimeout(
+          (async () => {
+            const results = await pipelineOnce(calls, false);
+            const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
+            if (missing.length > 0) {
+              const retried = await pipelineOnce(
+                missing.map((i) => calls[i]!),
+                true,
+              );
+              missing.forEach((i, j) => {
+                results[i] = retried[j]!;
+              });
+            }
+            return results;
+          })(),
+          timeoutMs * 2,
+          name,
+        );
+      } catch (err) {
+        throw mapError(err);
+      }
+    },
+    async close() {
+      if (!owned || !client) return;
+      const c = await client.catch(() => undefined);
+      client = undefined;
+      if (!c) return;
+      await c.quit().catch(() => c.disconnect());
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import { StoreError, StoreUnavailableError } from '../errors.js';
+import type { Script } from '../scripts.js';
+import type { CallResult, ScriptArg } from './types.js';
+
+/** True for the reply a server gives to EVALSHA of a script it has not cached. */
+export function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.includes('NOSCRIPT');
+}
+
+/** The one EVALSHA-then-EVAL-on-NOSCRIPT routine every transport uses. */
+export async function evalWithFallback(
+  script: Script,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+  evalsha: (sha: string, keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>,
+  evalLua: (lua: string, keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>,
+): Promise<unknown> {
+  try {
+    return await evalsha(script.sha1, keys, args);
+  } catch (err) {
+    if (!isNoScript(err)) throw err;
+    return evalLua(script.lua, keys, args);
+  }
+}
+
+/**
+ * Bounds `work` by `timeoutMs`: past it the returned promise rejects with StoreUnavailableError (ambiguous:
+ * the request may still be applied). The timer never keeps the process alive.
+ */
+export function withTimeout<T>(work: Promise<T>, timeoutMs: number, store: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StoreUnavailableError(`${store}: no reply within ${timeoutMs} ms`, { store, ambiguous: true }),
+        ),
+      timeoutMs,
+    );
+    timer.unref?.();
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+/** Keeps an already-typed StoreError, else wraps with the given mapper. */
+export function settle(value: unknown, error: unknown, mapError: (e: unknown) => Error): CallResult {
+  if (error) return { ok: false, error: error instanceof StoreError ? error : mapError(error) };
+  return { ok: true, value };
+}

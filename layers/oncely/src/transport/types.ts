@@ -1,0 +1,40 @@
+import type { Script } from '../scripts.js';
+
+export type StoreKind = 'upstash' | 'redis' | 'cluster';
+
+export type ScriptArg = string | number;
+
+export interface ScriptCall {
+  readonly script: Script;
+  readonly keys: readonly string[];
+  readonly args: readonly ScriptArg[];
+}
+
+/** One result per call of a batch: a call can fail alone (e.g. a wrong-type key) without failing the rest. */
+export type CallResult = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/**
+ * The only place that knows a Redis client. Scripts run as EVALSHA with an EVAL fallback on NOSCRIPT.
+ * Replies are plain RESP2 values: integers as numbers, bulk strings as strings, nil as null, arrays.
+ * Failures are StoreError subclasses (StoreUnavailableError, StoreAuthError) with a redacted message.
+ */
+export interface Store {
+  readonly kind: StoreKind;
+  /** A name for errors and logs: host and port only, never a token or password. */
+  readonly name: string;
+  run(script: Script, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown>;
+  /** Runs every call in one round trip (REST /pipeline, ioredis pipeline; one per slot group on a cluster). */
+  runMany(calls: readonly ScriptCall[]): Promise<CallResult[]>;
+  close(): Promise<void>;
+}
+
+/** Options every transport shares. */
+export interface TransportOptions {
+  /**
+   * Upper bound of one request, connect included: past it the call fails with StoreUnavailableError.
+   * @default 2000
+   */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 2000;
