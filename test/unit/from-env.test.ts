@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configFromEnv, fromEnv } from '../../layers/oncely/src/index.js';
+import { redact } from '../../layers/oncely/src/errors.js';
+
+const TOKEN = 'AXsecretTOKEN1234567890';
+const PASSWORD = 'pa55-w0rd-very-secret';
+
+function problems(env: Record<string, string>): ConfigError {
+  try {
+    configFromEnv(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as Error).name).toBe('ConfigError');
+    return e as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configFromEnv', () => {
+  it('picks REST from the Upstash pair', () => {
+    expect(
+      configFromEnv({ UPSTASH_REDIS_REST_URL: 'https://eu1-x.upstash.io', UPSTASH_REDIS_REST_TOKEN: TOKEN }),
+    ).toEqual({ kind: 'upstash', url: 'https://eu1-x.upstash.io', token: TOKEN, timeoutMs: undefined });
+  });
+
+  it('picks a cluster from ONCELY_REDIS_CLUSTER_NODES, with auth and TLS', () => {
+    expect(
+      configFromEnv({
+        ONCELY_REDIS_CLUSTER_NODES: 'a.cache.amazonaws.com:6379, [::1]:7000',
+        ONCELY_REDIS_USERNAME: 'app',
+        ONCELY_REDIS_PASSWORD: PASSWORD,
+        ONCELY_REDIS_TLS: 'true',
+        ONCELY_TIMEOUT_MS: '1500',
+      }),
+    ).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: 'a.cache.amazonaws.com', port: 6379 },
+        { host: '::1', port: 7000 },
+      ],
+      username: 'app',
+      password: PASSWORD,
+      tls: true,
+      timeoutMs: 1500,
+    });
+  });
+
+  it('picks standalone from ONCELY_REDIS_URL; rediss:// turns TLS on', () => {
+    const c = configFromEnv({ ONCELY_REDIS_URL: 'rediss://h:6380' });
+    expect(c).toMatchObject({ kind: 'redis', url: 'rediss://h:6380', tls: true });
+  });
+
+  it('reports every problem in one error', () => {
+    const err = problems({
+      UPSTASH_REDIS_REST_URL: 'ftp://x',
+      ONCELY_REDIS_CLUSTER_NODES: 'a:1,b,c:99999',
+      ONCELY_TIMEOUT_MS: '1.5',
+      ONCELY_REDIS_TLS: 'maybe',
+    });
+    expect(err.problems).toEqual([
+      'ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to 60000',
+      'ONCELY_REDIS_TLS must be true or false',
+      'set only one store, found UPSTASH_REDIS_REST_URL, ONCELY_REDIS_CLUSTER_NODES',
+      'UPSTASH_REDIS_REST_TOKEN is missing (UPSTASH_REDIS_REST_URL is set)',
+      'UPSTASH_REDIS_REST_URL must be an http(s) URL, got "ftp://x"',
+      'ONCELY_REDIS_CLUSTER_NODES entry "b" is not host:port',
+      'ONCELY_REDIS_CLUSTER_NODES entry "c:99999" is not host:port',
+    ]);
+  });
+
+  it('says what to set when nothing is configured', () => {
+    expect(problems({}).message).toMatch(/UPSTASH_REDIS_REST_URL.*ONCELY_REDIS_CLUSTER_NODES.*ONCELY_REDIS_URL/);
+  });
+
+  it('never puts a token or password in the error', () => {
+    const a = problems({ UPSTASH_REDIS_REST_TOKEN: TOKEN, ONCELY_REDIS_URL: `http://u:${PASSWORD}@h` });
+    expect(a.message).not.toContain(TOKEN);
+    expect(a.message).not.toContain(PASSWORD);
+    expect(a.message).toContain('***@h');
+    const b = problems({
+      UPSTASH_REDIS_REST_URL: `https://user:${TOKEN}@x.upstash.io`,
+      UPSTASH_REDIS_REST_TOKEN: TOKEN,
+    });
+    expect(b.message).toMatch(/must not carry credentials/);
+    expect(b.message).not.toContain(TOKEN);
+  });
+
+  it('fromEnv builds the store without connecting', async () => {
+    const store = fromEnv({ ONCELY_REDIS_URL: `redis://:${PASSWORD}@127.0.0.1:1` });
+    expect(store.kind).toBe('redis');
+    expect(store.name).toBe('redis(127.0.0.1:1)');
+    await store.close();
+  });
+});
+
+describe('redact', () => {
+  it('hides URL credentials and listed secrets', () => {
+    expect(redact(`redis://user:${PASSWORD}@host:6379 and ${TOKEN}`, [TOKEN])).toBe(
+      'redis://***@host:6379 and ***',
+    );
+  });
+});
