@@ -1,0 +1,603 @@
+/**
+ * Real redis-server processes for `npm start` and the test harness: standalone servers, independent masters
+ * (Redlock) and a Redis Cluster, each on free ports, each stopped by PID.
+ *
+ * Every PID this module spawns is registered; on process exit (and SIGINT / SIGTERM / SIGHUP) every one still
+ * running is killed, so a failed setup or a crashed test run leaves no server behind. Child handles are unref'd:
+ * a forgotten server never keeps the Node process alive, the exit hook takes it down instead.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isMainThread } from 'node:worker_threads';
+import { Redis } from 'ioredis';
+
+export const HOST = '127.0.0.1';
+export const CLUSTER_SLOTS = 16384;
+
+export interface RedisProcess {
+  readonly host: string;
+  readonly port: number;
+  /** PID of the current process; changes after restart(). */
+  readonly pid: number;
+  /** `redis://127.0.0.1:<port>` (no credentials). */
+  readonly url: string;
+  readonly password: string | undefined;
+  /** True while the process is running (paused counts as running). */
+  readonly running: boolean;
+  /** SIGTERM, then SIGKILL if it has not exited within a grace period; resolves once it has exited. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash: no shutdown, no reply to in-flight commands); resolves once it has exited. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the server hangs, connections stay open, commands get no reply (a network partition). */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
+  /** Starts it again on the same port, args and directory (a cluster node keeps its node id and slots). */
+  restart(): Promise<void>;
+}
+
+export interface StartRedisOptions {
+  /** Fixed port; without it a free one is picked (and picked again if another process grabs it first). */
+  port?: number;
+  /** Extra `redis-server` arguments, appended after the defaults (a later one overrides an earlier one). */
+  args?: string[];
+  /** Sets `requirepass` through a config file, so it never shows in `ps`. */
+  password?: string;
+  /**
+   * How long to wait for the server to answer on its port.
+   * @default 10_000
+   */
+  startTimeoutMs?: number;
+}
+
+export interface RedisCluster {
+  readonly nodes: RedisProcess[];
+  readonly seeds: { host: string; port: number }[];
+  stop(): Promise<void>;
+}
+
+export interface StartClusterOptions {
+  /** @default 3 */
+  masters?: number;
+  /** Fixed ports, one per master (bus ports are still picked free). */
+  ports?: number[];
+  /** Extra `redis-server` arguments for every node. */
+  args?: string[];
+  /** `cluster-node-timeout`. @default 1000 */
+  nodeTimeoutMs?: number;
+  /** How long to wait for every node to report `cluster_state:ok` and agree on the slots. @default 15_000 */
+  readyTimeoutMs?: number;
+}
+
+export interface RedisMasters {
+  readonly nodes: RedisProcess[];
+  stop(): Promise<void>;
+}
+
+/** A server that failed to start; `output` holds the tail of its stdout and stderr. */
+export class RedisStartError extends Error {
+  override readonly name = 'RedisStartError';
+  constructor(
+    message: string,
+    readonly output: string,
+    options?: { cause?: unknown },
+  ) {
+    super(output ? `${message}\n--- redis-server output ---\n${output}` : message, options);
+  }
+  get addressInUse(): boolean {
+    return /address already in use/i.test(this.output);
+  }
+}
+
+const STOP_GRACE_MS = 3000;
+const OUTPUT_TAIL_CHARS = 8192;
+const PORT_ATTEMPTS = 4;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Registry: every PID we spawned and is still running, every directory we created.
+
+const live = new Map<number, ChildProcess>();
+const spawned: number[] = [];
+const dirs = new Set<string>();
+let hooksInstalled = false;
+
+function killAllSync(): void {
+  for (const pid of live.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function removeDirsSync(): void {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  dirs.clear();
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', () => {
+    killAllSync();
+    removeDirsSync();
+  });
+  // Signals reach the main thread only. If nobody else handles the signal, re-raise it after cleanup so the
+  // process still dies the default way; otherwise leave the decision to the other handlers.
+  if (!isMainThread) return;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killAllSync();
+      removeDirsSync();
+      if (process.listenerCount(signal) === 1) {
+        process.removeListener(signal, onSignal);
+        process.kill(process.pid, signal);
+      }
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+/** PIDs of the redis-server processes this module started that are still running. */
+export function livePids(): number[] {
+  return [...live.keys()];
+}
+
+/** Every PID this module ever spawned, in order (for tests that check nothing was left behind). */
+export function spawnedPids(): number[] {
+  return [...spawned];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ports and binary
+
+/** A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('freePort: no address'));
+      });
+    });
+  });
+}
+
+/** `count` distinct free ports. */
+async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
+}
+
+let binary: string | undefined;
+
+/** Absolute path of `redis-server` (or `$ONCELY_REDIS_SERVER`); throws at once with an install hint. */
+export function redisServerBinary(): string {
+  if (binary) return binary;
+  const override = process.env.ONCELY_REDIS_SERVER;
+  const candidates = override
+    ? [override]
+    : (process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'redis-server'));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      binary = candidate;
+      return candidate;
+    } catch {
+      // next
+    }
+  }
+  throw new Error(
+    override
+      ? `ONCELY_REDIS_SERVER=${override} is not an executable file`
+      : 'redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) ' +
+          'or `brew install redis`',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Readiness: a raw RESP probe (AUTH, INFO server), no client library involved.
+
+function encodeCommand(args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
+/**
+ * The `process_id` of whatever answers on the port, or a reason it did not (refused, reset, timeout, error reply).
+ * Comparing the PID with our child's tells our server from a stranger that already held the port.
+ */
+function probe(port: number, password: string | undefined, timeoutMs: number): Promise<number | string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: HOST, port });
+    let buffered = '';
+    const finish = (result: number | string): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(timeoutMs, () => finish('timeout'));
+    socket.once('error', (error) => finish(error.message));
+    socket.once('close', () => finish('connection closed'));
+    socket.once('connect', () => {
+      const auth = password === undefined ? '' : encodeCommand(['AUTH', password]);
+      socket.write(auth + encodeCommand(['INFO', 'server']));
+    });
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('latin1');
+      const error = buffered.match(/^-(.*)\r\n/m);
+      if (error) return finish(error[1] ?? 'error reply');
+      const pid = buffered.match(/\r\nprocess_id:(\d+)\r\n/);
+      if (pid) finish(Number(pid[1]));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One server
+
+interface Spawned {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<void>;
+  isRunning: () => boolean;
+}
+
+class ManagedRedis implements RedisProcess {
+  readonly host = HOST;
+  readonly url: string;
+  #current: Spawned | undefined;
+
+  constructor(
+    readonly port: number,
+    private readonly argv: string[],
+    readonly password: string | undefined,
+    private readonly startTimeoutMs: number,
+  ) {
+    this.url = `redis://${HOST}:${port}`;
+  }
+
+  get pid(): number {
+    if (!this.#current) throw new Error(`redis ${this.url} was never started`);
+    return this.#current.pid;
+  }
+
+  get running(): boolean {
+    return this.#current?.isRunning() ?? false;
+  }
+
+  async start(): Promise<void> {
+    const bin = redisServerBinary();
+    installExitHooks();
+    const child = spawn(bin, this.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer): void => {
+      output = (output + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    let running = true;
+    let spawnError: Error | undefined;
+    const exited = new Promise<void>((resolve) => {
+      child.once('exit', () => {
+        running = false;
+        if (child.pid !== undefined) live.delete(child.pid);
+        resolve();
+      });
+      child.once('error', (error) => {
+        // spawn failure: 'exit' may never come
+        spawnError = error;
+        running = false;
+        resolve();
+      });
+    });
+    child.unref();
+    (child.stdout as net.Socket | null)?.unref();
+    (child.stderr as net.Socket | null)?.unref();
+    if (child.pid === undefined) {
+      await exited;
+      throw new RedisStartError(`could not spawn ${bin}`, output, { cause: spawnError });
+    }
+    const pid = child.pid;
+    live.set(pid, child);
+    spawned.push(pid);
+    this.#current = { child, pid, exited, isRunning: () => running };
+
+    const deadline = performance.now() + this.startTimeoutMs;
+    for (;;) {
+      if (!running) {
+        throw new RedisStartError(`redis-server on port ${this.port} exited during startup`, output.trim(), {
+          cause: spawnError,
+        });
+      }
+      const answer = await probe(this.port, this.password, 500);
+      if (answer === pid) return;
+      if (performance.now() > deadline) {
+        await this.kill();
+        const reason = typeof answer === 'number' ? `process ${answer} holds the port` : answer;
+        throw new RedisStartError(
+          `redis-server on port ${this.port} not ready within ${this.startTimeoutMs} ms (${reason})`,
+          output.trim(),
+        );
+      }
+      await sleep(10);
+    }
+  }
+
+  #signal(signal: NodeJS.Signals): boolean {
+    const current = this.#current;
+    if (!current?.isRunning()) return false;
+    try {
+      process.kill(current.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const current = this.#current;
+    if (!current?.isRunning()) return;
+    current.child.ref(); // keep the event loop alive until it has exited
+    this.#signal('SIGTERM');
+    this.#signal('SIGCONT'); // a paused server only handles SIGTERM once continued
+    const grace = new AbortController();
+    const timedOut = sleep(STOP_GRACE_MS, 'timeout' as const, { signal: grace.signal }).catch(() => 'exited');
+    const outcome = await Promise.race([current.exited, timedOut]);
+    grace.abort();
+    if (outcome === 'timeout') await this.kill();
+  }
+
+  async kill(): Promise<void> {
+    const current = this.#current;
+    if (!current) return;
+    current.child.ref();
+    this.#signal('SIGKILL');
+    await current.exited;
+  }
+
+  pause(): void {
+    if (!this.#signal('SIGSTOP')) throw new Error(`redis ${this.url} is not running`);
+  }
+
+  resume(): void {
+    if (!this.#signal('SIGCONT')) throw new Error(`redis ${this.url} is not running`);
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  toString(): string {
+    return `redis-server ${this.url} (pid ${this.#current?.pid ?? '-'})`;
+  }
+}
+
+/**
+ * Spawns `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no --dir <tmp> --daemonize no [args]`
+ * and resolves once the process itself answers on the port (INFO process_id equals the child's PID). Without `opts.port` it retries on a fresh port if the picked one was taken.
+ */
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisProcess> {
+  redisServerBinary();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'oncely-redis-'));
+  dirs.add(dir);
+  const configArgs: string[] = [];
+  if (opts.password !== undefined) {
+    const configFile = path.join(dir, 'redis.conf');
+    writeFileSync(configFile, `requirepass "${opts.password.replace(/(["\\])/g, '\\$1')}"\n`, {
+      mode: 0o600,
+    });
+    configArgs.push(configFile);
+  }
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await freePort());
+    const argv = [
+      ...configArgs,
+      ...['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'],
+      ...['--dir', dir, '--daemonize', 'no', ...(opts.args ?? [])],
+    ];
+    const server = new ManagedRedis(port, argv, opts.password, opts.startTimeoutMs ?? 10_000);
+    try {
+      await server.start();
+      return server;
+    } catch (error) {
+      const retry = opts.port === undefined && error instanceof RedisStartError && error.addressInUse;
+      if (!retry || attempt >= PORT_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/** Stops the given servers, or every server this module started, in parallel. */
+export async function stopAll(servers?: readonly RedisProcess[]): Promise<void> {
+  if (servers) {
+    await Promise.allSettled(servers.map((s) => s.stop()));
+    return;
+  }
+  const children = [...live.entries()];
+  for (const [pid] of children) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  await Promise.all(
+    children.map(([, child]) => {
+      if (child.exitCode !== null || child.signalCode !== null) return undefined;
+      child.ref();
+      return new Promise((resolve) => child.once('exit', resolve));
+    }),
+  );
+}
+
+/** Starts every server in parallel; if one fails, stops the others and throws the first failure. */
+async function startGroup(starts: (() => Promise<RedisProcess>)[]): Promise<RedisProcess[]> {
+  const settled = await Promise.allSettled(starts.map((start) => start()));
+  const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await stopAll(started);
+    throw failed.reason;
+  }
+  return started;
+}
+
+/** `n` independent standalone servers (Redlock quorum tests). */
+export async function startMasters(
+  n: number,
+  opts: Omit<StartRedisOptions, 'port'> = {},
+): Promise<RedisMasters> {
+  if (!Number.isInteger(n) || n < 1)
+    throw new RangeError(`startMasters: n must be a positive integer, got ${n}`);
+  const nodes = await startGroup(Array.from({ length: n }, () => () => startRedis(opts)));
+  return { nodes, stop: () => stopAll(nodes) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster
+
+function adminClient(node: RedisProcess): Redis {
+  return new Redis({
+    host: node.host,
+    port: node.port,
+    password: node.password,
+    protocol: 2,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 2000,
+  });
+}
+
+/** Slot ranges per node as `start-end@host:port`, sorted: equal strings mean the nodes agree. */
+function describeSlots(reply: unknown): { text: string; covered: number } {
+  const ranges: { start: number; end: number; owner: string }[] = [];
+  if (Array.isArray(reply)) {
+    for (const entry of reply) {
+      if (!Array.isArray(entry)) continue;
+      const [start, end, master] = entry as [unknown, unknown, unknown];
+      const [host, port] = Array.isArray(master) ? (master as unknown[]) : [];
+      ranges.push({ start: Number(start), end: Number(end), owner: `${String(host)}:${String(port)}` });
+    }
+  }
+  ranges.sort((a, b) => a.start - b.start);
+  return {
+    text: ranges.map((r) => `${r.start}-${r.end}@${r.owner}`).join(','),
+    covered: ranges.reduce((sum, r) => sum + r.end - r.start + 1, 0),
+  };
+}
+
+async function clusterReady(admins: Redis[], nodes: RedisProcess[]): Promise<string | undefined> {
+  const expected = nodes.map((n) => `${n.host}:${n.port}`).sort();
+  let agreed: string | undefined;
+  for (const [i, admin] of admins.entries()) {
+    const info = String(await admin.call('CLUSTER', 'INFO'));
+    if (!info.includes('cluster_state:ok')) return `node ${i}: ${info.match(/cluster_state:\w+/)?.[0]}`;
+    if (!info.includes(`cluster_known_nodes:${nodes.length}\r\n`))
+      return `node ${i} does not know every node`;
+    const slots = describeSlots(await admin.call('CLUSTER', 'SLOTS'));
+    if (slots.covered !== CLUSTER_SLOTS) return `node ${i} sees ${slots.covered} slots`;
+    const owners = [...new Set(slots.text.split(',').map((r) => r.split('@')[1] ?? ''))].sort();
+    if (owners.join() !== expected.join()) return `node ${i} sees masters ${owners.join(' ')}`;
+    if (agreed !== undefined && slots.text !== agreed) return `node ${i} disagrees on slots`;
+    agreed = slots.text;
+  }
+  return undefined;
+}
+
+/**
+ * A Redis Cluster of `masters` nodes (no replicas) with all 16384 slots split evenly, ready once every node
+ * reports `cluster_state:ok` and the same slot map. Built with CLUSTER ADDSLOTSRANGE / SET-CONFIG-EPOCH / MEET
+ * (no redis-cli needed). On any failure every node already started is stopped before the error is thrown.
+ *
+ * Note: a fresh master turns `cluster_state:ok` no sooner than 2 s after it started (Redis'
+ * CLUSTER_WRITABLE_DELAY), so this takes a little over 2 s.
+ */
+export async function startCluster(opts: StartClusterOptions = {}): Promise<RedisCluster> {
+  const masters = opts.masters ?? opts.ports?.length ?? 3;
+  if (!Number.isInteger(masters) || masters < 1) {
+    throw new RangeError(`startCluster: masters must be a positive integer, got ${masters}`);
+  }
+  if (opts.ports && opts.ports.length !== masters) {
+    throw new RangeError(`startCluster: ${opts.ports.length} ports given for ${masters} masters`);
+  }
+  const nodeTimeoutMs = opts.nodeTimeoutMs ?? 1000;
+  const busPorts = new Map<RedisProcess, number>();
+
+  const startNode = async (fixedPort: number | undefined): Promise<RedisProcess> => {
+    for (let attempt = 1; ; attempt++) {
+      const [port, busPort] =
+        fixedPort === undefined ? await freePorts(2) : [fixedPort, ...(await freePorts(1))];
+      if (port === undefined || busPort === undefined || port === busPort) continue;
+      const args = [
+        ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+        ...['--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-port', String(busPort)],
+        ...(opts.args ?? []),
+      ];
+      try {
+        const node = await startRedis({ port, args });
+        busPorts.set(node, busPort);
+        return node;
+      } catch (error) {
+        // A taken bus port is re-picked; a taken fixed port is the caller's problem.
+        const retry =
+          error instanceof RedisStartError &&
+          error.addressInUse &&
+          !(fixedPort !== undefined && error.output.includes(`${HOST}:${fixedPort}:`)) &&
+          attempt < PORT_ATTEMPTS;
+        if (!retry) throw error;
+      }
+    }
+  };
+
+  const nodes = await startGroup(Array.from({ length: masters }, (_, i) => () => startNode(opts.ports?.[i])));
+  const admins = nodes.map(adminClient);
+  try {
+    await Promise.all(admins.map((admin) => admin.connect()));
+    const per = Math.floor(CLUSTER_SLOTS / masters);
+    await Promise.all(
+      admins.map(async (admin, i) => {
+        const first = i * per;
+        const last = i === masters - 1 ? CLUSTER_SLOTS - 1 : first + per - 1;
+        await admin.call('CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1));
+        await admin.call('CLUSTER', 'ADDSLOTSRANGE', String(first), String(last));
+      }),
+    );
+    const [seed] = admins;
+    for (const node of nodes.slice(1)) {
+      await seed?.call('CLUSTER', 'MEET', node.host, String(node.port), String(busPorts.get(node)));
+    }
+    const deadline = performance.now() + (opts.readyTimeoutMs ?? 15_000);
+    for (;;) {
+      const problem = await clusterReady(admins, nodes);
+      if (problem === undefined) break;
+      if (performance.now() > deadline) {
+        throw new Error(`cluster not ready within ${opts.readyTimeoutMs ?? 15_000} ms: ${problem}`);
+      }
+      await sleep(50);
+    }
+  } catch (error) {
+    await stopAll(nodes);
+    throw new Error(`startCluster failed (all ${nodes.length} nodes stopped): ${(error as Error).message}`, {
+      cause: error,
+    });
+  } finally {
+    for (const admin of admins) admin.disconnect();
+  }
+  return {
+    nodes,
+    seeds: nodes.map((n) => ({ host: n.host, port: n.port })),
+    stop: () => stopAll(nodes),
+  };
+}
