@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configFromEnv, fromEnv } from '../../layers/oncely/src/index.js';
 import { redact } from '../../layers/oncely/src/errors.js';
+import { ConfigError, configFromEnv, fromEnv } from '../../layers/oncely/src/index.js';
 
 const TOKEN = 'AXsecretTOKEN1234567890';
 const PASSWORD = 'pa55-w0rd-very-secret';
@@ -69,7 +69,9 @@ describe('configFromEnv', () => {
   });
 
   it('says what to set when nothing is configured', () => {
-    expect(problems({}).message).toMatch(/UPSTASH_REDIS_REST_URL.*ONCELY_REDIS_CLUSTER_NODES.*ONCELY_REDIS_URL/);
+    expect(problems({}).message).toMatch(
+      /UPSTASH_REDIS_REST_URL.*ONCELY_REDIS_CLUSTER_NODES.*ONCELY_REDIS_URL/,
+    );
   });
 
   it('never puts a token or password in the error', () => {

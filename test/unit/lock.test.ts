@@ -37,7 +37,10 @@ describe('input checks', () => {
 
   it('bad retry options are rejected together', async () => {
     const err = await lock
-      .acquire('k', { ttlMs: 1000, retry: { attempts: 0, delayMs: -1, jitterMs: 0.5, maxWaitMs: Number.NaN } })
+      .acquire('k', {
+        ttlMs: 1000,
+        retry: { attempts: 0, delayMs: -1, jitterMs: 0.5, maxWaitMs: Number.NaN },
+      })
       .catch((e) => e);
     expect(err).toBeInstanceOf(ValidationError);
     expect(err.problems).toHaveLength(4);
@@ -155,14 +158,21 @@ describe('acquire retries', () => {
     setTimeout(() => void held.release(), 50);
     const lease = await lock.acquire('k', { ttlMs: 1000, retry: { attempts: 50, delayMs: 10, jitterMs: 5 } });
     expect(lease.fence).toBe(2);
-    const tokens = new Set(store.calls.filter((c) => c.script === 'acquire').slice(1).map((c) => c.args[0]));
+    const tokens = new Set(
+      store.calls
+        .filter((c) => c.script === 'acquire')
+        .slice(1)
+        .map((c) => c.args[0]),
+    );
     expect(tokens.size).toBe(1);
   });
 
   it('gives up after `attempts` with LockNotAcquiredError', async () => {
     const { lock, store } = setup();
     await lock.tryAcquire('k', { ttlMs: 60_000 });
-    const err = await lock.acquire('k', { ttlMs: 1000, retry: { attempts: 3, delayMs: 1, jitterMs: 0 } }).catch((e) => e);
+    const err = await lock
+      .acquire('k', { ttlMs: 1000, retry: { attempts: 3, delayMs: 1, jitterMs: 0 } })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(LockNotAcquiredError);
     expect(err.attempts).toBe(3);
     expect(store.calls.filter((c) => c.script === 'acquire')).toHaveLength(4);
@@ -203,7 +213,9 @@ describe('acquire retries', () => {
   it('a store that stays down gives LockNotAcquiredError with the StoreError as cause, and undoes', async () => {
     const { lock, store } = setup();
     store.next.push('apply-then-fail', 'apply-then-fail');
-    const err = await lock.acquire('k', { ttlMs: 1000, retry: { attempts: 2, delayMs: 1, jitterMs: 0 } }).catch((e) => e);
+    const err = await lock
+      .acquire('k', { ttlMs: 1000, retry: { attempts: 2, delayMs: 1, jitterMs: 0 } })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(LockNotAcquiredError);
     expect(err.cause).toBeInstanceOf(StoreUnavailableError);
     expect(store.calls.at(-1)?.script).toBe('release');

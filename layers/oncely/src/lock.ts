@@ -111,7 +111,9 @@ export function keyProblems(key: unknown): string[] {
 export function ttlProblems(ttlMs: unknown, field = 'ttlMs'): string[] {
   return isWholeMs(ttlMs, MIN_TTL_MS, MAX_TTL_MS)
     ? []
-    : [`${field} must be a whole number of milliseconds from ${MIN_TTL_MS} to ${MAX_TTL_MS}, got ${String(ttlMs)}`];
+    : [
+        `${field} must be a whole number of milliseconds from ${MIN_TTL_MS} to ${MAX_TTL_MS}, got ${String(ttlMs)}`,
+      ];
 }
 
 export function retryProblems(retry: RetryOptions | undefined): string[] {
@@ -216,7 +218,8 @@ export class Lease {
     const startedAt = clock.now();
     const outcome = await driver.extend(this.key, this.token, ttlMs);
     if (outcome !== 'extended') throw this.#lose(outcome);
-    if (this.#state !== 'held') throw this.#controller.signal.reason ?? new LockLostError(this.key, 'released');
+    if (this.#state !== 'held')
+      throw this.#controller.signal.reason ?? new LockLostError(this.key, 'released');
     this.#ttlMs = ttlMs;
     this.#validUntil = startedAt + ttlMs - drift(ttlMs);
     this.#arm();

@@ -58,7 +58,11 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
     else problems.push('ONCELY_REDIS_TLS must be true or false');
   }
 
-  const chosen = [restUrl || restToken ? 'UPSTASH_REDIS_REST_URL' : '', nodesText ? 'ONCELY_REDIS_CLUSTER_NODES' : '', redisUrl ? 'ONCELY_REDIS_URL' : ''].filter(Boolean);
+  const chosen = [
+    restUrl || restToken ? 'UPSTASH_REDIS_REST_URL' : '',
+    nodesText ? 'ONCELY_REDIS_CLUSTER_NODES' : '',
+    redisUrl ? 'ONCELY_REDIS_URL' : '',
+  ].filter(Boolean);
   if (chosen.length === 0) {
     problems.push(
       'no store configured: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (REST), ONCELY_REDIS_CLUSTER_NODES (cluster) or ONCELY_REDIS_URL (standalone)',
@@ -76,7 +80,9 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) {
         problems.push(`UPSTASH_REDIS_REST_URL must be an http(s) URL, got "${redact(restUrl, secrets)}"`);
       } else if (u.username || u.password) {
-        problems.push('UPSTASH_REDIS_REST_URL must not carry credentials: put the token in UPSTASH_REDIS_REST_TOKEN');
+        problems.push(
+          'UPSTASH_REDIS_REST_URL must not carry credentials: put the token in UPSTASH_REDIS_REST_TOKEN',
+        );
       }
     }
     if (restToken && /\s/.test(restToken)) problems.push('UPSTASH_REDIS_REST_TOKEN contains whitespace');
@@ -96,7 +102,9 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   if (redisUrl) {
     const u = parseUrl(redisUrl);
     if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
-      problems.push(`ONCELY_REDIS_URL must be a redis:// or rediss:// URL, got "${redact(redisUrl, secrets)}"`);
+      problems.push(
+        `ONCELY_REDIS_URL must be a redis:// or rediss:// URL, got "${redact(redisUrl, secrets)}"`,
+      );
     }
     config = {
       kind: 'redis',

@@ -40,7 +40,8 @@ export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions {
 type Client = Redis | Cluster;
 
 /** Connection errors proving the command never reached a server. */
-const NOT_SENT = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue/;
+const NOT_SENT =
+  /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
 
 function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
   if (!tls) return undefined;
@@ -64,7 +65,9 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     );
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const where = options.url ? describeUrl(options.url) : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+  const where = options.url
+    ? describeUrl(options.url)
+    : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
   return tcpStore(
     'redis',
     `redis(${where})`,
@@ -78,7 +81,11 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
       };
       const client = options.url
         ? new Redis(options.url, stripUndefined(common))
-        : new Redis({ ...stripUndefined(common), host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
+        : new Redis({
+            ...stripUndefined(common),
+            host: options.host ?? '127.0.0.1',
+            port: options.port ?? 6379,
+          });
       client.on('error', () => {}); // reported per command; the default handler would print to stderr
       return client;
     },
@@ -102,19 +109,24 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
     async () => {
       const { Cluster } = await import('ioredis');
       const tls = tlsOption(options.tls);
-      const cluster = new Cluster(options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[], {
-        enableOfflineQueue: true,
-        slotsRefreshTimeout: timeoutMs,
-        clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
-        // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
-        ...(tls ? { dnsLookup: (address: string, cb: (e: null, a: string) => void) => cb(null, address) } : {}),
-        redisOptions: stripUndefined({
-          ...tcpDefaults(timeoutMs),
-          username: options.username,
-          password: options.password,
-          tls,
-        }),
-      });
+      const cluster = new Cluster(
+        options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[],
+        {
+          enableOfflineQueue: true,
+          slotsRefreshTimeout: timeoutMs,
+          clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+          // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
+          ...(tls
+            ? { dnsLookup: (address: string, cb: (e: null, a: string) => void) => cb(null, address) }
+            : {}),
+          redisOptions: stripUndefined({
+            ...tcpDefaults(timeoutMs),
+            username: options.username,
+            password: options.password,
+            tls,
+          }),
+        },
+      );
       cluster.on('error', () => {});
       return cluster;
     },
@@ -174,9 +186,15 @@ function tcpStore(
       return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
     }
     if (/timed out|timeout/i.test(text)) {
-      return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, { store: name, ambiguous: true });
+      return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, {
+        store: name,
+        ambiguous: true,
+      });
     }
-    if (NOT_SENT.test(text) || /Connection is closed|ECONNRESET|EPIPE|CLUSTERDOWN|ClusterAllFailed/i.test(text)) {
+    if (
+      NOT_SENT.test(text) ||
+      /Connection is closed|ECONNRESET|EPIPE|CLUSTERDOWN|ClusterAllFailed/i.test(text)
+    ) {
       return new StoreUnavailableError(`${name}: unreachable (${text})`, {
         store: name,
         ambiguous: !NOT_SENT.test(text),
