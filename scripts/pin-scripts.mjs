@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+
 const file = process.argv[2];
 let src = readFileSync(file, 'utf8');
 // For every `lua: \`...\`,\n  sha1: '...'` pair, recompute the pin.
