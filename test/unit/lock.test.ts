@@ -268,3 +268,14 @@ describe('using() never hides fn', () => {
     expect(store.get(lock.keyOf('k'))).toBeUndefined();
   });
 });
+
+describe('ambiguous failures give the lock back', () => {
+  it('tryAcquire whose reply was lost releases the lock it may hold', async () => {
+    const { lock, store } = setup();
+    store.next.push('apply-then-fail');
+    await expect(lock.tryAcquire('k', { ttlMs: 60_000 })).rejects.toBeInstanceOf(StoreUnavailableError);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(store.calls.map((c) => c.script)).toEqual(['acquire', 'release']);
+    expect(store.get(lock.keyOf('k'))).toBeUndefined();
+  });
+});

@@ -414,8 +414,15 @@ export class Lock implements Locker {
   /** One attempt: a lease, or null when another owner holds the lock. Store failures throw StoreError. */
   async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
     check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
-    const result = await this.#attempt(key, options.ttlMs, newToken());
-    if (result.error) throw result.error;
+    const token = newToken();
+    const result = await this.#attempt(key, options.ttlMs, token);
+    if (result.error) {
+      // An ambiguous failure may have left the lock ours: give it back in the background.
+      if (result.error instanceof StoreError && result.error.ambiguous) {
+        void this.#driver.release(key, token).catch(() => undefined);
+      }
+      throw result.error;
+    }
     return result.lease;
   }
 
