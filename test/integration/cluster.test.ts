@@ -1,0 +1,78 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisCluster, startCluster } from '../../dev/redis-server.js';
+import { clusterStore, createLock, type Lock, type Store } from '../../layers/oncely/src/index.js';
+import { ACQUIRE } from '../../layers/oncely/src/scripts.js';
+import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+
+/** Cluster topology changes under a held lock: the store follows MOVED and keeps working. */
+describe('cluster: a slot migrates while a lock is held', () => {
+  let cluster: RedisCluster;
+  let store: Store;
+  let lock: Lock;
+  const admins: Redis[] = [];
+  const admin = (port: number) => {
+    const c = new Redis({ host: '127.0.0.1', port, protocol: 2 });
+    admins.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    cluster = await startCluster({ masters: 3 });
+    store = clusterStore({ nodes: cluster.seeds });
+    lock = createLock(store);
+  });
+  afterAll(async () => {
+    await store?.close();
+    for (const c of admins) c.disconnect();
+    await cluster?.stop();
+  });
+
+  it('extend and release follow MOVED to the new owner; batches spanning slots still work', async () => {
+    const key = 'migrating-lock';
+    const lease = (await lock.tryAcquire(key, { ttlMs: 30_000 }))!;
+    const slot = keySlot(lock.keyOf(key));
+
+    // Find the owner (A) and another node (B) with their ids.
+    const nodes = await Promise.all(
+      cluster.nodes.map(async (n) => {
+        const c = admin(n.port);
+        return { port: n.port, c, id: String(await c.call('CLUSTER', 'MYID')) };
+      }),
+    );
+    const owners = await Promise.all(
+      nodes.map(async (n) => Number(await n.c.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))),
+    );
+    const a = nodes[owners.findIndex((count) => count === 2)]!; // the lock key and its fence key
+    const b = nodes.find((n) => n !== a)!;
+
+    await b.c.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', a.id);
+    await a.c.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', b.id);
+    const keys = (await a.c.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
+    expect(keys.sort()).toEqual([lock.fenceKeyOf(key), lock.keyOf(key)].sort());
+    await a.c.call('MIGRATE', '127.0.0.1', String(b.port), '', '0', '5000', 'KEYS', ...keys);
+    for (const n of nodes) await n.c.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', b.id);
+    expect(Number(await b.c.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))).toBe(2);
+
+    await lease.extend(30_000); // sent to A first: MOVED → B
+    expect(await b.c.pttl(lock.keyOf(key))).toBeGreaterThan(25_000);
+    const next = await lock.tryAcquire(key, { ttlMs: 1000 });
+    expect(next).toBeNull();
+    const batch = await store.runMany(
+      [key, 'other-1', 'other-2', 'other-3'].map((k) => ({
+        script: ACQUIRE,
+        keys: [lock.keyOf(k), lock.fenceKeyOf(k)],
+        args: ['batch-token', 5000],
+      })),
+    );
+    expect(batch[0]).toMatchObject({ ok: true, value: [0, expect.any(Number)] });
+    expect(batch.slice(1)).toEqual([
+      { ok: true, value: [1, 1] },
+      { ok: true, value: [1, 1] },
+      { ok: true, value: [1, 1] },
+    ]);
+    expect(await lease.release()).toBe('released');
+    const after = (await lock.tryAcquire(key, { ttlMs: 1000 }))!;
+    expect(after.fence).toBe(2); // the fence counter moved with the slot
+  });
+});
