@@ -1,0 +1,160 @@
+/**
+ * The benchmark's own arithmetic: percentiles, medians, ratios across interleaved rounds, and the PASS/FAIL
+ * evaluation of a target. Pure functions, unit-tested in test/unit/bench-stats.test.ts.
+ */
+
+/**
+ * The p-th percentile (0..100) by linear interpolation between the two nearest ranks (R-7, the spreadsheet
+ * and NumPy default). NaN for no values. The input is not modified.
+ */
+export function percentile(values: readonly number[], p: number): number {
+  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile: p must be within 0..100, got ${p}`);
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p / 100) * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  const a = sorted[lo]!;
+  const b = sorted[hi]!;
+  return a + (b - a) * (rank - lo);
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+export function mean(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  let sum = 0;
+  for (const v of values) sum += v;
+  return sum / values.length;
+}
+
+/** a / b; NaN when either is missing or not finite, or b is 0. */
+export function ratio(a: number | undefined, b: number | undefined): number {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) {
+    return Number.NaN;
+  }
+  return a / b;
+}
+
+/**
+ * The ratio of two contenders measured in the same interleaved rounds: the median of the per-round ratios.
+ * Rounds run seconds apart on a shared machine; a ratio taken within a round cancels the load both saw, and the
+ * median drops the rounds a neighbour's burst spoiled. Rounds missing either value are skipped.
+ */
+export function ratioOfRounds(a: readonly number[], b: readonly number[]): number {
+  const per: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const r = ratio(a[i], b[i]);
+    if (!Number.isNaN(r)) per.push(r);
+  }
+  return median(per);
+}
+
+export interface Summary {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  min: number;
+  max: number;
+}
+
+export function summarize(values: readonly number[]): Summary {
+  return {
+    n: values.length,
+    p50: percentile(values, 50),
+    p90: percentile(values, 90),
+    p99: percentile(values, 99),
+    mean: mean(values),
+    min: values.length ? Math.min(...values) : Number.NaN,
+    max: values.length ? Math.max(...values) : Number.NaN,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------- targets
+
+export type Comparison = '<=' | '>=' | '==';
+export type Verdict = 'PASS' | 'FAIL' | 'NOT RUN';
+
+export interface Target {
+  /** Short id, e.g. `rest.p50`. */
+  id: string;
+  /** What is compared, e.g. `REST pair p50 / @upstash/lock`. */
+  label: string;
+  /** The measured value; undefined or NaN when the benchmark did not run. */
+  actual: number | undefined;
+  op: Comparison;
+  limit: number;
+  /** How the value is printed: a ratio (`0.62×`), a count (`2`) or bytes. */
+  unit: 'ratio' | 'count';
+  /** Why it was not run, or a note that explains the figure. */
+  note?: string;
+}
+
+export interface Evaluated extends Target {
+  verdict: Verdict;
+}
+
+/**
+ * PASS when `actual op limit` holds, on the unrounded figure (target lines print ratios to three decimals, so
+ * a FAIL never shows as an equal number). NOT RUN when there is no figure: never a PASS by default.
+ */
+export function evaluate(target: Target): Evaluated {
+  const { actual: v } = target;
+  if (v === undefined || Number.isNaN(v)) return { ...target, verdict: 'NOT RUN' };
+  const ok =
+    target.op === '<=' ? v <= target.limit : target.op === '>=' ? v >= target.limit : v === target.limit;
+  return { ...target, verdict: ok ? 'PASS' : 'FAIL' };
+}
+
+export function tally(results: readonly Evaluated[]): Record<Verdict, number> {
+  const t: Record<Verdict, number> = { PASS: 0, FAIL: 0, 'NOT RUN': 0 };
+  for (const r of results) t[r.verdict]++;
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------- formatting
+
+export function fmtRatio(r: number, digits = 2): string {
+  return Number.isFinite(r) ? `${r.toFixed(digits)}×` : '—';
+}
+
+/** Milliseconds with three significant digits where it matters: 0.184, 1.52, 23.4, 412. */
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms < 1) return ms.toFixed(3);
+  if (ms < 10) return ms.toFixed(2);
+  if (ms < 100) return ms.toFixed(1);
+  return ms.toFixed(0);
+}
+
+export function fmtCount(n: number): string {
+  if (!Number.isFinite(n)) return '—';
+  return Number.isInteger(n) ? String(n) : n.toFixed(2);
+}
+
+export function fmtRate(perSecond: number): string {
+  if (!Number.isFinite(perSecond)) return '—';
+  return Math.round(perSecond).toLocaleString('en-US');
+}
+
+export function fmtBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return '—';
+  return bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
+}
+
+export function fmtTarget(t: Evaluated): string {
+  const ratio = t.unit === 'ratio';
+  const actual =
+    t.actual === undefined || Number.isNaN(t.actual)
+      ? 'n/a'
+      : ratio
+        ? fmtRatio(t.actual, 3)
+        : fmtCount(t.actual);
+  const op = t.op === '<=' ? '≤' : t.op === '>=' ? '≥' : '=';
+  const limit = ratio ? fmtRatio(t.limit) : fmtCount(t.limit);
+  return `${t.verdict.padEnd(7)} ${t.label}: ${actual} (target ${op} ${limit})`;
+}
