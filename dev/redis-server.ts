@@ -127,17 +127,17 @@ function installExitHooks(): void {
     killAllSync();
     removeDirsSync();
   });
-  // Signals reach the main thread only. If nobody else handles the signal, re-raise it after cleanup so the
-  // process still dies the default way; otherwise leave the decision to the other handlers.
+  // Signals reach the main thread only. When nobody else handles the signal, clean up and re-raise it so the
+  // process still dies the default way; when someone does (npm start's graceful stop, a test runner), leave it
+  // to them: they end with process.exit(), and the exit hook above kills whatever is left.
   if (!isMainThread) return;
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = (): void => {
+      if (process.listenerCount(signal) > 1) return;
       killAllSync();
       removeDirsSync();
-      if (process.listenerCount(signal) === 1) {
-        process.removeListener(signal, onSignal);
-        process.kill(process.pid, signal);
-      }
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
     };
     process.on(signal, onSignal);
   }
