@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLock, fromEnv } from '../../layers/oncely/src/index.js';
 
@@ -17,14 +18,16 @@ function alive(pid: number): boolean {
 
 describe('npm start (the local stack)', () => {
   let child: ChildProcess | undefined;
+  let offlinePid = 0;
   afterAll(() => {
     if (child && child.exitCode === null) child.kill('SIGKILL');
+    if (offlinePid && alive(offlinePid)) process.kill(-offlinePid, 'SIGKILL');
   });
 
-  it('starts redis-server and the gateway, prints working env vars, and cleans up on Ctrl-C', async () => {
+  it('starts redis-server, the gateway and serverless offline, prints working endpoints, and cleans up on Ctrl-C', async () => {
     child = spawn(process.execPath, ['--import', 'tsx', 'dev/start.ts'], {
       cwd: root,
-      env: { ...process.env, ONCELY_GATEWAY_PORT: '0' },
+      env: { ...process.env, ONCELY_GATEWAY_PORT: '0', ONCELY_HTTP_PORT: '0', ONCELY_LAMBDA_PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -34,14 +37,16 @@ describe('npm start (the local stack)', () => {
     child.stderr!.on('data', (d) => {
       out += d;
     });
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     while (!out.includes('ready.') && Date.now() < deadline && child.exitCode === null) {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(out).toContain('ready.');
     const env = Object.fromEntries([...out.matchAll(/^export (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-    const pid = Number(/\(pid (\d+)\)/.exec(out)?.[1]);
-    expect(alive(pid)).toBe(true);
+    const redisPid = Number(/redis-server .*\(pid (\d+)\)/.exec(out)?.[1]);
+    offlinePid = Number(/serverless offline +\(pid (\d+)\)/.exec(out)?.[1]);
+    expect(alive(redisPid)).toBe(true);
+    expect(alive(offlinePid)).toBe(true);
 
     const rest = fromEnv({
       UPSTASH_REDIS_REST_URL: env.UPSTASH_REDIS_REST_URL,
@@ -53,9 +58,27 @@ describe('npm start (the local stack)', () => {
     expect(await createLock(tcp).tryAcquire('start-test', { ttlMs: 5000 })).toBeNull(); // same server
     await tcp.close();
 
+    // serverless offline answers on the printed ports: HTTP routes, and Lambda invokes through the SDK.
+    const httpUrl = `http://127.0.0.1:${env.ONCELY_HTTP_PORT}`;
+    const bad = await fetch(`${httpUrl}/dispatch`, { method: 'POST', body: '{}' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ error: 'items must be an array of 1 to 1000 work items' });
+    const lambda = new LambdaClient({
+      endpoint: `http://127.0.0.1:${env.ONCELY_LAMBDA_PORT}`,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    const invoked = await lambda.send(
+      new InvokeCommand({ FunctionName: 'oncely-local-dispatch', Payload: JSON.stringify({ body: '[]' }) }),
+    );
+    expect(JSON.parse(Buffer.from(invoked.Payload!).toString())).toMatchObject({ statusCode: 400 });
+    lambda.destroy();
+
     child.kill('SIGINT');
     await once(child, 'exit');
     expect(out).toContain('stopped');
-    expect(alive(pid)).toBe(false);
-  });
+    expect(alive(redisPid)).toBe(false);
+    expect(alive(offlinePid)).toBe(false);
+    await expect(fetch(`${httpUrl}/dispatch`, { method: 'POST', body: '{}' })).rejects.toThrow();
+  }, 90_000);
 });

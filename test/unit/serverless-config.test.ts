@@ -9,14 +9,22 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { functionNames, layerDir } from '../../scripts/build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const serverlessBin = join(root, 'node_modules/serverless/bin/serverless.js');
-const layerModules = ['oncely', '@upstash/redis', 'ioredis'];
 
 interface PrintedConfig {
-  provider: { runtime: string; stage: string; environment: Record<string, string> };
+  provider: {
+    runtime: string;
+    stage: string;
+    environment: Record<string, string>;
+    layers: unknown[];
+    vpc?: { subnetIds: string[]; securityGroupIds: string[] } | null;
+  };
+  package: { individually: boolean };
   layers: Record<string, { path: string; description?: string; compatibleRuntimes: string[] }>;
+  functions: Record<string, { handler: string; environment?: Record<string, string> }>;
   plugins: string[];
   custom: {
     esbuild: {
@@ -27,12 +35,16 @@ interface PrintedConfig {
       external: string[];
       exclude: string[];
       alias: Record<string, string>;
+      outputWorkFolder: string;
     };
-    'serverless-offline': { httpPort: number | string; lambdaPort: number | string };
+    'serverless-offline': { httpPort: number | string; lambdaPort: number | string; useInProcess: boolean };
   };
 }
 
-/** A fake SSM endpoint: answers GetParameter with `ssm:<name>` and records every name asked for. */
+/**
+ * A fake SSM endpoint: answers GetParameter with `ssm:<name>` (a StringList `<name>#1,<name>#2` for names ending
+ * in `-ids`) and records every name asked for.
+ */
 function startFakeSsm(requested: string[]): Promise<Server> {
   const server = createServer((req, res) => {
     let body = '';
@@ -43,7 +55,10 @@ function startFakeSsm(requested: string[]): Promise<Server> {
       const { Name } = JSON.parse(body) as { Name: string };
       requested.push(Name);
       res.setHeader('content-type', 'application/x-amz-json-1.1');
-      res.end(JSON.stringify({ Parameter: { Name, Type: 'SecureString', Value: `ssm:${Name}` } }));
+      const parameter = Name.endsWith('-ids')
+        ? { Name, Type: 'StringList', Value: `${Name}#1,${Name}#2` }
+        : { Name, Type: 'SecureString', Value: `ssm:${Name}` };
+      res.end(JSON.stringify({ Parameter: parameter }));
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
@@ -72,26 +87,30 @@ async function print(stage: string, env: Record<string, string>): Promise<Printe
 }
 
 const servers: Server[] = [];
-const ssmRequests = { local: [] as string[], prod: [] as string[] };
+const ssmRequests = { local: [] as string[], prod: [] as string[], vpc: [] as string[] };
 let local: PrintedConfig;
 let prod: PrintedConfig;
+let vpc: PrintedConfig;
 
 beforeAll(async () => {
-  const [localSsm, prodSsm] = await Promise.all([
+  const [localSsm, prodSsm, vpcSsm] = await Promise.all([
     startFakeSsm(ssmRequests.local),
     startFakeSsm(ssmRequests.prod),
+    startFakeSsm(ssmRequests.vpc),
   ]);
-  servers.push(localSsm, prodSsm);
+  servers.push(localSsm, prodSsm, vpcSsm);
   const endpoint = (server: Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  [local, prod] = await Promise.all([
+  [local, prod, vpc] = await Promise.all([
     print('local', {
       AWS_ENDPOINT_URL_SSM: endpoint(localSsm),
       UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:8079',
       UPSTASH_REDIS_REST_TOKEN: 'local-token',
       ONCELY_HTTP_PORT: '4123',
       ONCELY_LAMBDA_PORT: '4124',
+      ONCELY_ESBUILD_DIR: '.esbuild/test-4123',
     }),
     print('prod', { AWS_ENDPOINT_URL_SSM: endpoint(prodSsm) }),
+    print('vpc', { AWS_ENDPOINT_URL_SSM: endpoint(vpcSsm) }),
   ]);
 }, 90_000);
 
@@ -101,7 +120,7 @@ afterAll(() => {
 
 describe('serverless.yml', () => {
   it('runs on nodejs24.x and builds for the same Node', () => {
-    for (const config of [local, prod]) {
+    for (const config of [local, prod, vpc]) {
       expect(config.provider.runtime).toBe('nodejs24.x');
       expect(config.custom.esbuild.target).toBe('node24');
       expect(config.custom.esbuild.format).toBe('esm');
@@ -111,10 +130,19 @@ describe('serverless.yml', () => {
     }
   });
 
-  it('declares the oncely layer for the same runtime', () => {
-    expect(prod.layers.oncely).toMatchObject({ path: 'layers/oncely', compatibleRuntimes: ['nodejs24.x'] });
+  it('declares the oncely layer where `npm run build` writes it, for the same runtime, on every function', () => {
+    expect(prod.layers.oncely).toMatchObject({ path: 'dist/layer', compatibleRuntimes: ['nodejs24.x'] });
+    expect(join(root, prod.layers.oncely!.path)).toBe(layerDir);
     expect(prod.layers.oncely?.description).toBeTruthy();
-    expect(existsSync(join(root, 'layers/oncely/package.json'))).toBe(true);
+    expect(prod.provider.layers).toEqual([{ Ref: 'OncelyLambdaLayer' }]);
+    expect(prod.package.individually).toBe(true);
+  });
+
+  it('declares a function for every functions/<name>/handler.ts', () => {
+    const declared = Object.entries(prod.functions).map(([name, fn]) => [name, fn.handler]);
+    expect(declared.sort()).toEqual(
+      functionNames().map((name) => [name, `functions/${name}/handler.handler`]),
+    );
   });
 
   it('defaults to the local stage', () => {
@@ -124,40 +152,71 @@ describe('serverless.yml', () => {
   it('local bundles the layer source in through an alias (serverless-offline ignores layers)', () => {
     const { esbuild } = local.custom;
     expect(esbuild.external).toEqual([]);
-    for (const name of layerModules) expect(esbuild.exclude).not.toContain(name);
+    expect(esbuild.exclude).not.toContain('oncely');
     expect(esbuild.alias).toEqual({ oncely: './layers/oncely/src/index.ts' });
     expect(existsSync(join(root, 'layers/oncely/src/index.ts'))).toBe(true);
     expect(esbuild.minify).toBe(false);
   });
 
-  it('other stages resolve oncely and its clients from the layer, not the function package', () => {
-    const { esbuild } = prod.custom;
-    expect([...esbuild.external].sort()).toEqual([...layerModules].sort());
-    // serverless-esbuild npm-installs every external that is not also excluded into the function zip.
-    for (const name of layerModules) expect(esbuild.exclude).toContain(name);
-    expect(esbuild.alias ?? {}).toEqual({});
+  it('other stages resolve oncely from the layer, not the function package', () => {
+    for (const { esbuild } of [prod.custom, vpc.custom]) {
+      expect(esbuild.external).toEqual(['oncely']);
+      // serverless-esbuild npm-installs every external that is not also excluded into the function zip.
+      expect([...esbuild.exclude].sort()).toEqual(['@aws-sdk/*', 'oncely']);
+      expect(esbuild.alias ?? {}).toEqual({});
+      expect(esbuild.minify).toBe(true);
+    }
   });
 
   it('local takes the Upstash settings from the environment and never asks SSM', () => {
     expect(local.provider.environment).toMatchObject({
       UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:8079',
       UPSTASH_REDIS_REST_TOKEN: 'local-token',
+      ONCELY_REDIS_CLUSTER_NODES: '',
     });
+    expect(local.provider.vpc ?? null).toBeNull();
     expect(ssmRequests.local).toEqual([]);
   });
 
-  it('other stages read the Upstash settings from SSM under the stage name', () => {
+  it('other stages read the Upstash settings from SSM under the stage name, outside any VPC', () => {
     expect(prod.provider.environment).toMatchObject({
       UPSTASH_REDIS_REST_URL: 'ssm:/oncely/prod/upstash-url',
       UPSTASH_REDIS_REST_TOKEN: 'ssm:/oncely/prod/upstash-token',
+      ONCELY_REDIS_CLUSTER_NODES: '',
+      ONCELY_REDIS_TLS: '',
+      ONCELY_REDIS_PASSWORD: '',
     });
+    expect(prod.provider.vpc ?? null).toBeNull();
     expect([...ssmRequests.prod].sort()).toEqual(['/oncely/prod/upstash-token', '/oncely/prod/upstash-url']);
   });
 
-  it('serverless-offline ports come from ONCELY_HTTP_PORT / ONCELY_LAMBDA_PORT', () => {
+  it('the vpc stage runs in the VPC on Redis Cluster over TLS, every setting from SSM, no Upstash', () => {
+    expect(vpc.provider.vpc).toEqual({
+      subnetIds: ['/oncely/vpc/subnet-ids#1', '/oncely/vpc/subnet-ids#2'],
+      securityGroupIds: ['/oncely/vpc/security-group-ids#1', '/oncely/vpc/security-group-ids#2'],
+    });
+    expect(vpc.provider.environment).toMatchObject({
+      UPSTASH_REDIS_REST_URL: '',
+      UPSTASH_REDIS_REST_TOKEN: '',
+      ONCELY_REDIS_CLUSTER_NODES: 'ssm:/oncely/vpc/redis-cluster-nodes',
+      ONCELY_REDIS_TLS: 'true',
+      ONCELY_REDIS_PASSWORD: 'ssm:/oncely/vpc/redis-auth-token',
+    });
+    expect([...ssmRequests.vpc].sort()).toEqual([
+      '/oncely/vpc/redis-auth-token',
+      '/oncely/vpc/redis-cluster-nodes',
+      '/oncely/vpc/security-group-ids',
+      '/oncely/vpc/subnet-ids',
+    ]);
+  });
+
+  it('serverless-offline: ports from ONCELY_HTTP_PORT / ONCELY_LAMBDA_PORT, in-process, its own build folder', () => {
     expect(Number(local.custom['serverless-offline'].httpPort)).toBe(4123);
     expect(Number(local.custom['serverless-offline'].lambdaPort)).toBe(4124);
+    expect(local.custom['serverless-offline'].useInProcess).toBe(true);
+    expect(local.custom.esbuild.outputWorkFolder).toBe('.esbuild/test-4123');
     expect(Number(prod.custom['serverless-offline'].httpPort)).toBe(3000);
     expect(Number(prod.custom['serverless-offline'].lambdaPort)).toBe(3002);
+    expect(prod.custom.esbuild.outputWorkFolder).toBe('.esbuild');
   });
 });
