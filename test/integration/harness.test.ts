@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Redis as Upstash } from '@upstash/redis';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -14,7 +15,7 @@ import {
   startCluster,
   startRedis,
 } from '../../dev/redis-server.js';
-import { useCluster, useRedis } from '../support/servers.js';
+import { gatewayFor, useCluster, useMasters, useRedis } from '../support/servers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -234,6 +235,43 @@ describe('standalone process control', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('masters and gatewayFor', () => {
+  const masters = useMasters(5);
+  const standalone = useRedis();
+
+  it('useMasters(5): five independent servers, distinct ports and PIDs, no shared keyspace', async () => {
+    const nodes = masters();
+    expect(nodes).toHaveLength(5);
+    expect(new Set(nodes.map((m) => m.port)).size).toBe(5);
+    expect(new Set(nodes.map((m) => m.pid)).size).toBe(5);
+    const clients = nodes.map((m) => client(m.port));
+    try {
+      await clients[0]?.set('only-on-first', '1');
+      expect(await Promise.all(clients.map((c) => c.exists('only-on-first')))).toEqual([1, 0, 0, 0, 0]);
+      for (const c of clients) expect(String(await c.info('cluster'))).toContain('cluster_enabled:0');
+    } finally {
+      for (const c of clients) c.disconnect();
+    }
+  });
+
+  it('gatewayFor(server): { url, token } for @upstash/redis, one gateway per server', async () => {
+    const endpoint = await gatewayFor(standalone());
+    expect(Object.keys(endpoint).sort()).toEqual(['token', 'url']);
+    expect(await gatewayFor(standalone())).toEqual(endpoint);
+    expect((await gatewayFor(masters()[0]!)).url).not.toBe(endpoint.url);
+    const rest = new Upstash({
+      ...endpoint,
+      automaticDeserialization: false,
+      retry: false,
+      enableTelemetry: false,
+    });
+    expect(await rest.set('via-rest', 'é✓')).toBe('OK');
+    const direct = client(standalone().port);
+    expect(await direct.get('via-rest')).toBe('é✓');
+    direct.disconnect();
   });
 });
 
