@@ -15,7 +15,7 @@
  *   npm run build                 both, then a size table
  *   npm run build -- --layer      the layer only
  */
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -36,18 +36,29 @@ const REQUIRE_BANNER =
 export const FUNCTION_EXTERNALS = ['oncely', '@aws-sdk/*'];
 
 /**
- * `import('ioredis')` of a CommonJS package across a split point yields `{ default: module.exports }`, not the
- * named exports. This shim is the dynamic import's target instead: an ES module re-exporting the names
- * the transport uses, with esbuild's CommonJS interop in the same chunk.
+ * The targets of the transports' dynamic imports, as ES modules of their own. `import('ioredis')` of a CommonJS
+ * package across a split point would yield `{ default: module.exports }`, not the named exports, so its shim
+ * re-exports the names the transport uses with esbuild's CommonJS interop in the same chunk. Each shim also
+ * names its chunk (`chunks/ioredis-<hash>.mjs`, `chunks/upstash-<hash>.mjs`).
  */
-const esmShims: Plugin = {
-  name: 'oncely-esm-shims',
+const SHIMS: Record<string, { name: string; contents: string }> = {
+  ioredis: {
+    name: 'ioredis',
+    contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
+  },
+  '@upstash/redis': { name: 'upstash', contents: "export { Redis } from '@upstash/redis';" },
+};
+
+const clientShims: Plugin = {
+  name: 'oncely-client-shims',
   setup(b) {
-    b.onResolve({ filter: /^ioredis$/ }, (args) =>
-      args.namespace === 'oncely-shim' ? undefined : { path: 'ioredis', namespace: 'oncely-shim' },
+    b.onResolve({ filter: /^(ioredis|@upstash\/redis)$/ }, (args) =>
+      args.namespace === 'oncely-shim'
+        ? undefined
+        : { path: SHIMS[args.path]!.name, namespace: 'oncely-shim' },
     );
-    b.onLoad({ filter: /.*/, namespace: 'oncely-shim' }, () => ({
-      contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
+    b.onLoad({ filter: /.*/, namespace: 'oncely-shim' }, (args) => ({
+      contents: Object.values(SHIMS).find((s) => s.name === args.path)!.contents,
       resolveDir: root,
       loader: 'js',
     }));
@@ -55,15 +66,15 @@ const esmShims: Plugin = {
 };
 
 export interface BuiltFile {
-  /** Path relative to the repo root. */
+  /** Path relative to the output directory (`nodejs/node_modules/oncely/index.mjs`, `webhook/handler.mjs`). */
   readonly path: string;
   readonly bytes: number;
 }
 
-/** Builds the layer into dist/layer (emptied first). Returns every file written. */
-export async function buildLayer(): Promise<BuiltFile[]> {
-  const outDir = join(layerDir, layerPackagePath);
-  rmSync(layerDir, { recursive: true, force: true });
+/** Builds the layer into `dir` (emptied first; default dist/layer). Returns every file written. */
+export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
+  const outDir = join(dir, layerPackagePath);
+  rmSync(dir, { recursive: true, force: true });
   const source = JSON.parse(readFileSync(join(root, 'layers/oncely/package.json'), 'utf8')) as {
     name: string;
     version: string;
@@ -87,7 +98,7 @@ export async function buildLayer(): Promise<BuiltFile[]> {
     chunkNames: 'chunks/[name]-[hash]',
     banner: { js: REQUIRE_BANNER },
     legalComments: 'linked',
-    plugins: [esmShims],
+    plugins: [clientShims],
     logLevel: 'warning',
   });
   const manifest = {
@@ -100,7 +111,7 @@ export async function buildLayer(): Promise<BuiltFile[]> {
     sideEffects: false,
   };
   writeFileSync(join(outDir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-  return listFiles(layerDir);
+  return listFiles(dir);
 }
 
 /** The functions: every `functions/<name>/handler.ts`. */
@@ -112,15 +123,18 @@ export function functionNames(): string[] {
     .sort();
 }
 
-/** Builds each function into dist/functions/<name>/handler.mjs (emptied first). Returns every file written. */
-export async function buildFunctions(names = functionNames()): Promise<BuiltFile[]> {
-  rmSync(functionsDistDir, { recursive: true, force: true });
+/**
+ * Builds each function into `<dir>/<name>/handler.mjs` (`dir` emptied first; default dist/functions). Returns
+ * every file written.
+ */
+export async function buildFunctions(dir = functionsDistDir, names = functionNames()): Promise<BuiltFile[]> {
+  rmSync(dir, { recursive: true, force: true });
   await Promise.all(
     names.map((name) =>
       build({
         absWorkingDir: root,
         entryPoints: [`functions/${name}/handler.ts`],
-        outfile: join(functionsDistDir, name, 'handler.mjs'),
+        outfile: join(dir, name, 'handler.mjs'),
         bundle: true,
         format: 'esm',
         platform: 'node',
@@ -135,7 +149,7 @@ export async function buildFunctions(names = functionNames()): Promise<BuiltFile
       }),
     ),
   );
-  return listFiles(functionsDistDir);
+  return listFiles(dir);
 }
 
 function statSafe(path: string): boolean {
@@ -152,7 +166,7 @@ function listFiles(dir: string): BuiltFile[] {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else out.push({ path: relative(root, p), bytes: statSync(p).size });
+      else out.push({ path: relative(dir, p), bytes: statSync(p).size });
     }
   };
   walk(dir);
@@ -165,13 +179,19 @@ function kb(bytes: number): string {
 
 async function main(): Promise<void> {
   const layerOnly = process.argv.includes('--layer');
-  const files = [...(await buildLayer()), ...(layerOnly ? [] : await buildFunctions())];
+  const under = (dir: string, files: BuiltFile[]) =>
+    files.map((f) => ({ ...f, path: join(relative(root, dir), f.path) }));
+  const files = [
+    ...under(layerDir, await buildLayer()),
+    ...(layerOnly ? [] : under(functionsDistDir, await buildFunctions())),
+  ];
   const width = Math.max(...files.map((f) => f.path.length));
   for (const f of files) console.log(`${f.path.padEnd(width)}  ${kb(f.bytes).padStart(10)}`);
   console.log(`built ${files.length} files into ${relative(root, distDir)}/`);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+const entry = process.argv[1];
+if (entry && realpathSync(entry) === fileURLToPath(import.meta.url)) {
   main().catch((err) => {
     console.error('build failed:', err instanceof Error ? err.message : err);
     process.exit(1);
