@@ -101,6 +101,7 @@ const PORT_ATTEMPTS = 4;
 // Registry: every PID we spawned and is still running, every directory we created.
 
 const live = new Map<number, ChildProcess>();
+const handles = new Set<RedisProcess>();
 const spawned: number[] = [];
 const dirs = new Set<string>();
 let hooksInstalled = false;
@@ -408,6 +409,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisPro
     const server = new ManagedRedis(port, argv, opts.password, opts.startTimeoutMs ?? 10_000);
     try {
       await server.start();
+      handles.add(server);
       return server;
     } catch (error) {
       const retry = opts.port === undefined && error instanceof RedisStartError && error.addressInUse;
@@ -416,27 +418,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisPro
   }
 }
 
-/** Stops the given servers, or every server this module started, in parallel. */
-export async function stopAll(servers?: readonly RedisProcess[]): Promise<void> {
-  if (servers) {
-    await Promise.allSettled(servers.map((s) => s.stop()));
-    return;
-  }
-  const children = [...live.entries()];
-  for (const [pid] of children) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  await Promise.all(
-    children.map(([, child]) => {
-      if (child.exitCode !== null || child.signalCode !== null) return undefined;
-      child.ref();
-      return new Promise((resolve) => child.once('exit', resolve));
-    }),
-  );
+/** Stops the given servers, or every server this module started, in parallel (SIGTERM, then SIGKILL). */
+export async function stopAll(servers: readonly RedisProcess[] = [...handles]): Promise<void> {
+  await Promise.allSettled(servers.map((s) => s.stop()));
 }
 
 /** Starts every server in parallel; if one fails, stops the others and throws the first failure. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from '@upstash/redis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Gateway } from '../../dev/gateway.js';
+import { type Gateway, startGateway } from '../../dev/gateway.js';
 import { useGateway, useRedis } from '../support/servers.js';
 
 /** The conformance suite of the REST gateway against the real `@upstash/redis` client. */
@@ -383,5 +383,25 @@ describe('when redis-server goes away', () => {
     }
     expect(status).toBe(200);
     expect((await post(gw(), '/', ['GET', 'k'])).json).toEqual({ result: null }); // nothing persisted
+  });
+
+  it('while it is paused a request hangs (the client times out), and close() still returns at once', async () => {
+    const extra = await startGateway({ redis: server(), token: gw().token });
+    server().pause();
+    try {
+      const hung = await fetch(extra.url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${extra.token}` },
+        body: '["PING"]',
+        signal: AbortSignal.timeout(200),
+      }).catch((e: unknown) => e);
+      expect((hung as Error).name).toBe('TimeoutError');
+      const startedAt = performance.now();
+      await extra.close();
+      expect(performance.now() - startedAt).toBeLessThan(500);
+    } finally {
+      server().resume();
+    }
+    expect((await post(gw(), '/', ['PING'])).json).toEqual({ result: 'PONG' });
   });
 });
