@@ -1,20 +1,21 @@
 /**
- * An Upstash-compatible REST gateway over a real redis-server, for local runs and tests of the REST transport.
+ * An Upstash-compatible REST gateway over a real redis-server, for local runs and for tests of the
+ * REST transport.
  *
  * Protocol (as `@upstash/redis` speaks it, see node_modules/@upstash/redis/chunk-*.mjs `HttpClient`):
  * - POST `/` with a JSON command array `["SET","k","v"]` -> 200 `{"result": ...}`; a Redis error -> 400
- *   `{"error": "ERR ..."}`. POST `/pipeline` and `/multi-exec` with an array of command arrays -> 200 with one
- *   `{"result"}` or `{"error"}` per command (multi-exec inside MULTI/EXEC). Path form too: `/set/k/v` (GET or
- *   POST; a POST body is appended as the last argument, as Upstash does).
+ *   `{"error": "ERR ..."}`. POST `/pipeline` and `/multi-exec` with an array of command arrays -> 200 with
+ *   one `{"result"}` or `{"error"}` per command (multi-exec inside MULTI/EXEC). Path form too: `/set/k/v`
+ *   (GET or POST; a POST body is appended as the last argument, as Upstash does).
  * - `Authorization: Bearer <token>`, compared in constant time; otherwise 401 `{"error":"Unauthorized"}`.
  * - `Upstash-Encoding: base64`: every string in the result is base64 of its raw bytes, recursively in arrays,
- *   except a top-level `"OK"`, which Upstash leaves alone (the client's `decode()` special-cases it at the top
- *   level only, so an `"OK"` inside an array is encoded like any other string). Errors are never encoded.
+ *   except a top-level `"OK"`, which Upstash leaves alone (the client's `decode()` special-cases it at the
+ *   top level only, so an `"OK"` inside an array is encoded like any other string). Errors are never encoded.
  * - Replies: integers as JSON numbers, bulk and status strings as strings, nil as null, arrays nested.
  *
- * Commands go through one ioredis connection (RESP2, as Upstash answers) with `callBuffer` and the command name
- * upper-cased, which keeps ioredis' reply transformers (HGETALL -> object, ...) out of the way. Commands that
- * would change the shared connection's state (MULTI, SELECT, SUBSCRIBE, blocking pops, ...) are refused.
+ * Commands go through one ioredis connection (RESP2, as Upstash answers) with `callBuffer` and the command
+ * name upper-cased, which keeps ioredis' reply transformers (HGETALL -> object, ...) out of the way. Commands
+ * that would change the shared connection's state (MULTI, SELECT, SUBSCRIBE, blocking pops, ...) are refused.
  * When Redis is down, requests fail at once with a 503 instead of queueing; nothing is ever resent.
  *
  * CLI: `tsx dev/gateway.ts --redis 127.0.0.1:6380 --token T --port 8079` (token also from
@@ -291,7 +292,7 @@ class RestGateway implements Gateway {
     });
   }
 
-  /** MULTI / EXEC: per-command replies and run-time errors; a queueing error (EXECABORT) fails the request. */
+  /** MULTI / EXEC: replies and run-time errors per command; a queueing error (EXECABORT) fails it all. */
   async #multi(commands: string[][]): Promise<Reply[]> {
     const multi = this.#redis.multi();
     for (const [name, ...args] of commands) multi.callBuffer(name ?? '', ...args);
@@ -347,7 +348,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   return gateway;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // CLI
 
 async function main(): Promise<void> {
@@ -364,7 +365,8 @@ async function main(): Promise<void> {
   const match = /^(.+):(\d+)$/.exec(values.redis);
   if (!token || !match?.[1] || !match[2]) {
     console.error(
-      'usage: tsx dev/gateway.ts --redis HOST:PORT --token TOKEN [--port 8079] [--host 127.0.0.1] [--password PW]\n' +
+      'usage: tsx dev/gateway.ts --redis HOST:PORT --token TOKEN\n' +
+        '                          [--port 8079] [--host 127.0.0.1] [--password PW]\n' +
         '       (the token may come from UPSTASH_REDIS_REST_TOKEN instead)',
     );
     process.exit(2);

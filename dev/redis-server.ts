@@ -3,8 +3,8 @@
  * (Redlock) and a Redis Cluster, each on free ports, each stopped by PID.
  *
  * Every PID this module spawns is registered; on process exit (and SIGINT / SIGTERM / SIGHUP) every one still
- * running is killed, so a failed setup or a crashed test run leaves no server behind. Child handles are unref'd:
- * a forgotten server never keeps the Node process alive, the exit hook takes it down instead.
+ * running is killed, so a failed setup or a crashed test run leaves no server behind. Child handles are
+ * unref'd: a forgotten server never keeps the Node process alive, the exit hook takes it down instead.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -97,7 +97,7 @@ const STOP_GRACE_MS = 3000;
 const OUTPUT_TAIL_CHARS = 8192;
 const PORT_ATTEMPTS = 4;
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // Registry: every PID we spawned and is still running, every directory we created.
 
 const live = new Map<number, ChildProcess>();
@@ -129,8 +129,8 @@ function installExitHooks(): void {
     removeDirsSync();
   });
   // Signals reach the main thread only. When nobody else handles the signal, clean up and re-raise it so the
-  // process still dies the default way; when someone does (npm start's graceful stop, a test runner), leave it
-  // to them: they end with process.exit(), and the exit hook above kills whatever is left.
+  // process still dies the default way; when someone does (npm start's graceful stop, a test runner), leave
+  // it to them: they end with process.exit(), and the exit hook above kills whatever is left.
   if (!isMainThread) return;
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = (): void => {
@@ -154,7 +154,7 @@ export function spawnedPids(): number[] {
   return [...spawned];
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // Ports and binary
 
 /** A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, close). */
@@ -201,12 +201,12 @@ export function redisServerBinary(): string {
   throw new Error(
     override
       ? `ONCELY_REDIS_SERVER=${override} is not an executable file`
-      : 'redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) ' +
-          'or `brew install redis`',
+      : 'redis-server not found on PATH: install it with ' +
+          '`sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`',
   );
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // Readiness: a raw RESP probe (AUTH, INFO server), no client library involved.
 
 function encodeCommand(args: string[]): string {
@@ -214,8 +214,8 @@ function encodeCommand(args: string[]): string {
 }
 
 /**
- * The `process_id` of whatever answers on the port, or a reason it did not (refused, reset, timeout, error reply).
- * Comparing the PID with our child's tells our server from a stranger that already held the port.
+ * The `process_id` of whatever answers on the port, or a reason it did not (refused, reset, timeout, error
+ * reply). Comparing the PID with our child's tells our server from a stranger that already held the port.
  */
 function probe(port: number, password: string | undefined, timeoutMs: number): Promise<number | string> {
   return new Promise((resolve) => {
@@ -242,7 +242,7 @@ function probe(port: number, password: string | undefined, timeoutMs: number): P
   });
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // One server
 
 interface Spawned {
@@ -385,10 +385,14 @@ class ManagedRedis implements RedisProcess {
 
 /**
  * Spawns `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no --dir <tmp> --daemonize no [args]`
- * and resolves once the process itself answers on the port (INFO process_id equals the child's PID). Without `opts.port` it retries on a fresh port if the picked one was taken.
+ * and resolves once the process itself answers on the port (INFO process_id equals the child's PID). Without
+ * `opts.port` it retries on a fresh port if the picked one was taken meanwhile.
  */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisProcess> {
   redisServerBinary();
+  if (opts.password !== undefined && /[\r\n]/.test(opts.password)) {
+    throw new RangeError('startRedis: a password cannot contain a line break');
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'oncely-redis-'));
   dirs.add(dir);
   const configArgs: string[] = [];
@@ -446,7 +450,7 @@ export async function startMasters(
   return { nodes, stop: () => stopAll(nodes) };
 }
 
-// ---------------------------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------------------------------------
 // Cluster
 
 function adminClient(node: RedisProcess): Redis {
@@ -502,8 +506,9 @@ async function clusterReady(admins: Redis[], nodes: RedisProcess[]): Promise<str
 
 /**
  * A Redis Cluster of `masters` nodes (no replicas) with all 16384 slots split evenly, ready once every node
- * reports `cluster_state:ok` and the same slot map. Built with CLUSTER ADDSLOTSRANGE / SET-CONFIG-EPOCH / MEET
- * (no redis-cli needed). On any failure every node already started is stopped before the error is thrown.
+ * reports `cluster_state:ok` and the same slot map. Built with CLUSTER ADDSLOTSRANGE / SET-CONFIG-EPOCH /
+ * MEET (no redis-cli needed). On any failure every node already started is stopped before the error is
+ * thrown.
  *
  * Note: a fresh master turns `cluster_state:ok` no sooner than 2 s after it started (Redis'
  * CLUSTER_WRITABLE_DELAY), so this takes a little over 2 s.

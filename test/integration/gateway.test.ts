@@ -78,7 +78,7 @@ describe.each([
       expect(await r.pexpire(k, 1000)).toBe(0);
     });
 
-    it('values that look like protocol tokens survive: "OK", base64 text, "", digits, a JSON document', async () => {
+    it('values that look like protocol tokens survive: "OK", base64 text, "", digits, JSON', async () => {
       const r = client();
       for (const value of ['OK', 'dmFsdWU=', 'T0s=', '', '0042', '{"a":[1,"é✓"]}', ' spaced \n line ']) {
         const k = key('value');
@@ -187,7 +187,7 @@ describe('REST protocol details', () => {
     vi.restoreAllMocks();
   });
 
-  it('401 {"error":"Unauthorized"} for a missing or wrong token; no token in any message or log', async () => {
+  it('401 {"error":"Unauthorized"} for a missing or wrong token; no token in messages or logs', async () => {
     const gw = gateway();
     const logged: unknown[] = [];
     for (const method of ['log', 'info', 'warn', 'error', 'debug'] as const) {
@@ -226,7 +226,7 @@ describe('REST protocol details', () => {
     expect(JSON.stringify(gw)).not.toContain(gw.token);
   });
 
-  it('malformed JSON and bad bodies are 400 with an error; a Redis error on / is 400 with its message', async () => {
+  it('malformed JSON and bad bodies are 400; a Redis error on / is 400 with its message', async () => {
     const gw = gateway();
     expect(await post(gw, '/', '{"nope"')).toMatchObject({
       status: 400,
@@ -260,7 +260,7 @@ describe('REST protocol details', () => {
     expect((await post(gw, '/', ['GET', k])).json).toEqual({ result: '12.5' });
   });
 
-  it('base64 encoding on the wire: every string base64 except a top-level "OK"; numbers and nil as is', async () => {
+  it('base64 on the wire: every string but a top-level "OK" is base64; numbers and nil as is', async () => {
     const gw = gateway();
     const b64 = { 'upstash-encoding': 'base64' };
     const enc = (s: string) => Buffer.from(s).toString('base64');
@@ -385,7 +385,7 @@ describe('when redis-server goes away', () => {
     expect((await post(gw(), '/', ['GET', 'k'])).json).toEqual({ result: null }); // nothing persisted
   });
 
-  it('while it is paused a request hangs (the client times out), and close() still returns at once', async () => {
+  it('while it is paused a request hangs (the client times out); close() returns at once', async () => {
     const extra = await startGateway({ redis: server(), token: gw().token });
     server().pause();
     try {

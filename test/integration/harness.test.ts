@@ -214,7 +214,7 @@ describe('standalone process control', () => {
     }
   });
 
-  it('a password goes through a config file: AUTH required, and it never shows in the command line', async () => {
+  it('a password goes through a config file: AUTH required, never in the command line', async () => {
     const password = 'pw with "quotes" and \\ spaces';
     const server = await startRedis({ password });
     try {
@@ -321,7 +321,7 @@ describe('setup failures leave nothing running', () => {
 });
 
 describe('process-level cleanup (a child Node process using dev/redis-server.ts)', () => {
-  /** Starts a child that starts a redis-server, prints its PID, then `action`s; resolves with PID and exit. */
+  /** A child that starts a redis-server, prints its PID, then `action`s; resolves with PID and exit. */
   async function child(
     action: 'exit' | 'throw' | 'wait',
   ): Promise<{ redisPid: number; exited: Promise<unknown> }> {
@@ -362,7 +362,8 @@ describe('process-level cleanup (a child Node process using dev/redis-server.ts)
     const code = [
       `const { startRedis } = await import(${JSON.stringify(`${root}dev/redis-server.ts`)});`,
       'const t = performance.now();',
-      'try { await startRedis(); } catch (e) { console.log(JSON.stringify({ m: e.message, ms: performance.now() - t })); }',
+      'try { await startRedis(); }',
+      'catch (e) { console.log(JSON.stringify({ m: e.message, ms: performance.now() - t })); }',
     ].join('\n');
     const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
       cwd: root,
@@ -373,8 +374,8 @@ describe('process-level cleanup (a child Node process using dev/redis-server.ts)
     await once(proc, 'exit');
     const { m, ms } = JSON.parse(line.toString()) as { m: string; ms: number };
     expect(m).toBe(
-      'redis-server not found on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) ' +
-        'or `brew install redis`',
+      'redis-server not found on PATH: install it with ' +
+        '`sudo apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`',
     );
     expect(ms).toBeLessThan(50);
   });

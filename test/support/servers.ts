@@ -138,8 +138,8 @@ afterAll(async () => {
 });
 
 /**
- * `{ url, token }` for `@upstash/redis`, reaching `redis` through a REST gateway started on first use (one per
- * server). Use inside hooks or tests.
+ * `{ url, token }` for `@upstash/redis`, reaching `redis` through a REST gateway started on first use (one
+ * per server). Use inside hooks or tests.
  */
 export async function gatewayFor(redis: RedisProcess): Promise<UpstashEndpoint> {
   let gateway = gateways.get(redis);
