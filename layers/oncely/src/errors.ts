@@ -92,6 +92,71 @@ export class LockLostError extends OncelyError {
   }
 }
 
+/** One node's part in a Redlock operation (see QuorumError). */
+export interface NodeOutcome {
+  /** `#<index> <store name>`: host and port only, never a credential. */
+  readonly node: string;
+  /**
+   * `ok`: granted / extended / released. `taken`: held by another holder. `expired`: our key was gone.
+   * `unreachable`: the store failed or did not answer within the per-node timeout (see `cause`).
+   * `pending`: no answer yet when the outcome was decided.
+   */
+  readonly status: 'ok' | 'taken' | 'expired' | 'unreachable' | 'pending';
+  readonly cause?: Error;
+}
+
+const STATUS_WORDS: Record<NodeOutcome['status'], string> = {
+  ok: 'ok',
+  taken: 'taken by another holder',
+  expired: 'not ours any more',
+  unreachable: 'unreachable',
+  pending: 'no answer yet',
+};
+
+/**
+ * A Redlock operation did not reach its quorum. `nodes` names every node's outcome: which were taken by another
+ * holder and which were unreachable (with the cause). `cause` is the first unreachable node's error.
+ */
+export class QuorumError extends OncelyError {
+  override name = 'QuorumError';
+  readonly key: string;
+  readonly operation: 'acquire' | 'extend' | 'release';
+  readonly quorum: number;
+  readonly nodes: readonly NodeOutcome[];
+  constructor(
+    key: string,
+    operation: 'acquire' | 'extend' | 'release',
+    quorum: number,
+    nodes: readonly NodeOutcome[],
+    detail?: string,
+  ) {
+    const ok = nodes.filter((n) => n.status === 'ok').length;
+    const parts = (['taken', 'expired', 'unreachable', 'pending'] as const).flatMap((status) => {
+      const these = nodes.filter((n) => n.status === status);
+      if (these.length === 0) return [];
+      const list = these.map((n) => (n.cause ? `${n.node} (${n.cause.message})` : n.node)).join(', ');
+      return [`${STATUS_WORDS[status]}: ${list}`];
+    });
+    super(
+      `lock "${key}": ${operation} needs ${quorum} of ${nodes.length} nodes, ${ok} answered ok` +
+        `${detail ? ` (${detail})` : ''}${parts.length ? ` — ${parts.join('; ')}` : ''}`,
+      { cause: nodes.find((n) => n.status === 'unreachable')?.cause },
+    );
+    this.key = key;
+    this.operation = operation;
+    this.quorum = quorum;
+    this.nodes = nodes;
+  }
+  /** Nodes where another holder has the lock. */
+  get taken(): NodeOutcome[] {
+    return this.nodes.filter((n) => n.status === 'taken');
+  }
+  /** Nodes that failed or did not answer in time, each with its cause. */
+  get unreachable(): NodeOutcome[] {
+    return this.nodes.filter((n) => n.status === 'unreachable');
+  }
+}
+
 /** Replaces every occurrence of each secret in `text`, and the password part of any URL, with `***`. */
 export function redact(text: string, secrets: readonly (string | undefined)[] = []): string {
   let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^@/\s]*)@/gi, (_m, scheme: string) => `${scheme}***@`);

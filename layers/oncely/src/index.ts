@@ -6,7 +6,9 @@ export {
   LockLostError,
   type LockLostReason,
   LockNotAcquiredError,
+  type NodeOutcome,
   OncelyError,
+  QuorumError,
   StoreAuthError,
   StoreError,
   StoreUnavailableError,
@@ -27,6 +29,12 @@ export {
   type RetryOptions,
   type UsingOptions,
 } from './lock.js';
+export {
+  createRedlock,
+  defaultNodeTimeoutMs,
+  Redlock,
+  type RedlockOptions,
+} from './redlock.js';
 export { LOCK_SCRIPTS, type Script } from './scripts.js';
 export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
 export {

@@ -201,8 +201,13 @@ export class Lease {
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
+  /**
+   * True while the lease is held and valid. Looking past the deadline aborts the signal there and then, so a
+   * process that was paused past its lease (its expiry timer not yet run) learns it on its next check.
+   */
   get held(): boolean {
-    return this.#state === 'held' && this.remainingMs > 0;
+    if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
+    return this.#state === 'held';
   }
 
   /**
@@ -295,7 +300,11 @@ export async function acquireLoop(
     const elapsed = clock.now() - started;
     const outOfTime = retry.maxWaitMs !== undefined && elapsed + wait > retry.maxWaitMs;
     if (n >= retry.attempts || outOfTime) {
-      const why = lastError ? `the store failed: ${lastError.message}` : 'held by another owner';
+      const why = !lastError
+        ? 'held by another owner'
+        : lastError instanceof StoreError
+          ? `the store failed: ${lastError.message}`
+          : lastError.message;
       throw new LockNotAcquiredError(
         key,
         n,

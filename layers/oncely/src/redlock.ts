@@ -1,0 +1,488 @@
+/**
+ * Redlock: one lock over N independent stores (any mix of Upstash REST, standalone Redis, Redis Cluster), with
+ * the same lease API as a single-store Lock: tryAcquire / acquire / using, auto-extend, the lost-lease signal
+ * and a fencing token.
+ *
+ * Reads top to bottom: options, the fan-out helpers (per-node timeout, stop at quorum), then the class:
+ * acquire (parallel, quorum within validity, fence raise, undo on failure), extend and release on all nodes.
+ * The safety argument, including why fences stay strictly increasing across different quorums, is in
+ * docs/redlock.md.
+ */
+import { type Clock, monotonicClock } from './clock.js';
+import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailableError } from './errors.js';
+import {
+  type AcquireOptions,
+  type Attempt,
+  acquireLoop,
+  check,
+  type ExtendOutcome,
+  keyProblems,
+  Lease,
+  type LeaseDriver,
+  type Locker,
+  newToken,
+  type ReleaseResult,
+  retryProblems,
+  ttlProblems,
+  type UsingOptions,
+  usingLease,
+} from './lock.js';
+import { ACQUIRE, EXTEND, FENCE_RAISE, RELEASE, type Script } from './scripts.js';
+import type { ScriptArg, Store } from './transport/types.js';
+
+// ---------------------------------------------------------------------------------------------- options
+
+export interface RedlockOptions {
+  /**
+   * How many nodes must agree. At least a majority (so that any two quorums share a node), at most all.
+   * @default Math.floor(stores.length / 2) + 1
+   */
+  quorum?: number;
+  /**
+   * How long to wait for one node's answer before counting it unreachable. A frozen node never delays an
+   * operation by more than this. Keep it small next to the TTL: validity = ttl − elapsed − drift.
+   * @default ttlMs / 10, at least 10 and at most 1000
+   */
+  nodeTimeoutMs?: number;
+  /**
+   * Prefix of every key: `<prefix>:{<name>}:lock` and `:fence`, as for a single-store Lock.
+   * @default 'oncely'
+   */
+  prefix?: string;
+  /**
+   * Clock drift allowance as a fraction of the TTL; validity = ttl − elapsed − (ttl·driftFactor + driftMs).
+   * @default 0.01
+   */
+  driftFactor?: number;
+  /**
+   * Fixed part of the drift allowance.
+   * @default 2
+   */
+  driftMs?: number;
+  /** The monotonic clock lease validity is measured on. @default performance.now */
+  clock?: Clock;
+}
+
+const MAX_NODE_TIMEOUT_MS = 60_000;
+
+/** The default per-node timeout for a TTL: a tenth of it, within [10, 1000] ms. */
+export function defaultNodeTimeoutMs(ttlMs: number): number {
+  return Math.min(1000, Math.max(10, Math.round(ttlMs / 10)));
+}
+
+// ------------------------------------------------------------------------------------------- fan-out
+
+/** One node's answer: its reply, or the error it failed with (a StoreError, or the per-node timeout). */
+export type NodeAnswer = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/**
+ * Runs `script` on every store at once. `answers[i]` settles (never rejects) with node i's reply, or with a
+ * StoreUnavailableError once `timeoutMs` has passed; `raw[i]` is the request itself, which may settle later.
+ */
+export function fanOut(
+  stores: readonly Store[],
+  script: Script,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+  timeoutMs: number,
+): { answers: Promise<NodeAnswer>[]; raw: Promise<unknown>[] } {
+  const raw = stores.map((store) => {
+    try {
+      return store.run(script, keys, args);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  });
+  const answers = raw.map(
+    (request, i) =>
+      new Promise<NodeAnswer>((resolve) => {
+        const name = stores[i]!.name;
+        const timer = setTimeout(
+          () =>
+            resolve({
+              ok: false,
+              error: new StoreUnavailableError(`${name}: no reply within the ${timeoutMs} ms node timeout`, {
+                store: name,
+                ambiguous: true,
+              }),
+            }),
+          timeoutMs,
+        );
+        request.then(
+          (value) => {
+            clearTimeout(timer);
+            resolve({ ok: true, value });
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) });
+          },
+        );
+      }),
+  );
+  return { answers, raw };
+}
+
+/**
+ * Resolves with a snapshot of the results as soon as `enough(results)` holds after a task settles, or when
+ * every task has settled. Unsettled tasks are `undefined` in the snapshot and keep running.
+ */
+export function until<T>(
+  tasks: readonly Promise<T>[],
+  enough: (results: readonly (T | undefined)[]) => boolean,
+): Promise<(T | undefined)[]> {
+  return new Promise((resolve) => {
+    const results: (T | undefined)[] = tasks.map(() => undefined);
+    let left = tasks.length;
+    let done = false;
+    if (left === 0) resolve(results);
+    tasks.forEach((task, i) => {
+      void task.then((value) => {
+        if (done) return;
+        results[i] = value;
+        left -= 1;
+        if (left === 0 || enough(results)) {
+          done = true;
+          resolve([...results]);
+        }
+      });
+    });
+  });
+}
+
+type Status = NodeOutcome['status'];
+type Parsed = { status: Status; value?: number; cause?: Error };
+
+function count(results: readonly (Parsed | undefined)[], status: Status | undefined): number {
+  return results.filter((r) => (status === undefined ? r === undefined : r?.status === status)).length;
+}
+
+function unexpected(store: Store, what: string, reply: unknown): Parsed {
+  return {
+    status: 'unreachable',
+    cause: new OncelyError(`${store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`),
+  };
+}
+
+/** 1 → ok, -1 → taken, 0 → expired: the reply of EXTEND and RELEASE. */
+function parseTriState(store: Store, what: string, a: NodeAnswer): Parsed {
+  if (!a.ok) return { status: 'unreachable', cause: a.error };
+  const r = Number(a.value);
+  if (r === 1) return { status: 'ok' };
+  if (r === -1) return { status: 'taken' };
+  if (r === 0) return { status: 'expired' };
+  return unexpected(store, what, a.value);
+}
+
+// ------------------------------------------------------------------------------------------------ the lock
+
+/**
+ * A lock held by a quorum of independent stores. Implements the same Locker interface as Lock.
+ *
+ * - acquire runs on every node at once, each bounded by the per-node timeout, and decides as soon as a quorum
+ *   granted (or can no longer grant): the slowest node never delays it. The lease is valid for
+ *   ttl − elapsed − drift from the moment the first request was sent.
+ * - a failed attempt releases every node that granted (and, in the background, any node whose answer was late
+ *   or ambiguous, once that request has settled).
+ * - extend and release run on every node; extend succeeds with a quorum inside validity.
+ * - errors are QuorumErrors naming each node's outcome.
+ */
+export class Redlock implements Locker {
+  readonly stores: readonly Store[];
+  readonly quorum: number;
+  readonly #prefix: string;
+  readonly #clock: Clock;
+  readonly #driftFactor: number;
+  readonly #driftMs: number;
+  readonly #nodeTimeoutMs: number | undefined;
+  readonly #nodes: readonly string[];
+  readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
+
+  constructor(stores: readonly Store[], options: RedlockOptions = {}) {
+    const problems: string[] = [];
+    const list = Array.isArray(stores) ? stores : [];
+    if (list.length === 0) problems.push('stores must be a non-empty array of Stores');
+    if (new Set(list).size !== list.length) problems.push('stores must not list the same Store twice');
+    const majority = Math.floor(list.length / 2) + 1;
+    const {
+      quorum = majority,
+      nodeTimeoutMs,
+      prefix = 'oncely',
+      driftFactor = 0.01,
+      driftMs = 2,
+      clock = monotonicClock,
+    } = options;
+    if (!Number.isInteger(quorum) || quorum < majority || quorum > Math.max(list.length, 1))
+      problems.push(
+        `quorum must be a whole number from ${majority} (a majority: two quorums must share a node) to ` +
+          `${list.length}, got ${String(quorum)}`,
+      );
+    if (
+      nodeTimeoutMs !== undefined &&
+      !(Number.isInteger(nodeTimeoutMs) && nodeTimeoutMs >= 1 && nodeTimeoutMs <= MAX_NODE_TIMEOUT_MS)
+    )
+      problems.push(
+        `nodeTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_NODE_TIMEOUT_MS}, got ${String(nodeTimeoutMs)}`,
+      );
+    if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix))
+      problems.push('prefix must be a non-empty string without { or }');
+    if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5))
+      problems.push(`driftFactor must be a number in [0, 0.5), got ${String(driftFactor)}`);
+    if (!Number.isInteger(driftMs) || driftMs < 0 || driftMs > 60_000)
+      problems.push('driftMs must be a whole number from 0 to 60000');
+    check(problems, 'Redlock options');
+    this.stores = [...list];
+    this.quorum = quorum;
+    this.#prefix = prefix;
+    this.#clock = clock;
+    this.#driftFactor = driftFactor;
+    this.#driftMs = driftMs;
+    this.#nodeTimeoutMs = nodeTimeoutMs;
+    this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
+  }
+
+  /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
+  keyOf(key: string): string {
+    return `${this.#prefix}:{${key}}:lock`;
+  }
+  fenceKeyOf(key: string): string {
+    return `${this.#prefix}:{${key}}:fence`;
+  }
+  /** Release does not know the lease's TTL: the configured node timeout, else the default's upper bound. */
+  get #releaseTimeoutMs(): number {
+    return this.#nodeTimeoutMs ?? 1000;
+  }
+  /** The per-node timeout used for a lease of `ttlMs`. */
+  nodeTimeoutMs(ttlMs: number): number {
+    return this.#nodeTimeoutMs ?? defaultNodeTimeoutMs(ttlMs);
+  }
+
+  /**
+   * One attempt. A lease; null when other holders have the lock on so many nodes that no quorum is possible;
+   * otherwise (unreachable nodes, quorum reached too late) a QuorumError naming every node's outcome.
+   */
+  async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
+    check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    const result = await this.#attempt(key, options.ttlMs, newToken());
+    if (result.lease) return result.lease;
+    if (result.held) return null;
+    throw result.error;
+  }
+
+  /**
+   * Waits for the lock per `retry` (default 10 attempts, 200 ms ± 100 ms apart; `{ attempts: 1 }` fails fast).
+   * Throws LockNotAcquiredError whose cause is the last attempt's QuorumError.
+   */
+  async acquire(key: string, options: AcquireOptions): Promise<Lease> {
+    check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
+    // One token for every attempt: a request that lands after its attempt gave up finds the lock already ours.
+    const token = newToken();
+    return acquireLoop(key, () => this.#attempt(key, options.ttlMs, token), options, this.#clock);
+  }
+
+  /** acquire(), then run `fn` with the lease, auto-extending it on a quorum, and always release. */
+  async using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T> {
+    const { extendBeforeMs, ttlMs } = options ?? {};
+    if (
+      extendBeforeMs !== undefined &&
+      !(Number.isInteger(extendBeforeMs) && extendBeforeMs >= 1 && extendBeforeMs < ttlMs)
+    )
+      check(['extendBeforeMs must be a whole number from 1 to ttlMs − 1'], 'using');
+    const lease = await this.acquire(key, options);
+    return usingLease(lease, fn, options, this.#clock);
+  }
+
+  // ------------------------------------------------------------------------------------------- acquire
+
+  async #attempt(
+    key: string,
+    ttlMs: number,
+    token: string,
+  ): Promise<Attempt & { error?: Error; held?: boolean }> {
+    const startedAt = this.#clock.now();
+    const timeoutMs = this.nodeTimeoutMs(ttlMs);
+    const q = this.quorum;
+    const { answers, raw } = fanOut(
+      this.stores,
+      ACQUIRE,
+      [this.keyOf(key), this.fenceKeyOf(key)],
+      [token, ttlMs],
+      timeoutMs,
+    );
+    const parsed = answers.map((p, i) => p.then((a) => this.#parseAcquire(i, a)));
+    // Decide at quorum, or as soon as the nodes still out cannot make one.
+    const results = await until(
+      parsed,
+      (r) => count(r, 'ok') >= q || count(r, 'ok') + count(r, undefined) < q,
+    );
+
+    let detail: string | undefined;
+    const granted = results.flatMap((r, i) => (r?.status === 'ok' ? [{ i, fence: r.value ?? 0 }] : []));
+    if (granted.length >= q) {
+      const fence = await this.#raiseFence(key, granted, timeoutMs);
+      const elapsedMs = this.#clock.now() - startedAt;
+      if (fence === undefined) detail = 'the fence could not be raised on a quorum';
+      else if (elapsedMs >= ttlMs - this.#drift(ttlMs))
+        detail = `quorum reached after ${Math.round(elapsedMs)} ms, past the lease validity`;
+      else
+        return {
+          lease: new Lease({
+            key,
+            token,
+            fence,
+            ttlMs,
+            startedAt,
+            drift: this.#drift,
+            clock: this.#clock,
+            driver: this.#driver,
+          }),
+        };
+    }
+
+    const outcomes = this.#outcomes(results);
+    await this.#undo(key, token, results, raw, timeoutMs);
+    const taken = results.filter((r) => r?.status === 'taken');
+    const pttls = taken.map((r) => r?.value ?? 0).filter((v) => v > 0);
+    return {
+      lease: null,
+      // Held: the other holders alone leave fewer free nodes than a quorum (whatever the rest answer).
+      held: detail === undefined && taken.length > this.stores.length - q,
+      retryAfterMs: pttls.length > 0 ? Math.min(...pttls) : undefined,
+      error: new QuorumError(key, 'acquire', q, outcomes, detail),
+    };
+  }
+
+  #parseAcquire(i: number, a: NodeAnswer): Parsed {
+    const store = this.stores[i]!;
+    if (!a.ok) return { status: 'unreachable', cause: a.error };
+    if (!Array.isArray(a.value) || a.value.length !== 2) return unexpected(store, 'acquire', a.value);
+    const [ok, value] = a.value.map(Number) as [number, number];
+    return ok === 1 ? { status: 'ok', value } : { status: 'taken', value };
+  }
+
+  /**
+   * The fence of a new lease, strictly greater than any fence handed out before it.
+   *
+   * Each granting node INCRed its own counter, and the counters differ when earlier quorums were different
+   * subsets. We hand out F = the largest fence of this quorum, but only after a quorum of the granting nodes
+   * holds a counter ≥ F: those whose INCR already gave F, plus those we raise to F (FENCE_RAISE, max(cur, F)).
+   *
+   * Why that makes fences strictly increasing: any later holder needs a quorum too, and two quorums share a
+   * node m. While our key lives on m (we raise inside validity, our key outlives it), nobody else can INCR
+   * m's counter; afterwards, whoever takes m INCRs a counter that is already ≥ F, so gets > F, and its own
+   * fence (the maximum over its quorum) is > F. This needs each node's counter to survive restarts
+   * (persistence on), as Redlock's mutual exclusion needs its keys to.
+   *
+   * Returns undefined when fewer than a quorum could be brought to F (the attempt then fails).
+   */
+  async #raiseFence(
+    key: string,
+    granted: readonly { i: number; fence: number }[],
+    timeoutMs: number,
+  ): Promise<number | undefined> {
+    const fence = Math.max(...granted.map((g) => g.fence));
+    const low = granted.filter((g) => g.fence < fence);
+    const need = this.quorum - (granted.length - low.length);
+    if (need <= 0) return fence;
+    const { answers } = fanOut(
+      low.map((g) => this.stores[g.i]!),
+      FENCE_RAISE,
+      [this.fenceKeyOf(key)],
+      [fence],
+      timeoutMs,
+    );
+    const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
+    const results = await until(answers, (r) => {
+      const raised = r.filter(ok).length;
+      return raised >= need || raised + r.filter((a) => a === undefined).length < need;
+    });
+    return results.filter(ok).length >= need ? fence : undefined;
+  }
+
+  /**
+   * Gives back a failed attempt's partial acquisitions: awaited on the nodes that granted; on nodes whose answer
+   * was late or ambiguous, in the background once their request has settled (on one connection a release sent
+   * after the acquire runs after it). A key we cannot reach expires with its TTL.
+   */
+  async #undo(
+    key: string,
+    token: string,
+    results: readonly (Parsed | undefined)[],
+    raw: readonly Promise<unknown>[],
+    timeoutMs: number,
+  ): Promise<void> {
+    const lockKey = this.keyOf(key);
+    const release = (i: number) => {
+      const { answers } = fanOut([this.stores[i]!], RELEASE, [lockKey], [token], timeoutMs);
+      return answers[0];
+    };
+    const waits: Promise<unknown>[] = [];
+    results.forEach((r, i) => {
+      if (r?.status === 'ok') waits.push(release(i)!);
+      else if (r === undefined || (r.status === 'unreachable' && isAmbiguous(r.cause))) {
+        void raw[i]!.then(
+          () => release(i),
+          (err: unknown) => (isAmbiguous(err) ? release(i) : undefined),
+        );
+      }
+    });
+    await Promise.all(waits);
+  }
+
+  #outcomes(results: readonly (Parsed | undefined)[]): NodeOutcome[] {
+    return results.map((r, i) => ({
+      node: this.#nodes[i]!,
+      status: r?.status ?? 'pending',
+      ...(r?.cause ? { cause: r.cause } : {}),
+    }));
+  }
+
+  // --------------------------------------------------------------------------------- extend and release
+
+  readonly #driver: LeaseDriver = {
+    extend: async (key, token, ttlMs): Promise<ExtendOutcome> => {
+      const q = this.quorum;
+      const { answers } = fanOut(
+        this.stores,
+        EXTEND,
+        [this.keyOf(key)],
+        [token, ttlMs],
+        this.nodeTimeoutMs(ttlMs),
+      );
+      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'extend', a)));
+      // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
+      const lost = (r: readonly (Parsed | undefined)[]) =>
+        count(r, 'taken') + count(r, 'expired') > this.stores.length - q;
+      const results = await until(parsed, (r) => count(r, 'ok') >= q || lost(r));
+      if (count(results, 'ok') >= q) return 'extended';
+      if (lost(results)) return count(results, 'taken') > 0 ? 'stolen' : 'expired';
+      // Unreachable nodes might still have our key: not proof of loss. The lease stays valid until its
+      // deadline (its signal fires then); the caller may try again.
+      throw new QuorumError(key, 'extend', q, this.#outcomes(results));
+    },
+    release: async (key, token): Promise<ReleaseResult> => {
+      const q = this.quorum;
+      const { answers } = fanOut(this.stores, RELEASE, [this.keyOf(key)], [token], this.#releaseTimeoutMs);
+      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'release', a)));
+      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
+      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
+      const answered = (r: readonly (Parsed | undefined)[]) =>
+        r.filter((x) => x && x.status !== 'unreachable');
+      const results = await until(parsed, (r) => answered(r).length >= q);
+      if (answered(results).length < q) throw new QuorumError(key, 'release', q, this.#outcomes(results));
+      const taken = count(results, 'taken');
+      if (taken >= q) return 'notHeld';
+      if (count(results, 'ok') > 0) return 'released';
+      return taken > 0 ? 'notHeld' : 'expired';
+    },
+  };
+}
+
+function isAmbiguous(err: unknown): boolean {
+  return !(err instanceof StoreError) || err.ambiguous;
+}
+
+/** `new Redlock(stores, options)`. */
+export function createRedlock(stores: readonly Store[], options?: RedlockOptions): Redlock {
+  return new Redlock(stores, options);
+}

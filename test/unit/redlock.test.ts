@@ -1,0 +1,360 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createRedlock,
+  LockLostError,
+  LockNotAcquiredError,
+  QuorumError,
+  StoreUnavailableError,
+  ValidationError,
+} from '../../layers/oncely/src/index.js';
+import { defaultNodeTimeoutMs, until } from '../../layers/oncely/src/redlock.js';
+import { type FakeNode, fakeNodes } from '../support/fake-nodes.js';
+
+const LOCK = 'oncely:{k}:lock';
+const FENCE = 'oncely:{k}:fence';
+const scriptsRun = (node: FakeNode) => node.calls.map((c) => c.script);
+const holders = (nodes: FakeNode[], token: string) => nodes.filter((n) => n.get(LOCK) === token).length;
+
+describe('Redlock options', () => {
+  it('rejects every bad option at once, naming each', () => {
+    const nodes = fakeNodes(5);
+    const err = (() => {
+      try {
+        createRedlock(nodes, { quorum: 2, nodeTimeoutMs: 0, prefix: 'a{', driftFactor: 1, driftMs: -1 });
+      } catch (e) {
+        return e as ValidationError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ValidationError);
+    expect(err?.problems).toHaveLength(5);
+    expect(err?.message).toMatch(/quorum must be a whole number from 3 \(a majority/);
+  });
+
+  it('rejects no stores and the same store twice', () => {
+    const [a] = fakeNodes(1);
+    expect(() => createRedlock([])).toThrow(/non-empty array/);
+    expect(() => createRedlock([a!, a!])).toThrow(/same Store twice/);
+  });
+
+  it('defaults: a majority quorum, node timeout a tenth of the TTL within [10, 1000]', () => {
+    expect(createRedlock(fakeNodes(5)).quorum).toBe(3);
+    expect(createRedlock(fakeNodes(4)).quorum).toBe(3);
+    expect(createRedlock(fakeNodes(1)).quorum).toBe(1);
+    expect(createRedlock(fakeNodes(5), { quorum: 5 }).quorum).toBe(5);
+    expect([50, 3000, 60_000].map(defaultNodeTimeoutMs)).toEqual([10, 300, 1000]);
+  });
+});
+
+describe('until', () => {
+  it('resolves with a snapshot once enough have settled, without waiting for the rest', async () => {
+    let late!: (v: number) => void;
+    const tasks = [Promise.resolve(1), Promise.resolve(2), new Promise<number>((r) => (late = r))];
+    const r = await until(tasks, (x) => x.filter((v) => v !== undefined).length >= 2);
+    expect(r).toEqual([1, 2, undefined]);
+    late(3);
+    await Promise.resolve();
+    expect(r).toEqual([1, 2, undefined]); // a snapshot: later results do not leak in
+    expect(await until([], () => false)).toEqual([]);
+  });
+});
+
+describe('Redlock acquire', () => {
+  it('holds the key on every node, with the same token, and a fence', async () => {
+    const nodes = fakeNodes(5);
+    const lease = (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    expect(lease.fence).toBe(1);
+    expect(holders(nodes, lease.token)).toBe(5);
+    expect(await lease.release()).toBe('released');
+    expect(holders(nodes, lease.token)).toBe(0);
+  });
+
+  it('returns at quorum: a frozen node does not delay it', async () => {
+    const nodes = fakeNodes(5);
+    nodes[4]!.inner.next.push('hang');
+    nodes[3]!.delayMs = 5_000;
+    const started = performance.now();
+    const lease = await createRedlock(nodes, { nodeTimeoutMs: 10_000 }).tryAcquire('k', { ttlMs: 30_000 });
+    expect(lease).not.toBeNull();
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('a frozen majority costs at most the node timeout, then a QuorumError naming each node; the granted are undone', async () => {
+    const nodes = fakeNodes(5);
+    for (const n of nodes.slice(2)) n.inner.next.push('hang');
+    const started = performance.now();
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 150 })
+      .tryAcquire('k', { ttlMs: 10_000 })
+      .catch((e) => e);
+    const tookMs = performance.now() - started;
+    expect(tookMs).toBeGreaterThanOrEqual(140);
+    expect(tookMs).toBeLessThan(600);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.name).toBe('QuorumError');
+    expect(err.operation).toBe('acquire');
+    expect(err.nodes.map((n: { status: string }) => n.status)).toEqual([
+      'ok',
+      'ok',
+      'unreachable',
+      'unreachable',
+      'unreachable',
+    ]);
+    expect(err.unreachable[0].cause).toBeInstanceOf(StoreUnavailableError);
+    expect(err.message).toMatch(/needs 3 of 5 nodes, 2 answered ok/);
+    expect(err.message).toMatch(/unreachable: #2 fake-2 \(fake-2: no reply within the 150 ms node timeout\)/);
+    expect(nodes[0]!.get(LOCK)).toBeUndefined();
+    expect(nodes[1]!.get(LOCK)).toBeUndefined();
+    expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release']);
+  });
+
+  it('down nodes fail fast and are named with their cause; no token in the message', async () => {
+    const nodes = fakeNodes(5);
+    for (const n of nodes.slice(0, 3)) n.down = true;
+    const err = await createRedlock(nodes)
+      .tryAcquire('k', { ttlMs: 1000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.unreachable.map((n: { node: string }) => n.node)).toEqual([
+      '#0 fake-0',
+      '#1 fake-1',
+      '#2 fake-2',
+    ]);
+    expect(err.message).toContain('#1 fake-1 (fake-1: unreachable (ECONNREFUSED))');
+    const token = String(nodes[3]!.calls[0]!.args[0]);
+    expect(err.message).not.toContain(token);
+    expect(holders(nodes, token)).toBe(0);
+  });
+
+  it('held by another holder on a blocking set: tryAcquire → null; acquire names the taken nodes', async () => {
+    const nodes = fakeNodes(5);
+    for (const n of nodes.slice(0, 3)) n.set(LOCK, 'someone-else');
+    const redlock = createRedlock(nodes);
+    expect(await redlock.tryAcquire('k', { ttlMs: 1000 })).toBeNull();
+    // the two free nodes it got were given back
+    expect(nodes[3]!.get(LOCK)).toBeUndefined();
+    const err = await redlock
+      .acquire('k', { ttlMs: 1000, retry: { attempts: 2, delayMs: 1 } })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(LockNotAcquiredError);
+    expect(err.attempts).toBe(2);
+    expect(err.cause).toBeInstanceOf(QuorumError);
+    expect(err.cause.taken.map((n: { node: string }) => n.node)).toEqual([
+      '#0 fake-0',
+      '#1 fake-1',
+      '#2 fake-2',
+    ]);
+    expect(err.message).toMatch(/taken by another holder: #0 fake-0, #1 fake-1, #2 fake-2/);
+  });
+
+  it('two taken and one down is not "held": it is a QuorumError (the outage matters)', async () => {
+    const nodes = fakeNodes(5);
+    nodes[0]!.set(LOCK, 'x');
+    nodes[1]!.set(LOCK, 'x');
+    nodes[2]!.down = true;
+    const err = await createRedlock(nodes)
+      .tryAcquire('k', { ttlMs: 1000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.taken).toHaveLength(2);
+    expect(err.unreachable).toHaveLength(1);
+  });
+
+  it('a quorum reached after ttl − drift is not a lease: undone, QuorumError says why', async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes) n.delayMs = 60;
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 1000 })
+      .tryAcquire('k', { ttlMs: 50 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.message).toMatch(/quorum reached after \d+ ms, past the lease validity/);
+    await new Promise((r) => setTimeout(r, 100)); // the undo goes through the same slow nodes
+    expect(nodes.every((n) => n.calls.some((c) => c.script === 'release'))).toBe(true);
+  });
+
+  it('a late answer from a timed-out node is released once it lands', async () => {
+    const nodes = fakeNodes(3);
+    nodes[2]!.delayMs = 100;
+    nodes[1]!.down = true;
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 20 })
+      .tryAcquire('k', { ttlMs: 5000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.nodes[2].status).toBe('unreachable');
+    await new Promise((r) => setTimeout(r, 250));
+    expect(scriptsRun(nodes[2]!)).toEqual(['acquire', 'release']);
+    expect(nodes[2]!.get(LOCK)).toBeUndefined();
+    expect(nodes[0]!.get(LOCK)).toBeUndefined();
+  });
+
+  it('a node still out when the attempt is already lost is released once it answers', async () => {
+    const nodes = fakeNodes(3);
+    nodes[0]!.set(LOCK, 'x');
+    nodes[1]!.down = true;
+    nodes[2]!.delayMs = 50;
+    const started = performance.now();
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 5000 })
+      .tryAcquire('k', { ttlMs: 50_000 })
+      .catch((e) => e);
+    expect(performance.now() - started).toBeLessThan(40); // decided without waiting for node 2
+    expect(err.nodes.map((n: { status: string }) => n.status)).toEqual(['taken', 'unreachable', 'pending']);
+    expect(err.message).toMatch(/no answer yet: #2 fake-2/);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(scriptsRun(nodes[2]!)).toEqual(['acquire', 'release']);
+    expect(nodes[2]!.get(LOCK)).toBeUndefined();
+  });
+
+  it('retries until the holder is gone', async () => {
+    const nodes = fakeNodes(3);
+    const redlock = createRedlock(nodes);
+    const first = (await redlock.tryAcquire('k', { ttlMs: 1000 }))!;
+    setTimeout(() => void first.release(), 50);
+    const second = await redlock.acquire('k', {
+      ttlMs: 1000,
+      retry: { attempts: 50, delayMs: 10, jitterMs: 5 },
+    });
+    expect(second.fence).toBe(2);
+  });
+});
+
+describe('Redlock fencing across different quorums', () => {
+  it('raises the quorum to the highest fence before handing the lease out', async () => {
+    const nodes = fakeNodes(5);
+    nodes[0]!.set(FENCE, '41');
+    nodes[1]!.set(FENCE, '7');
+    const lease = (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    expect(lease.fence).toBe(42);
+    // the quorum that granted first (nodes 0-2) now holds counters ≥ 42: any later quorum meets one of them
+    expect(nodes.map((n) => Number(n.get(FENCE)))).toEqual([42, 42, 42, 1, 1]);
+    expect(scriptsRun(nodes[1]!)).toEqual(['acquire', 'fenceRaise']);
+    expect(scriptsRun(nodes[2]!)).toEqual(['acquire', 'fenceRaise']);
+    expect(scriptsRun(nodes[0]!)).toEqual(['acquire']); // already at the max
+  });
+
+  it('no raise when the quorum agrees (the steady state costs one round trip)', async () => {
+    const nodes = fakeNodes(5);
+    await (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!.release();
+    expect(nodes.every((n) => !scriptsRun(n).includes('fenceRaise'))).toBe(true);
+  });
+
+  it('fails (and undoes) when a quorum cannot be raised', async () => {
+    const nodes = fakeNodes(3);
+    nodes[0]!.set(FENCE, '10');
+    nodes[1]!.inner.next.push(
+      'ok',
+      new StoreUnavailableError('fake-1: gone', { store: 'fake-1', ambiguous: false }),
+    );
+    nodes[2]!.down = true;
+    const err = await createRedlock(nodes)
+      .tryAcquire('k', { ttlMs: 1000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.message).toMatch(/the fence could not be raised on a quorum/);
+    expect(nodes.every((n) => n.get(LOCK) === undefined)).toBe(true);
+  });
+
+  it('stay strictly increasing over 300 acquisitions with a random minority down each time', async () => {
+    const nodes = fakeNodes(5);
+    const redlock = createRedlock(nodes);
+    let random = 7;
+    const rand = () => {
+      random = (random * 1103515245 + 12345) % 2 ** 31;
+      return random / 2 ** 31;
+    };
+    const fences: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      for (const n of nodes) n.down = false;
+      const downs = Math.floor(rand() * 3);
+      for (let d = 0; d < downs; d++) nodes[Math.floor(rand() * 5)]!.down = true;
+      const lease = (await redlock.tryAcquire('k', { ttlMs: 1000 }))!;
+      fences.push(lease.fence);
+      for (const n of nodes) n.down = false;
+      await lease.release();
+    }
+    for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
+    // the counters really did diverge, so the raise was needed
+    expect(nodes.some((n) => scriptsRun(n).includes('fenceRaise'))).toBe(true);
+  });
+});
+
+describe('Redlock extend and release', () => {
+  it('extend needs a quorum: two nodes lost still extends; three stolen loses the lease', async () => {
+    const nodes = fakeNodes(5);
+    const lease = (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    nodes[0]!.down = true;
+    nodes[1]!.set(LOCK, 'thief');
+    await lease.extend(2000);
+    nodes[2]!.set(LOCK, 'thief');
+    nodes[3]!.set(LOCK, 'thief');
+    const err = await lease.extend(2000).catch((e) => e);
+    expect(err).toBeInstanceOf(LockLostError);
+    expect(err.reason).toBe('stolen');
+    expect(lease.signal.aborted).toBe(true);
+  });
+
+  it('extend with a frozen majority throws QuorumError; the lease is still valid, then expires on time', async () => {
+    const nodes = fakeNodes(3);
+    const lease = (await createRedlock(nodes, { nodeTimeoutMs: 30 }).tryAcquire('k', { ttlMs: 300 }))!;
+    nodes[1]!.inner.next.push('hang');
+    nodes[2]!.inner.next.push('hang');
+    const err = await lease.extend().catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.operation).toBe('extend');
+    expect(lease.held).toBe(true);
+    await new Promise((r) => setTimeout(r, 320));
+    expect(lease.signal.aborted).toBe(true);
+    expect(lease.signal.reason).toMatchObject({ name: 'LockLostError', reason: 'expired' });
+  });
+
+  it('extend whose nodes all forgot the key reports expired', async () => {
+    const nodes = fakeNodes(3);
+    const lease = (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    for (const n of nodes) n.inner.data.delete(LOCK);
+    await expect(lease.extend()).rejects.toMatchObject({ reason: 'expired' });
+  });
+
+  it('release returns at quorum, without waiting for a frozen node', async () => {
+    const nodes = fakeNodes(5);
+    const lease = (await createRedlock(nodes, { nodeTimeoutMs: 5000 }).tryAcquire('k', { ttlMs: 30_000 }))!;
+    nodes[4]!.inner.next.push('hang');
+    const started = performance.now();
+    expect(await lease.release()).toBe('released');
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('release tells notHeld (a quorum has another holder) from expired, and fails without a quorum', async () => {
+    const redlock = (nodes: FakeNode[]) => createRedlock(nodes, { nodeTimeoutMs: 50 });
+    let nodes = fakeNodes(3);
+    let lease = (await redlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    for (const n of nodes) n.set(LOCK, 'other');
+    expect(await lease.release()).toBe('notHeld');
+
+    nodes = fakeNodes(3);
+    lease = (await redlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    for (const n of nodes) n.inner.data.delete(LOCK);
+    expect(await lease.release()).toBe('expired');
+
+    nodes = fakeNodes(3);
+    lease = (await redlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
+    nodes[0]!.down = true;
+    nodes[1]!.inner.next.push('hang');
+    const err = await lease.release().catch((e) => e);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.operation).toBe('release');
+    expect(err.nodes.map((n: { status: string }) => n.status)).toEqual(['unreachable', 'unreachable', 'ok']);
+  });
+
+  it('using() auto-extends on the quorum and returns fn’s result', async () => {
+    const nodes = fakeNodes(3);
+    const result = await createRedlock(nodes).using(
+      'k',
+      async (lease) => {
+        await new Promise((r) => setTimeout(r, 250));
+        expect(lease.held).toBe(true);
+        return lease.fence;
+      },
+      { ttlMs: 100 },
+    );
+    expect(result).toBe(1);
+    expect(nodes[0]!.calls.filter((c) => c.script === 'extend').length).toBeGreaterThanOrEqual(3);
+    expect(nodes.every((n) => n.get(LOCK) === undefined)).toBe(true);
+  });
+});
