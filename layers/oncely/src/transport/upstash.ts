@@ -1,7 +1,8 @@
-import type { Redis as UpstashRedis } from '@upstash/redis';
+import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import type { Redis as UpstashRedis, UpstashRequest, UpstashResponse } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, isNoScript, settle, withTimeout } from './shared.js';
+import { evalWithFallback, isNoScript, settle } from './shared.js';
 import {
   type CallResult,
   DEFAULT_TIMEOUT_MS,
@@ -24,65 +25,79 @@ export interface UpstashStoreOptions extends TransportOptions {
 }
 
 /** Network error codes that prove the request never reached the server: safe to report as not applied. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 
 /**
- * A Store over Upstash's REST API with `@upstash/redis` (automaticDeserialization off, auto-pipelining off,
- * no client retries: a timed-out write is reported as ambiguous, never silently sent twice). Every request
- * carries its own AbortSignal timeout.
+ * A socket idle this long is not reused: the next request opens a new connection. Shorter than the idle
+ * timeout of the servers we talk to (Node's http server: 5 s; undici uses 4 s too), so a request is never
+ * written to a socket the server is closing. Checked when a request starts as well as by the agent's timer,
+ * because a frozen Lambda sandbox runs no timers: after a thaw the stale sockets go before the first request.
+ */
+const IDLE_SOCKET_MS = 4000;
+
+/** A command's reply, or (for `/pipeline`) one per command: what @upstash/redis' HttpClient resolves with. */
+type RestReply = UpstashResponse<unknown> | UpstashResponse<unknown>[];
+
+/**
+ * A Store over Upstash's REST API: `@upstash/redis` builds the commands and pipelines (automaticDeserialization
+ * off, its own auto-pipelining off: concurrent calls are batched below), and a requester of ours sends them
+ * over `node:http(s)` with a keep-alive agent instead of `fetch`, which costs several times the CPU per
+ * request and tens of milliseconds on first use (docs/benchmarks.md). No retries: a timed-out write is
+ * reported as ambiguous, never silently sent twice. Every request has its own timeout.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const { token } = options;
-  let host: string;
+  let url: URL | undefined;
   try {
-    host = new URL(options.url).host;
+    url = new URL(options.url);
   } catch {
-    host = 'invalid-url';
+    url = undefined;
   }
-  const name = `upstash(${host})`;
+  const name = `upstash(${url?.host ?? 'invalid-url'})`;
   let client: Promise<UpstashRedis> | undefined;
+  let agent: Agent | undefined;
   const redis = () => {
-    client ??= import('@upstash/redis').then(
-      ({ Redis }) =>
-        new Redis({
-          url: options.url,
-          token,
-          automaticDeserialization: false,
-          enableAutoPipelining: false,
-          enableTelemetry: false,
-          responseEncoding: options.base64 ? 'base64' : false,
-          retry: false,
-          signal: () => AbortSignal.timeout(timeoutMs),
-        }),
-    );
+    client ??= (async () => {
+      if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+        throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
+      }
+      const [{ Redis }, transport] = await Promise.all([
+        import('@upstash/redis'),
+        url.protocol === 'https:' ? import('node:https') : import('node:http'),
+      ]);
+      const r = new Redis({
+        url: options.url,
+        token,
+        automaticDeserialization: false,
+        enableAutoPipelining: false,
+        enableTelemetry: false,
+        retry: false,
+      });
+      agent = new transport.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' });
+      const send = requester(url, token, transport.request, agent, {
+        name,
+        timeoutMs,
+        base64: options.base64 ?? false,
+      });
+      // A middleware that answers without calling `next` replaces the client's fetch-based requester.
+      r.use((req) => send(req) as Promise<UpstashResponse<never>>);
+      return r;
+    })();
     return client;
   };
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
-    const cause = (e as { cause?: { code?: string } }).cause;
     const text = redact(e.message.replace(/, command was: [\s\S]*$/, ''), [token]);
-    if (e.name === 'TimeoutError' || e.name === 'AbortError') {
-      return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, {
-        store: name,
-        ambiguous: true,
-      });
-    }
-    if (/unauthori[sz]ed|WRONGPASS|NOAUTH|invalid.*token/i.test(text)) {
-      return new StoreAuthError(`${name}: authentication failed (check UPSTASH_REDIS_REST_TOKEN)`, {
-        store: name,
-        ambiguous: false,
-      });
-    }
-    if (e.name === 'TypeError' || cause?.code) {
-      const code = cause?.code ?? 'network error';
-      return new StoreUnavailableError(`${name}: unreachable (${code})`, {
-        store: name,
-        ambiguous: !NOT_SENT.has(code),
-      });
-    }
     return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
   };
 
@@ -103,35 +118,219 @@ export function upstashStore(options: UpstashStoreOptions): Store {
     );
   };
 
+  const runMany = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
+    if (calls.length === 0) return [];
+    try {
+      const results = await pipeline(calls, false);
+      const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
+      if (missing.length > 0) {
+        const retried = await pipeline(
+          missing.map((i) => calls[i]!),
+          true,
+        );
+        missing.forEach((i, j) => {
+          results[i] = retried[j]!;
+        });
+      }
+      return results;
+    } catch (err) {
+      throw mapError(err);
+    }
+  };
+
+  const runOne = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    try {
+      return await evalWithFallback(script, keys, args, evalsha, evalLua);
+    } catch (err) {
+      throw mapError(err);
+    }
+  };
+
+  // Calls made in the same tick (concurrent locks, a Promise.all in a handler, workers woken by one reply)
+  // share one request: one call goes alone to `/`, several go to `/pipeline` (one round trip, a reply or error
+  // per call; a failed request fails each of its calls with the same error). process.nextTick runs once the
+  // promise jobs of the current turn have drained, so every caller they wake is in the batch; unlike
+  // setImmediate it is not faked by test frameworks' fake timers.
+  let queue: Pending[] = [];
+  const flush = () => {
+    const batch = queue;
+    queue = [];
+    if (batch.length === 1) {
+      const p = batch[0]!;
+      runOne(p.script, p.keys, p.args).then(p.resolve, p.reject);
+      return;
+    }
+    for (let i = 0; i < batch.length; i += MAX_BATCH) {
+      const part = batch.slice(i, i + MAX_BATCH);
+      runMany(part).then(
+        (results) =>
+          results.forEach((r, j) => {
+            const p = part[j]!;
+            if (r.ok) p.resolve(r.value);
+            else p.reject(r.error);
+          }),
+        (err: unknown) => {
+          for (const p of part) p.reject(err);
+        },
+      );
+    }
+  };
+
   return {
     kind: 'upstash',
     name,
-    async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
-      try {
-        return await withTimeout(evalWithFallback(script, keys, args, evalsha, evalLua), timeoutMs * 2, name);
-      } catch (err) {
-        throw mapError(err);
-      }
+    // Each request is bounded by its own timer (see requester), so a call takes at most two timeouts: EVALSHA,
+    // and EVAL after NOSCRIPT.
+    run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      return new Promise((resolve, reject) => {
+        if (queue.push({ script, keys, args, resolve, reject }) === 1) process.nextTick(flush);
+      });
     },
-    async runMany(calls: readonly ScriptCall[]) {
-      if (calls.length === 0) return [];
-      try {
-        const results = await pipeline(calls, false);
-        const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
-        if (missing.length > 0) {
-          const retried = await pipeline(
-            missing.map((i) => calls[i]!),
-            true,
-          );
-          missing.forEach((i, j) => {
-            results[i] = retried[j]!;
-          });
-        }
-        return results;
-      } catch (err) {
-        throw mapError(err);
-      }
+    runMany,
+    async close() {
+      agent?.destroy();
     },
-    async close() {},
   };
+}
+
+interface Pending extends ScriptCall {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** Calls per coalesced `/pipeline` request. */
+const MAX_BATCH = 100;
+
+// ----------------------------------------------------------------------------------------------- requester
+
+type RequestFn = (options: RequestOptions, onResponse: (res: IncomingMessage) => void) => ClientRequest;
+
+/**
+ * Sends one REST request (a command to `/`, or a batch to `/pipeline`) and resolves with the parsed reply,
+ * as `@upstash/redis`' own HttpClient would: `{ result }` / `{ error }`, or an array of them for a pipeline.
+ * Redis errors (HTTP 400, e.g. NOSCRIPT) are thrown as plain errors carrying the server's message; everything
+ * else is a StoreError: 401/403 → StoreAuthError; no reply within `timeoutMs`, a reset connection, a 5xx or
+ * an unreadable 200 → StoreUnavailableError, ambiguous (the command may have run); a connection that could
+ * not be made → StoreUnavailableError, not ambiguous. Messages never contain the token.
+ */
+function requester(
+  url: URL,
+  token: string,
+  request: RequestFn,
+  agent: Agent,
+  opts: { name: string; timeoutMs: number; base64: boolean },
+): (req: UpstashRequest) => Promise<RestReply> {
+  const { name, timeoutMs, base64 } = opts;
+  const basePath = url.pathname.replace(/\/+$/, '');
+  const headers: Record<string, string | number> = {
+    authorization: `Bearer ${token}`,
+    'content-type': 'application/json',
+  };
+  if (base64) headers['upstash-encoding'] = 'base64';
+  let syncToken = '';
+  let lastActive = 0;
+  const unavailable = (why: string, ambiguous: boolean, cause?: unknown) =>
+    new StoreUnavailableError(`${name}: ${why}`, { store: name, ambiguous, cause });
+
+  return (req) =>
+    new Promise<RestReply>((resolve, reject) => {
+      const now = performance.now();
+      if (now - lastActive > IDLE_SOCKET_MS) dropIdleSockets(agent);
+      lastActive = now;
+      const body = JSON.stringify(req.body);
+      headers['content-length'] = Buffer.byteLength(body);
+      // Read-your-writes across Upstash replicas, as @upstash/redis does: echo the last sync token we got.
+      if (syncToken) headers['upstash-sync-token'] = syncToken;
+      let done = false;
+      const finish = (err: Error | undefined, reply?: RestReply) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        lastActive = performance.now();
+        if (err) reject(err);
+        else resolve(reply!);
+      };
+      const r = request(
+        {
+          protocol: url.protocol,
+          hostname: url.hostname,
+          port: url.port,
+          method: 'POST',
+          path: req.path?.length ? `${basePath}/${req.path.join('/')}` : basePath || '/',
+          headers,
+          agent,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => finish(unavailable(`response interrupted (${codeOf(e)})`, true, e)));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            const text = Buffer.concat(chunks).toString('utf8');
+            const next = res.headers['upstash-sync-token'];
+            if (typeof next === 'string') syncToken = next;
+            if (status === 401 || status === 403) {
+              finish(
+                new StoreAuthError(`${name}: authentication failed (check UPSTASH_REDIS_REST_TOKEN)`, {
+                  store: name,
+                  ambiguous: false,
+                }),
+              );
+              return;
+            }
+            let parsed: RestReply | undefined;
+            try {
+              parsed = JSON.parse(text) as RestReply;
+            } catch {
+              parsed = undefined;
+            }
+            if (status >= 200 && status < 300 && parsed !== undefined) {
+              finish(undefined, base64 ? decodeReply(parsed) : parsed);
+            } else if (status >= 400 && status < 500 && parsed && !Array.isArray(parsed) && parsed.error) {
+              finish(new Error(redact(parsed.error, [token])));
+            } else {
+              // A 4xx without a Redis error (a proxy's 404, a 413) was refused; anything else may have run.
+              const detail = parsed && !Array.isArray(parsed) && parsed.error ? `: ${parsed.error}` : '';
+              const refused = status >= 400 && status < 500;
+              finish(unavailable(`HTTP ${status}${redact(detail, [token])}`, !refused));
+            }
+          });
+        },
+      );
+      const timer = setTimeout(() => {
+        // Not sent if the connection was never made; otherwise the server may have run the command.
+        const connected = r.socket ? !r.socket.connecting : false;
+        finish(unavailable(`no reply within ${timeoutMs} ms`, connected));
+        r.destroy();
+      }, timeoutMs);
+      r.on('error', (e) => {
+        const code = codeOf(e);
+        finish(unavailable(`unreachable (${code})`, !NOT_SENT.has(code), e));
+      });
+      r.end(body);
+    });
+}
+
+function codeOf(e: unknown): string {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'network error';
+}
+
+function dropIdleSockets(agent: Agent): void {
+  for (const sockets of Object.values(agent.freeSockets)) {
+    for (const s of sockets ?? []) s.destroy();
+  }
+}
+
+/** Undoes `Upstash-Encoding: base64` as @upstash/redis does: every string but a top-level "OK". */
+function decodeReply(reply: RestReply): RestReply {
+  if (Array.isArray(reply))
+    return reply.map((r) => ({ result: decodeValue(r.result, true), error: r.error }));
+  return { result: decodeValue(reply.result, true), error: reply.error };
+}
+
+function decodeValue(v: unknown, top: boolean): unknown {
+  if (typeof v === 'string') return top && v === 'OK' ? v : Buffer.from(v, 'base64').toString('utf8');
+  if (Array.isArray(v)) return v.map((x) => decodeValue(x, false));
+  return v;
 }
