@@ -33,8 +33,11 @@ import { buildFunctions, buildLayer, functionNames, layerPackagePath } from '../
 const BUDGET = {
   /** The whole layer: oncely, @upstash/redis and ioredis, minified, with source maps. */
   layerZipBytes: 320 * 1024,
-  /** What a cold start parses on the REST path: the layer's entry and the @upstash/redis chunk, unzipped. */
-  restPathBytes: 160 * 1024,
+  /**
+   * What a cold start parses on the REST path: the layer's entry and the @upstash/redis chunk, unzipped. The
+   * ioredis chunk (~200 KiB) alone would break it.
+   */
+  restPathBytes: 200 * 1024,
   /** One function: its own code only. */
   functionZipBytes: 16 * 1024,
 };
@@ -179,7 +182,9 @@ describe('serverless package --stage prod', () => {
     expect(manifest).toMatchObject({ name: 'oncely', type: 'module', exports: { '.': './index.mjs' } });
     const index = layer.find((e) => e.name === `${layerPackagePath}/index.mjs`)!.data.toString();
     expect(index).toContain('//# sourceMappingURL=index.mjs.map');
-    expect(index.split('\n').length).toBeLessThan(40); // minified (template literals keep their newlines)
+    // Minified: no comments left, and whole modules on one line (Lua in template literals keeps its newlines).
+    expect(index).not.toMatch(/\/\*\*|^\s*\/\/(?!# sourceMappingURL)/m);
+    expect(Math.max(...index.split('\n').map((line) => line.length))).toBeGreaterThan(10_000);
     for (const entry of layer.filter((e) => e.name.endsWith('.mjs'))) {
       expect(layer.some((e) => e.name === `${entry.name}.map`)).toBe(true);
     }
