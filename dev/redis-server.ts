@@ -7,7 +7,14 @@
  * unref'd: a forgotten server never keeps the Node process alive, the exit hook takes it down instead.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants as fsConstants,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -245,6 +252,28 @@ function probe(port: number, password: string | undefined, timeoutMs: number): P
 // -----------------------------------------------------------------------------------------------------------
 // One server
 
+const tick = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Signals are delivered asynchronously: on a busy machine a SIGSTOPped process can still show as running for a
+ * few ms. On Linux, wait (synchronously, at most 1 s) until /proc shows it stopped (or running again), so
+ * pause() and resume() hold when they return.
+ */
+function awaitStopState(pid: number, stopped: boolean): void {
+  if (process.platform !== 'linux') return;
+  const deadline = performance.now() + 1000;
+  while (performance.now() < deadline) {
+    let state: string | undefined;
+    try {
+      state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    } catch {
+      return; // gone
+    }
+    if (state === 'Z' || (state === 'T') === stopped) return;
+    Atomics.wait(tick, 0, 0, 1);
+  }
+}
+
 interface Spawned {
   child: ChildProcess;
   pid: number;
@@ -367,10 +396,12 @@ class ManagedRedis implements RedisProcess {
 
   pause(): void {
     if (!this.#signal('SIGSTOP')) throw new Error(`redis ${this.url} is not running`);
+    awaitStopState(this.pid, true);
   }
 
   resume(): void {
     if (!this.#signal('SIGCONT')) throw new Error(`redis ${this.url} is not running`);
+    awaitStopState(this.pid, false);
   }
 
   async restart(): Promise<void> {
