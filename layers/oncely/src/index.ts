@@ -36,6 +36,7 @@ export {
   type RedlockOptions,
 } from './redlock.js';
 export { LOCK_SCRIPTS, type Script } from './scripts.js';
+export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
 export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
 export {
   type ClusterStoreOptions,
