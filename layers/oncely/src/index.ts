@@ -15,6 +15,22 @@ export {
   ValidationError,
 } from './errors.js';
 export {
+  canonicalJson,
+  detectSource,
+  EVENT_SOURCES,
+  type EventSource,
+  header,
+  httpBody,
+  type Identity,
+  identify,
+  isHttpEvent,
+  type KeySpec,
+  type KeyValue,
+  type PayloadSpec,
+  sourceKey,
+  sourcePayload,
+} from './events.js';
+export {
   type AcquireOptions,
   createLock,
   type ExtendOutcome,
@@ -29,13 +45,42 @@ export {
   type RetryOptions,
   type UsingOptions,
 } from './lock.js';
+export { type OnceContext, onceMiddleware } from './middy.js';
+export {
+  type Begin,
+  type Decision,
+  type DecisionKind,
+  type DuplicatePolicy,
+  FENCE_GRACE_MS,
+  httpResponseFor,
+  InProgressError,
+  isResultNotStored,
+  type LeaderOptions,
+  type LeaderRun,
+  type LogLevel,
+  MissingKeyError,
+  type NotStorableReason,
+  type OnceBatchOptions,
+  OnceEngine,
+  type OnceHandler,
+  type OnceOptions,
+  type OnceRecordHandler,
+  type OnceRun,
+  PayloadMismatchError,
+  ResultNotStorableError,
+  type ResultNotStored,
+  Run,
+  withLeader,
+  withOnce,
+  withOnceBatch,
+} from './once.js';
 export {
   createRedlock,
   defaultNodeTimeoutMs,
   Redlock,
   type RedlockOptions,
 } from './redlock.js';
-export { LOCK_SCRIPTS, type Script } from './scripts.js';
+export { LOCK_SCRIPTS, ONCE_SCRIPTS, type Script } from './scripts.js';
 export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
 export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
 export {

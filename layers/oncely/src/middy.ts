@@ -1,0 +1,53 @@
+/**
+ * The middy middleware: the same state machine as withOnce(), in middy's before / after / onError.
+ * `@middy/core` is only a type import here: the layer never loads it at run time.
+ *
+ *   export const handler = middy(async (event, context) => charge(event, context.oncely.fence))
+ *     .use(onceMiddleware({ store: fromEnv() }));
+ *
+ * Use it first, so that its `after` (which runs last) stores the response every other middleware produced, and
+ * a duplicate's stored response skips them all.
+ */
+import type { MiddlewareObj, Request } from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { OnceEngine, type OnceOptions, type OnceRun, type Run } from './once.js';
+
+/** The Lambda context as a middy handler sees it: `context.oncely` holds the signal, fence and key. */
+export type OnceContext = Context & { oncely: OnceRun };
+
+/**
+ * Run-once as middy middleware. `before` claims (a duplicate answers early with the stored result, or the
+ * duplicate policy), `after` completes with the response, `onError` releases the record so a retry can run
+ * and lets the error through unchanged.
+ */
+export function onceMiddleware<E = unknown, R = unknown>(
+  options: OnceOptions<E>,
+): MiddlewareObj<E, R, Error, OnceContext> {
+  const engine = new OnceEngine<E>(options, 'onceMiddleware options');
+  const runs = new WeakMap<object, Run>();
+
+  const before = async (request: Request<E, R, Error, OnceContext>) => {
+    const begun = await engine.begin(request.event, request.context);
+    if (begun.kind === 'return') {
+      // middy ends the chain on earlyResponse, even when it is undefined (a skipped duplicate)
+      request.earlyResponse = begun.value as R;
+      return;
+    }
+    runs.set(request, begun.run);
+    request.context.oncely = begun.run.once;
+  };
+
+  const after = async (request: Request<E, R, Error, OnceContext>) => {
+    const run = runs.get(request);
+    if (!run) return;
+    request.response = (await run.complete(request.response)) as R;
+  };
+
+  const onError = async (request: Request<E, R, Error, OnceContext>) => {
+    const run = runs.get(request);
+    // Our own errors from complete() arrive here too: the run is settled by then and fail() does nothing.
+    if (run) await run.fail(request.error);
+  };
+
+  return { before, after, onError };
+}
