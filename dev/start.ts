@@ -278,8 +278,8 @@ or over TCP:
 export ONCELY_REDIS_URL=${redis.url}
 
 Try: npm run demo
-     aws lambda invoke --endpoint-url ${lambdaEndpoint} --function-name oncely-local-tick \\
-       --payload fileb://functions/tick/event.json /dev/stdout
+     aws lambda invoke --endpoint-url ${lambdaEndpoint} --function-name oncely-local-worker \\
+       --payload fileb://functions/worker/event.json /dev/stdout
 
 ready. Ctrl-C stops everything.`);
 }

@@ -2,13 +2,14 @@
 // fake AWS credentials and SSM pointed at a local fake, so it runs offline and shows which parameters a
 // stage reads.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_WEBHOOK_SECRETS } from '../../dev/start.js';
 import { functionNames, layerDir } from '../../scripts/build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -24,7 +25,14 @@ interface PrintedConfig {
   };
   package: { individually: boolean };
   layers: Record<string, { path: string; description?: string; compatibleRuntimes: string[] }>;
-  functions: Record<string, { handler: string; environment?: Record<string, string> }>;
+  functions: Record<
+    string,
+    {
+      handler: string;
+      environment?: Record<string, string>;
+      events?: { schedule?: { enabled: boolean; rate: string[]; name: string } }[];
+    }
+  >;
   plugins: string[];
   custom: {
     esbuild: {
@@ -91,6 +99,8 @@ const ssmRequests = { local: [] as string[], prod: [] as string[], vpc: [] as st
 let local: PrintedConfig;
 let prod: PrintedConfig;
 let vpc: PrintedConfig;
+/** local with nothing set in the environment. */
+let localDefaults: PrintedConfig;
 
 beforeAll(async () => {
   const [localSsm, prodSsm, vpcSsm] = await Promise.all([
@@ -99,8 +109,9 @@ beforeAll(async () => {
     startFakeSsm(ssmRequests.vpc),
   ]);
   servers.push(localSsm, prodSsm, vpcSsm);
+  // Sequential pairs: four osls processes at once are too many for two cores.
   const endpoint = (server: Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  [local, prod, vpc] = await Promise.all([
+  [local, localDefaults] = await Promise.all([
     print('local', {
       AWS_ENDPOINT_URL_SSM: endpoint(localSsm),
       UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:8079',
@@ -109,6 +120,9 @@ beforeAll(async () => {
       ONCELY_LAMBDA_PORT: '4124',
       ONCELY_ESBUILD_DIR: '.esbuild/test-4123',
     }),
+    print('local', { AWS_ENDPOINT_URL_SSM: endpoint(localSsm) }),
+  ]);
+  [prod, vpc] = await Promise.all([
     print('prod', { AWS_ENDPOINT_URL_SSM: endpoint(prodSsm) }),
     print('vpc', { AWS_ENDPOINT_URL_SSM: endpoint(vpcSsm) }),
   ]);
@@ -138,11 +152,36 @@ describe('serverless.yml', () => {
     expect(prod.package.individually).toBe(true);
   });
 
-  it('declares a function for every functions/<name>/handler.ts', () => {
+  it('declares a function for every functions/<name>/handler.ts, each with a sample event.json', () => {
     const declared = Object.entries(prod.functions).map(([name, fn]) => [name, fn.handler]);
     expect(declared.sort()).toEqual(
       functionNames().map((name) => [name, `functions/${name}/handler.handler`]),
     );
+    expect(functionNames()).toEqual(['dispatch', 'queue', 'tick', 'webhook', 'worker']);
+    for (const name of functionNames()) {
+      expect(() =>
+        JSON.parse(readFileSync(join(root, 'functions', name, 'event.json'), 'utf8')),
+      ).not.toThrow();
+    }
+  });
+
+  it('the schedule runs on AWS; locally tick is invoked by hand (offline schedule events name no rule)', () => {
+    const schedule = (config: PrintedConfig) => config.functions.tick?.events?.[0]?.schedule;
+    expect(schedule(prod)).toEqual({ enabled: true, rate: ['rate(1 minute)'], name: 'oncely-prod-tick' });
+    expect(schedule(local)?.enabled).toBe(false);
+  });
+
+  it('webhook secrets: the documented local defaults, SSM on other stages', () => {
+    expect(localDefaults.functions.webhook?.environment).toEqual({
+      GITHUB_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.github,
+      STRIPE_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.stripe,
+      STANDARD_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.standard,
+    });
+    expect(prod.functions.webhook?.environment).toEqual({
+      GITHUB_WEBHOOK_SECRET: 'ssm:/oncely/prod/github-webhook-secret',
+      STRIPE_WEBHOOK_SECRET: 'ssm:/oncely/prod/stripe-webhook-secret',
+      STANDARD_WEBHOOK_SECRET: 'ssm:/oncely/prod/standard-webhook-secret',
+    });
   });
 
   it('defaults to the local stage', () => {
@@ -184,10 +223,17 @@ describe('serverless.yml', () => {
       UPSTASH_REDIS_REST_TOKEN: 'ssm:/oncely/prod/upstash-token',
       ONCELY_REDIS_CLUSTER_NODES: '',
       ONCELY_REDIS_TLS: '',
+      ONCELY_REDIS_USERNAME: '',
       ONCELY_REDIS_PASSWORD: '',
     });
     expect(prod.provider.vpc ?? null).toBeNull();
-    expect([...ssmRequests.prod].sort()).toEqual(['/oncely/prod/upstash-token', '/oncely/prod/upstash-url']);
+    expect([...new Set(ssmRequests.prod)].sort()).toEqual([
+      '/oncely/prod/github-webhook-secret',
+      '/oncely/prod/standard-webhook-secret',
+      '/oncely/prod/stripe-webhook-secret',
+      '/oncely/prod/upstash-token',
+      '/oncely/prod/upstash-url',
+    ]);
   });
 
   it('the vpc stage runs in the VPC on Redis Cluster over TLS, every setting from SSM, no Upstash', () => {
@@ -200,12 +246,17 @@ describe('serverless.yml', () => {
       UPSTASH_REDIS_REST_TOKEN: '',
       ONCELY_REDIS_CLUSTER_NODES: 'ssm:/oncely/vpc/redis-cluster-nodes',
       ONCELY_REDIS_TLS: 'true',
+      ONCELY_REDIS_USERNAME: 'ssm:/oncely/vpc/redis-username',
       ONCELY_REDIS_PASSWORD: 'ssm:/oncely/vpc/redis-auth-token',
     });
-    expect([...ssmRequests.vpc].sort()).toEqual([
+    expect([...new Set(ssmRequests.vpc)].sort()).toEqual([
+      '/oncely/vpc/github-webhook-secret',
       '/oncely/vpc/redis-auth-token',
       '/oncely/vpc/redis-cluster-nodes',
+      '/oncely/vpc/redis-username',
       '/oncely/vpc/security-group-ids',
+      '/oncely/vpc/standard-webhook-secret',
+      '/oncely/vpc/stripe-webhook-secret',
       '/oncely/vpc/subnet-ids',
     ]);
   });

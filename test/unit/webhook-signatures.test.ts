@@ -1,7 +1,9 @@
 // Webhook signature verification (functions/webhook/signatures.ts) against the providers' published test
 // vectors and an independently computed HMAC (openssl), plus the ways a delivery is forged or replayed.
 import * as crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { LOCAL_WEBHOOK_SECRETS } from '../../dev/start.js';
 import {
   signGithub,
   signStandardWebhook,
@@ -191,5 +193,16 @@ describe('Standard Webhooks', () => {
       ok: false,
       reason: 'malformed webhook-timestamp',
     });
+  });
+});
+
+describe('functions/webhook/event.json', () => {
+  it('is a delivery signed with the local stage secret (so invoking it locally gets past the signature)', () => {
+    const event = JSON.parse(
+      readFileSync(new URL('../../functions/webhook/event.json', import.meta.url), 'utf8'),
+    );
+    expect(event.pathParameters).toEqual({ provider: 'github' });
+    expect(verifyGithub(event.body, event.headers, LOCAL_WEBHOOK_SECRETS.github)).toEqual({ ok: true });
+    expect(event.headers['x-github-delivery']).toBeTruthy();
   });
 });
