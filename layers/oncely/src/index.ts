@@ -31,6 +31,14 @@ export {
   sourcePayload,
 } from './events.js';
 export {
+  Election,
+  type ElectOptions,
+  elect,
+  type LeaderInfo,
+  type Leadership,
+  observeLeader,
+} from './leader.js';
+export {
   type AcquireOptions,
   createLock,
   type ExtendOutcome,

@@ -1,0 +1,350 @@
+/**
+ * Leader election on a lock: campaign, renew at a fraction of the lease, resign (explicitly, or on SIGTERM /
+ * SIGINT), observe the current leader. Works over a single-store Lock or a Redlock quorum.
+ *
+ * The term is the lease's fencing token: strictly increasing from one leader to the next, so a resource that
+ * remembers the highest term it has seen can refuse a deposed leader that has not noticed yet. The leadership
+ * signal aborts when the lease is lost (an extend found another holder, or the validity ran out without a
+ * renewal) or when we resign; `isLeader` checks the validity on the monotonic clock, so a process that was
+ * paused past its lease sees `false` (and its signal abort) on its first look, before it acts again.
+ */
+import { hostname } from 'node:os';
+import { sleep } from './clock.js';
+import { LockLostError, OncelyError } from './errors.js';
+import { check, type Lease, type Lock, ttlProblems } from './lock.js';
+import { fanOut, type Redlock } from './redlock.js';
+import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
+import type { Store } from './transport/types.js';
+
+export interface ElectOptions {
+  /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
+  lock: Lock | Redlock;
+  /** The election's name: the lock key (`oncely:{<name>}:lock`). */
+  name: string;
+  /**
+   * This candidate's id, shown to observers. Not a secret.
+   * @default `<hostname>:<pid>`
+   */
+  id?: string;
+  /**
+   * The leadership lease: how long a dead leader keeps the others waiting.
+   * @default 10_000
+   */
+  leaseMs?: number;
+  /**
+   * How often the leader renews its lease.
+   * @default leaseMs / 3
+   */
+  renewEveryMs?: number;
+  /**
+   * How often a follower tries to take over (it also wakes when the holder's lease would end).
+   * @default renewEveryMs
+   */
+  retryEveryMs?: number;
+  /** Called each time this candidate becomes leader, after it has announced itself. */
+  onElected?: (leadership: Leadership) => void;
+  /**
+   * Called when a leadership ends: the reason is a LockLostError — `expired` (not renewed in time), `stolen`
+   * (another holder has the lock) or `released` (we resigned).
+   */
+  onDeposed?: (reason: LockLostError, leadership: Leadership) => void;
+  /** Errors the campaign survives (a failed renewal, a failed announcement). */
+  onError?: (error: Error) => void;
+  /**
+   * Resign when the process receives these signals, then let the signal take its default course (exit) if
+   * nobody else listens to it. `false` to handle shutdown yourself (call `resign()`).
+   * @default ['SIGTERM', 'SIGINT']
+   */
+  resignOn?: readonly NodeJS.Signals[] | false;
+  /** Aborting it resigns, as `resign()` does. */
+  signal?: AbortSignal;
+}
+
+/** One term of leadership. */
+export interface Leadership {
+  readonly id: string;
+  /** The fencing token of the leadership lease: strictly increasing from leader to leader. */
+  readonly term: number;
+  readonly lease: Lease;
+  /** Aborts (reason: a LockLostError) when this leadership ends, whatever the cause. */
+  readonly signal: AbortSignal;
+}
+
+/** Who leads, as stored next to the lock. */
+export interface LeaderInfo {
+  readonly id: string;
+  readonly term: number;
+  /** What is left of the leader's lease, as its store(s) see it. */
+  readonly remainingMs: number;
+}
+
+const DEFAULT_LEASE_MS = 10_000;
+const MAX_ATTEMPTS = 1_000_000;
+
+function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
+  return 'stores' in lock
+    ? { stores: lock.stores, quorum: lock.quorum }
+    : { stores: [lock.store], quorum: 1 };
+}
+
+function leaderKeyOf(lock: Lock | Redlock, name: string): string {
+  return lock.keyOf(name).replace(/:lock$/, ':leader');
+}
+
+/**
+ * The current leader of election `name`, or null when nobody holds it (or the holder has not announced itself
+ * yet). Over a Redlock, a leader counts when a quorum of nodes agree on it.
+ */
+export async function observeLeader(
+  lock: Lock | Redlock,
+  name: string,
+  options: { timeoutMs?: number } = {},
+): Promise<LeaderInfo | null> {
+  const { stores, quorum } = storesOf(lock);
+  const { answers } = fanOut(
+    stores,
+    LEADER_OBSERVE,
+    [lock.keyOf(name), leaderKeyOf(lock, name)],
+    [],
+    options.timeoutMs ?? 1000,
+  );
+  const seen = new Map<string, { id: string; term: number; pttls: number[] }>();
+  const failures: Error[] = [];
+  for (const a of await Promise.all(answers)) {
+    if (!a.ok) {
+      failures.push(a.error);
+      continue;
+    }
+    const r = a.value;
+    if (!Array.isArray(r) || Number(r[0]) !== 1) continue;
+    const [, pttl, id, term] = r as [number, number, string, number];
+    const k = `${Number(term)}\n${String(id)}`;
+    const entry = seen.get(k) ?? { id: String(id), term: Number(term), pttls: [] };
+    entry.pttls.push(Number(pttl));
+    seen.set(k, entry);
+  }
+  for (const { id, term, pttls } of seen.values()) {
+    if (pttls.length >= quorum) {
+      pttls.sort((a, b) => b - a);
+      return { id, term, remainingMs: Math.max(0, pttls[quorum - 1]!) };
+    }
+  }
+  // Nothing to go on: say why rather than claim there is no leader.
+  if (failures.length > stores.length - quorum) throw failures[0];
+  return null;
+}
+
+/**
+ * A running candidacy. Created by `elect()`; campaigns until `resign()` (or the abort signal, or a shutdown
+ * signal).
+ */
+export class Election {
+  readonly id: string;
+  readonly name: string;
+  /** Resolves once the campaign has stopped and any leadership has been released. */
+  readonly done: Promise<void>;
+  readonly #opts: Required<Pick<ElectOptions, 'leaseMs' | 'renewEveryMs' | 'retryEveryMs'>> & ElectOptions;
+  readonly #stop = new AbortController();
+  #current: { leadership: Leadership; end: AbortController } | null = null;
+  #signalHandlers: [NodeJS.Signals, () => void][] = [];
+
+  constructor(options: ElectOptions) {
+    const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    const renewEveryMs = options.renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3));
+    const retryEveryMs = options.retryEveryMs ?? renewEveryMs;
+    const problems = [...ttlProblems(leaseMs, 'leaseMs')];
+    if (!options?.lock || typeof options.lock.tryAcquire !== 'function')
+      problems.push('lock must be a Lock or a Redlock');
+    if (typeof options?.name !== 'string' || options.name.length === 0)
+      problems.push('name must be a non-empty string');
+    if (options.id !== undefined && (typeof options.id !== 'string' || options.id.length === 0))
+      problems.push('id must be a non-empty string');
+    if (!Number.isInteger(renewEveryMs) || renewEveryMs < 1 || renewEveryMs >= leaseMs)
+      problems.push(
+        `renewEveryMs must be a whole number of milliseconds from 1 to leaseMs − 1, got ${renewEveryMs}`,
+      );
+    if (!Number.isInteger(retryEveryMs) || retryEveryMs < 1)
+      problems.push(`retryEveryMs must be a whole number of milliseconds ≥ 1, got ${retryEveryMs}`);
+    check(problems, 'elect');
+    this.#opts = { ...options, leaseMs, renewEveryMs, retryEveryMs };
+    this.id = options.id ?? `${hostname()}:${process.pid}`;
+    this.name = options.name;
+
+    if (options.signal?.aborted) this.#stop.abort();
+    options.signal?.addEventListener('abort', () => void this.resign(), { once: true });
+    for (const sig of options.resignOn === false ? [] : (options.resignOn ?? ['SIGTERM', 'SIGINT'])) {
+      const handler = () => {
+        void this.resign().finally(() => {
+          this.#removeSignalHandlers();
+          // Nobody else handles it: let the signal do what it would have done without us (exit).
+          if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+        });
+      };
+      process.on(sig, handler);
+      this.#signalHandlers.push([sig, handler]);
+    }
+    this.done = this.#campaign().finally(() => this.#removeSignalHandlers());
+  }
+
+  /** The current leadership, or null when this candidate does not lead (checked against the lease's validity). */
+  get leadership(): Leadership | null {
+    const current = this.#current;
+    if (!current) return null;
+    return current.leadership.lease.held && !current.end.signal.aborted ? current.leadership : null;
+  }
+  /** True while this candidate leads. A look past the lease's validity aborts the leadership signal. */
+  get isLeader(): boolean {
+    return this.leadership !== null;
+  }
+  /** The current term while leading, else null. */
+  get term(): number | null {
+    return this.leadership?.term ?? null;
+  }
+
+  /** Who leads now (this candidate or another). */
+  observe(): Promise<LeaderInfo | null> {
+    return observeLeader(this.#opts.lock, this.name);
+  }
+
+  /** Stops campaigning and, when leading, releases the lease so another candidate can take over at once. */
+  async resign(): Promise<void> {
+    this.#stop.abort();
+    await this.done;
+  }
+
+  async #campaign(): Promise<void> {
+    const { lock, leaseMs, retryEveryMs } = this.#opts;
+    const stop = this.#stop.signal;
+    while (!stop.aborted) {
+      let lease: Lease;
+      try {
+        lease = await lock.acquire(this.name, {
+          ttlMs: leaseMs,
+          // The holder's remaining TTL shortens the wait: a follower wakes when a dead leader's lease ends.
+          retry: { attempts: MAX_ATTEMPTS, delayMs: retryEveryMs, jitterMs: Math.min(50, retryEveryMs) },
+          signal: stop,
+        });
+      } catch (err) {
+        if (stop.aborted) break;
+        this.#report(err);
+        await sleep(retryEveryMs, stop).catch(() => undefined);
+        continue;
+      }
+      await this.#lead(lease);
+    }
+  }
+
+  async #lead(lease: Lease): Promise<void> {
+    const { renewEveryMs, leaseMs } = this.#opts;
+    const end = new AbortController();
+    const leadership: Leadership = { id: this.id, term: lease.fence, lease, signal: end.signal };
+    const onLost = () => end.abort(lease.signal.reason);
+    lease.signal.addEventListener('abort', onLost, { once: true });
+    this.#current = { leadership, end };
+
+    await this.#announce(lease).catch((err) => this.#report(err));
+    if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
+
+    // Renew until the lease is lost or we resign.
+    const stop = this.#stop.signal;
+    const { signal: either, dispose } = anySignal([end.signal, stop]);
+    let waitMs = renewEveryMs;
+    while (!either.aborted) {
+      await sleep(waitMs, either).catch(() => undefined);
+      if (either.aborted || !lease.held) break;
+      try {
+        await lease.extend(leaseMs);
+        waitMs = renewEveryMs;
+      } catch (err) {
+        if (err instanceof LockLostError) break; // the signal has fired
+        this.#report(err);
+        waitMs = Math.max(1, Math.min(renewEveryMs, Math.floor(lease.remainingMs / 3)));
+      }
+    }
+
+    dispose();
+    lease.signal.removeEventListener('abort', onLost);
+    let reason: LockLostError;
+    if (lease.signal.aborted || !lease.held) {
+      reason = lease.signal.reason as LockLostError; // (held aborts the signal when it finds the lease expired)
+    } else {
+      // We resigned: give the lock back so a follower takes over now, not a lease later.
+      reason = new LockLostError(lease.key, 'released');
+      await lease.release().catch((err) => this.#report(err));
+    }
+    end.abort(reason);
+    this.#current = null;
+    this.#safely(() => this.#opts.onDeposed?.(reason, leadership));
+  }
+
+  /** Records who holds the lock (id and term) next to it, on every store; observers need a quorum to agree. */
+  async #announce(lease: Lease): Promise<void> {
+    const { lock } = this.#opts;
+    const { stores, quorum } = storesOf(lock);
+    const timeoutMs = Math.max(1, Math.floor(this.#opts.leaseMs / 3));
+    const { answers } = fanOut(
+      stores,
+      LEADER_ANNOUNCE,
+      [lock.keyOf(this.name), leaderKeyOf(lock, this.name)],
+      [lease.token, this.id, lease.fence],
+      timeoutMs,
+    );
+    const results = await Promise.all(answers);
+    const ok = results.filter((a) => a.ok && Number(a.value) === 1).length;
+    if (ok < quorum) {
+      const failed = results.find((a) => !a.ok);
+      throw new OncelyError(`election "${this.name}": announced on ${ok} of ${stores.length} stores`, {
+        cause: failed && !failed.ok ? failed.error : undefined,
+      });
+    }
+  }
+
+  #report(err: unknown): void {
+    this.#safely(() => this.#opts.onError?.(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (this.#opts.onError) {
+        try {
+          this.#opts.onError(err instanceof Error ? err : new Error(String(err)));
+        } catch {
+          // an onError that throws has nowhere left to go
+        }
+      }
+    }
+  }
+
+  #removeSignalHandlers(): void {
+    for (const [sig, handler] of this.#signalHandlers) process.removeListener(sig, handler);
+    this.#signalHandlers = [];
+  }
+}
+
+/** A signal that aborts with the first of `signals`; `dispose()` detaches it from them. */
+function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const listeners: [AbortSignal, () => void][] = [];
+  for (const s of signals) {
+    if (s.aborted) {
+      controller.abort(s.reason);
+      break;
+    }
+    const listener = () => controller.abort(s.reason);
+    s.addEventListener('abort', listener, { once: true });
+    listeners.push([s, listener]);
+  }
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      for (const [s, listener] of listeners) s.removeEventListener('abort', listener);
+    },
+  };
+}
+
+/** Starts campaigning for leadership of `name`. See ElectOptions. */
+export function elect(options: ElectOptions): Election {
+  return new Election(options);
+}

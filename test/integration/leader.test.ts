@@ -1,0 +1,322 @@
+/**
+ * Leader election over real servers: in-process candidates for the API, then candidates as processes
+ * (test/support/leader-candidate.ts) that are killed (-9), frozen (SIGSTOP) and stopped (SIGTERM). The
+ * measured failover times are printed.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  createLock,
+  createRedlock,
+  type Election,
+  elect,
+  type Leadership,
+  type LockLostError,
+  observeLeader,
+  redisStore,
+  type Store,
+} from '../../layers/oncely/src/index.js';
+import { useMasters, useRedis } from '../support/servers.js';
+
+const LEASE_MS = 1000;
+const redis = useRedis();
+const masters = useMasters(3);
+let admin: Redis;
+const stores: Store[] = [];
+const store = (port: number) => {
+  const s = redisStore({ host: '127.0.0.1', port, timeoutMs: 500 });
+  stores.push(s);
+  return s;
+};
+
+beforeAll(() => {
+  admin = new Redis({ host: redis().host, port: redis().port, protocol: 2 });
+});
+afterAll(async () => {
+  admin?.disconnect();
+  await Promise.all(stores.map((s) => s.close()));
+});
+
+let n = 0;
+const electionName = (label: string) => `${label}-${++n}`;
+
+describe('election in one process', () => {
+  const elections: Election[] = [];
+  afterEach(async () => {
+    await Promise.all(elections.splice(0).map((e) => e.resign()));
+  });
+  const candidate = (name: string, id: string, log: string[]) => {
+    const e = elect({
+      lock: createLock(store(redis().port)),
+      name,
+      id,
+      leaseMs: LEASE_MS,
+      retryEveryMs: 100,
+      resignOn: false,
+      onElected: (l) => log.push(`${id} elected ${l.term}`),
+      onDeposed: (reason, l) => log.push(`${id} deposed ${l.term} ${reason.reason}`),
+    });
+    elections.push(e);
+    return e;
+  };
+
+  it('one leader; it renews past several leases; observers see its id and term; resign hands over at once', async () => {
+    const name = electionName('basic');
+    const log: string[] = [];
+    const a = candidate(name, 'a', log);
+    await vi.waitFor(() => expect(a.isLeader).toBe(true));
+    const b = candidate(name, 'b', log);
+    await new Promise((r) => setTimeout(r, 3 * LEASE_MS)); // only renewals keep it
+    expect(a.isLeader).toBe(true);
+    expect(b.isLeader).toBe(false);
+    expect(a.term).toBe(1);
+    expect(await b.observe()).toMatchObject({ id: 'a', term: 1 });
+    const seen = await observeLeader(createLock(store(redis().port)), name);
+    expect(seen?.remainingMs).toBeGreaterThan(LEASE_MS / 3);
+    expect(log).toEqual(['a elected 1']);
+
+    const resignedAt = performance.now();
+    await a.resign();
+    expect(a.isLeader).toBe(false);
+    await vi.waitFor(() => expect(b.isLeader).toBe(true), { timeout: 2000, interval: 5 });
+    // well under a lease: the lock was released, b did not wait for it to expire
+    expect(performance.now() - resignedAt).toBeLessThan(LEASE_MS / 2);
+    expect(b.term).toBe(2);
+    expect(await a.observe()).toMatchObject({ id: 'b', term: 2 });
+    expect(log).toEqual(['a elected 1', 'a deposed 1 released', 'b elected 2']);
+    // a resigned for good: it does not campaign again
+    await b.resign();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(a.isLeader).toBe(false);
+    expect(await admin.exists(`oncely:{${name}}:lock`)).toBe(0);
+    expect(await observeLeader(createLock(store(redis().port)), name)).toBeNull();
+  });
+
+  it('a leader whose lock is taken learns it through its signal at the next renewal, and the campaign goes on', async () => {
+    const name = electionName('stolen');
+    const log: string[] = [];
+    const a = candidate(name, 'a', log);
+    await vi.waitFor(() => expect(a.isLeader).toBe(true));
+    const leadership = a.leadership as Leadership;
+    await admin.set(`oncely:{${name}}:lock`, 'intruder', 'PX', 600);
+    await vi.waitFor(() => expect(leadership.signal.aborted).toBe(true), { timeout: LEASE_MS });
+    expect((leadership.signal.reason as LockLostError).reason).toBe('stolen');
+    expect(a.isLeader).toBe(false);
+    // once the intruder's key expires, a is elected again with a higher term
+    await vi.waitFor(() => expect(a.term).toBe(2), { timeout: 2000 });
+    expect(log).toEqual(['a elected 1', 'a deposed 1 stolen', 'a elected 2']);
+  });
+
+  it('over a Redlock of 3 masters: a quorum elects, observes, and keeps the leader with one master dead', async () => {
+    const name = electionName('redlock');
+    const redlock = createRedlock(
+      masters().map((m) => store(m.port)),
+      { nodeTimeoutMs: 100 },
+    );
+    const e = elect({ lock: redlock, name, id: 'r', leaseMs: LEASE_MS, resignOn: false });
+    elections.push(e);
+    await vi.waitFor(() => expect(e.isLeader).toBe(true));
+    expect(await e.observe()).toMatchObject({ id: 'r', term: 1 });
+    await masters()[0]!.kill();
+    try {
+      await new Promise((r) => setTimeout(r, 2 * LEASE_MS));
+      expect(e.isLeader).toBe(true);
+      expect(e.term).toBe(1);
+      expect(await e.observe()).toMatchObject({ id: 'r', term: 1 });
+    } finally {
+      await masters()[0]!.restart();
+    }
+  });
+});
+
+// ------------------------------------------------------------------------------------------ as processes
+
+const candidateScript = fileURLToPath(new URL('../support/leader-candidate.ts', import.meta.url));
+
+interface Event {
+  event: 'ready' | 'elected' | 'deposed' | 'act';
+  id: string;
+  at: number;
+  term?: number;
+  reason?: string;
+}
+
+class Candidates {
+  readonly events: Event[] = [];
+  readonly children = new Map<string, ChildProcess>();
+
+  start(ids: string[], args: string[]): Promise<void> {
+    for (const id of ids) {
+      const child = spawn(process.execPath, ['--import', 'tsx', candidateScript, '--id', id, ...args], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let buffered = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('utf8');
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) if (line.trim()) this.events.push(JSON.parse(line) as Event);
+      });
+      this.children.set(id, child);
+    }
+    return vi.waitFor(
+      () => {
+        for (const id of ids) expect(this.find((e) => e.event === 'ready' && e.id === id)).toBeDefined();
+      },
+      { timeout: 20_000, interval: 50 },
+    );
+  }
+  find(p: (e: Event) => boolean): Event | undefined {
+    return this.events.find(p);
+  }
+  of(id: string): Event[] {
+    return this.events.filter((e) => e.id === id);
+  }
+  /** The latest `elected` event, waiting for one that matches. */
+  async elected(p: (e: Event) => boolean = () => true, timeoutMs = 10_000): Promise<Event> {
+    return vi.waitFor(
+      () => {
+        const e = this.events.filter((x) => x.event === 'elected' && p(x)).at(-1);
+        expect(e).toBeDefined();
+        return e!;
+      },
+      { timeout: timeoutMs, interval: 5 },
+    );
+  }
+  /** Every `act` sorted by time: terms must never go back (no deposed leader acts after a newer one did). */
+  actsInOrder(): Event[] {
+    return this.events.filter((e) => e.event === 'act').sort((a, b) => a.at - b.at);
+  }
+  async stopAll(): Promise<void> {
+    await Promise.all(
+      [...this.children.values()].map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return;
+        c.kill('SIGCONT');
+        c.kill('SIGKILL');
+        await once(c, 'exit');
+      }),
+    );
+  }
+}
+
+function expectTermsNeverGoBack(acts: Event[]): void {
+  const backwards = acts.filter((e, i) => i > 0 && e.term! < acts[i - 1]!.term!);
+  expect(backwards).toEqual([]);
+}
+
+describe('candidates as processes', () => {
+  let group: Candidates;
+  afterEach(async () => {
+    await group?.stopAll();
+  });
+
+  it.each([
+    { over: 'one store', ports: () => String(redis().port) },
+    {
+      over: 'a Redlock of 3 masters',
+      ports: () =>
+        masters()
+          .map((m) => m.port)
+          .join(','),
+    },
+  ])('kill -9 of the leader ($over): another takes over within about one lease', async ({ over, ports }) => {
+    group = new Candidates();
+    const name = electionName('kill');
+    await group.start(
+      ['p1', 'p2', 'p3'],
+      ['--ports', ports(), '--name', name, '--lease-ms', String(LEASE_MS)],
+    );
+    const failoverMs: number[] = [];
+    let leader = await group.elected();
+    for (let round = 0; round < 2; round++) {
+      await new Promise((r) => setTimeout(r, 400)); // let it lead (and renew) for a while
+      const killedAt = Date.now();
+      group.children.get(leader.id)!.kill('SIGKILL');
+      const previous = leader;
+      leader = await group.elected((e) => e.term! > previous.term!);
+      expect(leader.id).not.toBe(previous.id);
+      failoverMs.push(leader.at - killedAt);
+    }
+    console.log(`leader failover (${over}, lease ${LEASE_MS} ms): ${failoverMs.join(' ms, ')} ms`);
+    for (const ms of failoverMs) {
+      // not before the dead leader's lease could have run out (it renews every lease/3)...
+      expect(ms).toBeGreaterThanOrEqual(LEASE_MS - Math.ceil(LEASE_MS / 3) - 50);
+      // ...and about one lease at most (plus the follower's jitter and a loaded machine's slack)
+      expect(ms).toBeLessThan(LEASE_MS + 500);
+    }
+    expectTermsNeverGoBack(group.actsInOrder());
+  });
+
+  it('a leader frozen past its lease learns it was deposed through its signal before it acts again', async () => {
+    group = new Candidates();
+    const name = electionName('pause');
+    await group.start(
+      ['s1', 's2'],
+      ['--ports', String(redis().port), '--name', name, '--lease-ms', String(LEASE_MS)],
+    );
+    const first = await group.elected();
+    const frozen = group.children.get(first.id)!;
+    await new Promise((r) => setTimeout(r, 200));
+    frozen.kill('SIGSTOP');
+    const frozenAt = Date.now();
+    const next = await group.elected((e) => e.id !== first.id);
+    expect(next.term).toBeGreaterThan(first.term!);
+    console.log(`leader failover (frozen leader, lease ${LEASE_MS} ms): ${next.at - frozenAt} ms`);
+    await vi.waitFor(() => expect(group.find((e) => e.event === 'act' && e.id === next.id)).toBeDefined());
+    const resumedAt = Date.now();
+    frozen.kill('SIGCONT');
+    const deposed = await vi.waitFor(
+      () => {
+        const d = group.of(first.id).find((e) => e.event === 'deposed');
+        expect(d).toBeDefined();
+        return d!;
+      },
+      { timeout: 2000, interval: 5 },
+    );
+    expect(deposed.reason).toBe('expired');
+    expect(deposed.at).toBeGreaterThanOrEqual(resumedAt);
+    // Nothing between freezing and learning it: no act with the old term after the resume.
+    const staleActs = group.of(first.id).filter((e) => e.event === 'act' && e.at >= resumedAt);
+    expect(staleActs).toEqual([]);
+    const after = group.of(first.id).filter((e) => e.at >= resumedAt);
+    expect(after[0]?.event).toBe('deposed');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(group.of(first.id).filter((e) => e.event === 'act' && e.at >= resumedAt)).toEqual([]);
+    expectTermsNeverGoBack(group.actsInOrder());
+  });
+
+  it('SIGTERM: the leader resigns (a follower takes over at once) and the process then exits by the signal', async () => {
+    group = new Candidates();
+    const name = electionName('sigterm');
+    await group.start(
+      ['t1', 't2'],
+      [
+        '--ports',
+        String(redis().port),
+        '--name',
+        name,
+        '--lease-ms',
+        String(LEASE_MS),
+        '--retry-every-ms',
+        '50',
+      ],
+    );
+    const first = await group.elected();
+    const child = group.children.get(first.id)!;
+    const exited = once(child, 'exit');
+    const termAt = Date.now();
+    child.kill('SIGTERM');
+    const next = await group.elected((e) => e.id !== first.id);
+    const [code, signal] = await exited;
+    console.log(`leader handover on SIGTERM: ${next.at - termAt} ms`);
+    // a lease would be ≥ 2/3 · 1000 ms away; a released lock is taken within the follower's retry period
+    expect(next.at - termAt).toBeLessThan(600);
+    expect(code).toBeNull();
+    expect(signal).toBe('SIGTERM');
+    const last = group.of(first.id).at(-1);
+    expect(last).toMatchObject({ event: 'deposed', reason: 'released' });
+  });
+});
