@@ -80,11 +80,11 @@ describe('withOnceBatch', () => {
 
   it("a record in progress elsewhere: reported (duplicate: 'throw'), acknowledged (duplicate: 'skip')", async () => {
     for (const duplicate of ['throw', 'skip'] as const) {
-      const { options } = setup({ duplicate });
+      const { options, store } = setup({ duplicate });
       const gate = deferred();
       const h = withOnceBatch(async (r) => (r.body === 'slow' ? gate.promise : 'ok'), options);
       const first = h(batch(record('a', 'slow')), lambdaContext());
-      await vi.waitFor(() => expect(options.store.script('once-claim')).toBe(1));
+      await vi.waitFor(() => expect(store.script('once-claim')).toBe(1));
       const second = await h(batch(record('a', 'slow'), record('b')), lambdaContext());
       expect(ids(second)).toEqual(duplicate === 'throw' ? ['a'] : []);
       gate.resolve();
