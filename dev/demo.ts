@@ -175,7 +175,10 @@ async function webhookRow({ target, store, run }: Env): Promise<Row> {
     else problems.push(`forged ${d.id}: HTTP ${res.status}, expected 401`);
   };
 
-  const deliveries = Array.from({ length: DELIVERIES }, (_, i) => ids[i % ids.length]!);
+  // The copies of one id go out back to back (a provider's redeliveries come close together), all 220
+  // requests in flight at once.
+  const copies = DELIVERIES / DELIVERY_IDS;
+  const deliveries = Array.from({ length: DELIVERIES }, (_, i) => ids[Math.floor(i / copies)]!);
   await Promise.all([...deliveries.map(deliver), ...forged.map(forge)]);
 
   if (problems.length === 0 && duplicates !== DELIVERIES - DELIVERY_IDS) {
@@ -425,21 +428,22 @@ async function findRunningStack(): Promise<Target | undefined> {
     webhookSecrets: secrets(),
   };
   try {
-    // dispatch answers an empty batch with 400 and its own error: that is our serverless-offline.
-    const res = await fetch(`${target.httpUrl}/dispatch`, {
-      method: 'POST',
-      body: '{}',
-      signal: AbortSignal.timeout(2000),
-    });
-    const answer = (await res.json()) as { error?: string };
-    if (res.status !== 400 || !answer.error?.startsWith('items must be')) return undefined;
     const ping = await fetch(target.gatewayUrl, {
       method: 'POST',
       headers: { authorization: `Bearer ${target.gatewayToken}` },
       body: '["PING"]',
       signal: AbortSignal.timeout(2000),
     });
-    return ping.ok ? target : undefined;
+    if (!ping.ok) return undefined;
+    // dispatch answers an empty batch with 400 and its own error: that is our serverless-offline. Its first
+    // invocation loads the function (and the AWS SDK), which takes a few seconds on a busy machine.
+    const res = await fetch(`${target.httpUrl}/dispatch`, {
+      method: 'POST',
+      body: '{}',
+      signal: AbortSignal.timeout(20_000),
+    });
+    const answer = (await res.json()) as { error?: string };
+    return res.status === 400 && answer.error?.startsWith('items must be') ? target : undefined;
   } catch {
     return undefined;
   }
