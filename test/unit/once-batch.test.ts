@@ -208,6 +208,20 @@ describe('withOnceBatch', () => {
     ]);
   });
 
+  it('ONCELY_DISABLED=true: every record runs, the store is not touched', async () => {
+    const { store, options } = setup();
+    vi.stubEnv('ONCELY_DISABLED', 'true');
+    try {
+      let runs = 0;
+      const h = withOnceBatch(async () => ++runs, options);
+      await h(batch(record('a'), record('a')), lambdaContext());
+      expect(runs).toBe(2);
+      expect(store.roundTrips).toBe(0);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it('an empty batch costs no round trip', async () => {
     const { store, options } = setup();
     expect(await withOnceBatch(async () => 1, options)(batch(), lambdaContext())).toEqual({

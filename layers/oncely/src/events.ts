@@ -53,6 +53,21 @@ export const EVENT_SOURCES: readonly EventSource[] = [
   'standard-webhooks',
 ];
 
+/** Where each source keeps its key, for error messages. */
+export const KEY_LOCATIONS: Readonly<Record<EventSource | 'custom', string>> = {
+  sqs: 'the SQS messageId',
+  sns: 'the SNS MessageId',
+  eventbridge: 'the EventBridge event id',
+  s3: 'the S3 bucket, key and sequencer',
+  dynamodb: 'the DynamoDB stream eventID',
+  kinesis: 'the Kinesis eventID',
+  http: 'an Idempotency-Key header',
+  github: 'an X-GitHub-Delivery header',
+  stripe: 'a Stripe event id in the body',
+  'standard-webhooks': 'a webhook-id (or svix-id) header',
+  custom: 'the key option (function or JMESPath expression)',
+};
+
 /** A value a key function or expression may give: strings as they are, anything else as canonical JSON. */
 export type KeyValue = string | number | boolean | object | null | undefined;
 

@@ -16,9 +16,11 @@ import { type Clock, monotonicClock, sleep } from './clock.js';
 import { LockLostError, OncelyError, StoreError, StoreUnavailableError, ValidationError } from './errors.js';
 import {
   canonicalJson,
+  type EventSource,
   type Identity,
   identify,
   isHttpEvent,
+  KEY_LOCATIONS,
   type KeySpec,
   keySpecProblems,
   type PayloadSpec,
@@ -223,7 +225,7 @@ export class MissingKeyError extends OncelyError {
   override name = 'MissingKeyError';
   readonly source: string;
   constructor(source: string) {
-    super(`no idempotency key in the event (looked for the ${source} key)`);
+    super(`no idempotency key in the event: looked for ${KEY_LOCATIONS[source as EventSource] ?? source}`);
     this.source = source;
   }
 }
