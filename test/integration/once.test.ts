@@ -254,8 +254,8 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
       },
       base({ marginMs: 100 }),
     );
-    const first = h({ id: key }, lambdaContext(250));
-    await delay(300);
+    const first = h({ id: key }, lambdaContext(500)); // a 400 ms lease
+    await delay(600);
     expect(await fx.admin.exists(engineKeys(key)[0])).toBe(0);
     release.resolve();
     expect(await first).toBe('late');
