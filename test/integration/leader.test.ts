@@ -95,6 +95,19 @@ describe('election in one process', () => {
     expect(await observeLeader(createLock(store(redis().port)), name)).toBeNull();
   });
 
+  it('observers see only an announced holder, and never its token', async () => {
+    const name = electionName('observe');
+    const lock = createLock(store(redis().port));
+    const plain = (await lock.tryAcquire(name, { ttlMs: 5000 }))!; // a holder that never announces itself
+    expect(await observeLeader(lock, name)).toBeNull();
+    await plain.release();
+    const a = candidate(name, 'a', []);
+    await vi.waitFor(async () => expect(await observeLeader(lock, name)).toMatchObject({ id: 'a', term: 2 }));
+    const record = await admin.hgetall(`oncely:{${name}}:leader`);
+    expect(record).toMatchObject({ id: 'a', term: '2' });
+    expect(JSON.stringify(record)).not.toContain(a.leadership!.lease.token);
+  });
+
   it('a leader whose lock is taken learns it through its signal at the next renewal, and the campaign goes on', async () => {
     const name = electionName('stolen');
     const log: string[] = [];
