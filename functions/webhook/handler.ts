@@ -35,24 +35,25 @@ interface Provider {
   readonly verify: (body: Buffer, headers: Headers) => Verification;
 }
 
+/** A secret from the environment, read at cold start: a misconfigured function fails loudly, not per request. */
 function secret(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`); // at cold start: a misconfigured function fails loudly
+  if (!value) throw new Error(`${name} is not set`);
   return value;
 }
 
+const secrets = {
+  github: secret('GITHUB_WEBHOOK_SECRET'),
+  stripe: secret('STRIPE_WEBHOOK_SECRET'),
+  standard: secret('STANDARD_WEBHOOK_SECRET'),
+};
+
 const PROVIDERS: Readonly<Record<string, Provider>> = {
-  github: {
-    source: 'github',
-    verify: (body, headers) => verifyGithub(body, headers, secret('GITHUB_WEBHOOK_SECRET')),
-  },
-  stripe: {
-    source: 'stripe',
-    verify: (body, headers) => verifyStripe(body, headers, secret('STRIPE_WEBHOOK_SECRET')),
-  },
+  github: { source: 'github', verify: (body, headers) => verifyGithub(body, headers, secrets.github) },
+  stripe: { source: 'stripe', verify: (body, headers) => verifyStripe(body, headers, secrets.stripe) },
   standard: {
     source: 'standard-webhooks',
-    verify: (body, headers) => verifyStandardWebhook(body, headers, secret('STANDARD_WEBHOOK_SECRET')),
+    verify: (body, headers) => verifyStandardWebhook(body, headers, secrets.standard),
   },
 };
 
