@@ -623,6 +623,18 @@ describe('lease timing (fake timers)', () => {
     await expect(done).resolves.toBe('late'); // nobody claimed since: the late completion is kept
   });
 
+  it("after completion the lease's timer running out does not abort the handler's signal", async () => {
+    const { options } = setup({ leaseMs: 1000 });
+    let signal: AbortSignal | undefined;
+    const h = withOnce(async (_e: Ev, _c, once) => {
+      signal = once.signal;
+      return 1;
+    }, options);
+    await h({ id: 'a', n: 1 }, lambdaContext());
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(signal!.aborted).toBe(false);
+  });
+
   it('an extend that finds another owner aborts the signal with reason stolen', async () => {
     const { options, store } = setup({ leaseMs: 1000 });
     let signal: AbortSignal | undefined;

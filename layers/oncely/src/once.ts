@@ -901,6 +901,7 @@ export class Run {
   readonly #engine: EngineCore;
   readonly #startedAt: number;
   #stop: () => void = () => {};
+  #detach: () => void = () => {};
   #settled = false;
 
   constructor(engine: EngineCore, init: RunInit) {
@@ -912,11 +913,19 @@ export class Run {
     this.lease = init.lease;
     this.http = init.http;
     this.#startedAt = init.startedAt;
-    this.once = init.lease
-      ? Object.freeze({ signal: init.lease.signal, fence: init.fence, key: init.key })
-      : init.key === undefined
-        ? UNFENCED
-        : Object.freeze({ ...UNFENCED, key: init.key });
+    const lease = init.lease;
+    if (!lease) {
+      this.once = init.key === undefined ? UNFENCED : Object.freeze({ ...UNFENCED, key: init.key });
+      return;
+    }
+    // The handler's signal follows the lease until the run is settled, and no further: a completed record's
+    // lease timer running out later must not abort a signal the handler may still hold.
+    const handlerSignal = new AbortController();
+    const forward = () => handlerSignal.abort(lease.signal.reason);
+    if (lease.signal.aborted) forward();
+    else lease.signal.addEventListener('abort', forward, { once: true });
+    this.#detach = () => lease.signal.removeEventListener('abort', forward);
+    this.once = Object.freeze({ signal: handlerSignal.signal, fence: init.fence, key: init.key });
   }
 
   get settled(): boolean {
@@ -937,8 +946,10 @@ export class Run {
   }
 
   /** Stops extending (the handler is done). */
+  /** Stops extending and detaches the handler's signal from the lease (the handler is done). */
   stop(): void {
     this.#stop();
+    this.#detach();
   }
 
   durationMs(): number {
@@ -1339,6 +1350,7 @@ async function runBatch<R>(
     });
   }
 
+  for (const item of items) item.run?.stop();
   return {
     batchItemFailures: items
       .filter((i) => i.state === 'fail')
