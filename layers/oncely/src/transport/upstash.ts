@@ -1,5 +1,4 @@
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
-import type { Redis as UpstashRedis, UpstashRequest, UpstashResponse } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
 import { evalWithFallback, isNoScript, settle } from './shared.js';
@@ -42,15 +41,22 @@ const NOT_SENT = new Set([
  */
 const IDLE_SOCKET_MS = 4000;
 
-/** A command's reply, or (for `/pipeline`) one per command: what @upstash/redis' HttpClient resolves with. */
-type RestReply = UpstashResponse<unknown> | UpstashResponse<unknown>[];
+/** A command's reply `{ result }` or `{ error }`; `/pipeline` answers with one per command. */
+interface CommandReply {
+  result?: unknown;
+  error?: string;
+}
+type RestReply = CommandReply | CommandReply[];
+type Command = (string | number)[];
 
 /**
- * A Store over Upstash's REST API: `@upstash/redis` builds the commands and pipelines (automaticDeserialization
- * off, its own auto-pipelining off: concurrent calls are batched below), and a requester of ours sends them
- * over `node:http(s)` with a keep-alive agent instead of `fetch`, which costs several times the CPU per
- * request and tens of milliseconds on first use (docs/benchmarks.md). No retries: a timed-out write is
- * reported as ambiguous, never silently sent twice. Every request has its own timeout.
+ * A Store over Upstash's REST API, spoken directly: a command is a JSON array POSTed to `/`, a batch an array
+ * of them POSTed to `/pipeline`, sent over `node:http(s)` with a keep-alive agent. `fetch` costs several times
+ * the CPU per request and tens of milliseconds on first use, and `@upstash/redis` (95 KB minified) would only
+ * build the arrays once the HTTP layer is ours (docs/benchmarks.md). The protocol details it handles are kept:
+ * Bearer auth, the read-your-writes sync token, the optional base64 response encoding.
+ * No retries: a timed-out write is reported as ambiguous, never silently sent twice. Every request has its
+ * own timeout.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -62,59 +68,68 @@ export function upstashStore(options: UpstashStoreOptions): Store {
     url = undefined;
   }
   const name = `upstash(${url?.host ?? 'invalid-url'})`;
-  let client: Promise<UpstashRedis> | undefined;
+  let sender: Promise<(path: string, body: unknown) => Promise<RestReply>> | undefined;
   let agent: Agent | undefined;
-  const redis = () => {
-    client ??= (async () => {
+  const send = async (path: string, body: unknown): Promise<RestReply> => {
+    sender ??= (async () => {
       if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
         throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
       }
-      const [{ Redis }, transport] = await Promise.all([
-        import('@upstash/redis'),
-        url.protocol === 'https:' ? import('node:https') : import('node:http'),
-      ]);
-      const r = new Redis({
-        url: options.url,
-        token,
-        automaticDeserialization: false,
-        enableAutoPipelining: false,
-        enableTelemetry: false,
-        retry: false,
+      const transport = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+      agent = new transport.Agent({
+        keepAlive: true,
+        noDelay: true,
+        timeout: IDLE_SOCKET_MS,
+        scheduling: 'lifo',
       });
-      agent = new transport.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' });
-      const send = requester(url, token, transport.request, agent, {
+      return requester(url, token, transport.request, agent, {
         name,
         timeoutMs,
         base64: options.base64 ?? false,
       });
-      // A middleware that answers without calling `next` replaces the client's fetch-based requester.
-      r.use((req) => send(req) as Promise<UpstashResponse<never>>);
-      return r;
     })();
-    return client;
+    return (await sender)(path, body);
   };
 
+  /** A Redis error reply (NOSCRIPT, WRONGTYPE, …): not a transport failure, the command did not run. */
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
-    const text = redact(e.message.replace(/, command was: [\s\S]*$/, ''), [token]);
-    return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
+    return new StoreError(`${name}: ${redact(e.message, [token])}`, { store: name, ambiguous: false });
   };
 
-  const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await redis()).evalsha(sha, [...keys], [...args]);
-  const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await redis()).eval(lua, [...keys], [...args]);
+  const command = (
+    op: 'EVALSHA' | 'EVAL',
+    code: string,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+  ) => [op, code, keys.length, ...keys, ...args] as Command;
+  const one = async (cmd: Command): Promise<unknown> => {
+    const reply = (await send('', cmd)) as CommandReply;
+    if (reply.error !== undefined) throw new Error(reply.error);
+    return reply.result ?? null;
+  };
+  const evalsha = (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    one(command('EVALSHA', sha, keys, args));
+  const evalLua = (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    one(command('EVAL', lua, keys, args));
 
   const pipeline = async (calls: readonly ScriptCall[], useLua: boolean): Promise<CallResult[]> => {
-    const p = (await redis()).pipeline();
-    for (const c of calls) {
-      if (useLua) p.eval(c.script.lua, [...c.keys], [...c.args]);
-      else p.evalsha(c.script.sha1, [...c.keys], [...c.args]);
+    const body = calls.map((c) =>
+      useLua
+        ? command('EVAL', c.script.lua, c.keys, c.args)
+        : command('EVALSHA', c.script.sha1, c.keys, c.args),
+    );
+    const replies = await send('pipeline', body);
+    if (!Array.isArray(replies) || replies.length !== calls.length) {
+      // Sent and answered, but not with one reply per command: whether each ran is unknown.
+      throw new StoreUnavailableError(`${name}: unexpected /pipeline reply for ${calls.length} commands`, {
+        store: name,
+        ambiguous: true,
+      });
     }
-    const replies = (await p.exec({ keepErrors: true })) as { result?: unknown; error?: string }[];
     return replies.map((r) =>
-      settle(r.result ?? null, r.error ? new Error(r.error) : undefined, (e) => mapError(e)),
+      settle(r.result ?? null, r.error !== undefined ? new Error(r.error) : undefined, mapError),
     );
   };
 
@@ -206,8 +221,8 @@ const MAX_BATCH = 100;
 type RequestFn = (options: RequestOptions, onResponse: (res: IncomingMessage) => void) => ClientRequest;
 
 /**
- * Sends one REST request (a command to `/`, or a batch to `/pipeline`) and resolves with the parsed reply,
- * as `@upstash/redis`' own HttpClient would: `{ result }` / `{ error }`, or an array of them for a pipeline.
+ * Sends one REST request (a command to `/`, or a batch to `/pipeline`) and resolves with the parsed reply:
+ * `{ result }` / `{ error }`, or an array of them for a pipeline.
  * Redis errors (HTTP 400, e.g. NOSCRIPT) are thrown as plain errors carrying the server's message; everything
  * else is a StoreError: 401/403 → StoreAuthError; no reply within `timeoutMs`, a reset connection, a 5xx or
  * an unreadable 200 → StoreUnavailableError, ambiguous (the command may have run); a connection that could
@@ -219,7 +234,7 @@ function requester(
   request: RequestFn,
   agent: Agent,
   opts: { name: string; timeoutMs: number; base64: boolean },
-): (req: UpstashRequest) => Promise<RestReply> {
+): (path: string, body: unknown) => Promise<RestReply> {
   const { name, timeoutMs, base64 } = opts;
   const basePath = url.pathname.replace(/\/+$/, '');
   const headers: Record<string, string | number> = {
@@ -232,12 +247,12 @@ function requester(
   const unavailable = (why: string, ambiguous: boolean, cause?: unknown) =>
     new StoreUnavailableError(`${name}: ${why}`, { store: name, ambiguous, cause });
 
-  return (req) =>
+  return (path, payload) =>
     new Promise<RestReply>((resolve, reject) => {
       const now = performance.now();
       if (now - lastActive > IDLE_SOCKET_MS) dropIdleSockets(agent);
       lastActive = now;
-      const body = JSON.stringify(req.body);
+      const body = JSON.stringify(payload);
       headers['content-length'] = Buffer.byteLength(body);
       // Read-your-writes across Upstash replicas, as @upstash/redis does: echo the last sync token we got.
       if (syncToken) headers['upstash-sync-token'] = syncToken;
@@ -256,7 +271,7 @@ function requester(
           hostname: url.hostname,
           port: url.port,
           method: 'POST',
-          path: req.path?.length ? `${basePath}/${req.path.join('/')}` : basePath || '/',
+          path: `${basePath}/${path}`,
           headers,
           agent,
         },
@@ -322,7 +337,7 @@ function dropIdleSockets(agent: Agent): void {
   }
 }
 
-/** Undoes `Upstash-Encoding: base64` as @upstash/redis does: every string but a top-level "OK". */
+/** Undoes `Upstash-Encoding: base64` (as @upstash/redis does): every string but a top-level "OK". */
 function decodeReply(reply: RestReply): RestReply {
   if (Array.isArray(reply))
     return reply.map((r) => ({ result: decodeValue(r.result, true), error: r.error }));
