@@ -1,0 +1,251 @@
+/**
+ * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the project
+ * deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
+ *
+ * - the layer from layers/oncely/src/index.ts with code splitting; `@upstash/redis` and `ioredis` are chunks of
+ *   their own, loaded by dynamic import. Its REST path is every file a REST user loads (index, shared chunks,
+ *   the @upstash/redis chunk: not the ioredis one), its TCP path the same with ioredis instead;
+ * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
+ *   entries import `oncely` from the built layer instead, as deployed functions do.
+ *
+ * A cold start is a fresh `node bench/cold/runner.mjs <bundle>`: import the bundle, then complete one lock.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build, type Metafile, type Plugin } from 'esbuild';
+import type { ColdConfig } from './cold/types.js';
+import { median } from './stats.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const TARGET = 'node20';
+const REQUIRE_BANNER =
+  "import { createRequire as __benchCreateRequire } from 'node:module'; const require = __benchCreateRequire(import.meta.url);";
+
+/** As scripts/build.ts: the transports' dynamic-import targets as ES modules of their own, one chunk each. */
+const SHIMS: Record<string, { name: string; contents: string }> = {
+  ioredis: {
+    name: 'ioredis',
+    contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
+  },
+  '@upstash/redis': { name: 'upstash', contents: "export { Redis } from '@upstash/redis';" },
+};
+const clientShims: Plugin = {
+  name: 'bench-client-shims',
+  setup(b) {
+    b.onResolve({ filter: /^(ioredis|@upstash\/redis)$/ }, (args) =>
+      args.namespace === 'bench-shim' ? undefined : { path: SHIMS[args.path]!.name, namespace: 'bench-shim' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'bench-shim' }, (args) => ({
+      contents: Object.values(SHIMS).find((s) => s.name === args.path)!.contents,
+      resolveDir: root,
+      loader: 'js',
+    }));
+  },
+};
+
+export interface Entry {
+  id: string;
+  label: string;
+  /** bench/cold/<file>.ts */
+  file: string;
+  /** Uses the layer (oncely) rather than bundling a library. */
+  layer?: 'rest' | 'tcp';
+}
+
+export const ENTRIES: readonly Entry[] = [
+  { id: 'oncely-rest', label: 'oncely REST (layer, REST path)', file: 'oncely-rest', layer: 'rest' },
+  { id: 'oncely-tcp', label: 'oncely TCP (layer, TCP path)', file: 'oncely-tcp', layer: 'tcp' },
+  { id: 'oncely-rest-entry', label: 'oncely REST lock entry', file: 'oncely-rest' },
+  { id: 'oncely-tcp-entry', label: 'oncely TCP lock entry', file: 'oncely-tcp' },
+  { id: 'upstash-lock', label: '@upstash/lock + @upstash/redis', file: 'upstash-lock' },
+  { id: 'upstash-redis', label: '@upstash/redis alone', file: 'upstash-redis' },
+  { id: 'ioredis', label: 'ioredis alone', file: 'ioredis' },
+  { id: 'redlock', label: 'redlock + ioredis', file: 'redlock' },
+  { id: 'powertools', label: 'Powertools idempotency + @redis/client', file: 'powertools' },
+];
+
+export interface BundleSize {
+  id: string;
+  label: string;
+  /** Minified bytes a process loads for the contender (the layer path plus the tiny entry, for oncely). */
+  bytes: number;
+  gzipBytes: number;
+  /** Bytes by package (`oncely` is the layer's own source). */
+  byPackage: Record<string, number>;
+  /** The file the cold start imports. */
+  bundle: string;
+}
+
+const packageOf = (input: string): string => {
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
+  if (m) return m[1]!;
+  if (input.includes('layers/oncely/src')) return 'oncely';
+  if (input.startsWith('bench-shim:')) return 'oncely';
+  return 'entry';
+};
+
+function addInputs(into: Record<string, number>, output: Metafile['outputs'][string]): void {
+  for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+    const pkg = packageOf(input);
+    into[pkg] = (into[pkg] ?? 0) + bytesInOutput;
+  }
+}
+
+/** Output files reachable from `start` (static imports always, dynamic ones unless `skip` says so). */
+function closure(meta: Metafile, start: string, skip: (path: string) => boolean): string[] {
+  const seen = new Set<string>();
+  const walk = (path: string) => {
+    if (seen.has(path) || skip(path)) return;
+    seen.add(path);
+    for (const imp of meta.outputs[path]?.imports ?? []) {
+      if (!imp.external) walk(imp.path);
+    }
+  };
+  walk(start);
+  return [...seen];
+}
+
+const fileBytes = (path: string) => statSync(resolve(root, path)).size;
+const gzipBytes = (paths: readonly string[]) =>
+  paths.reduce((sum, p) => sum + gzipSync(readFileSync(resolve(root, p))).length, 0);
+
+/** Builds the layer and every entry into `outDir`; returns one size per entry. */
+export async function buildBundles(outDir: string): Promise<BundleSize[]> {
+  const common = {
+    absWorkingDir: root,
+    bundle: true,
+    format: 'esm' as const,
+    platform: 'node' as const,
+    target: TARGET,
+    minify: true,
+    keepNames: true,
+    banner: { js: REQUIRE_BANNER },
+    metafile: true,
+    logLevel: 'warning' as const,
+    outExtension: { '.js': '.mjs' },
+  };
+  const layerDir = join(outDir, 'layer');
+  const layer = await build({
+    ...common,
+    entryPoints: { index: 'layers/oncely/src/index.ts' },
+    outdir: layerDir,
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    plugins: [clientShims],
+  });
+  const layerIndex = relative(root, join(layerDir, 'index.mjs'));
+  const isChunk = (name: string) => (p: string) => p.includes(`/chunks/${name}-`);
+  const layerPath = {
+    rest: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
+    tcp: closure(layer.metafile!, layerIndex, isChunk('upstash')),
+  };
+
+  const layerAlias: Plugin = {
+    name: 'bench-layer',
+    setup(b) {
+      b.onResolve({ filter: /^oncely$/ }, () => ({
+        path: relative(join(outDir, 'entries'), join(layerDir, 'index.mjs')),
+        external: true,
+      }));
+    },
+  };
+  const sizes: BundleSize[] = [];
+  for (const entry of ENTRIES) {
+    const outfile = join(outDir, 'entries', `${entry.id}.mjs`);
+    const result = await build({
+      ...common,
+      entryPoints: [join(root, 'bench', 'cold', `${entry.file}.ts`)],
+      outfile,
+      plugins: entry.layer ? [layerAlias] : [],
+    });
+    const own = relative(root, outfile);
+    const files = [own, ...(entry.layer ? layerPath[entry.layer] : [])];
+    const byPackage: Record<string, number> = {};
+    addInputs(byPackage, result.metafile!.outputs[own]!);
+    if (entry.layer)
+      for (const f of layerPath[entry.layer]) addInputs(byPackage, layer.metafile!.outputs[f]!);
+    sizes.push({
+      id: entry.id,
+      label: entry.label,
+      bytes: files.reduce((sum, f) => sum + fileBytes(f), 0),
+      gzipBytes: gzipBytes(files),
+      byPackage,
+      bundle: outfile,
+    });
+  }
+  return sizes;
+}
+
+// ------------------------------------------------------------------------------------------- cold starts
+
+export interface ColdSample {
+  /** Node's own start-up, ms (the same for every bundle). */
+  boot: number;
+  /** Importing the bundle, ms. */
+  load: number;
+  /** Creating the client and completing the first lock, ms. */
+  first: number;
+}
+
+export interface ColdResult {
+  id: string;
+  label: string;
+  /** Per process: load + first (ms). */
+  samples: number[];
+  load: number;
+  first: number;
+  total: number;
+  boot: number;
+}
+
+function runOnce(bundle: string, cfg: ColdConfig): Promise<ColdSample> {
+  const runner = join(root, 'bench', 'cold', 'runner.mjs');
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [runner, bundle, JSON.stringify(cfg)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`cold start of ${bundle} exited ${code}: ${err.slice(-2000)}`));
+      else resolveRun(JSON.parse(out) as ColdSample);
+    });
+  });
+}
+
+/** `processes` fresh processes per bundle, interleaved (a, b, c, a, b, c, …). */
+export async function coldStarts(
+  sizes: readonly BundleSize[],
+  cfg: (i: number) => ColdConfig,
+  processes: number,
+): Promise<ColdResult[]> {
+  const samples = new Map<string, ColdSample[]>(sizes.map((s) => [s.id, []]));
+  let n = 0;
+  for (let round = 0; round < processes; round++) {
+    for (const s of sizes) samples.get(s.id)!.push(await runOnce(s.bundle, cfg(n++)));
+  }
+  return sizes.map((s) => {
+    const xs = samples.get(s.id)!;
+    return {
+      id: s.id,
+      label: s.label,
+      samples: xs.map((x) => x.load + x.first),
+      load: median(xs.map((x) => x.load)),
+      first: median(xs.map((x) => x.first)),
+      total: median(xs.map((x) => x.load + x.first)),
+      boot: median(xs.map((x) => x.boot)),
+    };
+  });
+}

@@ -1,0 +1,10 @@
+/** oncely over REST, as a function using the layer: `oncely` is the built layer (external). */
+import { createLock, upstashStore } from 'oncely';
+import type { ColdConfig } from './types.js';
+
+export async function firstLock(cfg: ColdConfig): Promise<void> {
+  const lock = createLock(upstashStore({ url: cfg.url, token: cfg.token }));
+  const lease = await lock.tryAcquire(cfg.key, { ttlMs: 10_000 });
+  if (!lease) throw new Error('not acquired');
+  await lease.release();
+}

@@ -1,0 +1,221 @@
+/**
+ * Lock contenders: one acquire + release pair each, built the way a user of each library would build it.
+ *
+ * TCP (one shared ioredis client, so the client is not what differs):
+ *   raw       SET key token PX ttl NX, then EVALSHA compare-and-delete: the floor a library can reach
+ *   oncely    createLock(redisStore(client))  (acquire = one script: SET + fence INCR)
+ *   redlock   new Redlock([client], { retryCount: 0 })
+ * REST (same gateway):
+ *   raw       @upstash/redis `new Redis({ url, token })` with its defaults: SET NX PX, then EVALSHA
+ *   upstash   @upstash/lock `new Lock({ id, redis, lease })` on that client
+ *   oncely    createLock(upstashStore({ url, token }))
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Lock as UpstashLock } from '@upstash/lock';
+import { Redis as UpstashRedis } from '@upstash/redis';
+import type { Redis } from 'ioredis';
+import Redlock from 'redlock';
+import {
+  createLock,
+  LOCK_SCRIPTS,
+  redisStore,
+  type Store,
+  upstashStore,
+} from '../layers/oncely/src/index.js';
+import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
+
+export const TTL_MS = 10_000;
+
+/** A held lock, as each library represents it. */
+export interface Held {
+  extend(): Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface LockContender {
+  readonly id: string;
+  readonly label: string;
+  acquire(key: string): Promise<Held>;
+  close(): Promise<void>;
+}
+
+/** The raw baseline's scripts: compare-and-delete and compare-and-pexpire. */
+export const RAW_RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+export const RAW_EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
+export const RAW_RELEASE_SHA = sha1(RAW_RELEASE);
+export const RAW_EXTEND_SHA = sha1(RAW_EXTEND);
+
+const token = () => randomBytes(16).toString('base64url');
+
+function notAcquired(label: string, key: string): never {
+  throw new Error(`${label}: lock ${key} not acquired (the benchmark expects every key free)`);
+}
+
+// --------------------------------------------------------------------------------------------------- TCP
+
+export function rawTcp(client: Redis): LockContender {
+  const label = 'raw ioredis (SET NX PX + EVALSHA)';
+  return {
+    id: 'raw',
+    label,
+    async acquire(key) {
+      const t = token();
+      if ((await client.set(key, t, 'PX', TTL_MS, 'NX')) !== 'OK') notAcquired(label, key);
+      return {
+        async extend() {
+          if ((await client.evalsha(RAW_EXTEND_SHA, 1, key, t, TTL_MS)) !== 1) throw new Error('raw: lost');
+        },
+        async release() {
+          await client.evalsha(RAW_RELEASE_SHA, 1, key, t);
+        },
+      };
+    },
+    async close() {},
+  };
+}
+
+/**
+ * oncely's own acquire/release scripts sent straight from ioredis, no library around them: separates what
+ * the fenced acquire costs the server from what the library costs the client. Informational.
+ */
+export function rawFencedTcp(client: Redis): LockContender {
+  const label = "raw ioredis, oncely's scripts";
+  return {
+    id: 'raw-fenced',
+    label,
+    async acquire(key) {
+      const t = token();
+      const lockKey = `oncely:{${key}}:lock`;
+      const reply = (await client.evalsha(
+        ACQUIRE.sha1,
+        2,
+        lockKey,
+        `oncely:{${key}}:fence`,
+        t,
+        TTL_MS,
+      )) as number[];
+      if (reply[0] !== 1) notAcquired(label, key);
+      return {
+        async extend() {
+          await client.evalsha(EXTEND.sha1, 1, lockKey, t, TTL_MS);
+        },
+        async release() {
+          await client.evalsha(RELEASE.sha1, 1, lockKey, t);
+        },
+      };
+    },
+    async close() {},
+  };
+}
+
+function oncely(id: string, label: string, store: Store): LockContender {
+  const lock = createLock(store);
+  return {
+    id,
+    label,
+    async acquire(key) {
+      const lease = (await lock.tryAcquire(key, { ttlMs: TTL_MS })) ?? notAcquired(label, key);
+      return {
+        extend: () => lease.extend(),
+        release: async () => {
+          await lease.release();
+        },
+      };
+    },
+    close: () => store.close(),
+  };
+}
+
+export const oncelyTcp = (client: Redis) => oncely('oncely', 'oncely TCP', redisStore(client));
+
+/** oncely's own ioredis client, as fromEnv builds it (its timeouts and retry settings): informational. */
+export const oncelyTcpOwn = (endpoint: { host: string; port: number }) =>
+  oncely('oncely-own', 'oncely TCP, own client', redisStore(endpoint));
+
+export function redlockTcp(clients: Redis[], label = 'redlock'): LockContender {
+  const redlock = new Redlock(clients, { retryCount: 0 });
+  return {
+    id: 'redlock',
+    label,
+    async acquire(key) {
+      let lock = await redlock.acquire([key], TTL_MS);
+      return {
+        async extend() {
+          lock = await lock.extend(TTL_MS);
+        },
+        async release() {
+          await lock.release();
+        },
+      };
+    },
+    async close() {},
+  };
+}
+
+// -------------------------------------------------------------------------------------------------- REST
+
+export function rawRest(url: string, tokenValue: string): LockContender {
+  const redis = new UpstashRedis({ url, token: tokenValue });
+  const label = 'raw @upstash/redis (SET NX PX + EVALSHA)';
+  return {
+    id: 'raw',
+    label,
+    async acquire(key) {
+      const t = token();
+      if ((await redis.set(key, t, { nx: true, px: TTL_MS })) !== 'OK') notAcquired(label, key);
+      return {
+        async extend() {
+          if ((await redis.evalsha(RAW_EXTEND_SHA, [key], [t, TTL_MS])) !== 1) throw new Error('raw: lost');
+        },
+        async release() {
+          await redis.evalsha(RAW_RELEASE_SHA, [key], [t]);
+        },
+      };
+    },
+    async close() {},
+  };
+}
+
+export function upstashLock(url: string, tokenValue: string): LockContender {
+  const redis = new UpstashRedis({ url, token: tokenValue });
+  const label = '@upstash/lock';
+  return {
+    id: 'upstash-lock',
+    label,
+    async acquire(key) {
+      const lock = new UpstashLock({ id: key, redis, lease: TTL_MS, retry: { attempts: 1, delay: 0 } });
+      if (!(await lock.acquire())) notAcquired(label, key);
+      return {
+        async extend() {
+          if (!(await lock.extend(1000))) throw new Error('@upstash/lock: not extended');
+        },
+        async release() {
+          await lock.release();
+        },
+      };
+    },
+    async close() {},
+  };
+}
+
+export const oncelyRest = (url: string, tokenValue: string) =>
+  oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }));
+
+/** Loads the raw baselines' scripts (EVALSHA must not fall back to EVAL while measuring). */
+export async function loadRawScripts(admin: Redis): Promise<void> {
+  for (const lua of [RAW_RELEASE, RAW_EXTEND, ...LOCK_SCRIPTS.map((s) => s.lua)])
+    await admin.script('LOAD', lua);
+}
+
+/** A lock contender as a harness contender: one acquire + release pair per operation. */
+export function pairOf(c: LockContender) {
+  return {
+    id: c.id,
+    label: c.label,
+    async op(key: string) {
+      const held = await c.acquire(key);
+      await held.release();
+    },
+  };
+}

@@ -1,0 +1,536 @@
+/**
+ * Turns one run's figures into the targets' verdicts, the console summary and docs/benchmarks.md. Everything
+ * here is derived from the run: a figure the run did not produce is shown as "not run", never filled in.
+ */
+import type { BundleSize, ColdResult } from './bundles.js';
+import type { CeilingRow } from './ceiling.js';
+import type { ConcurrentResult, SequentialResult } from './harness.js';
+import type { LockCounts, OpCount } from './roundtrips.js';
+import {
+  type Evaluated,
+  evaluate,
+  fmtBytes,
+  fmtCount,
+  fmtMs,
+  fmtRate,
+  fmtRatio,
+  fmtTarget,
+  median,
+  ratio,
+  ratioOfRounds,
+  type Target,
+  tally,
+} from './stats.js';
+import type { LockSuiteResult, Sizes } from './suite-locks.js';
+import type { OnceSuiteResult } from './suite-once.js';
+
+export type Skipped = { skipped: string };
+export const isSkipped = (x: unknown): x is Skipped =>
+  typeof x === 'object' && x !== null && 'skipped' in (x as Record<string, unknown>);
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  os: string;
+  node: string;
+  redis: string;
+  loadAverage: number[];
+}
+
+export interface BenchData {
+  mode: 'full' | 'quick';
+  startedAt: string;
+  durationS: number;
+  machine: Machine;
+  sizes: Sizes;
+  commit: string;
+  ceiling: CeilingRow[] | Skipped;
+  tcp: LockSuiteResult | Skipped;
+  rest: LockSuiteResult | Skipped;
+  redlock: (LockSuiteResult | Skipped)[];
+  once: OnceSuiteResult | Skipped;
+  bundles: BundleSize[] | Skipped;
+  cold: ColdResult[] | Skipped;
+}
+
+// ---------------------------------------------------------------------------------------------- lookups
+
+const find = <T extends { id: string }>(xs: readonly T[] | undefined, id: string) =>
+  xs?.find((x) => x.id === id);
+const p50Rounds = (r: SequentialResult | undefined) => r?.rounds.map((x) => x.p50) ?? [];
+const rateRounds = (r: ConcurrentResult | undefined) => r?.rounds.map((x) => x.perSecond) ?? [];
+const suite = (x: LockSuiteResult | Skipped) => (isSkipped(x) ? undefined : x);
+
+/** p50 ratio and pairs/s ratio of `id` against `base`, per-round medians. */
+function lockRatios(s: LockSuiteResult | undefined, id: string, base: string) {
+  return {
+    p50: ratioOfRounds(p50Rounds(find(s?.sequential, id)), p50Rounds(find(s?.sequential, base))),
+    rate: ratioOfRounds(rateRounds(find(s?.concurrent, id)), rateRounds(find(s?.concurrent, base))),
+  };
+}
+
+function bundleRatio(b: BundleSize[] | undefined, id: string, base: string): number {
+  return ratio(find(b, id)?.bytes, find(b, base)?.bytes);
+}
+
+// ---------------------------------------------------------------------------------------------- targets
+
+export function targets(d: BenchData): Evaluated[] {
+  const tcp = suite(d.tcp);
+  const rest = suite(d.rest);
+  const once = isSkipped(d.once) ? undefined : d.once;
+  const bundles = isSkipped(d.bundles) ? undefined : d.bundles;
+  const cold = isSkipped(d.cold) ? undefined : d.cold;
+  const t: Target[] = [];
+  const notRun = (what: Skipped | undefined) => (what ? what.skipped : undefined);
+
+  for (const [name, s, raw] of [
+    ['TCP', tcp, d.tcp],
+    ['REST', rest, d.rest],
+  ] as const) {
+    for (const op of ['acquire', 'extend', 'release'] as const) {
+      t.push({
+        id: `rt.${name}.${op}`,
+        label: `round trips, lock ${op} (${name})`,
+        actual: s?.counts.oncely?.[op].roundTrips,
+        op: '==',
+        limit: 1,
+        unit: 'count',
+        note: notRun(isSkipped(raw) ? raw : undefined),
+      });
+    }
+  }
+  for (const [id, name] of [
+    ['oncely', 'TCP'],
+    ['oncely-rest', 'REST'],
+  ] as const) {
+    t.push({
+      id: `rt.once.first.${name}`,
+      label: `round trips, withOnce first call (${name})`,
+      actual: once?.counts[id]?.first.roundTrips,
+      op: '==',
+      limit: 2,
+      unit: 'count',
+      note: notRun(isSkipped(d.once) ? d.once : undefined),
+    });
+    t.push({
+      id: `rt.once.dup.${name}`,
+      label: `round trips, withOnce duplicate (${name})`,
+      actual: once?.counts[id]?.duplicate.roundTrips,
+      op: '==',
+      limit: 1,
+      unit: 'count',
+      note: notRun(isSkipped(d.once) ? d.once : undefined),
+    });
+  }
+  t.push({
+    id: 'rt.sqs',
+    label: 'round trips, SQS batch of 10 (TCP)',
+    actual: once?.batchCounts.oncely?.roundTrips,
+    op: '==',
+    limit: 2,
+    unit: 'count',
+    note: notRun(isSkipped(d.once) ? d.once : undefined),
+  });
+
+  const tcpR = lockRatios(tcp, 'oncely', 'raw');
+  t.push({
+    id: 'tcp.p50',
+    label: 'TCP pair p50 / raw ioredis',
+    actual: tcpR.p50,
+    op: '<=',
+    limit: 1.03,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'tcp.rate',
+    label: 'TCP pairs/s / raw ioredis',
+    actual: tcpR.rate,
+    op: '>=',
+    limit: 0.97,
+    unit: 'ratio',
+  });
+  const restR = lockRatios(rest, 'oncely', 'upstash-lock');
+  t.push({
+    id: 'rest.p50',
+    label: 'REST pair p50 / @upstash/lock',
+    actual: restR.p50,
+    op: '<=',
+    limit: 0.7,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'rest.rate',
+    label: 'REST pairs/s / @upstash/lock',
+    actual: restR.rate,
+    op: '>=',
+    limit: 1.5,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'rest.cold',
+    label: 'REST cold start to first lock / @upstash/lock',
+    actual: ratioOfRounds(
+      find(cold, 'oncely-rest')?.samples ?? [],
+      find(cold, 'upstash-lock')?.samples ?? [],
+    ),
+    op: '<=',
+    limit: 0.6,
+    unit: 'ratio',
+  });
+  for (const [kind, label] of [
+    ['first', 'first call'],
+    ['duplicate', 'duplicate'],
+  ] as const) {
+    const rs = once?.[kind];
+    t.push({
+      id: `once.${kind}`,
+      label: `withOnce ${label} p50 / Powertools (TCP)`,
+      actual: ratioOfRounds(p50Rounds(find(rs, 'oncely')), p50Rounds(find(rs, 'powertools'))),
+      op: '<=',
+      limit: 0.8,
+      unit: 'ratio',
+      note: notRun(isSkipped(d.once) ? d.once : undefined),
+    });
+  }
+  t.push({
+    id: 'size.rest.layer',
+    label: 'layer REST path bytes / @upstash/redis alone',
+    actual: bundleRatio(bundles, 'oncely-rest', 'upstash-redis'),
+    op: '<=',
+    limit: 1.15,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'size.rest.entry',
+    label: 'REST lock entry bytes / @upstash/redis alone',
+    actual: bundleRatio(bundles, 'oncely-rest-entry', 'upstash-redis'),
+    op: '<=',
+    limit: 1.15,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'size.tcp.entry',
+    label: 'TCP lock entry bytes / ioredis alone',
+    actual: bundleRatio(bundles, 'oncely-tcp-entry', 'ioredis'),
+    op: '<=',
+    limit: 1.1,
+    unit: 'ratio',
+  });
+  t.push({
+    id: 'size.tcp.layer',
+    label: 'layer TCP path bytes / ioredis alone',
+    actual: bundleRatio(bundles, 'oncely-tcp', 'ioredis'),
+    op: '<=',
+    limit: 1.1,
+    unit: 'ratio',
+  });
+  return t.map(evaluate);
+}
+
+// ---------------------------------------------------------------------------------------------- tables
+
+type Row = string[];
+
+function table(header: Row, rows: Row[], align?: ('l' | 'r')[]): string {
+  const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'));
+  const sep = a.map((x) => (x === 'r' ? '---:' : ':---'));
+  const line = (r: Row) => `| ${r.join(' | ')} |`;
+  return [line(header), line(sep), ...rows.map(line)].join('\n');
+}
+
+const us = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '—');
+const medianOf = (xs: number[]) => median(xs.filter((x) => Number.isFinite(x)));
+const clientUs = (r?: { rounds: { cpuUs: number }[] }) => medianOf(r?.rounds.map((x) => x.cpuUs) ?? []);
+const serverUs = (r: { rounds: { serverUs: Record<string, number> }[] } | undefined, name?: string) =>
+  medianOf(
+    r?.rounds.map((x) =>
+      name ? (x.serverUs[name] ?? Number.NaN) : Object.values(x.serverUs).reduce((s, v) => s + v, 0),
+    ) ?? [],
+  );
+
+function rt(c: OpCount | undefined): string {
+  return c ? fmtCount(c.roundTrips) : '—';
+}
+
+function lockTable(s: LockSuiteResult, base: string, server: string): string {
+  const rows = s.ids.map((id) => {
+    const seq = find(s.sequential, id);
+    const conc = find(s.concurrent, id);
+    const r = lockRatios(s, id, base);
+    const counts: LockCounts | undefined = s.counts[id];
+    return [
+      seq?.label ?? id,
+      fmtMs(seq?.summary.p50 ?? Number.NaN),
+      fmtMs(seq?.summary.p99 ?? Number.NaN),
+      fmtRatio(r.p50),
+      fmtRate(conc?.perSecond ?? Number.NaN),
+      fmtRatio(r.rate),
+      us(clientUs(seq)),
+      us(serverUs(seq)),
+      counts ? `${rt(counts.acquire)} / ${rt(counts.extend)} / ${rt(counts.release)}` : '—',
+    ];
+  });
+  const baseLabel = find(s.sequential, base)?.label ?? base;
+  return [
+    table(
+      [
+        'contender',
+        'pair p50 ms',
+        'p99 ms',
+        `p50 vs ${base}`,
+        'pairs/s (50 workers)',
+        `pairs/s vs ${base}`,
+        'client CPU µs/pair',
+        `${server} CPU µs/pair`,
+        'round trips acquire / extend / release',
+      ],
+      rows,
+    ),
+    '',
+    `Ratios are against ${baseLabel}, the median of per-round ratios.`,
+    '',
+    table(
+      ['contender', 'acquire', 'extend', 'release'],
+      s.ids.map((id) => {
+        const c = s.counts[id];
+        return [
+          find(s.sequential, id)?.label ?? id,
+          c?.acquire.commands ?? '—',
+          c?.extend.commands ?? '—',
+          c?.release.commands ?? '—',
+        ];
+      }),
+      ['l', 'l', 'l', 'l'],
+    ),
+  ].join('\n');
+}
+
+function onceTables(o: OnceSuiteResult): string {
+  const rows = (kind: 'first' | 'duplicate') =>
+    o[kind].map((r) => [
+      r.label,
+      fmtMs(r.summary.p50),
+      fmtMs(r.summary.p99),
+      fmtRatio(ratioOfRounds(p50Rounds(r), p50Rounds(find(o[kind], 'powertools')))),
+      us(clientUs(r)),
+      us(serverUs(r, 'redis')),
+      rt(o.counts[r.id]?.[kind]),
+      o.counts[r.id]?.[kind].commands ?? '—',
+    ]);
+  const header = [
+    'contender',
+    'p50 ms',
+    'p99 ms',
+    'p50 vs Powertools',
+    'client CPU µs/call',
+    'redis CPU µs/call',
+    'round trips',
+    'commands',
+  ];
+  const batch = o.batch.map((r) => [
+    r.label,
+    fmtMs(r.summary.p50),
+    fmtMs(r.summary.p99),
+    fmtRatio(ratioOfRounds(p50Rounds(r), p50Rounds(find(o.batch, 'powertools')))),
+    us(clientUs(r)),
+    us(serverUs(r, 'redis')),
+    rt(o.batchCounts[r.id]),
+    o.batchCounts[r.id]?.commands ?? '—',
+  ]);
+  return [
+    '### First call (a new event)',
+    '',
+    table(header, rows('first')),
+    '',
+    '### Duplicate call (an event already completed)',
+    '',
+    table(header, rows('duplicate')),
+    '',
+    '### SQS batch of 10 new records',
+    '',
+    table(
+      [
+        'contender',
+        'batch p50 ms',
+        'p99 ms',
+        'p50 vs Powertools',
+        'client CPU µs/batch',
+        'redis CPU µs/batch',
+        'round trips',
+        'commands',
+      ],
+      batch,
+    ),
+  ].join('\n');
+}
+
+function bundleTable(b: BundleSize[], cold: ColdResult[] | undefined): string {
+  const ref = (id: string) =>
+    id.startsWith('oncely-rest') || id === 'upstash-lock'
+      ? 'upstash-redis'
+      : id.startsWith('oncely-tcp') || id === 'redlock'
+        ? 'ioredis'
+        : undefined;
+  const top = (s: BundleSize) =>
+    Object.entries(s.byPackage)
+      .sort((x, y) => y[1] - x[1])
+      .filter(([, n]) => n >= 1024)
+      .slice(0, 4)
+      .map(([p, n]) => `${p} ${fmtBytes(n)}`)
+      .join(', ');
+  const coldOf = (id: string) => find(cold, id);
+  const upstashLock = coldOf('upstash-lock');
+  return table(
+    [
+      'bundle',
+      'minified',
+      'gzip',
+      'vs reference',
+      'largest parts',
+      'import ms',
+      'first lock ms',
+      'import + first lock ms',
+      'vs @upstash/lock',
+    ],
+    b.map((s) => {
+      const r = ref(s.id);
+      const c = coldOf(s.id);
+      return [
+        s.label,
+        fmtBytes(s.bytes),
+        fmtBytes(s.gzipBytes),
+        r
+          ? `${fmtRatio(ratio(s.bytes, find(b, r)?.bytes))} ${r === 'ioredis' ? 'ioredis' : '@upstash/redis'}`
+          : '',
+        top(s),
+        fmtMs(c?.load ?? Number.NaN),
+        fmtMs(c?.first ?? Number.NaN),
+        fmtMs(c?.total ?? Number.NaN),
+        c && upstashLock ? fmtRatio(ratioOfRounds(c.samples, upstashLock.samples)) : '—',
+      ];
+    }),
+    ['l', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r'],
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- output
+
+export function consoleSummary(d: BenchData, results: readonly Evaluated[]): string {
+  const lines = results.map(fmtTarget);
+  const t = tally(results);
+  lines.push(
+    '',
+    `${t.PASS} PASS, ${t.FAIL} FAIL, ${t['NOT RUN']} NOT RUN (${d.mode} run, ${Math.round(d.durationS)} s)`,
+  );
+  return lines.join('\n');
+}
+
+export function markdown(d: BenchData, results: readonly Evaluated[], notes: string): string {
+  const t = tally(results);
+  const m = d.machine;
+  const out: string[] = [];
+  out.push(
+    '# Benchmarks',
+    '',
+    '<!-- Generated by `npm run bench` (bench/run.ts). Do not edit by hand: run it again. -->',
+    '',
+    `oncely side by side with \`redlock\`, \`@upstash/lock\` and Powertools idempotency, in one run on the same`,
+    'servers: one redis-server, one Upstash-compatible REST gateway in front of it (dev/gateway.ts, in its own',
+    'process), five independent masters for Redlock. Rounds are interleaved (every contender in every round, in',
+    'a rotated order); figures are pooled over rounds, and every ratio is the median of the per-round ratios, so',
+    'load from other work on the machine cancels out as far as it can.',
+    '',
+    `**${t.PASS} PASS, ${t.FAIL} FAIL, ${t['NOT RUN']} NOT RUN** — ${d.mode} run of ${Math.round(d.durationS)} s at commit \`${d.commit}\`, ${d.startedAt}.`,
+    '',
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; redis-server ${m.redis}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
+    `Sizes: ${d.sizes.rounds} rounds × ${d.sizes.perRound} sequential pairs per contender, ${d.sizes.workers} workers × ${d.sizes.durationMs} ms per round for throughput, ${d.sizes.countN} operations per counted phase.`,
+    '',
+    `![oncely vs peers](benchmarks.svg)`,
+    '',
+    '## Targets',
+    '',
+    table(
+      ['', 'target', 'measured', 'goal'],
+      results.map((r) => {
+        const show = (x: number) => (r.unit === 'ratio' ? fmtRatio(x, 3) : fmtCount(x));
+        const op = r.op === '<=' ? '≤' : r.op === '>=' ? '≥' : '=';
+        return [
+          `**${r.verdict}**`,
+          r.label,
+          r.actual === undefined || Number.isNaN(r.actual)
+            ? `not run${r.note ? `: ${r.note}` : ''}`
+            : show(r.actual),
+          `${op} ${r.unit === 'ratio' ? fmtRatio(r.limit) : fmtCount(r.limit)}`,
+        ];
+      }),
+      ['l', 'l', 'r', 'r'],
+    ),
+    '',
+  );
+  out.push('## Loopback ceiling (redis-benchmark, same server)', '');
+  if (isSkipped(d.ceiling)) out.push(`Not run: ${d.ceiling.skipped}`, '');
+  else
+    out.push(
+      table(
+        ['command', 'connections', 'requests/s', 'p50 ms', 'p99 ms'],
+        d.ceiling.map((r) => [r.label, String(r.clients), fmtRate(r.rps), fmtMs(r.p50), fmtMs(r.p99)]),
+      ),
+      '',
+      'A lock pair is two round trips; one connection of redis-benchmark shows what one round trip costs here.',
+      '',
+    );
+  for (const [title, s, base, server] of [
+    ['Lock acquire + release over TCP (ioredis, one shared client)', d.tcp, 'raw', 'redis'],
+    ['Lock acquire + release over REST (same gateway)', d.rest, 'upstash-lock', 'gateway + redis'],
+  ] as const) {
+    out.push(`## ${title}`, '');
+    out.push(isSkipped(s) ? `Not run: ${s.skipped}` : lockTable(s, base, server), '');
+  }
+  out.push('## Redlock (oncely createRedlock vs redlock, same clients)', '');
+  for (const s of d.redlock) {
+    if (isSkipped(s)) out.push(`Not run: ${s.skipped}`, '');
+    else
+      out.push(
+        `### ${s.name} masters`,
+        '',
+        lockTable(s, 'redlock', 'redis (all masters)'),
+        '',
+        'Round trips are summed over the masters (one per master, in parallel).',
+        '',
+      );
+  }
+  out.push('## Run-once: withOnce vs Powertools makeIdempotent', '');
+  out.push(isSkipped(d.once) ? `Not run: ${d.once.skipped}` : onceTables(d.once), '');
+  out.push('## Bundle size and cold start', '');
+  if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
+  else
+    out.push(
+      bundleTable(d.bundles, isSkipped(d.cold) ? undefined : d.cold),
+      '',
+      'Minified with esbuild as the project deploys (ESM, keepNames). "Layer" rows are what a function using the',
+      'deployed layer loads: the layer index and its shared chunks plus the one client chunk its transport',
+      'imports (the other client is never loaded). "Lock entry" rows bundle oncely\'s source into the function,',
+      'tree-shaken to the lock API. Cold start: a fresh `node` per sample (interleaved), timed from before the',
+      "import of the bundle to the first lock released; Node's own start-up (the same for all) is excluded.",
+      isSkipped(d.cold)
+        ? `Cold starts not run: ${d.cold.skipped}`
+        : `Node start-up alone: ${fmtMs(median(d.cold.map((c) => c.boot)))} ms.`,
+      '',
+    );
+  out.push(
+    '## Notes',
+    '',
+    notes.trim(),
+    '',
+    '## How to run',
+    '',
+    '```sh',
+    'npm run bench            # full run, under 10 minutes',
+    'npm run bench -- --quick # under a minute, fewer rounds: for checking, not for quoting',
+    '```',
+    '',
+  );
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,193 @@
+/**
+ * `npm run bench`: oncely side by side with redlock, @upstash/lock and Powertools idempotency, on servers this
+ * script starts (and stops) itself. Prints PASS/FAIL per target and writes docs/benchmarks.md and the chart
+ * docs/benchmarks.svg.
+ *
+ *   npm run bench                  full run (under 10 minutes)
+ *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
+ *   npm run bench -- --only tcp,rest,redlock,once,bundles,ceiling   (writes the docs only with --write)
+ *   npm run bench -- --no-write    print only
+ *
+ * Exit code 0 whatever the verdicts (a FAIL is a finding, reported in the doc); 1 if the run itself broke.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildBundles, coldStarts } from './bundles.js';
+import { ceiling } from './ceiling.js';
+import { panelsOf, svgChart } from './chart.js';
+import { notes } from './notes.js';
+import { type BenchData, consoleSummary, type Machine, markdown, type Skipped, targets } from './report.js';
+import { startStack, TOKEN } from './servers.js';
+import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
+import { onceSuite } from './suite-once.js';
+import { lockRedlock } from './suite-redlock.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'bundles'] as const;
+type Suite = (typeof SUITES)[number];
+
+const FULL: Sizes & { cold: number; ceilingRequests: number } = {
+  rounds: 10,
+  perRound: 1000,
+  warmup: 300,
+  workers: 50,
+  durationMs: 1000,
+  countN: 20,
+  cold: 12,
+  ceilingRequests: 100_000,
+};
+const QUICK: typeof FULL = {
+  rounds: 3,
+  perRound: 150,
+  warmup: 50,
+  workers: 50,
+  durationMs: 250,
+  countN: 10,
+  cold: 3,
+  ceilingRequests: 20_000,
+};
+
+function machine(): Machine {
+  let redis = 'unknown';
+  try {
+    redis = /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? redis;
+  } catch {
+    // reported as unknown
+  }
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown CPU',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    redis,
+    loadAverage: os.loadavg(),
+  };
+}
+
+function commit(): string {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'layers', 'bench'], {
+      cwd: root,
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${sha}+changes` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      write: { type: 'boolean' },
+      'no-write': { type: 'boolean', default: false },
+    },
+  });
+  const only = new Set((values.only?.split(',') ?? SUITES).map((s) => s.trim()) as Suite[]);
+  for (const s of only)
+    if (!SUITES.includes(s)) throw new Error(`--only: unknown suite "${s}" (${SUITES.join(', ')})`);
+  const quick = values.quick ?? false;
+  // Only a full run of every suite replaces the committed doc, unless --write says otherwise.
+  const write = !values['no-write'] && (values.write ?? (!quick && values.only === undefined));
+  const sizes = quick ? QUICK : FULL;
+  const started = performance.now();
+  const log = (s: string) =>
+    console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${s}`);
+  const skip = (why: string): Skipped => ({ skipped: why });
+  const off = skip('not selected (--only)');
+
+  const data: BenchData = {
+    mode: quick ? 'quick' : 'full',
+    startedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    durationS: 0,
+    machine: machine(),
+    sizes,
+    commit: commit(),
+    ceiling: off,
+    tcp: off,
+    rest: off,
+    redlock: [off],
+    once: off,
+    bundles: off,
+    cold: off,
+  };
+  log(`${data.mode} run on ${data.machine.cpu} × ${data.machine.cores}, Node ${data.machine.node}`);
+  const stack = await startStack();
+  const tmp = mkdtempSync(join(os.tmpdir(), 'oncely-bench-'));
+  try {
+    log(
+      `redis-server pid ${stack.redis.pid} :${stack.redis.port}, gateway pid ${stack.gateway.pid} ${stack.gateway.url}`,
+    );
+    if (only.has('ceiling')) {
+      log('loopback ceiling (redis-benchmark)');
+      data.ceiling = await ceiling(stack.redis, sizes.ceilingRequests);
+    }
+    if (only.has('tcp')) {
+      log('lock pairs over TCP');
+      data.tcp = await lockTcp(stack, sizes, log);
+    }
+    if (only.has('rest')) {
+      log('lock pairs over REST');
+      data.rest = await lockRest(stack, sizes, log);
+    }
+    if (only.has('redlock')) {
+      log('Redlock');
+      data.redlock = [await lockRedlock(3, sizes, log), await lockRedlock(5, sizes, log)];
+    }
+    if (only.has('once')) {
+      log('run-once');
+      data.once = await onceSuite(stack, sizes, log);
+    }
+    if (only.has('bundles')) {
+      log('bundles (esbuild)');
+      const built = await buildBundles(tmp);
+      data.bundles = built;
+      log(`cold starts: ${sizes.cold} fresh processes per bundle`);
+      data.cold = await coldStarts(
+        built,
+        (i) => ({
+          url: stack.gateway.url,
+          token: TOKEN,
+          host: stack.redis.host,
+          port: stack.redis.port,
+          key: `bench:cold:${process.pid}:${i}`,
+        }),
+        sizes.cold,
+      );
+    }
+  } finally {
+    await stack.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  data.durationS = (performance.now() - started) / 1000;
+
+  const results = targets(data);
+  const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}.json`);
+  writeFileSync(rawPath, JSON.stringify(data, null, 2));
+  console.log(`\n${consoleSummary(data, results)}\nraw figures: ${rawPath}`);
+  if (write) {
+    const docs = join(root, 'docs');
+    mkdirSync(docs, { recursive: true });
+    const caption = `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ${data.machine.cores} cores, Node ${data.machine.node}`;
+    writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
+    writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
+    console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,242 @@
+/**
+ * Run-once: a trivial handler's first call and duplicate call, oncely `withOnce` vs Powertools `makeIdempotent`
+ * with its cache persistence layer (`@redis/client`), both over TCP on the same server, and oncely over REST;
+ * then an SQS batch of 10 new records: oncely `withOnceBatch` vs Powertools `BatchProcessor` +
+ * `makeIdempotent` on the record handler.
+ *
+ * Both libraries run with their defaults but for the key (oncely: the event's `id`; Powertools: its default,
+ * a hash of the whole event) and oncely's log lines, which go to a no-op logger (formatted, not written).
+ */
+
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
+import { createClient } from '@redis/client';
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { Redis } from 'ioredis';
+import { type Contender, type SequentialResult, sequential } from './harness.js';
+import { type Counter, countEach, type OpCount } from './roundtrips.js';
+import { type Stack, startRoundTripProxy, TOKEN } from './servers.js';
+import type { Sizes } from './suite-locks.js';
+
+type Layer = typeof import('../layers/oncely/src/index.js');
+type Call = (event: { id: string }) => Promise<unknown>;
+type BatchCall = (event: SQSEvent) => Promise<unknown>;
+
+export const context = {
+  functionName: 'bench',
+  functionVersion: '$LATEST',
+  awsRequestId: 'bench-request',
+  invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:bench',
+  memoryLimitInMB: '1024',
+  logGroupName: '/aws/lambda/bench',
+  logStreamName: 'bench',
+  callbackWaitsForEmptyEventLoop: true,
+  getRemainingTimeInMillis: () => 60_000,
+  done() {},
+  fail() {},
+  succeed() {},
+} as Context;
+
+const handler = async (event: { id: string }) => ({ ok: event.id });
+const noop = () => {};
+
+export interface OnceSuiteResult {
+  first: SequentialResult[];
+  duplicate: SequentialResult[];
+  batch: SequentialResult[];
+  counts: Record<string, { first: OpCount; duplicate: OpCount }>;
+  batchCounts: Record<string, OpCount>;
+}
+
+interface Libs {
+  oncelyTcp: Call;
+  oncelyRest: Call;
+  powertools: Call;
+  oncelyBatch: BatchCall;
+  powertoolsBatch: BatchCall;
+  close(): Promise<void>;
+}
+
+/** Every contender on the given endpoints (the real server, or the counting proxy in front of it). */
+async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: string): Promise<Libs> {
+  const ioredis = new Redis({ host: tcp.host, port: tcp.port, protocol: 2 });
+  const tcpStore = layer.redisStore(ioredis);
+  const restStore = layer.upstashStore({ url: restUrl, token: TOKEN });
+  const redisClient = await createClient({ url: `redis://${tcp.host}:${tcp.port}` }).connect();
+  const persistenceStore = new CachePersistenceLayer({ client: redisClient as never });
+  const onceOptions = { key: (e: { id: string }) => e.id, logger: noop };
+
+  const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...onceOptions });
+  const oncelyRest = layer.withOnce(handler, { store: restStore, ...onceOptions });
+  const powertools = makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
+    persistenceStore,
+    config: new IdempotencyConfig({}),
+  });
+
+  const recordHandler = async (record: SQSRecord) => ({ ok: record.messageId });
+  const oncelyBatch = layer.withOnceBatch(recordHandler, { store: tcpStore, logger: noop });
+  const batchConfig = new IdempotencyConfig({ eventKeyJmesPath: 'messageId' });
+  // A persistence layer of its own: Powertools binds one to the first configuration it serves.
+  const batchStore = new CachePersistenceLayer({ client: redisClient as never });
+  const idempotentRecord = makeIdempotent(recordHandler, {
+    persistenceStore: batchStore,
+    config: batchConfig,
+  });
+  const processor = new BatchProcessor(EventType.SQS);
+  const powertoolsBatch = (event: SQSEvent) => {
+    batchConfig.registerLambdaContext(context);
+    return processPartialResponse(event, idempotentRecord, processor, { context });
+  };
+  return {
+    oncelyTcp: (e) => oncelyTcp(e, context),
+    oncelyRest: (e) => oncelyRest(e, context),
+    powertools: (e) => powertools(e, context),
+    oncelyBatch: (e) => oncelyBatch(e, context),
+    powertoolsBatch,
+    async close() {
+      await Promise.all([tcpStore.close(), restStore.close()]);
+      ioredis.disconnect();
+      await redisClient.quit().catch(() => undefined);
+    },
+  };
+}
+
+let unique = 0;
+const fresh = (tag: string) => `${tag}-${process.pid}-${Date.now().toString(36)}-${++unique}`;
+
+export function sqsEvent(tag: string, n = 10): SQSEvent {
+  return {
+    Records: Array.from({ length: n }, (_, i) => {
+      const messageId = fresh(`${tag}-${i}`);
+      return {
+        messageId,
+        receiptHandle: `rh-${messageId}`,
+        body: JSON.stringify({ order: messageId }),
+        attributes: {
+          ApproximateReceiveCount: '1',
+          SentTimestamp: String(Date.now()),
+          SenderId: 'bench',
+          ApproximateFirstReceiveTimestamp: String(Date.now()),
+        },
+        messageAttributes: {},
+        md5OfBody: '',
+        eventSource: 'aws:sqs',
+        eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:bench',
+        awsRegion: 'eu-west-1',
+      };
+    }),
+  };
+}
+
+/** First call: a new event every time. Duplicate: one of a pool of completed events, again. */
+function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplicate: Contender[] } {
+  const entries: [string, string, Call][] = [
+    ['oncely', 'oncely withOnce TCP', l.oncelyTcp],
+    ['powertools', 'Powertools makeIdempotent (@redis/client)', l.powertools],
+    ['oncely-rest', 'oncely withOnce REST', l.oncelyRest],
+  ];
+  const pools = new Map<string, { id: string }[]>();
+  return {
+    first: entries.map(([id, label, call]) => ({
+      id,
+      label,
+      op: async (key) => {
+        await call({ id: fresh(key) });
+      },
+    })),
+    duplicate: entries.map(([id, label, call]) => ({
+      id,
+      label,
+      op: async (key, i) => {
+        let pool = pools.get(id);
+        if (!pool) {
+          pool = Array.from({ length: poolSize }, () => ({ id: fresh(`${key}-dup`) }));
+          for (const e of pool) await call(e);
+          pools.set(id, pool);
+        }
+        const out = await call(pool[i % poolSize]!);
+        if ((out as { ok?: string }).ok !== pool[i % poolSize]!.id) throw new Error(`${label}: wrong replay`);
+      },
+    })),
+  };
+}
+
+export async function onceSuite(
+  stack: Stack,
+  sizes: Sizes,
+  log: (s: string) => void,
+): Promise<OnceSuiteResult | { skipped: string }> {
+  const layer: Layer = await import('../layers/oncely/src/index.js');
+  if (typeof layer.withOnce !== 'function') return { skipped: 'layers/oncely/src/once.ts not present' };
+  const { host, port } = stack.redis;
+  const l = await libs(layer, { host, port }, stack.gateway.url);
+  const seqSizes = {
+    ...sizes,
+    perRound: Math.max(20, Math.round(sizes.perRound / 2)),
+    servers: { gateway: stack.gateway.pid, redis: stack.redis.pid },
+  };
+  try {
+    const { first, duplicate } = callContenders(l, 50);
+    log('  run-once: first calls');
+    const firstResult = await sequential(first, { ...seqSizes, tag: 'bench:once1' });
+    log('  run-once: duplicate calls');
+    const dupResult = await sequential(duplicate, { ...seqSizes, tag: 'bench:once2' });
+    log('  SQS batch of 10');
+    const batch: Contender[] = [
+      {
+        id: 'oncely',
+        label: 'oncely withOnceBatch TCP',
+        op: (key) => l.oncelyBatch(sqsEvent(key)).then(noop),
+      },
+      {
+        id: 'powertools',
+        label: 'Powertools BatchProcessor + makeIdempotent',
+        op: (key) => l.powertoolsBatch(sqsEvent(key)).then(noop),
+      },
+    ];
+    const batchResult = await sequential(batch, {
+      ...seqSizes,
+      perRound: Math.max(10, Math.round(seqSizes.perRound / 5)),
+      warmup: Math.max(5, Math.round(seqSizes.warmup / 10)),
+      tag: 'bench:batch',
+    });
+
+    log('  run-once: round trips');
+    const proxy = await startRoundTripProxy({ host, port });
+    const counted = await libs(layer, proxy, stack.gateway.url);
+    try {
+      const tcpCounter: Counter = async () => proxy.roundTrips;
+      const n = sizes.countN;
+      const count = async (call: Call, counter: Counter) => {
+        await call({ id: fresh('warm') }); // connections open, scripts cached
+        const events = Array.from({ length: n }, () => ({ id: fresh('rt') }));
+        const first = await countEach(counter, stack.admin, n, (i) => call(events[i]!).then(noop));
+        const duplicate = await countEach(counter, stack.admin, n, (i) => call(events[i]!).then(noop));
+        return { first, duplicate };
+      };
+      const counts = {
+        oncely: await count(counted.oncelyTcp, tcpCounter),
+        powertools: await count(counted.powertools, tcpCounter),
+        'oncely-rest': await count(counted.oncelyRest, stack.gateway.requests),
+      };
+      await counted.oncelyBatch(sqsEvent('warm'));
+      await counted.powertoolsBatch(sqsEvent('warm'));
+      const batches = Math.max(3, Math.round(n / 4));
+      const batchCounts = {
+        oncely: await countEach(tcpCounter, stack.admin, batches, () =>
+          counted.oncelyBatch(sqsEvent('rt')).then(noop),
+        ),
+        powertools: await countEach(tcpCounter, stack.admin, batches, () =>
+          counted.powertoolsBatch(sqsEvent('rt')).then(noop),
+        ),
+      };
+      return { first: firstResult, duplicate: dupResult, batch: batchResult, counts, batchCounts };
+    } finally {
+      await counted.close();
+      await proxy.close();
+    }
+  } finally {
+    await l.close();
+  }
+}
