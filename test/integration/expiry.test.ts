@@ -95,7 +95,7 @@ it(`3 replicas, ${KEYS} keys expiring over ${SPREAD_MS / 1000} s, leader killed 
     () => expect(new Set(events.filter((e) => e.event === 'ready').map((e) => e.id)).size).toBe(3),
     { timeout: 30_000, interval: 50 },
   );
-  const first = await vi.waitFor(
+  await vi.waitFor(
     () => {
       const e = events.find((x) => x.event === 'elected');
       expect(e).toBeDefined();
@@ -115,19 +115,24 @@ it(`3 replicas, ${KEYS} keys expiring over ${SPREAD_MS / 1000} s, leader killed 
   );
   expect(await admin.zcard(keysOf('expiry').pending)).toBe(KEYS);
 
-  // Kill the leader half-way through.
+  // Kill the leader of the moment half-way through.
   await new Promise((r) => setTimeout(r, 1000 + SPREAD_MS / 2 - (Date.now() - scheduledAt)));
+  const victim = await vi.waitFor(() => {
+    const e = events.filter((x) => x.event === 'elected').at(-1)!;
+    expect(events.some((x) => x.event === 'deposed' && x.id === e.id && x.term === e.term)).toBe(false);
+    return e;
+  });
   const killedAt = Date.now();
-  replicas.get(first.id)!.kill('SIGKILL');
+  replicas.get(victim.id)!.kill('SIGKILL');
   const second = await vi.waitFor(
     () => {
-      const e = events.find((x) => x.event === 'elected' && x.id !== first.id);
+      const e = events.find((x) => x.event === 'elected' && x.term! > victim.term!);
       expect(e).toBeDefined();
       return e!;
     },
     { timeout: 5000, interval: 5 },
   );
-  expect(second.term).toBeGreaterThan(first.term!);
+  expect(second.id).not.toBe(victim.id);
 
   // Everything ends up processed: by event, or by the sweep for what the window swallowed.
   await vi.waitFor(async () => expect(await admin.llen(keysOf('expiry').processed)).toBe(KEYS), {
@@ -148,31 +153,42 @@ it(`3 replicas, ${KEYS} keys expiring over ${SPREAD_MS / 1000} s, leader killed 
   // only by the leader of the moment, under its own term
   const terms = new Map(events.filter((e) => e.event === 'elected').map((e) => [e.term!, e.id]));
   for (const r of rows) expect(terms.get(r.term)).toBe(r.replica);
-  expect(rows.filter((r) => r.replica === first.id).every((r) => r.at <= killedAt)).toBe(true);
+  expect(rows.filter((r) => r.replica === victim.id).every((r) => r.at <= killedAt)).toBe(true);
   expect(rows.filter((r) => r.replica === second.id).every((r) => r.at >= second.at - 5)).toBe(true);
 
-  // The failover window: from the kill to the successor's election.
+  // Leaderless windows: the failover after the kill, and any leadership a loaded machine let lapse (a renewal
+  // that came too late). Pub/sub events inside them reach no leader.
+  const elections = events.filter((e) => e.event === 'elected').sort((a, b) => a.at - b.at);
+  const held = elections.map((e) => {
+    const end = events.find((x) => x.event === 'deposed' && x.id === e.id && x.term === e.term)?.at;
+    return [e.at, end ?? (e.id === victim.id ? killedAt : Number.POSITIVE_INFINITY)] as const;
+  });
+  const gaps = held.flatMap(([, end], i) => {
+    const next = held[i + 1];
+    return next && next[0] > end ? [[end, next[0]] as const] : [];
+  });
+  const inGap = (at: number, marginMs: number) =>
+    gaps.some(([a, b]) => at > a - marginMs && at < b + marginMs);
   const windowMs = second.at - killedAt;
+  expect(gaps.some(([a, b]) => a <= killedAt + 5 && b === second.at)).toBe(true);
   const swept = rows.filter((r) => r.source === 'sweep');
   const byEvent = rows.filter((r) => r.source === 'event');
-  const inWindow = [...eventAt].filter(([, at]) => at > killedAt + 20 && at < second.at - 20).map(([k]) => k);
-  // Every key whose event fell well inside the window was missed by pub/sub and recovered by a sweep...
+  const inWindow = [...eventAt].filter(([, at]) => inGap(at, -20)).map(([k]) => k);
+  // Every key whose event fell well inside a leaderless window was missed by pub/sub and recovered by a sweep...
   const sweptKeys = new Set(swept.map((r) => r.key));
   expect(inWindow.filter((k) => !sweptKeys.has(k))).toEqual([]);
-  // ...and the sweep took nothing whose event came outside the window (give or take the edges).
-  for (const r of swept) {
-    const at = eventAt.get(r.key)!;
-    expect(at).toBeGreaterThanOrEqual(killedAt - 100);
-    expect(at).toBeLessThanOrEqual(second.at + 100);
-  }
   expect(inWindow.length).toBeGreaterThan(0);
+  // ...and the sweep took little else: keys whose processing call failed (and stayed pending) on a stalled
+  // machine. A sweep without its grace period would race every event and take far more.
+  const otherSweeps = swept.filter((r) => !inGap(eventAt.get(r.key)!, 100));
+  expect(otherSweeps.length).toBeLessThan(KEYS * 0.02);
 
   const lags = [...eventAt].map(([k, at]) => at - due.get(k)!).sort((a, b) => a - b);
   const processedAfterDue = byEvent.map((r) => r.at - due.get(r.key)!).sort((a, b) => a - b);
   const sweptAfterDue = swept.map((r) => r.at - due.get(r.key)!).sort((a, b) => a - b);
 
   // Shut down the survivors cleanly: the leader resigns, both exit 0 and report their counters.
-  const survivors = [...replicas].filter(([id]) => id !== first.id);
+  const survivors = [...replicas].filter(([id]) => id !== victim.id);
   const exits = survivors.map(([, c]) => once(c, 'exit'));
   for (const [, c] of survivors) c.kill('SIGTERM');
   for (const [code] of await Promise.all(exits)) expect(code).toBe(0);
@@ -187,10 +203,13 @@ it(`3 replicas, ${KEYS} keys expiring over ${SPREAD_MS / 1000} s, leader killed 
 
   console.log(
     [
-      `expiry processor: ${KEYS} keys over ${SPREAD_MS} ms, lease ${LEASE_MS} ms, leader ${first.id} killed at +${killedAt - scheduledAt} ms`,
+      `expiry processor: ${KEYS} keys over ${SPREAD_MS} ms, lease ${LEASE_MS} ms, leader ${victim.id} killed at +${killedAt - scheduledAt} ms`,
       `  failover window (kill → ${second.id} elected): ${windowMs} ms`,
-      `  processed from events: ${byEvent.length}; missed by pub/sub in the window and recovered by the sweep: ${swept.length} ` +
-        `(events observed inside the window: ${inWindow.length})`,
+      `  other leaderless gaps (a renewal too late on a loaded machine): ${gaps.length - 1}, ` +
+        `${gaps.filter(([, b]) => b !== second.at).reduce((t, [a, b]) => t + (b - a), 0)} ms`,
+      `  processed from events: ${byEvent.length}; recovered by the sweep: ${swept.length}, of which ` +
+        `${swept.length - otherSweeps.length} had their event inside a leaderless window ` +
+        `(${inWindow.length} events strictly inside), ${otherSweeps.length} after a failed processing call`,
       `  processed twice: ${lines.length - new Set(rows.map((r) => r.key)).size}; by a non-leader: ${rows.filter((r) => terms.get(r.term) !== r.replica).length}; lost: ${KEYS - new Set(rows.map((r) => r.key)).size}`,
       `  expiry lag (event − due): p50 ${percentile(lags, 50)} ms, p99 ${percentile(lags, 99)} ms, max ${lags.at(-1)} ms`,
       `  processing after due, by event: p50 ${percentile(processedAfterDue, 50)} ms, p99 ${percentile(processedAfterDue, 99)} ms`,

@@ -32,7 +32,7 @@ const out = (event: string, extra: Record<string, unknown> = {}) =>
   process.stdout.write(`${JSON.stringify({ event, id, at: Date.now(), ...extra })}\n`);
 
 const stores = ports.map((port) => redisStore({ host: '127.0.0.1', port, timeoutMs: 500 }));
-const lock = stores.length === 1 ? createLock(stores[0]!) : createRedlock(stores, { nodeTimeoutMs: 100 });
+const lock = stores.length === 1 ? createLock(stores[0]!) : createRedlock(stores, { nodeTimeoutMs: 250 });
 const election = elect({
   lock,
   name: values.name!,

@@ -240,9 +240,10 @@ export class Election {
     const leadership: Leadership = { id: this.id, term: lease.fence, lease, signal: end.signal };
     const onLost = () => end.abort(lease.signal.reason);
     lease.signal.addEventListener('abort', onLost, { once: true });
-    this.#current = { leadership, end };
 
+    // Leadership shows (isLeader, observers) once announced, in the same tick as onElected.
     await this.#announce(lease).catch((err) => this.#report(err));
+    this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
     // Renew until the lease is lost or we resign.
