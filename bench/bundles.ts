@@ -1,9 +1,9 @@
 /**
- * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the project
- * deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
+ * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the
+ * project deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
  *
- * - the layer from layers/oncely/src/index.ts with code splitting; `@upstash/redis` and `ioredis` are chunks of
- *   their own, loaded by dynamic import. Its REST path is every file a REST user loads (index, shared chunks,
+ * - the layer from layers/oncely/src/index.ts with code splitting; the clients are chunks of their own,
+ *   loaded by dynamic import. Its REST path is every file a REST user loads (index, shared chunks,
  *   the @upstash/redis chunk: not the ioredis one), its TCP path the same with ioredis instead;
  * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
  *   entries import `oncely` from the built layer instead, as deployed functions do.
@@ -22,7 +22,8 @@ import { median } from './stats.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TARGET = 'node20';
 const REQUIRE_BANNER =
-  "import { createRequire as __benchCreateRequire } from 'node:module'; const require = __benchCreateRequire(import.meta.url);";
+  "import { createRequire as __benchCreateRequire } from 'node:module'; " +
+  'const require = __benchCreateRequire(import.meta.url);';
 
 /** As scripts/build.ts: the transports' dynamic-import targets as ES modules of their own, one chunk each. */
 const SHIMS: Record<string, { name: string; contents: string }> = {

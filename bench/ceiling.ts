@@ -1,6 +1,7 @@
 /**
- * The loopback ceiling, for scale: `redis-benchmark` (C, no library in the way) against the same redis-server,
- * in the same run. One connection gives the floor of one round trip; 50 connections the server's throughput.
+ * The loopback ceiling, for scale: `redis-benchmark` (C, no library in the way) against the same
+ * redis-server, in the same run. One connection gives the floor of one round trip; 50 connections the
+ * server's throughput.
  */
 import { spawn } from 'node:child_process';
 

@@ -41,10 +41,13 @@ function renderPanel(p: Panel, x: number, y: number, w: number): string {
   p.bars.forEach((b, i) => {
     const by = y + 28 + i * ROW_H;
     const len = Number.isFinite(b.value) ? Math.max(1, (b.value / max) * barMax) : 0;
+    const bx = x + LABEL_W;
+    const value = Number.isFinite(b.value) ? p.format(b.value) : 'n/a';
     parts.push(
-      `<text x="${x + LABEL_W - 8}" y="${by + 12}" class="l">${esc(b.label)}</text>`,
-      `<rect x="${x + LABEL_W}" y="${by}" width="${len.toFixed(1)}" height="${BAR_H}" class="${b.oncely ? 'o' : 'p'}"/>`,
-      `<text x="${(x + LABEL_W + len + 6).toFixed(1)}" y="${by + 12}" class="v">${esc(Number.isFinite(b.value) ? p.format(b.value) : 'n/a')}</text>`,
+      `<text x="${bx - 8}" y="${by + 12}" class="l">${esc(b.label)}</text>`,
+      `<rect x="${bx}" y="${by}" width="${len.toFixed(1)}" height="${BAR_H}" ` +
+        `class="${b.oncely ? 'o' : 'p'}"/>`,
+      `<text x="${(bx + len + 6).toFixed(1)}" y="${by + 12}" class="v">${esc(value)}</text>`,
     );
   });
   return parts.join('\n');
@@ -62,7 +65,8 @@ export function svgChart(panels: readonly Panel[], caption: string): string {
     y += Math.max(...row.map(panelHeight)) + 12;
   }
   const height = y + 10;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif">
+  const size = `width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}"`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" ${size} font-family="system-ui, -apple-system, sans-serif">
 <style>
 .t { font-size: 13px; font-weight: 600; fill: #1f2328; }
 .l { font-size: 11px; fill: #1f2328; text-anchor: end; }
@@ -80,8 +84,17 @@ ${body.join('\n')}
 
 // ------------------------------------------------------------------------------------ panels of a run
 
-const shortLabel = (label: string) =>
-  label.replace(/ \(SET NX PX \+ EVALSHA\)/, '').replace(/ \(@redis\/client\)/, '');
+const SHORT: [RegExp, string][] = [
+  [/ \(SET NX PX \+ EVALSHA\)/, ''],
+  [/ \(@redis\/client\)/, ''],
+  [/Powertools BatchProcessor \+ makeIdempotent/, 'Powertools batch + idempotency'],
+  [/Powertools idempotency \+ @redis\/client/, 'Powertools + @redis/client'],
+];
+/** A label short enough for the label column (about 36 characters at 11 px). */
+export const shortLabel = (label: string) => {
+  const s = SHORT.reduce((acc, [re, by]) => acc.replace(re, by), label);
+  return s.length > 36 ? `${s.slice(0, 35)}…` : s;
+};
 
 function seqPanel(title: string, rs: readonly SequentialResult[] | undefined): Panel | undefined {
   if (!rs?.length) return undefined;
@@ -129,14 +142,22 @@ export function panelsOf(d: BenchData): Panel[] {
     panels.push({
       title: 'Cold start: import + first lock (lower is better)',
       format: (v) => `${fmtMs(v)} ms`,
-      bars: d.cold.map((c) => ({ label: c.label, value: c.total, oncely: c.id.startsWith('oncely') })),
+      bars: d.cold.map((c) => ({
+        label: shortLabel(c.label),
+        value: c.total,
+        oncely: c.id.startsWith('oncely'),
+      })),
     });
   }
   if (!isSkipped(d.bundles)) {
     panels.push({
       title: 'Minified bytes loaded (lower is better)',
       format: fmtBytes,
-      bars: d.bundles.map((b) => ({ label: b.label, value: b.bytes, oncely: b.id.startsWith('oncely') })),
+      bars: d.bundles.map((b) => ({
+        label: shortLabel(b.label),
+        value: b.bytes,
+        oncely: b.id.startsWith('oncely'),
+      })),
     });
   }
   return panels.filter((p): p is Panel => p !== undefined);

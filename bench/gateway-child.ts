@@ -2,7 +2,8 @@
  * The REST gateway in its own process, so its CPU is not charged to the client being measured (a real Upstash
  * endpoint is on another machine). Started by bench/servers.ts with an IPC channel:
  *   argv: <redis host> <redis port> <token>
- *   sends { url } once listening; answers { type: 'count' } with { requests, connections }; exits on disconnect.
+ *   sends { url } once listening; answers { type: 'count' } with { requests, connections };
+ *   exits on disconnect.
  */
 import { startGateway } from '../dev/gateway.js';
 

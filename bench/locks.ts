@@ -40,8 +40,14 @@ export interface LockContender {
 }
 
 /** The raw baseline's scripts: compare-and-delete and compare-and-pexpire. */
-export const RAW_RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-export const RAW_EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+export const RAW_RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+export const RAW_EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`;
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 export const RAW_RELEASE_SHA = sha1(RAW_RELEASE);
 export const RAW_EXTEND_SHA = sha1(RAW_EXTEND);

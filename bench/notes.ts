@@ -1,11 +1,11 @@
 /**
- * The "Notes" section of docs/benchmarks.md: what each FAIL comes from, with the run's own figures (CPU per
- * operation on each side, commands per operation, bytes per package). Only facts the run measured.
+ * The "Notes" section of docs/benchmarks.md: where each result comes from, in the run's own figures (CPU
+ * per operation on each side, the same scripts without the library, bytes per package). Only what the run
+ * measured.
  */
-
 import type { SequentialResult } from './harness.js';
 import { type BenchData, isSkipped } from './report.js';
-import { type Evaluated, fmtBytes, fmtMs, fmtRatio, median, ratioOfRounds } from './stats.js';
+import { type Evaluated, fmtBytes, fmtMs, fmtRatio, median, ratio, ratioOfRounds } from './stats.js';
 
 const find = <T extends { id: string }>(xs: readonly T[] | undefined, id: string) =>
   xs?.find((x) => x.id === id);
@@ -14,73 +14,142 @@ const client = (r?: SequentialResult) => med(r?.rounds.map((x) => x.cpuUs) ?? []
 const server = (r: SequentialResult | undefined, name: string) =>
   med(r?.rounds.map((x) => x.serverUs[name] ?? Number.NaN) ?? []);
 const us = (x: number) => (Number.isFinite(x) ? `${Math.round(x)} µs` : 'n/a');
+const ms = (r?: SequentialResult) => `${fmtMs(r?.summary.p50 ?? Number.NaN)} ms`;
+const p50Ratio = (a?: SequentialResult, b?: SequentialResult) =>
+  fmtRatio(ratioOfRounds(a?.rounds.map((x) => x.p50) ?? [], b?.rounds.map((x) => x.p50) ?? []));
 
 export function notes(d: BenchData, results: readonly Evaluated[]): string {
-  const verdict = (id: string) => results.find((r) => r.id === id)?.verdict;
+  const verdict = (id: string) => results.find((r) => r.id === id)?.verdict ?? 'NOT RUN';
   const out: string[] = [];
+
   const tcp = isSkipped(d.tcp) ? undefined : d.tcp;
   if (tcp) {
     const o = find(tcp.sequential, 'oncely');
     const raw = find(tcp.sequential, 'raw');
-    const own = find(tcp.sequential, 'oncely-own');
     const fenced = find(tcp.sequential, 'raw-fenced');
-    const r = (a?: SequentialResult, b?: SequentialResult) =>
-      fmtRatio(ratioOfRounds(a?.rounds.map((x) => x.p50) ?? [], b?.rounds.map((x) => x.p50) ?? []));
+    const own = find(tcp.sequential, 'oncely-own');
     out.push(
-      `- **TCP vs raw ioredis** (${verdict('tcp.p50')} p50, ${verdict('tcp.rate')} pairs/s). A pair costs oncely ` +
-        `${us(client(o))} of client CPU and ${us(server(o, 'redis'))} of redis-server CPU, the raw baseline ` +
-        `${us(client(raw))} and ${us(server(raw, 'redis'))}, at a pair p50 of ${fmtMs(o?.summary.p50 ?? Number.NaN)} vs ` +
-        `${fmtMs(raw?.summary.p50 ?? Number.NaN)} ms. oncely's acquire is one script (GET, INCR of the fencing ` +
-        `counter, SET PX: see the commands table) where the baseline sends SET NX PX and has no fencing token; its ` +
-        `client side adds a random token check, a Lease (its expiry timer and AbortSignal) and a per-call timeout. ` +
-        `On loopback a pair is tens of microseconds, so those microseconds are a visible share; on a network ` +
-        `round trip of 0.2–1 ms they are not. With oncely's own client (as fromEnv builds it, with ioredis ` +
-        `commandTimeout) a pair costs ${us(client(own))} of client CPU. The split, from the same rounds: oncely's ` +
-        `scripts sent from bare ioredis (no library) run at ${r(fenced, raw)} the raw baseline's p50 — the price ` +
-        `of the fenced acquire on the server — and the library on top of them at ${r(o, fenced)}.`,
+      `- **TCP vs raw ioredis** (${verdict('tcp.p50')} p50, ${verdict('tcp.rate')} pairs/s). The raw ` +
+        `baseline is ` +
+        `the floor: SET NX PX and a compare-and-delete, no fencing token. oncely's acquire is one script ` +
+        `that ` +
+        `also INCRs the fencing counter (see the commands table). The same rounds split the gap: oncely's ` +
+        `scripts sent from bare ioredis, with no library around them, run at ${p50Ratio(fenced, raw)} the ` +
+        `raw ` +
+        `p50 (${ms(fenced)} vs ${ms(raw)}): that is the fenced acquire's cost on the server. The library ` +
+        `on top ` +
+        `of them runs at ${p50Ratio(o, fenced)} (${ms(o)}): token, validation, the Lease with its expiry ` +
+        `timer ` +
+        `and AbortSignal, and a per-call timeout timer; client CPU ${us(client(o))} per pair vs ` +
+        `${us(client(fenced))} for the bare scripts, redis-server CPU ${us(server(o, 'redis'))} vs ` +
+        `${us(server(raw, 'redis'))} for the raw baseline. A pair is ${ms(raw)} on loopback, so each ` +
+        'microsecond is about 2 %; over a network round trip (0.2–1 ms in a VPC) the same microseconds are ' +
+        `1–5 %. With its own client (as fromEnv builds it: ioredis commandTimeout on) oncely runs at ` +
+        `${p50Ratio(own, raw)}.`,
     );
   }
+
   const rest = isSkipped(d.rest) ? undefined : d.rest;
   if (rest) {
     const o = find(rest.sequential, 'oncely');
     const u = find(rest.sequential, 'upstash-lock');
     out.push(
-      `- **REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s). Both make two ` +
-        `requests per pair. Client CPU per pair: oncely ${us(client(o))} (node:http keep-alive agent), @upstash/lock ` +
-        `${us(client(u))} (fetch); gateway CPU per pair ${us(server(o, 'gateway'))} vs ${us(server(u, 'gateway'))}. ` +
-        'Under 50 workers both batch: @upstash/redis auto-pipelines, oncely sends the calls of one tick as one ' +
-        '/pipeline request; the gateway and redis-server share the two cores with the client, so pairs/s is bounded ' +
-        'by the CPU of all three.',
+      `- **REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s, ` +
+        `${verdict('rest.cold')} cold start). Both make two requests per pair. Client CPU per pair: oncely ` +
+        `${us(client(o))} (node:http with a keep-alive agent, the REST protocol spoken directly), ` +
+        `@upstash/lock ` +
+        `${us(client(u))} (@upstash/redis over fetch); gateway CPU per pair ${us(server(o, 'gateway'))} vs ` +
+        `${us(server(u, 'gateway'))} (@upstash/lock's release sends its whole script with EVAL, and ` +
+        `replies come ` +
+        'base64-encoded). Under 50 workers both batch: @upstash/redis auto-pipelines, oncely sends the ' +
+        'calls made ' +
+        'in one tick as one /pipeline request. The gateway and redis-server share the two cores with the ' +
+        'client, ' +
+        'so pairs/s is bounded by the CPU of all three, and it is the noisiest figure here: see the ' +
+        'per-round ' +
+        'range in the targets table. The first lock of a fresh process skips fetch’s first-use cost and ' +
+        'the ' +
+        '@upstash/redis parse.',
     );
   }
+
   if (!isSkipped(d.once)) {
     const first = d.once.first;
     const o = find(first, 'oncely');
     const p = find(first, 'powertools');
+    const bare = find(first, 'raw-once');
+    const dup = d.once.duplicate;
     out.push(
-      `- **withOnce vs Powertools** (${verdict('once.first')} first call, ${verdict('once.duplicate')} duplicate). ` +
-        `First call: oncely ${us(client(o))} client CPU and ${us(server(o, 'redis'))} redis CPU, Powertools ` +
-        `${us(client(p))} and ${us(server(p, 'redis'))}. Both make two round trips; oncely's are scripts (claim: ` +
-        'compare-and-set of the owner token, fence, lease; complete: compare-and-set, result, retention) where ' +
-        'Powertools sends two plain SETs without an owner check (its completion overwrites unconditionally). ' +
-        'A duplicate is one script for oncely, SET NX then GET for Powertools.',
+      `- **withOnce vs Powertools** (${verdict('once.first')} first call, ${verdict('once.duplicate')} ` +
+        'duplicate). Both make two round trips on a first call. Powertools sends two plain SETs ' +
+        '(in-progress ' +
+        'NX, then the result, overwriting unconditionally); oncely runs two scripts that compare the owner ' +
+        'token, ' +
+        'raise the fence and keep the payload hash. The split, from the same rounds: the two scripts sent ' +
+        'from ' +
+        `bare ioredis run at ${p50Ratio(bare, p)} Powertools' p50 (${ms(bare)} vs ${ms(p)}), withOnce on ` +
+        `top of ` +
+        `them at ${p50Ratio(o, bare)} (${ms(o)}: key digest, payload hash, lease timer and signal, ` +
+        `decision log ` +
+        `lines formatted for a no-op logger); client CPU per call ${us(client(o))} vs ${us(client(p))}, ` +
+        `redis-server CPU ${us(server(o, 'redis'))} vs ${us(server(p, 'redis'))}. A duplicate is one ` +
+        `script ` +
+        `for oncely and SET NX then GET for Powertools: ` +
+        `${p50Ratio(find(dup, 'oncely'), find(dup, 'powertools'))}.`,
+    );
+    const ob = find(d.once.batch, 'oncely');
+    const pb = find(d.once.batch, 'powertools');
+    out.push(
+      `- **SQS batch of 10**: two round trips for both. oncely claims all ten in one pipeline and ` +
+        `completes ` +
+        `all ten in one; Powertools runs the ten records in parallel and @redis/client writes the commands ` +
+        `issued in one tick together, so its 20 SETs also cross the wire in two exchanges. p50 ${ms(ob)} ` +
+        `vs ` +
+        `${ms(pb)}, redis-server CPU per batch ${us(server(ob, 'redis'))} vs ${us(server(pb, 'redis'))} ` +
+        '(twenty scripts against twenty SETs).',
     );
   }
+
   if (!isSkipped(d.bundles)) {
-    const layerRest = find(d.bundles, 'oncely-rest');
-    const layerTcp = find(d.bundles, 'oncely-tcp');
-    const parts = (b?: { byPackage: Record<string, number> }) =>
-      Object.entries(b?.byPackage ?? {})
-        .sort((x, y) => y[1] - x[1])
+    const b = d.bundles;
+    const ioredis = find(b, 'ioredis')?.bytes;
+    const entry = find(b, 'oncely-tcp-entry');
+    const jmes = (x?: { byPackage: Record<string, number> }) =>
+      (x?.byPackage['@aws-lambda-powertools/jmespath'] ?? 0) +
+      (x?.byPackage['@aws-lambda-powertools/commons'] ?? 0);
+    const layerTcp = find(b, 'oncely-tcp');
+    const parts = (x?: { byPackage: Record<string, number> }) =>
+      Object.entries(x?.byPackage ?? {})
+        .sort((p, q) => q[1] - p[1])
         .filter(([, n]) => n >= 1024)
         .map(([k, n]) => `${k} ${fmtBytes(n)}`)
         .join(', ');
     out.push(
-      `- **Bytes** (${verdict('size.rest.layer')} layer REST, ${verdict('size.rest.entry')} REST entry, ` +
-        `${verdict('size.tcp.entry')} TCP entry, ${verdict('size.tcp.layer')} layer TCP). The layer's index loads ` +
-        `all of oncely (locks, Redlock, withOnce, SQS batches, leader, event keys) and JMESPath: REST path ` +
-        `${parts(layerRest)}; TCP path ${parts(layerTcp)}. The REST transport speaks the REST protocol itself ` +
-        '(node:http), so no @upstash/redis is loaded at all; the TCP path carries ioredis whole.',
+      `- **Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST lock ` +
+        `entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP path). ` +
+        `The ` +
+        'REST transport speaks the REST protocol over node:http, so no @upstash/redis is loaded at all. ' +
+        `JMESPath comes along everywhere (${fmtBytes(jmes(entry))}): events.ts imports ` +
+        '@aws-lambda-powertools/jmespath statically and the package does not declare itself free of side ' +
+        'effects, so esbuild keeps it even in a bundle that uses no JMESPath key. Without it the TCP lock ' +
+        'entry ' +
+        `would be ${fmtBytes((entry?.bytes ?? Number.NaN) - jmes(entry))}, ` +
+        `${fmtRatio(ratio((entry?.bytes ?? Number.NaN) - jmes(entry), ioredis))} ioredis alone. The ` +
+        `layer's ` +
+        'index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event keys) wherever it ' +
+        'is ' +
+        `used; its TCP path is ${parts(layerTcp)}.`,
+    );
+  }
+
+  if (!isSkipped(d.ceiling) && tcp) {
+    const set1 = d.ceiling.find((r) => r.label === 'SET' && r.clients === 1);
+    out.push(
+      `- **Scale**: redis-benchmark's single connection does one SET round trip in ` +
+        `${fmtMs(set1?.p50 ?? Number.NaN)} ms ` +
+        `(p50); a lock pair from Node is two round trips plus the client, ` +
+        `${ms(find(tcp.sequential, 'raw'))} ` +
+        'at best here.',
     );
   }
   return out.join('\n');

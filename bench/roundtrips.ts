@@ -16,6 +16,10 @@ export interface OpCount {
   commands: string;
 }
 
+/** Lets requests still in flight land before a counter is read (Redlock returns at quorum, not at the last
+ * node). */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
 /** Runs `fn` `n` times, one at a time, and returns the per-run round trips and commands. */
 export async function countEach(
   counter: Counter,
@@ -23,9 +27,11 @@ export async function countEach(
   n: number,
   fn: (i: number) => Promise<void>,
 ): Promise<OpCount> {
+  await settle();
   const calls0 = await commandCalls(admin);
   const rt0 = await counter();
   for (let i = 0; i < n; i++) await fn(i);
+  await settle();
   const rt1 = await counter();
   const calls1 = await commandCalls(admin);
   return { roundTrips: (rt1 - rt0) / n, commands: describeCommands(perOp(calls0, calls1, n)) };

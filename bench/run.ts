@@ -1,7 +1,7 @@
 /**
- * `npm run bench`: oncely side by side with redlock, @upstash/lock and Powertools idempotency, on servers this
- * script starts (and stops) itself. Prints PASS/FAIL per target and writes docs/benchmarks.md and the chart
- * docs/benchmarks.svg.
+ * `npm run bench`: oncely side by side with redlock, @upstash/lock and Powertools idempotency, on servers
+ * this script starts (and stops) itself. Prints PASS/FAIL per target and writes docs/benchmarks.md and the
+ * chart docs/benchmarks.svg.
  *
  *   npm run bench                  full run (under 10 minutes)
  *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
@@ -43,7 +43,7 @@ const FULL: Sizes & { cold: number; ceilingRequests: number } = {
 const QUICK: typeof FULL = {
   rounds: 3,
   perRound: 150,
-  warmup: 50,
+  warmup: 300,
   workers: 50,
   durationMs: 250,
   countN: 10,
@@ -125,7 +125,8 @@ async function main(): Promise<void> {
   const tmp = mkdtempSync(join(os.tmpdir(), 'oncely-bench-'));
   try {
     log(
-      `redis-server pid ${stack.redis.pid} :${stack.redis.port}, gateway pid ${stack.gateway.pid} ${stack.gateway.url}`,
+      `redis-server pid ${stack.redis.pid} :${stack.redis.port}, gateway pid ${stack.gateway.pid} ` +
+        `${stack.gateway.url}`,
     );
     if (only.has('ceiling')) {
       log('loopback ceiling (redis-benchmark)');
@@ -177,7 +178,9 @@ async function main(): Promise<void> {
   if (write) {
     const docs = join(root, 'docs');
     mkdirSync(docs, { recursive: true });
-    const caption = `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ${data.machine.cores} cores, Node ${data.machine.node}`;
+    const caption =
+      `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ` +
+      `${data.machine.cores} cores, Node ${data.machine.node}`;
     writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
     writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
     console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');

@@ -1,7 +1,7 @@
 /**
- * The servers every benchmark shares: one redis-server, the Upstash-compatible REST gateway in front of it (in
- * its own process, counting requests), independent masters for Redlock, and the counters that turn a run into
- * round trips per operation: gateway requests, a TCP proxy counting request/reply exchanges, and
+ * The servers every benchmark shares: one redis-server, the Upstash-compatible REST gateway in front of it
+ * (in its own process, counting requests), independent masters for Redlock, and the counters that turn a run
+ * into round trips per operation: gateway requests, a TCP proxy counting request/reply exchanges, and
  * `INFO commandstats` deltas.
  */
 import { type ChildProcess, fork } from 'node:child_process';

@@ -40,8 +40,8 @@ export function ratio(a: number | undefined, b: number | undefined): number {
 
 /**
  * The ratio of two contenders measured in the same interleaved rounds: the median of the per-round ratios.
- * Rounds run seconds apart on a shared machine; a ratio taken within a round cancels the load both saw, and the
- * median drops the rounds a neighbour's burst spoiled. Rounds missing either value are skipped.
+ * Rounds run seconds apart on a shared machine; a ratio taken within a round cancels the load both saw, and
+ * the median drops the rounds a neighbour's burst spoiled. Rounds missing either value are skipped.
  */
 export function ratioOfRounds(a: readonly number[], b: readonly number[]): number {
   const per: number[] = [];
@@ -50,6 +50,16 @@ export function ratioOfRounds(a: readonly number[], b: readonly number[]): numbe
     if (!Number.isNaN(r)) per.push(r);
   }
   return median(per);
+}
+
+/** The lowest and highest per-round ratio (how much the rounds disagreed); NaNs when there are none. */
+export function ratioSpread(a: readonly number[], b: readonly number[]): [number, number] {
+  const per: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const r = ratio(a[i], b[i]);
+    if (!Number.isNaN(r)) per.push(r);
+  }
+  return per.length ? [Math.min(...per), Math.max(...per)] : [Number.NaN, Number.NaN];
 }
 
 export interface Summary {
@@ -92,6 +102,8 @@ export interface Target {
   unit: 'ratio' | 'count';
   /** Why it was not run, or a note that explains the figure. */
   note?: string;
+  /** For a ratio over rounds: the lowest and highest per-round ratio. */
+  spread?: [number, number];
 }
 
 export interface Evaluated extends Target {

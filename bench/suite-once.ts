@@ -1,13 +1,14 @@
 /**
- * Run-once: a trivial handler's first call and duplicate call, oncely `withOnce` vs Powertools `makeIdempotent`
- * with its cache persistence layer (`@redis/client`), both over TCP on the same server, and oncely over REST;
- * then an SQS batch of 10 new records: oncely `withOnceBatch` vs Powertools `BatchProcessor` +
- * `makeIdempotent` on the record handler.
+ * Run-once: a trivial handler's first call and duplicate call, oncely `withOnce` vs Powertools
+ * `makeIdempotent` with its cache persistence layer (`@redis/client`), both over TCP on the same server, and
+ * oncely over REST; then an SQS batch of 10 new records: oncely `withOnceBatch` vs Powertools
+ * `BatchProcessor` + `makeIdempotent` on the record handler.
  *
  * Both libraries run with their defaults but for the key (oncely: the event's `id`; Powertools: its default,
  * a hash of the whole event) and oncely's log lines, which go to a no-op logger (formatted, not written).
  */
 
+import { randomBytes } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
@@ -50,6 +51,7 @@ export interface OnceSuiteResult {
 }
 
 interface Libs {
+  rawOnce: Call;
   oncelyTcp: Call;
   oncelyRest: Call;
   powertools: Call;
@@ -67,6 +69,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
   const persistenceStore = new CachePersistenceLayer({ client: redisClient as never });
   const onceOptions = { key: (e: { id: string }) => e.id, logger: noop };
 
+  for (const script of layer.ONCE_SCRIPTS) await ioredis.script('LOAD', script.lua);
   const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...onceOptions });
   const oncelyRest = layer.withOnce(handler, { store: restStore, ...onceOptions });
   const powertools = makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
@@ -89,6 +92,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
     return processPartialResponse(event, idempotentRecord, processor, { context });
   };
   return {
+    rawOnce: rawOnce(layer, ioredis),
     oncelyTcp: (e) => oncelyTcp(e, context),
     oncelyRest: (e) => oncelyRest(e, context),
     powertools: (e) => powertools(e, context),
@@ -99,6 +103,44 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
       ioredis.disconnect();
       await redisClient.quit().catch(() => undefined);
     },
+  };
+}
+
+/**
+ * oncely's claim and complete scripts sent straight from ioredis, no library around them (no key digest,
+ * payload hash, lease, logging): what the two scripts cost, apart from withOnce. Informational.
+ */
+function rawOnce(layer: Layer, redis: Redis): Call {
+  const [claim, complete] = layer.ONCE_SCRIPTS;
+  const grace = layer.FENCE_GRACE_MS;
+  return async (event) => {
+    const keys = [`oncely:once:{raw:${event.id}}:rec`, `oncely:once:{raw:${event.id}}:fence`];
+    const token = randomBytes(16).toString('base64url');
+    const reply = (await redis.evalsha(
+      claim!.sha1,
+      2,
+      ...keys,
+      token,
+      30_000,
+      '',
+      30_000 + grace,
+      Date.now(),
+    )) as [number, string];
+    if (reply[0] === 2) return JSON.parse(reply[1].slice(1));
+    if (reply[0] !== 1) throw new Error(`raw once: claim answered ${reply[0]}`);
+    const result = await handler(event);
+    await redis.evalsha(
+      complete!.sha1,
+      2,
+      ...keys,
+      token,
+      reply[1],
+      `j${JSON.stringify(result)}`,
+      86_400_000,
+      86_400_000 + grace,
+      '',
+    );
+    return result;
   };
 }
 
@@ -135,6 +177,7 @@ function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplic
     ['oncely', 'oncely withOnce TCP', l.oncelyTcp],
     ['powertools', 'Powertools makeIdempotent (@redis/client)', l.powertools],
     ['oncely-rest', 'oncely withOnce REST', l.oncelyRest],
+    ['raw-once', "raw ioredis, oncely's scripts", l.rawOnce],
   ];
   const pools = new Map<string, { id: string }[]>();
   return {

@@ -1,4 +1,5 @@
-/** Redlock over 3 and 5 independent masters: oncely's createRedlock vs the `redlock` package, same clients. */
+/** Redlock over 3 and 5 independent masters: oncely's createRedlock vs the `redlock` package, same clients.
+ * */
 import { Redis } from 'ioredis';
 import type { Redlock as OncelyRedlock } from '../layers/oncely/src/index.js';
 import { concurrent, sequential } from './harness.js';

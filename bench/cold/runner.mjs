@@ -1,5 +1,6 @@
-// A fresh process for one cold start: import one minified bundle, complete its first lock, print the timings
-// (ms) as JSON and exit. `boot` is Node's own start-up (process start to this line), the same for every bundle.
+// A fresh process for one cold start: import one minified bundle, complete its first lock, print the
+// timings (ms) as JSON and exit. `boot` is Node's own start-up (process start to this line), the same for
+// every bundle.
 import { pathToFileURL } from 'node:url';
 
 const boot = performance.now();

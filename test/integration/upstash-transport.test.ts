@@ -120,7 +120,7 @@ describe('REST requester against a stub endpoint', () => {
     }
   });
 
-  it('echoes the last upstash-sync-token (read-your-writes across replicas) and reuses one connection', async () => {
+  it('echoes the last upstash-sync-token (read-your-writes) and keeps one connection alive', async () => {
     let connections = 0;
     const s = await stub((_req, res, n) =>
       json(res, 200, { result: n }, { 'upstash-sync-token': `sync-${n}` }),
@@ -181,7 +181,7 @@ describe('REST transport against the gateway', () => {
     await store.close();
   });
 
-  it('a batch after SCRIPT FLUSH falls back to EVAL for every call (two requests, every call answered)', async () => {
+  it('a batch after SCRIPT FLUSH falls back to EVAL for every call: two requests, all answered', async () => {
     const store = upstashStore({ url: gateway().url, token: gateway().token });
     const lock = createLock(store);
     await lock.tryAcquire('flush-warm', { ttlMs: 1000 });

@@ -8,6 +8,7 @@ import {
   percentile,
   ratio,
   ratioOfRounds,
+  ratioSpread,
   summarize,
   type Target,
   tally,
@@ -78,6 +79,11 @@ describe('ratio', () => {
     expect(ratioOfRounds(a, b)).toBe(0.5);
     // A ratio of pooled medians would differ: the rounds are paired, not pooled.
     expect(median(a) / median(b)).toBeCloseTo(0.525);
+  });
+
+  it('ratioSpread gives the lowest and highest per-round ratio', () => {
+    expect(ratioSpread([1, 3, 2], [2, 2, 2])).toEqual([0.5, 1.5]);
+    expect(ratioSpread([], [])).toEqual([Number.NaN, Number.NaN]);
   });
 
   it('ratioOfRounds skips rounds where either side has no figure and pairs by index', () => {

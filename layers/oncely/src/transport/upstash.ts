@@ -51,10 +51,10 @@ type Command = (string | number)[];
 
 /**
  * A Store over Upstash's REST API, spoken directly: a command is a JSON array POSTed to `/`, a batch an array
- * of them POSTed to `/pipeline`, sent over `node:http(s)` with a keep-alive agent. `fetch` costs several times
- * the CPU per request and tens of milliseconds on first use, and `@upstash/redis` (95 KB minified) would only
- * build the arrays once the HTTP layer is ours (docs/benchmarks.md). The protocol details it handles are kept:
- * Bearer auth, the read-your-writes sync token, the optional base64 response encoding.
+ * of them POSTed to `/pipeline`, sent over `node:http(s)` with a keep-alive agent. `fetch` costs several
+ * times the CPU per request and tens of milliseconds on first use, and `@upstash/redis` (95 KB minified)
+ * would only build the arrays once the HTTP layer is ours (docs/benchmarks.md). The protocol details it
+ * handles are kept: Bearer auth, the read-your-writes sync token, the optional base64 response encoding.
  * No retries: a timed-out write is reported as ambiguous, never silently sent twice. Every request has its
  * own timeout.
  */
@@ -162,9 +162,9 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   };
 
   // Calls made in the same tick (concurrent locks, a Promise.all in a handler, workers woken by one reply)
-  // share one request: one call goes alone to `/`, several go to `/pipeline` (one round trip, a reply or error
-  // per call; a failed request fails each of its calls with the same error). process.nextTick runs once the
-  // promise jobs of the current turn have drained, so every caller they wake is in the batch; unlike
+  // share one request: one call goes alone to `/`, several go to `/pipeline` (one round trip, a reply or
+  // error per call; a failed request fails each of its calls with the same error). process.nextTick runs once
+  // the promise jobs of the current turn have drained, so every caller they wake is in the batch; unlike
   // setImmediate it is not faked by test frameworks' fake timers.
   let queue: Pending[] = [];
   const flush = () => {
@@ -194,8 +194,8 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   return {
     kind: 'upstash',
     name,
-    // Each request is bounded by its own timer (see requester), so a call takes at most two timeouts: EVALSHA,
-    // and EVAL after NOSCRIPT.
+    // Each request is bounded by its own timer (see requester), so a call takes at most two timeouts:
+    // EVALSHA, and EVAL after NOSCRIPT.
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       return new Promise((resolve, reject) => {
         if (queue.push({ script, keys, args, resolve, reject }) === 1) process.nextTick(flush);
