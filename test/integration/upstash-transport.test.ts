@@ -181,6 +181,19 @@ describe('REST transport against the gateway', () => {
     await store.close();
   });
 
+  it('more than 32 calls in one tick go as several requests, every call answered', async () => {
+    const store = upstashStore({ url: gateway().url, token: gateway().token });
+    const lock = createLock(store);
+    await lock.tryAcquire('many-warm', { ttlMs: 1000 });
+    const before = gateway().requests;
+    const leases = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => lock.tryAcquire(`many-${i}`, { ttlMs: 5000 })),
+    );
+    expect(gateway().requests - before).toBe(2); // 32 + 8
+    expect(leases.map((l) => l?.fence)).toEqual(Array.from({ length: 40 }, () => 1));
+    await store.close();
+  });
+
   it('a batch after SCRIPT FLUSH falls back to EVAL for every call: two requests, all answered', async () => {
     const store = upstashStore({ url: gateway().url, token: gateway().token });
     const lock = createLock(store);

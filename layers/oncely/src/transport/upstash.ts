@@ -165,9 +165,12 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   // share one request: one call goes alone to `/`, several go to `/pipeline` (one round trip, a reply or
   // error per call; a failed request fails each of its calls with the same error). process.nextTick runs once
   // the promise jobs of the current turn have drained, so every caller they wake is in the batch; unlike
-  // setImmediate it is not faked by test frameworks' fake timers.
+  // setImmediate it is not faked by test frameworks' fake timers. A batch that reaches BATCH_CALLS goes at
+  // once and the rest of the tick's calls follow in another: the server starts on the first part while the
+  // client is still preparing the rest (measured: +40 % pairs/s under 50 workers, docs/benchmarks.md).
   let queue: Pending[] = [];
   const flush = () => {
+    if (queue.length === 0) return;
     const batch = queue;
     queue = [];
     if (batch.length === 1) {
@@ -175,20 +178,17 @@ export function upstashStore(options: UpstashStoreOptions): Store {
       runOne(p.script, p.keys, p.args).then(p.resolve, p.reject);
       return;
     }
-    for (let i = 0; i < batch.length; i += MAX_BATCH) {
-      const part = batch.slice(i, i + MAX_BATCH);
-      runMany(part).then(
-        (results) =>
-          results.forEach((r, j) => {
-            const p = part[j]!;
-            if (r.ok) p.resolve(r.value);
-            else p.reject(r.error);
-          }),
-        (err: unknown) => {
-          for (const p of part) p.reject(err);
-        },
-      );
-    }
+    runMany(batch).then(
+      (results) =>
+        results.forEach((r, i) => {
+          const p = batch[i]!;
+          if (r.ok) p.resolve(r.value);
+          else p.reject(r.error);
+        }),
+      (err: unknown) => {
+        for (const p of batch) p.reject(err);
+      },
+    );
   };
 
   return {
@@ -198,7 +198,9 @@ export function upstashStore(options: UpstashStoreOptions): Store {
     // EVALSHA, and EVAL after NOSCRIPT.
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       return new Promise((resolve, reject) => {
-        if (queue.push({ script, keys, args, resolve, reject }) === 1) process.nextTick(flush);
+        const n = queue.push({ script, keys, args, resolve, reject });
+        if (n === 1) process.nextTick(flush);
+        else if (n === BATCH_CALLS) flush();
       });
     },
     runMany,
@@ -213,8 +215,8 @@ interface Pending extends ScriptCall {
   reject(error: unknown): void;
 }
 
-/** Calls per coalesced `/pipeline` request. */
-const MAX_BATCH = 100;
+/** Most calls in one coalesced `/pipeline` request. */
+const BATCH_CALLS = 32;
 
 // ----------------------------------------------------------------------------------------------- requester
 
