@@ -20,6 +20,8 @@ const p50Ratio = (a?: SequentialResult, b?: SequentialResult) =>
 
 export function notes(d: BenchData, results: readonly Evaluated[]): string {
   const verdict = (id: string) => results.find((r) => r.id === id)?.verdict ?? 'NOT RUN';
+  /** One bullet: the parts joined by spaces. */
+  const bullet = (...parts: string[]) => `- ${parts.join(' ')}`;
   const out: string[] = [];
 
   const tcp = isSkipped(d.tcp) ? undefined : d.tcp;
@@ -29,23 +31,20 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     const fenced = find(tcp.sequential, 'raw-fenced');
     const own = find(tcp.sequential, 'oncely-own');
     out.push(
-      `- **TCP vs raw ioredis** (${verdict('tcp.p50')} p50, ${verdict('tcp.rate')} pairs/s). The raw ` +
-        `baseline is ` +
-        `the floor: SET NX PX and a compare-and-delete, no fencing token. oncely's acquire is one script ` +
-        `that ` +
-        `also INCRs the fencing counter (see the commands table). The same rounds split the gap: oncely's ` +
-        `scripts sent from bare ioredis, with no library around them, run at ${p50Ratio(fenced, raw)} the ` +
-        `raw ` +
-        `p50 (${ms(fenced)} vs ${ms(raw)}): that is the fenced acquire's cost on the server. The library ` +
-        `on top ` +
-        `of them runs at ${p50Ratio(o, fenced)} (${ms(o)}): token, validation, the Lease with its expiry ` +
-        `timer ` +
-        `and AbortSignal, and a per-call timeout timer; client CPU ${us(client(o))} per pair vs ` +
-        `${us(client(fenced))} for the bare scripts, redis-server CPU ${us(server(o, 'redis'))} vs ` +
-        `${us(server(raw, 'redis'))} for the raw baseline. A pair is ${ms(raw)} on loopback, so each ` +
-        'microsecond is about 2 %; over a network round trip (0.2–1 ms in a VPC) the same microseconds are ' +
-        `1–5 %. With its own client (as fromEnv builds it: ioredis commandTimeout on) oncely runs at ` +
-        `${p50Ratio(own, raw)}.`,
+      bullet(
+        `**TCP vs raw ioredis** (${verdict('tcp.p50')} p50, ${verdict('tcp.rate')} pairs/s).`,
+        'The raw baseline is the floor: SET NX PX and a compare-and-delete, no fencing token.',
+        "oncely's acquire is one script that also INCRs the fencing counter (see the commands table).",
+        "The same rounds split the gap: oncely's scripts sent from bare ioredis, with no library around",
+        `them, run at ${p50Ratio(fenced, raw)} the raw p50 (${ms(fenced)} vs ${ms(raw)}): the fenced`,
+        `acquire's cost on the server. The library on top of them runs at ${p50Ratio(o, fenced)}`,
+        `(${ms(o)}): token, validation, the Lease with its expiry timer and AbortSignal, a per-call`,
+        `timeout timer; client CPU ${us(client(o))} per pair vs ${us(client(fenced))} for the bare`,
+        `scripts, redis-server CPU ${us(server(o, 'redis'))} vs ${us(server(raw, 'redis'))} for the raw`,
+        `baseline. A pair is ${ms(raw)} on loopback, so each microsecond is about 2 %; over a network`,
+        'round trip (0.2–1 ms in a VPC) the same microseconds are 1–5 %. With its own client (as fromEnv',
+        `builds it: ioredis commandTimeout on) oncely runs at ${p50Ratio(own, raw)}.`,
+      ),
     );
   }
 
@@ -54,22 +53,20 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     const o = find(rest.sequential, 'oncely');
     const u = find(rest.sequential, 'upstash-lock');
     out.push(
-      `- **REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s, ` +
-        `${verdict('rest.cold')} cold start). Both make two requests per pair. Client CPU per pair: oncely ` +
-        `${us(client(o))} (node:http with a keep-alive agent, the REST protocol spoken directly), ` +
-        `@upstash/lock ` +
-        `${us(client(u))} (@upstash/redis over fetch); gateway CPU per pair ${us(server(o, 'gateway'))} vs ` +
-        `${us(server(u, 'gateway'))} (@upstash/lock's release sends its whole script with EVAL, and ` +
-        `replies come ` +
-        'base64-encoded). Under 50 workers both batch: @upstash/redis auto-pipelines, oncely sends the ' +
-        'calls made ' +
-        'in one tick as one /pipeline request. The gateway and redis-server share the two cores with the ' +
-        'client, ' +
-        'so pairs/s is bounded by the CPU of all three, and it is the noisiest figure here: see the ' +
-        'per-round ' +
-        'range in the targets table. The first lock of a fresh process skips fetch’s first-use cost and ' +
-        'the ' +
-        '@upstash/redis parse.',
+      bullet(
+        `**REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s,`,
+        `${verdict('rest.cold')} cold start). Both make two requests per pair. Client CPU per pair:`,
+        `oncely ${us(client(o))} (the REST protocol spoken over node:http with a keep-alive agent),`,
+        `@upstash/lock ${us(client(u))} (@upstash/redis over fetch); gateway CPU per pair`,
+        `${us(server(o, 'gateway'))} vs ${us(server(u, 'gateway'))} (@upstash/lock's release sends its`,
+        'whole script with EVAL, and its replies come base64-encoded). Under 50 workers both batch:',
+        '@upstash/redis auto-pipelines every command of a tick into one request, oncely sends up to 32',
+        'calls per /pipeline request so that the gateway starts on one while the client prepares the',
+        'next. The gateway and redis-server share the two cores with the client, so pairs/s is bounded',
+        'by the CPU of all three, and it is the noisiest figure here: see the per-round range in the',
+        "targets table. A fresh process's first lock skips fetch's first-use cost and the parse of",
+        '@upstash/redis.',
+      ),
     );
   }
 
@@ -80,33 +77,30 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     const bare = find(first, 'raw-once');
     const dup = d.once.duplicate;
     out.push(
-      `- **withOnce vs Powertools** (${verdict('once.first')} first call, ${verdict('once.duplicate')} ` +
-        'duplicate). Both make two round trips on a first call. Powertools sends two plain SETs ' +
-        '(in-progress ' +
-        'NX, then the result, overwriting unconditionally); oncely runs two scripts that compare the owner ' +
-        'token, ' +
-        'raise the fence and keep the payload hash. The split, from the same rounds: the two scripts sent ' +
-        'from ' +
-        `bare ioredis run at ${p50Ratio(bare, p)} Powertools' p50 (${ms(bare)} vs ${ms(p)}), withOnce on ` +
-        `top of ` +
-        `them at ${p50Ratio(o, bare)} (${ms(o)}: key digest, payload hash, lease timer and signal, ` +
-        `decision log ` +
-        `lines formatted for a no-op logger); client CPU per call ${us(client(o))} vs ${us(client(p))}, ` +
-        `redis-server CPU ${us(server(o, 'redis'))} vs ${us(server(p, 'redis'))}. A duplicate is one ` +
-        `script ` +
-        `for oncely and SET NX then GET for Powertools: ` +
+      bullet(
+        `**withOnce vs Powertools** (${verdict('once.first')} first call, ${verdict('once.duplicate')}`,
+        'duplicate). Both make two round trips on a first call. Powertools sends two plain SETs',
+        '(in progress with NX, then the result, overwriting unconditionally); oncely runs two scripts',
+        'that compare the owner token, raise the fence and keep the payload hash. The split, from the',
+        `same rounds: the two scripts sent from bare ioredis run at ${p50Ratio(bare, p)} Powertools'`,
+        `p50 (${ms(bare)} vs ${ms(p)}); withOnce on top of them at ${p50Ratio(o, bare)} (${ms(o)}: key`,
+        'digest, payload hash, lease timer and signal, decision lines formatted for a no-op logger).',
+        `Client CPU per call ${us(client(o))} vs ${us(client(p))}, redis-server CPU`,
+        `${us(server(o, 'redis'))} vs ${us(server(p, 'redis'))}. A duplicate is one script for oncely`,
+        'and SET NX then GET for Powertools:',
         `${p50Ratio(find(dup, 'oncely'), find(dup, 'powertools'))}.`,
+      ),
     );
     const ob = find(d.once.batch, 'oncely');
     const pb = find(d.once.batch, 'powertools');
     out.push(
-      `- **SQS batch of 10**: two round trips for both. oncely claims all ten in one pipeline and ` +
-        `completes ` +
-        `all ten in one; Powertools runs the ten records in parallel and @redis/client writes the commands ` +
-        `issued in one tick together, so its 20 SETs also cross the wire in two exchanges. p50 ${ms(ob)} ` +
-        `vs ` +
-        `${ms(pb)}, redis-server CPU per batch ${us(server(ob, 'redis'))} vs ${us(server(pb, 'redis'))} ` +
-        '(twenty scripts against twenty SETs).',
+      bullet(
+        '**SQS batch of 10**: two round trips for both. oncely claims all ten in one pipeline and',
+        'completes all ten in one; Powertools runs the ten records in parallel and @redis/client writes',
+        'the commands issued in one tick together, so its 20 SETs also cross the wire in two exchanges.',
+        `p50 ${ms(ob)} vs ${ms(pb)}, redis-server CPU per batch ${us(server(ob, 'redis'))} vs`,
+        `${us(server(pb, 'redis'))} (twenty scripts against twenty SETs).`,
+      ),
     );
   }
 
@@ -117,7 +111,7 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     const jmes = (x?: { byPackage: Record<string, number> }) =>
       (x?.byPackage['@aws-lambda-powertools/jmespath'] ?? 0) +
       (x?.byPackage['@aws-lambda-powertools/commons'] ?? 0);
-    const layerTcp = find(b, 'oncely-tcp');
+    const without = (entry?.bytes ?? Number.NaN) - jmes(entry);
     const parts = (x?: { byPackage: Record<string, number> }) =>
       Object.entries(x?.byPackage ?? {})
         .sort((p, q) => q[1] - p[1])
@@ -125,31 +119,28 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         .map(([k, n]) => `${k} ${fmtBytes(n)}`)
         .join(', ');
     out.push(
-      `- **Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST lock ` +
-        `entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP path). ` +
-        `The ` +
-        'REST transport speaks the REST protocol over node:http, so no @upstash/redis is loaded at all. ' +
-        `JMESPath comes along everywhere (${fmtBytes(jmes(entry))}): events.ts imports ` +
-        '@aws-lambda-powertools/jmespath statically and the package does not declare itself free of side ' +
-        'effects, so esbuild keeps it even in a bundle that uses no JMESPath key. Without it the TCP lock ' +
-        'entry ' +
-        `would be ${fmtBytes((entry?.bytes ?? Number.NaN) - jmes(entry))}, ` +
-        `${fmtRatio(ratio((entry?.bytes ?? Number.NaN) - jmes(entry), ioredis))} ioredis alone. The ` +
-        `layer's ` +
-        'index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event keys) wherever it ' +
-        'is ' +
-        `used; its TCP path is ${parts(layerTcp)}.`,
+      bullet(
+        `**Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST`,
+        `lock entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP`,
+        'path). The REST transport speaks the REST protocol over node:http, so no @upstash/redis is',
+        `loaded at all. JMESPath comes along everywhere (${fmtBytes(jmes(entry))}): events.ts imports`,
+        '@aws-lambda-powertools/jmespath statically and the package does not declare itself free of',
+        'side effects, so esbuild keeps it even in a bundle that uses no JMESPath key. Without it the',
+        `TCP lock entry would be ${fmtBytes(without)}, ${fmtRatio(ratio(without, ioredis))} ioredis alone.`,
+        "The layer's index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event",
+        `keys) wherever it is used; its TCP path is ${parts(find(b, 'oncely-tcp'))}.`,
+      ),
     );
   }
 
   if (!isSkipped(d.ceiling) && tcp) {
     const set1 = d.ceiling.find((r) => r.label === 'SET' && r.clients === 1);
     out.push(
-      `- **Scale**: redis-benchmark's single connection does one SET round trip in ` +
-        `${fmtMs(set1?.p50 ?? Number.NaN)} ms ` +
-        `(p50); a lock pair from Node is two round trips plus the client, ` +
-        `${ms(find(tcp.sequential, 'raw'))} ` +
-        'at best here.',
+      bullet(
+        "**Scale**: redis-benchmark's single connection does one SET round trip in",
+        `${fmtMs(set1?.p50 ?? Number.NaN)} ms (p50); a lock pair from Node is two round trips plus the`,
+        `client, ${ms(find(tcp.sequential, 'raw'))} at best here.`,
+      ),
     );
   }
   return out.join('\n');
