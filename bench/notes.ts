@@ -14,6 +14,8 @@ const client = (r?: SequentialResult) => med(r?.rounds.map((x) => x.cpuUs) ?? []
 const server = (r: SequentialResult | undefined, name: string) =>
   med(r?.rounds.map((x) => x.serverUs[name] ?? Number.NaN) ?? []);
 const us = (x: number) => (Number.isFinite(x) ? `${Math.round(x)} µs` : 'n/a');
+/** What one microsecond is of a pair of `p50` ms. */
+const pct = (p50?: number) => (p50 ? `${(0.1 / p50).toFixed(1)} %` : 'n/a');
 const ms = (r?: SequentialResult) => `${fmtMs(r?.summary.p50 ?? Number.NaN)} ms`;
 const p50Ratio = (a?: SequentialResult, b?: SequentialResult) =>
   fmtRatio(ratioOfRounds(a?.rounds.map((x) => x.p50) ?? [], b?.rounds.map((x) => x.p50) ?? []));
@@ -41,8 +43,8 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         `(${ms(o)}): token, validation, the Lease with its expiry timer and AbortSignal, a per-call`,
         `timeout timer; client CPU ${us(client(o))} per pair vs ${us(client(fenced))} for the bare`,
         `scripts, redis-server CPU ${us(server(o, 'redis'))} vs ${us(server(raw, 'redis'))} for the raw`,
-        `baseline. A pair is ${ms(raw)} on loopback, so each microsecond is about 2 %; over a network`,
-        'round trip (0.2–1 ms in a VPC) the same microseconds are 1–5 %. With its own client (as fromEnv',
+        `baseline. A pair is ${ms(raw)} on loopback, so each microsecond is ${pct(raw?.summary.p50)} of it;`,
+        'over a network round trip (0.2–1 ms in a VPC) it is 0.05–0.25 %. With its own client (as fromEnv',
         `builds it: ioredis commandTimeout on) oncely runs at ${p50Ratio(own, raw)}.`,
       ),
     );

@@ -7,11 +7,12 @@
  *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
  *   npm run bench -- --only tcp,rest,redlock,once,bundles,ceiling   (writes the docs only with --write)
  *   npm run bench -- --no-write    print only
+ *   npm run bench -- --report /tmp/oncely-bench-full.json   write the docs again from a run's raw figures
  *
  * Exit code 0 whatever the verdicts (a FAIL is a finding, reported in the doc); 1 if the run itself broke.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,8 +91,16 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       write: { type: 'boolean' },
       'no-write': { type: 'boolean', default: false },
+      report: { type: 'string' },
     },
   });
+  if (values.report) {
+    const data = JSON.parse(readFileSync(values.report, 'utf8')) as BenchData;
+    const results = targets(data);
+    console.log(consoleSummary(data, results));
+    writeDocs(data, results);
+    return;
+  }
   const only = new Set((values.only?.split(',') ?? SUITES).map((s) => s.trim()) as Suite[]);
   for (const s of only)
     if (!SUITES.includes(s)) throw new Error(`--only: unknown suite "${s}" (${SUITES.join(', ')})`);
@@ -175,16 +184,18 @@ async function main(): Promise<void> {
   const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}.json`);
   writeFileSync(rawPath, JSON.stringify(data, null, 2));
   console.log(`\n${consoleSummary(data, results)}\nraw figures: ${rawPath}`);
-  if (write) {
-    const docs = join(root, 'docs');
-    mkdirSync(docs, { recursive: true });
-    const caption =
-      `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ` +
-      `${data.machine.cores} cores, Node ${data.machine.node}`;
-    writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
-    writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
-    console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
-  }
+  if (write) writeDocs(data, results);
+}
+
+function writeDocs(data: BenchData, results: ReturnType<typeof targets>): void {
+  const docs = join(root, 'docs');
+  mkdirSync(docs, { recursive: true });
+  const caption =
+    `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ` +
+    `${data.machine.cores} cores, Node ${data.machine.node}`;
+  writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
+  writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
+  console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
 }
 
 main().then(
