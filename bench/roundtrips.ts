@@ -43,14 +43,20 @@ export interface LockCounts {
   release: OpCount;
 }
 
-/** acquire `n` fresh keys, extend each, release each: three counted phases. */
+/**
+ * acquire `n` fresh keys, extend each, release each: three counted phases. `pauseMs` after each operation
+ * lets every node answer before the next one starts (Redlock returns at quorum: a straggler's request and
+ * the next operation's would otherwise cross the wire as one exchange).
+ */
 export async function countLock(
   contender: LockContender,
   counter: Counter,
   admin: Redis,
   tag: string,
   n = 20,
+  pauseMs = 0,
 ): Promise<LockCounts> {
+  const pause = () => (pauseMs > 0 ? new Promise((resolve) => setTimeout(resolve, pauseMs)) : undefined);
   // Warm: connections open, scripts cached; what is counted is the steady state.
   const w = await contender.acquire(`${tag}:warm`);
   await w.extend();
@@ -58,8 +64,15 @@ export async function countLock(
   const held: Held[] = [];
   const acquire = await countEach(counter, admin, n, async (i) => {
     held.push(await contender.acquire(`${tag}:${i}`));
+    await pause();
   });
-  const extend = await countEach(counter, admin, n, (i) => held[i]!.extend());
-  const release = await countEach(counter, admin, n, (i) => held[i]!.release());
+  const extend = await countEach(counter, admin, n, async (i) => {
+    await held[i]!.extend();
+    await pause();
+  });
+  const release = await countEach(counter, admin, n, async (i) => {
+    await held[i]!.release();
+    await pause();
+  });
   return { acquire, extend, release };
 }

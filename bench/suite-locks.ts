@@ -60,7 +60,13 @@ export async function lockTcp(
     const counts: Record<string, LockCounts> = {};
     try {
       for (const c of make(counted)) {
-        counts[c.id] = await countLock(c, async () => proxy.roundTrips, stack.admin, `bench:tcprt:${c.id}`);
+        counts[c.id] = await countLock(
+          c,
+          async () => proxy.roundTrips,
+          stack.admin,
+          `bench:tcprt:${c.id}`,
+          sizes.countN,
+        );
       }
     } finally {
       counted.disconnect();
@@ -91,7 +97,13 @@ export async function lockRest(
     log('  REST round trips');
     const counts: Record<string, LockCounts> = {};
     for (const c of contenders) {
-      counts[c.id] = await countLock(c, stack.gateway.requests, stack.admin, `bench:restrt:${c.id}`);
+      counts[c.id] = await countLock(
+        c,
+        stack.gateway.requests,
+        stack.admin,
+        `bench:restrt:${c.id}`,
+        sizes.countN,
+      );
     }
     return { name: 'REST', ids: contenders.map((c) => c.id), sequential: seq, concurrent: conc, counts };
   } finally {

@@ -62,7 +62,7 @@ export async function lockRedlock(
       const total = async () => proxies.reduce((sum, p) => sum + p.roundTrips, 0);
       // Commands are counted on the first master (every master runs the same ones).
       for (const c of make(counted)) {
-        counts[c.id] = await countLock(c, total, admins[0]!, `bench:rl${n}rt:${c.id}`);
+        counts[c.id] = await countLock(c, total, admins[0]!, `bench:rl${n}rt:${c.id}`, sizes.countN, 10);
       }
     } finally {
       for (const c of counted) c.disconnect();
