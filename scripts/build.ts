@@ -3,7 +3,7 @@
  *
  *   dist/layer/nodejs/node_modules/oncely/   the layer (`layers.oncely.path` in serverless.yml): the layer
  *                                           source bundled, minified, with source maps; ESM with code
- *                                           splitting, so `@upstash/redis` and `ioredis` are separate chunks
+ *                                           splitting, so `ioredis` is a separate chunk
  *                                           loaded on first use (the REST path never loads ioredis)
  *   dist/functions/<name>/handler.mjs       each function bundled alone, `oncely` external (it comes from the
  *                                           layer at /opt/nodejs/node_modules), the AWS SDK external (it comes
@@ -38,21 +38,21 @@ export const FUNCTION_EXTERNALS = ['oncely', '@aws-sdk/*'];
 /**
  * The targets of the transports' dynamic imports, as ES modules of their own. `import('ioredis')` of a CommonJS
  * package across a split point would yield `{ default: module.exports }`, not the named exports, so its shim
- * re-exports the names the transport uses with esbuild's CommonJS interop in the same chunk. Each shim also
- * names its chunk (`chunks/ioredis-<hash>.mjs`, `chunks/upstash-<hash>.mjs`).
+ * re-exports the names the transport uses with esbuild's CommonJS interop in the same chunk, and names the
+ * chunk (`chunks/ioredis-<hash>.mjs`). The REST transport has no client library to load (it speaks the REST
+ * protocol itself); `@upstash/redis` is only a type for upstashClientStore, whose caller brings the client.
  */
 const SHIMS: Record<string, { name: string; contents: string }> = {
   ioredis: {
     name: 'ioredis',
     contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
   },
-  '@upstash/redis': { name: 'upstash', contents: "export { Redis } from '@upstash/redis';" },
 };
 
 const clientShims: Plugin = {
   name: 'oncely-client-shims',
   setup(b) {
-    b.onResolve({ filter: /^(ioredis|@upstash\/redis)$/ }, (args) =>
+    b.onResolve({ filter: /^ioredis$/ }, (args) =>
       args.namespace === 'oncely-shim'
         ? undefined
         : { path: SHIMS[args.path]!.name, namespace: 'oncely-shim' },

@@ -4,20 +4,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../dev/gateway.js';
 import { freePort, startRedis } from '../../dev/redis-server.js';
 import {
+  clusterStore,
   createLock,
   type Lease,
   LOCK_SCRIPTS,
   type Lock,
   LockLostError,
   redisStore,
+  type Store,
   StoreAuthError,
   StoreUnavailableError,
+  upstashClientStore,
   upstashStore,
 } from '../../layers/oncely/src/index.js';
 import * as scripts from '../../layers/oncely/src/scripts.js';
 import { ACQUIRE, EXTEND, RELEASE, type Script } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
-import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
+import {
+  LOCK_TRANSPORTS,
+  startTransport,
+  type TransportFixture,
+  upstashClient,
+} from '../support/transports.js';
 
 /** A standalone server has no CLUSTER KEYSLOT: check our CRC16 against keys whose slots are published. */
 async function slotFromCrc(k: string): Promise<number> {
@@ -29,7 +37,7 @@ async function slotFromCrc(k: string): Promise<number> {
 let n = 0;
 const uniqueKey = (label: string) => `${label}-${process.pid}-${++n}`;
 
-describe.each(TRANSPORTS)('lock over %s', (transport) => {
+describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
   let fx: TransportFixture;
   let lock: Lock;
   beforeAll(async () => {
@@ -238,15 +246,16 @@ describe.each(TRANSPORTS)('lock over %s', (transport) => {
 
   it('an unreachable store fails within its timeout, never hangs', async () => {
     const port = await freePort();
-    const store =
-      transport === 'rest'
-        ? upstashStore({ url: `http://127.0.0.1:${port}`, token: 'x', timeoutMs: 300 })
-        : transport === 'redis'
-          ? redisStore({ host: '127.0.0.1', port, timeoutMs: 300 })
-          : (await import('../../layers/oncely/src/index.js')).clusterStore({
-              nodes: [{ host: '127.0.0.1', port }],
-              timeoutMs: 300,
-            });
+    const stores: Record<typeof transport, () => Store> = {
+      rest: () => upstashStore({ url: `http://127.0.0.1:${port}`, token: 'x', timeoutMs: 300 }),
+      'upstash-client': () =>
+        upstashClientStore(upstashClient(`http://127.0.0.1:${port}`, 'x', 300), {
+          name: `upstash(127.0.0.1:${port})`,
+        }),
+      redis: () => redisStore({ host: '127.0.0.1', port, timeoutMs: 300 }),
+      cluster: () => clusterStore({ nodes: [{ host: '127.0.0.1', port }], timeoutMs: 300 }),
+    };
+    const store = stores[transport]();
     const t0 = performance.now();
     const err = await createLock(store)
       .tryAcquire('k', { ttlMs: 1000 })

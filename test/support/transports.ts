@@ -1,10 +1,31 @@
+import { Redis as UpstashRedis } from '@upstash/redis';
 import { Cluster, Redis } from 'ioredis';
 import { type Gateway, startGateway } from '../../dev/gateway.js';
 import { type RedisProcess, startCluster, startRedis } from '../../dev/redis-server.js';
-import { clusterStore, redisStore, type Store, upstashStore } from '../../layers/oncely/src/index.js';
+import {
+  clusterStore,
+  redisStore,
+  type Store,
+  upstashClientStore,
+  upstashStore,
+} from '../../layers/oncely/src/index.js';
 
-export type TransportName = 'rest' | 'redis' | 'cluster';
+export type TransportName = 'rest' | 'redis' | 'cluster' | 'upstash-client';
 export const TRANSPORTS: readonly TransportName[] = ['rest', 'redis', 'cluster'];
+/** The lock conformance suite also runs over a user's own `@upstash/redis` client (upstashClientStore). */
+export const LOCK_TRANSPORTS: readonly TransportName[] = [...TRANSPORTS, 'upstash-client'];
+
+/** An `@upstash/redis` client configured the way upstashClientStore asks. */
+export function upstashClient(url: string, token: string, timeoutMs = 2000): UpstashRedis {
+  return new UpstashRedis({
+    url,
+    token,
+    automaticDeserialization: false,
+    retry: false,
+    enableTelemetry: false,
+    signal: () => AbortSignal.timeout(timeoutMs),
+  });
+}
 
 /**
  * One transport over real servers, for `describe.each(TRANSPORTS)`: REST through the local Upstash-compatible
@@ -47,7 +68,7 @@ export async function startTransport(name: TransportName): Promise<TransportFixt
     servers = [server];
     stopServers = () => server.stop();
     admin = new Redis({ host: server.host, port: server.port, protocol: 2 });
-    if (name === 'rest') {
+    if (name === 'rest' || name === 'upstash-client') {
       try {
         gateway = await startGateway({
           redis: { host: server.host, port: server.port },
@@ -58,7 +79,10 @@ export async function startTransport(name: TransportName): Promise<TransportFixt
         throw err;
       }
       const g = gateway;
-      make = (timeoutMs) => upstashStore({ url: g.url, token: g.token, timeoutMs });
+      make =
+        name === 'rest'
+          ? (timeoutMs) => upstashStore({ url: g.url, token: g.token, timeoutMs })
+          : (timeoutMs) => upstashClientStore(upstashClient(g.url, g.token, timeoutMs));
     } else {
       make = (timeoutMs) => redisStore({ host: server.host, port: server.port, timeoutMs });
     }

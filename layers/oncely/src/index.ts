@@ -107,3 +107,4 @@ export type {
   TransportOptions,
 } from './transport/types.js';
 export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
+export { upstashClientStore } from './transport/upstash-client.js';
