@@ -92,6 +92,7 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     timeoutMs,
     [options.password, passwordOf(options.url)],
     true,
+    true,
   );
 }
 
@@ -171,6 +172,12 @@ function tcpStore(
   timeoutMs = DEFAULT_TIMEOUT_MS,
   secrets: readonly (string | undefined)[] = [],
   owned = false,
+  /**
+   * The client bounds every command itself (our standalone client: commandTimeout, which ioredis also applies
+   * to commands queued while it reconnects), so no second timer per call. A Cluster can hold commands in its
+   * own queue while it refreshes slots, and a client we were handed may have no timeout: those keep ours.
+   */
+  clientBoundsCalls = false,
 ): Store {
   let client: Promise<Client> | undefined;
   const get = () => {
@@ -242,7 +249,8 @@ function tcpStore(
     name,
     async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       try {
-        return await withTimeout(evalWithFallback(script, keys, args, evalsha, evalLua), timeoutMs * 2, name);
+        const work = evalWithFallback(script, keys, args, evalsha, evalLua);
+        return await (clientBoundsCalls ? work : withTimeout(work, timeoutMs * 2, name));
       } catch (err) {
         throw mapError(err);
       }
