@@ -26,18 +26,16 @@ export interface Script {
 export const ACQUIRE: Script = {
   name: 'acquire',
   keys: 2,
-  lua: `local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then
+  // The common case first: one SET NX (a free lock) and the INCR. GET only when the lock is taken.
+  lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
-if cur then
-  return {0, redis.call('PTTL', KEYS[1])}
-end
-local fence = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, fence}`,
-  sha1: '010ff065d5d090b3fd6ec9473eb9547263648cd9',
+return {0, redis.call('PTTL', KEYS[1])}`,
+  sha1: '08e18285b6edfa420b9f492cb1eb3bb22d6a6356',
 };
 
 /**
