@@ -2,7 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, isNoScript, settle, withTimeout } from './shared.js';
+import { evalWithFallback, runManyWithFallback, settle, withTimeout } from './shared.js';
 import { keySlot } from './slot.js';
 import {
   type CallResult,
@@ -258,24 +258,7 @@ function tcpStore(
     async runMany(calls: readonly ScriptCall[]) {
       if (calls.length === 0) return [];
       try {
-        return await withTimeout(
-          (async () => {
-            const results = await pipelineOnce(calls, false);
-            const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
-            if (missing.length > 0) {
-              const retried = await pipelineOnce(
-                missing.map((i) => calls[i]!),
-                true,
-              );
-              missing.forEach((i, j) => {
-                results[i] = retried[j]!;
-              });
-            }
-            return results;
-          })(),
-          timeoutMs * 2,
-          name,
-        );
+        return await withTimeout(runManyWithFallback(calls, pipelineOnce), timeoutMs * 2, name);
       } catch (err) {
         throw mapError(err);
       }

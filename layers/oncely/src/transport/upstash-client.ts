@@ -1,7 +1,7 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError, ValidationError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, isNoScript, settle } from './shared.js';
+import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 
 /** Network error codes that prove the request never reached the server. */
@@ -78,18 +78,7 @@ export function upstashClientStore(redis: UpstashRedis, options: { name?: string
     async runMany(calls: readonly ScriptCall[]) {
       if (calls.length === 0) return [];
       try {
-        const results = await pipeline(calls, false);
-        const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
-        if (missing.length > 0) {
-          const retried = await pipeline(
-            missing.map((i) => calls[i]!),
-            true,
-          );
-          missing.forEach((i, j) => {
-            results[i] = retried[j]!;
-          });
-        }
-        return results;
+        return await runManyWithFallback(calls, pipeline);
       } catch (err) {
         throw mapError(err);
       }

@@ -1,7 +1,7 @@
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, isNoScript, settle } from './shared.js';
+import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import {
   type CallResult,
   DEFAULT_TIMEOUT_MS,
@@ -136,18 +136,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   const runMany = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
     try {
-      const results = await pipeline(calls, false);
-      const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
-      if (missing.length > 0) {
-        const retried = await pipeline(
-          missing.map((i) => calls[i]!),
-          true,
-        );
-        missing.forEach((i, j) => {
-          results[i] = retried[j]!;
-        });
-      }
-      return results;
+      return await runManyWithFallback(calls, pipeline);
     } catch (err) {
       throw mapError(err);
     }
