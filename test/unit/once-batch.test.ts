@@ -4,6 +4,7 @@ import {
   type OnceBatchOptions,
   type OnceRun,
   StoreUnavailableError,
+  ValidationError,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { deferred, lambdaContext, logSink } from '../support/once.js';
@@ -198,6 +199,17 @@ describe('withOnceBatch', () => {
     const g = withOnceBatch(async () => ++runs, lax.options);
     expect(ids(await g(batch(record('b', '{}')), lambdaContext()))).toEqual([]);
     expect(runs).toBe(2);
+  });
+
+  it('a key expression that does not parse fails the whole batch with a ValidationError, before the store', async () => {
+    const { store, options } = setup({ key: { jmespath: 'powertools_json(body' } });
+    let runs = 0;
+    const h = withOnceBatch(async () => ++runs, options);
+    const err = await h(batch(record('a')), lambdaContext()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).message).toMatch(/^withOnceBatch options: key\.jmespath does not parse/);
+    expect(runs).toBe(0);
+    expect(store.roundTrips).toBe(0);
   });
 
   it('a record whose body is not JSON for a powertools_json key is reported, the others run', async () => {

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadJmespath } from '../../layers/oncely/src/events.js';
 import {
   canonicalJson,
   detectSource,
@@ -169,7 +170,8 @@ describe('keys per event source', () => {
     expect(identify(events.sqs, undefined, 'sns').key).toBeUndefined();
   });
 
-  it('a function or a JMESPath expression (with powertools_json) chooses the key', () => {
+  it('a function or a JMESPath expression (with powertools_json) chooses the key', async () => {
+    await loadJmespath();
     const record = sqsRecord('m-1', '{"orderId":"o-7","lines":[1,2]}');
     expect(identify(record, undefined, { jmespath: 'powertools_json(body).orderId' }).key).toBe('o-7');
     expect(identify(record, undefined, (r) => `${r.messageId}!`).key).toBe('m-1!');
@@ -178,20 +180,41 @@ describe('keys per event source', () => {
     expect(identify({ n: null }, undefined, { jmespath: 'n' }).key).toBeUndefined();
   });
 
-  it('a JMESPath expression that does not parse is rejected when the handler is wrapped', () => {
-    expect(() => withOnce(async () => 1, { store: new OnceFakeStore(), key: { jmespath: 'a[?' } })).toThrow(
-      ValidationError,
+  it('a JMESPath expression that does not parse is rejected by the first invocation, before the store', async () => {
+    for (const jmespath of ['a[?', 'nosuchfn(a)']) {
+      const store = new OnceFakeStore();
+      const h = withOnce(async () => 1, { store, key: { jmespath }, logLevel: 'silent' });
+      for (let n = 0; n < 2; n++) {
+        const err = await h({ a: 1 }, undefined as never).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ValidationError);
+        expect((err as ValidationError).message).toMatch(/^withOnce options: key\.jmespath does not parse/);
+      }
+      expect(store.roundTrips).toBe(0);
+    }
+  });
+
+  it('an empty expression or an unknown key spec is rejected when the handler is wrapped', () => {
+    expect(() => withOnce(async () => 1, { store: new OnceFakeStore(), key: { jmespath: ' ' } })).toThrow(
+      /key\.jmespath must be a non-empty string/,
     );
-    expect(() =>
-      withOnce(async () => 1, { store: new OnceFakeStore(), key: { jmespath: 'nosuchfn(a)' } }),
-    ).toThrow(/does not parse/);
     expect(() =>
       withOnce(async () => 1, { store: new OnceFakeStore(), key: 'carrier-pigeon' as 'sqs' }),
     ).toThrow(/key must be 'auto'/);
   });
+
+  it('the JMESPath package loads only for a { jmespath } spec; identify() needs it loaded', async () => {
+    vi.resetModules();
+    const fresh = await import('../../layers/oncely/src/events.js');
+    expect(fresh.identify({ id: 'x' }, undefined, (e) => e.id).key).toBe('x');
+    expect(() => fresh.identify({ id: 'x' }, undefined, { jmespath: 'id' })).toThrow(/loadJmespath/);
+    await fresh.loadJmespath();
+    expect(fresh.identify({ id: 'x' }, undefined, { jmespath: 'id' }).key).toBe('x');
+  });
 });
 
 describe('payloads', () => {
+  beforeAll(() => loadJmespath());
+
   it('per source: SQS body, not its delivery attributes (a redelivery must not look like a new payload)', () => {
     const first = identify(sqsRecord('m'), undefined);
     const redelivered = identify(

@@ -706,7 +706,7 @@ describe('options', () => {
         marginMs: -1,
         duplicate: 'maybe' as 'throw',
         unstorable: 'drop' as 'throw',
-        key: { jmespath: 'a[' },
+        key: { jmespath: '' },
         payload: 42 as unknown as false,
         logLevel: 'loud' as 'info',
       });
@@ -729,6 +729,23 @@ describe('options', () => {
       expect(problems).toContain(field);
     }
   });
+
+  it.each(ADAPTERS)(
+    'an expression that does not parse: the same ValidationError from every invocation, before the store ($type)',
+    async ({ type }) => {
+      const { store, options } = setup({ key: { jmespath: 'a[' }, payload: { jmespath: 'nosuchfn(n)' } });
+      const h = wrap(type, async () => 1, options);
+      for (let n = 0; n < 2; n++) {
+        const err = await h({ id: 'a', n: 1 }, lambdaContext()).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ValidationError);
+        const problems = (err as ValidationError).problems;
+        expect(problems).toHaveLength(2);
+        expect(problems[0]).toMatch(/^key\.jmespath does not parse/);
+        expect(problems[1]).toMatch(/^payload\.jmespath does not parse/);
+      }
+      expect(store.roundTrips).toBe(0);
+    },
+  );
 
   it('a missing store and a non-function handler are rejected', () => {
     expect(() => withOnce(async () => 1, {} as OnceOptions)).toThrow(/store must be a Store/);

@@ -21,12 +21,14 @@
  * withOnceBatch, which keys every record on its own).
  *
  * Anything else: a function, or a JMESPath expression (`@aws-lambda-powertools/jmespath`, with its
- * `powertools_json()`, `powertools_base64()` and `powertools_base64_gzip()` functions).
+ * `powertools_json()`, `powertools_base64()` and `powertools_base64_gzip()` functions). The JMESPath package is
+ * loaded by dynamic import, only once a `{ jmespath }` spec is used (`loadJmespath()`): a bundle that never keys
+ * on an expression neither carries nor parses it.
  */
-import { search } from '@aws-lambda-powertools/jmespath';
-import { PowertoolsFunctions } from '@aws-lambda-powertools/jmespath/functions';
+import type { search as Search } from '@aws-lambda-powertools/jmespath';
+import type { PowertoolsFunctions } from '@aws-lambda-powertools/jmespath/functions';
 import type { Context } from 'aws-lambda';
-import { ValidationError } from './errors.js';
+import { OncelyError, ValidationError } from './errors.js';
 
 export type EventSource =
   | 'sqs'
@@ -309,19 +311,64 @@ export function sourcePayload(source: EventSource, event: unknown): unknown {
 
 // ---------------------------------------------------------------------------------------- user expressions
 
-const powertoolsFunctions = new PowertoolsFunctions();
+interface Jmes {
+  readonly search: typeof Search;
+  readonly functions: PowertoolsFunctions;
+}
+let jmes: Jmes | undefined;
+let jmesLoading: Promise<Jmes> | undefined;
 
-/** Evaluates a JMESPath expression (Powertools functions included) over `data`. */
-export function jmespath(expression: string, data: unknown): unknown {
-  return search(expression, data as Parameters<typeof search>[1], { customFunctions: powertoolsFunctions });
+/**
+ * Loads the JMESPath package (once; later calls return the same promise). identify() and jmespath() need it
+ * loaded before they meet a `{ jmespath }` spec: the run-once engine awaits it before its first invocation.
+ */
+export function loadJmespath(): Promise<void> {
+  jmesLoading ??= Promise.all([
+    import('@aws-lambda-powertools/jmespath'),
+    import('@aws-lambda-powertools/jmespath/functions'),
+  ]).then(
+    ([{ search }, { PowertoolsFunctions }]) => (jmes = { search, functions: new PowertoolsFunctions() }),
+    (err: unknown) => {
+      jmesLoading = undefined; // let a later call try again
+      throw err;
+    },
+  );
+  return jmesLoading.then(() => undefined);
 }
 
-/** Problems with a JMESPath expression: it must parse (evaluating it over `{}` finds lexer and parse errors). */
-export function jmespathProblems(expression: unknown, field: string): string[] {
-  if (typeof expression !== 'string' || expression.trim() === '')
-    return [`${field}.jmespath must be a non-empty string`];
+/** Evaluates a JMESPath expression (Powertools functions included) over `data`. Needs loadJmespath() first. */
+export function jmespath(expression: string, data: unknown): unknown {
+  if (!jmes) throw notLoaded();
+  return jmes.search(expression, data as Parameters<typeof Search>[1], { customFunctions: jmes.functions });
+}
+
+const notLoaded = () =>
+  new OncelyError('JMESPath is loaded on first use: await loadJmespath() before evaluating an expression');
+
+const isJmespathSpec = (spec: unknown): spec is { jmespath: unknown } => isObj(spec) && 'jmespath' in spec;
+
+/** True when a key or payload spec is a JMESPath expression (the engine then loads the package). */
+export function usesJmespath(spec: unknown): boolean {
+  return isJmespathSpec(spec);
+}
+
+/** What can be checked of a JMESPath spec without the package: a non-empty string. */
+function jmespathShapeProblems(expression: unknown, field: string): string[] {
+  return typeof expression !== 'string' || expression.trim() === ''
+    ? [`${field}.jmespath must be a non-empty string`]
+    : [];
+}
+
+/**
+ * Problems with a JMESPath expression: it must parse (evaluating it over `{}` finds lexer and parse errors).
+ * Loads the package.
+ */
+export async function jmespathProblems(expression: unknown, field: string): Promise<string[]> {
+  const shape = jmespathShapeProblems(expression, field);
+  if (shape.length > 0) return shape;
+  await loadJmespath();
   try {
-    jmespath(expression, {});
+    jmespath(expression as string, {});
     return [];
   } catch (err) {
     const name = (err as Error).name;
@@ -331,7 +378,21 @@ export function jmespathProblems(expression: unknown, field: string): string[] {
   }
 }
 
-/** Problems with a key spec (checked once, when a handler is wrapped). */
+/**
+ * The syntax problems of the `{ jmespath }` specs among `specs` (field name → spec), once the package has
+ * loaded. Specs of any other kind are skipped (keySpecProblems / payloadSpecProblems check them).
+ */
+export async function expressionProblems(specs: Readonly<Record<string, unknown>>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [field, spec] of Object.entries(specs))
+    if (isJmespathSpec(spec)) problems.push(...(await jmespathProblems(spec.jmespath, field)));
+  return problems;
+}
+
+/**
+ * Problems with a key spec (checked once, when a handler is wrapped). A `{ jmespath }` spec is only checked
+ * for a non-empty string here: whether it parses needs the package, see expressionProblems().
+ */
 export function keySpecProblems(spec: unknown, field = 'key'): string[] {
   if (spec === undefined || spec === 'auto' || typeof spec === 'function') return [];
   if (typeof spec === 'string') {
@@ -341,14 +402,14 @@ export function keySpecProblems(spec: unknown, field = 'key'): string[] {
           `${field} must be 'auto', one of ${EVENT_SOURCES.join(', ')}, a function or { jmespath }, got '${spec}'`,
         ];
   }
-  if (isObj(spec) && 'jmespath' in spec) return jmespathProblems(spec.jmespath, field);
+  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
   return [`${field} must be 'auto', an event source name, a function or { jmespath }`];
 }
 
 export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] {
   if (spec === undefined || spec === 'auto' || spec === 'event' || spec === false) return [];
   if (typeof spec === 'function') return [];
-  if (isObj(spec) && 'jmespath' in spec) return jmespathProblems(spec.jmespath, field);
+  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
   return [`${field} must be 'auto', 'event', false, a function or { jmespath }`];
 }
 
@@ -378,6 +439,7 @@ function keyText(value: unknown): string | undefined {
 /**
  * The identity of one invocation: its key and the payload a reuse of the key must match.
  * A function or expression that throws is a ValidationError naming it (the event does not fit the expression).
+ * A `{ jmespath }` spec needs `await loadJmespath()` first.
  */
 export function identify<E>(
   event: E,
@@ -385,6 +447,7 @@ export function identify<E>(
   keySpec: KeySpec<E> = 'auto',
   payloadSpec: PayloadSpec<E> = 'auto',
 ): Identity {
+  if (!jmes && (isJmespathSpec(keySpec) || isJmespathSpec(payloadSpec))) throw notLoaded();
   const detected = detectSource(event);
   let source: EventSource | 'custom';
   let key: string | undefined;

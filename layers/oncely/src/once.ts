@@ -17,6 +17,7 @@ import { LockLostError, OncelyError, StoreError, StoreUnavailableError, Validati
 import {
   canonicalJson,
   type EventSource,
+  expressionProblems,
   type Identity,
   identify,
   isHttpEvent,
@@ -25,6 +26,7 @@ import {
   keySpecProblems,
   type PayloadSpec,
   payloadSpecProblems,
+  usesJmespath,
 } from './events.js';
 import {
   check,
@@ -580,6 +582,8 @@ export class OnceEngine<E = unknown> {
   readonly options: Resolved<E>;
   readonly store: Store;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
+  /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
+  readonly #ready: Promise<void> | undefined;
 
   constructor(options: OnceOptions<E>, what = 'withOnce options') {
     const o = { ...DEFAULTS, ...stripUndefined(options ?? ({} as OnceOptions<E>)) };
@@ -631,6 +635,23 @@ export class OnceEngine<E = unknown> {
       clock: o.clock ?? monotonicClock,
       wallClock: o.wallClock ?? Date.now,
     } as Resolved<E>;
+    if (usesJmespath(o.key) || usesJmespath(o.payload)) {
+      // The package loads now, in the background (in Lambda: during init); whether the expressions parse is
+      // known once it has, so a bad one is reported by the first invocation, as the same ValidationError.
+      this.#ready = expressionProblems({ key: o.key, payload: o.payload }).then((problems) =>
+        check(problems, what),
+      );
+      this.#ready.catch(() => undefined); // reported by ready(), not as an unhandled rejection
+    }
+  }
+
+  /**
+   * Resolves once events can be identified: at once, unless a key or payload spec is a JMESPath expression;
+   * then once its package has loaded, rejecting with a ValidationError when an expression does not parse.
+   * begin() awaits it.
+   */
+  ready(): Promise<void> {
+    return this.#ready ?? Promise.resolve();
   }
 
   /** The record and fence-counter keys of an idempotency key (one hash tag: always the same slot). */
@@ -762,6 +783,7 @@ export class OnceEngine<E = unknown> {
    * to execute, or the value to answer with (a stored result, a skip, an HTTP error answer).
    */
   async begin(event: E, context: Context | undefined): Promise<Begin> {
+    if (this.#ready !== undefined) await this.#ready;
     if (isDisabled()) {
       this.decide({ decision: 'disabled' });
       return { kind: 'run', run: this.unfenced() };
@@ -1167,6 +1189,7 @@ async function runBatch<R>(
     token: newToken(),
     state: 'pending',
   }));
+  await engine.ready();
   const disabled = isDisabled();
   if (disabled) engine.decide({ decision: 'disabled' });
 
