@@ -653,6 +653,42 @@ describe('lease timing (fake timers)', () => {
     await expect(done).rejects.toMatchObject({ name: 'LockLostError', reason: 'stolen' });
   });
 
+  it('a signal first read after the lease was lost is already aborted; one read after completion is not', async () => {
+    const { options, store } = setup({ leaseMs: 1000 });
+    const gate = deferred();
+    let lost: AbortSignal | undefined;
+    const h = withOnce(async (_e: Ev, _c, once) => {
+      await gate.promise;
+      lost = once.signal;
+      return 'x';
+    }, options);
+    const done = h({ id: 'a', n: 1 }, lambdaContext());
+    await vi.advanceTimersByTimeAsync(0);
+    store.hash(store.calls[0]!.keys[0]!)!.set('t', 'someone-else');
+    await vi.advanceTimersByTimeAsync(500);
+    gate.resolve();
+    await expect(done).rejects.toMatchObject({ name: 'LockLostError', reason: 'stolen' });
+    expect(lost!.aborted).toBe(true);
+    expect(lost!.reason).toMatchObject({ name: 'LockLostError', reason: 'stolen' });
+
+    let kept: OnceRun | undefined;
+    const g = withOnce(async (_e: Ev, _c, once) => {
+      kept = once;
+      return 1;
+    }, options);
+    await g({ id: 'b', n: 1 }, lambdaContext());
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(kept!.signal.aborted).toBe(false);
+    expect({ ...kept! }).toMatchObject({ fence: expect.any(Number), key: 'b', signal: kept!.signal });
+  });
+
+  it('a handler done within half its lease leaves no timer behind', async () => {
+    const { options } = setup({ leaseMs: 1000 });
+    const h = withOnce(async (_e: Ev, _c, once) => once.signal.aborted, options);
+    expect(await h({ id: 'a', n: 1 }, lambdaContext())).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it('a failing extend is retried while the lease is still valid', async () => {
     const { options, store, log } = setup({ leaseMs: 1000 });
     const gate = deferred<string>();

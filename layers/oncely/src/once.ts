@@ -10,7 +10,7 @@
  * Round trips: a first invocation costs 2 (claim, complete), a duplicate of a completed one 1 (the claim returns
  * the stored result), a long handler one more per extension; an SQS batch 2 whatever its size.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { Context, ScheduledEvent, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { type Clock, monotonicClock, sleep } from './clock.js';
 import { LockLostError, OncelyError, StoreError, StoreUnavailableError, ValidationError } from './errors.js';
@@ -33,6 +33,7 @@ import {
   type ExtendOutcome,
   Lease,
   type LeaseDriver,
+  type LeaseInit,
   MIN_TTL_MS,
   newToken,
   ttlProblems,
@@ -316,6 +317,14 @@ const LEVEL_OF: Readonly<Record<DecisionKind, Exclude<LogLevel, 'silent'>>> = {
   disabled: 'debug',
 };
 
+const RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
+const LABEL: Readonly<Record<Exclude<LogLevel, 'silent'>, string>> = {
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+};
+
 export function isDisabled(): boolean {
   return process.env.ONCELY_DISABLED?.toLowerCase() === 'true';
 }
@@ -407,8 +416,14 @@ function remainingOf(context: Partial<Context> | undefined): number {
   return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;
 }
 
+/** SHA-256 in one call (crypto.hash, Node ≥ 20.12: no Hash object per call), else through createHash. */
+const sha256: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'base64url')
+    : (text) => crypto.createHash('sha256').update(text).digest('base64url');
+
 function digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
+  return sha256(text).slice(0, 22);
 }
 
 /** The payload hash stored with a record ('' when unchecked). */
@@ -511,6 +526,7 @@ function keepAlive(
   leaseMs: number,
   clock: Clock,
   onError: (e: Error) => void,
+  dueNow = false,
 ) {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -544,7 +560,8 @@ function keepAlive(
     timer = setTimeout(tick, Math.min(Math.min(...live.map((l) => l.remainingMs)) / 4, 1000));
     timer.unref?.();
   };
-  schedule();
+  if (dueNow) void tick();
+  else schedule();
   return () => {
     stopped = true;
     clearTimeout(timer);
@@ -584,6 +601,8 @@ export class OnceEngine<E = unknown> {
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
+  #lastKey: string | undefined;
+  #lastKeys: readonly [record: string, fence: string] | undefined;
 
   constructor(options: OnceOptions<E>, what = 'withOnce options') {
     const o = { ...DEFAULTS, ...stripUndefined(options ?? ({} as OnceOptions<E>)) };
@@ -656,36 +675,43 @@ export class OnceEngine<E = unknown> {
 
   /** The record and fence-counter keys of an idempotency key (one hash tag: always the same slot). */
   keysOf(key: string): [record: string, fence: string] {
+    // An invocation asks for its keys at claim and again at completion: digest each key once.
+    if (key === this.#lastKey && this.#lastKeys) return [...this.#lastKeys];
     const base = `${this.options.prefix}:once:{${this.options.namespace}:${digest(key)}}`;
-    return [`${base}:rec`, `${base}:fence`];
+    this.#lastKey = key;
+    this.#lastKeys = [`${base}:rec`, `${base}:fence`];
+    return [...this.#lastKeys];
   }
 
   /** Logs a decision (one JSON line) and calls onDecision. */
   decide(d: Omit<Decision, 'namespace'>): void {
-    const decision: Decision = { namespace: this.options.namespace, ...d };
-    const { logLevel, logger, onDecision } = this.options;
-    const level = LEVEL_OF[decision.decision];
-    if (LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(logLevel)) {
-      const key = decision.key !== undefined ? short(decision.key) : undefined;
+    const { logLevel, logger, onDecision, namespace } = this.options;
+    const level = LEVEL_OF[d.decision];
+    const log = RANK[level] >= RANK[logLevel];
+    // Nothing to build when the line is filtered out and nobody listens.
+    if (!log && !onDecision) return;
+    const decision: Decision = { namespace, ...d };
+    if (log) {
       try {
-        logger(
-          JSON.stringify({
-            level: level.toUpperCase(),
-            timestamp: new Date(this.options.wallClock()).toISOString(),
-            logger: 'oncely',
-            message: `oncely: ${decision.decision}`,
-            ...decision,
-            key,
-          }),
-        );
+        const line: Record<string, unknown> = {
+          level: LABEL[level],
+          timestamp: new Date(this.options.wallClock()).toISOString(),
+          logger: 'oncely',
+          message: `oncely: ${d.decision}`,
+          ...decision,
+        };
+        if (d.key !== undefined && d.key.length > 120) line.key = short(d.key);
+        logger(JSON.stringify(line));
       } catch {
         // a logger must not break an invocation
       }
     }
-    try {
-      onDecision?.(decision);
-    } catch {
-      // nor must the callback
+    if (onDecision) {
+      try {
+        onDecision(decision);
+      } catch {
+        // nor must the callback
+      }
     }
   }
 
@@ -754,7 +780,7 @@ export class OnceEngine<E = unknown> {
     driver: RecordDriver,
     http: boolean,
   ): Run {
-    const lease = new Lease({
+    const lease: LeaseInit = {
       key: identity.key,
       token,
       fence,
@@ -763,7 +789,7 @@ export class OnceEngine<E = unknown> {
       drift: this.#drift,
       clock: this.options.clock,
       driver,
-    });
+    };
     return new Run(this, { key: identity.key, token, fence, hash: identity.hash, lease, http, startedAt });
   }
 
@@ -903,7 +929,8 @@ interface RunInit {
   token: string;
   fence: number;
   hash: string;
-  lease: Lease | null;
+  /** What the record's lease is built from, when first needed (null: the run owns no record). */
+  lease: LeaseInit | null;
   http: boolean;
   startedAt: number;
 }
@@ -911,19 +938,33 @@ interface RunInit {
 /**
  * One claimed invocation (or one that runs without a record). `once` is what the handler gets; complete() and
  * fail() are the two ways out. Neither is ever called twice: the second call does nothing.
+ *
+ * Nothing can happen to a claimed record before half its lease, when the first extension is due: until then
+ * the run holds one timer and no Lease, and the handler's signal is only made if the handler reads it. A
+ * handler that finishes sooner (most do) never pays for the lease's expiry timer and AbortControllers. When the
+ * timer fires, the Lease is built with the claim's start and TTL (so the same validity), and keepAlive takes
+ * over as it would have from the claim.
  */
 export class Run {
   readonly key: string | undefined;
   readonly token: string;
   readonly fence: number;
   readonly hash: string;
-  readonly lease: Lease | null;
   readonly http: boolean;
   readonly once: OnceRun;
   readonly #engine: EngineCore;
   readonly #startedAt: number;
-  #stop: () => void = () => {};
-  #detach: () => void = () => {};
+  readonly #leaseInit: LeaseInit | null;
+  #lease: Lease | undefined;
+  /** The handler's signal, made when first read. */
+  #handler: AbortController | undefined;
+  /** Set when the lease was lost before the run was settled: the reason the handler's signal carries. */
+  #lost: { reason: unknown } | undefined;
+  /** Set by stop(): the handler's signal no longer follows the lease. */
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #stop: (() => void) | undefined;
+  #detach: (() => void) | undefined;
   #settled = false;
 
   constructor(engine: EngineCore, init: RunInit) {
@@ -932,46 +973,88 @@ export class Run {
     this.token = init.token;
     this.fence = init.fence;
     this.hash = init.hash;
-    this.lease = init.lease;
     this.http = init.http;
     this.#startedAt = init.startedAt;
-    const lease = init.lease;
-    if (!lease) {
+    this.#leaseInit = init.lease;
+    if (!init.lease) {
       this.once = init.key === undefined ? UNFENCED : Object.freeze({ ...UNFENCED, key: init.key });
       return;
     }
+    const run = this;
+    this.once = Object.freeze({
+      get signal(): AbortSignal {
+        return run.#signal();
+      },
+      fence: init.fence,
+      key: init.key,
+    });
+  }
+
+  /** The record's lease (built on first use), or null when the run owns no record. */
+  get lease(): Lease | null {
+    if (!this.#leaseInit) return null;
+    if (this.#lease) return this.#lease;
+    const lease = new Lease(this.#leaseInit);
+    this.#lease = lease;
     // The handler's signal follows the lease until the run is settled, and no further: a completed record's
     // lease timer running out later must not abort a signal the handler may still hold.
-    const handlerSignal = new AbortController();
-    const forward = () => handlerSignal.abort(lease.signal.reason);
-    if (lease.signal.aborted) forward();
-    else lease.signal.addEventListener('abort', forward, { once: true });
-    this.#detach = () => lease.signal.removeEventListener('abort', forward);
-    this.once = Object.freeze({ signal: handlerSignal.signal, fence: init.fence, key: init.key });
+    if (!this.#stopped) {
+      const forward = () => this.#lose(lease.signal.reason);
+      if (lease.signal.aborted) forward();
+      else {
+        lease.signal.addEventListener('abort', forward, { once: true });
+        this.#detach = () => lease.signal.removeEventListener('abort', forward);
+      }
+    }
+    return lease;
+  }
+
+  #lose(reason: unknown): void {
+    if (this.#stopped || this.#lost) return;
+    this.#lost = { reason };
+    this.#handler?.abort(reason);
+  }
+
+  #signal(): AbortSignal {
+    if (!this.#handler) {
+      this.#handler = new AbortController();
+      if (this.#lost) this.#handler.abort(this.#lost.reason);
+    }
+    return this.#handler.signal;
   }
 
   get settled(): boolean {
     return this.#settled;
   }
 
-  /** Starts extending the lease while the handler runs. */
+  /**
+   * Starts extending the lease while the handler runs: one timer, due when half the lease is left; the Lease
+   * and its keepAlive only start then.
+   */
   keepAlive(ttlFor: () => number): void {
-    const lease = this.lease;
-    if (!lease) return;
-    this.#stop = keepAlive(
-      () => [lease],
-      ttlFor,
-      this.#engine.options.leaseMs,
-      this.#engine.options.clock,
-      (e) => this.#engine.decide({ decision: 'store-error', key: this.key, reason: `extend: ${e.message}` }),
-    );
+    const init = this.#leaseInit;
+    if (!init || this.#stopped) return;
+    const { clock, leaseMs } = this.#engine.options;
+    const onError = (e: Error) =>
+      this.#engine.decide({ decision: 'store-error', key: this.key, reason: `extend: ${e.message}` });
+    const start = () => {
+      this.#timer = undefined;
+      if (this.#stopped) return;
+      const lease = this.lease as Lease;
+      this.#stop = keepAlive(() => [lease], ttlFor, leaseMs, clock, onError, true);
+    };
+    const validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
+    this.#timer = setTimeout(start, Math.max(0, validUntil - init.ttlMs / 2 - clock.now()));
+    this.#timer.unref?.();
   }
 
-  /** Stops extending (the handler is done). */
   /** Stops extending and detaches the handler's signal from the lease (the handler is done). */
   stop(): void {
-    this.#stop();
-    this.#detach();
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#stop?.();
+    this.#detach?.();
   }
 
   durationMs(): number {
@@ -1045,7 +1128,7 @@ export class Run {
     if (this.#settled) return result;
     this.#settled = true;
     this.stop();
-    if (!this.lease) return result;
+    if (!this.#leaseInit) return result;
     const engine = this.#engine;
     const plan = this.prepare(result);
     if ('release' in plan) {
@@ -1084,7 +1167,7 @@ export class Run {
     if (this.#settled) return;
     this.#settled = true;
     this.stop();
-    if (!this.lease) return;
+    if (!this.#leaseInit) return;
     await this.#release(`the handler threw ${(error as Error)?.name ?? typeof error}`);
   }
 
