@@ -411,6 +411,27 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(log.lines.join('\n')).not.toMatch(/secret/);
   });
 
+  it('a line is exactly JSON.stringify of level, timestamp, logger, message and the decision (key shortened)', async () => {
+    const { options, log, decisions } = setup({ wallClock: () => 1_700_000_000_123, payload: false });
+    const key = `k"\u00e9\n${'x'.repeat(200)}`;
+    const h = wrap(type, async () => 1, { ...options, key: () => key });
+    await h({ id: 'ignored' }, lambdaContext());
+    expect(decisions.map((d) => d.decision)).toEqual(['claimed', 'completed']);
+    log.lines.forEach((line, i) => {
+      const d = decisions[i]!;
+      expect(line).toBe(
+        JSON.stringify({
+          level: 'INFO',
+          timestamp: '2023-11-14T22:13:20.123Z',
+          logger: 'oncely',
+          message: `oncely: ${d.decision}`,
+          ...d,
+          key: `${key.slice(0, 117)}...`,
+        }),
+      );
+    });
+  });
+
   it('logLevel: warn drops the INFO lines but onDecision still hears everything', async () => {
     const { options, log, decisions } = setup({ logLevel: 'warn' });
     const h = wrap(type, async () => 1, options);

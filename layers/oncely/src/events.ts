@@ -418,6 +418,8 @@ export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] 
  * depend on key order). Values JSON cannot hold (undefined, functions) are left out as JSON.stringify does.
  */
 export function canonicalJson(value: unknown): string {
+  // A string (an SQS body, a Kinesis record's data) or another primitive has one JSON form: no replacer needed.
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value);
   return JSON.stringify(value, (_k, v: unknown) => {
     if (!isObj(v) || v instanceof Date) return v;
     const sorted: Obj = {};

@@ -325,6 +325,21 @@ const LABEL: Readonly<Record<Exclude<LogLevel, 'silent'>, string>> = {
   error: 'ERROR',
 };
 
+/** Decision field names as JSON strings. */
+const QUOTED: Readonly<Record<string, string>> = Object.fromEntries(
+  [
+    'decision',
+    'namespace',
+    'key',
+    'fence',
+    'leaseMs',
+    'retryAfterMs',
+    'durationMs',
+    'waitedMs',
+    'reason',
+  ].map((f) => [f, JSON.stringify(f)]),
+);
+
 export function isDisabled(): boolean {
   return process.env.ONCELY_DISABLED?.toLowerCase() === 'true';
 }
@@ -693,15 +708,7 @@ export class OnceEngine<E = unknown> {
     const decision: Decision = { namespace, ...d };
     if (log) {
       try {
-        const line: Record<string, unknown> = {
-          level: LABEL[level],
-          timestamp: new Date(this.options.wallClock()).toISOString(),
-          logger: 'oncely',
-          message: `oncely: ${d.decision}`,
-          ...decision,
-        };
-        if (d.key !== undefined && d.key.length > 120) line.key = short(d.key);
-        logger(JSON.stringify(line));
+        logger(this.#line(level, decision));
       } catch {
         // a logger must not break an invocation
       }
@@ -713,6 +720,31 @@ export class OnceEngine<E = unknown> {
         // nor must the callback
       }
     }
+  }
+
+  #isoMs = Number.NaN;
+  #iso = '';
+
+  /**
+   * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, then the decision's fields in their
+   * order (the key shortened). What JSON.stringify gives for that object, built directly: a line is formatted
+   * twice per invocation, on the hot path.
+   */
+  #line(level: Exclude<LogLevel, 'silent'>, decision: Decision): string {
+    const ms = this.options.wallClock();
+    if (ms !== this.#isoMs) {
+      // the claimed and completed lines of a short invocation usually fall in the same millisecond
+      this.#iso = new Date(ms).toISOString();
+      this.#isoMs = ms;
+    }
+    let out = `{"level":"${LABEL[level]}","timestamp":"${this.#iso}","logger":"oncely","message":"oncely: ${decision.decision}"`;
+    for (const field in decision) {
+      let v: unknown = decision[field as keyof Decision];
+      if (field === 'key' && typeof v === 'string') v = short(v);
+      const json = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : JSON.stringify(v);
+      if (json !== undefined) out += `,${QUOTED[field] ?? JSON.stringify(field)}:${json}`;
+    }
+    return `${out}}`;
   }
 
   /** The lease for a new claim: leaseMs, at most the invocation's remaining time minus marginMs. */
@@ -1034,18 +1066,21 @@ export class Run {
   keepAlive(ttlFor: () => number): void {
     const init = this.#leaseInit;
     if (!init || this.#stopped) return;
-    const { clock, leaseMs } = this.#engine.options;
-    const onError = (e: Error) =>
-      this.#engine.decide({ decision: 'store-error', key: this.key, reason: `extend: ${e.message}` });
-    const start = () => {
-      this.#timer = undefined;
-      if (this.#stopped) return;
-      const lease = this.lease as Lease;
-      this.#stop = keepAlive(() => [lease], ttlFor, leaseMs, clock, onError, true);
-    };
     const validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
-    this.#timer = setTimeout(start, Math.max(0, validUntil - init.ttlMs / 2 - clock.now()));
+    const due = validUntil - init.ttlMs / 2 - this.#engine.options.clock.now();
+    this.#timer = setTimeout(Run.#halfway, Math.max(0, due), this, ttlFor);
     this.#timer.unref?.();
+  }
+
+  /** Half the lease is left: build the Lease and keep it alive from here (a static: no closure per run). */
+  static #halfway(run: Run, ttlFor: () => number): void {
+    run.#timer = undefined;
+    if (run.#stopped) return;
+    const lease = run.lease as Lease;
+    const engine = run.#engine;
+    const onError = (e: Error) =>
+      engine.decide({ decision: 'store-error', key: run.key, reason: `extend: ${e.message}` });
+    run.#stop = keepAlive(() => [lease], ttlFor, engine.options.leaseMs, engine.options.clock, onError, true);
   }
 
   /** Stops extending and detaches the handler's signal from the lease (the handler is done). */
