@@ -703,11 +703,31 @@ describe('lease timing (fake timers)', () => {
     expect({ ...kept! }).toMatchObject({ fence: expect.any(Number), key: 'b', signal: kept!.signal });
   });
 
-  it('a handler done within half its lease leaves no timer behind', async () => {
-    const { options } = setup({ leaseMs: 1000 });
+  it('handlers done within half their lease share one timer and leave nothing behind', async () => {
+    const { options, store } = setup({ leaseMs: 1000 });
     const h = withOnce(async (_e: Ev, _c, once) => once.signal.aborted, options);
-    expect(await h({ id: 'a', n: 1 }, lambdaContext())).toBe(false);
+    for (const id of ['a', 'b', 'c']) expect(await h({ id, n: 1 }, lambdaContext())).toBe(false);
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1000);
     expect(vi.getTimerCount()).toBe(0);
+    expect(store.script('once-extend')).toBe(0);
+  });
+
+  it('two overlapping long handlers are each extended at half their own lease', async () => {
+    const { options, store } = setup({ leaseMs: 1000 });
+    const gate = deferred<string>();
+    const h = withOnce(async () => gate.promise, options);
+    const first = h({ id: 'a', n: 1 }, lambdaContext());
+    await vi.advanceTimersByTimeAsync(300);
+    const second = h({ id: 'b', n: 1 }, lambdaContext());
+    await vi.advanceTimersByTimeAsync(200); // t = 500: a's halfway
+    expect(store.calls.filter((c) => c.script === 'once-extend').map((c) => c.keys[0])).toEqual([
+      store.calls[0]!.keys[0],
+    ]);
+    await vi.advanceTimersByTimeAsync(300); // t = 800: b's halfway
+    expect(store.script('once-extend')).toBe(2);
+    gate.resolve('x');
+    await expect(Promise.all([first, second])).resolves.toEqual(['x', 'x']);
   });
 
   it('a failing extend is retried while the lease is still valid', async () => {

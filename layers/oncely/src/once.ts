@@ -325,21 +325,6 @@ const LABEL: Readonly<Record<Exclude<LogLevel, 'silent'>, string>> = {
   error: 'ERROR',
 };
 
-/** Decision field names as JSON strings. */
-const QUOTED: Readonly<Record<string, string>> = Object.fromEntries(
-  [
-    'decision',
-    'namespace',
-    'key',
-    'fence',
-    'leaseMs',
-    'retryAfterMs',
-    'durationMs',
-    'waitedMs',
-    'reason',
-  ].map((f) => [f, JSON.stringify(f)]),
-);
-
 export function isDisabled(): boolean {
   return process.env.ONCELY_DISABLED?.toLowerCase() === 'true';
 }
@@ -480,6 +465,7 @@ interface EngineCore {
     readonly unstorable: 'throw' | 'marker';
     readonly completeFailure: 'throw' | 'return';
   };
+  readonly halfway: Halfway;
   keysOf(key: string): [record: string, fence: string];
   decide(d: Omit<Decision, 'namespace'>): void;
   releaseRecord(key: string, token: string): Promise<number>;
@@ -583,6 +569,55 @@ function keepAlive(
   };
 }
 
+/**
+ * Starts each run's keepAlive when half its lease is left, on one timer per engine: a run that is done sooner
+ * (most are) adds itself to a map and leaves it, where it would otherwise arm and clear a timer of its own.
+ * The timer is armed for the earliest due run and re-armed for the next one when it fires.
+ */
+class Halfway {
+  readonly #runs = new Map<Run, { due: number; ttlFor: () => number; start: HalfwayStart }>();
+  #timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (clock units); Infinity when none is armed. */
+  #at = Number.POSITIVE_INFINITY;
+  readonly #fire = () => this.#run();
+  constructor(readonly clock: Clock) {}
+
+  add(run: Run, due: number, ttlFor: () => number, start: HalfwayStart): void {
+    this.#runs.set(run, { due, ttlFor, start });
+    if (due < this.#at) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#arm(due);
+    }
+  }
+
+  delete(run: Run): void {
+    this.#runs.delete(run);
+  }
+
+  #arm(due: number): void {
+    this.#at = due;
+    this.#timer = setTimeout(this.#fire, Math.max(0, due - this.clock.now()));
+    this.#timer.unref?.();
+  }
+
+  #run(): void {
+    this.#timer = undefined;
+    this.#at = Number.POSITIVE_INFINITY;
+    // Within a millisecond counts as due: timers fire on whole milliseconds, a monotonic clock has fractions.
+    const now = this.clock.now() + 1;
+    let next = Number.POSITIVE_INFINITY;
+    for (const [run, r] of this.#runs) {
+      if (r.due <= now) {
+        this.#runs.delete(run);
+        r.start(run, r.ttlFor);
+      } else if (r.due < next) next = r.due;
+    }
+    if (next !== Number.POSITIVE_INFINITY && next < this.#at) this.#arm(next);
+  }
+}
+
+type HalfwayStart = (run: Run, ttlFor: () => number) => void;
+
 // ------------------------------------------------------------------------------------------- the engine
 
 type Resolved<E> = Required<
@@ -616,6 +651,7 @@ export class OnceEngine<E = unknown> {
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
+  #halfway: Halfway | undefined;
   #lastKey: string | undefined;
   #lastKeys: readonly [record: string, fence: string] | undefined;
 
@@ -688,6 +724,12 @@ export class OnceEngine<E = unknown> {
     return this.#ready ?? Promise.resolve();
   }
 
+  /** The one timer that starts long runs' keepAlive (see Halfway). */
+  get halfway(): Halfway {
+    this.#halfway ??= new Halfway(this.options.clock);
+    return this.#halfway;
+  }
+
   /** The record and fence-counter keys of an idempotency key (one hash tag: always the same slot). */
   keysOf(key: string): [record: string, fence: string] {
     // An invocation asks for its keys at claim and again at completion: digest each key once.
@@ -727,8 +769,8 @@ export class OnceEngine<E = unknown> {
 
   /**
    * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, then the decision's fields in their
-   * order (the key shortened). What JSON.stringify gives for that object, built directly: a line is formatted
-   * twice per invocation, on the hot path.
+   * order (the key shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
+   * (a Lambda container's first thousands of invocations) that beats building the text field by field.
    */
   #line(level: Exclude<LogLevel, 'silent'>, decision: Decision): string {
     const ms = this.options.wallClock();
@@ -737,14 +779,15 @@ export class OnceEngine<E = unknown> {
       this.#iso = new Date(ms).toISOString();
       this.#isoMs = ms;
     }
-    let out = `{"level":"${LABEL[level]}","timestamp":"${this.#iso}","logger":"oncely","message":"oncely: ${decision.decision}"`;
-    for (const field in decision) {
-      let v: unknown = decision[field as keyof Decision];
-      if (field === 'key' && typeof v === 'string') v = short(v);
-      const json = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : JSON.stringify(v);
-      if (json !== undefined) out += `,${QUOTED[field] ?? JSON.stringify(field)}:${json}`;
-    }
-    return `${out}}`;
+    const line: Record<string, unknown> = {
+      level: LABEL[level],
+      timestamp: this.#iso,
+      logger: 'oncely',
+      message: `oncely: ${decision.decision}`,
+      ...decision,
+    };
+    if (decision.key !== undefined && decision.key.length > 120) line.key = short(decision.key);
+    return JSON.stringify(line);
   }
 
   /** The lease for a new claim: leaseMs, at most the invocation's remaining time minus marginMs. */
@@ -972,10 +1015,10 @@ interface RunInit {
  * fail() are the two ways out. Neither is ever called twice: the second call does nothing.
  *
  * Nothing can happen to a claimed record before half its lease, when the first extension is due: until then
- * the run holds one timer and no Lease, and the handler's signal is only made if the handler reads it. A
- * handler that finishes sooner (most do) never pays for the lease's expiry timer and AbortControllers. When the
- * timer fires, the Lease is built with the claim's start and TTL (so the same validity), and keepAlive takes
- * over as it would have from the claim.
+ * the run is an entry in its engine's Halfway map and has no Lease, and the handler's signal is only made if
+ * the handler reads it. A handler that finishes sooner (most do) never pays for a lease's expiry timer, its
+ * AbortControllers, or a timer of its own. At half its lease the Lease is built with the claim's start and TTL
+ * (so the same validity), and keepAlive takes over as it would have from the claim.
  */
 export class Run {
   readonly key: string | undefined;
@@ -994,7 +1037,6 @@ export class Run {
   #lost: { reason: unknown } | undefined;
   /** Set by stop(): the handler's signal no longer follows the lease. */
   #stopped = false;
-  #timer: NodeJS.Timeout | undefined;
   #stop: (() => void) | undefined;
   #detach: (() => void) | undefined;
   #settled = false;
@@ -1067,14 +1109,11 @@ export class Run {
     const init = this.#leaseInit;
     if (!init || this.#stopped) return;
     const validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
-    const due = validUntil - init.ttlMs / 2 - this.#engine.options.clock.now();
-    this.#timer = setTimeout(Run.#halfway, Math.max(0, due), this, ttlFor);
-    this.#timer.unref?.();
+    this.#engine.halfway.add(this, validUntil - init.ttlMs / 2, ttlFor, Run.#halfway);
   }
 
   /** Half the lease is left: build the Lease and keep it alive from here (a static: no closure per run). */
   static #halfway(run: Run, ttlFor: () => number): void {
-    run.#timer = undefined;
     if (run.#stopped) return;
     const lease = run.lease as Lease;
     const engine = run.#engine;
@@ -1086,8 +1125,7 @@ export class Run {
   /** Stops extending and detaches the handler's signal from the lease (the handler is done). */
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#leaseInit) this.#engine.halfway.delete(this);
     this.#stop?.();
     this.#detach?.();
   }
