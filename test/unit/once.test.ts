@@ -15,6 +15,7 @@ import {
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
+import { encodeResult } from '../../layers/oncely/src/once.js';
 import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
@@ -767,6 +768,16 @@ describe('lease timing (fake timers)', () => {
     expect(runs).toBe(0);
     await vi.advanceTimersByTimeAsync(0);
     expect(store.script('once-release')).toBe(1);
+  });
+});
+
+describe('result encoding', () => {
+  it('maxResultBytes counts UTF-8 bytes, multi-byte characters included', () => {
+    expect(encodeResult('é'.repeat(49), 100)).toEqual({ ok: true, text: `j"${'é'.repeat(49)}"` }); // 100 bytes
+    expect(encodeResult('é'.repeat(50), 100)).toMatchObject({ ok: false, reason: 'too-large', bytes: 102 });
+    expect(encodeResult('€'.repeat(33), 100)).toMatchObject({ ok: false, reason: 'too-large', bytes: 101 });
+    expect(encodeResult('a'.repeat(98), 100)).toEqual({ ok: true, text: `j"${'a'.repeat(98)}"` });
+    expect(encodeResult('a'.repeat(99), 100)).toMatchObject({ ok: false, bytes: 101 });
   });
 });
 

@@ -347,7 +347,8 @@ export function encodeResult(value: unknown, maxBytes: number): Encoded {
   if (json === undefined) {
     return { ok: false, reason: 'not-serialisable', detail: `a ${typeof value} has no JSON form` };
   }
-  const bytes = Buffer.byteLength(json, 'utf8');
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: only a long text needs counting.
+  const bytes = json.length * 3 > maxBytes ? Buffer.byteLength(json, 'utf8') : 0;
   if (bytes > maxBytes) {
     return {
       ok: false,
@@ -652,6 +653,7 @@ export class OnceEngine<E = unknown> {
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
   #halfway: Halfway | undefined;
+  #driver: RecordDriver | undefined;
   #lastKey: string | undefined;
   #lastKeys: readonly [record: string, fence: string] | undefined;
 
@@ -944,8 +946,9 @@ export class OnceEngine<E = unknown> {
           this.decide({ decision: 'store-error', key, reason: err.message });
           throw err;
         }
-        const driver = new RecordDriver(this);
-        const run = this.claimed({ key, hash }, token, c.fence, leaseMs, startedAt, driver, http);
+        // One driver for every invocation of this engine: extensions due in the same tick share a round trip.
+        this.#driver ??= new RecordDriver(this);
+        const run = this.claimed({ key, hash }, token, c.fence, leaseMs, startedAt, this.#driver, http);
         run.keepAlive(this.ttlFor(context));
         this.decide({ decision: 'claimed', key, fence: c.fence, leaseMs });
         return { kind: 'run', run };
