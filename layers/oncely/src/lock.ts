@@ -134,19 +134,13 @@ export function check(problems: string[], what: string): void {
   if (problems.length > 0) throw new ValidationError(problems, what);
 }
 
-// Tokens are cut from a pool of CSPRNG bytes: one randomBytes call per 256 tokens instead of one per token.
-let pool = Buffer.alloc(0);
-let poolOffset = 0;
-
-/** 128 random bits (node:crypto), base64url. */
+/**
+ * 128 random bits (node:crypto), base64url. Drawn fresh for every lease, never from a pre-filled pool: a pool
+ * captured in a restored snapshot (Lambda SnapStart, a forked process) would hand two holders the same token,
+ * and acquire treats "the lock holds my token" as "already mine".
+ */
 export function newToken(): string {
-  if (poolOffset + 16 > pool.length) {
-    pool = randomBytes(4096);
-    poolOffset = 0;
-  }
-  const token = pool.toString('base64url', poolOffset, poolOffset + 16);
-  poolOffset += 16;
-  return token;
+  return randomBytes(16).toString('base64url');
 }
 
 // ---------------------------------------------------------------------------------------------- the lease
