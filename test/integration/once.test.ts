@@ -47,7 +47,8 @@ function shuffle<T>(items: T[]): T[] {
 describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   let fx: TransportFixture;
   let store: CountingStore;
-  const base = (extra: Partial<OnceOptions<Ev>> = {}): OnceOptions<Ev> => ({
+  type Opts = OnceOptions<Ev> & { duplicate?: 'throw' | 'wait' };
+  const base = (extra: Partial<Opts> = {}): Opts => ({
     store,
     namespace: `it-${transport}`,
     key: { jmespath: 'id' },

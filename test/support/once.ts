@@ -20,7 +20,8 @@ export function wrap<E, R>(
   handler: OnceHandler<E, R>,
   options: OnceOptions<E>,
 ): (event: E, context: Context) => Promise<R> {
-  if (type === 'wrapper') return withOnce(handler, options);
+  // Tests call both adapters with every policy; a 'skip' test expects undefined, which R then includes.
+  if (type === 'wrapper') return withOnce(handler, options) as (event: E, context: Context) => Promise<R>;
   const m = middy<E, R, Error, OnceContext>(async (event: E, context: Context) =>
     handler(event, context, (context as OnceContext).oncely),
   ).use(onceMiddleware<E, R>(options));

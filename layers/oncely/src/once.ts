@@ -1273,8 +1273,17 @@ export class Run {
  */
 export function withOnce<E = unknown, R = unknown>(
   handler: OnceHandler<E, R>,
+  options: OnceOptions<E> & { duplicate?: 'throw' | 'wait' },
+): (event: E, context: Context) => Promise<R>;
+/** With `duplicate: 'skip'` a duplicate in progress resolves to undefined, and the type says so. */
+export function withOnce<E = unknown, R = unknown>(
+  handler: OnceHandler<E, R>,
   options: OnceOptions<E>,
-): (event: E, context: Context) => Promise<R> {
+): (event: E, context: Context) => Promise<R | undefined>;
+export function withOnce<E = unknown, R = unknown>(
+  handler: OnceHandler<E, R>,
+  options: OnceOptions<E>,
+): (event: E, context: Context) => Promise<R | undefined> {
   if (typeof handler !== 'function') throw new ValidationError(['handler must be a function'], 'withOnce');
   const engine = new OnceEngine<E>(options);
   return (event: E, context: Context) => engine.invoke(handler, event, context);
