@@ -2,9 +2,10 @@
  * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the
  * project deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
  *
- * - the layer from layers/oncely/src/index.ts with code splitting; the clients are chunks of their own,
- *   loaded by dynamic import. Its REST path is every file a REST user loads (index, shared chunks,
- *   the @upstash/redis chunk: not the ioredis one), its TCP path the same with ioredis instead;
+ * - the layer from layers/oncely/src/index.ts with code splitting; ioredis and JMESPath are chunks of their
+ *   own, loaded by dynamic import. Its REST path is every file a REST user loads at cold start (the index and
+ *   its static chunks: the REST transport needs no client library), its TCP path the same plus the ioredis
+ *   chunk; JMESPath, loaded only for a `{ jmespath }` key spec, counts in neither;
  * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
  *   entries import `oncely` from the built layer instead, as deployed functions do.
  *
@@ -31,12 +32,11 @@ const SHIMS: Record<string, { name: string; contents: string }> = {
     name: 'ioredis',
     contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
   },
-  '@upstash/redis': { name: 'upstash', contents: "export { Redis } from '@upstash/redis';" },
 };
 const clientShims: Plugin = {
   name: 'bench-client-shims',
   setup(b) {
-    b.onResolve({ filter: /^(ioredis|@upstash\/redis)$/ }, (args) =>
+    b.onResolve({ filter: /^ioredis$/ }, (args) =>
       args.namespace === 'bench-shim' ? undefined : { path: SHIMS[args.path]!.name, namespace: 'bench-shim' },
     );
     b.onLoad({ filter: /.*/, namespace: 'bench-shim' }, (args) => ({
@@ -95,14 +95,20 @@ function addInputs(into: Record<string, number>, output: Metafile['outputs'][str
   }
 }
 
-/** Output files reachable from `start` (static imports always, dynamic ones unless `skip` says so). */
-function closure(meta: Metafile, start: string, skip: (path: string) => boolean): string[] {
+/**
+ * Output files a cold start loads from `start`: static imports always, a dynamic import only when `follow`
+ * says that path is loaded on this path (the TCP client chunk for the TCP path). Chunks loaded only on demand
+ * (JMESPath, for a `{ jmespath }` key spec) are not counted.
+ */
+function closure(meta: Metafile, start: string, follow: (path: string) => boolean): string[] {
   const seen = new Set<string>();
   const walk = (path: string) => {
-    if (seen.has(path) || skip(path)) return;
+    if (seen.has(path)) return;
     seen.add(path);
     for (const imp of meta.outputs[path]?.imports ?? []) {
-      if (!imp.external) walk(imp.path);
+      if (imp.external) continue;
+      if (imp.kind === 'dynamic-import' && !follow(imp.path)) continue;
+      walk(imp.path);
     }
   };
   walk(start);
@@ -140,8 +146,8 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   const layerIndex = relative(root, join(layerDir, 'index.mjs'));
   const isChunk = (name: string) => (p: string) => p.includes(`/chunks/${name}-`);
   const layerPath = {
-    rest: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
-    tcp: closure(layer.metafile!, layerIndex, isChunk('upstash')),
+    rest: closure(layer.metafile!, layerIndex, () => false),
+    tcp: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
   };
 
   const layerAlias: Plugin = {
