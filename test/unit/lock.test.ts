@@ -279,3 +279,16 @@ describe('ambiguous failures give the lock back', () => {
     expect(store.get(lock.keyOf('k'))).toBeUndefined();
   });
 });
+
+describe('a process resumed past its lease', () => {
+  it('sees the signal aborted on first read, before its expiry timer has run', async () => {
+    let now = 0;
+    const store = new FakeStore(() => now);
+    const lock = createLock(store, { clock: { now: () => now } });
+    const lease = (await lock.tryAcquire('k', { ttlMs: 1000 }))!;
+    now = 5000; // the clock jumped (a SIGSTOP, a frozen sandbox); no timer has fired
+    expect(lease.signal.aborted).toBe(true);
+    expect(lease.signal.reason).toBeInstanceOf(LockLostError);
+    expect(lease.held).toBe(false);
+  });
+});

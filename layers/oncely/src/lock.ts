@@ -203,7 +203,9 @@ export class Lease {
   get ttlMs(): number {
     return this.#ttlMs;
   }
+  /** Reading it past the deadline aborts it on the spot, as `held` does (a resumed process may run before its timers). */
   get signal(): AbortSignal {
+    if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
     return this.#controller.signal;
   }
   /**
