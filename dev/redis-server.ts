@@ -74,6 +74,8 @@ export interface StartClusterOptions {
   ports?: number[];
   /** Extra `redis-server` arguments for every node. */
   args?: string[];
+  /** `requirepass` on every node (as an ElastiCache / MemoryDB AUTH token). */
+  password?: string;
   /** `cluster-node-timeout`. @default 1000 */
   nodeTimeoutMs?: number;
   /** How long to wait for every node to report `cluster_state:ok` and agree on the slots. @default 15_000 */
@@ -566,7 +568,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
         ...(opts.args ?? []),
       ];
       try {
-        const node = await startRedis({ port, args });
+        const node = await startRedis({ port, args, password: opts.password });
         busPorts.set(node, busPort);
         return node;
       } catch (error) {

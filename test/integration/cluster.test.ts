@@ -1,7 +1,14 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisCluster, startCluster } from '../../dev/redis-server.js';
-import { clusterStore, createLock, type Lock, type Store } from '../../layers/oncely/src/index.js';
+import {
+  clusterStore,
+  createLock,
+  fromEnv,
+  type Lock,
+  type Store,
+  StoreAuthError,
+} from '../../layers/oncely/src/index.js';
 import { ACQUIRE } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 
@@ -74,5 +81,41 @@ describe('cluster: a slot migrates while a lock is held', () => {
     expect(await lease.release()).toBe('released');
     const after = (await lock.tryAcquire(key, { ttlMs: 1000 }))!;
     expect(after.fence).toBe(2); // the fence counter moved with the slot
+  });
+});
+
+/** The ElastiCache / MemoryDB AUTH shape on a real cluster: every node requires the password. */
+describe('cluster with an AUTH token', () => {
+  const password = 'cluster-auth-token-1234';
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ masters: 3, password });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('fromEnv with ONCELY_REDIS_CLUSTER_NODES and ONCELY_REDIS_PASSWORD locks across the shards', async () => {
+    const store = fromEnv({
+      ONCELY_REDIS_CLUSTER_NODES: cluster.seeds.map((s) => `${s.host}:${s.port}`).join(','),
+      ONCELY_REDIS_PASSWORD: password,
+    });
+    const lock = createLock(store);
+    const keys = Array.from({ length: 12 }, (_, i) => `auth-${i}`);
+    const slots = new Set(keys.map((k) => keySlot(lock.keyOf(k))));
+    expect(slots.size).toBeGreaterThan(3); // spread over the shards
+    for (const k of keys) expect((await lock.tryAcquire(k, { ttlMs: 5000 }))?.fence).toBe(1);
+    await store.close();
+  });
+
+  it('a wrong password is a StoreAuthError, within the timeout, that never contains it', async () => {
+    const wrong = 'wrong-cluster-token-9876';
+    const store = clusterStore({ nodes: cluster.seeds, password: wrong, timeoutMs: 1000 });
+    const err = await createLock(store)
+      .tryAcquire('auth-x', { ttlMs: 5000 })
+      .catch((e) => e);
+    await store.close();
+    expect(err).toBeInstanceOf(StoreAuthError);
+    expect(`${err.message} ${err.stack} ${String(err.cause)}`).not.toContain(wrong);
   });
 });

@@ -39,6 +39,8 @@ export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions {
 
 type Client = Redis | Cluster;
 
+const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i;
+
 /** Connection errors proving the command never reached a server. */
 const NOT_SENT =
   /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
@@ -180,16 +182,40 @@ function tcpStore(
   clientBoundsCalls = false,
 ): Store {
   let client: Promise<Client> | undefined;
+  // A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
+  // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
+  // so a timeout caused by bad credentials is reported as what it is.
+  let connectionError: Error | undefined;
   const get = () => {
-    client ??= connect();
+    client ??= connect().then((c) => {
+      if (owned) {
+        // A Cluster's 'error' says "Failed to refresh slots cache" and carries the cause as lastNodeError.
+        const remember = (e: Error & { lastNodeError?: Error }) => {
+          connectionError = e.lastNodeError ?? e;
+        };
+        c.on('error', remember);
+        c.on('node error', remember);
+        c.on('ready', () => {
+          connectionError = undefined;
+        });
+      }
+      return c;
+    });
     return client;
   };
 
   const mapError = (err: unknown): Error => {
+    if (
+      err instanceof StoreUnavailableError &&
+      connectionError &&
+      AUTH_FAILED.test(connectionError.message)
+    ) {
+      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+    }
     if (err instanceof StoreError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
     const text = redact(e.message, secrets);
-    if (/NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i.test(text)) {
+    if (AUTH_FAILED.test(text)) {
       return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
     }
     if (/timed out|timeout/i.test(text)) {
