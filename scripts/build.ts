@@ -32,6 +32,18 @@ const TARGET = 'node24';
 /** Bundled CommonJS code (ioredis) calls require(); an ESM bundle has none of its own. */
 const REQUIRE_BANNER =
   "import { createRequire as __oncelyCreateRequire } from 'node:module'; const require = __oncelyCreateRequire(import.meta.url);";
+/** What the layer and every function are built with, as deployed. */
+const DEPLOYED = {
+  bundle: true,
+  format: 'esm',
+  platform: 'node',
+  target: TARGET,
+  minify: true,
+  keepNames: true,
+  sourcemap: true,
+  // Stack traces are mapped (NODE_OPTIONS=--enable-source-maps) without shipping the sources.
+  sourcesContent: false,
+} as const;
 /** Modules a deployed function never bundles: the layer, and the SDK that ships with the runtime. */
 export const FUNCTION_EXTERNALS = ['oncely', '@aws-sdk/*'];
 
@@ -84,16 +96,8 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
     absWorkingDir: root,
     entryPoints: { index: 'layers/oncely/src/index.ts' },
     outdir: outDir,
-    bundle: true,
+    ...DEPLOYED,
     splitting: true,
-    format: 'esm',
-    platform: 'node',
-    target: TARGET,
-    minify: true,
-    keepNames: true,
-    sourcemap: true,
-    // Stack traces are mapped (NODE_OPTIONS=--enable-source-maps) without shipping the sources.
-    sourcesContent: false,
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
     banner: { js: REQUIRE_BANNER },
@@ -135,14 +139,7 @@ export async function buildFunctions(dir = functionsDistDir, names = functionNam
         absWorkingDir: root,
         entryPoints: [`functions/${name}/handler.ts`],
         outfile: join(dir, name, 'handler.mjs'),
-        bundle: true,
-        format: 'esm',
-        platform: 'node',
-        target: TARGET,
-        minify: true,
-        keepNames: true,
-        sourcemap: true,
-        sourcesContent: false,
+        ...DEPLOYED,
         external: FUNCTION_EXTERNALS,
         banner: { js: REQUIRE_BANNER },
         logLevel: 'warning',

@@ -1,7 +1,7 @@
 import { StoreUnavailableError } from '../../layers/oncely/src/errors.js';
 import { FENCE_RAISE, type Script } from '../../layers/oncely/src/scripts.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../../layers/oncely/src/transport/types.js';
-import { FakeStore } from './fake-store.js';
+import { FakeStore, runEach } from './fake-store.js';
 
 /**
  * A named fake node for Redlock unit tests: a FakeStore (the lock scripts' semantics) plus FENCE_RAISE, a reply
@@ -53,16 +53,8 @@ export class FakeNode implements Store {
     return this.inner.run(script, keys, args);
   }
 
-  async runMany(calls: readonly ScriptCall[]): Promise<CallResult[]> {
-    const out: CallResult[] = [];
-    for (const c of calls) {
-      try {
-        out.push({ ok: true, value: await this.run(c.script, c.keys, c.args) });
-      } catch (error) {
-        out.push({ ok: false, error: error as Error });
-      }
-    }
-    return out;
+  runMany(calls: readonly ScriptCall[]): Promise<CallResult[]> {
+    return runEach(this, calls);
   }
 
   async close(): Promise<void> {}

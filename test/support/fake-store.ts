@@ -38,16 +38,8 @@ export class FakeStore implements Store {
     return result;
   }
 
-  async runMany(calls: readonly ScriptCall[]): Promise<CallResult[]> {
-    const out: CallResult[] = [];
-    for (const c of calls) {
-      try {
-        out.push({ ok: true, value: await this.run(c.script, c.keys, c.args) });
-      } catch (error) {
-        out.push({ ok: false, error: error as Error });
-      }
-    }
-    return out;
+  runMany(calls: readonly ScriptCall[]): Promise<CallResult[]> {
+    return runEach(this, calls);
   }
 
   async close(): Promise<void> {}
@@ -84,4 +76,20 @@ export class FakeStore implements Store {
     }
     throw new Error(`fake store does not implement script ${script.name}`);
   }
+}
+
+/** A fake batch: each call through `store.run`, in order, one result per call. */
+export async function runEach(
+  store: Pick<Store, 'run'>,
+  calls: readonly ScriptCall[],
+): Promise<CallResult[]> {
+  const out: CallResult[] = [];
+  for (const c of calls) {
+    try {
+      out.push({ ok: true, value: await store.run(c.script, c.keys, c.args) });
+    } catch (error) {
+      out.push({ ok: false, error: error as Error });
+    }
+  }
+  return out;
 }
