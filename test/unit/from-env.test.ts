@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../layers/oncely/src/errors.js';
 import { ConfigError, configFromEnv, fromEnv } from '../../layers/oncely/src/index.js';
+import { envFlag } from '../../layers/oncely/src/transport/from-env.js';
 
 const TOKEN = 'AXsecretTOKEN1234567890';
 const PASSWORD = 'pa55-w0rd-very-secret';
@@ -59,12 +60,12 @@ describe('configFromEnv', () => {
     });
     expect(err.problems).toEqual([
       'ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to 60000',
-      'ONCELY_REDIS_TLS must be true or false',
+      'ONCELY_REDIS_TLS must be true or false (also 1/0, yes/no, any case)',
       'set only one store, found UPSTASH_REDIS_REST_URL, ONCELY_REDIS_CLUSTER_NODES',
       'UPSTASH_REDIS_REST_TOKEN is missing (UPSTASH_REDIS_REST_URL is set)',
-      'UPSTASH_REDIS_REST_URL must be an http(s) URL, got "ftp://x"',
-      'ONCELY_REDIS_CLUSTER_NODES entry "b" is not host:port',
-      'ONCELY_REDIS_CLUSTER_NODES entry "c:99999" is not host:port',
+      'UPSTASH_REDIS_REST_URL must be an http(s) URL with a host, got "unsupported-scheme://x"',
+      'ONCELY_REDIS_CLUSTER_NODES entry 2 of 3 is not host:port',
+      'ONCELY_REDIS_CLUSTER_NODES entry 3 of 3 has a port out of range (1 to 65535)',
     ]);
   });
 
@@ -78,13 +79,85 @@ describe('configFromEnv', () => {
     const a = problems({ UPSTASH_REDIS_REST_TOKEN: TOKEN, ONCELY_REDIS_URL: `http://u:${PASSWORD}@h` });
     expect(a.message).not.toContain(TOKEN);
     expect(a.message).not.toContain(PASSWORD);
-    expect(a.message).toContain('***@h');
+    expect(a.message).toContain('got "http://h"');
     const b = problems({
       UPSTASH_REDIS_REST_URL: `https://user:${TOKEN}@x.upstash.io`,
       UPSTASH_REDIS_REST_TOKEN: TOKEN,
     });
     expect(b.message).toMatch(/must not carry credentials/);
     expect(b.message).not.toContain(TOKEN);
+  });
+
+  it('rejects redis:// and rediss:// with no host (ioredis would quietly pick 127.0.0.1:6379)', () => {
+    for (const [url, shown] of [
+      ['redis://', '"redis://"'],
+      ['rediss://', '"rediss://"'],
+      ['redis:///0', '"redis://"'],
+      ['redis://:secret-pass@', 'a value that is not a URL'],
+    ]) {
+      expect(problems({ ONCELY_REDIS_URL: url! }).problems).toEqual([
+        `ONCELY_REDIS_URL must be a redis:// or rediss:// URL with a host, got ${shown}`,
+      ]);
+    }
+  });
+
+  it('rejects rediss:// with ONCELY_REDIS_TLS off, in every spelling', () => {
+    for (const off of ['false', 'FALSE', '0', 'no', 'No']) {
+      expect(problems({ ONCELY_REDIS_URL: 'rediss://h:6380', ONCELY_REDIS_TLS: off }).problems).toEqual([
+        'ONCELY_REDIS_URL is rediss:// (TLS) but ONCELY_REDIS_TLS turns TLS off: pick one',
+      ]);
+    }
+    expect(configFromEnv({ ONCELY_REDIS_URL: 'rediss://h:6380', ONCELY_REDIS_TLS: 'yes' })).toMatchObject({
+      tls: true,
+    });
+  });
+
+  it('rejects a path that is not a database number', () => {
+    expect(problems({ ONCELY_REDIS_URL: 'redis://h:6379/zero' }).problems).toEqual([
+      'ONCELY_REDIS_URL path must be a database number, got "redis://h:6379"/…',
+    ]);
+    expect(configFromEnv({ ONCELY_REDIS_URL: 'redis://h:6379/2' })).toMatchObject({ kind: 'redis' });
+  });
+
+  it.each([
+    ['true', true],
+    ['TRUE', true],
+    ['True', true],
+    ['1', true],
+    ['yes', true],
+    ['YES', true],
+    [' yes ', true],
+    ['false', false],
+    ['False', false],
+    ['0', false],
+    ['no', false],
+    ['NO', false],
+  ])('%j means %s for ONCELY_REDIS_TLS and ONCELY_DISABLED', (text, value) => {
+    expect(configFromEnv({ ONCELY_REDIS_URL: 'redis://h', ONCELY_REDIS_TLS: text })).toMatchObject({
+      tls: value,
+    });
+    expect(envFlag('ONCELY_DISABLED', { ONCELY_DISABLED: text })).toBe(value);
+  });
+
+  it.each(['ture', 'on', 'off', 'y', 'n', '2', '-1', 'enabled', 'truefalse', 'false!'])(
+    'a flag spelled %j is a ConfigError, not silently false',
+    (text) => {
+      expect(problems({ ONCELY_REDIS_URL: 'redis://h', ONCELY_REDIS_TLS: text }).problems).toEqual([
+        'ONCELY_REDIS_TLS must be true or false (also 1/0, yes/no, any case)',
+      ]);
+      expect(() => envFlag('ONCELY_DISABLED', { ONCELY_DISABLED: text })).toThrow(ConfigError);
+      expect(() => envFlag('ONCELY_DISABLED', { ONCELY_DISABLED: text })).toThrow(
+        /ONCELY_DISABLED must be true or false/,
+      );
+    },
+  );
+
+  it('an unset or empty flag is its default', () => {
+    expect(envFlag('ONCELY_DISABLED', {})).toBe(false);
+    expect(envFlag('ONCELY_DISABLED', { ONCELY_DISABLED: ' ' })).toBe(false);
+    expect(configFromEnv({ ONCELY_REDIS_URL: 'redis://h', ONCELY_REDIS_TLS: '' })).toMatchObject({
+      tls: undefined,
+    });
   });
 
   it('fromEnv builds the store without connecting', async () => {

@@ -39,6 +39,7 @@ import {
   ttlProblems,
 } from './lock.js';
 import { ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE } from './scripts.js';
+import { envFlag } from './transport/from-env.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './transport/types.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -325,8 +326,9 @@ const LABEL: Readonly<Record<Exclude<LogLevel, 'silent'>, string>> = {
   error: 'ERROR',
 };
 
+/** `ONCELY_DISABLED`, read per invocation (tests flip it); a value that is not a flag is a ConfigError. */
 export function isDisabled(): boolean {
-  return process.env.ONCELY_DISABLED?.toLowerCase() === 'true';
+  return envFlag('ONCELY_DISABLED');
 }
 
 // ------------------------------------------------------------------------------------- result encoding

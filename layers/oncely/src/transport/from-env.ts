@@ -1,4 +1,4 @@
-import { ConfigError, redact } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { clusterStore, redisStore } from './ioredis.js';
 import type { Store } from './types.js';
 import { upstashStore } from './upstash.js';
@@ -26,7 +26,11 @@ const MAX_TIMEOUT_MS = 60_000;
  * - `UPSTASH_REDIS_REST_URL` + `UPSTASH_REDIS_REST_TOKEN` → REST (Upstash, or the local gateway)
  * - `ONCELY_REDIS_CLUSTER_NODES` (`host:port,host:port`) → Redis Cluster over TCP
  * - `ONCELY_REDIS_URL` (`redis://` or `rediss://`) → standalone Redis over TCP
- * - shared: `ONCELY_REDIS_USERNAME`, `ONCELY_REDIS_PASSWORD`, `ONCELY_REDIS_TLS` (true/false), `ONCELY_TIMEOUT_MS`
+ * - shared: `ONCELY_REDIS_USERNAME`, `ONCELY_REDIS_PASSWORD`, `ONCELY_REDIS_TLS` (a flag, see envFlag),
+ *   `ONCELY_TIMEOUT_MS`
+ *
+ * A rejected value is never echoed whole: a URL shows only its scheme, host and port (no user, password, path
+ * or query), a cluster entry only its position, so a secret pasted into the wrong place stays out of the error.
  */
 export function configFromEnv(env: Env = process.env): StoreConfig {
   const problems: string[] = [];
@@ -40,7 +44,6 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   const redisUrl = get('ONCELY_REDIS_URL');
   const username = get('ONCELY_REDIS_USERNAME');
   const password = env.ONCELY_REDIS_PASSWORD || undefined;
-  const secrets = [restToken, password];
 
   let timeoutMs: number | undefined;
   const timeoutText = get('ONCELY_TIMEOUT_MS');
@@ -50,13 +53,9 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       problems.push(`ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`);
     }
   }
-  let tls: boolean | undefined;
   const tlsText = get('ONCELY_REDIS_TLS');
-  if (tlsText !== undefined) {
-    if (/^(true|1|yes)$/i.test(tlsText)) tls = true;
-    else if (/^(false|0|no)$/i.test(tlsText)) tls = false;
-    else problems.push('ONCELY_REDIS_TLS must be true or false');
-  }
+  const tls = tlsText === undefined ? undefined : parseFlag(tlsText);
+  if (tlsText !== undefined && tls === undefined) problems.push(`ONCELY_REDIS_TLS ${FLAG_SPELLINGS}`);
 
   const chosen = [
     restUrl || restToken ? 'UPSTASH_REDIS_REST_URL' : '',
@@ -77,11 +76,15 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
     if (!restToken) problems.push('UPSTASH_REDIS_REST_TOKEN is missing (UPSTASH_REDIS_REST_URL is set)');
     if (restUrl) {
       const u = parseUrl(restUrl);
-      if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:')) {
-        problems.push(`UPSTASH_REDIS_REST_URL must be an http(s) URL, got "${redact(restUrl, secrets)}"`);
+      if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || !u.hostname) {
+        problems.push(`UPSTASH_REDIS_REST_URL must be an http(s) URL with a host, got ${describeUrl(u)}`);
       } else if (u.username || u.password) {
         problems.push(
           'UPSTASH_REDIS_REST_URL must not carry credentials: put the token in UPSTASH_REDIS_REST_TOKEN',
+        );
+      } else if (u.search) {
+        problems.push(
+          'UPSTASH_REDIS_REST_URL must not carry a query: put the token in UPSTASH_REDIS_REST_TOKEN',
         );
       }
     }
@@ -90,33 +93,80 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   }
   if (nodesText) {
     const nodes: { host: string; port: number }[] = [];
-    for (const part of nodesText.split(',').map((s) => s.trim())) {
-      const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(part);
+    const parts = nodesText.split(',').map((p) => p.trim());
+    parts.forEach((part, i) => {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(part);
       const port = m ? Number(m[2]) : 0;
-      if (!m || port < 1 || port > 65535) {
-        problems.push(`ONCELY_REDIS_CLUSTER_NODES entry "${redact(part, secrets)}" is not host:port`);
-      } else nodes.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port });
-    }
+      if (m && port >= 1 && port <= 65535) {
+        nodes.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port });
+        return;
+      }
+      const which = `ONCELY_REDIS_CLUSTER_NODES entry ${i + 1} of ${parts.length}`;
+      if (part.includes('@')) {
+        problems.push(
+          `${which} carries credentials: set ONCELY_REDIS_USERNAME and ONCELY_REDIS_PASSWORD instead`,
+        );
+      } else if (m) problems.push(`${which} has a port out of range (1 to 65535)`);
+      else problems.push(`${which} is not host:port`);
+    });
     config = { kind: 'cluster', nodes, username, password, tls, timeoutMs };
   }
   if (redisUrl) {
     const u = parseUrl(redisUrl);
-    if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
+    const secure = u?.protocol === 'rediss:';
+    if (!u || (u.protocol !== 'redis:' && !secure) || !u.hostname) {
       problems.push(
-        `ONCELY_REDIS_URL must be a redis:// or rediss:// URL, got "${redact(redisUrl, secrets)}"`,
+        `ONCELY_REDIS_URL must be a redis:// or rediss:// URL with a host, got ${describeUrl(u)}`,
       );
+    } else if (!/^\/?\d*$/.test(u.pathname)) {
+      problems.push(`ONCELY_REDIS_URL path must be a database number, got ${describeUrl(u)}/…`);
+    }
+    if (secure && tls === false) {
+      problems.push('ONCELY_REDIS_URL is rediss:// (TLS) but ONCELY_REDIS_TLS turns TLS off: pick one');
     }
     config = {
       kind: 'redis',
       url: redisUrl,
       username,
       password,
-      tls: tls ?? (u?.protocol === 'rediss:' ? true : undefined),
+      tls: tls ?? (secure ? true : undefined),
       timeoutMs,
     };
   }
   if (problems.length > 0 || !config) throw new ConfigError(problems);
   return config;
+}
+
+const FLAG_SPELLINGS = 'must be true or false (also 1/0, yes/no, any case)';
+
+/** `true`/`1`/`yes` → true, `false`/`0`/`no` → false (any case, spaces trimmed); anything else → undefined. */
+export function parseFlag(text: string): boolean | undefined {
+  const t = text.trim().toLowerCase();
+  if (t === 'true' || t === '1' || t === 'yes') return true;
+  if (t === 'false' || t === '0' || t === 'no') return false;
+  return undefined;
+}
+
+/**
+ * A boolean environment variable (`ONCELY_DISABLED`, `ONCELY_REDIS_TLS`): unset or empty → `fallback`; one of
+ * the spellings of parseFlag → its value; anything else → ConfigError (a typo never silently means false).
+ */
+export function envFlag(name: string, env: Env = process.env, fallback = false): boolean {
+  const text = env[name]?.trim();
+  if (!text) return fallback;
+  const value = parseFlag(text);
+  if (value === undefined) throw new ConfigError([`${name} ${FLAG_SPELLINGS}`]);
+  return value;
+}
+
+const KNOWN_SCHEMES = new Set(['http:', 'https:', 'redis:', 'rediss:']);
+
+/** What an error may say about a URL: its scheme, host and port, never a user, password, path or query. */
+function describeUrl(u: URL | undefined): string {
+  if (!u) return 'a value that is not a URL';
+  const scheme = KNOWN_SCHEMES.has(u.protocol) ? u.protocol : 'unsupported-scheme:';
+  const host = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]*)$/i.test(u.hostname) ? u.hostname : '?';
+  return `"${scheme}//${host}${u.port ? `:${u.port}` : ''}"`;
 }
 
 function parseUrl(text: string): URL | undefined {
