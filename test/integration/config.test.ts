@@ -31,7 +31,7 @@ describe('fromEnv and flags against a real server', () => {
   it.each(['YES', 'True', '1'])(
     'ONCELY_DISABLED=%s: the handler runs every time, nothing is written',
     async (text) => {
-        const store = open({ ONCELY_REDIS_URL: redis().url });
+      const store = open({ ONCELY_REDIS_URL: redis().url });
       let runs = 0;
       const h = withOnce(async () => ++runs, { store, key: { jmespath: 'id' }, logLevel: 'silent' });
       vi.stubEnv('ONCELY_DISABLED', text);
