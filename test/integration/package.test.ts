@@ -1,7 +1,10 @@
-// `npm run build` + `serverless package --stage prod`, offline: the layer zip and one zip per function, checked
-// entry by entry. serverless package of a service with layers asks CloudFormation whether the stack exists
-// (DescribeStacks) and SSM for the stage's parameters; one tiny local endpoint answers both. It runs in a
-// scratch copy of the service, because serverless writes .serverless/ and .esbuild/ next to serverless.yml.
+// `npm run build` + `serverless package` for every stage (local, prod: the default deploy stage, vpc), offline:
+// the layer zip and one zip per function, checked entry by entry, and each packaged CloudFormation template
+// checked as CloudFormation would: no dependency cycle, and cfn-lint (when on PATH; .ci/run requires it)
+// reports no error. serverless package of a service with layers asks CloudFormation whether the stack exists
+// (DescribeStacks) and SSM for the stage's parameters; a local stand-in answers (test/support/fake-aws.ts).
+// It runs in a scratch copy of the service, because serverless writes .serverless/ and .esbuild/ next to
+// serverless.yml.
 //
 // Then the built layer itself runs against a real redis-server: REST with the ioredis chunk deleted (the REST
 // path never loads ioredis), TCP with it.
@@ -15,9 +18,8 @@ import {
   rmSync,
   symlinkSync,
   unlinkSync,
+  writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -28,6 +30,8 @@ import { startGateway } from '../../dev/gateway.js';
 import { startRedis } from '../../dev/redis-server.js';
 import { LOCK_SCRIPTS, ONCE_SCRIPTS } from '../../layers/oncely/src/index.js';
 import { buildFunctions, buildLayer, functionNames, layerPackagePath } from '../../scripts/build.js';
+import { cfnLint, dependencyCycles, type LintReport, type Template } from '../support/cloudformation.js';
+import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../support/fake-aws.js';
 
 /** Size budgets of the deployment artifacts (zip bytes). */
 const BUDGET = {
@@ -79,47 +83,87 @@ function readZip(file: string): ZipEntry[] {
   return entries;
 }
 
-/** SSM GetParameter -> `ssm:<name>`; CloudFormation DescribeStacks -> "Stack with id ... does not exist". */
-function startFakeAws(requests: string[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      const target = String(req.headers['x-amz-target'] ?? '');
-      if (target.endsWith('.GetParameter')) {
-        const { Name } = JSON.parse(body) as { Name: string };
-        requests.push(`ssm:${Name}`);
-        res.setHeader('content-type', 'application/x-amz-json-1.1');
-        res.end(JSON.stringify({ Parameter: { Name, Type: 'SecureString', Value: `ssm:${Name}` } }));
-        return;
-      }
-      const params = new URLSearchParams(body);
-      requests.push(`cloudformation:${params.get('Action')}`);
-      res.statusCode = 400;
-      res.setHeader('content-type', 'text/xml');
-      res.end(
-        `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id ${params.get('StackName')} does not exist</Message></Error><RequestId>fake</RequestId></ErrorResponse>`,
-      );
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
 const names = functionNames();
 const scratch = mkdtempSync(join(tmpdir(), 'oncely-package-'));
-const awsRequests: string[] = [];
-let fakeAws: Server | undefined;
+const STAGES = ['local', 'prod', 'vpc'] as const;
+type Stage = (typeof STAGES)[number];
+const serverlessBin = join(root, 'node_modules/serverless/bin/serverless.js');
+
+/** What the stand-in SSM holds: well-formed VPC ids (cfn-lint checks their pattern), `ssm:<name>` otherwise. */
+function parameter(name: string): FakeParameter {
+  if (name.endsWith('/subnet-ids')) {
+    return { type: 'StringList', value: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210' };
+  }
+  if (name.endsWith('/security-group-ids')) return { type: 'StringList', value: 'sg-0123456789abcdef0' };
+  return { value: `ssm:${name}` };
+}
+
+const fakeAws: Partial<Record<Stage, FakeAws>> = {};
+const templates: Partial<Record<Stage, Template>> = {};
+const templateFiles: Partial<Record<Stage, string>> = {};
+/** The zips of the prod package. */
 let zips: Record<string, ZipEntry[]> = {};
 let zipBytes: Record<string, number> = {};
 let builtFunctions: Record<string, string> = {};
 
+/** What `serverless package` before `npm run build` did: its error output and how long it took. */
+let beforeBuild: { failed: boolean; output: string; ms: number } | undefined;
+/** cfn-lint's findings per stage. */
+const lint: Partial<Record<Stage, LintReport>> = {};
+
+function serverless(args: string[], env: Record<string, string>, timeoutMs: number) {
+  return promisify(execFile)(process.execPath, [serverlessBin, ...args], {
+    cwd: scratch,
+    env,
+    timeout: timeoutMs,
+  });
+}
+
+/** `serverless package --stage <stage>` into `<scratch>/.serverless-<stage>`, against its own stand-in. */
+async function packageStage(stage: Stage): Promise<string> {
+  const aws = await startFakeAws({ parameters: parameter });
+  fakeAws[stage] = aws;
+  const out = join(scratch, `.serverless-${stage}`);
+  await serverless(['package', '--stage', stage, '--package', out], fakeAwsEnv(aws.url, scratch), 120_000);
+  const file = join(out, 'cloudformation-template-update-stack.json');
+  templateFiles[stage] = file;
+  templates[stage] = JSON.parse(readFileSync(file, 'utf8')) as Template;
+  return out;
+}
+
 beforeAll(async () => {
-  for (const path of ['serverless.yml', 'package.json', 'tsconfig.json', 'functions', 'layers']) {
+  for (const path of [
+    'serverless.yml',
+    'package.json',
+    'tsconfig.json',
+    'functions',
+    'layers',
+    'scripts/serverless-require-build.cjs',
+  ]) {
     cpSync(join(root, path), join(scratch, path), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(scratch, 'node_modules'), 'dir');
+
+  // Before the build: refused at once (it used to print "No file matches include / exclude patterns" and hang;
+  // the timeout turns a hang into a failure).
+  {
+    const aws = await startFakeAws({ parameters: parameter });
+    const started = performance.now();
+    try {
+      await serverless(['package', '--stage', 'prod'], fakeAwsEnv(aws.url, scratch), 60_000);
+      beforeBuild = { failed: false, output: '', ms: performance.now() - started };
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; killed?: boolean };
+      beforeBuild = {
+        failed: !e.killed,
+        output: `${e.stdout ?? ''}${e.stderr ?? ''}`,
+        ms: performance.now() - started,
+      };
+    } finally {
+      await aws.close();
+    }
+  }
+
   await buildLayer(join(scratch, 'dist/layer'));
   const functionFiles = await buildFunctions(join(scratch, 'dist/functions'));
   builtFunctions = Object.fromEntries(
@@ -128,44 +172,143 @@ beforeAll(async () => {
       .map((f) => [f.path.split('/')[0]!, readFileSync(join(scratch, 'dist/functions', f.path), 'utf8')]),
   );
 
-  fakeAws = await startFakeAws(awsRequests);
-  const endpoint = `http://127.0.0.1:${(fakeAws.address() as AddressInfo).port}`;
-  await promisify(execFile)(
-    process.execPath,
-    [join(root, 'node_modules/serverless/bin/serverless.js'), 'package', '--stage', 'prod'],
-    {
-      cwd: scratch,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: scratch,
-        AWS_ACCESS_KEY_ID: 'x',
-        AWS_SECRET_ACCESS_KEY: 'x',
-        AWS_REGION: 'us-east-1',
-        AWS_EC2_METADATA_DISABLED: 'true',
-        AWS_ENDPOINT_URL_SSM: endpoint,
-        AWS_ENDPOINT_URL_CLOUDFORMATION: endpoint,
-      },
-      timeout: 120_000,
-    },
-  );
-  const out = join(scratch, '.serverless');
+  // One at a time: two osls processes at once are too many for two cores.
+  let out = '';
+  for (const stage of STAGES) {
+    const dir = await packageStage(stage);
+    if (stage === 'prod') out = dir;
+  }
   for (const file of readdirSync(out).filter((f) => f.endsWith('.zip'))) {
     zips[file] = readZip(join(out, file));
     zipBytes[file] = readFileSync(join(out, file)).length;
   }
-}, 180_000);
+  for (const stage of STAGES) lint[stage] = await cfnLint(templateFiles[stage]!);
+}, 300_000);
 
-afterAll(() => {
-  fakeAws?.close();
+afterAll(async () => {
+  await Promise.all(Object.values(fakeAws).map((aws) => aws.close()));
   rmSync(scratch, { recursive: true, force: true });
   zips = {};
   zipBytes = {};
 });
 
+describe('serverless package before npm run build', () => {
+  it('fails at once, saying to build first', () => {
+    expect(beforeBuild?.failed, beforeBuild?.output).toBe(true);
+    expect(beforeBuild?.output).toMatch(
+      /layer "oncely" \(.*dist\/layer\) is not built: run `npm run build` first/,
+    );
+    expect(beforeBuild?.output).not.toContain('No file matches');
+  });
+});
+
+/** Every IAM policy statement of a role resource. */
+function statementsOf(template: Template, roleId: string): Record<string, unknown>[] {
+  const props = template.Resources[roleId]?.Properties as
+    | { Policies?: { PolicyDocument: { Statement: Record<string, unknown>[] } }[] }
+    | undefined;
+  return (props?.Policies ?? []).flatMap((p) => p.PolicyDocument.Statement);
+}
+
+const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : [v]);
+
+/** Adds a statement to the first policy of a role resource. */
+function grant(template: Template, roleId: string, statement: Record<string, unknown>): void {
+  const props = template.Resources[roleId]!.Properties as {
+    Policies: { PolicyDocument: { Statement: Record<string, unknown>[] } }[];
+  };
+  props.Policies[0]!.PolicyDocument.Statement.push(statement);
+}
+
+describe.each(STAGES)('the %s template', (stage) => {
+  it('has no dependency cycle (Ref, Fn::GetAtt, Fn::Sub, DependsOn)', () => {
+    expect(dependencyCycles(templates[stage]!)).toEqual([]);
+  });
+
+  it('passes cfn-lint with no error; its warnings are listed', () => {
+    const report = lint[stage]!;
+    if (!report.ran) {
+      // .ci/run sets ONCELY_REQUIRE_CFN_LINT: there a missing cfn-lint fails the suite instead.
+      expect(process.env.ONCELY_REQUIRE_CFN_LINT ?? '', 'cfn-lint is not on PATH').toBe('');
+      console.warn(`cfn-lint is not on PATH: the ${stage} template was only checked for cycles`);
+      return;
+    }
+    for (const w of report.warnings) console.log(`cfn-lint ${stage}: ${w.rule} ${w.message} (${w.path})`);
+    expect(report.errors.map((e) => `${e.rule} ${e.message} (${e.path})`)).toEqual([]);
+  });
+
+  it('dispatch alone may invoke a function, and only the worker, by name', () => {
+    const template = templates[stage]!;
+    const roles = Object.entries(template.Resources)
+      .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+      .map(([id]) => id);
+    const invokers = roles.filter((id) =>
+      statementsOf(template, id).some((s) => asList(s.Action).some((a) => String(a).startsWith('lambda:'))),
+    );
+    expect(invokers).toEqual(['DispatchRole']);
+    const invoke = statementsOf(template, 'DispatchRole').filter((s) =>
+      asList(s.Action).includes('lambda:InvokeFunction'),
+    );
+    expect(invoke).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'lambda:InvokeFunction',
+        Resource: {
+          'Fn::Sub': `arn:\${AWS::Partition}:lambda:\${AWS::Region}:\${AWS::AccountId}:function:oncely-${stage}-worker`,
+        },
+      },
+    ]);
+    const roleOf = (fn: string) =>
+      (template.Resources[`${fn}LambdaFunction`]!.Properties as { Role: unknown }).Role;
+    expect(roleOf('Dispatch')).toEqual({ 'Fn::GetAtt': ['DispatchRole', 'Arn'] });
+    for (const fn of ['Webhook', 'Tick', 'Worker', 'Queue']) {
+      expect(roleOf(fn)).toEqual({ 'Fn::GetAtt': ['IamRoleLambdaExecution', 'Arn'] });
+    }
+    // No statement of any role is granted on every resource.
+    for (const id of roles) {
+      for (const s of statementsOf(template, id)) expect(asList(s.Resource)).not.toContain('*');
+    }
+  });
+
+  it('exports the layer version ARN as oncely-<stage>-layer-arn', () => {
+    expect(templates[stage]!.Outputs?.OncelyLayerArn).toEqual({
+      Description: 'The oncely Lambda layer version of this stage',
+      Value: { Ref: 'OncelyLambdaLayer' },
+      Export: { Name: `oncely-${stage}-layer-arn` },
+    });
+  });
+});
+
+describe('the template checks', () => {
+  it('find the cycle of a shared role granted on !GetAtt WorkerLambdaFunction.Arn (cfn-lint E3004)', async () => {
+    const template = structuredClone(templates.prod!);
+    grant(template, 'IamRoleLambdaExecution', {
+      Effect: 'Allow',
+      Action: 'lambda:InvokeFunction',
+      Resource: { 'Fn::GetAtt': ['WorkerLambdaFunction', 'Arn'] },
+    });
+    expect(dependencyCycles(template)).toEqual([['IamRoleLambdaExecution', 'WorkerLambdaFunction']]);
+    // The same reference written as a Fn::Sub is a cycle too.
+    const viaSub = structuredClone(templates.prod!);
+    grant(viaSub, 'IamRoleLambdaExecution', {
+      Effect: 'Allow',
+      Action: 'lambda:InvokeFunction',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax
+      Resource: { 'Fn::Sub': '${WorkerLambdaFunction.Arn}' },
+    });
+    expect(dependencyCycles(viaSub)).toEqual([['IamRoleLambdaExecution', 'WorkerLambdaFunction']]);
+
+    const file = join(scratch, 'cyclic-template.json');
+    writeFileSync(file, JSON.stringify(template, null, 2));
+    const report = await cfnLint(file);
+    if (report.ran) expect(report.errors.map((e) => e.rule)).toContain('E3004');
+  });
+});
+
 describe('serverless package --stage prod', () => {
   it('asked CloudFormation whether the stack exists, and SSM for the stage parameters', () => {
-    expect(awsRequests).toContain('cloudformation:DescribeStacks');
-    expect(awsRequests).toContain('ssm:/oncely/prod/upstash-url');
+    expect(fakeAws.prod?.requests).toContain('cloudformation:DescribeStacks');
+    expect(fakeAws.prod?.requests).toContain('ssm:GetParameter:/oncely/prod/upstash-url');
   });
 
   it('produces the layer zip and one zip per function, nothing else', () => {

@@ -139,7 +139,11 @@ describe('serverless.yml', () => {
       expect(config.custom.esbuild.target).toBe('node24');
       expect(config.custom.esbuild.format).toBe('esm');
       expect(config.custom.esbuild.outputFileExtension).toBe('.mjs');
-      expect(config.plugins).toEqual(['serverless-esbuild', 'serverless-offline']);
+      expect(config.plugins).toEqual([
+        './scripts/serverless-require-build.cjs',
+        'serverless-esbuild',
+        'serverless-offline',
+      ]);
       expect(config.provider.environment.NODE_OPTIONS).toBe('--enable-source-maps');
     }
   });
