@@ -15,6 +15,7 @@ import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache'
 import { createClient } from '@redis/client';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Redis } from 'ioredis';
+import { FENCE_GRACE_MS } from '../layers/oncely/src/once/record.js';
 import { type Contender, type SequentialResult, sequential } from './harness.js';
 import { type Counter, countEach, type OpCount } from './roundtrips.js';
 import { type Stack, startRoundTripProxy, TOKEN } from './servers.js';
@@ -112,7 +113,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
  */
 function rawOnce(layer: Layer, redis: Redis): Call {
   const [claim, complete] = layer.ONCE_SCRIPTS;
-  const grace = layer.FENCE_GRACE_MS;
+  const grace = FENCE_GRACE_MS;
   return async (event) => {
     const keys = [`oncely:once:{raw:${event.id}}:rec`, `oncely:once:{raw:${event.id}}:fence`];
     const token = randomBytes(16).toString('base64url');
@@ -211,7 +212,7 @@ export async function onceSuite(
   log: (s: string) => void,
 ): Promise<OnceSuiteResult | { skipped: string }> {
   const layer: Layer = await import('../layers/oncely/src/index.js');
-  if (typeof layer.withOnce !== 'function') return { skipped: 'layers/oncely/src/once.ts not present' };
+  if (typeof layer.withOnce !== 'function') return { skipped: 'the run-once module is not present' };
   const { host, port } = stack.redis;
   const l = await libs(layer, { host, port }, stack.gateway.url);
   const seqSizes = {

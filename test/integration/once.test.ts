@@ -5,7 +5,6 @@ import {
   InProgressError,
   LockLostError,
   ONCE_SCRIPTS,
-  OnceEngine,
   type OnceOptions,
   type OnceRun,
   StoreError,
@@ -13,6 +12,7 @@ import {
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
+import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 import { ADAPTERS, CountingStore, deferred, lambdaContext, wrap } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';

@@ -15,7 +15,7 @@ import {
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
-import { encodeResult } from '../../layers/oncely/src/once.js';
+import { encodeResult } from '../../layers/oncely/src/once/record.js';
 import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 

@@ -92,6 +92,64 @@ export class LockLostError extends OncelyError {
   }
 }
 
+// ------------------------------------------------------------------------------------------------ run-once
+
+/** The key's first invocation is still running (`duplicate: 'throw'`, or `'wait'` ran out of time). */
+export class InProgressError extends OncelyError {
+  override name = 'InProgressError';
+  readonly key: string;
+  /** The running invocation's remaining lease: retry after this long. */
+  readonly retryAfterMs: number;
+  constructor(message: string, options: { key: string; retryAfterMs: number; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.key = options.key;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** The key was first used with a different payload: never answered with the other payload's result. */
+export class PayloadMismatchError extends OncelyError {
+  override name = 'PayloadMismatchError';
+  readonly key: string;
+  constructor(message: string, options: { key: string; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.key = options.key;
+  }
+}
+
+/** The event has no idempotency key where the options look for one (`missingKey: 'throw'`). */
+export class MissingKeyError extends OncelyError {
+  override name = 'MissingKeyError';
+  /** The event source whose key was looked for. */
+  readonly source: string;
+  constructor(message: string, options: { source: string; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.source = options.source;
+  }
+}
+
+export type NotStorableReason = 'too-large' | 'not-serialisable';
+
+/** The handler's result could not be stored (`unstorable: 'throw'`); the record was released. */
+export class ResultNotStorableError extends OncelyError {
+  override name = 'ResultNotStorableError';
+  readonly key: string;
+  readonly reason: NotStorableReason;
+  /** JSON size in bytes, for `too-large`. */
+  readonly bytes: number | undefined;
+  constructor(
+    message: string,
+    options: { key: string; reason: NotStorableReason; bytes?: number; cause?: unknown },
+  ) {
+    super(message, { cause: options.cause });
+    this.key = options.key;
+    this.reason = options.reason;
+    this.bytes = options.bytes;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- Redlock
+
 /** One node's part in a Redlock operation (see QuorumError). */
 export interface NodeOutcome {
   /** `#<index> <store name>`: host and port only, never a credential. */

@@ -3,12 +3,17 @@
 export { type Clock, monotonicClock } from './clock.js';
 export {
   ConfigError,
+  InProgressError,
   LockLostError,
   type LockLostReason,
   LockNotAcquiredError,
+  MissingKeyError,
   type NodeOutcome,
+  type NotStorableReason,
   OncelyError,
+  PayloadMismatchError,
   QuorumError,
+  ResultNotStorableError,
   StoreAuthError,
   StoreError,
   StoreUnavailableError,
@@ -53,35 +58,14 @@ export {
   type RetryOptions,
   type UsingOptions,
 } from './lock.js';
-export { type OnceContext, onceMiddleware } from './middy.js';
-export {
-  type Begin,
-  type Decision,
-  type DecisionKind,
-  type DuplicatePolicy,
-  FENCE_GRACE_MS,
-  httpResponseFor,
-  InProgressError,
-  isResultNotStored,
-  type LeaderOptions,
-  type LeaderRun,
-  type LogLevel,
-  MissingKeyError,
-  type NotStorableReason,
-  type OnceBatchOptions,
-  OnceEngine,
-  type OnceHandler,
-  type OnceOptions,
-  type OnceRecordHandler,
-  type OnceRun,
-  PayloadMismatchError,
-  ResultNotStorableError,
-  type ResultNotStored,
-  Run,
-  withLeader,
-  withOnce,
-  withOnceBatch,
-} from './once.js';
+export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
+export type { Decision, DecisionKind, LogLevel } from './once/decisions.js';
+export { httpResponseFor } from './once/http.js';
+export { type OnceContext, onceMiddleware } from './once/middy.js';
+export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
+export { type LeaderOptions, type LeaderRun, withLeader } from './once/per-tick.js';
+export { isResultNotStored, type ResultNotStored } from './once/record.js';
+export { withOnce } from './once/with-once.js';
 export {
   createRedlock,
   defaultNodeTimeoutMs,

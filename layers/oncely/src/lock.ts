@@ -14,7 +14,7 @@ import {
   StoreError,
   ValidationError,
 } from './errors.js';
-import { ACQUIRE, EXTEND, RELEASE } from './scripts.js';
+import { ACQUIRE, EXTEND, ownerReply, RELEASE } from './scripts.js';
 import type { Store } from './transport/types.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -83,6 +83,18 @@ export interface LockOptions {
 
 export type ReleaseResult = 'released' | 'notHeld' | 'expired';
 export type ExtendOutcome = 'extended' | 'stolen' | 'expired';
+
+/** An extend script's reply (EXTEND, ONCE_EXTEND) as an ExtendOutcome. */
+export function extendOutcomeOf(reply: unknown): ExtendOutcome {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
+}
+
+/** A release script's reply (RELEASE, ONCE_RELEASE) as a ReleaseResult. */
+export function releaseResultOf(reply: unknown): ReleaseResult {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'released' : r === 'theirs' ? 'notHeld' : 'expired';
+}
 
 export const DEFAULT_RETRY: Readonly<Required<Omit<RetryOptions, 'maxWaitMs'>>> = Object.freeze({
   attempts: 10,
@@ -408,14 +420,9 @@ export class Lock implements Locker {
     this.#driftFactor = driftFactor;
     this.#driftMs = driftMs;
     this.#driver = {
-      extend: async (key, token, ttlMs) => {
-        const r = Number(await store.run(EXTEND, [this.keyOf(key)], [token, ttlMs]));
-        return r === 1 ? 'extended' : r === -1 ? 'stolen' : 'expired';
-      },
-      release: async (key, token) => {
-        const r = Number(await store.run(RELEASE, [this.keyOf(key)], [token]));
-        return r === 1 ? 'released' : r === -1 ? 'notHeld' : 'expired';
-      },
+      extend: async (key, token, ttlMs) =>
+        extendOutcomeOf(await store.run(EXTEND, [this.keyOf(key)], [token, ttlMs])),
+      release: async (key, token) => releaseResultOf(await store.run(RELEASE, [this.keyOf(key)], [token])),
     };
   }
 

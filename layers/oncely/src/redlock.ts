@@ -27,7 +27,7 @@ import {
   type UsingOptions,
   usingLease,
 } from './lock.js';
-import { ACQUIRE, EXTEND, FENCE_RAISE, RELEASE, type Script } from './scripts.js';
+import { ACQUIRE, EXTEND, FENCE_RAISE, ownerReply, RELEASE, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -167,10 +167,10 @@ function unexpected(store: Store, what: string, reply: unknown): Parsed {
 /** 1 → ok, -1 → taken, 0 → expired: the reply of EXTEND and RELEASE. */
 function parseTriState(store: Store, what: string, a: NodeAnswer): Parsed {
   if (!a.ok) return { status: 'unreachable', cause: a.error };
-  const r = Number(a.value);
-  if (r === 1) return { status: 'ok' };
-  if (r === -1) return { status: 'taken' };
-  if (r === 0) return { status: 'expired' };
+  const r = ownerReply(a.value);
+  if (r === 'ours') return { status: 'ok' };
+  if (r === 'theirs') return { status: 'taken' };
+  if (r === 'gone') return { status: 'expired' };
   return unexpected(store, what, a.value);
 }
 

@@ -72,11 +72,20 @@ return 0`,
   sha1: 'e60479a54586abc12fffd582e23ebbfe9e3c8e04',
 };
 
+/** What EXTEND, RELEASE, ONCE_EXTEND and ONCE_RELEASE reply: 1 ours (done), -1 another owner's, 0 gone. */
+export type OwnerReply = 'ours' | 'theirs' | 'gone' | 'unexpected';
+
+/** The one parser of the 1 / -1 / 0 reply. */
+export function ownerReply(reply: unknown): OwnerReply {
+  const r = Number(reply);
+  return r === 1 ? 'ours' : r === -1 ? 'theirs' : r === 0 ? 'gone' : 'unexpected';
+}
+
 export const LOCK_SCRIPTS: readonly Script[] = [ACQUIRE, EXTEND, RELEASE];
 
 // ------------------------------------------------------------------------------------------- run-once records
 //
-// One record per idempotency key (once.ts), a hash with PX expiry, next to its fencing counter in one slot:
+// One record per idempotency key (once/record.ts), a hash with PX expiry, next to its fencing counter in one slot:
 //   <prefix>:once:{<namespace>:<key digest>}:rec    s = P (in progress) | C (completed), t = owner token,
 //                                                   f = fence, h = payload hash ('' = unchecked),
 //                                                   r = the encoded result (completed only)

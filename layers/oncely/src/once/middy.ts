@@ -10,7 +10,9 @@
  */
 import type { MiddlewareObj, Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { OnceEngine, type OnceOptions, type OnceRun, type Run } from './once.js';
+import { OnceEngine } from './engine.js';
+import type { OnceOptions, OnceRun } from './options.js';
+import type { Run } from './run.js';
 
 /** The Lambda context as a middy handler sees it: `context.oncely` holds the signal, fence and key. */
 export type OnceContext = Context & { oncely: OnceRun };

@@ -1,0 +1,271 @@
+/**
+ * withOnce options: what each means and its default, resolved and validated once (every problem named in one
+ * ValidationError).
+ */
+import type { Context } from 'aws-lambda';
+import { type Clock, monotonicClock } from '../clock.js';
+import {
+  expressionProblems,
+  type KeySpec,
+  keySpecProblems,
+  type PayloadSpec,
+  payloadSpecProblems,
+  usesJmespath,
+} from '../events.js';
+import { check, MAX_TTL_MS, ttlProblems } from '../lock.js';
+import { envFlag } from '../transport/from-env.js';
+import type { Store } from '../transport/types.js';
+import { type Decision, LOG_LEVELS, type LogLevel } from './decisions.js';
+
+export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
+
+export interface OnceOptions<E = unknown> {
+  /** Where records live (`fromEnv()`, `upstashStore()`, `redisStore()`, `clusterStore()`). */
+  store: Store;
+  /**
+   * Records are namespaced per function: the same key in two functions is two records.
+   * @default process.env.AWS_LAMBDA_FUNCTION_NAME, else 'default'
+   */
+  namespace?: string;
+  /**
+   * Where the idempotency key comes from: `'auto'` (recognise the event source), a source name, a function of
+   * the event, or `{ jmespath: 'expression' }`. See events.ts for the key of every source.
+   * @default 'auto'
+   */
+  key?: KeySpec<E>;
+  /**
+   * What a reuse of the key must match, hashed: the source's payload (`'auto'`), the whole event (`'event'`),
+   * a function or `{ jmespath }` of the event, or `false` for no check.
+   * @default 'auto'
+   */
+  payload?: PayloadSpec<E>;
+  /**
+   * An event without a key: `'throw'` a MissingKeyError (HTTP: 400), or `'run'` the handler without dedupe.
+   * @default 'throw'
+   */
+  missingKey?: 'throw' | 'run';
+  /**
+   * A duplicate while the first invocation is still running: `'throw'` an InProgressError (the event source
+   * retries; HTTP: 409 with Retry-After), `'wait'` for its result (polling within the remaining time), or
+   * `'skip'` (return undefined).
+   * @default 'throw'
+   */
+  duplicate?: DuplicatePolicy;
+  /**
+   * Lease of an in-progress record, auto-extended while the handler runs. Never longer than the invocation's
+   * remaining time minus `marginMs`, so a timed-out invocation leaves no record behind.
+   * @default 30_000
+   */
+  leaseMs?: number;
+  /**
+   * How long before the Lambda deadline the lease ends (and the handler's signal fires).
+   * @default 1_000
+   */
+  marginMs?: number;
+  /**
+   * How long a completed record (and its result) is kept: duplicates within it get the stored result.
+   * @default 86_400_000 (24 h)
+   */
+  retentionMs?: number;
+  /**
+   * `duplicate: 'wait'`: time between polls (shortened to the holder's remaining lease when that is sooner).
+   * @default 200
+   */
+  pollMs?: number;
+  /**
+   * `duplicate: 'wait'`: give up (InProgressError) after this long.
+   * @default the invocation's remaining time minus marginMs
+   */
+  maxWaitMs?: number;
+  /**
+   * Largest result stored, in bytes of JSON.
+   * @default 262_144 (256 KiB: the asynchronous invocation payload limit)
+   */
+  maxResultBytes?: number;
+  /**
+   * A result that cannot be stored (not JSON-serialisable, or over maxResultBytes): `'throw'` a
+   * ResultNotStorableError and release the record (a retry runs the handler again), or store a `'marker'`
+   * (this invocation returns its result; duplicates get a ResultNotStored marker, never a silent wrong value).
+   * @default 'throw'
+   */
+  unstorable?: 'throw' | 'marker';
+  /**
+   * The store fails at completion (after retries), so the result cannot be recorded: `'throw'` the StoreError
+   * (fail closed: the source retries, and a retry runs again once the record's lease has run out), or
+   * `'return'` the result anyway and log a complete-failed error line (no retry; a later duplicate delivery
+   * would run again). Choose `'return'` when repeating the handler is worse than an unrecorded success.
+   * @default 'throw'
+   */
+  completeFailure?: 'throw' | 'return';
+  /**
+   * Store unreachable at claim time: `false` fails closed (throws StoreUnavailableError before the handler
+   * runs, so the source retries); `true` runs the handler without dedupe and logs an error line.
+   * @default false
+   */
+  failOpen?: boolean;
+  /**
+   * For HTTP events (API Gateway, function URLs, ALB): answer InProgressError with 409 + Retry-After,
+   * PayloadMismatchError with 422, MissingKeyError with 400 and StoreUnavailableError with 503, replay stored
+   * responses with `Idempotent-Replayed: true`, and never store a 5xx response. `false` throws instead.
+   * @default 'auto'
+   */
+  http?: 'auto' | false;
+  /**
+   * Prefix of every key: `<prefix>:once:{<namespace>:<key digest>}:rec`.
+   * @default 'oncely'
+   */
+  prefix?: string;
+  /**
+   * Least severe decision logged (one JSON line each).
+   * @default process.env.ONCELY_LOG_LEVEL, else 'info'
+   */
+  logLevel?: LogLevel;
+  /** Where log lines go. @default console.log */
+  logger?: (line: string) => void;
+  /** Called with every decision (also when logging is off). Exceptions it throws are ignored. */
+  onDecision?: (decision: Decision) => void;
+  /** The monotonic clock leases are measured on. @default performance.now */
+  clock?: Clock;
+  /** Wall-clock milliseconds since the epoch (fence floor, leader tick lag, log timestamps). @default Date.now */
+  wallClock?: () => number;
+}
+
+/** What a handler is given besides its event and context. */
+export interface OnceRun {
+  /** Aborts (reason: a LockLostError) when the lease is lost: stop and do not write. */
+  readonly signal: AbortSignal;
+  /**
+   * Fencing token, strictly increasing across owners of this key: pass it to what you write to. 0 when the
+   * handler runs without a record (ONCELY_DISABLED, failOpen, missingKey: 'run').
+   */
+  readonly fence: number;
+  /** The idempotency key (undefined when the event had none). */
+  readonly key: string | undefined;
+}
+
+export type OnceHandler<E, R> = (event: E, context: Context, once: OnceRun) => Promise<R> | R;
+
+const DEFAULTS = Object.freeze({
+  leaseMs: 30_000,
+  marginMs: 1_000,
+  retentionMs: 86_400_000,
+  pollMs: 200,
+  maxResultBytes: 262_144,
+  duplicate: 'throw' as DuplicatePolicy,
+  missingKey: 'throw' as 'throw' | 'run',
+  unstorable: 'throw' as 'throw' | 'marker',
+  completeFailure: 'throw' as 'throw' | 'return',
+  failOpen: false,
+  http: 'auto' as 'auto' | false,
+  prefix: 'oncely',
+});
+
+export type Resolved<E> = Required<
+  Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload'>
+> &
+  Pick<OnceOptions<E>, 'maxWaitMs' | 'onDecision'> & {
+    key: KeySpec<E>;
+    payload: PayloadSpec<E>;
+    logLevel: LogLevel;
+    logger: (line: string) => void;
+  };
+
+const MAX_MS = MAX_TTL_MS;
+/** The largest result a record may hold (a Redis string is at most 512 MiB). */
+const MAX_RESULT_BYTES = 512 * 1024 * 1024;
+
+export const whole = (v: unknown, min: number, max: number) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+
+export function oneOf<T>(field: string, value: unknown, allowed: readonly T[]): string[] {
+  return value === undefined || allowed.includes(value as T)
+    ? []
+    : [`${field} must be one of ${allowed.map((a) => String(a)).join(', ')}, got ${String(value)}`];
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * The env kill switch: ONCELY_DISABLED runs every handler without dedupe (tests, local runs). Read per invocation
+ * (tests flip it); a value that is not a flag is a ConfigError.
+ */
+export function isDisabled(): boolean {
+  return envFlag('ONCELY_DISABLED');
+}
+
+/** The invocation's remaining time (Infinity outside Lambda). */
+export function remainingOf(context: Partial<Context> | undefined): number {
+  const f = context?.getRemainingTimeInMillis;
+  if (typeof f !== 'function') return Number.POSITIVE_INFINITY;
+  const ms = Number(f.call(context));
+  return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * Resolves `options` with their defaults and validates them, throwing one ValidationError that names every
+ * problem. `ready` is set when a key or payload spec is a JMESPath expression: it settles once the package has
+ * loaded and the expressions have parsed (rejecting with the same ValidationError when one does not).
+ */
+export function resolveOnceOptions<E>(
+  options: OnceOptions<E>,
+  what: string,
+): { store: Store; options: Resolved<E>; ready: Promise<void> | undefined } {
+  const o = { ...DEFAULTS, ...stripUndefined(options ?? ({} as OnceOptions<E>)) };
+  const p: string[] = [];
+  const store = o.store as Store | undefined;
+  if (!store || typeof store.run !== 'function' || typeof store.runMany !== 'function')
+    p.push('store must be a Store (fromEnv(), upstashStore(), redisStore() or clusterStore())');
+  const namespace = o.namespace ?? process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'default';
+  if (
+    typeof namespace !== 'string' ||
+    namespace.length === 0 ||
+    namespace.length > 200 ||
+    /[{}]/.test(namespace)
+  )
+    p.push('namespace must be 1 to 200 characters without { or }');
+  if (typeof o.prefix !== 'string' || o.prefix.length === 0 || /[{}]/.test(o.prefix))
+    p.push('prefix must be a non-empty string without { or }');
+  p.push(...ttlProblems(o.leaseMs, 'leaseMs'), ...ttlProblems(o.retentionMs, 'retentionMs'));
+  if (!whole(o.marginMs, 0, MAX_MS))
+    p.push(`marginMs must be a whole number of milliseconds, got ${o.marginMs}`);
+  if (!whole(o.pollMs, 1, MAX_MS))
+    p.push(`pollMs must be a whole number of milliseconds ≥ 1, got ${o.pollMs}`);
+  if (o.maxWaitMs !== undefined && !whole(o.maxWaitMs, 0, MAX_MS))
+    p.push(`maxWaitMs must be a whole number of milliseconds, got ${o.maxWaitMs}`);
+  if (!whole(o.maxResultBytes, 1, MAX_RESULT_BYTES))
+    p.push(`maxResultBytes must be a whole number from 1 to ${MAX_RESULT_BYTES}, got ${o.maxResultBytes}`);
+  p.push(
+    ...oneOf('duplicate', o.duplicate, ['throw', 'wait', 'skip']),
+    ...oneOf('missingKey', o.missingKey, ['throw', 'run']),
+    ...oneOf('unstorable', o.unstorable, ['throw', 'marker']),
+    ...oneOf('completeFailure', o.completeFailure, ['throw', 'return']),
+    ...oneOf('http', o.http, ['auto', false]),
+    ...oneOf('failOpen', o.failOpen, [true, false]),
+  );
+  const logLevel = (o.logLevel ?? process.env.ONCELY_LOG_LEVEL ?? 'info') as LogLevel;
+  p.push(...oneOf('logLevel', logLevel, LOG_LEVELS));
+  p.push(...keySpecProblems(o.key), ...payloadSpecProblems(o.payload));
+  for (const f of ['logger', 'onDecision', 'wallClock'] as const)
+    if (o[f] !== undefined && typeof o[f] !== 'function') p.push(`${f} must be a function`);
+  check(p, what);
+  const resolved = {
+    ...o,
+    namespace,
+    key: o.key ?? 'auto',
+    payload: o.payload ?? 'auto',
+    logLevel,
+    logger: o.logger ?? ((line: string) => console.log(line)),
+    clock: o.clock ?? monotonicClock,
+    wallClock: o.wallClock ?? Date.now,
+  } as Resolved<E>;
+  let ready: Promise<void> | undefined;
+  if (usesJmespath(o.key) || usesJmespath(o.payload)) {
+    // The package loads now, in the background (in Lambda: during init); whether the expressions parse is
+    // known once it has, so a bad one is reported by the first invocation, as the same ValidationError.
+    ready = expressionProblems({ key: o.key, payload: o.payload }).then((problems) => check(problems, what));
+    ready.catch(() => undefined); // reported by ready(), not as an unhandled rejection
+  }
+  return { store: store as Store, options: resolved, ready };
+}

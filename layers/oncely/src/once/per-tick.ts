@@ -1,0 +1,118 @@
+/**
+ * withLeader(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica.
+ * An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
+ */
+import type { Context, ScheduledEvent } from 'aws-lambda';
+import { check, MAX_TTL_MS } from '../lock.js';
+import { OnceEngine } from './engine.js';
+import { type OnceOptions, type OnceRun, whole } from './options.js';
+import { runOnce } from './with-once.js';
+
+export interface LeaderOptions
+  extends Pick<
+    OnceOptions<ScheduledEvent>,
+    | 'store'
+    | 'leaseMs'
+    | 'marginMs'
+    | 'prefix'
+    | 'logLevel'
+    | 'logger'
+    | 'onDecision'
+    | 'clock'
+    | 'wallClock'
+    | 'failOpen'
+    | 'maxResultBytes'
+    | 'unstorable'
+  > {
+  /**
+   * The task's name, shared by every replica that must not run the same tick twice (set it when stages or
+   * regions name their rules differently).
+   * @default the schedule rule's name (the last part of the event's resources[0] ARN)
+   */
+  name?: string;
+  /**
+   * Ticks older than this are skipped (and logged as stale-tick): a late retry must not run yesterday's job.
+   * @default 300_000 (5 minutes)
+   */
+  maxLagMs?: number;
+  /**
+   * The tick a event stands for, in ms since the epoch.
+   * @default Date.parse(event.time) (an EventBridge schedule's scheduled time)
+   */
+  tick?: (event: ScheduledEvent) => number;
+}
+
+export interface LeaderRun extends OnceRun {
+  /** The tick this run is for (ISO 8601). */
+  readonly tick: string;
+}
+
+/**
+ * Runs a scheduled handler once per schedule tick (task name + tick time) across every replica, stage and
+ * region that shares the store. Other replicas skip the tick (undefined, or the stored result when it is
+ * done); ticks older than maxLagMs are skipped. The handler gets the fence.
+ */
+export function withLeader<R = unknown>(
+  handler: (event: ScheduledEvent, context: Context, run: LeaderRun) => Promise<R> | R,
+  options: LeaderOptions,
+): (event: ScheduledEvent, context: Context) => Promise<R | undefined> {
+  const {
+    name,
+    maxLagMs = 300_000,
+    tick = (e: ScheduledEvent) => Date.parse(e.time),
+    ...rest
+  } = options ?? ({} as LeaderOptions);
+  const problems: string[] = [];
+  if (typeof handler !== 'function') problems.push('handler must be a function');
+  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200))
+    problems.push('name must be 1 to 200 characters');
+  if (!whole(maxLagMs, 0, MAX_TTL_MS))
+    problems.push(`maxLagMs must be a whole number of milliseconds, got ${maxLagMs}`);
+  if (typeof tick !== 'function') problems.push('tick must be a function');
+  check(problems, 'withLeader options');
+  const engine = new OnceEngine<ScheduledEvent>(
+    {
+      ...rest,
+      namespace: 'leader',
+      // Long enough that every replica still taking the tick as fresh finds it done (plus clock skew).
+      retentionMs: maxLagMs + 60_000,
+      duplicate: 'skip',
+      payload: false,
+      http: false,
+      key: (event) => {
+        const taskName = name ?? ruleName(event);
+        const at = tick(event);
+        return taskName && Number.isFinite(at) ? `${taskName}@${new Date(at).toISOString()}` : undefined;
+      },
+    },
+    'withLeader options',
+  );
+  return async (event, context) => {
+    const at = Number(tick(event));
+    if (Number.isFinite(at)) {
+      const lagMs = Math.round(engine.options.wallClock() - at);
+      if (lagMs > maxLagMs) {
+        engine.decide({
+          decision: 'stale-tick',
+          key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
+          reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,
+        });
+        return undefined;
+      }
+    }
+    return runOnce(
+      engine,
+      (e, c, once) => handler(e, c, { ...once, tick: new Date(at).toISOString() }),
+      event,
+      context,
+    ) as Promise<R | undefined>;
+  };
+}
+
+/** The rule name in `arn:aws:events:<region>:<account>:rule/[<bus>/]<name>` (the same in every region). */
+function ruleName(event: ScheduledEvent): string | undefined {
+  const arn = Array.isArray(event?.resources) ? event.resources[0] : undefined;
+  if (typeof arn !== 'string') return undefined;
+  const name = arn.split(':rule/')[1]?.split('/').pop();
+  return name || undefined;
+}
