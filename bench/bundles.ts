@@ -2,10 +2,14 @@
  * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the
  * project deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
  *
- * - the layer from layers/oncely/src/index.ts with code splitting; ioredis and JMESPath are chunks of their
- *   own, loaded by dynamic import. Its REST path is every file a REST user loads at cold start (the index and
- *   its static chunks: the REST transport needs no client library), its TCP path the same plus the ioredis
- *   chunk; JMESPath, loaded only for a `{ jmespath }` key spec, counts in neither;
+ * - the layer from layers/oncely/src/index.ts with code splitting; the REST client (@upstash/redis and
+ *   oncely's requester), ioredis and JMESPath are chunks of their own, loaded by dynamic import. Its REST
+ *   path is every file a REST user loads at cold start (the index, its static chunks and the REST client
+ *   chunk), its TCP path the index and its static chunks plus the ioredis chunk; JMESPath, loaded only for a
+ *   `{ jmespath }` key spec, counts in neither;
+ * - the same layer as it was before @upstash/redis became its REST client (issue 14): the REST transport
+ *   swapped for bench/baseline/rest-protocol.ts, the protocol spoken by hand, no client chunk. Its REST path
+ *   is the "before" row;
  * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
  *   entries import `oncely` from the built layer instead, as deployed functions do.
  *
@@ -47,17 +51,40 @@ const clientShims: Plugin = {
   },
 };
 
+/** For the "before" layer: the REST transport replaced by the hand-written protocol it used to be. */
+const restBefore: Plugin = {
+  name: 'bench-rest-before',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(transport\/)?upstash\.js$/ }, (args) =>
+      args.importer.includes('layers/oncely/src')
+        ? { path: 'rest-before', namespace: 'bench-before' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'bench-before' }, () => ({
+      contents: "export { protocolStore as upstashStore } from './bench/baseline/rest-protocol.ts';",
+      resolveDir: root,
+      loader: 'ts',
+    }));
+  },
+};
+
 export interface Entry {
   id: string;
   label: string;
   /** bench/cold/<file>.ts */
   file: string;
-  /** Uses the layer (oncely) rather than bundling a library. */
-  layer?: 'rest' | 'tcp';
+  /** Uses the layer (oncely) rather than bundling a library: which path of which build. */
+  layer?: 'rest' | 'tcp' | 'rest-before';
 }
 
 export const ENTRIES: readonly Entry[] = [
   { id: 'oncely-rest', label: 'oncely REST (layer, REST path)', file: 'oncely-rest', layer: 'rest' },
+  {
+    id: 'oncely-rest-before',
+    label: 'oncely REST before @upstash/redis (layer, hand-written protocol)',
+    file: 'oncely-rest',
+    layer: 'rest-before',
+  },
   { id: 'oncely-tcp', label: 'oncely TCP (layer, TCP path)', file: 'oncely-tcp', layer: 'tcp' },
   { id: 'oncely-rest-entry', label: 'oncely REST lock entry', file: 'oncely-rest' },
   { id: 'oncely-tcp-entry', label: 'oncely TCP lock entry', file: 'oncely-tcp' },
@@ -84,7 +111,8 @@ const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
   if (m) return m[1]!;
   if (input.includes('layers/oncely/src')) return 'oncely';
-  if (input.startsWith('bench-shim:')) return 'oncely';
+  if (input.startsWith('bench-shim:') || input.startsWith('bench-before:')) return 'oncely';
+  if (input.includes('bench/baseline/')) return 'oncely';
   return 'entry';
 };
 
@@ -134,31 +162,49 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     logLevel: 'warning' as const,
     outExtension: { '.js': '.mjs' },
   };
+  const buildLayer = (dir: string, plugins: Plugin[]) =>
+    build({
+      ...common,
+      entryPoints: { index: 'layers/oncely/src/index.ts' },
+      outdir: dir,
+      splitting: true,
+      chunkNames: 'chunks/[name]-[hash]',
+      plugins,
+    });
   const layerDir = join(outDir, 'layer');
-  const layer = await build({
-    ...common,
-    entryPoints: { index: 'layers/oncely/src/index.ts' },
-    outdir: layerDir,
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    plugins: [clientShims],
-  });
+  const beforeDir = join(outDir, 'layer-before');
+  const layer = await buildLayer(layerDir, [clientShims]);
+  const before = await buildLayer(beforeDir, [clientShims, restBefore]);
   const layerIndex = relative(root, join(layerDir, 'index.mjs'));
+  const beforeIndex = relative(root, join(beforeDir, 'index.mjs'));
   const isChunk = (name: string) => (p: string) => p.includes(`/chunks/${name}-`);
-  const layerPath = {
-    rest: closure(layer.metafile!, layerIndex, () => false),
-    tcp: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
+  const layers = {
+    rest: {
+      dir: layerDir,
+      meta: layer.metafile!,
+      path: closure(layer.metafile!, layerIndex, isChunk('upstash-http')),
+    },
+    tcp: {
+      dir: layerDir,
+      meta: layer.metafile!,
+      path: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
+    },
+    'rest-before': {
+      dir: beforeDir,
+      meta: before.metafile!,
+      path: closure(before.metafile!, beforeIndex, () => false),
+    },
   };
 
-  const layerAlias: Plugin = {
+  const layerAlias = (dir: string): Plugin => ({
     name: 'bench-layer',
     setup(b) {
       b.onResolve({ filter: /^oncely$/ }, () => ({
-        path: relative(join(outDir, 'entries'), join(layerDir, 'index.mjs')),
+        path: relative(join(outDir, 'entries'), join(dir, 'index.mjs')),
         external: true,
       }));
     },
-  };
+  });
   const sizes: BundleSize[] = [];
   for (const entry of ENTRIES) {
     const outfile = join(outDir, 'entries', `${entry.id}.mjs`);
@@ -166,14 +212,14 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
       ...common,
       entryPoints: [join(root, 'bench', 'cold', `${entry.file}.ts`)],
       outfile,
-      plugins: entry.layer ? [layerAlias] : [],
+      plugins: entry.layer ? [layerAlias(layers[entry.layer].dir)] : [],
     });
     const own = relative(root, outfile);
-    const files = [own, ...(entry.layer ? layerPath[entry.layer] : [])];
+    const used = entry.layer ? layers[entry.layer] : undefined;
+    const files = [own, ...(used?.path ?? [])];
     const byPackage: Record<string, number> = {};
     addInputs(byPackage, result.metafile!.outputs[own]!);
-    if (entry.layer)
-      for (const f of layerPath[entry.layer]) addInputs(byPackage, layer.metafile!.outputs[f]!);
+    for (const f of used?.path ?? []) addInputs(byPackage, used!.meta.outputs[f]!);
     sizes.push({
       id: entry.id,
       label: entry.label,

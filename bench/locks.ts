@@ -8,7 +8,8 @@
  * REST (same gateway):
  *   raw       @upstash/redis `new Redis({ url, token })` with its defaults: SET NX PX, then EVALSHA
  *   upstash   @upstash/lock `new Lock({ id, redis, lease })` on that client
- *   oncely    createLock(upstashStore({ url, token }))
+ *   oncely    createLock(upstashStore({ url, token }))   (@upstash/redis over oncely's node:http requester)
+ *   oncely-before  the same over the hand-written protocol the REST transport used before (informational)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Lock as UpstashLock } from '@upstash/lock';
@@ -23,6 +24,7 @@ import {
   upstashStore,
 } from '../layers/oncely/src/index.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
+import { protocolStore } from './baseline/rest-protocol.js';
 
 export const TTL_MS = 10_000;
 
@@ -207,6 +209,17 @@ export function upstashLock(url: string, tokenValue: string): LockContender {
 
 export const oncelyRest = (url: string, tokenValue: string) =>
   oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }));
+
+/**
+ * The REST transport before @upstash/redis became its client: the protocol spoken by hand
+ * (bench/baseline/rest-protocol.ts). Informational: what the client costs on the REST path.
+ */
+export const oncelyRestBefore = (url: string, tokenValue: string) =>
+  oncely(
+    'oncely-before',
+    'oncely REST, hand-written protocol (before)',
+    protocolStore({ url, token: tokenValue }),
+  );
 
 /** Loads the raw baselines' scripts (EVALSHA must not fall back to EVAL while measuring). */
 export async function loadRawScripts(admin: Redis): Promise<void> {

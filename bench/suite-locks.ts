@@ -5,6 +5,7 @@ import {
   type LockContender,
   loadRawScripts,
   oncelyRest,
+  oncelyRestBefore,
   oncelyTcp,
   oncelyTcpOwn,
   pairOf,
@@ -86,7 +87,12 @@ export async function lockRest(
 ): Promise<LockSuiteResult> {
   await loadRawScripts(stack.admin);
   const { url } = stack.gateway;
-  const make = (): LockContender[] => [oncelyRest(url, TOKEN), upstashLock(url, TOKEN), rawRest(url, TOKEN)];
+  const make = (): LockContender[] => [
+    oncelyRest(url, TOKEN),
+    oncelyRestBefore(url, TOKEN),
+    upstashLock(url, TOKEN),
+    rawRest(url, TOKEN),
+  ];
   const contenders = make();
   try {
     log('  REST sequential pairs');

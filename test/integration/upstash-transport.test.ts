@@ -120,6 +120,23 @@ describe('REST requester against a stub endpoint', () => {
     }
   });
 
+  it('never retries: a connection reset mid-request is one request, reported as ambiguous', async () => {
+    const s = await stub((req) => req.socket.destroy()); // read the command, then drop the connection
+    const store = upstashStore({ url: s.url, token: 't', timeoutMs: 2000 });
+    try {
+      const single = await failure(store.run(ECHO, [], ['x']));
+      expect(single).toBeInstanceOf(StoreUnavailableError);
+      expect(single).toMatchObject({ ambiguous: true });
+      expect(s.seen).toHaveLength(1);
+      const batch = await failure(Promise.all([store.run(ECHO, [], ['a']), store.run(ECHO, [], ['b'])]));
+      expect(batch).toMatchObject({ ambiguous: true });
+      expect(s.seen).toHaveLength(2);
+    } finally {
+      await store.close();
+      await s.close();
+    }
+  });
+
   it('echoes the last upstash-sync-token (read-your-writes) and keeps one connection alive', async () => {
     let connections = 0;
     const s = await stub((_req, res, n) =>
