@@ -54,20 +54,29 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
   if (rest) {
     const o = find(rest.sequential, 'oncely');
     const u = find(rest.sequential, 'upstash-lock');
+    const before = find(rest.sequential, 'oncely-before');
     out.push(
       bullet(
         `**REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s,`,
-        `${verdict('rest.cold')} cold start). Both make two requests per pair. Client CPU per pair:`,
-        `oncely ${us(client(o))} (the REST protocol spoken over node:http with a keep-alive agent),`,
-        `@upstash/lock ${us(client(u))} (@upstash/redis over fetch); gateway CPU per pair`,
+        `${verdict('rest.cold')} cold start). Both make two requests per pair, both through`,
+        `@upstash/redis. Client CPU per pair: oncely ${us(client(o))} (the client over oncely's`,
+        'keep-alive node:http requester),',
+        `@upstash/lock ${us(client(u))} (the client over fetch); gateway CPU per pair`,
         `${us(server(o, 'gateway'))} vs ${us(server(u, 'gateway'))} (@upstash/lock's release sends its`,
         'whole script with EVAL, and its replies come base64-encoded). Under 50 workers both batch:',
         '@upstash/redis auto-pipelines every command of a tick into one request, oncely sends up to 32',
         'calls per /pipeline request so that the gateway starts on one while the client prepares the',
         'next. The gateway and redis-server share the two cores with the client, so pairs/s is bounded',
         'by the CPU of all three, and it is the noisiest figure here: see the per-round range in the',
-        "targets table. A fresh process's first lock skips fetch's first-use cost and the parse of",
-        '@upstash/redis.',
+        "targets table. A fresh process's first lock skips fetch's first-use cost.",
+      ),
+      bullet(
+        '**The REST client, before and after.** Until issue 14 the REST transport spoke the protocol by',
+        'hand over the same node:http code; that version runs here as "hand-written protocol (before)"',
+        '(bench/baseline/rest-protocol.ts, frozen). Same rounds: pair p50',
+        `${ms(o)} through @upstash/redis vs ${ms(before)} by hand (${p50Ratio(o, before)}), client CPU`,
+        `${us(client(o))} vs ${us(client(before))} per pair. The client costs bytes rather than`,
+        'time per call: see the bundle table (the "before" layer row) for the REST path and its cold start.',
       ),
     );
   }
@@ -125,8 +134,12 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
       bullet(
         `**Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST`,
         `lock entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP`,
-        'path). The REST transport speaks the REST protocol over node:http, so no @upstash/redis is',
-        'loaded at all. JMESPath is a chunk of its own, loaded only for a `{ jmespath }` key spec, so no',
+        "path). The REST path is the layer index plus a chunk with @upstash/redis and oncely's",
+        `requester, loaded by the first REST call (${parts(find(b, 'oncely-rest'))}); before issue 14,`,
+        `with the protocol spoken by hand, it was ${fmtBytes(find(b, 'oncely-rest-before')?.bytes ?? Number.NaN)}.`,
+        'The REST targets against "@upstash/redis alone" date from then: oncely now loads that client',
+        'and its own code on top, so the layer path cannot come under 1.15× of the client alone.',
+        'JMESPath is a chunk of its own, loaded only for a `{ jmespath }` key spec, so no',
         `path counts it (${fmtBytes(jmes(entry))} in the TCP lock entry).`,
         "The layer's index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event",
         `keys) wherever it is used; its TCP path is ${parts(find(b, 'oncely-tcp'))}.`,

@@ -3,8 +3,9 @@
  *
  *   dist/layer/nodejs/node_modules/oncely/   the layer (`layers.oncely.path` in serverless.yml): the layer
  *                                           source bundled, minified, with source maps; ESM with code
- *                                           splitting, so `ioredis` is a separate chunk
- *                                           loaded on first use (the REST path never loads ioredis)
+ *                                           splitting, so `ioredis` and the REST client
+ *                                           (`@upstash/redis` with oncely's requester) are separate
+ *                                           chunks, each loaded on first use by its transport
  *   dist/functions/<name>/handler.mjs       each function bundled alone, `oncely` external (it comes from the
  *                                           layer at /opt/nodejs/node_modules), the AWS SDK external (it comes
  *                                           with the runtime)
@@ -51,8 +52,9 @@ export const FUNCTION_EXTERNALS = ['oncely', '@aws-sdk/*'];
  * The targets of the transports' dynamic imports, as ES modules of their own. `import('ioredis')` of a CommonJS
  * package across a split point would yield `{ default: module.exports }`, not the named exports, so its shim
  * re-exports the names the transport uses with esbuild's CommonJS interop in the same chunk, and names the
- * chunk (`chunks/ioredis-<hash>.mjs`). The REST transport has no client library to load (it speaks the REST
- * protocol itself); `@upstash/redis` is only a type for upstashClientStore, whose caller brings the client.
+ * chunk (`chunks/ioredis-<hash>.mjs`). The REST transport's client needs no shim: it imports
+ * transport/upstash-http.ts, an ES module that imports `@upstash/redis` (ESM), which becomes
+ * `chunks/upstash-http-<hash>.mjs`.
  */
 const SHIMS: Record<string, { name: string; contents: string }> = {
   ioredis: {
