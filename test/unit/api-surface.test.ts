@@ -17,6 +17,7 @@ const VALUES = [
   'Lock',
   'LockLostError',
   'LockNotAcquiredError',
+  'LockNotReleasedError',
   'MAX_KEY_BYTES',
   'MAX_TTL_MS',
   'MIN_TTL_MS',
@@ -66,6 +67,7 @@ const VALUES = [
 const TYPES = [
   'AcquireOptions',
   'CallResult',
+  'CheckOutcome',
   'Clock',
   'ClusterStoreOptions',
   'Decision',
@@ -83,6 +85,7 @@ const TYPES = [
   'Leadership',
   'LockLostReason',
   'LockOptions',
+  'LockStatus',
   'Locker',
   'LogLevel',
   'NodeOutcome',
@@ -111,6 +114,8 @@ const TYPES = [
   'TransportOptions',
   'UpstashStoreOptions',
   'UsingOptions',
+  'WindowOptions',
+  'WindowResult',
 ];
 
 const source = readFileSync(new URL('../../layers/oncely/src/index.ts', import.meta.url), 'utf8');

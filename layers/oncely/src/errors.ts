@@ -67,6 +67,25 @@ export class LockNotAcquiredError extends OncelyError {
   }
 }
 
+/**
+ * A lock we may hold but will not use could not be given back: the release kept failing on the store until
+ * the lease's validity had passed (the key has expired by itself since). Reported through `onError`, never
+ * thrown. `attempts` counts the releases sent; `cause` is the last store error.
+ */
+export class LockNotReleasedError extends OncelyError {
+  override name = 'LockNotReleasedError';
+  readonly key: string;
+  readonly attempts: number;
+  constructor(key: string, attempts: number, options?: { cause?: unknown }) {
+    super(
+      `lock "${key}" could not be given back after ${attempts} release attempt(s); it expired by itself`,
+      options,
+    );
+    this.key = key;
+    this.attempts = attempts;
+  }
+}
+
 export type LockLostReason = 'expired' | 'stolen' | 'released';
 
 /**
@@ -178,12 +197,12 @@ const STATUS_WORDS: Record<NodeOutcome['status'], string> = {
 export class QuorumError extends OncelyError {
   override name = 'QuorumError';
   readonly key: string;
-  readonly operation: 'acquire' | 'extend' | 'release';
+  readonly operation: 'acquire' | 'extend' | 'release' | 'check';
   readonly quorum: number;
   readonly nodes: readonly NodeOutcome[];
   constructor(
     key: string,
-    operation: 'acquire' | 'extend' | 'release',
+    operation: 'acquire' | 'extend' | 'release' | 'check',
     quorum: number,
     nodes: readonly NodeOutcome[],
     detail?: string,

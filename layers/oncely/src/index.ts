@@ -7,6 +7,7 @@ export {
   LockLostError,
   type LockLostReason,
   LockNotAcquiredError,
+  LockNotReleasedError,
   MissingKeyError,
   type NodeOutcome,
   type NotStorableReason,
@@ -45,18 +46,22 @@ export {
 } from './leader.js';
 export {
   type AcquireOptions,
+  type CheckOutcome,
   createLock,
   type ExtendOutcome,
   Lease,
   Lock,
   type Locker,
   type LockOptions,
+  type LockStatus,
   MAX_KEY_BYTES,
   MAX_TTL_MS,
   MIN_TTL_MS,
   type ReleaseResult,
   type RetryOptions,
   type UsingOptions,
+  type WindowOptions,
+  type WindowResult,
 } from './lock.js';
 export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
 export type { Decision, DecisionKind, LogLevel } from './once/decisions.js';

@@ -10,12 +10,32 @@ import {
   LockLostError,
   type LockLostReason,
   LockNotAcquiredError,
+  LockNotReleasedError,
   OncelyError,
   StoreError,
   ValidationError,
 } from './errors.js';
-import { ACQUIRE, EXTEND, ownerReply, RELEASE } from './scripts.js';
+import {
+  ACQUIRE,
+  EXTEND,
+  LOCK_ACQUIRE_ALL,
+  LOCK_CHECK,
+  LOCK_EXTEND_ALL,
+  LOCK_RELEASE_ALL,
+  LOCK_RESUME,
+  LOCK_STATUS,
+  type OwnerReply,
+  ownerReply,
+  RELEASE,
+  WINDOW_OPEN,
+} from './scripts.js';
+import { hashTag } from './sharded.js';
 import type { Store } from './transport/types.js';
+
+// `await using lease = ...` looks the disposer up as Symbol.asyncDispose. Node defines it from 20.4 on (as
+// Symbol.for('nodejs.asyncDispose')); define it the same way where it is missing, so leases made here and
+// code compiled elsewhere agree on the one symbol.
+(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 
 // ---------------------------------------------------------------------------------------------- options
 
@@ -79,10 +99,42 @@ export interface LockOptions {
   driftMs?: number;
   /** The monotonic clock lease validity is measured on. @default performance.now */
   clock?: Clock;
+  /**
+   * Called with errors from work in the background, which nothing awaits: a lock given back after an ambiguous
+   * acquire whose release failed until the lease had expired (LockNotReleasedError), a release on `await using`
+   * scope exit that failed. Exceptions it throws are ignored.
+   * @default errors are dropped (the key expires with its TTL)
+   */
+  onError?: (error: Error) => void;
 }
+
+/** What `lock.status(key)` tells without holding the lock. Never the holder's token. */
+export interface LockStatus {
+  /** Someone holds the lock. */
+  readonly held: boolean;
+  /** The holder's remaining ms (server side); 0 when free. */
+  readonly remainingMs: number;
+  /** The holder's fence while held; when free, the last fence handed out (0 once its counter has expired). */
+  readonly fence: number;
+}
+
+export interface WindowOptions {
+  /** The window: `fn` starts at most once per `windowMs` for a key, across every process. */
+  windowMs: number;
+  /**
+   * When `fn` throws, reopen the window at once so the next call can run it again (true), or keep it closed
+   * until it ends (false).
+   * @default true
+   */
+  reopenOnError?: boolean;
+}
+
+/** `oncePerWindow()`'s result: `fn`'s value, or that the window is closed and when it opens again. */
+export type WindowResult<T> = { ran: true; value: T } | { ran: false; retryAfterMs: number };
 
 export type ReleaseResult = 'released' | 'notHeld' | 'expired';
 export type ExtendOutcome = 'extended' | 'stolen' | 'expired';
+export type CheckOutcome = 'held' | 'stolen' | 'expired';
 
 /** An extend script's reply (EXTEND, ONCE_EXTEND) as an ExtendOutcome. */
 export function extendOutcomeOf(reply: unknown): ExtendOutcome {
@@ -161,6 +213,8 @@ export function newToken(): string {
 export interface LeaseDriver {
   extend(key: string, token: string, ttlMs: number): Promise<ExtendOutcome>;
   release(key: string, token: string): Promise<ReleaseResult>;
+  /** Read-only: does the store still hold the token? */
+  check?(key: string, token: string): Promise<CheckOutcome>;
 }
 
 export interface LeaseInit {
@@ -174,6 +228,11 @@ export interface LeaseInit {
   drift: (ttlMs: number) => number;
   clock: Clock;
   driver: LeaseDriver;
+  /** Several locks held as one (`acquire([k1, k2])`): the keys and one fence each, in the caller's order. */
+  keys?: readonly string[];
+  fences?: readonly number[];
+  /** Where a release that failed on `await using` scope exit is reported (LockOptions.onError). */
+  onError?: (error: Error) => void;
 }
 
 /**
@@ -187,6 +246,10 @@ export class Lease {
   readonly token: string;
   /** Fencing token: strictly increasing across holders of this key. Pass it to the resource you protect. */
   readonly fence: number;
+  /** Every lock this lease holds: `[key]`, or the keys of `acquire([k1, k2, ...])` in the order given. */
+  readonly keys: readonly string[];
+  /** One fence per key of `keys` (each key's own counter); `fence` is the first. */
+  readonly fences: readonly number[];
   #validUntil: number;
   #ttlMs: number;
   #state: 'held' | 'released' | 'lost' = 'held';
@@ -199,6 +262,8 @@ export class Lease {
     this.key = init.key;
     this.token = init.token;
     this.fence = init.fence;
+    this.keys = Object.freeze([...(init.keys ?? [init.key])]);
+    this.fences = Object.freeze([...(init.fences ?? [init.fence])]);
     this.#ttlMs = init.ttlMs;
     this.#validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
     this.#arm();
@@ -256,6 +321,32 @@ export class Lease {
     return this.#init.driver.release(this.key, this.token);
   }
 
+  /**
+   * Asks the store, in one round trip, whether the lease is still ours. True while it is; false once it is
+   * not (another owner has the key, it expired, or we released it), and then `held` is false and `signal` has
+   * fired. Throws StoreError when the store cannot tell (the lease stays as it was).
+   */
+  async check(): Promise<boolean> {
+    if (!this.held) return false;
+    const { driver } = this.#init;
+    if (!driver.check) throw new OncelyError(`lock "${this.key}": this lease cannot be checked on its store`);
+    const outcome = await driver.check(this.key, this.token);
+    if (outcome !== 'held') this.#lose(outcome);
+    return this.held;
+  }
+
+  /**
+   * `await using lease = await lock.acquire(...)`: releases the lease when the scope exits. Never throws, so
+   * it cannot hide the scope's own result or error: a release that fails on the store is retried in the
+   * background until it succeeds or the lease has expired by itself, and a final failure goes to the lock's
+   * `onError`. A lease released already is left alone.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === 'released') return;
+    const until = this.#validUntil + this.#init.drift(this.#ttlMs);
+    await releaseOrGiveBack(this.key, () => this.release(), this.#init.clock, until, this.#init.onError);
+  }
+
   #arm(): void {
     clearTimeout(this.#timer);
     const delay = this.#validUntil - this.#init.clock.now();
@@ -279,6 +370,82 @@ export class Lease {
       this.#controller.abort(err);
     }
     return err;
+  }
+}
+
+// ------------------------------------------------------------------------------ giving back a lock we may hold
+
+/** First retry delay of a give-back release; it doubles up to GIVE_BACK_MAX_DELAY_MS, with jitter. */
+export const GIVE_BACK_DELAY_MS = 50;
+export const GIVE_BACK_MAX_DELAY_MS = 1000;
+
+/** Resolves after `ms` without keeping the process alive for it (background work only). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref?.());
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function report(onError: ((error: Error) => void) | undefined, err: unknown): void {
+  try {
+    onError?.(asError(err));
+  } catch {
+    // the reporter's own failure must not escape background work
+  }
+}
+
+/**
+ * Gives back a lock we may hold but will not use (an acquire that gave up after an ambiguous reply, a release
+ * that failed): sends `release` until it succeeds, the store says the key is not ours (`notHeld`, `expired`),
+ * or the monotonic time `until` has passed, by which the key has expired by itself. Store failures are retried
+ * with backoff (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered); a final failure is reported
+ * to `onError` as a LockNotReleasedError whose cause is the last store error. Never throws.
+ *
+ * `firstError`: the first release has already been sent and failed with it; start with a pause.
+ */
+export async function giveBack(
+  key: string,
+  release: () => Promise<ReleaseResult>,
+  clock: Clock,
+  until: number,
+  onError: ((error: Error) => void) | undefined,
+  firstError?: Error,
+): Promise<ReleaseResult | 'failed'> {
+  let attempts = firstError ? 1 : 0;
+  let last: unknown = firstError;
+  for (let delay = GIVE_BACK_DELAY_MS; ; delay = Math.min(delay * 2, GIVE_BACK_MAX_DELAY_MS)) {
+    if (last !== undefined) {
+      if (!(last instanceof StoreError)) break; // not the network: a retry would fail the same way
+      const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
+      if (clock.now() + wait >= until) break;
+      await pause(wait);
+    }
+    attempts++;
+    try {
+      return await release();
+    } catch (err) {
+      last = err;
+    }
+  }
+  report(onError, new LockNotReleasedError(key, attempts, { cause: last }));
+  return 'failed';
+}
+
+/** One release now; if the store failed, the rest of giveBack() in the background. Never throws. */
+export async function releaseOrGiveBack(
+  key: string,
+  release: () => Promise<ReleaseResult>,
+  clock: Clock,
+  until: number,
+  onError: ((error: Error) => void) | undefined,
+): Promise<void> {
+  try {
+    await release();
+  } catch (err) {
+    if (err instanceof StoreError) void giveBack(key, release, clock, until, onError, err);
+    else report(onError, err);
   }
 }
 
@@ -403,6 +570,7 @@ export class Lock implements Locker {
   readonly #driftFactor: number;
   readonly #driftMs: number;
   readonly #driver: LeaseDriver;
+  readonly #onError: ((error: Error) => void) | undefined;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
 
   constructor(store: Store, options: LockOptions = {}) {
@@ -413,8 +581,11 @@ export class Lock implements Locker {
     if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5))
       problems.push(`driftFactor must be a number in [0, 0.5), got ${String(driftFactor)}`);
     if (!isWholeMs(driftMs, 0, 60_000)) problems.push(`driftMs must be a whole number from 0 to 60000`);
+    if (options.onError !== undefined && typeof options.onError !== 'function')
+      problems.push('onError must be a function');
     check(problems, 'Lock options');
     this.store = store;
+    this.#onError = options.onError;
     this.#prefix = prefix;
     this.#clock = clock;
     this.#driftFactor = driftFactor;
@@ -423,6 +594,7 @@ export class Lock implements Locker {
       extend: async (key, token, ttlMs) =>
         extendOutcomeOf(await store.run(EXTEND, [this.keyOf(key)], [token, ttlMs])),
       release: async (key, token) => releaseResultOf(await store.run(RELEASE, [this.keyOf(key)], [token])),
+      check: async (key, token) => checkOutcome(await store.run(LOCK_CHECK, [this.keyOf(key)], [token])),
     };
   }
 
@@ -434,23 +606,35 @@ export class Lock implements Locker {
     return `${this.#prefix}:{${key}}:fence`;
   }
 
-  /** One attempt: a lease, or null when another owner holds the lock. Store failures throw StoreError. */
-  async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
+  /**
+   * One attempt: a lease, or null when another owner holds the lock. Store failures throw StoreError.
+   * With several keys, a lease on all of them or null (see acquire).
+   */
+  async tryAcquire(key: string | readonly string[], options: { ttlMs: number }): Promise<Lease | null> {
+    if (isKeyList(key)) return this.#tryAcquireAll(key, options);
     check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
     const token = newToken();
     const result = await this.#attempt(key, options.ttlMs, token);
     if (result.error) {
-      // An ambiguous failure may have left the lock ours: give it back in the background.
+      // An ambiguous failure may have left the lock ours: give it back in the background, retrying.
       if (result.error instanceof StoreError && result.error.ambiguous) {
-        void this.#driver.release(key, token).catch(() => undefined);
+        void this.#giveBack(key, () => this.#driver.release(key, token), options.ttlMs);
       }
       throw result.error;
     }
     return result.lease;
   }
 
-  /** Waits for the lock per `retry` (default 10 attempts, 200 ms ± 100 ms apart). Throws LockNotAcquiredError. */
-  async acquire(key: string, options: AcquireOptions): Promise<Lease> {
+  /**
+   * Waits for the lock per `retry` (default 10 attempts, 200 ms ± 100 ms apart). Throws LockNotAcquiredError.
+   *
+   * With several keys (`acquire([k1, k2, ...])`) the lease holds all of them or none: one script when every
+   * key shares a hash tag (one cluster slot), otherwise key by key in sorted order, releasing the keys taken
+   * so far when one is held by another owner, so two contenders for overlapping sets never deadlock. Each key
+   * keeps its own fence (`lease.fences`, in the order given).
+   */
+  async acquire(key: string | readonly string[], options: AcquireOptions): Promise<Lease> {
+    if (isKeyList(key)) return this.#acquireAll(key, options);
     check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
     // One token for every attempt: if an attempt's reply was lost, the next one finds the lock already ours.
     const token = newToken();
@@ -467,18 +651,254 @@ export class Lock implements Locker {
         this.#clock,
       );
     } catch (err) {
-      // An ambiguous failure may have left the lock ours: give it back rather than block others for a TTL.
-      if (maybeOurs) await this.#driver.release(key, token).catch(() => undefined);
+      // An ambiguous failure may have left the lock ours: give it back rather than block others for a TTL
+      // (one release now, retried in the background while the store fails).
+      if (maybeOurs)
+        await this.#releaseOrGiveBack(key, () => this.#driver.release(key, token), options.ttlMs);
       throw err;
     }
   }
 
   /** acquire(), then run `fn` with the lease, auto-extending it, and always release. */
-  async using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T> {
+  async using<T>(
+    key: string | readonly string[],
+    fn: (lease: Lease) => Promise<T>,
+    options: UsingOptions,
+  ): Promise<T> {
     if (options?.extendBeforeMs !== undefined && !isWholeMs(options.extendBeforeMs, 1, options.ttlMs - 1))
       check([`extendBeforeMs must be a whole number from 1 to ttlMs − 1`], 'using');
     const lease = await this.acquire(key, options);
     return usingLease(lease, fn, options, this.#clock);
+  }
+
+  /**
+   * The lock's state without holding it, in one read-only round trip: held or free, the holder's remaining
+   * ms and its fence. Never the token.
+   */
+  async status(key: string): Promise<LockStatus> {
+    check(keyProblems(key), 'status');
+    const reply = await this.store.run(LOCK_STATUS, [this.keyOf(key), this.fenceKeyOf(key)], []);
+    if (!Array.isArray(reply) || reply.length !== 3) throw this.#unexpected('status', reply);
+    const [held, pttl, fence] = reply.map(Number) as [number, number, number];
+    return { held: held === 1, remainingMs: held === 1 ? Math.max(0, pttl) : 0, fence };
+  }
+
+  /**
+   * Rebuilds a lease from a token handed over by its holder (e.g. passed to a worker in an async invoke): the
+   * lock's expiry is reset to `ttlMs` and the lease carries the holder's fence. Throws LockLostError (`stolen`
+   * or `expired`) when the token no longer holds the key. Both processes now hold the same lease: let one of
+   * them stop using it.
+   */
+  async resume(key: string, token: string, options: { ttlMs: number }): Promise<Lease> {
+    const tokenProblems =
+      typeof token !== 'string' || token.length === 0 || token.length > MAX_KEY_BYTES
+        ? [`token must be a non-empty string of at most ${MAX_KEY_BYTES} characters`]
+        : [];
+    check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs)], 'resume');
+    const { ttlMs } = options;
+    const startedAt = this.#clock.now();
+    const reply = await this.store.run(LOCK_RESUME, [this.keyOf(key), this.fenceKeyOf(key)], [token, ttlMs]);
+    if (!Array.isArray(reply) || reply.length === 0) throw this.#unexpected('resume', reply);
+    const [ok, fence] = reply.map(Number) as [number, number | undefined];
+    if (ok !== 1) throw new LockLostError(key, ok === -1 ? 'stolen' : 'expired');
+    return this.#lease({ key, token, fence: fence ?? 0, ttlMs, startedAt, driver: this.#driver });
+  }
+
+  /**
+   * Runs `fn` at most once per `windowMs` for `key`, across every process sharing the store ("rebuild the
+   * cache at most once a minute, however many events arrive"). The first call of a window runs `fn` and gets
+   * `{ ran: true, value }`; the others get `{ ran: false, retryAfterMs }` at once, without waiting. The window
+   * counts from the start of the run: a run longer than the window may overlap the next one (hold a lock
+   * inside `fn` if that matters). If `fn` throws, the window reopens (see `reopenOnError`) and the error is
+   * rethrown. The key is `<prefix>:{<key>}:window`, apart from the lock of the same name.
+   */
+  async oncePerWindow<T>(
+    key: string,
+    fn: () => Promise<T>,
+    options: WindowOptions,
+  ): Promise<WindowResult<T>> {
+    const problems = [...keyProblems(key), ...ttlProblems(options?.windowMs, 'windowMs')];
+    if (typeof fn !== 'function') problems.push('fn must be a function');
+    if (options?.reopenOnError !== undefined && typeof options.reopenOnError !== 'boolean')
+      problems.push('reopenOnError must be a boolean');
+    check(problems, 'oncePerWindow');
+    const windowKey = `${this.#prefix}:{${key}}:window`;
+    const token = newToken();
+    const reply = await this.store.run(WINDOW_OPEN, [windowKey], [token, options.windowMs]);
+    if (!Array.isArray(reply) || reply.length !== 2) throw this.#unexpected('window', reply);
+    const [opened, pttl] = reply.map(Number) as [number, number];
+    if (opened !== 1) return { ran: false, retryAfterMs: Math.max(0, pttl) };
+    try {
+      return { ran: true, value: await fn() };
+    } catch (err) {
+      if (options.reopenOnError ?? true) {
+        try {
+          await this.store.run(RELEASE, [windowKey], [token]);
+        } catch (releaseError) {
+          report(this.#onError, releaseError); // the window stays closed until it ends; fn's error wins
+        }
+      }
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------------------- several keys at once
+
+  async #tryAcquireAll(keys: readonly string[], options: { ttlMs: number }): Promise<Lease | null> {
+    const set = this.#keySet(keys, [...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    const token = newToken();
+    const result = await this.#attemptAll(set, options.ttlMs, token);
+    if (result.error) {
+      if (result.error instanceof StoreError && result.error.ambiguous) {
+        void this.#giveBack(set.label, () => set.driver.release(set.label, token), options.ttlMs);
+      }
+      throw result.error;
+    }
+    return result.lease;
+  }
+
+  async #acquireAll(keys: readonly string[], options: AcquireOptions): Promise<Lease> {
+    const set = this.#keySet(
+      keys,
+      [...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)],
+      'acquire',
+    );
+    const token = newToken();
+    let maybeOurs = false;
+    try {
+      return await acquireLoop(
+        set.label,
+        async () => {
+          const r = await this.#attemptAll(set, options.ttlMs, token);
+          if (r.error instanceof StoreError && r.error.ambiguous) maybeOurs = true;
+          return r;
+        },
+        options,
+        this.#clock,
+      );
+    } catch (err) {
+      if (maybeOurs)
+        await this.#releaseOrGiveBack(set.label, () => set.driver.release(set.label, token), options.ttlMs);
+      throw err;
+    }
+  }
+
+  /** Validates a key set; its sorted order, whether one script can take it, and a driver for the lease. */
+  #keySet(keys: readonly string[], more: string[], what: string): KeySet {
+    const problems = keys.length === 0 ? ['keys must not be empty'] : [];
+    keys.forEach((k, i) => {
+      for (const p of keyProblems(k)) problems.push(`keys[${i}]: ${p}`);
+    });
+    if (new Set(keys).size !== keys.length) problems.push('keys must not repeat a key');
+    check([...problems, ...more], what);
+    const given = [...keys];
+    const sorted = [...keys].sort();
+    const locks = sorted.map((k) => this.keyOf(k));
+    const oneSlot = new Set(locks.map(hashTag)).size === 1;
+    const store = this.store;
+    // Each script's 1 / -1 / 0 reply, per key (runMany: one round trip, one per slot group on a cluster).
+    const each = async (script: typeof EXTEND, token: string, args: (string | number)[]) => {
+      const results = await store.runMany(locks.map((k) => ({ script, keys: [k], args: [token, ...args] })));
+      return results.map((r) => {
+        if (!r.ok) throw r.error;
+        return ownerReply(r.value);
+      });
+    };
+    // A set is ours while every key is; another owner on any key means stolen.
+    const all = (r: OwnerReply[]) =>
+      r.includes('theirs') ? 'theirs' : r.every((x) => x === 'ours') ? 'ours' : 'gone';
+    const driver: LeaseDriver = {
+      extend: async (_label, token, ttlMs) => {
+        const r = oneSlot
+          ? ownerReply(await store.run(LOCK_EXTEND_ALL, locks, [token, ttlMs]))
+          : all(await each(EXTEND, token, [ttlMs]));
+        return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
+      },
+      release: async (_label, token) => {
+        const r = oneSlot
+          ? [ownerReply(await store.run(LOCK_RELEASE_ALL, locks, [token]))]
+          : await each(RELEASE, token, []);
+        return r.includes('ours') ? 'released' : r.includes('theirs') ? 'notHeld' : 'expired';
+      },
+      check: async (_label, token) => {
+        const r = all(await each(LOCK_CHECK, token, []));
+        return r === 'ours' ? 'held' : r === 'theirs' ? 'stolen' : 'expired';
+      },
+    };
+    return { label: given.join(', '), given, sorted, oneSlot, driver };
+  }
+
+  async #attemptAll(set: KeySet, ttlMs: number, token: string): Promise<Attempt & { error?: Error }> {
+    const startedAt = this.#clock.now();
+    const fenceOf = new Map<string, number>();
+    try {
+      if (set.oneSlot) {
+        const keys = set.sorted.flatMap((k) => [this.keyOf(k), this.fenceKeyOf(k)]);
+        const reply = await this.store.run(LOCK_ACQUIRE_ALL, keys, [token, ttlMs]);
+        if (!Array.isArray(reply) || reply.length < 2) throw this.#unexpected('acquire', reply);
+        const r = reply.map(Number);
+        if (r[0] !== 1) return { lease: null, retryAfterMs: (r[2] ?? 0) > 0 ? r[2] : undefined };
+        set.sorted.forEach((k, i) => {
+          fenceOf.set(k, r[i + 1] ?? 0);
+        });
+      } else {
+        // Key by key in sorted order: a contender for an overlapping set waits on the same first key.
+        for (const k of set.sorted) {
+          const reply = await this.store.run(ACQUIRE, [this.keyOf(k), this.fenceKeyOf(k)], [token, ttlMs]);
+          if (!Array.isArray(reply) || reply.length !== 2) throw this.#unexpected('acquire', reply);
+          const [ok, value] = reply.map(Number) as [number, number];
+          if (ok !== 1) {
+            await this.#rollBack(fenceOf, token, ttlMs);
+            return { lease: null, retryAfterMs: value > 0 ? value : undefined };
+          }
+          fenceOf.set(k, value);
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      // Give back what this attempt took (all of it when the failing call may have been applied).
+      if (fenceOf.size > 0 && !err.ambiguous) await this.#rollBack(fenceOf, token, ttlMs);
+      return { lease: null, error: err };
+    }
+    if (this.#clock.now() >= startedAt + ttlMs - this.#drift(ttlMs)) {
+      await this.#releaseOrGiveBack(set.label, () => set.driver.release(set.label, token), ttlMs);
+      return { lease: null };
+    }
+    const fences = set.given.map((k) => fenceOf.get(k) ?? 0);
+    return {
+      lease: this.#lease({
+        key: set.label,
+        keys: set.given,
+        fences,
+        fence: fences[0] ?? 0,
+        token,
+        ttlMs,
+        startedAt,
+        driver: set.driver,
+      }),
+    };
+  }
+
+  /** Releases the keys of `taken` (an attempt that cannot complete), retrying in the background if need be. */
+  async #rollBack(taken: Map<string, number>, token: string, ttlMs: number): Promise<void> {
+    await Promise.all(
+      [...taken.keys()].map((k) => this.#releaseOrGiveBack(k, () => this.#driver.release(k, token), ttlMs)),
+    );
+  }
+
+  #lease(init: Omit<LeaseInit, 'drift' | 'clock' | 'onError'>): Lease {
+    return new Lease({ ...init, drift: this.#drift, clock: this.#clock, onError: this.#onError });
+  }
+
+  #giveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number) {
+    return giveBack(key, release, this.#clock, this.#clock.now() + ttlMs, this.#onError);
+  }
+  #releaseOrGiveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number) {
+    return releaseOrGiveBack(key, release, this.#clock, this.#clock.now() + ttlMs, this.#onError);
+  }
+
+  #unexpected(what: string, reply: unknown): OncelyError {
+    return new OncelyError(`${this.store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`);
   }
 
   async #attempt(key: string, ttlMs: number, token: string): Promise<Attempt & { error?: Error }> {
@@ -497,22 +917,33 @@ export class Lock implements Locker {
     if (ok !== 1) return { lease: null, retryAfterMs: value > 0 ? value : undefined };
     if (this.#clock.now() >= startedAt + ttlMs - this.#drift(ttlMs)) {
       // The reply came back too late to be of use: undo and count it as a failed attempt.
-      await this.#driver.release(key, token).catch(() => undefined);
+      await this.#releaseOrGiveBack(key, () => this.#driver.release(key, token), ttlMs);
       return { lease: null };
     }
-    return {
-      lease: new Lease({
-        key,
-        token,
-        fence: value,
-        ttlMs,
-        startedAt,
-        drift: this.#drift,
-        clock: this.#clock,
-        driver: this.#driver,
-      }),
-    };
+    return { lease: this.#lease({ key, token, fence: value, ttlMs, startedAt, driver: this.#driver }) };
   }
+}
+
+/** Several keys held as one lease (Lock.acquire([k1, k2, ...])). */
+interface KeySet {
+  /** The keys in the caller's order, joined: the lease's `key` and the name in errors. */
+  readonly label: string;
+  readonly given: readonly string[];
+  readonly sorted: readonly string[];
+  /** Every key shares one hash tag: one script takes, extends and releases them all. */
+  readonly oneSlot: boolean;
+  readonly driver: LeaseDriver;
+}
+
+/** `acquire([k1, k2])` rather than `acquire(k)` (Array.isArray does not narrow a readonly array). */
+function isKeyList(key: string | readonly string[]): key is readonly string[] {
+  return Array.isArray(key);
+}
+
+/** LOCK_CHECK's reply: 1 ours, -1 another owner's, 0 nobody's. */
+function checkOutcome(reply: unknown): CheckOutcome {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'held' : r === 'theirs' ? 'stolen' : 'expired';
 }
 
 /** `new Lock(store, options)`. */

@@ -14,6 +14,7 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  type CheckOutcome,
   check,
   type ExtendOutcome,
   keyProblems,
@@ -27,7 +28,7 @@ import {
   type UsingOptions,
   usingLease,
 } from './lock.js';
-import { ACQUIRE, EXTEND, FENCE_RAISE, ownerReply, RELEASE, type Script } from './scripts.js';
+import { ACQUIRE, EXTEND, FENCE_RAISE, LOCK_CHECK, ownerReply, RELEASE, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -459,6 +460,17 @@ export class Redlock implements Locker {
       // Unreachable nodes might still have our key: not proof of loss. The lease stays valid until its
       // deadline (its signal fires then); the caller may try again.
       throw new QuorumError(key, 'extend', q, this.#outcomes(results));
+    },
+    check: async (key, token): Promise<CheckOutcome> => {
+      const q = this.quorum;
+      const { answers } = fanOut(this.stores, LOCK_CHECK, [this.keyOf(key)], [token], this.#releaseTimeoutMs);
+      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'check', a)));
+      const lost = (r: readonly (Parsed | undefined)[]) =>
+        count(r, 'taken') + count(r, 'expired') > this.stores.length - q;
+      const results = await until(parsed, (r) => count(r, 'ok') >= q || lost(r));
+      if (count(results, 'ok') >= q) return 'held';
+      if (lost(results)) return count(results, 'taken') > 0 ? 'stolen' : 'expired';
+      throw new QuorumError(key, 'check', q, this.#outcomes(results));
     },
     release: async (key, token): Promise<ReleaseResult> => {
       const q = this.quorum;

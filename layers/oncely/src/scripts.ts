@@ -83,6 +83,158 @@ export function ownerReply(reply: unknown): OwnerReply {
 
 export const LOCK_SCRIPTS: readonly Script[] = [ACQUIRE, EXTEND, RELEASE];
 
+// ------------------------------------------------------------------------ lock status, check, resume, sets
+//
+// Read-only and hand-over scripts over the same keys as ACQUIRE / EXTEND / RELEASE, and the scripts that take
+// several locks at once when all their keys live in one slot (lock.ts `acquire([k1, k2])`).
+
+/**
+ * LOCK_STATUS  KEYS: lock, fence
+ * Returns {1, pttl, fence} while someone holds the lock, {0, 0, fence} when it is free (fence: the last one
+ * handed out, 0 if the counter is gone). Never returns the token.
+ */
+export const LOCK_STATUS: Script = {
+  name: 'lock-status',
+  keys: 2,
+  lua: `local fence = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {1, redis.call('PTTL', KEYS[1]), fence}
+end
+return {0, 0, fence}`,
+  sha1: '047f7ecd3e27877de04a3788c66ea6556de1f49a',
+};
+
+/**
+ * LOCK_CHECK  KEYS: lock   ARGV: token
+ * Read-only: 1 the lock holds our token, -1 another owner holds it, 0 nobody does (expired or released).
+ */
+export const LOCK_CHECK: Script = {
+  name: 'lock-check',
+  keys: 1,
+  lua: `local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then return 1 end
+if cur then return -1 end
+return 0`,
+  sha1: '44524de4db54674b884d8798d08e5420942093f3',
+};
+
+/**
+ * LOCK_RESUME  KEYS: lock, fence   ARGV: token, ttlMs
+ * Hand-over: while the lock holds the token, resets its expiry to ttlMs and returns {1, fence} (the counter
+ * has not moved since the token's holder took it). {-1} another owner holds it, {0} nobody does. Unlike
+ * ACQUIRE it never takes a free lock: a token that lost its key stays lost.
+ */
+export const LOCK_RESUME: Script = {
+  name: 'lock-resume',
+  keys: 2,
+  lua: `local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
+end
+if cur then return {-1} end
+return {0}`,
+  sha1: 'd9ba158fff0f7ab13941071fdae0959e04e3bf2c',
+};
+
+/**
+ * LOCK_ACQUIRE_ALL  KEYS: lock1, fence1, lock2, fence2, ...   ARGV: token, ttlMs
+ * All or none, in one script (every key in one slot). When every lock is free or already ours, takes each
+ * with the token (SET PX) and returns {1, fence1, fence2, ...}: one fence per lock, INCRed only where the lock
+ * was not ours yet (as ACQUIRE). Otherwise changes nothing and returns {0, i, pttl}: the first lock (1-based
+ * pair index) held by another owner, and that owner's remaining ms.
+ */
+export const LOCK_ACQUIRE_ALL: Script = {
+  name: 'lock-acquire-all',
+  keys: 0,
+  lua: `local n = #KEYS / 2
+for i = 1, n do
+  local cur = redis.call('GET', KEYS[2 * i - 1])
+  if cur and cur ~= ARGV[1] then
+    return {0, i, redis.call('PTTL', KEYS[2 * i - 1])}
+  end
+end
+local out = {1}
+for i = 1, n do
+  local lock, fence = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('GET', lock) == ARGV[1] then
+    out[i + 1] = tonumber(redis.call('GET', fence) or '0') or 0
+  else
+    out[i + 1] = redis.call('INCR', fence)
+  end
+  redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
+end
+return out`,
+  sha1: '6fe082439dc8e68b88bbbf65f42535fa5836494a',
+};
+
+/**
+ * LOCK_EXTEND_ALL  KEYS: lock1, lock2, ...   ARGV: token, ttlMs
+ * Extends every lock only if all still hold the token: 1 extended, -1 one is held by another owner, 0 one is
+ * gone (nothing changed in either case).
+ */
+export const LOCK_EXTEND_ALL: Script = {
+  name: 'lock-extend-all',
+  keys: 0,
+  lua: `local gone = false
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur and cur ~= ARGV[1] then return -1 end
+  if not cur then gone = true end
+end
+if gone then return 0 end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+return 1`,
+  sha1: '7520d5f90041edea66f3780468fddac3a130286b',
+};
+
+/**
+ * LOCK_RELEASE_ALL  KEYS: lock1, lock2, ...   ARGV: token
+ * Deletes every lock that holds the token. 1 at least one released, -1 none ours and one held by another
+ * owner, 0 none left (all expired).
+ */
+export const LOCK_RELEASE_ALL: Script = {
+  name: 'lock-release-all',
+  keys: 0,
+  lua: `local released, taken = 0, 0
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  if cur == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    released = released + 1
+  elseif cur then
+    taken = taken + 1
+  end
+end
+if released > 0 then return 1 end
+if taken > 0 then return -1 end
+return 0`,
+  sha1: '67471789e3fa28d732665ecdb57badf22e71088f',
+};
+
+/**
+ * WINDOW_OPEN  KEYS: window   ARGV: token, windowMs
+ * Once per window: {1, 0} when no window was open (one now is, for windowMs, marked with the token), {0, pttl}
+ * when one is, with its remaining ms.
+ */
+export const WINDOW_OPEN: Script = {
+  name: 'window-open',
+  keys: 1,
+  lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
+return {0, redis.call('PTTL', KEYS[1])}`,
+  sha1: 'ede5815dd26e8c407ab3e42337cc575b72ad2360',
+};
+
+export const LOCK_EXTRA_SCRIPTS: readonly Script[] = [
+  LOCK_STATUS,
+  LOCK_CHECK,
+  LOCK_RESUME,
+  LOCK_ACQUIRE_ALL,
+  LOCK_EXTEND_ALL,
+  LOCK_RELEASE_ALL,
+  WINDOW_OPEN,
+];
+
 // ------------------------------------------------------------------------------------------- run-once records
 //
 // One record per idempotency key (once/record.ts), a hash with PX expiry, next to its fencing counter in one slot:
