@@ -2,7 +2,8 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, runManyWithFallback, settle, withTimeout } from './shared.js';
+import { Connection } from './connection.js';
+import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import { keySlot } from './slot.js';
 import {
   type CallResult,
@@ -94,7 +95,6 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     timeoutMs,
     [options.password, passwordOf(options.url)],
     true,
-    true,
   );
 }
 
@@ -143,8 +143,10 @@ function tcpDefaults(timeoutMs: number) {
   return {
     protocol: 2 as const,
     connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
+    // No commandTimeout: the store bounds each whole call (connection.ts), one timer per call.
     maxRetriesPerRequest: 1,
+    // A command left without a reply on a dropped connection is never sent again by itself: it may have run.
+    autoResendUnfulfilledCommands: false,
     enableOfflineQueue: true,
     retryStrategy: (times: number) => Math.min(50 * times, 1000),
   };
@@ -174,35 +176,31 @@ function tcpStore(
   timeoutMs = DEFAULT_TIMEOUT_MS,
   secrets: readonly (string | undefined)[] = [],
   owned = false,
-  /**
-   * The client bounds every command itself (our standalone client: commandTimeout, which ioredis also applies
-   * to commands queued while it reconnects), so no second timer per call. A Cluster can hold commands in its
-   * own queue while it refreshes slots, and a client we were handed may have no timeout: those keep ours.
-   */
-  clientBoundsCalls = false,
 ): Store {
-  let client: Promise<Client> | undefined;
   // A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
   // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
   // so a timeout caused by bad credentials is reported as what it is.
   let connectionError: Error | undefined;
-  const get = () => {
-    client ??= connect().then((c) => {
-      if (owned) {
-        // A Cluster's 'error' says "Failed to refresh slots cache" and carries the cause as lastNodeError.
-        const remember = (e: Error & { lastNodeError?: Error }) => {
-          connectionError = e.lastNodeError ?? e;
-        };
-        c.on('error', remember);
-        c.on('node error', remember);
-        c.on('ready', () => {
-          connectionError = undefined;
-        });
-      }
-      return c;
-    });
-    return client;
-  };
+  // Every call bounded by timeoutMs, and a client that timed out replaced (connection.ts).
+  const connection = new Connection<Client>(
+    () =>
+      connect().then((c) => {
+        if (owned) {
+          // A Cluster's 'error' says "Failed to refresh slots cache" and carries the cause as lastNodeError.
+          const remember = (e: Error & { lastNodeError?: Error }) => {
+            connectionError = e.lastNodeError ?? e;
+          };
+          c.on('error', remember);
+          c.on('node error', remember);
+          c.on('ready', () => {
+            connectionError = undefined;
+          });
+        }
+        return c;
+      }),
+    { timeoutMs, name, owned },
+  );
+  const get = () => connection.get();
 
   const mapError = (err: unknown): Error => {
     if (
@@ -275,8 +273,7 @@ function tcpStore(
     name,
     async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       try {
-        const work = evalWithFallback(script, keys, args, evalsha, evalLua);
-        return await (clientBoundsCalls ? work : withTimeout(work, timeoutMs * 2, name));
+        return await connection.call(() => evalWithFallback(script, keys, args, evalsha, evalLua));
       } catch (err) {
         throw mapError(err);
       }
@@ -284,17 +281,24 @@ function tcpStore(
     async runMany(calls: readonly ScriptCall[]) {
       if (calls.length === 0) return [];
       try {
-        return await withTimeout(runManyWithFallback(calls, pipelineOnce), timeoutMs * 2, name);
+        return await connection.call(() => runManyWithFallback(calls, pipelineOnce));
       } catch (err) {
         throw mapError(err);
       }
     },
     async close() {
-      if (!owned || !client) return;
-      const c = await client.catch(() => undefined);
-      client = undefined;
-      if (!c) return;
-      await c.quit().catch(() => c.disconnect());
+      const c = await connection.close();
+      if (!owned || !c) return;
+      // QUIT waits for a reply, which a stalled connection never sends: bounded too, then the socket goes.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        c.quit(),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]).catch(() => undefined);
+      clearTimeout(timer);
+      c.disconnect();
     },
   };
 }
