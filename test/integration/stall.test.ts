@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startCluster, startRedis } from '../../dev/redis-server.js';
+import { type RedisProcess, startRedis } from '../../dev/redis-server.js';
 import {
   clusterStore,
   redisStore,
@@ -10,8 +10,7 @@ import {
   StoreUnavailableError,
 } from '../../layers/oncely/src/index.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
-import { type StallProxy, startStallProxy } from '../support/stall-proxy.js';
+import { type StallProxy, startProxiedCluster, startStallProxy } from '../support/stall-proxy.js';
 
 // A TCP connection whose command timed out is not trusted again: through a proxy that stalls a connection
 // without closing it, or loses a reply and keeps the connection, the store's next call runs on a fresh
@@ -52,47 +51,14 @@ async function standalonePath(): Promise<Path> {
 
 /** A 3-master cluster whose nodes announce their proxies' ports: all the store's traffic goes through them. */
 async function clusterPath(): Promise<Path> {
-  const cluster = await startCluster({ masters: 3 });
-  const proxies = await Promise.all(cluster.nodes.map((n) => startStallProxy(n)));
-  const byProxyPort = new Map(proxies.map((p, i) => [p.port, { proxy: p, node: cluster.nodes[i]! }]));
-  const admins = cluster.nodes.map((n) => new Redis({ host: n.host, port: n.port, protocol: 2 }));
-  const admin = admins[0]!;
-  let store: Store | undefined;
-  try {
-    await Promise.all(
-      admins.map((a, i) => a.call('CONFIG', 'SET', 'cluster-announce-port', String(proxies[i]!.port))),
-    );
-    // Wait for the gossip: every node lists every master at its proxy's port.
-    for (;;) {
-      const views = await Promise.all(admins.map((a) => a.call('CLUSTER', 'SLOTS') as Promise<unknown[][]>));
-      const ports = views.flatMap((slots) => slots.map((s) => Number((s[2] as unknown[])[1])));
-      if (ports.every((p) => byProxyPort.has(p))) break;
-      await delay(50);
-    }
-    store = clusterStore({
-      nodes: proxies.map((p) => ({ host: p.host, port: p.port })),
-      timeoutMs: TIMEOUT_MS,
-    });
-  } catch (err) {
-    for (const a of admins) a.disconnect();
-    await Promise.all(proxies.map((p) => p.stop()));
-    await cluster.stop();
-    throw err;
-  }
-  const s = store;
+  const cluster = await startProxiedCluster();
+  const store = clusterStore({ nodes: cluster.seeds, timeoutMs: TIMEOUT_MS });
   return {
-    store: s,
-    proxies,
-    async proxyFor(key) {
-      const slots = (await admin.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
-      const slot = keySlot(key);
-      const owner = slots.find(([first, last]) => slot >= first && slot <= last)!;
-      return byProxyPort.get(Number(owner[2][1]))!.proxy;
-    },
+    store,
+    proxies: [...cluster.proxies],
+    proxyFor: async (key) => cluster.proxies[await cluster.ownerOf(key)]!,
     async stop() {
-      await s.close();
-      for (const a of admins) a.disconnect();
-      await Promise.all(proxies.map((p) => p.stop()));
+      await store.close();
       await cluster.stop();
     },
   };

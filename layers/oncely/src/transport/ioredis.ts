@@ -116,7 +116,12 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
         options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[],
         {
           enableOfflineQueue: true,
-          slotsRefreshTimeout: timeoutMs,
+          // The ready check asks one node, picked at random, for CLUSTER INFO: a node that does not answer
+          // would hold every call until its timeout though the others serve. A cluster that is down answers
+          // CLUSTERDOWN to the command itself.
+          enableReadyCheck: false,
+          // A third of a call: a seed that does not answer leaves time to ask the next one within timeoutMs.
+          slotsRefreshTimeout: Math.max(1, Math.floor(timeoutMs / 3)),
           clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
           // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
           ...(tls
@@ -209,6 +214,13 @@ function tcpStore(
       AUTH_FAILED.test(connectionError.message)
     ) {
       return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+    }
+    // Timed out before the client was ever ready (nothing sent): say why it could not connect, when known.
+    if (err instanceof StoreUnavailableError && !err.ambiguous && connectionError) {
+      return new StoreUnavailableError(
+        `${name}: unreachable within ${timeoutMs} ms (${redact(connectionError.message, secrets)})`,
+        { store: name, ambiguous: false },
+      );
     }
     if (err instanceof StoreError) return err;
     const e = err instanceof Error ? err : new Error(String(err));

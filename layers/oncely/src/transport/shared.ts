@@ -25,15 +25,21 @@ export async function evalWithFallback(
 
 /**
  * Bounds `work` by `timeoutMs`: past it the returned promise rejects with StoreUnavailableError (ambiguous:
- * the request may still be applied). The timer never keeps the process alive.
+ * the request may still be applied), whose message names `shownMs` (the whole call's bound). The timer never
+ * keeps the process alive.
  */
-export function withTimeout<T>(work: Promise<T>, timeoutMs: number, store: string): Promise<T> {
+export function withTimeout<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  store: string,
+  shownMs = timeoutMs,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () =>
         reject(
-          new StoreUnavailableError(`${store}: no reply within ${timeoutMs} ms`, { store, ambiguous: true }),
+          new StoreUnavailableError(`${store}: no reply within ${shownMs} ms`, { store, ambiguous: true }),
         ),
       timeoutMs,
     );

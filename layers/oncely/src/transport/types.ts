@@ -31,7 +31,9 @@ export interface Store {
 /** Options every transport shares. */
 export interface TransportOptions {
   /**
-   * Upper bound of one request, connect included: past it the call fails with StoreUnavailableError.
+   * Upper bound of one call as a whole: connecting, a cluster's slot discovery and redirects, EVALSHA and the
+   * EVAL after NOSCRIPT. Past it the call fails with StoreUnavailableError (`ambiguous` unless nothing was
+   * sent), and a TCP connection on which it timed out is closed: the next call opens a fresh one.
    * @default 2000
    */
   timeoutMs?: number;

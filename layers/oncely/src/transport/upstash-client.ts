@@ -1,7 +1,7 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError, ValidationError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
+import { evalWithFallback, runManyWithFallback, settle, withTimeout } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 
 /** Network error codes that prove the request never reached the server. */
@@ -47,9 +47,24 @@ interface Pending extends ScriptCall {
  */
 export function clientStore(
   client: () => UpstashRedis | Promise<UpstashRedis>,
-  opts: { name: string; secrets?: readonly string[]; close?: () => Promise<void> },
+  opts: {
+    name: string;
+    secrets?: readonly string[];
+    close?: () => Promise<void>;
+    /**
+     * Bounds each call as a whole: the EVAL after NOSCRIPT (a second request) gets what is left of it. The
+     * first request is bounded by the requester's own timer. Unset for a client you handed in (its own
+     * `signal` governs).
+     */
+    timeoutMs?: number;
+  },
 ): Store {
-  const { name, secrets = [] } = opts;
+  const { name, secrets = [], timeoutMs } = opts;
+  /** The second request of a call, bounded by what is left of the call's timeoutMs. */
+  const rest = <T>(work: Promise<T>, started: number): Promise<T> =>
+    timeoutMs === undefined
+      ? work
+      : withTimeout(work, Math.max(0, started + timeoutMs - performance.now()), name, timeoutMs);
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
@@ -91,16 +106,22 @@ export function clientStore(
 
   const runMany = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
+    const started = performance.now();
     try {
-      return await runManyWithFallback(calls, pipeline);
+      return await runManyWithFallback(calls, (c, useLua) =>
+        useLua ? rest(pipeline(c, true), started) : pipeline(c, false),
+      );
     } catch (err) {
       throw mapError(err);
     }
   };
 
   const runOne = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    const started = performance.now();
     try {
-      return await evalWithFallback(script, keys, args, evalsha, evalLua);
+      return await evalWithFallback(script, keys, args, evalsha, (lua, k, a) =>
+        rest(evalLua(lua, k, a), started),
+      );
     } catch (err) {
       throw mapError(err);
     }

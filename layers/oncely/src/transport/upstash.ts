@@ -20,7 +20,7 @@ export interface UpstashStoreOptions extends TransportOptions {
  * runs the scripts). oncely builds the client on first use around a requester of its own
  * (transport/upstash-http.ts): `node:http(s)` with a keep-alive agent, because the client's default `fetch`
  * costs three times the latency per request (docs/benchmarks.md); raw replies; the read-your-writes sync
- * token; a timeout per request; no retries, so a timed-out write is reported as ambiguous, never silently
+ * token; one timeoutMs per call (EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out write is reported as ambiguous, never silently
  * sent twice. The client and the HTTP code are a chunk of their own, loaded by the first call: the TCP path
  * never loads them.
  */
@@ -50,6 +50,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   return clientStore(() => ready ?? connect(), {
     name,
     secrets: [token],
+    timeoutMs,
     async close() {
       (await pending?.catch(() => undefined))?.close();
     },
