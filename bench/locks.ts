@@ -23,6 +23,7 @@ import {
   type Store,
   upstashStore,
 } from '../layers/oncely/src/index.js';
+import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/lock.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
 import { protocolStore } from './baseline/rest-protocol.js';
 
@@ -102,14 +103,17 @@ export function rawFencedTcp(client: Redis): LockContender {
         `oncely:{${key}}:fence`,
         t,
         TTL_MS,
+        TTL_MS + FENCE_GRACE_MS,
+        Date.now(),
       )) as number[];
       if (reply[0] !== 1) notAcquired(label, key);
       return {
         async extend() {
-          await client.evalsha(EXTEND.sha1, 1, lockKey, t, TTL_MS);
+          const fenceKey = `oncely:{${key}}:fence`;
+          await client.evalsha(EXTEND.sha1, 2, lockKey, fenceKey, t, TTL_MS, TTL_MS + FENCE_GRACE_MS);
         },
         async release() {
-          await client.evalsha(RELEASE.sha1, 1, lockKey, t);
+          await client.evalsha(RELEASE.sha1, 2, lockKey, `oncely:{${key}}:fence`, t, FENCE_GRACE_MS);
         },
       };
     },

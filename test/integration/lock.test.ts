@@ -53,7 +53,7 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
     const lease = (await lock.tryAcquire(key, { ttlMs: 5000 }))!;
     expect(lease.key).toBe(key);
     expect(lease.token).toMatch(/^[A-Za-z0-9_-]{22}$/); // 128 bits, base64url
-    expect(lease.fence).toBe(1);
+    expect(lease.fence).toBeGreaterThan(0);
     expect(await lock.tryAcquire(key, { ttlMs: 5000 })).toBeNull();
     expect(await fx.admin.pttl(lock.keyOf(key))).toBeGreaterThan(4000);
     expect(await lease.release()).toBe('released');
@@ -108,15 +108,18 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
   it('acquire re-run with the token we hold succeeds with the same fence', async () => {
     const key = uniqueKey('rerun');
     const keys = [lock.keyOf(key), lock.fenceKeyOf(key)];
-    expect(await lock.store.run(ACQUIRE, keys, ['tok-A', 5000])).toEqual([1, 1]);
-    expect(await lock.store.run(ACQUIRE, keys, ['tok-A', 5000])).toEqual([1, 1]);
-    const [status, pttl] = (await lock.store.run(ACQUIRE, keys, ['tok-B', 5000])) as [number, number];
+    const args = (token: string) => [token, 5000, 65_000, Date.now()];
+    const [ok, fence] = (await lock.store.run(ACQUIRE, keys, args('tok-A'))) as [number, number];
+    expect(ok).toBe(1);
+    expect(await lock.store.run(ACQUIRE, keys, args('tok-A'))).toEqual([1, fence]);
+    const [status, pttl] = (await lock.store.run(ACQUIRE, keys, args('tok-B'))) as [number, number];
     expect(status).toBe(0);
     expect(pttl).toBeGreaterThan(4000);
   });
 
   it('fences strictly increase across holders', async () => {
     const key = uniqueKey('fence');
+    const startedAt = Date.now();
     const other = createLock(fx.store());
     const fences: number[] = [];
     for (let i = 0; i < 6; i++) {
@@ -124,7 +127,9 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
       fences.push(l.fence);
       await l.release();
     }
-    expect(fences).toEqual([1, 2, 3, 4, 5, 6]);
+    // Each fence is above the last, and the first is floored at the store's clock (same host as ours).
+    expect(fences[0]).toBeGreaterThan(startedAt - 60_000);
+    for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
   });
 
   it('20 concurrent contenders: no two critical sections overlap, fences increase in entry order', async () => {
@@ -164,13 +169,13 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
       ['a', 'b', 'c'].map((k) => ({
         script: ACQUIRE,
         keys: [lock.keyOf(`${key}-${k}`), lock.fenceKeyOf(`${key}-${k}`)],
-        args: ['tok', 5000],
+        args: ['tok', 5000, 65_000, Date.now()],
       })),
     );
     expect(results).toEqual([
-      { ok: true, value: [1, 1] },
-      { ok: true, value: [1, 1] },
-      { ok: true, value: [1, 1] },
+      { ok: true, value: [1, expect.any(Number)] },
+      { ok: true, value: [1, expect.any(Number)] },
+      { ok: true, value: [1, expect.any(Number)] },
     ]);
     expect(await lease.release()).toBe('released');
   });
@@ -184,13 +189,13 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
       ['ok1', 'bad', 'ok2'].map((k) => ({
         script: ACQUIRE,
         keys: [lock.keyOf(`${key}-${k}`), lock.fenceKeyOf(`${key}-${k}`)],
-        args: ['tok', 5000],
+        args: ['tok', 5000, 65_000, Date.now()],
       })),
     );
-    expect(results[0]).toEqual({ ok: true, value: [1, 1] });
+    expect(results[0]).toEqual({ ok: true, value: [1, expect.any(Number)] });
     expect(results[1]?.ok).toBe(false);
     expect(results[1]?.ok === false && results[1].error.message).toMatch(/WRONGTYPE/);
-    expect(results[2]).toEqual({ ok: true, value: [1, 1] });
+    expect(results[2]).toEqual({ ok: true, value: [1, expect.any(Number)] });
     if (fx.gateway) expect(fx.gateway.requests - requestsBefore).toBe(1); // one POST /pipeline
   });
 

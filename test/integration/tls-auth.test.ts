@@ -49,7 +49,7 @@ describe('standalone over TLS with an ACL user', () => {
   it('locks with tls + username + password', async () => {
     const store = redisStore({ host: '127.0.0.1', port: tlsPort, tls: { ca }, username: 'app', password });
     const lease = await createLock(store).tryAcquire('tls-key', { ttlMs: 5000 });
-    expect(lease?.fence).toBe(1);
+    expect(lease?.fence).toBeGreaterThan(0);
     expect(await lease?.release()).toBe('released');
     await store.close();
   });

@@ -55,8 +55,10 @@ export class FakeStore implements Store {
         return [1, Number(this.get(k2) ?? 0)];
       }
       if (cur !== undefined) return [0, Math.max(0, (this.data.get(k1)?.expiresAt ?? 0) - this.now())];
+      // fence = max(last + 1, time floor): the fake's floor is 0, so its fences count 1, 2, 3…
       const fence = Number(this.get(k2) ?? 0) + 1;
-      this.data.set(k2, { value: String(fence) });
+      const fenceTtl = args[2] === undefined ? undefined : Number(args[2]);
+      this.data.set(k2, { value: String(fence), expiresAt: fenceTtl && this.now() + fenceTtl });
       this.data.set(k1, { value: token, expiresAt: this.now() + ttl });
       return [1, fence];
     }

@@ -51,6 +51,18 @@ describe('input checks', () => {
     expect(() => createLock(new FakeStore(), { prefix: 'a{b', driftFactor: 2 })).toThrow(ValidationError);
   });
 
+  it.each([0, -5, 1.5, '100', Number.NaN])('fenceGraceMs %s is rejected, naming the option', (bad) => {
+    const err = (() => {
+      try {
+        createLock(new FakeStore(), { fenceGraceMs: bad as number });
+      } catch (e) {
+        return e as ValidationError;
+      }
+    })();
+    expect(err).toBeInstanceOf(ValidationError);
+    expect(err?.message).toMatch(/fenceGraceMs must be a whole number of milliseconds/);
+  });
+
   it('extend with a bad ttl is rejected before touching the store', async () => {
     const { lock, store } = setup();
     const lease = (await lock.tryAcquire('k', { ttlMs: 1000 }))!;

@@ -106,6 +106,19 @@ export interface LockOptions {
    * @default errors are dropped (the key expires with its TTL)
    */
   onError?: (error: Error) => void;
+  /**
+   * How long a fence counter outlives the lease that last used it. Past it the counter expires (no key is left
+   * per lock name) and the next holder's fence starts from the store's clock, which is above every fence the
+   * counter handed out as long as that clock has not gone back by more than this: see docs/safety.md.
+   * @default 900_000 (15 minutes)
+   */
+  fenceGraceMs?: number;
+  /**
+   * Wall-clock milliseconds since the epoch: the fence's time floor on a store that refuses TIME inside a
+   * script (every Redis ≥ 5 allows it; the store's own clock is then used).
+   * @default Date.now
+   */
+  wallClock?: () => number;
 }
 
 /** What `lock.status(key)` tells without holding the lock. Never the holder's token. */
@@ -157,6 +170,8 @@ export const MIN_TTL_MS = 10;
 /** The largest delay setTimeout accepts: a lease's expiry timer must be able to fire. */
 export const MAX_TTL_MS = 2_147_483_647;
 export const MAX_KEY_BYTES = 512;
+/** How long a fence counter outlives the lease that last used it, by default (15 minutes). */
+export const DEFAULT_FENCE_GRACE_MS = 15 * 60_000;
 const MAX_ATTEMPTS = 1_000_000;
 
 // ------------------------------------------------------------------------------------------- validation
@@ -192,6 +207,14 @@ export function retryProblems(retry: RetryOptions | undefined): string[] {
       p.push(`retry.${f} must be a whole number of milliseconds from 0 to ${MAX_TTL_MS}, got ${String(v)}`);
   }
   return p;
+}
+
+export function fenceGraceProblems(fenceGraceMs: unknown): string[] {
+  return fenceGraceMs === undefined || isWholeMs(fenceGraceMs, 1, MAX_TTL_MS)
+    ? []
+    : [
+        `fenceGraceMs must be a whole number of milliseconds from 1 to ${MAX_TTL_MS}, got ${String(fenceGraceMs)}`,
+      ];
 }
 
 export function check(problems: string[], what: string): void {
@@ -571,11 +594,15 @@ export class Lock implements Locker {
   readonly #driftMs: number;
   readonly #driver: LeaseDriver;
   readonly #onError: ((error: Error) => void) | undefined;
+  readonly #fenceGraceMs: number;
+  readonly #wallClock: () => number;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
 
   constructor(store: Store, options: LockOptions = {}) {
-    const problems: string[] = [];
+    const problems: string[] = [...fenceGraceProblems(options.fenceGraceMs)];
     const { prefix = 'oncely', driftFactor = 0.01, driftMs = 2, clock = monotonicClock } = options;
+    if (options.wallClock !== undefined && typeof options.wallClock !== 'function')
+      problems.push('wallClock must be a function returning epoch milliseconds');
     if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix))
       problems.push('prefix must be a non-empty string without { or }');
     if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5))
@@ -590,10 +617,21 @@ export class Lock implements Locker {
     this.#clock = clock;
     this.#driftFactor = driftFactor;
     this.#driftMs = driftMs;
+    this.#fenceGraceMs = options.fenceGraceMs ?? DEFAULT_FENCE_GRACE_MS;
+    this.#wallClock = options.wallClock ?? Date.now;
     this.#driver = {
       extend: async (key, token, ttlMs) =>
-        extendOutcomeOf(await store.run(EXTEND, [this.keyOf(key)], [token, ttlMs])),
-      release: async (key, token) => releaseResultOf(await store.run(RELEASE, [this.keyOf(key)], [token])),
+        extendOutcomeOf(
+          await store.run(
+            EXTEND,
+            [this.keyOf(key), this.fenceKeyOf(key)],
+            [token, ttlMs, ttlMs + this.#fenceGraceMs],
+          ),
+        ),
+      release: async (key, token) =>
+        releaseResultOf(
+          await store.run(RELEASE, [this.keyOf(key), this.fenceKeyOf(key)], [token, this.#fenceGraceMs]),
+        ),
       check: async (key, token) => checkOutcome(await store.run(LOCK_CHECK, [this.keyOf(key)], [token])),
     };
   }
@@ -697,7 +735,11 @@ export class Lock implements Locker {
     check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs)], 'resume');
     const { ttlMs } = options;
     const startedAt = this.#clock.now();
-    const reply = await this.store.run(LOCK_RESUME, [this.keyOf(key), this.fenceKeyOf(key)], [token, ttlMs]);
+    const reply = await this.store.run(
+      LOCK_RESUME,
+      [this.keyOf(key), this.fenceKeyOf(key)],
+      [token, ttlMs, ttlMs + this.#fenceGraceMs],
+    );
     if (!Array.isArray(reply) || reply.length === 0) throw this.#unexpected('resume', reply);
     const [ok, fence] = reply.map(Number) as [number, number | undefined];
     if (ok !== 1) throw new LockLostError(key, ok === -1 ? 'stolen' : 'expired');
@@ -794,11 +836,15 @@ export class Lock implements Locker {
     const given = [...keys];
     const sorted = [...keys].sort();
     const locks = sorted.map((k) => this.keyOf(k));
+    const pairs = sorted.flatMap((k) => [this.keyOf(k), this.fenceKeyOf(k)]);
+    const grace = this.#fenceGraceMs;
     const oneSlot = new Set(locks.map(hashTag)).size === 1;
     const store = this.store;
     // Each script's 1 / -1 / 0 reply, per key (runMany: one round trip, one per slot group on a cluster).
     const each = async (script: typeof EXTEND, token: string, args: (string | number)[]) => {
-      const results = await store.runMany(locks.map((k) => ({ script, keys: [k], args: [token, ...args] })));
+      const results = await store.runMany(
+        sorted.map((k) => ({ script, keys: [this.keyOf(k), this.fenceKeyOf(k)], args: [token, ...args] })),
+      );
       return results.map((r) => {
         if (!r.ok) throw r.error;
         return ownerReply(r.value);
@@ -810,14 +856,14 @@ export class Lock implements Locker {
     const driver: LeaseDriver = {
       extend: async (_label, token, ttlMs) => {
         const r = oneSlot
-          ? ownerReply(await store.run(LOCK_EXTEND_ALL, locks, [token, ttlMs]))
-          : all(await each(EXTEND, token, [ttlMs]));
+          ? ownerReply(await store.run(LOCK_EXTEND_ALL, pairs, [token, ttlMs, ttlMs + grace]))
+          : all(await each(EXTEND, token, [ttlMs, ttlMs + grace]));
         return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
       },
       release: async (_label, token) => {
         const r = oneSlot
-          ? [ownerReply(await store.run(LOCK_RELEASE_ALL, locks, [token]))]
-          : await each(RELEASE, token, []);
+          ? [ownerReply(await store.run(LOCK_RELEASE_ALL, pairs, [token, grace]))]
+          : await each(RELEASE, token, [grace]);
         return r.includes('ours') ? 'released' : r.includes('theirs') ? 'notHeld' : 'expired';
       },
       check: async (_label, token) => {
@@ -834,7 +880,7 @@ export class Lock implements Locker {
     try {
       if (set.oneSlot) {
         const keys = set.sorted.flatMap((k) => [this.keyOf(k), this.fenceKeyOf(k)]);
-        const reply = await this.store.run(LOCK_ACQUIRE_ALL, keys, [token, ttlMs]);
+        const reply = await this.store.run(LOCK_ACQUIRE_ALL, keys, this.#acquireArgs(token, ttlMs));
         if (!Array.isArray(reply) || reply.length < 2) throw this.#unexpected('acquire', reply);
         const r = reply.map(Number);
         if (r[0] !== 1) return { lease: null, retryAfterMs: (r[2] ?? 0) > 0 ? r[2] : undefined };
@@ -844,7 +890,11 @@ export class Lock implements Locker {
       } else {
         // Key by key in sorted order: a contender for an overlapping set waits on the same first key.
         for (const k of set.sorted) {
-          const reply = await this.store.run(ACQUIRE, [this.keyOf(k), this.fenceKeyOf(k)], [token, ttlMs]);
+          const reply = await this.store.run(
+            ACQUIRE,
+            [this.keyOf(k), this.fenceKeyOf(k)],
+            this.#acquireArgs(token, ttlMs),
+          );
           if (!Array.isArray(reply) || reply.length !== 2) throw this.#unexpected('acquire', reply);
           const [ok, value] = reply.map(Number) as [number, number];
           if (ok !== 1) {
@@ -897,6 +947,11 @@ export class Lock implements Locker {
     return releaseOrGiveBack(key, release, this.#clock, this.#clock.now() + ttlMs, this.#onError);
   }
 
+  /** ACQUIRE's and LOCK_ACQUIRE_ALL's arguments: token, ttl, the counter's life, the fallback time floor. */
+  #acquireArgs(token: string, ttlMs: number): (string | number)[] {
+    return [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock())];
+  }
+
   #unexpected(what: string, reply: unknown): OncelyError {
     return new OncelyError(`${this.store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`);
   }
@@ -905,7 +960,11 @@ export class Lock implements Locker {
     const startedAt = this.#clock.now();
     let reply: unknown;
     try {
-      reply = await this.store.run(ACQUIRE, [this.keyOf(key), this.fenceKeyOf(key)], [token, ttlMs]);
+      reply = await this.store.run(
+        ACQUIRE,
+        [this.keyOf(key), this.fenceKeyOf(key)],
+        this.#acquireArgs(token, ttlMs),
+      );
     } catch (err) {
       if (err instanceof StoreError) return { lease: null, error: err };
       throw err;

@@ -16,7 +16,9 @@ import {
   acquireLoop,
   type CheckOutcome,
   check,
+  DEFAULT_FENCE_GRACE_MS,
   type ExtendOutcome,
+  fenceGraceProblems,
   keyProblems,
   Lease,
   type LeaseDriver,
@@ -62,6 +64,17 @@ export interface RedlockOptions {
   driftMs?: number;
   /** The monotonic clock lease validity is measured on. @default performance.now */
   clock?: Clock;
+  /**
+   * How long each node's fence counter outlives the lease that last used it, as for a single-store Lock.
+   * @default 900_000 (15 minutes)
+   */
+  fenceGraceMs?: number;
+  /**
+   * Wall-clock epoch milliseconds: the fence's time floor on every node. Redlock floors at the client's clock,
+   * not each node's, so that the nodes of a quorum hand out the same fence: see docs/redlock.md.
+   * @default Date.now
+   */
+  wallClock?: () => number;
 }
 
 const MAX_NODE_TIMEOUT_MS = 60_000;
@@ -197,10 +210,14 @@ export class Redlock implements Locker {
   readonly #driftMs: number;
   readonly #nodeTimeoutMs: number | undefined;
   readonly #nodes: readonly string[];
+  readonly #fenceGraceMs: number;
+  readonly #wallClock: () => number;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
 
   constructor(stores: readonly Store[], options: RedlockOptions = {}) {
-    const problems: string[] = [];
+    const problems: string[] = [...fenceGraceProblems(options.fenceGraceMs)];
+    if (options.wallClock !== undefined && typeof options.wallClock !== 'function')
+      problems.push('wallClock must be a function returning epoch milliseconds');
     const list = Array.isArray(stores) ? stores : [];
     if (list.length === 0) problems.push('stores must be a non-empty array of Stores');
     if (new Set(list).size !== list.length) problems.push('stores must not list the same Store twice');
@@ -239,6 +256,8 @@ export class Redlock implements Locker {
     this.#driftFactor = driftFactor;
     this.#driftMs = driftMs;
     this.#nodeTimeoutMs = nodeTimeoutMs;
+    this.#fenceGraceMs = options.fenceGraceMs ?? DEFAULT_FENCE_GRACE_MS;
+    this.#wallClock = options.wallClock ?? Date.now;
     this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
   }
 
@@ -307,7 +326,8 @@ export class Redlock implements Locker {
       this.stores,
       ACQUIRE,
       [this.keyOf(key), this.fenceKeyOf(key)],
-      [token, ttlMs],
+      // One floor for every node (the client's clock): a quorum's fences then agree and need no raise.
+      [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock()), 'client'],
       timeoutMs,
     );
     const parsed = answers.map((p, i) => p.then((a) => this.#parseAcquire(i, a)));
@@ -320,7 +340,7 @@ export class Redlock implements Locker {
     let detail: string | undefined;
     const granted = results.flatMap((r, i) => (r?.status === 'ok' ? [{ i, fence: r.value ?? 0 }] : []));
     if (granted.length >= q) {
-      const fence = await this.#raiseFence(key, granted, timeoutMs);
+      const fence = await this.#raiseFence(key, granted, ttlMs, timeoutMs);
       const elapsedMs = this.#clock.now() - startedAt;
       if (fence === undefined) detail = 'the fence could not be raised on a quorum';
       else if (elapsedMs >= ttlMs - this.#drift(ttlMs))
@@ -379,6 +399,7 @@ export class Redlock implements Locker {
   async #raiseFence(
     key: string,
     granted: readonly { i: number; fence: number }[],
+    ttlMs: number,
     timeoutMs: number,
   ): Promise<number | undefined> {
     const fence = Math.max(...granted.map((g) => g.fence));
@@ -389,7 +410,7 @@ export class Redlock implements Locker {
       low.map((g) => this.stores[g.i]!),
       FENCE_RAISE,
       [this.fenceKeyOf(key)],
-      [fence],
+      [fence, ttlMs + this.#fenceGraceMs],
       timeoutMs,
     );
     const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
@@ -414,7 +435,13 @@ export class Redlock implements Locker {
   ): Promise<void> {
     const lockKey = this.keyOf(key);
     const release = (i: number) => {
-      const { answers } = fanOut([this.stores[i]!], RELEASE, [lockKey], [token], timeoutMs);
+      const { answers } = fanOut(
+        [this.stores[i]!],
+        RELEASE,
+        [lockKey, this.fenceKeyOf(key)],
+        [token, this.#fenceGraceMs],
+        timeoutMs,
+      );
       return answers[0];
     };
     const waits: Promise<unknown>[] = [];
@@ -446,8 +473,8 @@ export class Redlock implements Locker {
       const { answers } = fanOut(
         this.stores,
         EXTEND,
-        [this.keyOf(key)],
-        [token, ttlMs],
+        [this.keyOf(key), this.fenceKeyOf(key)],
+        [token, ttlMs, ttlMs + this.#fenceGraceMs],
         this.nodeTimeoutMs(ttlMs),
       );
       const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'extend', a)));
@@ -474,7 +501,13 @@ export class Redlock implements Locker {
     },
     release: async (key, token): Promise<ReleaseResult> => {
       const q = this.quorum;
-      const { answers } = fanOut(this.stores, RELEASE, [this.keyOf(key)], [token], this.#releaseTimeoutMs);
+      const { answers } = fanOut(
+        this.stores,
+        RELEASE,
+        [this.keyOf(key), this.fenceKeyOf(key)],
+        [token, this.#fenceGraceMs],
+        this.#releaseTimeoutMs,
+      );
       const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'release', a)));
       // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
       // goes on in the background, bounded by the node timeout; our key there expires with its TTL).

@@ -5,7 +5,17 @@
  *
  * Key layout (one hash tag per lock name, so every script is cluster-safe):
  *   oncely:{<name>}:lock   the owner token, with a PX expiry
- *   oncely:{<name>}:fence  the fencing counter (no expiry: it must never go back)
+ *   oncely:{<name>}:fence  the fencing counter, with a PX expiry of the holder's validity plus a grace period
+ *
+ * Fences (locks, Redlock, leader terms, run-once records) follow one rule: fence = max(last + 1, now in ms),
+ * where "now" is the store's own clock (TIME, read inside the script; the client's clock, passed as an
+ * argument, only where a store refuses TIME in a script). A counter that expired or vanished in a failover
+ * therefore restarts above every fence it handed out, provided the store's clock has not gone back by more than
+ * the grace period: see docs/safety.md. Keys live no longer than the lock that uses them plus the grace period.
+ *
+ * Scripts marked `grants` write something a caller relies on (a lock, a fence, a run-once record). On a store
+ * whose shards have replicas, the TCP transports pipeline WAIT after them and count the write only once a
+ * replica has acknowledged it (transport/replicas.ts).
  */
 
 export interface Script {
@@ -14,62 +24,87 @@ export interface Script {
   readonly keys: number;
   readonly lua: string;
   readonly sha1: string;
+  /**
+   * True for a script whose write must reach a replica before it counts (acquire, extend, fence raise, leader
+   * announcement, run-once claim and completion); `wrote(reply)` says whether this reply did write.
+   */
+  readonly grants?: { wrote(reply: unknown): boolean };
 }
 
+const firstIs =
+  (...values: number[]) =>
+  (reply: unknown): boolean =>
+    values.includes(Number(Array.isArray(reply) ? reply[0] : reply));
+
 /**
- * ACQUIRE  KEYS: lock, fence   ARGV: token, ttlMs
+ * ACQUIRE  KEYS: lock, fence   ARGV: token, ttlMs, fenceTtlMs, clientNowMs[, 'client']
  * Returns {1, fence} when the lock is ours (new, or already ours: a retried request whose reply was lost),
  * {0, pttl} when another owner holds it (pttl = its remaining ms, for the retry delay).
- * The fence is INCRed only on a new acquisition, so while we hold the lock nobody else has moved the counter
- * and re-running acquire with our token returns the fence we were given.
+ * A new acquisition sets fence = max(last + 1, store time in ms) and gives the counter fenceTtlMs (the TTL plus
+ * the grace period); re-running acquire with our token returns the fence we were given, since nobody else can
+ * have moved the counter while we hold the lock. clientNowMs is used only where the store refuses TIME, or
+ * when the fifth argument is 'client': Redlock floors every node at the client's clock, so that the nodes of a
+ * quorum hand out the same fence and the acquire needs no second round trip to raise the lower ones.
  */
 export const ACQUIRE: Script = {
   name: 'acquire',
   keys: 2,
-  // The common case first: one SET NX (a free lock) and the INCR. GET only when the lock is taken.
+  // The common case first: one SET NX (a free lock), TIME and the counter. GET only when the lock is taken.
   lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('INCR', KEYS[2])}
+  local now = tonumber(ARGV[4]) or 0
+  local t = ARGV[5] ~= 'client' and redis.pcall('TIME')
+  if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)
+  redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[3])
+  return {1, fence}
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
 return {0, redis.call('PTTL', KEYS[1])}`,
-  sha1: '08e18285b6edfa420b9f492cb1eb3bb22d6a6356',
+  sha1: '8c1a0e5fad33f70ab5524cb8fd6c1ffc06ad8b70',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
- * EXTEND  KEYS: lock   ARGV: token, ttlMs
- * Returns 1 extended, -1 held by another owner, 0 expired (no owner).
+ * EXTEND  KEYS: lock, fence   ARGV: token, ttlMs, fenceTtlMs
+ * Returns 1 extended, -1 held by another owner, 0 expired (no owner). Extending also keeps the fence counter
+ * alive for at least fenceTtlMs (never shortens it).
  */
 export const EXTEND: Script = {
   name: 'extend',
-  keys: 1,
+  keys: 2,
   lua: `local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if KEYS[2] and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   return 1
 end
 if cur then return -1 end
 return 0`,
-  sha1: 'b8e057d5d660bb0f3bc11b9c846a9b25b6af15f4',
+  sha1: '56bb8037b4e94c28f1213ff10eb912174214b271',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
- * RELEASE  KEYS: lock   ARGV: token
- * Returns 1 released, -1 held by another owner (untouched), 0 already expired.
+ * RELEASE  KEYS: lock, fence   ARGV: token, fenceGraceMs
+ * Returns 1 released, -1 held by another owner (untouched), 0 already expired. Releasing ends the lease, so the
+ * fence counter is left to live the grace period from now (never lengthened).
  */
 export const RELEASE: Script = {
   name: 'release',
-  keys: 1,
+  keys: 2,
   lua: `local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  if KEYS[2] and redis.call('PTTL', KEYS[2]) > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
   return 1
 end
 if cur then return -1 end
 return 0`,
-  sha1: 'e60479a54586abc12fffd582e23ebbfe9e3c8e04',
+  sha1: 'c99a01169d5608fdfcd2b75128f3f1deb75c2fd2',
 };
 
 /** What EXTEND, RELEASE, ONCE_EXTEND and ONCE_RELEASE reply: 1 ours (done), -1 another owner's, 0 gone. */
@@ -119,10 +154,10 @@ return 0`,
 };
 
 /**
- * LOCK_RESUME  KEYS: lock, fence   ARGV: token, ttlMs
- * Hand-over: while the lock holds the token, resets its expiry to ttlMs and returns {1, fence} (the counter
- * has not moved since the token's holder took it). {-1} another owner holds it, {0} nobody does. Unlike
- * ACQUIRE it never takes a free lock: a token that lost its key stays lost.
+ * LOCK_RESUME  KEYS: lock, fence   ARGV: token, ttlMs, fenceTtlMs
+ * Hand-over: while the lock holds the token, resets its expiry to ttlMs (the counter's to at least fenceTtlMs)
+ * and returns {1, fence} (the counter has not moved since the token's holder took it). {-1} another owner
+ * holds it, {0} nobody does. Unlike ACQUIRE it never takes a free lock: a token that lost its key stays lost.
  */
 export const LOCK_RESUME: Script = {
   name: 'lock-resume',
@@ -130,18 +165,20 @@ export const LOCK_RESUME: Script = {
   lua: `local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
   return {1, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
 end
 if cur then return {-1} end
 return {0}`,
-  sha1: 'd9ba158fff0f7ab13941071fdae0959e04e3bf2c',
+  sha1: '796393589973133339c35fea158460a48d91fc96',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
- * LOCK_ACQUIRE_ALL  KEYS: lock1, fence1, lock2, fence2, ...   ARGV: token, ttlMs
+ * LOCK_ACQUIRE_ALL  KEYS: lock1, fence1, lock2, fence2, ...   ARGV: token, ttlMs, fenceTtlMs, clientNowMs
  * All or none, in one script (every key in one slot). When every lock is free or already ours, takes each
- * with the token (SET PX) and returns {1, fence1, fence2, ...}: one fence per lock, INCRed only where the lock
- * was not ours yet (as ACQUIRE). Otherwise changes nothing and returns {0, i, pttl}: the first lock (1-based
+ * with the token (SET PX) and returns {1, fence1, fence2, ...}: one fence per lock, moved (as ACQUIRE: to
+ * max(last + 1, TIME in ms), the counter living fenceTtlMs) only where the lock was not ours yet. Otherwise changes nothing and returns {0, i, pttl}: the first lock (1-based
  * pair index) held by another owner, and that owner's remaining ms.
  */
 export const LOCK_ACQUIRE_ALL: Script = {
@@ -154,53 +191,65 @@ for i = 1, n do
     return {0, i, redis.call('PTTL', KEYS[2 * i - 1])}
   end
 end
+local now = tonumber(ARGV[4]) or 0
+local t = redis.pcall('TIME')
+if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
 local out = {1}
 for i = 1, n do
   local lock, fence = KEYS[2 * i - 1], KEYS[2 * i]
   if redis.call('GET', lock) == ARGV[1] then
     out[i + 1] = tonumber(redis.call('GET', fence) or '0') or 0
+    if redis.call('PTTL', fence) < tonumber(ARGV[3]) then redis.call('PEXPIRE', fence, ARGV[3]) end
   else
-    out[i + 1] = redis.call('INCR', fence)
+    local f = math.max((tonumber(redis.call('GET', fence)) or 0) + 1, now)
+    redis.call('SET', fence, string.format('%.0f', f), 'PX', ARGV[3])
+    out[i + 1] = f
   end
   redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
 end
 return out`,
-  sha1: '6fe082439dc8e68b88bbbf65f42535fa5836494a',
+  sha1: '8e518325fb8f26636c6c5ad05ef579aa7c043fe5',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
- * LOCK_EXTEND_ALL  KEYS: lock1, lock2, ...   ARGV: token, ttlMs
- * Extends every lock only if all still hold the token: 1 extended, -1 one is held by another owner, 0 one is
- * gone (nothing changed in either case).
+ * LOCK_EXTEND_ALL  KEYS: lock1, fence1, lock2, fence2, ...   ARGV: token, ttlMs, fenceTtlMs
+ * Extends every lock (and gives its counter at least fenceTtlMs) only if all still hold the token: 1 extended,
+ * -1 one is held by another owner, 0 one is gone (nothing changed in either case).
  */
 export const LOCK_EXTEND_ALL: Script = {
   name: 'lock-extend-all',
   keys: 0,
   lua: `local gone = false
-for i = 1, #KEYS do
+for i = 1, #KEYS, 2 do
   local cur = redis.call('GET', KEYS[i])
   if cur and cur ~= ARGV[1] then return -1 end
   if not cur then gone = true end
 end
 if gone then return 0 end
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+for i = 1, #KEYS, 2 do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  if redis.call('PTTL', KEYS[i + 1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[i + 1], ARGV[3]) end
+end
 return 1`,
-  sha1: '7520d5f90041edea66f3780468fddac3a130286b',
+  sha1: 'f1f32cd2cb6c8db13d0b34825814d1cb99f131b7',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
- * LOCK_RELEASE_ALL  KEYS: lock1, lock2, ...   ARGV: token
- * Deletes every lock that holds the token. 1 at least one released, -1 none ours and one held by another
- * owner, 0 none left (all expired).
+ * LOCK_RELEASE_ALL  KEYS: lock1, fence1, lock2, fence2, ...   ARGV: token, fenceGraceMs
+ * Deletes every lock that holds the token (its counter is left fenceGraceMs to live). 1 at least one released,
+ * -1 none ours and one held by another owner, 0 none left (all expired).
  */
 export const LOCK_RELEASE_ALL: Script = {
   name: 'lock-release-all',
   keys: 0,
   lua: `local released, taken = 0, 0
-for i = 1, #KEYS do
+for i = 1, #KEYS, 2 do
   local cur = redis.call('GET', KEYS[i])
   if cur == ARGV[1] then
     redis.call('DEL', KEYS[i])
+    if redis.call('PTTL', KEYS[i + 1]) > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[i + 1], ARGV[2]) end
     released = released + 1
   elseif cur then
     taken = taken + 1
@@ -209,7 +258,7 @@ end
 if released > 0 then return 1 end
 if taken > 0 then return -1 end
 return 0`,
-  sha1: '67471789e3fa28d732665ecdb57badf22e71088f',
+  sha1: '11c2028c2bf601ab285553723ebe8b68cef9741d',
 };
 
 /**
@@ -248,8 +297,9 @@ export const LOCK_EXTRA_SCRIPTS: readonly Script[] = [
 /**
  * ONCE_CLAIM  KEYS: rec, fence   ARGV: token, leaseMs, payloadHash, fenceTtlMs, nowMs
  * {1, fence}   claimed: the record was absent (or expired) and is now ours, IN PROGRESS for leaseMs; or it was
- *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, nowMs), so
- *              it keeps increasing even after the counter itself has expired.
+ *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, the store's
+ *              TIME in ms; nowMs, the client's clock, only where the store refuses TIME in a script), so it
+ *              keeps increasing even after the counter itself has expired.
  * {2, result}  completed earlier: the stored, encoded result (a duplicate costs this one round trip).
  * {0, pttl}    in progress under another owner, who has pttl ms of lease left.
  * {3, status}  the record was made for a different payload (status P or C); nothing changed.
@@ -272,12 +322,16 @@ if r[1] then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local fence = string.format('%.0f', math.max(last + 1, tonumber(ARGV[5])))
+local t = redis.pcall('TIME')
+local now = tonumber(ARGV[5]) or 0
+if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local fence = string.format('%.0f', math.max(last + 1, now))
 redis.call('SET', KEYS[2], fence, 'PX', ARGV[4])
 redis.call('HSET', KEYS[1], 's', 'P', 't', ARGV[1], 'f', fence, 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, fence}`,
-  sha1: 'c6a702ccc00e8a01f487f421ef4f0b62211d780c',
+  sha1: '72e11b97c6786628a06dc3d9fd73a542529130e8',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
@@ -307,6 +361,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 3`,
   sha1: '65fffdf7584772dcfb0dd0294364a4c8c904f5ef',
+  grants: { wrote: firstIs(1, 2, 3) },
 };
 
 /**
@@ -325,6 +380,7 @@ end
 if r[1] then return -1 end
 return 0`,
   sha1: '78901b856881445c75451dfef995a344e5f0766e',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
@@ -350,10 +406,11 @@ export const ONCE_SCRIPTS: readonly Script[] = [ONCE_CLAIM, ONCE_COMPLETE, ONCE_
 // ------------------------------------------------------------------------------ Redlock and leader election
 
 /**
- * FENCE_RAISE  KEYS: fence   ARGV: n
- * Sets the fencing counter to max(current, n) and returns the new value. Redlock runs it on the nodes of an
- * acquisition's quorum before handing the lease out, so that every later quorum (which must intersect this
- * one) INCRs from at least n: see docs/redlock.md.
+ * FENCE_RAISE  KEYS: fence   ARGV: n, fenceTtlMs
+ * Sets the fencing counter to max(current, n) and returns the new value; the counter then lives at least
+ * fenceTtlMs (the lease's TTL plus the grace period). Redlock runs it on the nodes of an acquisition's quorum
+ * before handing the lease out, so that every later quorum (which must intersect this one) starts from at least
+ * n: see docs/redlock.md.
  */
 export const FENCE_RAISE: Script = {
   name: 'fenceRaise',
@@ -361,11 +418,13 @@ export const FENCE_RAISE: Script = {
   lua: `local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local n = tonumber(ARGV[1])
 if n > cur then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return n
 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return cur`,
-  sha1: '4b1d27a2a4bacf588888de5f4b5286573afe639d',
+  sha1: '48eefd7aeda9f8755f4d79a15a1a218f8418793e',
+  grants: { wrote: () => true },
 };
 
 /**
@@ -381,6 +440,7 @@ export const LEADER_ANNOUNCE: Script = {
 redis.call('HSET', KEYS[2], 'owner', redis.sha1hex(ARGV[1]), 'id', ARGV[2], 'term', ARGV[3])
 return 1`,
   sha1: 'e79f1b58c1bbd6ec64e38d6e0378af2471ef9810',
+  grants: { wrote: firstIs(1) },
 };
 
 /**
