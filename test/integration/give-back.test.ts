@@ -2,14 +2,17 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createLock,
+  type Decision,
   type Lock,
   LockNotReleasedError,
   StoreError,
   StoreUnavailableError,
   upstashStore,
+  withOnce,
 } from '../../layers/oncely/src/index.js';
-import { ACQUIRE, RELEASE } from '../../layers/oncely/src/scripts.js';
+import { ACQUIRE, ONCE_CLAIM, ONCE_RELEASE, RELEASE } from '../../layers/oncely/src/scripts.js';
 import { type FaultMode, type FaultProxy, startFaultProxy } from '../support/http-fault-proxy.js';
+import { lambdaContext } from '../support/once.js';
 import { startTransport, type TransportFixture } from '../support/transports.js';
 
 /**
@@ -28,7 +31,8 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
     fx = await startTransport('rest');
     proxy = await startFaultProxy(fx.gateway!.url);
     // Loaded up front so the acquire's EVALSHA is applied as it is (no NOSCRIPT round trip to swallow).
-    for (const s of [ACQUIRE, RELEASE]) await fx.everyServer('SCRIPT', 'LOAD', s.lua);
+    for (const s of [ACQUIRE, RELEASE, ONCE_CLAIM, ONCE_RELEASE])
+      await fx.everyServer('SCRIPT', 'LOAD', s.lua);
   });
   afterEach(() => {
     proxy.mode = () => 'pass';
@@ -55,9 +59,15 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
   }
 
   /** The acquire is applied but its reply is lost; the first `failing` releases get a 503. */
-  function outage(failing: number, onRelease?: (i: number) => void): { releases: () => FaultMode[] } {
+  function outage(
+    key: string,
+    failing: number,
+    onRelease?: (i: number) => void,
+  ): { releases: () => FaultMode[] } {
     const modes: FaultMode[] = [];
+    const lockKey = JSON.stringify(`oncely:{${key}}:lock`);
     proxy.mode = (body) => {
+      if (!body.includes(lockKey)) return 'pass'; // another test's background work
       if (body.includes(ACQUIRE.sha1)) return 'swallow';
       if (!body.includes(RELEASE.sha1)) return 'pass';
       const mode: FaultMode = modes.length < failing ? '503' : 'pass';
@@ -83,7 +93,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
       const { lock, errors, store } = setup();
       const key = uniqueKey(`give-back-${method}`);
       let heldDuringOutage: Promise<number> | undefined;
-      const o = outage(4, (i) => {
+      const o = outage(key, 4, (i) => {
         if (i === 1) heldDuringOutage = fx.admin.exists(lock.keyOf(key));
       });
       const err = await (method === 'tryAcquire'
@@ -110,7 +120,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
     const { lock, errors, store } = setup();
     const key = uniqueKey('give-back-not-ours');
     // During the outage our key expires and another owner takes the lock.
-    const o = outage(3, (i) => {
+    const o = outage(key, 3, (i) => {
       if (i === 1) void fx.admin.set(lock.keyOf(key), 'another-owner', 'PX', 60_000);
     });
     await expect(lock.tryAcquire(key, { ttlMs: 60_000 })).rejects.toBeInstanceOf(StoreError);
@@ -127,7 +137,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
   it("gives up once the lease's validity has passed, and reports it through onError", async () => {
     const { lock, onReport, store } = setup();
     const key = uniqueKey('give-back-fails');
-    const o = outage(Number.POSITIVE_INFINITY);
+    const o = outage(key, Number.POSITIVE_INFINITY);
     let token = '';
     proxy.mode = ((inner) => (body: string) => {
       if (body.includes(ACQUIRE.sha1)) token = (JSON.parse(body) as string[])[5] ?? '';
@@ -149,5 +159,73 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
     expect(o.releases()).toHaveLength(sent);
     expect(await gone(lock, key, 5000)).toBe(true);
     await store.close();
+  });
+
+  describe('withOnce: a claim whose reply was lost', () => {
+    /** The claim is applied but its reply lost; the first `failing` record releases get a 503. */
+    function claimOutage(failing: number) {
+      const releases: FaultMode[] = [];
+      let record = '';
+      proxy.mode = (body) => {
+        if (body.includes(ONCE_CLAIM.sha1)) {
+          record = (JSON.parse(body) as string[])[3] ?? '';
+          return 'swallow';
+        }
+        if (!body.includes(ONCE_RELEASE.sha1)) return 'pass';
+        const mode: FaultMode = releases.length < failing ? '503' : 'pass';
+        releases.push(mode);
+        return mode;
+      };
+      return { releases, record: () => record };
+    }
+
+    function handlerFor(leaseMs: number) {
+      const decisions: Decision[] = [];
+      let reported: (d: Decision) => void = () => {};
+      const failed = new Promise<Decision>((resolve) => {
+        reported = resolve;
+      });
+      const store = upstashStore({ url: proxy.url, token: fx.gateway!.token, timeoutMs: 300 });
+      const handler = withOnce(async () => 'ran', {
+        store,
+        key: (e: { id: string }) => e.id,
+        leaseMs,
+        logLevel: 'silent',
+        onDecision: (d) => {
+          decisions.push(d);
+          if (d.decision === 'give-back-failed') reported(d);
+        },
+      });
+      return { handler, decisions, failed, store };
+    }
+
+    it('gives the record back through the 503s, so a retry of the event can run', async () => {
+      const o = claimOutage(3);
+      const { handler, decisions, store } = handlerFor(60_000);
+      const id = uniqueKey('once-give-back');
+      await expect(handler({ id }, lambdaContext(120_000))).rejects.toBeInstanceOf(StoreError);
+      expect(o.record()).toContain(':rec');
+      const until = Date.now() + 15_000;
+      while ((await fx.admin.exists(o.record())) === 1 && Date.now() < until) await delay(25);
+      expect(await fx.admin.exists(o.record())).toBe(0); // the lease was 60 s
+      expect(o.releases).toEqual(['503', '503', '503', 'pass']);
+      expect(decisions.map((d) => d.decision)).toEqual(['store-error']);
+      proxy.mode = () => 'pass';
+      expect(await handler({ id }, lambdaContext(120_000))).toBe('ran');
+      await store.close();
+    });
+
+    it("logs a 'give-back-failed' decision once the lease has passed", async () => {
+      const o = claimOutage(Number.POSITIVE_INFINITY);
+      const { handler, failed, store } = handlerFor(1500);
+      await expect(
+        handler({ id: uniqueKey('once-give-back-fails') }, lambdaContext(120_000)),
+      ).rejects.toBeInstanceOf(StoreError);
+      const d = await Promise.race([failed, delay(15_000).then(() => undefined)]);
+      expect(d).toMatchObject({ decision: 'give-back-failed' });
+      expect(d?.reason).toMatch(/could not be given back after \d+ release attempt/);
+      expect(o.releases.length).toBeGreaterThan(2);
+      await store.close();
+    });
   });
 });

@@ -20,6 +20,7 @@ export type DecisionKind =
   | 'fail-open'
   | 'store-error'
   | 'complete-failed'
+  | 'give-back-failed'
   | 'stale-tick'
   | 'disabled';
 
@@ -57,6 +58,7 @@ const LEVEL_OF: Readonly<Record<DecisionKind, Exclude<LogLevel, 'silent'>>> = {
   'fail-open': 'error',
   'store-error': 'error',
   'complete-failed': 'error',
+  'give-back-failed': 'error',
   disabled: 'debug',
 };
 

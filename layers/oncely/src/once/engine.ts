@@ -8,7 +8,15 @@ import type { Context } from 'aws-lambda';
 import { sleep } from '../clock.js';
 import { MissingKeyError, StoreError, StoreUnavailableError } from '../errors.js';
 import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS } from '../events.js';
-import { type LeaseInit, MAX_TTL_MS, MIN_TTL_MS, newToken, releaseResultOf } from '../lock.js';
+import {
+  giveBack,
+  type LeaseInit,
+  MAX_TTL_MS,
+  MIN_TTL_MS,
+  newToken,
+  releaseOrGiveBack,
+  releaseResultOf,
+} from '../lock.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
 import { type Decided, Decisions } from './decisions.js';
 import { httpResponseFor } from './http.js';
@@ -123,8 +131,9 @@ export class OnceEngine<E = unknown> implements RunHost {
         reply = parseClaim(await this.store.run(call.script, call.keys, call.args), this.store.name);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
-        // The claim may have been applied: give the record back rather than block retries for a lease.
-        if (err.ambiguous) void this.#release(key, token).catch(() => undefined);
+        // The claim may have been applied: give the record back rather than block retries for a lease
+        // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
+        if (err.ambiguous) void this.#giveBack(key, token, leaseMs);
         reply = { kind: 'failed', error: err };
       }
       const now = o.clock.now();
@@ -138,8 +147,7 @@ export class OnceEngine<E = unknown> implements RunHost {
         await sleep(outcome.afterMs);
         continue;
       }
-      if (outcome.kind === 'throw' && outcome.giveBack)
-        await this.#release(key, token).catch(() => undefined);
+      if (outcome.kind === 'throw' && outcome.giveBack) await this.#releaseOrGiveBack(key, token, leaseMs);
       this.decide(outcome.decision);
       switch (outcome.kind) {
         case 'run': {
@@ -231,8 +239,13 @@ export class OnceEngine<E = unknown> implements RunHost {
       } else {
         this.decide({ decision: 'store-error', reason: err.message });
         // Give back whatever the claims may have taken, then fail the batch: SQS redelivers every record.
+        // One round trip now; if that fails too, each record is given back in the background, retrying.
         if (err.ambiguous) {
-          await this.store.runMany(keyed.map((k) => this.records.release(k.key, k.token))).catch(() => []);
+          await this.store
+            .runMany(keyed.map((k) => this.records.release(k.key, k.token)))
+            .catch((e: unknown) => {
+              for (const k of keyed) void this.#giveBack(k.key, k.token, leaseMs, e as Error);
+            });
         }
         throw err;
       }
@@ -358,9 +371,33 @@ export class OnceEngine<E = unknown> implements RunHost {
     return this.options.clock.now() >= startedAt + leaseMs - this.#drift(leaseMs);
   }
 
-  async #release(key: string, token: string): Promise<void> {
+  /**
+   * Gives back a record we may have claimed but will not use (see lock.ts giveBack): retried with backoff until
+   * released, not ours, or past the lease; a final failure becomes a 'give-back-failed' decision.
+   */
+  #giveBack(key: string, token: string, leaseMs: number, firstError?: Error): Promise<unknown> {
+    const { release, until, failed } = this.#giveBackParts(key, token, leaseMs);
+    return giveBack(key, release, this.options.clock, until, failed, firstError);
+  }
+
+  /** One release now; while the store fails, the rest of #giveBack in the background. */
+  #releaseOrGiveBack(key: string, token: string, leaseMs: number): Promise<void> {
+    const { release, until, failed } = this.#giveBackParts(key, token, leaseMs);
+    return releaseOrGiveBack(key, release, this.options.clock, until, failed);
+  }
+
+  #giveBackParts(key: string, token: string, leaseMs: number) {
     const c = this.records.release(key, token);
-    await this.store.run(c.script, c.keys, c.args);
+    return {
+      release: async () => releaseResultOf(await this.store.run(c.script, c.keys, c.args)),
+      until: this.options.clock.now() + leaseMs,
+      failed: (e: Error) =>
+        this.decide({
+          decision: 'give-back-failed',
+          key,
+          reason: `${e.message}: ${e.cause instanceof Error ? e.cause.message : 'no cause'}`,
+        }),
+    };
   }
 
   /** A Run that owns no record: the handler runs without dedupe. */
