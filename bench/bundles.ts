@@ -8,8 +8,8 @@
  *   chunk), its TCP path the index and its static chunks plus the ioredis chunk; JMESPath, loaded only for a
  *   `{ jmespath }` key spec, counts in neither;
  * - the same layer as it was before @upstash/redis became its REST client (issue 14): the REST transport
- *   swapped for bench/baseline/rest-protocol.ts, the protocol spoken by hand, no client chunk. Its REST path
- *   is the "before" row;
+ *   swapped for the protocol spoken by hand (bench/before.ts), no client chunk. Its REST path is the
+ *   "before" row;
  * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
  *   entries import `oncely` from the built layer instead, as deployed functions do.
  *
@@ -21,6 +21,7 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build, type Metafile, type Plugin } from 'esbuild';
+import { restBeforeFile } from './before.js';
 import type { ColdConfig } from './cold/types.js';
 import { median } from './stats.js';
 
@@ -52,21 +53,14 @@ const clientShims: Plugin = {
 };
 
 /** For the "before" layer: the REST transport replaced by the hand-written protocol it used to be. */
-const restBefore: Plugin = {
+const restBefore = (file: string): Plugin => ({
   name: 'bench-rest-before',
   setup(b) {
     b.onResolve({ filter: /^\.\/(transport\/)?upstash\.js$/ }, (args) =>
-      args.importer.includes('layers/oncely/src')
-        ? { path: 'rest-before', namespace: 'bench-before' }
-        : undefined,
+      args.importer.includes('layers/oncely/src') ? { path: file } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'bench-before' }, () => ({
-      contents: "export { protocolStore as upstashStore } from './bench/baseline/rest-protocol.ts';",
-      resolveDir: root,
-      loader: 'ts',
-    }));
   },
-};
+});
 
 export interface Entry {
   id: string;
@@ -111,8 +105,7 @@ const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
   if (m) return m[1]!;
   if (input.includes('layers/oncely/src')) return 'oncely';
-  if (input.startsWith('bench-shim:') || input.startsWith('bench-before:')) return 'oncely';
-  if (input.includes('bench/baseline/')) return 'oncely';
+  if (input.startsWith('bench-shim:') || input.includes('oncely-bench/rest-before')) return 'oncely';
   return 'entry';
 };
 
@@ -173,8 +166,10 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     });
   const layerDir = join(outDir, 'layer');
   const beforeDir = join(outDir, 'layer-before');
+  const beforeFile = restBeforeFile();
   const layer = await buildLayer(layerDir, [clientShims]);
-  const before = await buildLayer(beforeDir, [clientShims, restBefore]);
+  const before =
+    'file' in beforeFile ? await buildLayer(beforeDir, [clientShims, restBefore(beforeFile.file)]) : layer;
   const layerIndex = relative(root, join(layerDir, 'index.mjs'));
   const beforeIndex = relative(root, join(beforeDir, 'index.mjs'));
   const isChunk = (name: string) => (p: string) => p.includes(`/chunks/${name}-`);
@@ -206,7 +201,7 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     },
   });
   const sizes: BundleSize[] = [];
-  for (const entry of ENTRIES) {
+  for (const entry of ENTRIES.filter((e) => e.layer !== 'rest-before' || 'file' in beforeFile)) {
     const outfile = join(outDir, 'entries', `${entry.id}.mjs`);
     const result = await build({
       ...common,

@@ -9,7 +9,7 @@
  *   raw       @upstash/redis `new Redis({ url, token })` with its defaults: SET NX PX, then EVALSHA
  *   upstash   @upstash/lock `new Lock({ id, redis, lease })` on that client
  *   oncely    createLock(upstashStore({ url, token }))   (@upstash/redis over oncely's node:http requester)
- *   oncely-before  the same over the hand-written protocol the REST transport used before (informational)
+ *   oncely-before  the same over the hand-written protocol it used before (bench/before.ts, informational)
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Lock as UpstashLock } from '@upstash/lock';
@@ -25,7 +25,6 @@ import {
 } from '../layers/oncely/src/index.js';
 import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/lock.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
-import { protocolStore } from './baseline/rest-protocol.js';
 
 export const TTL_MS = 10_000;
 
@@ -215,15 +214,15 @@ export const oncelyRest = (url: string, tokenValue: string) =>
   oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }));
 
 /**
- * The REST transport before @upstash/redis became its client: the protocol spoken by hand
- * (bench/baseline/rest-protocol.ts). Informational: what the client costs on the REST path.
+ * The REST transport before @upstash/redis became its client: the protocol spoken by hand (bench/before.ts
+ * reads it from git). Informational: what the client costs on the REST path.
  */
-export const oncelyRestBefore = (url: string, tokenValue: string) =>
-  oncely(
-    'oncely-before',
-    'oncely REST, hand-written protocol (before)',
-    protocolStore({ url, token: tokenValue }),
-  );
+export const oncelyRestBefore = (
+  store: (options: { url: string; token: string }) => Store,
+  url: string,
+  tokenValue: string,
+) =>
+  oncely('oncely-before', 'oncely REST, hand-written protocol (before)', store({ url, token: tokenValue }));
 
 /** Loads the raw baselines' scripts (EVALSHA must not fall back to EVAL while measuring). */
 export async function loadRawScripts(admin: Redis): Promise<void> {

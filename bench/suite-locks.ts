@@ -1,5 +1,6 @@
 /** The lock pair benchmarks: TCP (raw / oncely / redlock) and REST (raw / @upstash/lock / oncely). */
 import { Redis } from 'ioredis';
+import { restBeforeStore } from './before.js';
 import { type ConcurrentResult, concurrent, type SequentialResult, sequential } from './harness.js';
 import {
   type LockContender,
@@ -87,9 +88,11 @@ export async function lockRest(
 ): Promise<LockSuiteResult> {
   await loadRawScripts(stack.admin);
   const { url } = stack.gateway;
+  const before = await restBeforeStore();
+  if ('skipped' in before) log(`  (no "before" REST contender: ${before.skipped})`);
   const make = (): LockContender[] => [
     oncelyRest(url, TOKEN),
-    oncelyRestBefore(url, TOKEN),
+    ...('skipped' in before ? [] : [oncelyRestBefore(before, url, TOKEN)]),
     upstashLock(url, TOKEN),
     rawRest(url, TOKEN),
   ];
