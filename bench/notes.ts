@@ -73,7 +73,7 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
       bullet(
         '**The REST client, before and after.** Until issue 14 the REST transport spoke the protocol by',
         'hand over the same node:http code; that version runs here as "hand-written protocol (before)"',
-        '(bench/baseline/rest-protocol.ts, frozen). Same rounds: pair p50',
+        '(bench/before.ts reads it from git). Same rounds: pair p50',
         `${ms(o)} through @upstash/redis vs ${ms(before)} by hand (${p50Ratio(o, before)}), client CPU`,
         `${us(client(o))} vs ${us(client(before))} per pair. The client costs bytes rather than`,
         'time per call: see the bundle table (the "before" layer row) for the REST path and its cold start.',
