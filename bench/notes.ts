@@ -135,7 +135,7 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         `**Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST`,
         `lock entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP`,
         "path). The REST path is the layer index plus a chunk with @upstash/redis and oncely's",
-        `requester, loaded by the first REST call (${parts(find(b, 'oncely-rest'))}); before issue 14,`,
+        `requester, loaded when the store is created (${parts(find(b, 'oncely-rest'))}); before issue 14,`,
         `with the protocol spoken by hand, it was ${fmtBytes(find(b, 'oncely-rest-before')?.bytes ?? Number.NaN)}.`,
         'The REST targets against "@upstash/redis alone" date from then: oncely now loads that client',
         'and its own code on top, so the layer path cannot come under 1.15× of the client alone.',

@@ -20,9 +20,9 @@ export interface UpstashStoreOptions extends TransportOptions {
  * runs the scripts). oncely builds the client on first use around a requester of its own
  * (transport/upstash-http.ts): `node:http(s)` with a keep-alive agent, because the client's default `fetch`
  * costs three times the latency per request (docs/benchmarks.md); raw replies; the read-your-writes sync
- * token; one timeoutMs per call (EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out write is reported as ambiguous, never silently
- * sent twice. The client and the HTTP code are a chunk of their own, loaded by the first call: the TCP path
- * never loads them.
+ * token; one timeoutMs per call (EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out
+ * write is reported as ambiguous, never silently sent twice. The client and the HTTP code are a chunk of
+ * their own, loaded when the store is created: the TCP path never loads them.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -34,6 +34,10 @@ export function upstashStore(options: UpstashStoreOptions): Store {
     url = undefined;
   }
   const name = `upstash(${url?.host ?? 'invalid-url'})`;
+  // The client chunk starts loading now: a store created at module scope parses it during Lambda's init
+  // phase, before the first invocation waits for it.
+  const loading = import('./upstash-http.js');
+  loading.catch(() => undefined);
   let ready: UpstashRedis | undefined;
   let pending: Promise<{ redis: UpstashRedis; close(): void }> | undefined;
   const connect = async () => {
@@ -41,7 +45,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
       if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
         throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
       }
-      const { rawClient } = await import('./upstash-http.js');
+      const { rawClient } = await loading;
       return rawClient(url, token, { name, timeoutMs, base64: options.base64 ?? false });
     })();
     ready = (await pending).redis;
