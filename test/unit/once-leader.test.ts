@@ -7,6 +7,7 @@ import {
   ValidationError,
   withLeader,
 } from '../../layers/oncely/src/index.js';
+import { digest } from '../../layers/oncely/src/once/record.js';
 import { deferred, lambdaContext, logSink } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
@@ -86,7 +87,7 @@ describe('withLeader', () => {
     expect(runs).toBe(0);
     expect(store.roundTrips).toBe(0);
     expect(log.parsed()).toMatchObject([
-      { level: 'WARN', decision: 'stale-tick', key: 'nightly-report@2030-01-01T12:00:00.000Z' },
+      { level: 'WARN', decision: 'stale-tick', keyDigest: digest('nightly-report@2030-01-01T12:00:00.000Z') },
     ]);
     expect((log.parsed()[0]!.reason as string).includes('61000 ms old')).toBe(true);
     // Just inside the lag it runs.

@@ -15,7 +15,7 @@ import {
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
-import { encodeResult } from '../../layers/oncely/src/once/record.js';
+import { digest, encodeResult } from '../../layers/oncely/src/once/record.js';
 import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
@@ -296,7 +296,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     const err = await h({ id: 'a', n: 1 }, lambdaContext()).catch((e) => e);
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect(runs).toBe(0);
-    expect(log.parsed()).toMatchObject([{ level: 'ERROR', decision: 'store-error', key: 'a' }]);
+    expect(log.parsed()).toMatchObject([{ level: 'ERROR', decision: 'store-error', keyDigest: digest('a') }]);
   });
 
   it('failOpen: the handler runs without dedupe and an ERROR line says so; auth errors still fail', async () => {
@@ -313,7 +313,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     store.down = unavailable();
     expect(await h({ id: 'a', n: 1 }, lambdaContext())).toBe('ran');
     expect(seen[0]!.fence).toBe(0);
-    expect(log.parsed()).toMatchObject([{ level: 'ERROR', decision: 'fail-open', key: 'a' }]);
+    expect(log.parsed()).toMatchObject([{ level: 'ERROR', decision: 'fail-open', keyDigest: digest('a') }]);
     store.down = new StoreAuthError('fake: authentication failed', { store: 'fake', ambiguous: false });
     await expect(h({ id: 'a', n: 1 }, lambdaContext())).rejects.toBeInstanceOf(StoreAuthError);
     expect(seen).toHaveLength(1);
@@ -404,7 +404,8 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(lines.map((l) => l.decision)).toEqual(['claimed', 'completed', 'duplicate-returned']);
     expect(decisions.map((d) => d.decision)).toEqual(['claimed', 'completed', 'duplicate-returned']);
     for (const l of lines) {
-      expect(l).toMatchObject({ logger: 'oncely', namespace: 'fn', key: 'a' });
+      expect(l).toMatchObject({ logger: 'oncely', namespace: 'fn', keyDigest: digest('a') });
+      expect(l).not.toHaveProperty('key');
       expect(l.level).toMatch(/^(INFO|WARN|ERROR)$/);
       expect(Date.parse(l.timestamp as string)).not.toBeNaN();
     }
@@ -412,14 +413,18 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(log.lines.join('\n')).not.toMatch(/secret/);
   });
 
-  it('a line is exactly JSON.stringify of level, timestamp, logger, message and the decision (key shortened)', async () => {
-    const { options, log, decisions } = setup({ wallClock: () => 1_700_000_000_123, payload: false });
+  it('a line is exactly JSON.stringify of level, timestamp, logger, message and the decision (logKeys: key shortened)', async () => {
+    const { options, log, decisions } = setup({
+      wallClock: () => 1_700_000_000_123,
+      payload: false,
+      logKeys: true,
+    });
     const key = `k"\u00e9\n${'x'.repeat(200)}`;
     const h = wrap(type, async () => 1, { ...options, key: () => key });
     await h({ id: 'ignored' }, lambdaContext());
     expect(decisions.map((d) => d.decision)).toEqual(['claimed', 'completed']);
     log.lines.forEach((line, i) => {
-      const d = decisions[i]!;
+      const { key: _raw, ...d } = decisions[i]!;
       expect(line).toBe(
         JSON.stringify({
           level: 'INFO',
@@ -427,6 +432,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
           logger: 'oncely',
           message: `oncely: ${d.decision}`,
           ...d,
+          keyDigest: digest(key),
           key: `${key.slice(0, 117)}...`,
         }),
       );

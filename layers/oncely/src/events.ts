@@ -96,6 +96,8 @@ export interface Identity {
   readonly source: EventSource | 'custom';
   /** The idempotency key, or undefined when the event has none. */
   readonly key: string | undefined;
+  /** Why the key function's or expression's value was refused (key is then undefined). */
+  readonly problem?: string;
   /** What a reuse of the key must match (undefined when unchecked). */
   readonly payload: unknown;
   /** Whether to check the payload at all. */
@@ -428,14 +430,92 @@ export function canonicalJson(value: unknown): string {
   });
 }
 
-/** A key value as text: strings as they are, numbers and booleans as text, objects as canonical JSON. */
-function keyText(value: unknown): string | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
-    return String(value);
-  const json = canonicalJson(value);
-  return json === undefined || json === '[]' || json === '{}' ? undefined : json;
+/** A value's type as messages name it: `NaN`, `Infinity`, `null`, `array`, `Date`, `Map`, `bigint`, … */
+export function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'number') return Number.isFinite(v) ? 'number' : String(v);
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v) as { constructor?: { name?: string } } | null;
+    return proto === null || proto === Object.prototype ? 'object' : proto.constructor?.name || 'object';
+  }
+  return typeof v;
+}
+
+/**
+ * Why a key function's (or expression's) object or array cannot be a key without colliding with another one,
+ * or undefined when it can: JSON would turn `[undefined]` into `[null]`, `{ a: undefined }` into `{}`, NaN and
+ * ±Infinity into `null`, a Map or a class instance into `{}`. Names the place and the type, never the value.
+ */
+function unsafeKeyPart(v: unknown, path: string, inArray: boolean, seen: Set<object>): string | undefined {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return undefined;
+    case 'number':
+      return Number.isFinite(v) ? undefined : `${path} is ${v}`;
+    case 'object': {
+      if (v === null) return inArray ? `${path} is null` : undefined;
+      if (seen.has(v)) return `${path} is circular`;
+      seen.add(v);
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          const p = unsafeKeyPart(v[i], `${path}[${i}]`, true, seen);
+          if (p) return p;
+        }
+        return undefined;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return `${path} is a ${typeName(v)}`;
+      for (const k of Object.keys(v)) {
+        const p = unsafeKeyPart((v as Obj)[k], `${path}.${k}`, false, seen);
+        if (p) return p;
+      }
+      return undefined;
+    }
+    default:
+      return `${path} is ${typeName(v) === 'undefined' ? 'undefined' : `a ${typeName(v)}`}`;
+  }
+}
+
+/** What a usable key is, for messages. */
+const KEY_RULE =
+  'a key is a non-empty string, a finite number, a boolean, or a non-empty array or plain object of those ' +
+  '(objects may hold null; arrays may not hold null or undefined)';
+
+/**
+ * A key value as text (see "Keys" in docs/once.md): strings as they are; finite numbers, booleans and bigints as
+ * `String(value)`; plain objects and arrays as canonical JSON (sorted object keys). undefined, null, '', `[]`
+ * and `{}` are no key. Anything JSON would change, and so could collide with another key, is refused with
+ * `problem` naming its type: NaN, ±Infinity, a function or a symbol; an array holding undefined or null; an
+ * object with an undefined field; a Date, Map, Set or class instance; a circular structure.
+ */
+export function keyText(value: unknown, what: string): { key?: string; problem?: string } {
+  if (value === undefined || value === null || value === '') return {};
+  switch (typeof value) {
+    case 'string':
+      return { key: value };
+    case 'boolean':
+    case 'bigint':
+      return { key: String(value) };
+    case 'number':
+      return Number.isFinite(value)
+        ? { key: String(value) } // -0 is "0", as 0
+        : { problem: `${what} returned ${value}, which is not a usable key: ${KEY_RULE}` };
+    case 'object': {
+      const unsafe = unsafeKeyPart(value, '$', false, new Set());
+      if (unsafe) {
+        const type = typeName(value);
+        const returned = `${/^[aeiou]/i.test(type) ? 'an' : 'a'} ${type}`;
+        const detail = unsafe.startsWith('$ ') ? returned : `${returned} whose ${unsafe}`;
+        return { problem: `${what} returned ${detail}, which is not a usable key: ${KEY_RULE}` };
+      }
+      const json = canonicalJson(value);
+      return json === '[]' || json === '{}' ? {} : { key: json };
+    }
+    default:
+      return { problem: `${what} returned a ${typeof value}, which is not a usable key: ${KEY_RULE}` };
+  }
 }
 
 /**
@@ -453,6 +533,7 @@ export function identify<E>(
   const detected = detectSource(event);
   let source: EventSource | 'custom';
   let key: string | undefined;
+  let problem: string | undefined;
   if (keySpec === 'auto') {
     source = detected ?? 'custom';
     key = detected ? sourceKey(detected, event) : undefined;
@@ -461,19 +542,18 @@ export function identify<E>(
     key = sourceKey(keySpec, event);
   } else {
     source = 'custom';
+    const what = `the key ${typeof keySpec === 'function' ? 'function' : 'expression'}`;
+    let value: unknown;
     try {
-      key = keyText(
-        typeof keySpec === 'function' ? keySpec(event, context) : jmespath(keySpec.jmespath, event),
-      );
+      value = typeof keySpec === 'function' ? keySpec(event, context) : jmespath(keySpec.jmespath, event);
     } catch (err) {
-      throw Object.assign(
-        new ValidationError([`the key ${typeof keySpec === 'function' ? 'function' : 'expression'} threw`]),
-        { cause: err },
-      );
+      throw Object.assign(new ValidationError([`${what} threw`]), { cause: err });
     }
+    ({ key, problem } = keyText(value, what));
   }
 
-  if (payloadSpec === false) return { source, key, payload: undefined, checkPayload: false };
+  const base = problem === undefined ? { source, key } : { source, key, problem };
+  if (payloadSpec === false) return { ...base, payload: undefined, checkPayload: false };
   let payload: unknown;
   if (payloadSpec === 'event') payload = event;
   else if (payloadSpec === 'auto') {
@@ -492,5 +572,5 @@ export function identify<E>(
       );
     }
   }
-  return { source, key, payload, checkPayload: true };
+  return { ...base, payload, checkPayload: true };
 }

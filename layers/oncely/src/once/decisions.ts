@@ -2,7 +2,12 @@
  * Decisions: what the run-once state machine tells the outside world. One event per transition, logged as one
  * JSON line (filtered by level) and handed to `onDecision`. Neither a logger nor a callback can break an
  * invocation.
+ *
+ * A line names a record by its key digest (`keyDigest`, the one in the record's Redis key), not by the raw
+ * idempotency key, which may hold personal data (an S3 object key, an e-mail in a webhook body): the raw key is
+ * logged only with `logKeys: true`. onDecision always gets the raw key.
  */
+import { digest } from './record.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
@@ -80,6 +85,8 @@ export const shortKey = (key: string) =>
 export interface DecisionSink {
   readonly namespace: string;
   readonly logLevel: LogLevel;
+  /** Log the raw key next to its digest. */
+  readonly logKeys: boolean;
   readonly logger: (line: string) => void;
   readonly onDecision?: ((decision: Decision) => void) | undefined;
   readonly wallClock: () => number;
@@ -89,6 +96,8 @@ export interface DecisionSink {
 export class Decisions {
   #isoMs = Number.NaN;
   #iso = '';
+  #digestOf: string | undefined;
+  #digest = '';
   constructor(readonly sink: DecisionSink) {}
 
   emit(d: Decided): void {
@@ -116,7 +125,7 @@ export class Decisions {
 
   /**
    * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, then the decision's fields in their
-   * order (the key shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
+   * order, the key as its `keyDigest` (and, with logKeys, the key itself, shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
    * (a Lambda container's first thousands of invocations) that beats building the text field by field.
    */
   #line(level: Exclude<LogLevel, 'silent'>, decision: Decision): string {
@@ -126,15 +135,23 @@ export class Decisions {
       this.#iso = new Date(ms).toISOString();
       this.#isoMs = ms;
     }
+    const { key, ...rest } = decision;
     const line: Record<string, unknown> = {
       level: LABEL[level],
       timestamp: this.#iso,
       logger: 'oncely',
       message: `oncely: ${decision.decision}`,
-      ...decision,
+      ...rest,
     };
-    if (decision.key !== undefined && decision.key.length > SHORT_KEY_CHARS)
-      line.key = shortKey(decision.key);
+    if (key !== undefined) {
+      if (key !== this.#digestOf) {
+        // the claimed and completed lines of an invocation name the same key: one digest
+        this.#digest = digest(key);
+        this.#digestOf = key;
+      }
+      line.keyDigest = this.#digest;
+      if (this.sink.logKeys) line.key = shortKey(key);
+    }
     return JSON.stringify(line);
   }
 }

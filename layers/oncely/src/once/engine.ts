@@ -111,10 +111,11 @@ export class OnceEngine<E = unknown> implements RunHost {
     const identity = identify(event, context, o.key, o.payload);
     const key = identity.key;
     if (key === undefined) {
-      this.decide({ decision: 'no-key', reason: `no ${identity.source} key` });
+      this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
       if (o.missingKey === 'run') return { kind: 'run', run: this.#unfenced() };
       throw new MissingKeyError(
-        `no idempotency key in the event: looked for ${KEY_LOCATIONS[identity.source as EventSource] ?? identity.source}`,
+        identity.problem ??
+          `no idempotency key in the event: looked for ${KEY_LOCATIONS[identity.source as EventSource] ?? identity.source}`,
         { source: identity.source },
       );
     }
@@ -213,7 +214,7 @@ export class OnceEngine<E = unknown> implements RunHost {
         return;
       }
       if (identity.key === undefined) {
-        this.decide({ decision: 'no-key', reason: `no ${identity.source} key` });
+        this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
         items[n] = o.missingKey === 'throw' ? FAIL : { kind: 'run', run: this.#unfenced() };
         return;
       }

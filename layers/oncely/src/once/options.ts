@@ -120,6 +120,12 @@ export interface OnceOptions<E = unknown> {
    * @default process.env.ONCELY_LOG_LEVEL, else 'info'
    */
   logLevel?: LogLevel;
+  /**
+   * Decision lines name a record by its key digest (`keyDigest`, the one in its Redis key `…:{<namespace>:<digest>}:rec`);
+   * `true` adds the raw idempotency key, which may hold personal data (an S3 object key, an e-mail address).
+   * @default false
+   */
+  logKeys?: boolean;
   /** Where log lines go. @default console.log */
   logger?: (line: string) => void;
   /** Called with every decision (also when logging is off). Exceptions it throws are ignored. */
@@ -156,6 +162,7 @@ const DEFAULTS = Object.freeze({
   unstorable: 'throw' as 'throw' | 'marker',
   completeFailure: 'throw' as 'throw' | 'return',
   failOpen: false,
+  logKeys: false,
   http: 'auto' as 'auto' | false,
   prefix: 'oncely',
 });
@@ -243,6 +250,7 @@ export function resolveOnceOptions<E>(
     ...oneOf('completeFailure', o.completeFailure, ['throw', 'return']),
     ...oneOf('http', o.http, ['auto', false]),
     ...oneOf('failOpen', o.failOpen, [true, false]),
+    ...oneOf('logKeys', o.logKeys, [true, false]),
   );
   const logLevel = (o.logLevel ?? process.env.ONCELY_LOG_LEVEL ?? 'info') as LogLevel;
   p.push(...oneOf('logLevel', logLevel, LOG_LEVELS));

@@ -17,6 +17,7 @@ export interface LeaderOptions
     | 'prefix'
     | 'logLevel'
     | 'logger'
+    | 'logKeys'
     | 'onDecision'
     | 'clock'
     | 'wallClock'

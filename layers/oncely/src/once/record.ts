@@ -24,8 +24,8 @@ const sha256: (text: string) => string =
     ? (text) => crypto.hash('sha256', text, 'base64url')
     : (text) => crypto.createHash('sha256').update(text).digest('base64url');
 
-/** 22 base64url characters: 132 bits of SHA-256. */
-function digest(text: string): string {
+/** 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). */
+export function digest(text: string): string {
   return sha256(text).slice(0, 22);
 }
 

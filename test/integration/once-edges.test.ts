@@ -1,0 +1,70 @@
+/**
+ * Run-once at its edges (issue 11) over real servers, on every transport (REST through the gateway, a
+ * standalone redis-server and a cluster over TCP): keys that cannot collide.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MissingKeyError, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
+import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
+import { ADAPTERS, CountingStore, lambdaContext, wrap } from '../support/once.js';
+import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
+
+type Ev = { k?: unknown; n?: number };
+
+let seq = 0;
+const unique = (label: string) => `${label}-${process.pid}-${++seq}`;
+
+describe.each(TRANSPORTS)('run-once edges over %s', (transport) => {
+  let fx: TransportFixture;
+  let store: CountingStore;
+  const base = (namespace: string): OnceOptions<Ev> => ({
+    store,
+    namespace,
+    key: (e) => e.k as never,
+    payload: false,
+    logLevel: 'silent',
+  });
+
+  beforeAll(async () => {
+    fx = await startTransport(transport);
+    store = new CountingStore(fx.store({ timeoutMs: 2000 }));
+  });
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  describe.each(ADAPTERS)('keys, through the $type', ({ type }) => {
+    it('keys JSON would collide are refused before the store; canonical keys share one record', async () => {
+      const ns = unique(`keys-${type}`);
+      let runs = 0;
+      const h = wrap(type, async () => ++runs, base(ns));
+      const before = store.roundTrips;
+      for (const k of [Number.NaN, Number.POSITIVE_INFINITY, [undefined], [null], { a: undefined }]) {
+        await expect(h({ k }, lambdaContext())).rejects.toBeInstanceOf(MissingKeyError);
+      }
+      expect(store.roundTrips).toBe(before);
+      expect(runs).toBe(0);
+
+      expect(await h({ k: { b: 2, a: [1, 'x'] } }, lambdaContext())).toBe(1);
+      expect(await h({ k: { a: [1, 'x'], b: 2 } }, lambdaContext())).toBe(1);
+      expect(await h({ k: -0 }, lambdaContext())).toBe(2);
+      expect(await h({ k: 0 }, lambdaContext())).toBe(2);
+      expect(await h({ k: { a: null } }, lambdaContext())).toBe(3);
+      expect(runs).toBe(3);
+
+      // the record is where the canonical key's digest says, on the real server
+      const keys = new OnceEngine<Ev>(base(ns)).keysOf('{"a":[1,"x"],"b":2}');
+      expect(await fx.admin.exists(keys[0])).toBe(1);
+    });
+  });
+
+  it('another container (another store instance) finds the record of a canonical key', async () => {
+    const ns = unique('keys-other');
+    let runs = 0;
+    const h = withOnce(async () => ++runs, base(ns));
+    await h({ k: { z: 1, a: 2 } }, lambdaContext());
+    const other = fx.store({ timeoutMs: 2000 });
+    const g = withOnce(async () => ++runs, { ...base(ns), store: other });
+    expect(await g({ k: { a: 2, z: 1 } }, lambdaContext())).toBe(1);
+    expect(runs).toBe(1);
+  });
+});
