@@ -16,6 +16,7 @@ import { Lock as UpstashLock } from '@upstash/lock';
 import { Redis as UpstashRedis } from '@upstash/redis';
 import type { Redis } from 'ioredis';
 import Redlock from 'redlock';
+import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import {
   createLock,
   LOCK_SCRIPTS,
@@ -23,7 +24,6 @@ import {
   type Store,
   upstashStore,
 } from '../layers/oncely/src/index.js';
-import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/lock.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
 
 export const TTL_MS = 10_000;

@@ -1,5 +1,12 @@
 /** oncely: run-once AWS Lambda handlers on Redis locks. Public API only. */
 
+export {
+  type AcquireOptions,
+  type Locker,
+  MAX_KEY_BYTES,
+  type RetryOptions,
+  type UsingOptions,
+} from './acquire.js';
 export { type Clock, monotonicClock } from './clock.js';
 export {
   ConfigError,
@@ -44,22 +51,12 @@ export {
   type Leadership,
   observeLeader,
 } from './leader.js';
+export { type CheckOutcome, type ExtendOutcome, Lease, type ReleaseResult } from './lease.js';
 export {
-  type AcquireOptions,
-  type CheckOutcome,
   createLock,
-  type ExtendOutcome,
-  Lease,
   Lock,
-  type Locker,
   type LockOptions,
   type LockStatus,
-  MAX_KEY_BYTES,
-  MAX_TTL_MS,
-  MIN_TTL_MS,
-  type ReleaseResult,
-  type RetryOptions,
-  type UsingOptions,
   type WindowOptions,
   type WindowResult,
 } from './lock.js';
@@ -97,3 +94,4 @@ export type {
 } from './transport/types.js';
 export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
 export { upstashClientStore } from './transport/upstash-client.js';
+export { MAX_TTL_MS, MIN_TTL_MS } from './validate.js';

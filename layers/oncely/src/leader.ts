@@ -11,10 +11,13 @@
 import { hostname } from 'node:os';
 import { sleep } from './clock.js';
 import { LockLostError, OncelyError } from './errors.js';
-import { check, type Lease, type Lock, ttlProblems } from './lock.js';
+import type { Lease } from './lease.js';
+import { keepLeases } from './lease-keeper.js';
+import type { Lock } from './lock.js';
 import { fanOut, type Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
 import type { Store } from './transport/types.js';
+import { check, MAX_ATTEMPTS, ttlProblems } from './validate.js';
 
 export interface ElectOptions {
   /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
@@ -79,7 +82,6 @@ export interface LeaderInfo {
 }
 
 const DEFAULT_LEASE_MS = 10_000;
-const MAX_ATTEMPTS = 1_000_000;
 
 function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
   return 'stores' in lock
@@ -246,22 +248,20 @@ export class Election {
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
-    // Renew until the lease is lost or we resign.
+    // Renew every renewEveryMs until the lease is lost or we resign (sooner after a failed renewal).
     const stop = this.#stop.signal;
     const { signal: either, dispose } = anySignal([end.signal, stop]);
-    let waitMs = renewEveryMs;
-    while (!either.aborted) {
-      await sleep(waitMs, either).catch(() => undefined);
-      if (either.aborted || !lease.held) break;
-      try {
-        await lease.extend(leaseMs);
-        waitMs = renewEveryMs;
-      } catch (err) {
-        if (err instanceof LockLostError) break; // the signal has fired
-        this.#report(err);
-        waitMs = Math.max(1, Math.min(renewEveryMs, Math.floor(lease.remainingMs / 3)));
-      }
-    }
+    const stopRenewing = keepLeases({
+      leases: () => [lease],
+      dueInMs: () => renewEveryMs,
+      ttlMs: () => leaseMs,
+      retryInMs: (remainingMs) => Math.max(1, Math.min(renewEveryMs, Math.floor(remainingMs / 3))),
+      onError: (err) => this.#report(err),
+      ref: true,
+    });
+    if (!either.aborted)
+      await new Promise((resolve) => either.addEventListener('abort', resolve, { once: true }));
+    stopRenewing();
 
     dispose();
     lease.signal.removeEventListener('abort', onLost);

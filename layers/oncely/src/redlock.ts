@@ -8,30 +8,31 @@
  * The safety argument, including why fences stay strictly increasing across different quorums, is in
  * docs/redlock.md.
  */
-import { type Clock, monotonicClock } from './clock.js';
-import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailableError } from './errors.js';
+
 import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
-  type CheckOutcome,
-  check,
   DEFAULT_FENCE_GRACE_MS,
-  type ExtendOutcome,
-  fenceGraceProblems,
   keyProblems,
-  Lease,
-  type LeaseDriver,
   type Locker,
   newToken,
-  type ReleaseResult,
   retryProblems,
-  ttlProblems,
   type UsingOptions,
-  usingLease,
-} from './lock.js';
+} from './acquire.js';
+import { type Clock, monotonicClock } from './clock.js';
+import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailableError } from './errors.js';
+import {
+  type CheckOutcome,
+  type ExtendOutcome,
+  Lease,
+  type LeaseDriver,
+  type ReleaseResult,
+} from './lease.js';
+import { usingLease } from './lease-keeper.js';
 import { ACQUIRE, EXTEND, FENCE_RAISE, LOCK_CHECK, ownerReply, RELEASE, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
+import { check, fenceGraceProblems, ttlProblems } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 

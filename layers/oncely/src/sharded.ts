@@ -10,9 +10,9 @@
  * replicas fail over); see docs/redlock.md.
  */
 import { createHash } from 'node:crypto';
-import { check } from './lock.js';
 import type { Script } from './scripts.js';
 import type { CallResult, ScriptArg, ScriptCall, Store, StoreKind } from './transport/types.js';
+import { check } from './validate.js';
 
 export interface Shard {
   /**

@@ -3,9 +3,9 @@
  * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { check } from '../lock.js';
+import { check, isWhole, oneOf } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import { type OnceOptions, type OnceRun, oneOf, whole } from './options.js';
+import type { OnceOptions, OnceRun } from './options.js';
 
 export interface OnceBatchOptions
   extends Omit<OnceOptions<SQSRecord>, 'duplicate' | 'http' | 'maxWaitMs' | 'pollMs'> {
@@ -38,7 +38,7 @@ export function withOnceBatch<R = unknown>(
   const { concurrency = 10, ...rest } = options ?? ({} as OnceBatchOptions);
   const problems: string[] = [];
   if (typeof handler !== 'function') problems.push('handler must be a function');
-  if (!whole(concurrency, 1, 10_000))
+  if (!isWhole(concurrency, 1, 10_000))
     problems.push(`concurrency must be a whole number from 1 to 10000, got ${concurrency}`);
   problems.push(...oneOf('duplicate', rest.duplicate, ['throw', 'skip']));
   check(problems, 'withOnceBatch options');

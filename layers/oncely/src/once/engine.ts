@@ -5,19 +5,13 @@
  * outcome.ts; this file acts on it and emits its decision.
  */
 import type { Context } from 'aws-lambda';
+import { newToken } from '../acquire.js';
 import { sleep } from '../clock.js';
 import { MissingKeyError, StoreError, StoreUnavailableError } from '../errors.js';
 import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS } from '../events.js';
-import {
-  giveBack,
-  type LeaseInit,
-  MAX_TTL_MS,
-  MIN_TTL_MS,
-  newToken,
-  releaseOrGiveBack,
-  releaseResultOf,
-} from '../lock.js';
+import { giveBack, type LeaseInit, releaseOrGiveBack, releaseResultOf } from '../lease.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
+import { MAX_TTL_MS, MIN_TTL_MS } from '../validate.js';
 import { type Decided, Decisions } from './decisions.js';
 import { httpResponseFor } from './http.js';
 import { Halfway, keepAlive, RecordDriver } from './lease.js';

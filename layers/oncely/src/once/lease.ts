@@ -4,16 +4,15 @@
  * lease.
  */
 import type { Clock } from '../clock.js';
-import { LockLostError } from '../errors.js';
 import {
   type ExtendOutcome,
   extendOutcomeOf,
   type Lease,
   type LeaseDriver,
-  MIN_TTL_MS,
   type ReleaseResult,
   releaseResultOf,
-} from '../lock.js';
+} from '../lease.js';
+import { keepLeases } from '../lease-keeper.js';
 import type { ScriptCall, Store } from '../transport/types.js';
 import type { Records } from './record.js';
 
@@ -64,9 +63,10 @@ export class RecordDriver implements LeaseDriver {
 }
 
 /**
- * Keeps `leases` alive: extends them (together) when half their lease is left, to `ttlFor()` (leaseMs, or less
- * near the invocation's deadline). Once an extension has reached the deadline no later one could move it, so
- * it stops there (the lease then runs out marginMs before Lambda would stop the invocation), or when stopped.
+ * Keeps records' `leases` alive (the one lease-keeping loop, lease-keeper.ts): extends them together when half
+ * their lease is left, to `ttlFor()` (leaseMs, or less near the invocation's deadline). Once an extension has
+ * reached the deadline no later one could move it, so it stops there (the lease then runs out marginMs before
+ * Lambda would stop the invocation), or when stopped.
  */
 export function keepAlive(
   leases: () => Lease[],
@@ -74,46 +74,16 @@ export function keepAlive(
   leaseMs: number,
   clock: Clock,
   onError: (e: Error) => void,
-  dueNow = false,
-) {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const schedule = () => {
-    const live = leases().filter((l) => l.held);
-    if (stopped || live.length === 0) return;
-    const due = Math.min(...live.map((l) => l.validUntil - l.ttlMs / 2));
-    timer = setTimeout(tick, Math.max(0, due - clock.now()));
-    timer.unref?.();
-  };
-  const tick = async () => {
-    const ttl = ttlFor();
-    if (stopped || ttl < MIN_TTL_MS) return;
-    let failed = false;
-    await Promise.all(
-      leases()
-        .filter((l) => l.held)
-        .map((l) =>
-          l.extend(ttl).catch((err: unknown) => {
-            if (err instanceof LockLostError) return; // its signal has fired
-            failed = true;
-            onError(err as Error);
-          }),
-        ),
-    );
-    if (stopped) return;
-    if (!failed) return ttl < leaseMs ? undefined : schedule();
-    // A store failure: try again soon, while the leases are still valid.
-    const live = leases().filter((l) => l.held);
-    if (live.length === 0) return;
-    timer = setTimeout(tick, Math.min(Math.min(...live.map((l) => l.remainingMs)) / 4, 1000));
-    timer.unref?.();
-  };
-  if (dueNow) void tick();
-  else schedule();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  now = false,
+): () => void {
+  return keepLeases({
+    leases,
+    dueInMs: (l) => l.validUntil - l.ttlMs / 2 - clock.now(),
+    ttlMs: ttlFor,
+    last: (ttl) => ttl < leaseMs,
+    onError,
+    now,
+  });
 }
 
 /**

@@ -12,9 +12,9 @@ import {
   payloadSpecProblems,
   usesJmespath,
 } from '../events.js';
-import { check, MAX_TTL_MS, ttlProblems } from '../lock.js';
 import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
+import { check, isWhole, MAX_TTL_MS, oneOf, ttlProblems } from '../validate.js';
 import { type Decision, LOG_LEVELS, type LogLevel } from './decisions.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
@@ -177,18 +177,8 @@ export type Resolved<E> = Required<
     logger: (line: string) => void;
   };
 
-const MAX_MS = MAX_TTL_MS;
 /** The largest result a record may hold (a Redis string is at most 512 MiB). */
 const MAX_RESULT_BYTES = 512 * 1024 * 1024;
-
-export const whole = (v: unknown, min: number, max: number) =>
-  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-
-export function oneOf<T>(field: string, value: unknown, allowed: readonly T[]): string[] {
-  return value === undefined || allowed.includes(value as T)
-    ? []
-    : [`${field} must be one of ${allowed.map((a) => String(a)).join(', ')}, got ${String(value)}`];
-}
 
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
@@ -235,13 +225,13 @@ export function resolveOnceOptions<E>(
   if (typeof o.prefix !== 'string' || o.prefix.length === 0 || /[{}]/.test(o.prefix))
     p.push('prefix must be a non-empty string without { or }');
   p.push(...ttlProblems(o.leaseMs, 'leaseMs'), ...ttlProblems(o.retentionMs, 'retentionMs'));
-  if (!whole(o.marginMs, 0, MAX_MS))
+  if (!isWhole(o.marginMs, 0, MAX_TTL_MS))
     p.push(`marginMs must be a whole number of milliseconds, got ${o.marginMs}`);
-  if (!whole(o.pollMs, 1, MAX_MS))
+  if (!isWhole(o.pollMs, 1, MAX_TTL_MS))
     p.push(`pollMs must be a whole number of milliseconds ≥ 1, got ${o.pollMs}`);
-  if (o.maxWaitMs !== undefined && !whole(o.maxWaitMs, 0, MAX_MS))
+  if (o.maxWaitMs !== undefined && !isWhole(o.maxWaitMs, 0, MAX_TTL_MS))
     p.push(`maxWaitMs must be a whole number of milliseconds, got ${o.maxWaitMs}`);
-  if (!whole(o.maxResultBytes, 1, MAX_RESULT_BYTES))
+  if (!isWhole(o.maxResultBytes, 1, MAX_RESULT_BYTES))
     p.push(`maxResultBytes must be a whole number from 1 to ${MAX_RESULT_BYTES}, got ${o.maxResultBytes}`);
   p.push(
     ...oneOf('duplicate', o.duplicate, ['throw', 'wait', 'skip']),

@@ -3,9 +3,9 @@
  * An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { check, MAX_TTL_MS } from '../lock.js';
+import { check, isWhole, MAX_TTL_MS } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import { type OnceOptions, type OnceRun, whole } from './options.js';
+import type { OnceOptions, OnceRun } from './options.js';
 import { runOnce } from './with-once.js';
 
 export interface LeaderOptions
@@ -67,7 +67,7 @@ export function withLeader<R = unknown>(
   if (typeof handler !== 'function') problems.push('handler must be a function');
   if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200))
     problems.push('name must be 1 to 200 characters');
-  if (!whole(maxLagMs, 0, MAX_TTL_MS))
+  if (!isWhole(maxLagMs, 0, MAX_TTL_MS))
     problems.push(`maxLagMs must be a whole number of milliseconds, got ${maxLagMs}`);
   if (typeof tick !== 'function') problems.push('tick must be a function');
   check(problems, 'withLeader options');

@@ -4,6 +4,7 @@
  * encoding, and the payload hash. The record and its transitions are described in docs/once.md.
  */
 import * as crypto from 'node:crypto';
+import { DEFAULT_FENCE_GRACE_MS } from '../acquire.js';
 import type { NotStorableReason } from '../errors.js';
 import { OncelyError } from '../errors.js';
 import { canonicalJson, type Identity } from '../events.js';
@@ -14,7 +15,7 @@ import type { ScriptArg, ScriptCall } from '../transport/types.js';
  * The fence counter outlives its record by this much: the longest a Lambda invocation can run, so no earlier
  * owner can still be at work when the counter goes (past that, fences still rise: see ONCE_CLAIM).
  */
-export const FENCE_GRACE_MS = 15 * 60_000;
+export const FENCE_GRACE_MS = DEFAULT_FENCE_GRACE_MS;
 
 // ------------------------------------------------------------------------------------------------- keys
 

@@ -4,7 +4,7 @@
  */
 import { sleep } from '../clock.js';
 import { LockLostError, ResultNotStorableError, StoreError } from '../errors.js';
-import { Lease, type LeaseInit, type ReleaseResult, releaseResultOf } from '../lock.js';
+import { Lease, type LeaseInit, type ReleaseResult, releaseResultOf } from '../lease.js';
 import type { Store } from '../transport/types.js';
 import { type Decided, shortKey } from './decisions.js';
 import { type HttpResult, isHttpResult } from './http.js';

@@ -1,0 +1,154 @@
+/**
+ * What a single-store Lock and a Redlock share: acquire options and their validation, the owner token, and the
+ * retry loop of a blocking acquire.
+ */
+import { randomBytes } from 'node:crypto';
+import { type Clock, sleep } from './clock.js';
+import { LockNotAcquiredError, StoreError } from './errors.js';
+import type { Lease } from './lease.js';
+import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS } from './validate.js';
+
+export interface RetryOptions {
+  /**
+   * Attempts in all, the first included. `1` fails fast.
+   * @default 10
+   */
+  attempts?: number;
+  /**
+   * Base delay between attempts (shortened to the holder's remaining TTL when that is sooner).
+   * @default 200
+   */
+  delayMs?: number;
+  /**
+   * Random extra delay, uniform in [0, jitterMs), so contenders do not retry in lockstep.
+   * @default 100
+   */
+  jitterMs?: number;
+  /**
+   * Give up once this much time has passed since the first attempt (no attempt starts after it).
+   * @default no limit beyond `attempts`
+   */
+  maxWaitMs?: number;
+}
+
+export interface AcquireOptions {
+  /** Lease time in milliseconds: the key expires by itself after this long unless extended. */
+  ttlMs: number;
+  /** How to wait for a held lock. */
+  retry?: RetryOptions;
+  /** Aborts the wait (the pending attempt is undone if it succeeded). */
+  signal?: AbortSignal;
+}
+
+export interface UsingOptions extends AcquireOptions {
+  /**
+   * Extend when this much validity is left.
+   * @default half of ttlMs
+   */
+  extendBeforeMs?: number;
+  /** Called with errors that using() does not throw: a failed release, a failed background extension. */
+  onError?: (error: Error) => void;
+}
+
+export const DEFAULT_RETRY: Readonly<Required<Omit<RetryOptions, 'maxWaitMs'>>> = Object.freeze({
+  attempts: 10,
+  delayMs: 200,
+  jitterMs: 100,
+});
+export const MAX_KEY_BYTES = 512;
+/** How long a fence counter outlives the lease that last used it, by default (15 minutes). */
+export const DEFAULT_FENCE_GRACE_MS = 15 * 60_000;
+
+export function keyProblems(key: unknown): string[] {
+  if (typeof key !== 'string') return [`key must be a string, got ${typeof key}`];
+  if (key.length === 0) return ['key must not be empty'];
+  const bytes = Buffer.byteLength(key, 'utf8');
+  return bytes > MAX_KEY_BYTES ? [`key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`] : [];
+}
+
+export function retryProblems(retry: RetryOptions | undefined): string[] {
+  if (retry === undefined) return [];
+  if (typeof retry !== 'object' || retry === null) return ['retry must be an object'];
+  const p: string[] = [];
+  if (retry.attempts !== undefined && !isWhole(retry.attempts, 1, MAX_ATTEMPTS))
+    p.push(`retry.attempts must be a whole number from 1 to ${MAX_ATTEMPTS}, got ${String(retry.attempts)}`);
+  for (const f of ['delayMs', 'jitterMs', 'maxWaitMs'] as const) {
+    const v = retry[f];
+    if (v !== undefined && !isWhole(v, 0, MAX_TTL_MS))
+      p.push(`retry.${f} must be a whole number of milliseconds from 0 to ${MAX_TTL_MS}, got ${String(v)}`);
+  }
+  return p;
+}
+
+/**
+ * 128 random bits (node:crypto), base64url. Drawn fresh for every lease, never from a pre-filled pool: a pool
+ * captured in a restored snapshot (Lambda SnapStart, a forked process) would hand two holders the same token,
+ * and acquire treats "the lock holds my token" as "already mine".
+ */
+export function newToken(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** What a single-store lock and a Redlock both offer. */
+export interface Locker {
+  tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null>;
+  acquire(key: string, options: AcquireOptions): Promise<Lease>;
+  using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T>;
+}
+
+// ------------------------------------------------------------------------------------------ the retry loop
+
+/** One attempt's outcome: a lease, or "held" with how long the holder has left (if known). */
+export type Attempt = { lease: Lease } | { lease: null; retryAfterMs?: number; error?: Error };
+
+/**
+ * Calls `attempt` until it yields a lease, bounded by retry.attempts, retry.maxWaitMs and the signal.
+ * Throws LockNotAcquiredError; its cause is the last store error when the last attempt failed on the store.
+ */
+export async function acquireLoop(
+  key: string,
+  attempt: () => Promise<Attempt>,
+  options: AcquireOptions,
+  clock: Clock,
+): Promise<Lease> {
+  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  const { signal } = options;
+  const started = clock.now();
+  let lastError: Error | undefined;
+  for (let n = 1; ; n++) {
+    if (signal?.aborted) {
+      throw new LockNotAcquiredError(key, n - 1, `lock "${key}": acquire aborted`, { cause: signal.reason });
+    }
+    const result = await attempt();
+    if (result.lease) {
+      if (signal?.aborted) {
+        await result.lease.release().catch(() => undefined);
+        throw new LockNotAcquiredError(key, n, `lock "${key}": acquire aborted`, { cause: signal.reason });
+      }
+      return result.lease;
+    }
+    lastError = result.error;
+    const base = Math.min(retry.delayMs, result.retryAfterMs ?? retry.delayMs);
+    const wait = Math.max(0, base) + Math.floor(Math.random() * retry.jitterMs);
+    const elapsed = clock.now() - started;
+    const outOfTime = retry.maxWaitMs !== undefined && elapsed + wait > retry.maxWaitMs;
+    if (n >= retry.attempts || outOfTime) {
+      const why = !lastError
+        ? 'held by another owner'
+        : lastError instanceof StoreError
+          ? `the store failed: ${lastError.message}`
+          : lastError.message;
+      throw new LockNotAcquiredError(
+        key,
+        n,
+        `lock "${key}" not acquired after ${n} attempt(s) in ${Math.round(elapsed)} ms (${why})`,
+        lastError ? { cause: lastError } : undefined,
+      );
+    }
+    try {
+      await sleep(wait, signal);
+    } catch {
+      throw new LockNotAcquiredError(key, n, `lock "${key}": acquire aborted`, { cause: signal?.reason });
+    }
+  }
+}

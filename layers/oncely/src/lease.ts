@@ -1,0 +1,284 @@
+/**
+ * A held lock: the Lease (validity on a monotonic clock, a lost-lease AbortSignal, `await using`), what it asks
+ * of the lock that issued it (a LeaseDriver: one store, a Redlock quorum, a key set or a run-once record), the
+ * one mapping of the extend / release / check replies, and giving back a lock we may hold but will not use.
+ */
+import type { Clock } from './clock.js';
+import {
+  LockLostError,
+  type LockLostReason,
+  LockNotReleasedError,
+  OncelyError,
+  StoreError,
+} from './errors.js';
+import { ownerReply } from './scripts.js';
+import { check, ttlProblems } from './validate.js';
+
+// `await using lease = ...` looks the disposer up as Symbol.asyncDispose. Node defines it from 20.4 on (as
+// Symbol.for('nodejs.asyncDispose')); define it the same way where it is missing, so leases made here and
+// code compiled elsewhere agree on the one symbol.
+(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
+
+export type ReleaseResult = 'released' | 'notHeld' | 'expired';
+export type ExtendOutcome = 'extended' | 'stolen' | 'expired';
+export type CheckOutcome = 'held' | 'stolen' | 'expired';
+
+/** An extend script's reply (EXTEND, ONCE_EXTEND) as an ExtendOutcome. */
+export function extendOutcomeOf(reply: unknown): ExtendOutcome {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
+}
+
+/** A release script's reply (RELEASE, ONCE_RELEASE) as a ReleaseResult. */
+export function releaseResultOf(reply: unknown): ReleaseResult {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'released' : r === 'theirs' ? 'notHeld' : 'expired';
+}
+
+/** LOCK_CHECK's reply: 1 ours, -1 another owner's, 0 nobody's. */
+export function checkOutcome(reply: unknown): CheckOutcome {
+  const r = ownerReply(reply);
+  return r === 'ours' ? 'held' : r === 'theirs' ? 'stolen' : 'expired';
+}
+
+// ---------------------------------------------------------------------------------------------- the lease
+
+/** What a lease needs from the lock that issued it (a single store, or a Redlock quorum). */
+export interface LeaseDriver {
+  extend(key: string, token: string, ttlMs: number): Promise<ExtendOutcome>;
+  release(key: string, token: string): Promise<ReleaseResult>;
+  /** Read-only: does the store still hold the token? */
+  check?(key: string, token: string): Promise<CheckOutcome>;
+}
+
+export interface LeaseInit {
+  key: string;
+  token: string;
+  fence: number;
+  ttlMs: number;
+  /** Monotonic time the acquiring request was sent. */
+  startedAt: number;
+  /** The drift allowance for a TTL (ttl·driftFactor + driftMs). */
+  drift: (ttlMs: number) => number;
+  clock: Clock;
+  driver: LeaseDriver;
+  /** Several locks held as one (`acquire([k1, k2])`): the keys and one fence each, in the caller's order. */
+  keys?: readonly string[];
+  fences?: readonly number[];
+  /** Where a release that failed on `await using` scope exit is reported (LockOptions.onError). */
+  onError?: (error: Error) => void;
+}
+
+/**
+ * A held lock. `signal` aborts (reason: a LockLostError) when the lease is lost — an extend found another
+ * owner or no owner — or when its validity runs out without a successful extension, even if an extend call
+ * is still hanging. Releasing does not abort it.
+ */
+export class Lease {
+  readonly key: string;
+  /** 128-bit random owner token. */
+  readonly token: string;
+  /** Fencing token: strictly increasing across holders of this key. Pass it to the resource you protect. */
+  readonly fence: number;
+  /** Every lock this lease holds: `[key]`, or the keys of `acquire([k1, k2, ...])` in the order given. */
+  readonly keys: readonly string[];
+  /** One fence per key of `keys` (each key's own counter); `fence` is the first. */
+  readonly fences: readonly number[];
+  #validUntil: number;
+  #ttlMs: number;
+  #state: 'held' | 'released' | 'lost' = 'held';
+  readonly #controller = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #init: LeaseInit;
+
+  constructor(init: LeaseInit) {
+    this.#init = init;
+    this.key = init.key;
+    this.token = init.token;
+    this.fence = init.fence;
+    this.keys = Object.freeze([...(init.keys ?? [init.key])]);
+    this.fences = Object.freeze([...(init.fences ?? [init.fence])]);
+    this.#ttlMs = init.ttlMs;
+    this.#validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
+    this.#arm();
+  }
+
+  /** Monotonic deadline (clock.now() units): start + ttl − drift, moved by each successful extend. */
+  get validUntil(): number {
+    return this.#validUntil;
+  }
+  /** Milliseconds of validity left (0 when lost or expired). */
+  get remainingMs(): number {
+    return this.#state === 'lost' ? 0 : Math.max(0, this.#validUntil - this.#init.clock.now());
+  }
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+  /** Reading it past the deadline aborts it on the spot, as `held` does (a resumed process may run before its timers). */
+  get signal(): AbortSignal {
+    if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
+    return this.#controller.signal;
+  }
+  /**
+   * True while the lease is held and valid. Looking past the deadline aborts the signal there and then, so a
+   * process that was paused past its lease (its expiry timer not yet run) learns it on its next check.
+   */
+  get held(): boolean {
+    if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
+    return this.#state === 'held';
+  }
+
+  /**
+   * Resets the expiry to `ttlMs` (default: the acquire TTL) from now. Throws LockLostError when the lease is
+   * already lost, expired, released, or now held by another owner; StoreError when the store failed (the lease
+   * may still be valid: `remainingMs` tells).
+   */
+  async extend(ttlMs: number = this.#ttlMs): Promise<void> {
+    check(ttlProblems(ttlMs), 'extend');
+    if (this.#state === 'released') throw new LockLostError(this.key, 'released');
+    if (this.#state === 'lost' || this.remainingMs <= 0) throw this.#lose('expired');
+    const { clock, driver, drift } = this.#init;
+    const startedAt = clock.now();
+    const outcome = await driver.extend(this.key, this.token, ttlMs);
+    if (outcome !== 'extended') throw this.#lose(outcome);
+    if (this.#state !== 'held')
+      throw this.#controller.signal.reason ?? new LockLostError(this.key, 'released');
+    this.#ttlMs = ttlMs;
+    this.#validUntil = startedAt + ttlMs - drift(ttlMs);
+    this.#arm();
+  }
+
+  /** Deletes the key if it is still ours: `released`, `notHeld` (another owner has it) or `expired`. */
+  async release(): Promise<ReleaseResult> {
+    if (this.#state === 'held') this.#state = 'released';
+    clearTimeout(this.#timer);
+    return this.#init.driver.release(this.key, this.token);
+  }
+
+  /**
+   * Asks the store, in one round trip, whether the lease is still ours. True while it is; false once it is
+   * not (another owner has the key, it expired, or we released it), and then `held` is false and `signal` has
+   * fired. Throws StoreError when the store cannot tell (the lease stays as it was).
+   */
+  async check(): Promise<boolean> {
+    if (!this.held) return false;
+    const { driver } = this.#init;
+    if (!driver.check) throw new OncelyError(`lock "${this.key}": this lease cannot be checked on its store`);
+    const outcome = await driver.check(this.key, this.token);
+    if (outcome !== 'held') this.#lose(outcome);
+    return this.held;
+  }
+
+  /**
+   * `await using lease = await lock.acquire(...)`: releases the lease when the scope exits. Never throws, so
+   * it cannot hide the scope's own result or error: a release that fails on the store is retried in the
+   * background until it succeeds or the lease has expired by itself, and a final failure goes to the lock's
+   * `onError`. A lease released already is left alone.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === 'released') return;
+    const until = this.#validUntil + this.#init.drift(this.#ttlMs);
+    await releaseOrGiveBack(this.key, () => this.release(), this.#init.clock, until, this.#init.onError);
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    const delay = this.#validUntil - this.#init.clock.now();
+    if (delay <= 0) {
+      this.#lose('expired');
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      if (this.#state === 'held' && this.#init.clock.now() >= this.#validUntil) this.#lose('expired');
+      else if (this.#state === 'held') this.#arm();
+    }, delay);
+    this.#timer.unref?.();
+  }
+
+  #lose(reason: LockLostReason): LockLostError {
+    if (this.#state === 'lost') return this.#controller.signal.reason as LockLostError;
+    const err = new LockLostError(this.key, reason);
+    if (this.#state === 'held') {
+      this.#state = 'lost';
+      clearTimeout(this.#timer);
+      this.#controller.abort(err);
+    }
+    return err;
+  }
+}
+
+// ------------------------------------------------------------------------------ giving back a lock we may hold
+
+/** First retry delay of a give-back release; it doubles up to GIVE_BACK_MAX_DELAY_MS, with jitter. */
+export const GIVE_BACK_DELAY_MS = 50;
+export const GIVE_BACK_MAX_DELAY_MS = 1000;
+
+/** Resolves after `ms` without keeping the process alive for it (background work only). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref?.());
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function report(onError: ((error: Error) => void) | undefined, err: unknown): void {
+  try {
+    onError?.(asError(err));
+  } catch {
+    // the reporter's own failure must not escape background work
+  }
+}
+
+/**
+ * Gives back a lock we may hold but will not use (an acquire that gave up after an ambiguous reply, a release
+ * that failed): sends `release` until it succeeds, the store says the key is not ours (`notHeld`, `expired`),
+ * or the monotonic time `until` has passed, by which the key has expired by itself. Store failures are retried
+ * with backoff (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered); a final failure is reported
+ * to `onError` as a LockNotReleasedError whose cause is the last store error. Never throws.
+ *
+ * `firstError`: the first release has already been sent and failed with it; start with a pause.
+ */
+export async function giveBack(
+  key: string,
+  release: () => Promise<ReleaseResult>,
+  clock: Clock,
+  until: number,
+  onError: ((error: Error) => void) | undefined,
+  firstError?: Error,
+): Promise<ReleaseResult | 'failed'> {
+  let attempts = firstError ? 1 : 0;
+  let last: unknown = firstError;
+  for (let delay = GIVE_BACK_DELAY_MS; ; delay = Math.min(delay * 2, GIVE_BACK_MAX_DELAY_MS)) {
+    if (last !== undefined) {
+      if (!(last instanceof StoreError)) break; // not the network: a retry would fail the same way
+      const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
+      if (clock.now() + wait >= until) break;
+      await pause(wait);
+    }
+    attempts++;
+    try {
+      return await release();
+    } catch (err) {
+      last = err;
+    }
+  }
+  report(onError, new LockNotReleasedError(key, attempts, { cause: last }));
+  return 'failed';
+}
+
+/** One release now; if the store failed, the rest of giveBack() in the background. Never throws. */
+export async function releaseOrGiveBack(
+  key: string,
+  release: () => Promise<ReleaseResult>,
+  clock: Clock,
+  until: number,
+  onError: ((error: Error) => void) | undefined,
+): Promise<void> {
+  try {
+    await release();
+  } catch (err) {
+    if (err instanceof StoreError) void giveBack(key, release, clock, until, onError, err);
+    else report(onError, err);
+  }
+}
