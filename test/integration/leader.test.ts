@@ -25,6 +25,8 @@ import { useMasters, useRedis } from '../support/servers.js';
 const LEASE_MS = 1000;
 /** In-process candidates share two cores with other test files: room for a stalled renewal. */
 const IN_PROCESS_LEASE_MS = 2000;
+/** The SIGTERM test's lease: long, so that a handover by release is told from one by expiry with headroom. */
+const SIGTERM_LEASE_MS = 3000;
 const redis = useRedis();
 const masters = useMasters(3);
 let admin: Redis;
@@ -292,8 +294,9 @@ describe('candidates as processes', () => {
     for (const ms of failoverMs) {
       // not before the dead leader's lease could have run out (it renews every lease/3)...
       expect(ms).toBeGreaterThanOrEqual(LEASE_MS - Math.ceil(LEASE_MS / 3) - 50);
-      // ...and about one lease at most (plus the follower's jitter and a loaded machine's slack)
-      expect(ms).toBeLessThan(LEASE_MS + 500);
+      // ...and within two leases at most: the follower's retry, its jitter and a loaded machine's slack
+      // (npm run test:stress) all fit; waiting for a second expiry, or never taking over, does not.
+      expect(ms).toBeLessThan(2 * LEASE_MS);
     }
     expectTermsNeverGoBack(group.actsInOrder());
   });
@@ -347,7 +350,7 @@ describe('candidates as processes', () => {
         '--name',
         name,
         '--lease-ms',
-        String(LEASE_MS),
+        String(SIGTERM_LEASE_MS),
         '--retry-every-ms',
         '50',
       ],
@@ -360,8 +363,9 @@ describe('candidates as processes', () => {
     const next = await group.elected((e) => e.id !== first.id);
     const [code, signal] = await exited;
     console.log(`leader handover on SIGTERM: ${next.at - termAt} ms`);
-    // a lease would be ≥ 2/3 · 1000 ms away; a released lock is taken within the follower's retry period
-    expect(next.at - termAt).toBeLessThan(600);
+    // An expiry would be ≥ 2/3 of the lease away (2000 ms); a released lock is taken within the follower's
+    // retry period, with room for a loaded machine.
+    expect(next.at - termAt).toBeLessThan(SIGTERM_LEASE_MS / 2);
     expect(code).toBeNull();
     expect(signal).toBe('SIGTERM');
     const last = group.of(first.id).at(-1);

@@ -124,7 +124,7 @@ async function packageStage(stage: Stage): Promise<string> {
   const aws = await startFakeAws({ parameters: parameter });
   fakeAws[stage] = aws;
   const out = join(scratch, `.serverless-${stage}`);
-  await serverless(['package', '--stage', stage, '--package', out], fakeAwsEnv(aws.url, scratch), 120_000);
+  await serverless(['package', '--stage', stage, '--package', out], fakeAwsEnv(aws.url, scratch), 300_000);
   const file = join(out, 'cloudformation-template-update-stack.json');
   templateFiles[stage] = file;
   templates[stage] = JSON.parse(readFileSync(file, 'utf8')) as Template;
@@ -183,7 +183,8 @@ beforeAll(async () => {
     zipBytes[file] = readFileSync(join(out, file)).length;
   }
   for (const stage of STAGES) lint[stage] = await cfnLint(templateFiles[stage]!);
-}, 300_000);
+  // Three packages, a build and cfn-lint: minutes on a busy machine (npm run test:stress), so a generous bound.
+}, 900_000);
 
 afterAll(async () => {
   await Promise.all(Object.values(fakeAws).map((aws) => aws.close()));

@@ -20,7 +20,9 @@ import {
 import { FENCE_RAISE } from '../../layers/oncely/src/scripts.js';
 import { gatewayFor, useMasters } from '../support/servers.js';
 
-const NODE_TIMEOUT_MS = 250;
+// Real-time bounds: large enough that a healthy node answers in time on a loaded machine (npm run test:stress),
+// and every timing assertion below leaves headroom in proportion to it.
+const NODE_TIMEOUT_MS = 1000;
 const masters = useMasters(5);
 let stores: Store[];
 let redlock: Redlock;
@@ -28,9 +30,9 @@ let redlock: Redlock;
 beforeAll(async () => {
   stores = await Promise.all(
     masters().map(async (m, i) => {
-      if (i < 3) return redisStore({ host: m.host, port: m.port, timeoutMs: 1000 });
+      if (i < 3) return redisStore({ host: m.host, port: m.port, timeoutMs: 3000 });
       const { url, token } = await gatewayFor(m);
-      return upstashStore({ url, token, timeoutMs: 1000 });
+      return upstashStore({ url, token, timeoutMs: 3000 });
     }),
   );
   redlock = createRedlock(stores, { nodeTimeoutMs: NODE_TIMEOUT_MS });
@@ -190,9 +192,11 @@ describe('Redlock over 5 masters (3 TCP + 2 REST)', () => {
       const tookMs = performance.now() - started;
       expect(err).toBeInstanceOf(QuorumError);
       expect(err.unreachable.map((o: { node: string }) => o.node)).toEqual([`#2 ${stores[2]!.name}`]);
-      expect(err.unreachable[0].cause.message).toMatch(/no reply within the 250 ms node timeout/);
+      expect(err.unreachable[0].cause.message).toMatch(
+        `no reply within the ${NODE_TIMEOUT_MS} ms node timeout`,
+      );
       expect(tookMs).toBeGreaterThanOrEqual(NODE_TIMEOUT_MS - 5);
-      expect(tookMs).toBeLessThan(NODE_TIMEOUT_MS + 500);
+      expect(tookMs).toBeLessThan(NODE_TIMEOUT_MS * 1.5 + 200);
       for (const i of [0, 1, 3, 4]) expect(await onNode(masters()[i]!, 'EXISTS', strict.keyOf(key))).toBe(0);
     } finally {
       node.resume();

@@ -209,7 +209,8 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
   });
 
   it("duplicate: 'wait' gives up with InProgressError after maxWaitMs", async () => {
-    const { options, store } = setup({ duplicate: 'wait', pollMs: 10, maxWaitMs: 60 });
+    // A wait long enough for several polls even when timers fire late on a loaded machine.
+    const { options, store } = setup({ duplicate: 'wait', pollMs: 10, maxWaitMs: 300 });
     const gate = deferred<string>();
     const h = wrap(type, async () => gate.promise, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
@@ -217,8 +218,8 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     const started = Date.now();
     const err = await h({ id: 'a', n: 1 }, lambdaContext()).catch((e) => e);
     expect(err).toBeInstanceOf(InProgressError);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(55);
-    expect(store.script('once-claim')).toBeGreaterThanOrEqual(4);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(295);
+    expect(store.script('once-claim')).toBeGreaterThanOrEqual(3);
     gate.resolve('x');
     await first;
   });

@@ -75,19 +75,21 @@ describe('Redlock acquire', () => {
     const started = performance.now();
     const lease = await createRedlock(nodes, { nodeTimeoutMs: 10_000 }).tryAcquire('k', { ttlMs: 30_000 });
     expect(lease).not.toBeNull();
-    expect(performance.now() - started).toBeLessThan(500);
+    // Well before the slow node's 5 s: headroom for a loaded machine.
+    expect(performance.now() - started).toBeLessThan(2500);
   });
 
   it('a frozen majority costs at most the node timeout, then a QuorumError naming each node; the granted are undone', async () => {
     const nodes = fakeNodes(5);
     for (const n of nodes.slice(2)) n.inner.next.push('hang');
     const started = performance.now();
-    const err = await createRedlock(nodes, { nodeTimeoutMs: 150 })
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 500 })
       .tryAcquire('k', { ttlMs: 10_000 })
       .catch((e) => e);
     const tookMs = performance.now() - started;
-    expect(tookMs).toBeGreaterThanOrEqual(140);
-    expect(tookMs).toBeLessThan(600);
+    // One node timeout, not two: timers fire late on a loaded machine, never early.
+    expect(tookMs).toBeGreaterThanOrEqual(490);
+    expect(tookMs).toBeLessThan(500 * 1.8);
     expect(err).toBeInstanceOf(QuorumError);
     expect(err.name).toBe('QuorumError');
     expect(err.operation).toBe('acquire');

@@ -88,7 +88,8 @@ async function print(stage: string, env: Record<string, string>): Promise<Printe
         AWS_EC2_METADATA_DISABLED: 'true',
         ...env,
       },
-      timeout: 60_000,
+      // osls takes seconds to start, and many more on a busy machine: a bound for a hang, not a speed test.
+      timeout: 240_000,
     },
   );
   return JSON.parse(stdout) as PrintedConfig;
@@ -126,7 +127,7 @@ beforeAll(async () => {
     print('prod', { AWS_ENDPOINT_URL_SSM: endpoint(prodSsm) }),
     print('vpc', { AWS_ENDPOINT_URL_SSM: endpoint(vpcSsm) }),
   ]);
-}, 90_000);
+}, 600_000);
 
 afterAll(() => {
   for (const server of servers) server.close();

@@ -1,4 +1,4 @@
-import { StoreError, StoreUnavailableError } from '../errors.js';
+import { StoreError } from '../errors.js';
 import type { Script } from '../scripts.js';
 import type { CallResult, ScriptArg, ScriptCall } from './types.js';
 
@@ -21,31 +21,6 @@ export async function evalWithFallback(
     if (!isNoScript(err)) throw err;
     return evalLua(script.lua, keys, args);
   }
-}
-
-/**
- * Bounds `work` by `timeoutMs`: past it the returned promise rejects with StoreUnavailableError (ambiguous:
- * the request may still be applied), whose message names `shownMs` (the whole call's bound). The timer never
- * keeps the process alive.
- */
-export function withTimeout<T>(
-  work: Promise<T>,
-  timeoutMs: number,
-  store: string,
-  shownMs = timeoutMs,
-): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new StoreUnavailableError(`${store}: no reply within ${shownMs} ms`, { store, ambiguous: true }),
-        ),
-      timeoutMs,
-    );
-    timer.unref?.();
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 export function asError(value: unknown): Error {

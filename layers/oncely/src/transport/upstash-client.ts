@@ -1,7 +1,8 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError, ValidationError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { evalWithFallback, runManyWithFallback, settle, withTimeout } from './shared.js';
+import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 
 /** Network error codes that prove the request never reached the server. */
@@ -36,7 +37,17 @@ export const BATCH_CALLS = 32;
 interface Pending extends ScriptCall {
   resolve(value: unknown): void;
   reject(error: unknown): void;
+  /** performance.now() when the call was made. */
+  started: number;
 }
+
+/**
+ * The deadline (performance.now() time) of the call a request belongs to, for oncely's own requester
+ * (upstash-http.ts): each request waits at most what is left of it, so loading the client, EVALSHA and the
+ * EVAL after NOSCRIPT together take at most one timeoutMs. The client passes no per-call option through to
+ * its requester; an async context does reach it.
+ */
+export const callDeadline = new AsyncLocalStorage<number>();
 
 /**
  * The one REST Store, over an `@upstash/redis` client that returns raw replies: single calls as EVALSHA
@@ -52,19 +63,16 @@ export function clientStore(
     secrets?: readonly string[];
     close?: () => Promise<void>;
     /**
-     * Bounds each call as a whole: the EVAL after NOSCRIPT (a second request) gets what is left of it. The
-     * first request is bounded by the requester's own timer. Unset for a client you handed in (its own
-     * `signal` governs).
+     * Bounds each call as a whole (see callDeadline). Unset for a client you handed in: its own `signal`
+     * governs each of its requests.
      */
     timeoutMs?: number;
   },
 ): Store {
   const { name, secrets = [], timeoutMs } = opts;
-  /** The second request of a call, bounded by what is left of the call's timeoutMs. */
-  const rest = <T>(work: Promise<T>, started: number): Promise<T> =>
-    timeoutMs === undefined
-      ? work
-      : withTimeout(work, Math.max(0, started + timeoutMs - performance.now()), name, timeoutMs);
+  /** Runs `work` with the deadline of a call made at `started`, when this store has a timeoutMs. */
+  const bounded = <T>(started: number, work: () => Promise<T>): Promise<T> =>
+    timeoutMs === undefined ? work() : callDeadline.run(started + timeoutMs, work);
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
@@ -104,24 +112,18 @@ export function clientStore(
     return replies.map((r) => settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError));
   };
 
-  const runMany = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
+  const runBatch = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
-    const started = performance.now();
     try {
-      return await runManyWithFallback(calls, (c, useLua) =>
-        useLua ? rest(pipeline(c, true), started) : pipeline(c, false),
-      );
+      return await runManyWithFallback(calls, pipeline);
     } catch (err) {
       throw mapError(err);
     }
   };
 
   const runOne = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
-    const started = performance.now();
     try {
-      return await evalWithFallback(script, keys, args, evalsha, (lua, k, a) =>
-        rest(evalLua(lua, k, a), started),
-      );
+      return await evalWithFallback(script, keys, args, evalsha, evalLua);
     } catch (err) {
       throw mapError(err);
     }
@@ -143,10 +145,11 @@ export function clientStore(
     queue = [];
     if (batch.length === 1) {
       const p = batch[0]!;
-      runOne(p.script, p.keys, p.args).then(p.resolve, p.reject);
+      bounded(p.started, () => runOne(p.script, p.keys, p.args)).then(p.resolve, p.reject);
       return;
     }
-    runMany(batch).then(
+    // The batch's bound is its oldest call's: all were made in one tick.
+    bounded(batch[0]!.started, () => runBatch(batch)).then(
       (results) =>
         results.forEach((r, i) => {
           const p = batch[i]!;
@@ -164,12 +167,12 @@ export function clientStore(
     name,
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       return new Promise((resolve, reject) => {
-        const n = queue.push({ script, keys, args, resolve, reject });
+        const n = queue.push({ script, keys, args, resolve, reject, started: performance.now() });
         if (n === 1) process.nextTick(flush);
         else if (n === BATCH_CALLS) flush();
       });
     },
-    runMany,
+    runMany: (calls) => bounded(performance.now(), () => runBatch(calls)),
     close: opts.close ?? (async () => {}),
   };
 }

@@ -5,6 +5,7 @@
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import { callDeadline } from './upstash-client.js';
 
 /** Network error codes that prove the request never reached the server: safe to report as not applied. */
 const NOT_SENT = new Set([
@@ -106,6 +107,9 @@ function requester(
     request: <T>(req: UpstashRequest) =>
       new Promise<UpstashResponse<T>>((resolve, reject) => {
         const now = performance.now();
+        // What is left of the call's timeoutMs (clientStore sets it): a second request gets only the rest.
+        const deadline = callDeadline.getStore();
+        const waitMs = deadline === undefined ? timeoutMs : Math.max(0, deadline - now);
         if (now - lastActive > IDLE_SOCKET_MS) dropIdleSockets(agent);
         lastActive = now;
         const batch = Array.isArray(req.body) && Array.isArray(req.body[0]) ? req.body.length : undefined;
@@ -184,7 +188,7 @@ function requester(
           const connected = r.socket ? !r.socket.connecting : false;
           finish(unavailable(`no reply within ${timeoutMs} ms`, connected));
           r.destroy();
-        }, timeoutMs);
+        }, waitMs);
         r.on('error', (e) => {
           const code = codeOf(e);
           finish(unavailable(`unreachable (${code})`, !NOT_SENT.has(code), e));
