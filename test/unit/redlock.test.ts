@@ -102,7 +102,7 @@ describe('Redlock acquire', () => {
     ]);
     expect(err.unreachable[0].cause).toBeInstanceOf(StoreUnavailableError);
     expect(err.message).toMatch(/needs 3 of 5 nodes, 2 answered ok/);
-    expect(err.message).toMatch(/unreachable: #2 fake-2 \(fake-2: no reply within the 150 ms node timeout\)/);
+    expect(err.message).toMatch(/unreachable: #2 fake-2 \(fake-2: no reply within the 500 ms node timeout\)/);
     expect(nodes[0]!.get(LOCK)).toBeUndefined();
     expect(nodes[1]!.get(LOCK)).toBeUndefined();
     expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release']);
@@ -349,14 +349,16 @@ describe('Redlock extend and release', () => {
     const result = await createRedlock(nodes).using(
       'k',
       async (lease) => {
-        await new Promise((r) => setTimeout(r, 250));
+        // Past the TTL: only extensions keep it. Each extension (every ttl/3) has 2/3 of the TTL to spare,
+        // room for timers that fire late on a loaded machine.
+        await new Promise((r) => setTimeout(r, 1000));
         expect(lease.held).toBe(true);
         return lease.fence;
       },
-      { ttlMs: 100 },
+      { ttlMs: 900 },
     );
     expect(result).toBe(1);
-    expect(nodes[0]!.calls.filter((c) => c.script === 'extend').length).toBeGreaterThanOrEqual(3);
+    expect(nodes[0]!.calls.filter((c) => c.script === 'extend').length).toBeGreaterThanOrEqual(2);
     expect(nodes.every((n) => n.get(LOCK) === undefined)).toBe(true);
   });
 });
