@@ -278,8 +278,9 @@ or over TCP:
 export ONCELY_REDIS_URL=${redis.url}
 
 Try: npm run demo
-     aws lambda invoke --endpoint-url ${lambdaEndpoint} --function-name oncely-local-worker \\
-       --payload fileb://functions/worker/event.json /dev/stdout
+     AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws lambda invoke --region us-east-1 \\
+       --endpoint-url ${lambdaEndpoint} --function-name oncely-local-worker \\
+       --payload fileb://functions/worker/event.json /tmp/oncely-worker.json && cat /tmp/oncely-worker.json
 
 ready. Ctrl-C stops everything.`);
 }

@@ -102,6 +102,8 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
     splitting: true,
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
+    // The SSM client that fromEnvAsync() loads on demand comes with the Lambda runtime.
+    external: ['@aws-sdk/*'],
     banner: { js: REQUIRE_BANNER },
     legalComments: 'linked',
     plugins: [clientShims],

@@ -7,10 +7,11 @@
  * twice makes two messages with two messageIds, and both must not be processed. A record whose order is being
  * processed by another consumer right now is reported as failed, so SQS brings it back later, when it is done.
  */
-import { fromEnv, withOnceBatch } from 'oncely';
+import { fromEnvAsync, withOnceBatch } from 'oncely';
 import { recordEffect } from '../shared/effects.js';
 
-const store = fromEnv();
+// Module scope, once per cold start: fromEnvAsync reads the SSM parameters *_SSM_PARAMETER variables name.
+const store = await fromEnvAsync();
 
 interface Order {
   readonly id: string;

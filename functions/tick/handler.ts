@@ -8,10 +8,11 @@
  * key (`<rule>@<tick>`).
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { fromEnv, withLeader } from 'oncely';
+import { fromEnvAsync, withLeader } from 'oncely';
 import { recordEffect } from '../shared/effects.js';
 
-const store = fromEnv();
+// Module scope, once per cold start: fromEnvAsync reads the SSM parameters *_SSM_PARAMETER variables name.
+const store = await fromEnvAsync();
 
 export const handler = withLeader(
   async (_event: ScheduledEvent, _context: Context, { key, tick, fence }) => {

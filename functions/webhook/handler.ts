@@ -11,7 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { type EventSource, fromEnv, withOnce } from 'oncely';
+import { type EventSource, fromEnv, loadSecrets, withOnce } from 'oncely';
 import { recordEffect } from '../shared/effects.js';
 import {
   type Headers,
@@ -23,8 +23,10 @@ import {
 
 type Response = APIGatewayProxyStructuredResultV2;
 
-// Module scope: one store per container (no connection is made until the first call).
-const store = fromEnv();
+// Module scope, once per container: the environment with every `<NAME>_SSM_PARAMETER` parameter read from SSM (the
+// store's token and the signing secrets: on AWS the template names the parameters, never their values).
+const env = await loadSecrets();
+const store = fromEnv(env); // no connection is made until the first call
 
 /** Stands in for the real work (calling your backend); long enough that redeliveries overlap with it. */
 const WORK_MS = 200;
@@ -35,10 +37,10 @@ interface Provider {
   readonly verify: (body: Buffer, headers: Headers) => Verification;
 }
 
-/** A secret from the environment, read at cold start: a misconfigured function fails loudly, not per request. */
+/** A secret read at cold start: a misconfigured function fails loudly, not per request. */
 function secret(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
+  const value = env[name];
+  if (!value) throw new Error(`${name} is not set (nor ${name}_SSM_PARAMETER, an SSM parameter holding it)`);
   return value;
 }
 

@@ -8,11 +8,12 @@
  * rather than failing and being retried by Lambda a minute later.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fromEnv, withOnce } from 'oncely';
+import { fromEnvAsync, withOnce } from 'oncely';
 import type { WorkItem } from '../dispatch/handler.js';
 import { recordEffect } from '../shared/effects.js';
 
-const store = fromEnv();
+// Module scope, once per cold start: fromEnvAsync reads the SSM parameters *_SSM_PARAMETER variables name.
+const store = await fromEnvAsync();
 
 /** Stands in for the real work on an item. */
 const WORK_MS = 100;

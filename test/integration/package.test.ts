@@ -9,8 +9,10 @@
 // Then the built layer itself runs against a real redis-server: REST with the ioredis chunk deleted (the REST
 // path never loads ioredis), TCP with it.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -21,14 +23,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../dev/gateway.js';
 import { startRedis } from '../../dev/redis-server.js';
-import { LOCK_SCRIPTS, ONCE_SCRIPTS } from '../../layers/oncely/src/index.js';
+import { countEffects } from '../../functions/shared/effects.js';
+import { LOCK_SCRIPTS, ONCE_SCRIPTS, upstashStore } from '../../layers/oncely/src/index.js';
 import { buildFunctions, buildLayer, functionNames, layerPackagePath } from '../../scripts/build.js';
 import { cfnLint, dependencyCycles, type LintReport, type Template } from '../support/cloudformation.js';
 import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../support/fake-aws.js';
@@ -89,13 +92,38 @@ const STAGES = ['local', 'prod', 'vpc'] as const;
 type Stage = (typeof STAGES)[number];
 const serverlessBin = join(root, 'node_modules/serverless/bin/serverless.js');
 
-/** What the stand-in SSM holds: well-formed VPC ids (cfn-lint checks their pattern), `ssm:<name>` otherwise. */
-function parameter(name: string): FakeParameter {
+/** The SSM parameters that hold secrets, per stage: read at run time only, never by `serverless package`. */
+const SECRET_PARAMETERS = [
+  'upstash-url',
+  'upstash-token',
+  'redis-auth-token',
+  'github-webhook-secret',
+  'stripe-webhook-secret',
+  'standard-webhook-secret',
+];
+/** A fresh random value per secret parameter of every stage: none may appear in any packaged artefact. */
+const secretValues = new Map(
+  ['local', 'prod', 'vpc'].flatMap((stage) =>
+    SECRET_PARAMETERS.map((n) => [
+      `/oncely/${stage}/${n}`,
+      `oncely-test-secret-${randomBytes(12).toString('hex')}`,
+    ]),
+  ),
+);
+
+/** What the stand-in SSM holds: the secrets above, and well-formed VPC settings (cfn-lint checks ids). */
+function parameter(name: string): FakeParameter | undefined {
+  const secret = secretValues.get(name);
+  if (secret !== undefined) return { value: secret };
   if (name.endsWith('/subnet-ids')) {
     return { type: 'StringList', value: 'subnet-0123456789abcdef0,subnet-0fedcba9876543210' };
   }
   if (name.endsWith('/security-group-ids')) return { type: 'StringList', value: 'sg-0123456789abcdef0' };
-  return { value: `ssm:${name}` };
+  if (name.endsWith('/redis-cluster-nodes')) {
+    return { type: 'String', value: 'clustercfg.oncely.abc123.use1.cache.amazonaws.com:6379' };
+  }
+  if (name.endsWith('/redis-username')) return { type: 'String', value: 'oncely' };
+  return undefined;
 }
 
 const fakeAws: Partial<Record<Stage, FakeAws>> = {};
@@ -262,12 +290,83 @@ describe.each(STAGES)('the %s template', (stage) => {
     const roleOf = (fn: string) =>
       (template.Resources[`${fn}LambdaFunction`]!.Properties as { Role: unknown }).Role;
     expect(roleOf('Dispatch')).toEqual({ 'Fn::GetAtt': ['DispatchRole', 'Arn'] });
-    for (const fn of ['Webhook', 'Tick', 'Worker', 'Queue']) {
+    expect(roleOf('Webhook')).toEqual({ 'Fn::GetAtt': ['WebhookRole', 'Arn'] });
+    for (const fn of ['Tick', 'Worker', 'Queue']) {
       expect(roleOf(fn)).toEqual({ 'Fn::GetAtt': ['IamRoleLambdaExecution', 'Arn'] });
     }
     // No statement of any role is granted on every resource.
     for (const id of roles) {
       for (const s of statementsOf(template, id)) expect(asList(s.Resource)).not.toContain('*');
+    }
+  });
+
+  it('names its secrets as SSM parameters and grants each role ssm:GetParameters + kms:Decrypt on exactly those', () => {
+    const template = templates[stage]!;
+    const functions = Object.entries(template.Resources).filter(
+      ([, r]) => r.Type === 'AWS::Lambda::Function',
+    );
+    const wantedByRole = new Map<string, Set<string>>();
+    for (const [, fn] of functions) {
+      const props = fn.Properties as {
+        Role: { 'Fn::GetAtt': [string, string] };
+        Environment: { Variables: Record<string, string> };
+      };
+      const role = props.Role['Fn::GetAtt'][0];
+      const names = Object.entries(props.Environment.Variables)
+        .filter(([k, v]) => k.endsWith('_SSM_PARAMETER') && v !== '')
+        .map(([, v]) => v);
+      wantedByRole.set(role, new Set([...(wantedByRole.get(role) ?? []), ...names]));
+    }
+    const expected = {
+      local: { IamRoleLambdaExecution: [], WebhookRole: [], DispatchRole: [] },
+      prod: {
+        IamRoleLambdaExecution: ['upstash-token', 'upstash-url'],
+        WebhookRole: [
+          'github-webhook-secret',
+          'standard-webhook-secret',
+          'stripe-webhook-secret',
+          'upstash-token',
+          'upstash-url',
+        ],
+        DispatchRole: [],
+      },
+      vpc: {
+        IamRoleLambdaExecution: ['redis-auth-token'],
+        WebhookRole: [
+          'github-webhook-secret',
+          'redis-auth-token',
+          'standard-webhook-secret',
+          'stripe-webhook-secret',
+        ],
+        DispatchRole: [],
+      },
+    }[stage];
+    const parameterOf = (arn: unknown) => {
+      const text = (arn as { 'Fn::Sub': string })['Fn::Sub'];
+      expect(text).toMatch(
+        /^arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}:parameter\//,
+      );
+      return text.slice(text.indexOf(':parameter/') + ':parameter'.length);
+    };
+    for (const [role, short] of Object.entries(expected)) {
+      const wanted = [...(wantedByRole.get(role) ?? [])].sort();
+      expect(wanted, `${role} environment`).toEqual(short.map((n) => `/oncely/${stage}/${n}`));
+      const statements = statementsOf(template, role);
+      const ssm = statements.filter((st) => asList(st.Action).some((a) => String(a).startsWith('ssm:')));
+      const kms = statements.filter((st) => asList(st.Action).some((a) => String(a).startsWith('kms:')));
+      if (wanted.length === 0) {
+        expect([...ssm, ...kms], `${role} reads no parameter`).toEqual([]);
+        continue;
+      }
+      expect(ssm.map((st) => asList(st.Action))).toEqual([['ssm:GetParameters']]);
+      expect(asList(ssm[0]!.Resource).map(parameterOf).sort()).toEqual(wanted);
+      expect(kms.map((st) => asList(st.Action))).toEqual([['kms:Decrypt']]);
+      const condition = (kms[0]!.Condition as { StringEquals: Record<string, unknown> }).StringEquals;
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation's Fn::Sub syntax
+      expect(condition['kms:ViaService']).toEqual({ 'Fn::Sub': 'ssm.${AWS::Region}.amazonaws.com' });
+      expect(asList(condition['kms:EncryptionContext:PARAMETER_ARN']).map(parameterOf).sort()).toEqual(
+        wanted,
+      );
     }
   });
 
@@ -306,10 +405,57 @@ describe('the template checks', () => {
   });
 });
 
+/** Every packaged file of every stage as text, zips entry by entry (inflated): templates, state, code, maps. */
+function packagedArtefacts(): { where: string; text: string }[] {
+  return STAGES.flatMap((stage) => {
+    const dir = join(scratch, `.serverless-${stage}`);
+    return readdirSync(dir).flatMap((file) =>
+      file.endsWith('.zip')
+        ? readZip(join(dir, file)).map((e) => ({
+            where: `${stage}/${file}:${e.name}`,
+            text: e.data.toString('utf8'),
+          }))
+        : [{ where: `${stage}/${file}`, text: readFileSync(join(dir, file), 'utf8') }],
+    );
+  });
+}
+
+describe('no secret in any packaged artefact', () => {
+  it('no SSM secret value is in a template, the state file, a function zip or the layer zip, on any stage', () => {
+    const artefacts = packagedArtefacts();
+    // What the scan covers: every stage's templates and zips, the secrets' parameter names among them.
+    for (const stage of STAGES) {
+      expect(artefacts.some((a) => a.where === `${stage}/cloudformation-template-update-stack.json`)).toBe(
+        true,
+      );
+      expect(artefacts.some((a) => a.where.startsWith(`${stage}/oncely.zip:`))).toBe(true);
+      expect(artefacts.some((a) => a.where.startsWith(`${stage}/webhook.zip:`))).toBe(true);
+    }
+    expect(artefacts.some((a) => a.text.includes('/oncely/prod/upstash-token'))).toBe(true);
+    const leaks = [...secretValues].flatMap(([name, value]) =>
+      artefacts.filter((a) => a.text.includes(value)).map((a) => `${name} in ${a.where}`),
+    );
+    expect(leaks).toEqual([]);
+  });
+
+  it("serverless package read no secret parameter from SSM, on any stage (only the vpc stage's settings)", () => {
+    const ssm = (stage: Stage) =>
+      [...new Set(fakeAws[stage]!.requests.filter((r) => r.startsWith('ssm:')))].sort();
+    expect(ssm('local')).toEqual([]);
+    expect(ssm('prod')).toEqual([]);
+    expect(ssm('vpc')).toEqual([
+      'ssm:GetParameter:/oncely/vpc/redis-cluster-nodes',
+      'ssm:GetParameter:/oncely/vpc/redis-username',
+      'ssm:GetParameter:/oncely/vpc/security-group-ids',
+      'ssm:GetParameter:/oncely/vpc/subnet-ids',
+    ]);
+  });
+});
+
 describe('serverless package --stage prod', () => {
-  it('asked CloudFormation whether the stack exists, and SSM for the stage parameters', () => {
+  it('asked CloudFormation whether the stack exists, and SSM for no secret', () => {
     expect(fakeAws.prod?.requests).toContain('cloudformation:DescribeStacks');
-    expect(fakeAws.prod?.requests).toContain('ssm:GetParameter:/oncely/prod/upstash-url');
+    expect(fakeAws.prod?.requests.filter((r) => r.startsWith('ssm:'))).toEqual([]);
   });
 
   it('produces the layer zip and one zip per function, nothing else', () => {
@@ -420,5 +566,111 @@ describe('the built layer', () => {
       await gateway.close();
       await redis.stop();
     }
+  });
+});
+
+/** Writes a zip's entries under `dir`, as Lambda unpacks a function to /var/task and a layer to /opt. */
+function unzipTo(entries: ZipEntry[], dir: string): void {
+  for (const e of entries) {
+    mkdirSync(dirname(join(dir, e.name)), { recursive: true });
+    writeFileSync(join(dir, e.name), e.data);
+  }
+}
+
+interface RunnerOutput {
+  initMs?: number;
+  initError?: { name: string; message: string };
+  results?: ({ ok: true; value: unknown } | { ok: false; error: { name: string; message: string } })[];
+}
+
+describe('the prod worker, unpacked from its zip with the layer zip', () => {
+  const lambdaDir = mkdtempSync(join(tmpdir(), 'oncely-lambda-'));
+  afterAll(() => rmSync(lambdaDir, { recursive: true, force: true }));
+
+  /**
+   * Runs worker.zip's handler with oncely.zip on NODE_PATH, in the environment the prod template gives it, with
+   * SSM answered by a stand-in holding `parameters`: the cold start, then each event.
+   */
+  async function runWorker(parameters: Record<string, FakeParameter>, events: unknown[]) {
+    if (!existsSync(join(lambdaDir, 'task'))) {
+      unzipTo(zips['worker.zip']!, join(lambdaDir, 'task'));
+      unzipTo(zips['oncely.zip']!, join(lambdaDir, 'opt'));
+    }
+    const aws = await startFakeAws({ parameters });
+    try {
+      const vars = (
+        templates.prod!.Resources.WorkerLambdaFunction!.Properties as {
+          Environment: { Variables: Record<string, string> };
+        }
+      ).Environment.Variables;
+      const eventsFile = join(lambdaDir, `events-${randomBytes(4).toString('hex')}.json`);
+      writeFileSync(eventsFile, JSON.stringify(events));
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          join(root, 'test/support/lambda-runner.mjs'),
+          join(lambdaDir, 'task/functions/worker/handler.mjs'),
+          eventsFile,
+        ],
+        {
+          env: {
+            ...fakeAwsEnv(aws.url, lambdaDir),
+            ...vars,
+            AWS_LAMBDA_FUNCTION_NAME: 'oncely-prod-worker',
+            // The layer, then the AWS SDK the Lambda runtime ships (here: the repo's).
+            NODE_PATH: `${join(lambdaDir, 'opt/nodejs/node_modules')}:${join(root, 'node_modules')}`,
+          },
+          timeout: 60_000,
+        },
+      );
+      return { out: JSON.parse(stdout.trim().split('\n').at(-1)!) as RunnerOutput, requests: aws.requests };
+    } finally {
+      await aws.close();
+    }
+  }
+
+  it('reads the Upstash URL and token from SSM once, at cold start, and runs each item once', async () => {
+    const redis = await startRedis();
+    const token = `oncely-test-secret-${randomBytes(12).toString('hex')}`;
+    const gateway = await startGateway({ redis: { host: redis.host, port: redis.port }, token });
+    try {
+      const { out, requests } = await runWorker(
+        {
+          '/oncely/prod/upstash-url': { value: gateway.url },
+          '/oncely/prod/upstash-token': { value: token },
+        },
+        [{ id: 'item-1' }, { id: 'item-1' }, { id: 'item-2' }],
+      );
+      expect(out.initError).toBeUndefined();
+      console.log(
+        `worker cold start (module import, SSM client load, one GetParameters): ${out.initMs!.toFixed(1)} ms`,
+      );
+      expect(requests).toEqual(['ssm:GetParameters:/oncely/prod/upstash-url,/oncely/prod/upstash-token']);
+      const [first, duplicate, second] = out.results!;
+      expect(first).toMatchObject({ ok: true, value: { id: 'item-1', fence: expect.any(Number) } });
+      expect(duplicate).toEqual(first); // the stored result, not a second run
+      expect(second).toMatchObject({ ok: true, value: { id: 'item-2' } });
+      const store = upstashStore({ url: gateway.url, token });
+      try {
+        expect(Object.fromEntries(await countEffects(store, 'worker', ['item-1', 'item-2']))).toEqual({
+          'item-1': 1,
+          'item-2': 1,
+        });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await gateway.close();
+      await redis.stop();
+    }
+  });
+
+  it('a missing token parameter fails the cold start with one ConfigError naming it', async () => {
+    const url = 'http://127.0.0.1:9';
+    const { out } = await runWorker({ '/oncely/prod/upstash-url': { value: url } }, [{ id: 'never' }]);
+    expect(out.initError?.name).toBe('ConfigError');
+    expect(out.initError?.message).toBe(
+      'oncely configuration: SSM parameter /oncely/prod/upstash-token (named by UPSTASH_REDIS_REST_TOKEN_SSM_PARAMETER) does not exist or is not readable here',
+    );
   });
 });

@@ -3,7 +3,8 @@
  * `package` and a cold start of a built function run offline (point AWS_ENDPOINT_URL_SSM,
  * AWS_ENDPOINT_URL_CLOUDFORMATION and AWS_ENDPOINT_URL_STS at `url`):
  *
- * - SSM GetParameter / GetParameters (JSON protocol): the values given, `ParameterNotFound` /
+ * - SSM GetParameter / GetParameters (JSON protocol): the values given (a SecureString's only with
+ *   `WithDecryption`, otherwise a stand-in ciphertext), `ParameterNotFound` /
  *   `InvalidParameters` for a name not given, `AccessDeniedException` for a name listed in `denied`;
  * - CloudFormation DescribeStacks: "Stack with id … does not exist" (a first deploy);
  * - STS GetCallerIdentity: account `accountId`.
@@ -71,7 +72,11 @@ export async function startFakeAws(options: FakeAwsOptions = {}): Promise<FakeAw
       };
       if (target.startsWith('AmazonSSM.')) {
         const action = target.slice('AmazonSSM.'.length);
-        const input = JSON.parse(body || '{}') as { Name?: string; Names?: string[] };
+        const input = JSON.parse(body || '{}') as {
+          Name?: string;
+          Names?: string[];
+          WithDecryption?: boolean;
+        };
         const names = action === 'GetParameter' ? [input.Name ?? ''] : (input.Names ?? []);
         requests.push(`ssm:${action}:${names.join(',')}`);
         const refused = names.find((n) => denied.has(n));
@@ -84,9 +89,14 @@ export async function startFakeAws(options: FakeAwsOptions = {}): Promise<FakeAw
         }
         const found = names.flatMap((Name) => {
           const p = lookup(Name);
-          return p
-            ? [{ Name, Type: p.type ?? 'SecureString', Value: p.value, Version: 1, ARN: arnOf(Name) }]
-            : [];
+          if (!p) return [];
+          const Type = p.type ?? 'SecureString';
+          // Without WithDecryption, SSM hands out a SecureString's ciphertext.
+          const Value =
+            Type === 'SecureString' && !input.WithDecryption
+              ? Buffer.from(`ciphertext of ${Name}`).toString('base64')
+              : p.value;
+          return [{ Name, Type, Value, Version: 1, ARN: arnOf(Name) }];
         });
         if (action === 'GetParameter') {
           if (found.length === 0) json(400, { __type: 'ParameterNotFound', message: '' });

@@ -176,16 +176,23 @@ describe('serverless.yml', () => {
     expect(schedule(local)?.enabled).toBe(false);
   });
 
-  it('webhook secrets: the documented local defaults, SSM on other stages', () => {
+  it('webhook secrets: the documented local defaults, names of SSM parameters on other stages', () => {
     expect(localDefaults.functions.webhook?.environment).toEqual({
       GITHUB_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.github,
+      GITHUB_WEBHOOK_SECRET_SSM_PARAMETER: '',
       STRIPE_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.stripe,
+      STRIPE_WEBHOOK_SECRET_SSM_PARAMETER: '',
       STANDARD_WEBHOOK_SECRET: LOCAL_WEBHOOK_SECRETS.standard,
+      STANDARD_WEBHOOK_SECRET_SSM_PARAMETER: '',
     });
+    // Read at cold start by the function (loadSecrets), never resolved into the template.
     expect(prod.functions.webhook?.environment).toEqual({
-      GITHUB_WEBHOOK_SECRET: 'ssm:/oncely/prod/github-webhook-secret',
-      STRIPE_WEBHOOK_SECRET: 'ssm:/oncely/prod/stripe-webhook-secret',
-      STANDARD_WEBHOOK_SECRET: 'ssm:/oncely/prod/standard-webhook-secret',
+      GITHUB_WEBHOOK_SECRET: '',
+      GITHUB_WEBHOOK_SECRET_SSM_PARAMETER: '/oncely/prod/github-webhook-secret',
+      STRIPE_WEBHOOK_SECRET: '',
+      STRIPE_WEBHOOK_SECRET_SSM_PARAMETER: '/oncely/prod/stripe-webhook-secret',
+      STANDARD_WEBHOOK_SECRET: '',
+      STANDARD_WEBHOOK_SECRET_SSM_PARAMETER: '/oncely/prod/standard-webhook-secret',
     });
   });
 
@@ -222,46 +229,42 @@ describe('serverless.yml', () => {
     expect(ssmRequests.local).toEqual([]);
   });
 
-  it('other stages read the Upstash settings from SSM under the stage name, outside any VPC', () => {
+  it('other stages name the Upstash SSM parameters under the stage name, outside any VPC, and resolve none', () => {
     expect(prod.provider.environment).toMatchObject({
-      UPSTASH_REDIS_REST_URL: 'ssm:/oncely/prod/upstash-url',
-      UPSTASH_REDIS_REST_TOKEN: 'ssm:/oncely/prod/upstash-token',
+      UPSTASH_REDIS_REST_URL: '',
+      UPSTASH_REDIS_REST_URL_SSM_PARAMETER: '/oncely/prod/upstash-url',
+      UPSTASH_REDIS_REST_TOKEN: '',
+      UPSTASH_REDIS_REST_TOKEN_SSM_PARAMETER: '/oncely/prod/upstash-token',
       ONCELY_REDIS_CLUSTER_NODES: '',
       ONCELY_REDIS_TLS: '',
       ONCELY_REDIS_USERNAME: '',
       ONCELY_REDIS_PASSWORD: '',
+      ONCELY_REDIS_PASSWORD_SSM_PARAMETER: '',
     });
     expect(prod.provider.vpc ?? null).toBeNull();
-    expect([...new Set(ssmRequests.prod)].sort()).toEqual([
-      '/oncely/prod/github-webhook-secret',
-      '/oncely/prod/standard-webhook-secret',
-      '/oncely/prod/stripe-webhook-secret',
-      '/oncely/prod/upstash-token',
-      '/oncely/prod/upstash-url',
-    ]);
+    expect(ssmRequests.prod).toEqual([]);
   });
 
-  it('the vpc stage runs in the VPC on Redis Cluster over TLS, every setting from SSM, no Upstash', () => {
+  it('the vpc stage runs in the VPC on Redis Cluster over TLS: settings from SSM at deploy time, the AUTH token at run time', () => {
     expect(vpc.provider.vpc).toEqual({
       subnetIds: ['/oncely/vpc/subnet-ids#1', '/oncely/vpc/subnet-ids#2'],
       securityGroupIds: ['/oncely/vpc/security-group-ids#1', '/oncely/vpc/security-group-ids#2'],
     });
     expect(vpc.provider.environment).toMatchObject({
       UPSTASH_REDIS_REST_URL: '',
+      UPSTASH_REDIS_REST_URL_SSM_PARAMETER: '',
       UPSTASH_REDIS_REST_TOKEN: '',
+      UPSTASH_REDIS_REST_TOKEN_SSM_PARAMETER: '',
       ONCELY_REDIS_CLUSTER_NODES: 'ssm:/oncely/vpc/redis-cluster-nodes',
       ONCELY_REDIS_TLS: 'true',
       ONCELY_REDIS_USERNAME: 'ssm:/oncely/vpc/redis-username',
-      ONCELY_REDIS_PASSWORD: 'ssm:/oncely/vpc/redis-auth-token',
+      ONCELY_REDIS_PASSWORD: '',
+      ONCELY_REDIS_PASSWORD_SSM_PARAMETER: '/oncely/vpc/redis-auth-token',
     });
     expect([...new Set(ssmRequests.vpc)].sort()).toEqual([
-      '/oncely/vpc/github-webhook-secret',
-      '/oncely/vpc/redis-auth-token',
       '/oncely/vpc/redis-cluster-nodes',
       '/oncely/vpc/redis-username',
       '/oncely/vpc/security-group-ids',
-      '/oncely/vpc/standard-webhook-secret',
-      '/oncely/vpc/stripe-webhook-secret',
       '/oncely/vpc/subnet-ids',
     ]);
   });

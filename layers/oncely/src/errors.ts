@@ -24,8 +24,8 @@ export class ValidationError extends OncelyError {
 export class ConfigError extends OncelyError {
   override name = 'ConfigError';
   readonly problems: readonly string[];
-  constructor(problems: readonly string[]) {
-    super(`oncely configuration: ${problems.join('; ')}`);
+  constructor(problems: readonly string[], options?: { cause?: unknown }) {
+    super(`oncely configuration: ${problems.join('; ')}`, options);
     this.problems = problems;
   }
 }

@@ -84,6 +84,13 @@ export {
   redisStore,
   type TcpAuthOptions,
 } from './transport/ioredis.js';
+export {
+  fromEnvAsync,
+  type LoadSecretsOptions,
+  loadSecrets,
+  type ParameterReader,
+  SSM_SUFFIX,
+} from './transport/ssm-env.js';
 export type {
   CallResult,
   ScriptArg,

@@ -44,6 +44,14 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   const redisUrl = get('ONCELY_REDIS_URL');
   const username = get('ONCELY_REDIS_USERNAME');
   const password = env.ONCELY_REDIS_PASSWORD || undefined;
+  // `<NAME>_SSM_PARAMETER` names an SSM parameter that only fromEnvAsync() reads (transport/ssm-env.ts).
+  for (const name of SSM_READABLE) {
+    if (get(`${name}_SSM_PARAMETER`)) {
+      problems.push(
+        `${name}_SSM_PARAMETER names an SSM parameter, which fromEnv() cannot read: use await fromEnvAsync()`,
+      );
+    }
+  }
 
   let timeoutMs: number | undefined;
   const timeoutText = get('ONCELY_TIMEOUT_MS');
@@ -136,6 +144,16 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   if (problems.length > 0 || !config) throw new ConfigError(problems);
   return config;
 }
+
+/** The store variables whose value may come from SSM at run time (`<NAME>_SSM_PARAMETER`). */
+const SSM_READABLE = [
+  'UPSTASH_REDIS_REST_URL',
+  'UPSTASH_REDIS_REST_TOKEN',
+  'ONCELY_REDIS_URL',
+  'ONCELY_REDIS_CLUSTER_NODES',
+  'ONCELY_REDIS_USERNAME',
+  'ONCELY_REDIS_PASSWORD',
+];
 
 const FLAG_SPELLINGS = 'must be true or false (also 1/0, yes/no, any case)';
 
