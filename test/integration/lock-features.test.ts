@@ -5,6 +5,7 @@ import {
   type Lease,
   type Lock,
   LockLostError,
+  LockNotAcquiredError,
   type Store,
   ValidationError,
 } from '../../layers/oncely/src/index.js';
@@ -259,6 +260,28 @@ describe.each(LOCK_TRANSPORTS)('lock features over %s', (transport) => {
     it('rejects an empty or repeating key list', async () => {
       await expect(lock.tryAcquire([], { ttlMs: 1000 })).rejects.toBeInstanceOf(ValidationError);
       await expect(lock.acquire(['x', 'x'], { ttlMs: 1000 })).rejects.toThrow(/repeat/);
+    });
+  });
+
+  describe('error detail', () => {
+    it("LockNotAcquiredError records each attempt: the store, its state, the holder's remaining TTL", async () => {
+      const key = uniqueKey('detail');
+      const holder = (await other.tryAcquire(key, { ttlMs: 30_000 }))!;
+      const err = (await lock
+        .acquire(key, { ttlMs: 1000, retry: { attempts: 3, delayMs: 10, jitterMs: 0 } })
+        .catch((e: unknown) => e)) as LockNotAcquiredError;
+      expect(err).toBeInstanceOf(LockNotAcquiredError);
+      expect(err.history.map((a) => a.attempt)).toEqual([1, 2, 3]);
+      for (const a of err.history) {
+        expect(a.nodes).toEqual([
+          { node: lock.store.name, status: 'taken', holderTtlMs: expect.any(Number) as number },
+        ]);
+        expect(a.nodes[0]!.holderTtlMs).toBeGreaterThan(0);
+        expect(a.nodes[0]!.holderTtlMs).toBeLessThanOrEqual(30_000);
+      }
+      expect(err.message).toContain(`${lock.store.name} taken by another holder (`);
+      expect(JSON.stringify(err.history)).not.toContain(holder.token);
+      await holder.release();
     });
   });
 

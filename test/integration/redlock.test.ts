@@ -248,4 +248,50 @@ describe('Redlock over 5 masters (3 TCP + 2 REST)', () => {
     for (const i of [0, 2, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
     await restart([1, 4]);
   });
+
+  it('lease.check() asks every node: held on a quorum, lost once a majority no longer has the key', async () => {
+    const key = uniqueKey('check');
+    const lease = (await redlock.tryAcquire(key, { ttlMs: 30_000 }))!;
+    await vi.waitFor(async () => {
+      for (const m of masters()) expect(await onNode(m, 'GET', redlock.keyOf(key))).toBe(lease.token);
+    });
+    await onNode(masters()[0]!, 'DEL', redlock.keyOf(key));
+    await onNode(masters()[3]!, 'DEL', redlock.keyOf(key)); // one TCP, one REST node: 3 of 5 still ours
+    expect(await lease.check()).toBe(true);
+    await onNode(masters()[1]!, 'SET', redlock.keyOf(key), 'another-owner', 'PX', 30_000);
+    expect(await lease.check()).toBe(false);
+    expect(lease.signal.reason).toMatchObject({ name: 'LockLostError', reason: 'stolen' });
+    await lease.release();
+    await onNode(masters()[1]!, 'DEL', redlock.keyOf(key));
+  });
+
+  it("a refused acquire names every node it heard from, with each holder's remaining TTL", async () => {
+    const key = uniqueKey('detail');
+    for (const i of [0, 2, 4])
+      await onNode(masters()[i]!, 'SET', redlock.keyOf(key), 'another-owner', 'PX', 30_000);
+    const err = (await redlock
+      .acquire(key, { ttlMs: 5000, retry: { attempts: 2, delayMs: 10, jitterMs: 0 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err).toBeInstanceOf(LockNotAcquiredError);
+    expect(err.history).toHaveLength(2);
+    for (const a of err.history) {
+      expect(a.nodes).toHaveLength(5);
+      const taken = a.nodes.filter((n) => n.status === 'taken');
+      expect(taken.map((n) => n.node)).toEqual([0, 2, 4].map((i) => `#${i} ${stores[i]!.name}`));
+      for (const n of taken) expect(n.holderTtlMs).toBeGreaterThan(0);
+      for (const n of taken) expect(n.holderTtlMs).toBeLessThanOrEqual(30_000);
+      // The other two granted (then were undone) or had not answered yet when no quorum was possible.
+      for (const n of a.nodes.filter((x) => x.status !== 'taken'))
+        expect(['ok', 'pending']).toContain(n.status);
+    }
+    expect(err.message).toMatch(/taken by another holder \(\d+ ms left\)/);
+    for (const i of [0, 2, 4]) await onNode(masters()[i]!, 'DEL', redlock.keyOf(key));
+    // Undone: awaited where the node had granted, in the background where its answer came after the decision.
+    await vi.waitFor(
+      async () => {
+        for (const i of [1, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
+      },
+      { timeout: 5000, interval: 50 },
+    );
+  });
 });

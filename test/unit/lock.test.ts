@@ -305,3 +305,64 @@ describe('a process resumed past its lease', () => {
     expect(lease.held).toBe(false);
   });
 });
+
+describe('LockNotAcquiredError keeps a short per-attempt record', () => {
+  it("names the store and the holder's remaining ms for each attempt, the last ten at most", async () => {
+    const { lock, store } = setup();
+    const holder = (await lock.tryAcquire('k', { ttlMs: 60_000 }))!;
+    const err = (await lock
+      .acquire('k', { ttlMs: 1000, retry: { attempts: 12, delayMs: 0, jitterMs: 0 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err).toBeInstanceOf(LockNotAcquiredError);
+    expect(err.attempts).toBe(12);
+    expect(err.history.map((a) => a.attempt)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    for (const a of err.history) {
+      expect(a.nodes).toHaveLength(1);
+      expect(a.nodes[0]).toMatchObject({ node: store.name, status: 'taken' });
+      expect(a.nodes[0]!.holderTtlMs).toBeGreaterThan(0);
+      expect(a.nodes[0]!.holderTtlMs).toBeLessThanOrEqual(60_000);
+    }
+    expect(err.history.map((a) => a.atMs)).toEqual([...err.history.map((a) => a.atMs)].sort((x, y) => x - y));
+    expect(err.message).toMatch(/last attempt: fake taken by another holder \(\d+ ms left\)/);
+    expect(err.message).not.toContain(holder.token);
+  });
+
+  it('records a store failure as unreachable, with its cause', async () => {
+    const { lock, store } = setup();
+    const down = new StoreUnavailableError('fake: connection refused', { store: 'fake', ambiguous: false });
+    store.next.push(down, down);
+    const err = (await lock
+      .acquire('k', { ttlMs: 1000, retry: { attempts: 2, delayMs: 0, jitterMs: 0 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err.history).toHaveLength(2);
+    expect(err.history[1]!.nodes).toEqual([{ node: 'fake', status: 'unreachable', cause: down }]);
+    expect(err.message).toMatch(/fake unreachable \(fake: connection refused\)/);
+  });
+
+  it('an acquire aborted while waiting still names what each attempt heard', async () => {
+    const { lock } = setup();
+    await lock.tryAcquire('k', { ttlMs: 60_000 });
+    const ac = new AbortController();
+    const pending = lock
+      .acquire('k', { ttlMs: 1000, signal: ac.signal, retry: { attempts: 100, delayMs: 20, jitterMs: 0 } })
+      .catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort(new Error('shutting down'));
+    const err = (await pending) as LockNotAcquiredError;
+    expect(err.message).toMatch(/aborted after \d+ attempt\(s\); last attempt: fake taken/);
+    expect(err.history.length).toBeGreaterThan(0);
+    expect(err.history.every((a) => a.nodes[0]?.status === 'taken')).toBe(true);
+  });
+
+  it('several keys: names the key another owner holds', async () => {
+    const { lock } = setup();
+    await lock.tryAcquire('b', { ttlMs: 60_000 });
+    const err = (await lock
+      .acquire(['a', 'b', 'c'], { ttlMs: 1000, retry: { attempts: 1 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err.history[0]!.nodes).toEqual([
+      expect.objectContaining({ node: 'fake', key: 'b', status: 'taken' }),
+    ]);
+    expect(err.message).toContain('fake "b" taken by another holder');
+  });
+});

@@ -362,3 +362,46 @@ describe('Redlock extend and release', () => {
     expect(nodes.every((n) => n.get(LOCK) === undefined)).toBe(true);
   });
 });
+
+describe('a Redlock that gives up early names every node it heard from', () => {
+  it('a node that answers while the partial grant is undone is named, not left pending', async () => {
+    const nodes = fakeNodes(5);
+    for (const n of nodes.slice(1))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    nodes[0]!.inner.next.push('ok', 'hang'); // grants, then its release hangs until the node timeout
+    nodes[4]!.delayMs = 30; // answers after the decision (3 taken: no quorum possible), during the undo
+    const redlock = createRedlock(nodes, { nodeTimeoutMs: 300 });
+    const err = (await redlock
+      .acquire('k', { ttlMs: 10_000, retry: { attempts: 1 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err).toBeInstanceOf(LockNotAcquiredError);
+    const nodesSeen = err.history[0]!.nodes;
+    expect(nodesSeen.map((n) => n.status)).toEqual(['ok', 'taken', 'taken', 'taken', 'taken']);
+    for (const n of nodesSeen.slice(1)) expect(n.holderTtlMs).toBeGreaterThan(0);
+    expect(err.cause).toBeInstanceOf(QuorumError);
+    expect((err.cause as QuorumError).taken.map((n) => n.node)).toEqual([
+      '#1 fake-1',
+      '#2 fake-2',
+      '#3 fake-3',
+      '#4 fake-4',
+    ]);
+    expect(err.message).toContain('#4 fake-4 taken by another holder');
+  });
+
+  it('every attempt of a retried acquire keeps its nodes', async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes.slice(0, 2))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    nodes[2]!.down = true;
+    const err = (await createRedlock(nodes)
+      .acquire('k', { ttlMs: 10_000, retry: { attempts: 3, delayMs: 0, jitterMs: 0 } })
+      .catch((e: unknown) => e)) as LockNotAcquiredError;
+    expect(err.history).toHaveLength(3);
+    for (const a of err.history)
+      expect(a.nodes.map((n) => `${n.node} ${n.status}`)).toEqual([
+        '#0 fake-0 taken',
+        '#1 fake-1 taken',
+        '#2 fake-2 unreachable',
+      ]);
+  });
+});

@@ -4,7 +4,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Clock, sleep } from './clock.js';
-import { LockNotAcquiredError, StoreError } from './errors.js';
+import {
+  type AttemptRecord,
+  describeNodes,
+  LockNotAcquiredError,
+  MAX_ATTEMPT_RECORDS,
+  type NodeOutcome,
+  StoreError,
+} from './errors.js';
 import type { Lease } from './lease.js';
 import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS } from './validate.js';
 
@@ -99,7 +106,24 @@ export interface Locker {
 // ------------------------------------------------------------------------------------------ the retry loop
 
 /** One attempt's outcome: a lease, or "held" with how long the holder has left (if known). */
-export type Attempt = { lease: Lease } | { lease: null; retryAfterMs?: number; error?: Error };
+export type Attempt =
+  | { lease: Lease }
+  | { lease: null; retryAfterMs?: number; error?: Error; nodes?: readonly NodeOutcome[] };
+
+/** A store's part in a failed attempt: another owner holds the lock (with its remaining ms, when known). */
+export function takenOn(store: string, pttl: number, key?: string): NodeOutcome {
+  return {
+    node: store,
+    status: 'taken',
+    ...(pttl > 0 ? { holderTtlMs: pttl } : {}),
+    ...(key !== undefined ? { key } : {}),
+  };
+}
+
+/** A store's part in a failed attempt: it failed (the cause is a StoreError). */
+export function failedOn(store: string, cause: Error, key?: string): NodeOutcome {
+  return { node: store, status: 'unreachable', cause, ...(key !== undefined ? { key } : {}) };
+}
 
 /**
  * Calls `attempt` until it yields a lease, bounded by retry.attempts, retry.maxWaitMs and the signal.
@@ -115,18 +139,29 @@ export async function acquireLoop(
   const { signal } = options;
   const started = clock.now();
   let lastError: Error | undefined;
+  const history: AttemptRecord[] = [];
+  /** The error for giving up after `n` attempts: the history, and the last attempt's nodes in the message. */
+  const giveUp = (n: number, why: string, cause: unknown) => {
+    const last = history.at(-1);
+    const nodes = last && last.nodes.length > 0 ? `; last attempt: ${describeNodes(last.nodes)}` : '';
+    return new LockNotAcquiredError(key, n, `lock "${key}" ${why}${nodes}`, {
+      ...(cause !== undefined ? { cause } : {}),
+      history,
+    });
+  };
   for (let n = 1; ; n++) {
-    if (signal?.aborted) {
-      throw new LockNotAcquiredError(key, n - 1, `lock "${key}": acquire aborted`, { cause: signal.reason });
-    }
+    if (signal?.aborted) throw giveUp(n - 1, `acquire aborted after ${n - 1} attempt(s)`, signal.reason);
+    const atMs = Math.round(clock.now() - started);
     const result = await attempt();
     if (result.lease) {
       if (signal?.aborted) {
         await result.lease.release().catch(() => undefined);
-        throw new LockNotAcquiredError(key, n, `lock "${key}": acquire aborted`, { cause: signal.reason });
+        throw giveUp(n, `acquire aborted after ${n} attempt(s)`, signal.reason);
       }
       return result.lease;
     }
+    history.push({ attempt: n, atMs, nodes: result.nodes ?? [] });
+    if (history.length > MAX_ATTEMPT_RECORDS) history.shift();
     lastError = result.error;
     const base = Math.min(retry.delayMs, result.retryAfterMs ?? retry.delayMs);
     const wait = Math.max(0, base) + Math.floor(Math.random() * retry.jitterMs);
@@ -138,17 +173,12 @@ export async function acquireLoop(
         : lastError instanceof StoreError
           ? `the store failed: ${lastError.message}`
           : lastError.message;
-      throw new LockNotAcquiredError(
-        key,
-        n,
-        `lock "${key}" not acquired after ${n} attempt(s) in ${Math.round(elapsed)} ms (${why})`,
-        lastError ? { cause: lastError } : undefined,
-      );
+      throw giveUp(n, `not acquired after ${n} attempt(s) in ${Math.round(elapsed)} ms (${why})`, lastError);
     }
     try {
       await sleep(wait, signal);
     } catch {
-      throw new LockNotAcquiredError(key, n, `lock "${key}": acquire aborted`, { cause: signal?.reason });
+      throw giveUp(n, `acquire aborted after ${n} attempt(s)`, signal?.reason);
     }
   }
 }

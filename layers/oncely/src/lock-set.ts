@@ -8,9 +8,11 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  failedOn,
   keyProblems,
   newToken,
   retryProblems,
+  takenOn,
 } from './acquire.js';
 import type { Clock } from './clock.js';
 import { type OncelyError, StoreError } from './errors.js';
@@ -154,19 +156,25 @@ async function attemptAll(
 ): Promise<Attempt & { error?: Error }> {
   const startedAt = core.clock.now();
   const fenceOf = new Map<string, number>();
+  let current: string | undefined; // the key being taken, key by key
   try {
     if (set.oneSlot) {
       const keys = set.sorted.flatMap((k) => [core.keyOf(k), core.fenceKeyOf(k)]);
       const reply = await core.store.run(LOCK_ACQUIRE_ALL, keys, core.acquireArgs(token, ttlMs));
       if (!Array.isArray(reply) || reply.length < 2) throw core.unexpected('acquire', reply);
       const r = reply.map(Number);
-      if (r[0] !== 1) return { lease: null, retryAfterMs: (r[2] ?? 0) > 0 ? r[2] : undefined };
+      if (r[0] !== 1) {
+        const pttl = r[2] ?? 0;
+        const nodes = [takenOn(core.store.name, pttl, set.sorted[(r[1] ?? 1) - 1])];
+        return { lease: null, retryAfterMs: pttl > 0 ? pttl : undefined, nodes };
+      }
       set.sorted.forEach((k, i) => {
         fenceOf.set(k, r[i + 1] ?? 0);
       });
     } else {
       // Key by key in sorted order: a contender for an overlapping set waits on the same first key.
       for (const k of set.sorted) {
+        current = k;
         const reply = await core.store.run(
           ACQUIRE,
           [core.keyOf(k), core.fenceKeyOf(k)],
@@ -176,7 +184,8 @@ async function attemptAll(
         const [ok, value] = reply.map(Number) as [number, number];
         if (ok !== 1) {
           await rollBack(core, fenceOf, token, ttlMs);
-          return { lease: null, retryAfterMs: value > 0 ? value : undefined };
+          const nodes = [takenOn(core.store.name, value, k)];
+          return { lease: null, retryAfterMs: value > 0 ? value : undefined, nodes };
         }
         fenceOf.set(k, value);
       }
@@ -185,7 +194,7 @@ async function attemptAll(
     if (!(err instanceof StoreError)) throw err;
     // Give back what this attempt took (all of it when the failing call may have been applied).
     if (fenceOf.size > 0 && !err.ambiguous) await rollBack(core, fenceOf, token, ttlMs);
-    return { lease: null, error: err };
+    return { lease: null, error: err, nodes: [failedOn(core.store.name, err, current)] };
   }
   if (core.clock.now() >= startedAt + ttlMs - core.drift(ttlMs)) {
     await core.releaseOrGiveBack(set.label, () => set.driver.release(set.label, token), ttlMs);

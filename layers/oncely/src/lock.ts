@@ -11,11 +11,13 @@ import {
   type Attempt,
   acquireLoop,
   DEFAULT_FENCE_GRACE_MS,
+  failedOn,
   keyProblems,
   type Locker,
   MAX_KEY_BYTES,
   newToken,
   retryProblems,
+  takenOn,
   type UsingOptions,
 } from './acquire.js';
 import { type Clock, monotonicClock } from './clock.js';
@@ -350,14 +352,20 @@ export class Lock implements Locker {
         this.#acquireArgs(token, ttlMs),
       );
     } catch (err) {
-      if (err instanceof StoreError) return { lease: null, error: err };
+      if (err instanceof StoreError)
+        return { lease: null, error: err, nodes: [failedOn(this.store.name, err)] };
       throw err;
     }
     if (!Array.isArray(reply) || reply.length !== 2) {
       throw new OncelyError(`${this.store.name}: unexpected acquire reply ${JSON.stringify(reply)}`);
     }
     const [ok, value] = reply.map(Number) as [number, number];
-    if (ok !== 1) return { lease: null, retryAfterMs: value > 0 ? value : undefined };
+    if (ok !== 1)
+      return {
+        lease: null,
+        retryAfterMs: value > 0 ? value : undefined,
+        nodes: [takenOn(this.store.name, value)],
+      };
     if (this.#clock.now() >= startedAt + ttlMs - this.#drift(ttlMs)) {
       // The reply came back too late to be of use: undo and count it as a failed attempt.
       await this.#releaseOrGiveBack(key, () => this.#driver.release(key, token), ttlMs);

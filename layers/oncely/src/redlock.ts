@@ -332,6 +332,13 @@ export class Redlock implements Locker {
       timeoutMs,
     );
     const parsed = answers.map((p, i) => p.then((a) => this.#parseAcquire(i, a)));
+    // Every answer as it lands, also after the decision: a failed attempt names every node it heard from.
+    const heard: (Parsed | undefined)[] = parsed.map(() => undefined);
+    parsed.forEach((p, i) => {
+      void p.then((r) => {
+        heard[i] = r;
+      });
+    });
     // Decide at quorum, or as soon as the nodes still out cannot make one.
     const results = await until(
       parsed,
@@ -361,8 +368,9 @@ export class Redlock implements Locker {
         };
     }
 
-    const outcomes = this.#outcomes(results);
     await this.#undo(key, token, results, raw, timeoutMs);
+    // Taken after the undo: nodes that answered while it ran are named too, not left `pending`.
+    const outcomes = this.#outcomes(results.map((r, i) => r ?? heard[i]));
     const taken = results.filter((r) => r?.status === 'taken');
     const pttls = taken.map((r) => r?.value ?? 0).filter((v) => v > 0);
     return {
@@ -371,6 +379,7 @@ export class Redlock implements Locker {
       held: detail === undefined && taken.length > this.stores.length - q,
       retryAfterMs: pttls.length > 0 ? Math.min(...pttls) : undefined,
       error: new QuorumError(key, 'acquire', q, outcomes, detail),
+      nodes: outcomes,
     };
   }
 
@@ -463,6 +472,7 @@ export class Redlock implements Locker {
       node: this.#nodes[i]!,
       status: r?.status ?? 'pending',
       ...(r?.cause ? { cause: r.cause } : {}),
+      ...(r?.status === 'taken' && r.value !== undefined && r.value > 0 ? { holderTtlMs: r.value } : {}),
     }));
   }
 
