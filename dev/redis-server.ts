@@ -62,8 +62,13 @@ export interface StartRedisOptions {
 }
 
 export interface RedisCluster {
+  /** Every node: the masters first (in slot order), then the replicas (replica i follows master i % masters). */
   readonly nodes: RedisProcess[];
   readonly seeds: { host: string; port: number }[];
+  /** The nodes that were masters at start (roles change after a failover). */
+  readonly masters: RedisProcess[];
+  /** The nodes that were replicas at start. */
+  readonly replicas: RedisProcess[];
   stop(): Promise<void>;
 }
 
@@ -76,6 +81,13 @@ export interface StartClusterOptions {
   args?: string[];
   /** `requirepass` on every node (as an ElastiCache / MemoryDB AUTH token). */
   password?: string;
+  /**
+   * Replicas per master (a 3 + 3 cluster: `{ masters: 3, replicas: 1 }`). Replicas always try to fail over
+   * (`cluster-replica-validity-factor 0`), so a replica that lagged behind is still promoted, as in a real
+   * failover of a master whose replica was slow.
+   * @default 0
+   */
+  replicas?: number;
   /** `cluster-node-timeout`. @default 1000 */
   nodeTimeoutMs?: number;
   /** How long to wait for every node to report `cluster_state:ok` and agree on the slots. @default 15_000 */
@@ -519,14 +531,17 @@ function describeSlots(reply: unknown): { text: string; covered: number } {
   };
 }
 
-async function clusterReady(admins: Redis[], nodes: RedisProcess[]): Promise<string | undefined> {
-  const expected = nodes.map((n) => `${n.host}:${n.port}`).sort();
+async function clusterReady(
+  admins: Redis[],
+  masters: RedisProcess[],
+  total = masters.length,
+): Promise<string | undefined> {
+  const expected = masters.map((n) => `${n.host}:${n.port}`).sort();
   let agreed: string | undefined;
   for (const [i, admin] of admins.entries()) {
     const info = String(await admin.call('CLUSTER', 'INFO'));
     if (!info.includes('cluster_state:ok')) return `node ${i}: ${info.match(/cluster_state:\w+/)?.[0]}`;
-    if (!info.includes(`cluster_known_nodes:${nodes.length}\r\n`))
-      return `node ${i} does not know every node`;
+    if (!info.includes(`cluster_known_nodes:${total}\r\n`)) return `node ${i} does not know every node`;
     const slots = describeSlots(await admin.call('CLUSTER', 'SLOTS'));
     if (slots.covered !== CLUSTER_SLOTS) return `node ${i} sees ${slots.covered} slots`;
     const owners = [...new Set(slots.text.split(',').map((r) => r.split('@')[1] ?? ''))].sort();
@@ -538,7 +553,7 @@ async function clusterReady(admins: Redis[], nodes: RedisProcess[]): Promise<str
 }
 
 /**
- * A Redis Cluster of `masters` nodes (no replicas) with all 16384 slots split evenly, ready once every node
+ * A Redis Cluster of `masters` masters (and `replicas` replicas each) with all 16384 slots split evenly, ready once every node
  * reports `cluster_state:ok` and the same slot map. Built with CLUSTER ADDSLOTSRANGE / SET-CONFIG-EPOCH /
  * MEET (no redis-cli needed). On any failure every node already started is stopped before the error is
  * thrown.
@@ -554,8 +569,19 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
   if (opts.ports && opts.ports.length !== masters) {
     throw new RangeError(`startCluster: ${opts.ports.length} ports given for ${masters} masters`);
   }
+  const replicas = opts.replicas ?? 0;
+  if (!Number.isInteger(replicas) || replicas < 0 || replicas > 5) {
+    throw new RangeError(`startCluster: replicas must be a whole number from 0 to 5, got ${replicas}`);
+  }
   const nodeTimeoutMs = opts.nodeTimeoutMs ?? 1000;
   const busPorts = new Map<RedisProcess, number>();
+  const replicaArgs =
+    replicas > 0
+      ? [
+          ...['--cluster-replica-validity-factor', '0', '--cluster-allow-replica-migration', 'no'],
+          ...['--repl-ping-replica-period', '1'],
+        ]
+      : [];
 
   const startNode = async (fixedPort: number | undefined): Promise<RedisProcess> => {
     for (let attempt = 1; ; attempt++) {
@@ -565,6 +591,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
       const args = [
         ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
         ...['--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-port', String(busPort)],
+        ...replicaArgs,
         ...(opts.args ?? []),
       ];
       try {
@@ -583,13 +610,28 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
     }
   };
 
-  const nodes = await startGroup(Array.from({ length: masters }, (_, i) => () => startNode(opts.ports?.[i])));
+  const total = masters * (1 + replicas);
+  const nodes = await startGroup(
+    Array.from({ length: total }, (_, i) => () => startNode(i < masters ? opts.ports?.[i] : undefined)),
+  );
+  const masterNodes = nodes.slice(0, masters);
+  const replicaNodes = nodes.slice(masters);
   const admins = nodes.map(adminClient);
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 15_000 + 5_000 * replicas;
+  const deadline = performance.now() + readyTimeoutMs;
+  const waitFor = async (what: string, problemOf: () => Promise<string | undefined>) => {
+    for (;;) {
+      const problem = await problemOf();
+      if (problem === undefined) return;
+      if (performance.now() > deadline) throw new Error(`${what} within ${readyTimeoutMs} ms: ${problem}`);
+      await sleep(50);
+    }
+  };
   try {
     await Promise.all(admins.map((admin) => admin.connect()));
     const per = Math.floor(CLUSTER_SLOTS / masters);
     await Promise.all(
-      admins.map(async (admin, i) => {
+      admins.slice(0, masters).map(async (admin, i) => {
         const first = i * per;
         const last = i === masters - 1 ? CLUSTER_SLOTS - 1 : first + per - 1;
         await admin.call('CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1));
@@ -600,14 +642,45 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
     for (const node of nodes.slice(1)) {
       await seed?.call('CLUSTER', 'MEET', node.host, String(node.port), String(busPorts.get(node)));
     }
-    const deadline = performance.now() + (opts.readyTimeoutMs ?? 15_000);
-    for (;;) {
-      const problem = await clusterReady(admins, nodes);
-      if (problem === undefined) break;
-      if (performance.now() > deadline) {
-        throw new Error(`cluster not ready within ${opts.readyTimeoutMs ?? 15_000} ms: ${problem}`);
-      }
-      await sleep(50);
+    await waitFor('cluster not ready', () => clusterReady(admins.slice(0, masters), masterNodes, total));
+    if (replicas > 0) {
+      const ids = await Promise.all(
+        admins.slice(0, masters).map(async (a) => String(await a.call('CLUSTER', 'MYID'))),
+      );
+      // Every node must know a master before it can replicate it: the ready check above saw every node known
+      // by the masters; the replica's own view may lag a gossip round, so retry.
+      await Promise.all(
+        replicaNodes.map(async (_, j) => {
+          const admin = admins[masters + j]!;
+          await waitFor('replica not attached', async () => {
+            try {
+              await admin.call('CLUSTER', 'REPLICATE', ids[j % masters]!);
+              return undefined;
+            } catch (error) {
+              return (error as Error).message;
+            }
+          });
+        }),
+      );
+      await waitFor('replicas not in sync', async () => {
+        for (const [j, admin] of admins.slice(masters).entries()) {
+          const info = String(await admin.call('INFO', 'replication'));
+          if (!info.includes('master_link_status:up')) return `replica ${j}: link not up`;
+          if (!info.includes('master_sync_in_progress:0')) return `replica ${j}: syncing`;
+        }
+        for (const [i, admin] of admins.slice(0, masters).entries()) {
+          const info = String(await admin.call('INFO', 'replication'));
+          if (!info.includes(`connected_slaves:${replicas}\r\n`))
+            return `master ${i}: replicas not connected`;
+          // Every node's slot map names the replicas (CLUSTER SLOTS: master, then replicas, per range).
+        }
+        for (const [i, admin] of admins.entries()) {
+          const slots = (await admin.call('CLUSTER', 'SLOTS')) as unknown[][];
+          if (slots.some((range) => range.length < 3 + replicas))
+            return `node ${i} does not list every replica`;
+        }
+        return clusterReady(admins.slice(0, masters), masterNodes, total);
+      });
     }
   } catch (error) {
     await stopAll(nodes);
@@ -619,7 +692,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
   }
   return {
     nodes,
-    seeds: nodes.map((n) => ({ host: n.host, port: n.port })),
+    masters: masterNodes,
+    replicas: replicaNodes,
+    seeds: masterNodes.map((n) => ({ host: n.host, port: n.port })),
     stop: () => stopAll(nodes),
   };
 }

@@ -50,6 +50,28 @@ export class StoreUnavailableError extends StoreError {
   override name = 'StoreUnavailableError';
 }
 
+/**
+ * A write that grants (a lock, a fence, a run-once claim or completion) ran on the master, but fewer replicas
+ * than required acknowledged it within the replica timeout (`WAIT`). It does not count: a failover could lose
+ * it, and a master that has been demoted (it has no replica left) answers this way too. Ambiguous: the write
+ * may survive, so a lock is given back and a completion is reported as not stored.
+ */
+export class ReplicationError extends StoreUnavailableError {
+  override name = 'ReplicationError';
+  /** Replicas that acknowledged the write in time. */
+  readonly acknowledged: number;
+  /** Replicas the store was configured to wait for. */
+  readonly required: number;
+  constructor(
+    message: string,
+    options: { store: string; acknowledged: number; required: number; cause?: unknown },
+  ) {
+    super(message, { store: options.store, ambiguous: true, cause: options.cause });
+    this.acknowledged = options.acknowledged;
+    this.required = options.required;
+  }
+}
+
 /** The store rejected our credentials (REST 401, NOAUTH, WRONGPASS). The message never holds the secret. */
 export class StoreAuthError extends StoreError {
   override name = 'StoreAuthError';

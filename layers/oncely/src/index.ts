@@ -21,6 +21,7 @@ export {
   OncelyError,
   PayloadMismatchError,
   QuorumError,
+  ReplicationError,
   ResultNotStorableError,
   StoreAuthError,
   StoreError,
@@ -91,6 +92,7 @@ export {
   type ParameterReader,
   SSM_SUFFIX,
 } from './transport/ssm-env.js';
+export type { ReplicaOptions } from './transport/replicas.js';
 export type {
   CallResult,
   ScriptArg,

@@ -3,7 +3,8 @@ import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
 import { Connection } from './connection.js';
-import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
+import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
+import { evalWithFallback, isNoScript, runManyWithFallback, settle } from './shared.js';
 import { keySlot } from './slot.js';
 import {
   type CallResult,
@@ -26,14 +27,14 @@ export interface TcpAuthOptions {
   tls?: boolean | ConnectionOptions;
 }
 
-export interface RedisStoreOptions extends TransportOptions, TcpAuthOptions {
+export interface RedisStoreOptions extends TransportOptions, TcpAuthOptions, ReplicaOptions {
   /** `redis://[user:pass@]host:port[/db]` or `rediss://…` (TLS). Either this or host/port. */
   url?: string;
   host?: string;
   port?: number;
 }
 
-export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions {
+export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions, ReplicaOptions {
   /** Seed nodes; the rest of the topology is discovered. */
   nodes: readonly { host: string; port: number }[];
 }
@@ -68,6 +69,7 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     );
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const wait = replicaWaitOf(options, timeoutMs);
   const where = options.url
     ? describeUrl(options.url)
     : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
@@ -95,6 +97,7 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     timeoutMs,
     [options.password, passwordOf(options.url)],
     true,
+    wait,
   );
 }
 
@@ -104,6 +107,7 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
     return tcpStore('cluster', 'cluster', () => Promise.resolve(options));
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const wait = replicaWaitOf(options, timeoutMs);
   const first = options.nodes[0];
   const name = `cluster(${first ? `${first.host}:${first.port}` : '?'}${options.nodes.length > 1 ? ',…' : ''})`;
   return tcpStore(
@@ -141,6 +145,7 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
     timeoutMs,
     [options.password],
     true,
+    wait,
   );
 }
 
@@ -181,6 +186,7 @@ function tcpStore(
   timeoutMs = DEFAULT_TIMEOUT_MS,
   secrets: readonly (string | undefined)[] = [],
   owned = false,
+  wait: ReplicaWait = replicaWaitOf({}, timeoutMs),
 ): Store {
   // A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
   // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
@@ -246,6 +252,56 @@ function tcpStore(
     return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
   };
 
+  // ------------------------------------------------------------------ the replica wait (transport/replicas.ts)
+  // How many replicas a granting write on this key's shard must reach: the configured count, or with 'auto'
+  // one where the shard has replicas (a cluster's slot map lists them; a standalone server's INFO replication
+  // is read once and again every 10 s).
+  let standaloneReplicas: { count: number; at: number } | undefined;
+  let standaloneCheck: Promise<number> | undefined;
+  const replicasWanted = async (c: Client, slot: number): Promise<number> => {
+    if (wait.replicas !== 'auto') return wait.replicas;
+    if (kind === 'cluster') return ((c as Cluster).slots[slot]?.length ?? 1) > 1 ? 1 : 0;
+    const now = performance.now();
+    if (!standaloneReplicas || now - standaloneReplicas.at > 10_000) {
+      standaloneCheck ??= (c as Redis)
+        .info('replication')
+        .then((info) => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0))
+        .then(
+          (count) => {
+            standaloneReplicas = { count, at: performance.now() };
+            return count;
+          },
+          () => standaloneReplicas?.count ?? 0,
+        )
+        .finally(() => {
+          standaloneCheck = undefined;
+        });
+      if (!standaloneReplicas) await standaloneCheck;
+    }
+    return (standaloneReplicas?.count ?? 0) > 0 ? 1 : 0;
+  };
+  const slotOf = (keys: readonly string[]) =>
+    kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
+
+  /** A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. */
+  const runWaited = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    const c = await get();
+    const required = await replicasWanted(c, slotOf(keys));
+    if (required === 0) return evalWithFallback(script, keys, args, evalsha, evalLua);
+    const send = async (useLua: boolean) => {
+      const p = c.pipeline();
+      if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
+      else p.evalsha(script.sha1, keys.length, ...keys, ...args);
+      p.wait(required, wait.timeoutMs);
+      return ((await p.exec()) ?? []) as [Error | null, unknown][];
+    };
+    let replies = await send(false);
+    if (isNoScript(replies[0]?.[0])) replies = await send(true);
+    const [error, value] = replies[0] ?? [new Error('no reply'), null];
+    if (error) throw error;
+    return checkAcknowledged(script, value, replies[1], required, name);
+  };
+
   const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
     (await get()).evalsha(sha, keys.length, ...keys, ...args);
   const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
@@ -263,17 +319,31 @@ function tcpStore(
     });
     const results: CallResult[] = new Array(calls.length);
     await Promise.all(
-      [...groups.values()].map(async (indexes) => {
+      [...groups.entries()].map(async ([slot, indexes]) => {
         const p = c.pipeline();
         for (const i of indexes) {
           const call = calls[i]!;
           if (useLua) p.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args);
           else p.evalsha(call.script.sha1, call.keys.length, ...call.keys, ...call.args);
         }
-        const replies = (await p.exec()) ?? [];
+        // One WAIT after the group's scripts covers every write before it on this connection.
+        const grants = indexes.some((i) => calls[i]!.script.grants);
+        const required = grants ? await replicasWanted(c, slot) : 0;
+        if (required > 0) p.wait(required, wait.timeoutMs);
+        const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
+        const waited = required > 0 ? replies[indexes.length] : undefined;
         indexes.forEach((callIndex, j) => {
           const [error, value] = replies[j] ?? [new Error('no reply'), null];
-          results[callIndex] = settle(value, error, mapError);
+          let checked: unknown = value;
+          let failure: unknown = error;
+          if (!error && required > 0) {
+            try {
+              checked = checkAcknowledged(calls[callIndex]!.script, value, waited, required, name);
+            } catch (e) {
+              failure = e;
+            }
+          }
+          results[callIndex] = settle(checked, failure, mapError);
         });
       }),
     );
@@ -285,7 +355,11 @@ function tcpStore(
     name,
     async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       try {
-        return await connection.call(() => evalWithFallback(script, keys, args, evalsha, evalLua));
+        return await connection.call(() =>
+          script.grants && wait.replicas !== 0
+            ? runWaited(script, keys, args)
+            : evalWithFallback(script, keys, args, evalsha, evalLua),
+        );
       } catch (err) {
         throw mapError(err);
       }

@@ -1,0 +1,75 @@
+/**
+ * The replica wait: a write that grants (scripts marked `grants` in scripts.ts) counts only once enough
+ * replicas have acknowledged it. Lua cannot call WAIT, so the TCP transports pipeline `WAIT n timeoutMs` after
+ * the script, on the same connection, in the same round trip. Redisson's `syncSlaves` is the model.
+ *
+ * - A master that has been demoted (a frozen master that woke up after its replica was promoted) has no
+ *   replica left to acknowledge: its grants fail with ReplicationError instead of counting.
+ * - A grant acknowledged by a replica survives the failover that promotes that replica.
+ *
+ * The default, `'auto'`, waits for one replica wherever the shard has one (a cluster's slot map; a standalone
+ * server's INFO replication), and for none where it has none. See README "Replicas and failover".
+ */
+import { ReplicationError, ValidationError } from '../errors.js';
+import type { Script } from '../scripts.js';
+
+export interface ReplicaOptions {
+  /**
+   * Replicas that must acknowledge a granting write (acquire, extend, fence raise, leader announcement, run-once
+   * claim and completion) within `replicaTimeoutMs` before it counts. `'auto'`: one where the shard has
+   * replicas, none where it has none. `0` turns the wait off. A number above the replicas a shard has makes
+   * every grant on it fail.
+   * @default 'auto'
+   */
+  replicas?: number | 'auto';
+  /**
+   * How long the server waits for the acknowledgements (WAIT's timeout). Part of the call's `timeoutMs`.
+   * @default 500, at most a quarter of timeoutMs
+   */
+  replicaTimeoutMs?: number;
+}
+
+export interface ReplicaWait {
+  readonly replicas: number | 'auto';
+  readonly timeoutMs: number;
+}
+
+export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
+  const problems: string[] = [];
+  const { replicas = 'auto', replicaTimeoutMs } = options;
+  if (replicas !== 'auto' && !(Number.isInteger(replicas) && replicas >= 0 && replicas <= 16))
+    problems.push(`replicas must be 'auto' or a whole number from 0 to 16, got ${String(replicas)}`);
+  if (
+    replicaTimeoutMs !== undefined &&
+    !(Number.isInteger(replicaTimeoutMs) && replicaTimeoutMs >= 1 && replicaTimeoutMs < callTimeoutMs)
+  )
+    problems.push(
+      `replicaTimeoutMs must be a whole number of milliseconds from 1 to timeoutMs − 1 (${callTimeoutMs - 1}), got ${String(replicaTimeoutMs)}`,
+    );
+  if (problems.length > 0) throw new ValidationError(problems, 'replica options');
+  return {
+    replicas,
+    timeoutMs: replicaTimeoutMs ?? Math.max(1, Math.min(500, Math.floor(callTimeoutMs / 4))),
+  };
+}
+
+/**
+ * Checks one script's reply against its WAIT reply: a reply that wrote must have `required` acknowledgements.
+ * Returns the script's reply, or throws ReplicationError.
+ */
+export function checkAcknowledged(
+  script: Script,
+  value: unknown,
+  wait: [Error | null, unknown] | undefined,
+  required: number,
+  store: string,
+): unknown {
+  if (required <= 0 || !script.grants?.wrote(value)) return value;
+  const [error, acks] = wait ?? [new Error('no reply to WAIT'), 0];
+  const acknowledged = error ? 0 : Number(acks);
+  if (acknowledged >= required) return value;
+  throw new ReplicationError(
+    `${store}: ${script.name} reached ${acknowledged} of ${required} replica(s) in time; not counted`,
+    { store, acknowledged, required, cause: error ?? undefined },
+  );
+}
