@@ -100,6 +100,7 @@ async function waitFor<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
  * counter died too, the fences must come from the time floor. With the wait A is refused.
  */
 async function laggingTrial(replicas: number | 'auto'): Promise<{ a: Lease | null; b: Lease | null }> {
+  await awaitReplicated(cluster);
   const key = uniqueKey('lagging');
   const a = createLock(store({ replicas }));
   const b = createLock(store({ replicas }));

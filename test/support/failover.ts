@@ -73,7 +73,10 @@ export async function awaitPromotion(
   throw new Error(`${replica} was not promoted within ${timeoutMs} ms`);
 }
 
-/** Waits until every running master has `replicas` connected replicas in sync, and the slots are all served. */
+/**
+ * Waits until every master has `replicas` connected replicas in sync, every slot is served and every node lists
+ * every replica in CLUSTER SLOTS (what a client's slot map, and so the replica wait, is built from).
+ */
 export async function awaitReplicated(
   cluster: RedisCluster,
   replicas = 1,
@@ -91,6 +94,11 @@ export async function awaitReplicated(
       if (!info) problem = `${node} does not answer`;
       const state = String((await ask(node, 500, 'CLUSTER', 'INFO')) ?? '');
       if (!state.includes('cluster_state:ok')) problem = `${node} cluster not ok`;
+      // A replica that was marked failed (frozen past the node timeout) is left out of CLUSTER SLOTS until the
+      // others see it again: wait until every node lists every replica.
+      const slots = (await ask(node, 500, 'CLUSTER', 'SLOTS')) as unknown[][] | undefined;
+      if (!slots || slots.some((range) => range.length < 3 + replicas))
+        problem = `${node} lists a shard without replica`;
       if (problem) break;
     }
     if (!problem) return;
