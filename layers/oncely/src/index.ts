@@ -85,6 +85,7 @@ export {
   redisStore,
   type TcpAuthOptions,
 } from './transport/ioredis.js';
+export type { ReplicaOptions } from './transport/replicas.js';
 export {
   fromEnvAsync,
   type LoadSecretsOptions,
@@ -92,7 +93,6 @@ export {
   type ParameterReader,
   SSM_SUFFIX,
 } from './transport/ssm-env.js';
-export type { ReplicaOptions } from './transport/replicas.js';
 export type {
   CallResult,
   ScriptArg,
