@@ -8,6 +8,9 @@ import { describe, expect, it } from 'vitest';
 import * as api from '../../layers/oncely/src/index.js';
 
 const VALUES = [
+  'SSM_SUFFIX',
+  'fromEnvAsync',
+  'loadSecrets',
   'ConfigError',
   'EVENT_SOURCES',
   'Election',
@@ -66,6 +69,8 @@ const VALUES = [
 ];
 
 const TYPES = [
+  'LoadSecretsOptions',
+  'ParameterReader',
   'AcquireOptions',
   'CallResult',
   'CheckOutcome',
