@@ -77,7 +77,7 @@ export interface ExpiryProcessorOptions {
   /** Only expired keys starting with this are work. @default 'job:' */
   prefix?: string;
   /** Leadership lease: a dead leader's failover window is about this long. @default 2000 */
-  leaseMs?: number;
+  ttlMs?: number;
   /** Sweep the pending set this often while leading (0: only when elected). @default 1000 */
   sweepEveryMs?: number;
   /** A pending key is swept only once due for this long (its event had every chance). @default 1000 */
@@ -115,7 +115,7 @@ export async function startExpiryProcessor(options: ExpiryProcessorOptions): Pro
     id,
     name = 'expiry',
     prefix = 'job:',
-    leaseMs = 2000,
+    ttlMs = 2000,
     sweepEveryMs = 1000,
     sweepGraceMs = 1000,
     log = (e) => process.stdout.write(`${JSON.stringify(e)}\n`),
@@ -126,7 +126,7 @@ export async function startExpiryProcessor(options: ExpiryProcessorOptions): Pro
   const keys = keysOf(name);
   const stats = { ...emptyStats };
 
-  const store = redisStore({ host, port, password, timeoutMs: Math.max(100, Math.floor(leaseMs / 4)) });
+  const store = redisStore({ host, port, password, timeoutMs: Math.max(100, Math.floor(ttlMs / 4)) });
   const lock = createLock(store);
   const clientOptions = { host, port, password, protocol: 2 as const, maxRetriesPerRequest: 1 };
   const sub = new Redis(clientOptions);
@@ -180,7 +180,7 @@ export async function startExpiryProcessor(options: ExpiryProcessorOptions): Pro
     lock,
     name,
     id,
-    leaseMs,
+    ttlMs,
     resignOn: false,
     onElected: (leadership) => {
       emit('elected', { term: leadership.term });
@@ -208,7 +208,7 @@ export async function startExpiryProcessor(options: ExpiryProcessorOptions): Pro
     emit('warning', { message: `notify-keyspace-events is "${value}": expired events need at least "Ex"` });
 
   const timer = sweepEveryMs > 0 ? setInterval(() => void sweep(), sweepEveryMs) : undefined;
-  emit('ready', { leaseMs, sweepEveryMs, sweepGraceMs });
+  emit('ready', { ttlMs, sweepEveryMs, sweepGraceMs });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -260,7 +260,7 @@ async function main(): Promise<void> {
     id: values.id,
     name: values.name,
     prefix: values.prefix,
-    leaseMs: num(values['lease-ms']),
+    ttlMs: num(values['lease-ms']),
     sweepEveryMs: num(values['sweep-every-ms']),
     sweepGraceMs: num(values['sweep-grace-ms']),
   });

@@ -31,7 +31,7 @@ export async function once(key: string) {
   try {
     await lease.extend(10_000); // throws LockLostError('expired' | 'stolen') if it is no longer ours
   } finally {
-    console.log(await lease.release()); // 'released' | 'notHeld' (someone else has it) | 'expired'
+    console.log(await lease.release()); // 'released' | 'not-held' (someone else has it) | 'expired'
   }
   return 'done';
 }

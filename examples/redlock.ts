@@ -35,7 +35,7 @@ export function runWhenLeader(work: (term: number, signal: AbortSignal) => void)
   const election = elect({
     lock: createLock(redisStore({ url: process.env.ONCELY_REDIS_URL! })),
     name: 'nightly-reindex',
-    leaseMs: 10_000, // renewed every 1/3; a dead leader is replaced about one lease later
+    ttlMs: 10_000, // renewed every 1/3; a dead leader is replaced about one lease later
     onElected: (leader) => work(leader.term, leader.signal), // signal aborts when deposed or resigned
   }); // resigns on SIGTERM / SIGINT; election.resign() does it explicitly
   return election;

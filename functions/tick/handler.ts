@@ -1,5 +1,5 @@
 /**
- * tick: an EventBridge schedule (`rate(1 minute)`) wrapped in withLeader, so the job runs once per tick no
+ * tick: an EventBridge schedule (`rate(1 minute)`) wrapped in oncePerTick, so the job runs once per tick no
  * matter how many copies of the function receive it: several regions or stages with the same rule name, a
  * redeployment overlapping the old version, or EventBridge's own at-least-once delivery.
  *
@@ -8,13 +8,13 @@
  * key (`<rule>@<tick>`).
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { fromEnvAsync, withLeader } from 'oncely';
+import { fromEnvAsync, oncePerTick } from 'oncely';
 import { recordEffect } from '../shared/effects.js';
 
 // Module scope, once per cold start: fromEnvAsync reads the SSM parameters *_SSM_PARAMETER variables name.
 const store = await fromEnvAsync();
 
-export const handler = withLeader(
+export const handler = oncePerTick(
   async (_event: ScheduledEvent, _context: Context, { key, tick, fence }) => {
     // The scheduled job: here, one recorded execution per task and tick (a report, a sweep, a sync ...).
     const runs = await recordEffect(store, 'tick', key ?? tick);

@@ -89,7 +89,7 @@ const processDelivery = Object.fromEntries(
         key: provider.source,
         // Providers give up on an answer after ~10 s (GitHub) and retry later; the lease is extended while
         // the work runs, so this only bounds how long a crashed invocation blocks a redelivery (Retry-After).
-        leaseMs: 10_000,
+        ttlMs: 10_000,
       },
     ),
   ]),

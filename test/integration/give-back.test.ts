@@ -127,7 +127,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
     const until = Date.now() + 15_000;
     while (o.releases().length < 4 && Date.now() < until) await delay(25);
     expect(o.releases()).toEqual(['503', '503', '503', 'pass']);
-    await delay(1500); // longer than the largest backoff: no release follows a 'notHeld'
+    await delay(1500); // longer than the largest backoff: no release follows a 'not-held'
     expect(o.releases()).toHaveLength(4);
     expect(await fx.admin.get(lock.keyOf(key))).toBe('another-owner');
     expect(errors).toEqual([]);
@@ -179,7 +179,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
       return { releases, record: () => record };
     }
 
-    function handlerFor(leaseMs: number) {
+    function handlerFor(ttlMs: number) {
       const decisions: Decision[] = [];
       let reported: (d: Decision) => void = () => {};
       const failed = new Promise<Decision>((resolve) => {
@@ -189,7 +189,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
       const handler = withOnce(async () => 'ran', {
         store,
         key: (e: { id: string }) => e.id,
-        leaseMs,
+        ttlMs,
         logLevel: 'silent',
         onDecision: (d) => {
           decisions.push(d);

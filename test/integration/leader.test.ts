@@ -71,7 +71,7 @@ describe('election in one process', () => {
       lock: createLock(store(redis().port)),
       name,
       id,
-      leaseMs: IN_PROCESS_LEASE_MS,
+      ttlMs: IN_PROCESS_LEASE_MS,
       retryEveryMs: 100,
       resignOn: false,
       onElected: (l) => log.push(`${id} elected ${termOf(log, l.term)}`),
@@ -152,7 +152,7 @@ describe('election in one process', () => {
       masters().map((m) => store(m.port)),
       { nodeTimeoutMs: 100 },
     );
-    const e = elect({ lock: redlock, name, id: 'r', leaseMs: IN_PROCESS_LEASE_MS, resignOn: false });
+    const e = elect({ lock: redlock, name, id: 'r', ttlMs: IN_PROCESS_LEASE_MS, resignOn: false });
     elections.push(e);
     await vi.waitFor(() => expect(e.isLeader).toBe(true));
     const term = e.term!;

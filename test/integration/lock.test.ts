@@ -67,7 +67,7 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
     expect(await lease.release()).toBe('expired');
   });
 
-  it('release by a stale holder reports notHeld and leaves the new holder alone', async () => {
+  it('release by a stale holder reports not-held and leaves the new holder alone', async () => {
     const key = uniqueKey('stale');
     // Long enough to be granted on a loaded machine (a reply after the validity counts as not granted).
     const first = (await lock.tryAcquire(key, { ttlMs: 1000 }))!;
@@ -75,7 +75,7 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
     await expired(key);
     const second = (await lock.tryAcquire(key, { ttlMs: 5000 }))!;
     expect(second).not.toBeNull();
-    expect(await first.release()).toBe('notHeld');
+    expect(await first.release()).toBe('not-held');
     expect(await fx.admin.get(lock.keyOf(key))).toBe(second.token);
     await expect(first.extend(1000)).rejects.toMatchObject({ name: 'LockLostError', reason: 'expired' });
     await second.release();

@@ -316,7 +316,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
         }
         return `done by run ${runs}`;
       },
-      base({ leaseMs: 600 }),
+      base({ ttlMs: 600 }),
     );
     const victim = await ownerOf(rec);
     const first = h({ id: key }, lambdaContext()).catch((e) => e);

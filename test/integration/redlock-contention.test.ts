@@ -116,7 +116,7 @@ it(`${CONTENDERS} contenders × ${ROUNDS} rounds with random minority failures: 
     `redlock contention: ${fences.length} critical sections in ${tookMs} ms; ` +
       `${failures.paused} pauses, ${failures.killed} kills; ${scriptCounts.get('acquire')} acquire calls, ` +
       `${releaseErrors} failed releases, ` +
-      `${scriptCounts.get('fenceRaise') ?? 0} fence raises; last fence ${fences.at(-1)}`,
+      `${scriptCounts.get('fence-raise') ?? 0} fence raises; last fence ${fences.at(-1)}`,
   );
   expect(fences).toHaveLength(CONTENDERS * ROUNDS);
   expect(overlaps).toBe(0);
@@ -128,5 +128,5 @@ it(`${CONTENDERS} contenders × ${ROUNDS} rounds with random minority failures: 
   // The failures really moved the quorums around: counters diverged and had to be raised.
   expect(failures.paused).toBeGreaterThan(50);
   expect(failures.killed).toBeGreaterThan(5);
-  expect(scriptCounts.get('fenceRaise') ?? 0).toBeGreaterThan(0);
+  expect(scriptCounts.get('fence-raise') ?? 0).toBeGreaterThan(0);
 });

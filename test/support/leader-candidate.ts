@@ -37,7 +37,7 @@ const election = elect({
   lock,
   name: values.name!,
   id,
-  leaseMs: Number(values['lease-ms']),
+  ttlMs: Number(values['lease-ms']),
   ...(values['retry-every-ms'] ? { retryEveryMs: Number(values['retry-every-ms']) } : {}),
   onElected: (leadership) => {
     out('elected', { term: leadership.term });

@@ -96,16 +96,10 @@ export class OnceFakeStore implements Store {
     const token = String(args[0]);
     const h = this.hash(rec);
     if (script === ONCE_CLAIM) {
-      const [, leaseMs, hash, fenceTtlMs, nowMs] = args.map(String) as [
-        string,
-        string,
-        string,
-        string,
-        string,
-      ];
+      const [, ttlMs, hash, fenceTtlMs, nowMs] = args.map(String) as [string, string, string, string, string];
       if (h) {
         if (h.get('t') === token && h.get('s') === 'P') {
-          this.#expire(rec, leaseMs);
+          this.#expire(rec, ttlMs);
           return [1, h.get('f')];
         }
         const stored = h.get('h') ?? '';
@@ -122,7 +116,7 @@ export class OnceFakeStore implements Store {
           ['f', fence],
           ['h', hash],
         ]),
-        expiresAt: this.now() + Number(leaseMs),
+        expiresAt: this.now() + Number(ttlMs),
       });
       return [1, fence];
     }

@@ -248,7 +248,7 @@ describe('withOnceBatch lease timing (fake timers)', () => {
   afterEach(() => vi.useRealTimers());
 
   it("every claimed record's lease is extended together, in one runMany per tick", async () => {
-    const { store, options } = setup({ leaseMs: 1000 });
+    const { store, options } = setup({ ttlMs: 1000 });
     const gate = deferred();
     const h = withOnceBatch(async () => gate.promise, options);
     const spy = vi.spyOn(store, 'runMany');
@@ -268,7 +268,7 @@ describe('withOnceBatch lease timing (fake timers)', () => {
   });
 
   it('a finished record stays claimed (and extended) until the batch settles', async () => {
-    const { store, options } = setup({ leaseMs: 1000 });
+    const { store, options } = setup({ ttlMs: 1000 });
     const gate = deferred();
     const h = withOnceBatch(async (r) => (r.messageId === 'slow' ? gate.promise : 'fast'), options);
     const done = h(batch(record('fast'), record('slow')), lambdaContext());

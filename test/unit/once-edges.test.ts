@@ -150,7 +150,7 @@ describe.each(ADAPTERS)('decision lines without raw keys, through the $type', ({
   const personal = 'users/jane.doe@example.com/invoice-2026-11.pdf';
 
   it('every line names the record by the digest in its Redis key, never by the key', async () => {
-    const { store, options, log, decisions } = setup({ leaseMs: 5000 });
+    const { store, options, log, decisions } = setup({ ttlMs: 5000 });
     const gate = deferred();
     let runs = 0;
     const h = wrap(

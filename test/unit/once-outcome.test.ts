@@ -13,7 +13,7 @@ const base: ClaimPolicy = {
   key: 'k',
   duplicate: 'throw',
   failOpen: false,
-  leaseMs: 30_000,
+  ttlMs: 30_000,
   late: false,
   http: false,
   store: 'redis://h:1',
@@ -38,7 +38,7 @@ const TABLE: Row[] = [
     'claimed',
     { kind: 'claimed', fence: 7 },
     {},
-    { kind: 'run', fence: 7, decision: { decision: 'claimed', key: 'k', fence: 7, leaseMs: 30_000 } },
+    { kind: 'run', fence: 7, decision: { decision: 'claimed', key: 'k', fence: 7, ttlMs: 30_000 } },
   ],
   [
     'claimed too late',

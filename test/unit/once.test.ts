@@ -116,7 +116,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
   });
 
   it("duplicate: 'throw' while in progress: InProgressError carrying the holder's remaining lease", async () => {
-    const { options, log } = setup({ leaseMs: 5000 });
+    const { options, log } = setup({ ttlMs: 5000 });
     const gate = deferred<string>();
     let runs = 0;
     const h = wrap(
@@ -410,7 +410,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
       expect(l.level).toMatch(/^(INFO|WARN|ERROR)$/);
       expect(Date.parse(l.timestamp as string)).not.toBeNaN();
     }
-    expect(lines[0]).toMatchObject({ fence: expect.any(Number), leaseMs: expect.any(Number) });
+    expect(lines[0]).toMatchObject({ fence: expect.any(Number), ttlMs: expect.any(Number) });
     expect(log.lines.join('\n')).not.toMatch(/secret/);
   });
 
@@ -471,7 +471,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
   });
 
   it("a late completion never overwrites a successor's record: LockLostError, successor intact", async () => {
-    const { options, store, log } = setup({ leaseMs: 1000 });
+    const { options, store, log } = setup({ ttlMs: 1000 });
     const gate = deferred<string>();
     let runs = 0;
     const h = wrap(
@@ -498,7 +498,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
   });
 
   it('a completion after the lease ran out is kept when nobody has claimed since', async () => {
-    const { options, store, log } = setup({ leaseMs: 1000 });
+    const { options, store, log } = setup({ ttlMs: 1000 });
     const gate = deferred<string>();
     const h = wrap(type, async () => gate.promise, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
@@ -567,7 +567,7 @@ describe.each(ADAPTERS)('HTTP events through the $type', ({ type }) => {
   });
 
   it('in progress: 409 with Retry-After in whole seconds', async () => {
-    const { options } = httpSetup({ leaseMs: 4500 });
+    const { options } = httpSetup({ ttlMs: 4500 });
     const gate = deferred<{ statusCode: number }>();
     let runs = 0;
     const h = wrap(
@@ -613,8 +613,8 @@ describe('lease timing (fake timers)', () => {
   beforeEach(() => vi.useFakeTimers({ now: 1_000_000 }));
   afterEach(() => vi.useRealTimers());
 
-  it('lease = min(leaseMs, remaining time − marginMs)', async () => {
-    const { options, store } = setup({ leaseMs: 30_000, marginMs: 1000 });
+  it('lease = min(ttlMs, remaining time − marginMs)', async () => {
+    const { options, store } = setup({ ttlMs: 30_000, marginMs: 1000 });
     const h = withOnce(async () => 1, options);
     await h({ id: 'a', n: 1 }, lambdaContext(10_000));
     await h({ id: 'b', n: 1 }, lambdaContext(100_000));
@@ -624,7 +624,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('auto-extends at half the lease while the handler runs, never past the deadline minus the margin', async () => {
-    const { options, store } = setup({ leaseMs: 1000, marginMs: 200 });
+    const { options, store } = setup({ ttlMs: 1000, marginMs: 200 });
     const gate = deferred<string>();
     let signal: AbortSignal | undefined;
     const h = withOnce(async (_e: Ev, _c, once) => {
@@ -653,7 +653,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it("after completion the lease's timer running out does not abort the handler's signal", async () => {
-    const { options } = setup({ leaseMs: 1000 });
+    const { options } = setup({ ttlMs: 1000 });
     let signal: AbortSignal | undefined;
     const h = withOnce(async (_e: Ev, _c, once) => {
       signal = once.signal;
@@ -665,7 +665,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('an extend that finds another owner aborts the signal with reason stolen', async () => {
-    const { options, store } = setup({ leaseMs: 1000 });
+    const { options, store } = setup({ ttlMs: 1000 });
     let signal: AbortSignal | undefined;
     const gate = deferred<string>();
     const h = withOnce(async (_e: Ev, _c, once) => {
@@ -683,7 +683,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('a signal first read after the lease was lost is already aborted; one read after completion is not', async () => {
-    const { options, store } = setup({ leaseMs: 1000 });
+    const { options, store } = setup({ ttlMs: 1000 });
     const gate = deferred();
     let lost: AbortSignal | undefined;
     const h = withOnce(async (_e: Ev, _c, once) => {
@@ -712,7 +712,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('handlers done within half their lease share one timer and leave nothing behind', async () => {
-    const { options, store } = setup({ leaseMs: 1000 });
+    const { options, store } = setup({ ttlMs: 1000 });
     const h = withOnce(async (_e: Ev, _c, once) => once.signal.aborted, options);
     for (const id of ['a', 'b', 'c']) expect(await h({ id, n: 1 }, lambdaContext())).toBe(false);
     expect(vi.getTimerCount()).toBe(1);
@@ -722,7 +722,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('two overlapping long handlers are each extended at half their own lease', async () => {
-    const { options, store } = setup({ leaseMs: 1000 });
+    const { options, store } = setup({ ttlMs: 1000 });
     const gate = deferred<string>();
     const h = withOnce(async () => gate.promise, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
@@ -739,7 +739,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('a failing extend is retried while the lease is still valid', async () => {
-    const { options, store, log } = setup({ leaseMs: 1000 });
+    const { options, store, log } = setup({ ttlMs: 1000 });
     const gate = deferred<string>();
     let signal: AbortSignal | undefined;
     const h = withOnce(async (_e: Ev, _c, once) => {
@@ -759,7 +759,7 @@ describe('lease timing (fake timers)', () => {
   });
 
   it('a claim whose reply arrives after its lease: the record is released and the invocation fails closed', async () => {
-    const { options, store } = setup({ leaseMs: 1000 });
+    const { options, store } = setup({ ttlMs: 1000 });
     let runs = 0;
     const h = withOnce(async () => ++runs, options);
     const run = store.run.bind(store);
@@ -796,7 +796,7 @@ describe('options', () => {
       withOnce(async () => 1, {
         store,
         namespace: 'a{b}',
-        leaseMs: 5,
+        ttlMs: 5,
         retentionMs: 1.5,
         marginMs: -1,
         duplicate: 'maybe' as 'throw',
@@ -812,7 +812,7 @@ describe('options', () => {
     const problems = (err as ValidationError).problems.join('\n');
     for (const field of [
       'namespace',
-      'leaseMs',
+      'ttlMs',
       'retentionMs',
       'marginMs',
       'duplicate',

@@ -226,15 +226,15 @@ describe('Redlock fencing across different quorums', () => {
     expect(lease.fence).toBe(42);
     // the quorum that granted first (nodes 0-2) now holds counters ≥ 42: any later quorum meets one of them
     expect(nodes.map((n) => Number(n.get(FENCE)))).toEqual([42, 42, 42, 1, 1]);
-    expect(scriptsRun(nodes[1]!)).toEqual(['acquire', 'fenceRaise']);
-    expect(scriptsRun(nodes[2]!)).toEqual(['acquire', 'fenceRaise']);
+    expect(scriptsRun(nodes[1]!)).toEqual(['acquire', 'fence-raise']);
+    expect(scriptsRun(nodes[2]!)).toEqual(['acquire', 'fence-raise']);
     expect(scriptsRun(nodes[0]!)).toEqual(['acquire']); // already at the max
   });
 
   it('no raise when the quorum agrees (the steady state costs one round trip)', async () => {
     const nodes = fakeNodes(5);
     await (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!.release();
-    expect(nodes.every((n) => !scriptsRun(n).includes('fenceRaise'))).toBe(true);
+    expect(nodes.every((n) => !scriptsRun(n).includes('fence-raise'))).toBe(true);
   });
 
   it('fails (and undoes) when a quorum cannot be raised', async () => {
@@ -273,7 +273,7 @@ describe('Redlock fencing across different quorums', () => {
     }
     for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1]!);
     // the counters really did diverge, so the raise was needed
-    expect(nodes.some((n) => scriptsRun(n).includes('fenceRaise'))).toBe(true);
+    expect(nodes.some((n) => scriptsRun(n).includes('fence-raise'))).toBe(true);
   });
 });
 
@@ -322,12 +322,12 @@ describe('Redlock extend and release', () => {
     expect(performance.now() - started).toBeLessThan(500);
   });
 
-  it('release tells notHeld (a quorum has another holder) from expired, and fails without a quorum', async () => {
+  it('release tells not-held (a quorum has another holder) from expired, and fails without a quorum', async () => {
     const redlock = (nodes: FakeNode[]) => createRedlock(nodes, { nodeTimeoutMs: 50 });
     let nodes = fakeNodes(3);
     let lease = (await redlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;
     for (const n of nodes) n.set(LOCK, 'other');
-    expect(await lease.release()).toBe('notHeld');
+    expect(await lease.release()).toBe('not-held');
 
     nodes = fakeNodes(3);
     lease = (await redlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;

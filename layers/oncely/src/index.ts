@@ -66,7 +66,14 @@ export type { Decision, DecisionKind, LogLevel } from './once/decisions.js';
 export { httpResponseFor } from './once/http.js';
 export { type OnceContext, onceMiddleware } from './once/middy.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
-export { type LeaderOptions, type LeaderRun, withLeader } from './once/per-tick.js';
+export {
+  type LeaderOptions,
+  type LeaderRun,
+  oncePerTick,
+  type TickOptions,
+  type TickRun,
+  withLeader,
+} from './once/per-tick.js';
 export { isResultNotStored, type ResultNotStored } from './once/record.js';
 export { withOnce } from './once/with-once.js';
 export {

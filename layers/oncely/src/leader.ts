@@ -33,10 +33,10 @@ export interface ElectOptions {
    * The leadership lease: how long a dead leader keeps the others waiting.
    * @default 10_000
    */
-  leaseMs?: number;
+  ttlMs?: number;
   /**
    * How often the leader renews its lease.
-   * @default leaseMs / 3
+   * @default ttlMs / 3
    */
   renewEveryMs?: number;
   /**
@@ -145,30 +145,30 @@ export class Election {
   readonly name: string;
   /** Resolves once the campaign has stopped and any leadership has been released. */
   readonly done: Promise<void>;
-  readonly #opts: Required<Pick<ElectOptions, 'leaseMs' | 'renewEveryMs' | 'retryEveryMs'>> & ElectOptions;
+  readonly #opts: Required<Pick<ElectOptions, 'ttlMs' | 'renewEveryMs' | 'retryEveryMs'>> & ElectOptions;
   readonly #stop = new AbortController();
   #current: { leadership: Leadership; end: AbortController } | null = null;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   constructor(options: ElectOptions) {
-    const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-    const renewEveryMs = options.renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3));
+    const ttlMs = options.ttlMs ?? DEFAULT_LEASE_MS;
+    const renewEveryMs = options.renewEveryMs ?? Math.max(1, Math.floor(ttlMs / 3));
     const retryEveryMs = options.retryEveryMs ?? renewEveryMs;
-    const problems = [...ttlProblems(leaseMs, 'leaseMs')];
+    const problems = [...ttlProblems(ttlMs, 'ttlMs')];
     if (!options?.lock || typeof options.lock.tryAcquire !== 'function')
       problems.push('lock must be a Lock or a Redlock');
     if (typeof options?.name !== 'string' || options.name.length === 0)
       problems.push('name must be a non-empty string');
     if (options.id !== undefined && (typeof options.id !== 'string' || options.id.length === 0))
       problems.push('id must be a non-empty string');
-    if (!Number.isInteger(renewEveryMs) || renewEveryMs < 1 || renewEveryMs >= leaseMs)
+    if (!Number.isInteger(renewEveryMs) || renewEveryMs < 1 || renewEveryMs >= ttlMs)
       problems.push(
-        `renewEveryMs must be a whole number of milliseconds from 1 to leaseMs − 1, got ${renewEveryMs}`,
+        `renewEveryMs must be a whole number of milliseconds from 1 to ttlMs − 1, got ${renewEveryMs}`,
       );
     if (!Number.isInteger(retryEveryMs) || retryEveryMs < 1)
       problems.push(`retryEveryMs must be a whole number of milliseconds ≥ 1, got ${retryEveryMs}`);
     check(problems, 'elect');
-    this.#opts = { ...options, leaseMs, renewEveryMs, retryEveryMs };
+    this.#opts = { ...options, ttlMs, renewEveryMs, retryEveryMs };
     this.id = options.id ?? `${hostname()}:${process.pid}`;
     this.name = options.name;
 
@@ -215,13 +215,13 @@ export class Election {
   }
 
   async #campaign(): Promise<void> {
-    const { lock, leaseMs, retryEveryMs } = this.#opts;
+    const { lock, ttlMs, retryEveryMs } = this.#opts;
     const stop = this.#stop.signal;
     while (!stop.aborted) {
       let lease: Lease;
       try {
         lease = await lock.acquire(this.name, {
-          ttlMs: leaseMs,
+          ttlMs: ttlMs,
           // The holder's remaining TTL shortens the wait: a follower wakes when a dead leader's lease ends.
           retry: { attempts: MAX_ATTEMPTS, delayMs: retryEveryMs, jitterMs: Math.min(50, retryEveryMs) },
           signal: stop,
@@ -237,7 +237,7 @@ export class Election {
   }
 
   async #lead(lease: Lease): Promise<void> {
-    const { renewEveryMs, leaseMs } = this.#opts;
+    const { renewEveryMs, ttlMs } = this.#opts;
     const end = new AbortController();
     const leadership: Leadership = { id: this.id, term: lease.fence, lease, signal: end.signal };
     const onLost = () => end.abort(lease.signal.reason);
@@ -254,7 +254,7 @@ export class Election {
     const stopRenewing = keepLeases({
       leases: () => [lease],
       dueInMs: () => renewEveryMs,
-      ttlMs: () => leaseMs,
+      ttlMs: () => ttlMs,
       retryInMs: (remainingMs) => Math.max(1, Math.min(renewEveryMs, Math.floor(remainingMs / 3))),
       onError: (err) => this.#report(err),
       ref: true,
@@ -282,7 +282,7 @@ export class Election {
   async #announce(lease: Lease): Promise<void> {
     const { lock } = this.#opts;
     const { stores, quorum } = storesOf(lock);
-    const timeoutMs = Math.max(1, Math.floor(this.#opts.leaseMs / 3));
+    const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / 3));
     const { answers } = fanOut(
       stores,
       LEADER_ANNOUNCE,

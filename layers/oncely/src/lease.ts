@@ -19,7 +19,7 @@ import { check, ttlProblems } from './validate.js';
 // code compiled elsewhere agree on the one symbol.
 (Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 
-export type ReleaseResult = 'released' | 'notHeld' | 'expired';
+export type ReleaseResult = 'released' | 'not-held' | 'expired';
 export type ExtendOutcome = 'extended' | 'stolen' | 'expired';
 export type CheckOutcome = 'held' | 'stolen' | 'expired';
 
@@ -32,7 +32,7 @@ export function extendOutcomeOf(reply: unknown): ExtendOutcome {
 /** A release script's reply (RELEASE, ONCE_RELEASE) as a ReleaseResult. */
 export function releaseResultOf(reply: unknown): ReleaseResult {
   const r = ownerReply(reply);
-  return r === 'ours' ? 'released' : r === 'theirs' ? 'notHeld' : 'expired';
+  return r === 'ours' ? 'released' : r === 'theirs' ? 'not-held' : 'expired';
 }
 
 /** LOCK_CHECK's reply: 1 ours, -1 another owner's, 0 nobody's. */
@@ -148,7 +148,7 @@ export class Lease {
     this.#arm();
   }
 
-  /** Deletes the key if it is still ours: `released`, `notHeld` (another owner has it) or `expired`. */
+  /** Deletes the key if it is still ours: `released`, `not-held` (another owner has it) or `expired`. */
   async release(): Promise<ReleaseResult> {
     if (this.#state === 'held') this.#state = 'released';
     clearTimeout(this.#timer);
@@ -232,7 +232,7 @@ export function report(onError: ((error: Error) => void) | undefined, err: unkno
 
 /**
  * Gives back a lock we may hold but will not use (an acquire that gave up after an ambiguous reply, a release
- * that failed): sends `release` until it succeeds, the store says the key is not ours (`notHeld`, `expired`),
+ * that failed): sends `release` until it succeeds, the store says the key is not ours (`not-held`, `expired`),
  * or the monotonic time `until` has passed, by which the key has expired by itself. Store failures are retried
  * with backoff (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered); a final failure is reported
  * to `onError` as a LockNotReleasedError whose cause is the last store error. Never throws.

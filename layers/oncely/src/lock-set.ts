@@ -138,7 +138,7 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
       const r = oneSlot
         ? [ownerReply(await store.run(LOCK_RELEASE_ALL, pairs, [token, grace]))]
         : await each(RELEASE, token, [grace]);
-      return r.includes('ours') ? 'released' : r.includes('theirs') ? 'notHeld' : 'expired';
+      return r.includes('ours') ? 'released' : r.includes('theirs') ? 'not-held' : 'expired';
     },
     check: async (_label, token) => {
       const r = all(await each(LOCK_CHECK, token, []));

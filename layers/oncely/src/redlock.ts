@@ -527,9 +527,9 @@ export class Redlock implements Locker {
       const results = await until(parsed, (r) => answered(r).length >= q);
       if (answered(results).length < q) throw new QuorumError(key, 'release', q, this.#outcomes(results));
       const taken = count(results, 'taken');
-      if (taken >= q) return 'notHeld';
+      if (taken >= q) return 'not-held';
       if (count(results, 'ok') > 0) return 'released';
-      return taken > 0 ? 'notHeld' : 'expired';
+      return taken > 0 ? 'not-held' : 'expired';
     },
   };
 }

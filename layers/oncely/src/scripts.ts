@@ -295,8 +295,8 @@ export const LOCK_EXTRA_SCRIPTS: readonly Script[] = [
 // Every transition compares the owner token: a record we do not own is never overwritten or deleted.
 
 /**
- * ONCE_CLAIM  KEYS: rec, fence   ARGV: token, leaseMs, payloadHash, fenceTtlMs, nowMs
- * {1, fence}   claimed: the record was absent (or expired) and is now ours, IN PROGRESS for leaseMs; or it was
+ * ONCE_CLAIM  KEYS: rec, fence   ARGV: token, ttlMs, payloadHash, fenceTtlMs, nowMs
+ * {1, fence}   claimed: the record was absent (or expired) and is now ours, IN PROGRESS for ttlMs; or it was
  *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, the store's
  *              TIME in ms; nowMs, the client's clock, only where the store refuses TIME in a script), so it
  *              keeps increasing even after the counter itself has expired.
@@ -365,7 +365,7 @@ return 3`,
 };
 
 /**
- * ONCE_EXTEND  KEYS: rec, fence   ARGV: token, leaseMs, fenceTtlMs
+ * ONCE_EXTEND  KEYS: rec, fence   ARGV: token, ttlMs, fenceTtlMs
  * 1 extended (IN PROGRESS and ours), -1 another owner's record (or already completed), 0 gone (expired).
  */
 export const ONCE_EXTEND: Script = {
@@ -413,7 +413,7 @@ export const ONCE_SCRIPTS: readonly Script[] = [ONCE_CLAIM, ONCE_COMPLETE, ONCE_
  * n: see docs/redlock.md.
  */
 export const FENCE_RAISE: Script = {
-  name: 'fenceRaise',
+  name: 'fence-raise',
   keys: 1,
   lua: `local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local n = tonumber(ARGV[1])
@@ -434,7 +434,7 @@ return cur`,
  * Only a hash of the token is stored, so observers never see a token they could release the lock with.
  */
 export const LEADER_ANNOUNCE: Script = {
-  name: 'leaderAnnounce',
+  name: 'leader-announce',
   keys: 2,
   lua: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'owner', redis.sha1hex(ARGV[1]), 'id', ARGV[2], 'term', ARGV[3])
@@ -449,7 +449,7 @@ return 1`,
  * when the lock is held by someone who has not (yet) announced. Never returns the token.
  */
 export const LEADER_OBSERVE: Script = {
-  name: 'leaderObserve',
+  name: 'leader-observe',
   keys: 2,
   lua: `local cur = redis.call('GET', KEYS[1])
 if not cur then return {0} end

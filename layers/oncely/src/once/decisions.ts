@@ -35,7 +35,7 @@ export interface Decision {
   readonly namespace: string;
   readonly key?: string;
   readonly fence?: number;
-  readonly leaseMs?: number;
+  readonly ttlMs?: number;
   /** in-progress: the holder's remaining lease. */
   readonly retryAfterMs?: number;
   /** completed / released / lost: how long the handler ran. */

@@ -118,8 +118,8 @@ export class OnceEngine<E = unknown> implements RunHost {
     const waitStarted = o.clock.now();
     const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
     for (;;) {
-      const leaseMs = this.#leaseFor(context);
-      const call = this.records.claim(key, token, hash, leaseMs, o.wallClock());
+      const ttlMs = this.#leaseFor(context);
+      const call = this.records.claim(key, token, hash, ttlMs, o.wallClock());
       const startedAt = o.clock.now();
       let reply: ClaimReply;
       try {
@@ -128,12 +128,12 @@ export class OnceEngine<E = unknown> implements RunHost {
         if (!(err instanceof StoreError)) throw err;
         // The claim may have been applied: give the record back rather than block retries for a lease
         // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
-        if (err.ambiguous) void this.#giveBack(key, token, leaseMs);
+        if (err.ambiguous) void this.#giveBack(key, token, ttlMs);
         reply = { kind: 'failed', error: err };
       }
       const now = o.clock.now();
       const outcome = outcomeOf(reply, {
-        ...this.#policy(key, leaseMs, reply.kind === 'claimed' && this.#tooLate(startedAt, leaseMs)),
+        ...this.#policy(key, ttlMs, reply.kind === 'claimed' && this.#tooLate(startedAt, ttlMs)),
         http,
         waitedMs: Math.round(now - waitStarted),
         waitLeftMs: waitUntil - now,
@@ -142,11 +142,11 @@ export class OnceEngine<E = unknown> implements RunHost {
         await sleep(outcome.afterMs);
         continue;
       }
-      if (outcome.kind === 'throw' && outcome.giveBack) await this.#releaseOrGiveBack(key, token, leaseMs);
+      if (outcome.kind === 'throw' && outcome.giveBack) await this.#releaseOrGiveBack(key, token, ttlMs);
       this.decide(outcome.decision);
       switch (outcome.kind) {
         case 'run': {
-          const run = this.#claimed(key, hash, token, outcome.fence, leaseMs, startedAt, http);
+          const run = this.#claimed(key, hash, token, outcome.fence, ttlMs, startedAt, http);
           run.keepAlive(this.#ttlFor(context));
           return { kind: 'run', run };
         }
@@ -178,7 +178,7 @@ export class OnceEngine<E = unknown> implements RunHost {
     }
     const runs = items.flatMap((b) => (b.kind !== 'return' && b.run ? [b.run] : []));
     const leases = () => runs.flatMap((r) => (r.lease ? [r.lease] : []));
-    const stop = keepAlive(leases, ttlFor, o.leaseMs, o.clock, (e) =>
+    const stop = keepAlive(leases, ttlFor, o.ttlMs, o.clock, (e) =>
       this.decide({ decision: 'store-error', reason: `extend: ${e.message}` }),
     );
     return {
@@ -220,9 +220,9 @@ export class OnceEngine<E = unknown> implements RunHost {
   /** Claims every keyed record in one round trip and fills in their items. */
   async #claimMany(keyed: Keyed[], context: Context, items: Began[]): Promise<void> {
     const o = this.options;
-    const leaseMs = this.#leaseFor(context);
+    const ttlMs = this.#leaseFor(context);
     const startedAt = o.clock.now();
-    const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, leaseMs, o.wallClock()));
+    const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, ttlMs, o.wallClock()));
     let replies: CallResult[];
     try {
       replies = await this.store.runMany(calls);
@@ -239,20 +239,20 @@ export class OnceEngine<E = unknown> implements RunHost {
           await this.store
             .runMany(keyed.map((k) => this.records.release(k.key, k.token)))
             .catch((e: unknown) => {
-              for (const k of keyed) void this.#giveBack(k.key, k.token, leaseMs, e as Error);
+              for (const k of keyed) void this.#giveBack(k.key, k.token, ttlMs, e as Error);
             });
         }
         throw err;
       }
     }
-    const late = this.#tooLate(startedAt, leaseMs);
+    const late = this.#tooLate(startedAt, ttlMs);
     keyed.forEach((k, i) => {
       const r = replies[i];
       const reply: ClaimReply = r?.ok
         ? parseClaim(r.value, this.store.name)
         : { kind: 'failed', error: r?.error };
       const outcome: Outcome = outcomeOf(reply, {
-        ...this.#policy(k.key, leaseMs, late),
+        ...this.#policy(k.key, ttlMs, late),
         http: false,
         waitedMs: 0,
         waitLeftMs: 0,
@@ -260,7 +260,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       if (outcome.kind === 'wait') return; // no waiting in a batch (its policy has no 'wait')
       this.decide(outcome.decision);
       const claimed = () =>
-        this.#claimed(k.key, k.hash, k.token, (reply as { fence: number }).fence, leaseMs, startedAt, false);
+        this.#claimed(k.key, k.hash, k.token, (reply as { fence: number }).fence, ttlMs, startedAt, false);
       items[k.n] =
         outcome.kind === 'run'
           ? { kind: 'run', run: claimed() }
@@ -331,61 +331,57 @@ export class OnceEngine<E = unknown> implements RunHost {
     return done;
   }
 
-  #policy(
-    key: string,
-    leaseMs: number,
-    late: boolean,
-  ): Omit<ClaimPolicy, 'http' | 'waitedMs' | 'waitLeftMs'> {
+  #policy(key: string, ttlMs: number, late: boolean): Omit<ClaimPolicy, 'http' | 'waitedMs' | 'waitLeftMs'> {
     const o = this.options;
     return {
       key,
       duplicate: o.duplicate,
       failOpen: o.failOpen,
-      leaseMs,
+      ttlMs,
       late,
       store: this.store.name,
       pollMs: o.pollMs,
     };
   }
 
-  /** The lease for a new claim: leaseMs, at most the invocation's remaining time minus marginMs. */
+  /** The lease for a new claim: ttlMs, at most the invocation's remaining time minus marginMs. */
   #leaseFor(context: Partial<Context> | undefined): number {
-    const { leaseMs, marginMs } = this.options;
-    return Math.max(MIN_TTL_MS, Math.floor(Math.min(leaseMs, remainingOf(context) - marginMs)));
+    const { ttlMs, marginMs } = this.options;
+    return Math.max(MIN_TTL_MS, Math.floor(Math.min(ttlMs, remainingOf(context) - marginMs)));
   }
 
-  /** What each extension asks for: leaseMs, at most up to the invocation's deadline minus marginMs. */
+  /** What each extension asks for: ttlMs, at most up to the invocation's deadline minus marginMs. */
   #ttlFor(context: Partial<Context> | undefined): () => number {
     const deadline = this.options.clock.now() + remainingOf(context);
-    const { leaseMs, marginMs } = this.options;
-    return () => Math.floor(Math.min(leaseMs, deadline - this.options.clock.now() - marginMs));
+    const { ttlMs, marginMs } = this.options;
+    return () => Math.floor(Math.min(ttlMs, deadline - this.options.clock.now() - marginMs));
   }
 
   /** True when the claim's reply came back after the lease it took had already run out. */
-  #tooLate(startedAt: number, leaseMs: number): boolean {
-    return this.options.clock.now() >= startedAt + leaseMs - this.#drift(leaseMs);
+  #tooLate(startedAt: number, ttlMs: number): boolean {
+    return this.options.clock.now() >= startedAt + ttlMs - this.#drift(ttlMs);
   }
 
   /**
    * Gives back a record we may have claimed but will not use (see lock.ts giveBack): retried with backoff until
    * released, not ours, or past the lease; a final failure becomes a 'give-back-failed' decision.
    */
-  #giveBack(key: string, token: string, leaseMs: number, firstError?: Error): Promise<unknown> {
-    const { release, until, failed } = this.#giveBackParts(key, token, leaseMs);
+  #giveBack(key: string, token: string, ttlMs: number, firstError?: Error): Promise<unknown> {
+    const { release, until, failed } = this.#giveBackParts(key, token, ttlMs);
     return giveBack(key, release, this.options.clock, until, failed, firstError);
   }
 
   /** One release now; while the store fails, the rest of #giveBack in the background. */
-  #releaseOrGiveBack(key: string, token: string, leaseMs: number): Promise<void> {
-    const { release, until, failed } = this.#giveBackParts(key, token, leaseMs);
+  #releaseOrGiveBack(key: string, token: string, ttlMs: number): Promise<void> {
+    const { release, until, failed } = this.#giveBackParts(key, token, ttlMs);
     return releaseOrGiveBack(key, release, this.options.clock, until, failed);
   }
 
-  #giveBackParts(key: string, token: string, leaseMs: number) {
+  #giveBackParts(key: string, token: string, ttlMs: number) {
     const c = this.records.release(key, token);
     return {
       release: async () => releaseResultOf(await this.store.run(c.script, c.keys, c.args)),
-      until: this.options.clock.now() + leaseMs,
+      until: this.options.clock.now() + ttlMs,
       failed: (e: Error) =>
         this.decide({
           decision: 'give-back-failed',
@@ -406,7 +402,7 @@ export class OnceEngine<E = unknown> implements RunHost {
     hash: string,
     token: string,
     fence: number,
-    leaseMs: number,
+    ttlMs: number,
     startedAt: number,
     http: boolean,
   ): Run {
@@ -416,7 +412,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       key,
       token,
       fence,
-      ttlMs: leaseMs,
+      ttlMs: ttlMs,
       startedAt,
       drift: this.#drift,
       clock: this.options.clock,

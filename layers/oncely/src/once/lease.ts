@@ -64,14 +64,14 @@ export class RecordDriver implements LeaseDriver {
 
 /**
  * Keeps records' `leases` alive (the one lease-keeping loop, lease-keeper.ts): extends them together when half
- * their lease is left, to `ttlFor()` (leaseMs, or less near the invocation's deadline). Once an extension has
+ * their lease is left, to `ttlFor()` (ttlMs, or less near the invocation's deadline). Once an extension has
  * reached the deadline no later one could move it, so it stops there (the lease then runs out marginMs before
  * Lambda would stop the invocation), or when stopped.
  */
 export function keepAlive(
   leases: () => Lease[],
   ttlFor: () => number,
-  leaseMs: number,
+  ttlMs: number,
   clock: Clock,
   onError: (e: Error) => void,
   now = false,
@@ -80,7 +80,7 @@ export function keepAlive(
     leases,
     dueInMs: (l) => l.validUntil - l.ttlMs / 2 - clock.now(),
     ttlMs: ttlFor,
-    last: (ttl) => ttl < leaseMs,
+    last: (ttl) => ttl < ttlMs,
     onError,
     now,
   });

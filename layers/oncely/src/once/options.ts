@@ -56,7 +56,7 @@ export interface OnceOptions<E = unknown> {
    * remaining time minus `marginMs`, so a timed-out invocation leaves no record behind.
    * @default 30_000
    */
-  leaseMs?: number;
+  ttlMs?: number;
   /**
    * How long before the Lambda deadline the lease ends (and the handler's signal fires).
    * @default 1_000
@@ -152,7 +152,7 @@ export interface OnceRun {
 export type OnceHandler<E, R> = (event: E, context: Context, once: OnceRun) => Promise<R> | R;
 
 const DEFAULTS = Object.freeze({
-  leaseMs: 30_000,
+  ttlMs: 30_000,
   marginMs: 1_000,
   retentionMs: 86_400_000,
   pollMs: 200,
@@ -224,7 +224,7 @@ export function resolveOnceOptions<E>(
     p.push('namespace must be 1 to 200 characters without { or }');
   if (typeof o.prefix !== 'string' || o.prefix.length === 0 || /[{}]/.test(o.prefix))
     p.push('prefix must be a non-empty string without { or }');
-  p.push(...ttlProblems(o.leaseMs, 'leaseMs'), ...ttlProblems(o.retentionMs, 'retentionMs'));
+  p.push(...ttlProblems(o.ttlMs, 'ttlMs'), ...ttlProblems(o.retentionMs, 'retentionMs'));
   if (!isWhole(o.marginMs, 0, MAX_TTL_MS))
     p.push(`marginMs must be a whole number of milliseconds, got ${o.marginMs}`);
   if (!isWhole(o.pollMs, 1, MAX_TTL_MS))

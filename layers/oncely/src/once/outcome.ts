@@ -15,7 +15,7 @@ export interface ClaimPolicy {
   readonly duplicate: DuplicatePolicy;
   readonly failOpen: boolean;
   /** The lease the claim asked for. */
-  readonly leaseMs: number;
+  readonly ttlMs: number;
   /** The claim's reply came back after the lease it took had already run out. */
   readonly late: boolean;
   /** An HTTP event: a stored answer is replayed as such. */
@@ -45,7 +45,7 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
   switch (reply.kind) {
     case 'claimed': {
       if (!policy.late) {
-        const decision = { decision: 'claimed', key, fence: reply.fence, leaseMs: policy.leaseMs } as const;
+        const decision = { decision: 'claimed', key, fence: reply.fence, ttlMs: policy.ttlMs } as const;
         return { kind: 'run', fence: reply.fence, decision };
       }
       const error = new StoreUnavailableError(

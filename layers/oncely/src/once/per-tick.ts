@@ -1,6 +1,6 @@
 /**
- * withLeader(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica.
- * An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
+ * oncePerTick(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica
+ * (formerly withLeader, which stays as an alias; leader election is elect(), in leader.ts). An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { check, isWhole, MAX_TTL_MS } from '../validate.js';
@@ -8,11 +8,11 @@ import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
 import { runOnce } from './with-once.js';
 
-export interface LeaderOptions
+export interface TickOptions
   extends Pick<
     OnceOptions<ScheduledEvent>,
     | 'store'
-    | 'leaseMs'
+    | 'ttlMs'
     | 'marginMs'
     | 'prefix'
     | 'logLevel'
@@ -43,7 +43,7 @@ export interface LeaderOptions
   tick?: (event: ScheduledEvent) => number;
 }
 
-export interface LeaderRun extends OnceRun {
+export interface TickRun extends OnceRun {
   /** The tick this run is for (ISO 8601). */
   readonly tick: string;
 }
@@ -53,16 +53,16 @@ export interface LeaderRun extends OnceRun {
  * region that shares the store. Other replicas skip the tick (undefined, or the stored result when it is
  * done); ticks older than maxLagMs are skipped. The handler gets the fence.
  */
-export function withLeader<R = unknown>(
-  handler: (event: ScheduledEvent, context: Context, run: LeaderRun) => Promise<R> | R,
-  options: LeaderOptions,
+export function oncePerTick<R = unknown>(
+  handler: (event: ScheduledEvent, context: Context, run: TickRun) => Promise<R> | R,
+  options: TickOptions,
 ): (event: ScheduledEvent, context: Context) => Promise<R | undefined> {
   const {
     name,
     maxLagMs = 300_000,
     tick = (e: ScheduledEvent) => Date.parse(e.time),
     ...rest
-  } = options ?? ({} as LeaderOptions);
+  } = options ?? ({} as TickOptions);
   const problems: string[] = [];
   if (typeof handler !== 'function') problems.push('handler must be a function');
   if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200))
@@ -70,7 +70,7 @@ export function withLeader<R = unknown>(
   if (!isWhole(maxLagMs, 0, MAX_TTL_MS))
     problems.push(`maxLagMs must be a whole number of milliseconds, got ${maxLagMs}`);
   if (typeof tick !== 'function') problems.push('tick must be a function');
-  check(problems, 'withLeader options');
+  check(problems, 'oncePerTick options');
   const engine = new OnceEngine<ScheduledEvent>(
     {
       ...rest,
@@ -86,7 +86,7 @@ export function withLeader<R = unknown>(
         return taskName && Number.isFinite(at) ? `${taskName}@${new Date(at).toISOString()}` : undefined;
       },
     },
-    'withLeader options',
+    'oncePerTick options',
   );
   return async (event, context) => {
     const at = Number(tick(event));
@@ -117,3 +117,10 @@ function ruleName(event: ScheduledEvent): string | undefined {
   const name = arn.split(':rule/')[1]?.split('/').pop();
   return name || undefined;
 }
+
+/** @deprecated the former name of oncePerTick (it is not leader election: see elect()). */
+export const withLeader = oncePerTick;
+/** @deprecated the former name of TickOptions. */
+export type LeaderOptions = TickOptions;
+/** @deprecated the former name of TickRun. */
+export type LeaderRun = TickRun;

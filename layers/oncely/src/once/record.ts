@@ -55,8 +55,8 @@ export class Records {
     return [...this.#lastKeys];
   }
 
-  claim(key: string, token: string, hash: string, leaseMs: number, nowMs: number): ScriptCall {
-    const args: ScriptArg[] = [token, leaseMs, hash, leaseMs + FENCE_GRACE_MS, Math.floor(nowMs)];
+  claim(key: string, token: string, hash: string, ttlMs: number, nowMs: number): ScriptCall {
+    const args: ScriptArg[] = [token, ttlMs, hash, ttlMs + FENCE_GRACE_MS, Math.floor(nowMs)];
     return { script: ONCE_CLAIM, keys: this.keysOf(key), args };
   }
 
@@ -72,8 +72,8 @@ export class Records {
     };
   }
 
-  extend(key: string, token: string, leaseMs: number): ScriptCall {
-    return { script: ONCE_EXTEND, keys: this.keysOf(key), args: [token, leaseMs, leaseMs + FENCE_GRACE_MS] };
+  extend(key: string, token: string, ttlMs: number): ScriptCall {
+    return { script: ONCE_EXTEND, keys: this.keysOf(key), args: [token, ttlMs, ttlMs + FENCE_GRACE_MS] };
   }
 
   release(key: string, token: string): ScriptCall {

@@ -27,7 +27,7 @@ export interface RunHost {
   readonly store: Store;
   readonly options: Pick<
     Resolved<unknown>,
-    'clock' | 'leaseMs' | 'retentionMs' | 'maxResultBytes' | 'unstorable' | 'completeFailure'
+    'clock' | 'ttlMs' | 'retentionMs' | 'maxResultBytes' | 'unstorable' | 'completeFailure'
   >;
   readonly records: Records;
   readonly halfway: Halfway<Run>;
@@ -154,7 +154,7 @@ export class Run {
     const host = run.#host;
     const onError = (e: Error) =>
       host.decide({ decision: 'store-error', key: run.key, reason: `extend: ${e.message}` });
-    run.#stop = keepAlive(() => [lease], ttlFor, host.options.leaseMs, host.options.clock, onError, true);
+    run.#stop = keepAlive(() => [lease], ttlFor, host.options.ttlMs, host.options.clock, onError, true);
   }
 
   /** Stops extending and detaches the handler's signal from the lease (the handler is done). */
