@@ -45,6 +45,7 @@ const VALUES = [
   'detectSource',
   'elect',
   'fromEnv',
+  'fromEnvAsync',
   'hashTag',
   'header',
   'httpBody',
@@ -67,6 +68,7 @@ const VALUES = [
   'withLeader',
   'withOnce',
   'withOnceBatch',
+  'loadSecrets',
 ];
 
 const TYPES = [
@@ -126,6 +128,8 @@ const TYPES = [
   'UsingOptions',
   'WindowOptions',
   'WindowResult',
+  'LoadSecretsOptions',
+  'ParameterReader',
 ];
 
 const source = readFileSync(new URL('../../layers/oncely/src/index.ts', import.meta.url), 'utf8');

@@ -98,7 +98,6 @@ export {
   type LoadSecretsOptions,
   loadSecrets,
   type ParameterReader,
-  SSM_SUFFIX,
 } from './transport/ssm-env.js';
 export type {
   CallResult,
