@@ -45,7 +45,6 @@ const VALUES = [
   'detectSource',
   'elect',
   'fromEnv',
-  'fromEnvAsync',
   'hashTag',
   'header',
   'httpBody',
@@ -68,7 +67,6 @@ const VALUES = [
   'withLeader',
   'withOnce',
   'withOnceBatch',
-  'loadSecrets',
 ];
 
 const TYPES = [
@@ -128,8 +126,6 @@ const TYPES = [
   'UsingOptions',
   'WindowOptions',
   'WindowResult',
-  'LoadSecretsOptions',
-  'ParameterReader',
 ];
 
 const source = readFileSync(new URL('../../layers/oncely/src/index.ts', import.meta.url), 'utf8');

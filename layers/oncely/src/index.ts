@@ -98,6 +98,7 @@ export {
   type LoadSecretsOptions,
   loadSecrets,
   type ParameterReader,
+  SSM_SUFFIX,
 } from './transport/ssm-env.js';
 export type {
   CallResult,
