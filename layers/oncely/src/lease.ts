@@ -249,12 +249,14 @@ export async function giveBack(
 ): Promise<ReleaseResult | 'failed'> {
   let attempts = firstError ? 1 : 0;
   let last: unknown = firstError;
-  for (let delay = GIVE_BACK_DELAY_MS; ; delay = Math.min(delay * 2, GIVE_BACK_MAX_DELAY_MS)) {
+  let delay = GIVE_BACK_DELAY_MS;
+  for (;;) {
     if (last !== undefined) {
       if (!(last instanceof StoreError)) break; // not the network: a retry would fail the same way
       const wait = Math.round(delay / 2 + Math.random() * (delay / 2));
       if (clock.now() + wait >= until) break;
       await pause(wait);
+      delay = Math.min(delay * 2, GIVE_BACK_MAX_DELAY_MS);
     }
     attempts++;
     try {

@@ -25,9 +25,11 @@ import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailabl
 import {
   type CheckOutcome,
   type ExtendOutcome,
+  giveBack,
   Lease,
   type LeaseDriver,
   type ReleaseResult,
+  releaseResultOf,
 } from './lease.js';
 import { usingLease } from './lease-keeper.js';
 import { ACQUIRE, EXTEND, FENCE_RAISE, LOCK_CHECK, ownerReply, RELEASE, type Script } from './scripts.js';
@@ -65,6 +67,13 @@ export interface RedlockOptions {
   driftMs?: number;
   /** The monotonic clock lease validity is measured on. @default performance.now */
   clock?: Clock;
+  /**
+   * Called with errors from background work: a node whose grant may have been applied (a late or ambiguous
+   * answer) could not be given back before the lease expired there (LockNotReleasedError). Exceptions it
+   * throws are ignored.
+   * @default errors are dropped (the key expires with its TTL)
+   */
+  onError?: (error: Error) => void;
   /**
    * How long each node's fence counter outlives the lease that last used it, as for a single-store Lock.
    * @default 900_000 (15 minutes)
@@ -211,6 +220,7 @@ export class Redlock implements Locker {
   readonly #driftMs: number;
   readonly #nodeTimeoutMs: number | undefined;
   readonly #nodes: readonly string[];
+  readonly #onError: ((error: Error) => void) | undefined;
   readonly #fenceGraceMs: number;
   readonly #wallClock: () => number;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
@@ -249,7 +259,10 @@ export class Redlock implements Locker {
       problems.push(`driftFactor must be a number in [0, 0.5), got ${String(driftFactor)}`);
     if (!Number.isInteger(driftMs) || driftMs < 0 || driftMs > 60_000)
       problems.push('driftMs must be a whole number from 0 to 60000');
+    if (options.onError !== undefined && typeof options.onError !== 'function')
+      problems.push('onError must be a function');
     check(problems, 'Redlock options');
+    this.#onError = options.onError;
     this.stores = [...list];
     this.quorum = quorum;
     this.#prefix = prefix;
@@ -368,7 +381,7 @@ export class Redlock implements Locker {
         };
     }
 
-    await this.#undo(key, token, results, raw, timeoutMs);
+    await this.#undo(key, token, results, raw, timeoutMs, ttlMs);
     // Taken after the undo: nodes that answered while it ran are named too, not left `pending`.
     const outcomes = this.#outcomes(results.map((r, i) => r ?? heard[i]));
     const taken = results.filter((r) => r?.status === 'taken');
@@ -442,6 +455,7 @@ export class Redlock implements Locker {
     results: readonly (Parsed | undefined)[],
     raw: readonly Promise<unknown>[],
     timeoutMs: number,
+    ttlMs: number,
   ): Promise<void> {
     const lockKey = this.keyOf(key);
     const release = (i: number) => {
@@ -454,13 +468,27 @@ export class Redlock implements Locker {
       );
       return answers[0];
     };
+    // A grant that may have landed is given back like a single store's: retried with backoff until released,
+    // not ours, or past the TTL (lease.ts giveBack); a final failure goes to onError.
+    const giveBackOn = (i: number) =>
+      giveBack(
+        `${key}" on node "${this.#nodes[i]}`,
+        async () => {
+          const a = await release(i)!;
+          if (!a.ok) throw a.error;
+          return releaseResultOf(a.value);
+        },
+        this.#clock,
+        this.#clock.now() + ttlMs,
+        this.#onError,
+      );
     const waits: Promise<unknown>[] = [];
     results.forEach((r, i) => {
       if (r?.status === 'ok') waits.push(release(i)!);
       else if (r === undefined || (r.status === 'unreachable' && isAmbiguous(r.cause))) {
         void raw[i]!.then(
-          () => release(i),
-          (err: unknown) => (isAmbiguous(err) ? release(i) : undefined),
+          () => giveBackOn(i),
+          (err: unknown) => (isAmbiguous(err) ? giveBackOn(i) : undefined),
         );
       }
     });
