@@ -31,6 +31,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../dev/gateway.js';
 import { startRedis } from '../../dev/redis-server.js';
 import { countEffects } from '../../functions/shared/effects.js';
+import { signGithub, signStandardWebhook, signStripe } from '../../functions/webhook/signatures.js';
 import { LOCK_SCRIPTS, ONCE_SCRIPTS, upstashStore } from '../../layers/oncely/src/index.js';
 import { buildFunctions, buildLayer, functionNames, layerPackagePath } from '../../scripts/build.js';
 import { cfnLint, dependencyCycles, type LintReport, type Template } from '../support/cloudformation.js';
@@ -583,23 +584,22 @@ interface RunnerOutput {
   results?: ({ ok: true; value: unknown } | { ok: false; error: { name: string; message: string } })[];
 }
 
-describe('the prod worker, unpacked from its zip with the layer zip', () => {
+describe('prod functions, unpacked from their zips with the layer zip', () => {
   const lambdaDir = mkdtempSync(join(tmpdir(), 'oncely-lambda-'));
   afterAll(() => rmSync(lambdaDir, { recursive: true, force: true }));
 
   /**
-   * Runs worker.zip's handler with oncely.zip on NODE_PATH, in the environment the prod template gives it, with
+   * Runs `<fn>.zip`'s handler with oncely.zip on NODE_PATH, in the environment the prod template gives it, with
    * SSM answered by a stand-in holding `parameters`: the cold start, then each event.
    */
-  async function runWorker(parameters: Record<string, FakeParameter>, events: unknown[]) {
-    if (!existsSync(join(lambdaDir, 'task'))) {
-      unzipTo(zips['worker.zip']!, join(lambdaDir, 'task'));
-      unzipTo(zips['oncely.zip']!, join(lambdaDir, 'opt'));
-    }
+  async function runFunction(fn: string, parameters: Record<string, FakeParameter>, events: unknown[]) {
+    if (!existsSync(join(lambdaDir, 'opt'))) unzipTo(zips['oncely.zip']!, join(lambdaDir, 'opt'));
+    if (!existsSync(join(lambdaDir, fn))) unzipTo(zips[`${fn}.zip`]!, join(lambdaDir, fn));
+    const logicalId = `${fn[0]!.toUpperCase()}${fn.slice(1)}LambdaFunction`;
     const aws = await startFakeAws({ parameters });
     try {
       const vars = (
-        templates.prod!.Resources.WorkerLambdaFunction!.Properties as {
+        templates.prod!.Resources[logicalId]!.Properties as {
           Environment: { Variables: Record<string, string> };
         }
       ).Environment.Variables;
@@ -609,14 +609,14 @@ describe('the prod worker, unpacked from its zip with the layer zip', () => {
         process.execPath,
         [
           join(root, 'test/support/lambda-runner.mjs'),
-          join(lambdaDir, 'task/functions/worker/handler.mjs'),
+          join(lambdaDir, fn, `functions/${fn}/handler.mjs`),
           eventsFile,
         ],
         {
           env: {
             ...fakeAwsEnv(aws.url, lambdaDir),
             ...vars,
-            AWS_LAMBDA_FUNCTION_NAME: 'oncely-prod-worker',
+            AWS_LAMBDA_FUNCTION_NAME: `oncely-prod-${fn}`,
             // The layer, then the AWS SDK the Lambda runtime ships (here: the repo's).
             NODE_PATH: `${join(lambdaDir, 'opt/nodejs/node_modules')}:${join(root, 'node_modules')}`,
           },
@@ -634,7 +634,8 @@ describe('the prod worker, unpacked from its zip with the layer zip', () => {
     const token = `oncely-test-secret-${randomBytes(12).toString('hex')}`;
     const gateway = await startGateway({ redis: { host: redis.host, port: redis.port }, token });
     try {
-      const { out, requests } = await runWorker(
+      const { out, requests } = await runFunction(
+        'worker',
         {
           '/oncely/prod/upstash-url': { value: gateway.url },
           '/oncely/prod/upstash-token': { value: token },
@@ -667,10 +668,88 @@ describe('the prod worker, unpacked from its zip with the layer zip', () => {
 
   it('a missing token parameter fails the cold start with one ConfigError naming it', async () => {
     const url = 'http://127.0.0.1:9';
-    const { out } = await runWorker({ '/oncely/prod/upstash-url': { value: url } }, [{ id: 'never' }]);
+    const { out } = await runFunction('worker', { '/oncely/prod/upstash-url': { value: url } }, [
+      { id: 'never' },
+    ]);
     expect(out.initError?.name).toBe('ConfigError');
     expect(out.initError?.message).toBe(
       'oncely configuration: SSM parameter /oncely/prod/upstash-token (named by UPSTASH_REDIS_REST_TOKEN_SSM_PARAMETER) does not exist or is not readable here',
     );
+  });
+  it('webhook reads its three signing secrets (and the store) from SSM at cold start and verifies with them', async () => {
+    const redis = await startRedis();
+    const token = `oncely-test-secret-${randomBytes(12).toString('hex')}`;
+    const secrets = {
+      github: `oncely-test-secret-${randomBytes(12).toString('hex')}`,
+      stripe: `whsec_${randomBytes(12).toString('hex')}`,
+      standard: `whsec_${randomBytes(24).toString('base64')}`,
+    };
+    const gateway = await startGateway({ redis: { host: redis.host, port: redis.port }, token });
+    const httpEvent = (provider: string, body: string, headers: Record<string, string>) => ({
+      version: '2.0',
+      routeKey: 'POST /webhooks/{provider}',
+      rawPath: `/webhooks/${provider}`,
+      rawQueryString: '',
+      headers: { 'content-type': 'application/json', ...headers },
+      requestContext: {
+        http: { method: 'POST', path: `/webhooks/${provider}` },
+        requestId: `r-${provider}`,
+        routeKey: 'POST /webhooks/{provider}',
+        stage: '$default',
+      },
+      pathParameters: { provider },
+      body,
+      isBase64Encoded: false,
+    });
+    const github = JSON.stringify({ action: 'opened', issue: { number: 1 } });
+    const stripe = JSON.stringify({
+      id: 'evt_package_test',
+      object: 'event',
+      type: 'payment_intent.succeeded',
+    });
+    const standard = JSON.stringify({ type: 'invoice.paid', data: { invoice: 'in_1' } });
+    try {
+      const { out, requests } = await runFunction(
+        'webhook',
+        {
+          '/oncely/prod/upstash-url': { value: gateway.url },
+          '/oncely/prod/upstash-token': { value: token },
+          '/oncely/prod/github-webhook-secret': { value: secrets.github },
+          '/oncely/prod/stripe-webhook-secret': { value: secrets.stripe },
+          '/oncely/prod/standard-webhook-secret': { value: secrets.standard },
+        },
+        [
+          httpEvent('github', github, {
+            ...signGithub(github, secrets.github),
+            'x-github-delivery': 'gh-1',
+            'x-github-event': 'issues',
+          }),
+          httpEvent('stripe', stripe, signStripe(stripe, secrets.stripe)),
+          httpEvent('standard', standard, signStandardWebhook(standard, secrets.standard, 'msg_1')),
+          httpEvent('github', github, {
+            ...signGithub(github, 'not-the-secret'),
+            'x-github-delivery': 'gh-2',
+            'x-github-event': 'issues',
+          }),
+        ],
+      );
+      expect(out.initError).toBeUndefined();
+      expect(requests.length).toBe(1);
+      expect(requests[0]!.split(':').slice(0, 2)).toEqual(['ssm', 'GetParameters']);
+      expect(requests[0]!.slice('ssm:GetParameters:'.length).split(',').sort()).toEqual([
+        '/oncely/prod/github-webhook-secret',
+        '/oncely/prod/standard-webhook-secret',
+        '/oncely/prod/stripe-webhook-secret',
+        '/oncely/prod/upstash-token',
+        '/oncely/prod/upstash-url',
+      ]);
+      const statuses = out.results!.map((r) =>
+        r.ok ? (r.value as { statusCode: number }).statusCode : r.error,
+      );
+      expect(statuses).toEqual([200, 200, 200, 401]);
+    } finally {
+      await gateway.close();
+      await redis.stop();
+    }
   });
 });
