@@ -403,7 +403,8 @@ describe('the template checks', () => {
     writeFileSync(file, JSON.stringify(template, null, 2));
     const report = await cfnLint(file);
     if (report.ran) expect(report.errors.map((e) => e.rule)).toContain('E3004');
-  });
+    // cfn-lint takes seconds, and a minute or more on a busy machine (npm run test:stress).
+  }, 300_000);
 });
 
 /** Every packaged file of every stage as text, zips entry by entry (inflated): templates, state, code, maps. */

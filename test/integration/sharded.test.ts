@@ -88,9 +88,9 @@ describe('sharded store over 3 servers (2 TCP + 1 REST)', () => {
 
   beforeAll(async () => {
     stores = [
-      redisStore({ host: masters()[0]!.host, port: masters()[0]!.port, timeoutMs: 500 }),
-      redisStore({ host: masters()[1]!.host, port: masters()[1]!.port, timeoutMs: 500 }),
-      upstashStore({ ...(await gatewayFor(masters()[2]!)), timeoutMs: 500 }),
+      redisStore({ host: masters()[0]!.host, port: masters()[0]!.port, timeoutMs: 3000 }),
+      redisStore({ host: masters()[1]!.host, port: masters()[1]!.port, timeoutMs: 3000 }),
+      upstashStore({ ...(await gatewayFor(masters()[2]!)), timeoutMs: 3000 }),
     ];
     sharded = shardedStore(stores.map((store, i) => ({ id: `shard-${i}`, store })));
     lock = createLock(sharded);

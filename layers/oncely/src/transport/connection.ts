@@ -45,11 +45,11 @@ export class Connection<C extends TcpClient> {
   }
 
   /** Runs `work` bounded by `timeoutMs`; on timeout drops the client the call started on (see the class). */
-  async call<T>(work: () => Promise<T>): Promise<T> {
+  call<T>(work: () => Promise<T>): Promise<T> {
     const generation = this.#generation();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    // One timer and one promise per call (the hot path): no Promise.race, no finally.
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
         reject(
           new StoreUnavailableError(`${this.#name}: no reply within ${this.#timeoutMs} ms`, {
             store: this.#name,
@@ -59,12 +59,17 @@ export class Connection<C extends TcpClient> {
         this.#drop(generation);
       }, this.#timeoutMs);
       timer.unref?.();
+      work().then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
-    try {
-      return await Promise.race([work(), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /** Disconnects the current client (an owned one); the next call connects afresh. */

@@ -37,17 +37,16 @@ export const BATCH_CALLS = 32;
 interface Pending extends ScriptCall {
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  /** performance.now() when the call was made. */
-  started: number;
 }
 
 /**
- * The deadline (performance.now() time) of the call a request belongs to, for oncely's own requester
- * (upstash-http.ts): each request waits at most what is left of it, so loading the client, EVALSHA and the
- * EVAL after NOSCRIPT together take at most one timeoutMs. The client passes no per-call option through to
- * its requester; an async context does reach it.
+ * The call a request belongs to, for oncely's own requester (upstash-http.ts): the first request of a call
+ * sets `sentAt`, and each request waits at most what is left of `sentAt + timeoutMs`, so EVALSHA and the EVAL
+ * after NOSCRIPT together take at most one timeoutMs. (Loading the client, once per process and at init when
+ * the store is created at module scope, is not counted.) The client passes no per-call option through to its
+ * requester; an async context does reach it.
  */
-export const callDeadline = new AsyncLocalStorage<number>();
+export const callDeadline = new AsyncLocalStorage<{ sentAt?: number }>();
 
 /**
  * The one REST Store, over an `@upstash/redis` client that returns raw replies: single calls as EVALSHA
@@ -70,9 +69,9 @@ export function clientStore(
   },
 ): Store {
   const { name, secrets = [], timeoutMs } = opts;
-  /** Runs `work` with the deadline of a call made at `started`, when this store has a timeoutMs. */
-  const bounded = <T>(started: number, work: () => Promise<T>): Promise<T> =>
-    timeoutMs === undefined ? work() : callDeadline.run(started + timeoutMs, work);
+  /** Runs `work` as one call (one deadline, see callDeadline) when this store has a timeoutMs. */
+  const bounded = <T>(work: () => Promise<T>): Promise<T> =>
+    timeoutMs === undefined ? work() : callDeadline.run({}, work);
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
@@ -145,11 +144,10 @@ export function clientStore(
     queue = [];
     if (batch.length === 1) {
       const p = batch[0]!;
-      bounded(p.started, () => runOne(p.script, p.keys, p.args)).then(p.resolve, p.reject);
+      bounded(() => runOne(p.script, p.keys, p.args)).then(p.resolve, p.reject);
       return;
     }
-    // The batch's bound is its oldest call's: all were made in one tick.
-    bounded(batch[0]!.started, () => runBatch(batch)).then(
+    bounded(() => runBatch(batch)).then(
       (results) =>
         results.forEach((r, i) => {
           const p = batch[i]!;
@@ -167,12 +165,12 @@ export function clientStore(
     name,
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       return new Promise((resolve, reject) => {
-        const n = queue.push({ script, keys, args, resolve, reject, started: performance.now() });
+        const n = queue.push({ script, keys, args, resolve, reject });
         if (n === 1) process.nextTick(flush);
         else if (n === BATCH_CALLS) flush();
       });
     },
-    runMany: (calls) => bounded(performance.now(), () => runBatch(calls)),
+    runMany: (calls) => bounded(() => runBatch(calls)),
     close: opts.close ?? (async () => {}),
   };
 }

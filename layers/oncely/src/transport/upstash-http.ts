@@ -107,9 +107,10 @@ function requester(
     request: <T>(req: UpstashRequest) =>
       new Promise<UpstashResponse<T>>((resolve, reject) => {
         const now = performance.now();
-        // What is left of the call's timeoutMs (clientStore sets it): a second request gets only the rest.
-        const deadline = callDeadline.getStore();
-        const waitMs = deadline === undefined ? timeoutMs : Math.max(0, deadline - now);
+        // What is left of the call's timeoutMs (see callDeadline): a second request gets only the rest.
+        const call = callDeadline.getStore();
+        if (call) call.sentAt ??= now;
+        const waitMs = call ? Math.max(0, call.sentAt! + timeoutMs - now) : timeoutMs;
         if (now - lastActive > IDLE_SOCKET_MS) dropIdleSockets(agent);
         lastActive = now;
         const batch = Array.isArray(req.body) && Array.isArray(req.body[0]) ? req.body.length : undefined;
