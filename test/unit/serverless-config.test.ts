@@ -1,16 +1,16 @@
 // serverless.yml as osls resolves it, per stage: `serverless print --format json` in a child process, with
-// fake AWS credentials and SSM pointed at a local fake, so it runs offline and shows which parameters a
-// stage reads.
+// fake AWS credentials and SSM pointed at the local stand-in (test/support/fake-aws.ts), so it runs offline
+// and shows which parameters a stage reads at deploy time. Every parameter reads back as `ssm:<name>` (a
+// StringList `<name>#1,<name>#2` for names ending in `-ids`).
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_WEBHOOK_SECRETS } from '../../dev/start.js';
 import { functionNames, layerDir } from '../../scripts/build.js';
+import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../support/fake-aws.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const serverlessBin = join(root, 'node_modules/serverless/bin/serverless.js');
@@ -49,45 +49,21 @@ interface PrintedConfig {
   };
 }
 
-/**
- * A fake SSM endpoint: answers GetParameter with `ssm:<name>` (a StringList `<name>#1,<name>#2` for names ending
- * in `-ids`) and records every name asked for.
- */
-function startFakeSsm(requested: string[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => {
-      body += chunk;
-    });
-    req.on('end', () => {
-      const { Name } = JSON.parse(body) as { Name: string };
-      requested.push(Name);
-      res.setHeader('content-type', 'application/x-amz-json-1.1');
-      const parameter = Name.endsWith('-ids')
-        ? { Name, Type: 'StringList', Value: `${Name}#1,${Name}#2` }
-        : { Name, Type: 'SecureString', Value: `ssm:${Name}` };
-      res.end(JSON.stringify({ Parameter: parameter }));
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+/** Any parameter reads back as `ssm:<name>`, a StringList `<name>#1,<name>#2` for names ending in `-ids`. */
+function parameter(name: string): FakeParameter {
+  return name.endsWith('-ids')
+    ? { type: 'StringList', value: `${name}#1,${name}#2` }
+    : { type: 'SecureString', value: `ssm:${name}` };
 }
 
-async function print(stage: string, env: Record<string, string>): Promise<PrintedConfig> {
+async function print(stage: string, aws: FakeAws, env: Record<string, string> = {}): Promise<PrintedConfig> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [serverlessBin, 'print', '--stage', stage, '--format', 'json'],
     {
       cwd: root,
       // Only what osls needs: no real credentials, profiles or UPSTASH_* from the developer's shell.
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? root,
-        AWS_ACCESS_KEY_ID: 'x',
-        AWS_SECRET_ACCESS_KEY: 'x',
-        AWS_REGION: 'us-east-1',
-        AWS_EC2_METADATA_DISABLED: 'true',
-        ...env,
-      },
+      env: { ...fakeAwsEnv(aws.url, process.env.HOME ?? root), ...env },
       // osls takes seconds to start, and many more on a busy machine: a bound for a hang, not a speed test.
       timeout: 240_000,
     },
@@ -95,8 +71,10 @@ async function print(stage: string, env: Record<string, string>): Promise<Printe
   return JSON.parse(stdout) as PrintedConfig;
 }
 
-const servers: Server[] = [];
-const ssmRequests = { local: [] as string[], prod: [] as string[], vpc: [] as string[] };
+const stands: Partial<Record<'local' | 'prod' | 'vpc', FakeAws>> = {};
+/** The names of the SSM parameters a stage read (deploy time). */
+const ssmRequests = (stage: 'local' | 'prod' | 'vpc') =>
+  stands[stage]!.requests.filter((r) => r.startsWith('ssm:GetParameter:')).map((r) => r.slice(17));
 let local: PrintedConfig;
 let prod: PrintedConfig;
 let vpc: PrintedConfig;
@@ -104,33 +82,24 @@ let vpc: PrintedConfig;
 let localDefaults: PrintedConfig;
 
 beforeAll(async () => {
-  const [localSsm, prodSsm, vpcSsm] = await Promise.all([
-    startFakeSsm(ssmRequests.local),
-    startFakeSsm(ssmRequests.prod),
-    startFakeSsm(ssmRequests.vpc),
-  ]);
-  servers.push(localSsm, prodSsm, vpcSsm);
+  for (const stage of ['local', 'prod', 'vpc'] as const)
+    stands[stage] = await startFakeAws({ parameters: parameter });
   // Sequential pairs: four osls processes at once are too many for two cores.
-  const endpoint = (server: Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   [local, localDefaults] = await Promise.all([
-    print('local', {
-      AWS_ENDPOINT_URL_SSM: endpoint(localSsm),
+    print('local', stands.local!, {
       UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:8079',
       UPSTASH_REDIS_REST_TOKEN: 'local-token',
       ONCELY_HTTP_PORT: '4123',
       ONCELY_LAMBDA_PORT: '4124',
       ONCELY_ESBUILD_DIR: '.esbuild/test-4123',
     }),
-    print('local', { AWS_ENDPOINT_URL_SSM: endpoint(localSsm) }),
+    print('local', stands.local!),
   ]);
-  [prod, vpc] = await Promise.all([
-    print('prod', { AWS_ENDPOINT_URL_SSM: endpoint(prodSsm) }),
-    print('vpc', { AWS_ENDPOINT_URL_SSM: endpoint(vpcSsm) }),
-  ]);
+  [prod, vpc] = await Promise.all([print('prod', stands.prod!), print('vpc', stands.vpc!)]);
 }, 600_000);
 
-afterAll(() => {
-  for (const server of servers) server.close();
+afterAll(async () => {
+  await Promise.all(Object.values(stands).map((aws) => aws.close()));
 });
 
 describe('serverless.yml', () => {
@@ -226,7 +195,7 @@ describe('serverless.yml', () => {
       ONCELY_REDIS_CLUSTER_NODES: '',
     });
     expect(local.provider.vpc ?? null).toBeNull();
-    expect(ssmRequests.local).toEqual([]);
+    expect(ssmRequests('local')).toEqual([]);
   });
 
   it('other stages name the Upstash SSM parameters under the stage name, outside any VPC, and resolve none', () => {
@@ -242,7 +211,7 @@ describe('serverless.yml', () => {
       ONCELY_REDIS_PASSWORD_SSM_PARAMETER: '',
     });
     expect(prod.provider.vpc ?? null).toBeNull();
-    expect(ssmRequests.prod).toEqual([]);
+    expect(ssmRequests('prod')).toEqual([]);
   });
 
   it('the vpc stage runs in the VPC on Redis Cluster over TLS: settings from SSM at deploy time, the AUTH token at run time', () => {
@@ -261,7 +230,7 @@ describe('serverless.yml', () => {
       ONCELY_REDIS_PASSWORD: '',
       ONCELY_REDIS_PASSWORD_SSM_PARAMETER: '/oncely/vpc/redis-auth-token',
     });
-    expect([...new Set(ssmRequests.vpc)].sort()).toEqual([
+    expect([...new Set(ssmRequests('vpc'))].sort()).toEqual([
       '/oncely/vpc/redis-cluster-nodes',
       '/oncely/vpc/redis-username',
       '/oncely/vpc/security-group-ids',
