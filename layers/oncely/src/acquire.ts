@@ -3,7 +3,7 @@
  * retry loop of a blocking acquire.
  */
 import { randomBytes } from 'node:crypto';
-import { type Clock, sleep } from './clock.js';
+import { type Clock, monotonicClock, sleep } from './clock.js';
 import {
   type AttemptRecord,
   describeNodes,
@@ -13,7 +13,15 @@ import {
   StoreError,
 } from './errors.js';
 import type { Lease } from './lease.js';
-import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS } from './validate.js';
+import {
+  fenceGraceProblems,
+  fnProblems,
+  isWhole,
+  MAX_ATTEMPTS,
+  MAX_TTL_MS,
+  prefixProblems,
+  wholeProblems,
+} from './validate.js';
 
 export interface RetryOptions {
   /**
@@ -65,6 +73,42 @@ export const DEFAULT_RETRY: Readonly<Required<Omit<RetryOptions, 'maxWaitMs'>>> 
 export const MAX_KEY_BYTES = 512;
 /** How long a fence counter outlives the lease that last used it, by default (15 minutes). */
 export const DEFAULT_FENCE_GRACE_MS = 15 * 60_000;
+/** The largest fixed drift allowance a lock takes. */
+const MAX_DRIFT_MS = 60_000;
+
+/** The options every lock (a single-store Lock, a Redlock) takes, and their defaults. */
+export interface LockBaseOptions {
+  prefix?: string;
+  driftFactor?: number;
+  driftMs?: number;
+  clock?: Clock;
+  fenceGraceMs?: number;
+  wallClock?: () => number;
+}
+
+export const LOCK_DEFAULTS: Readonly<Required<LockBaseOptions>> = Object.freeze({
+  prefix: 'oncely',
+  driftFactor: 0.01,
+  driftMs: 2,
+  clock: monotonicClock,
+  fenceGraceMs: DEFAULT_FENCE_GRACE_MS,
+  wallClock: Date.now,
+});
+
+/** What is wrong with a lock's base options (resolved over LOCK_DEFAULTS). */
+export function lockOptionProblems(o: Required<LockBaseOptions>): string[] {
+  const p = [...prefixProblems('prefix', o.prefix), ...fenceGraceProblems(o.fenceGraceMs)];
+  if (typeof o.driftFactor !== 'number' || !(o.driftFactor >= 0 && o.driftFactor < 0.5))
+    p.push(`driftFactor must be a number in [0, 0.5), got ${String(o.driftFactor)}`);
+  p.push(...wholeProblems('driftMs', o.driftMs, 0, MAX_DRIFT_MS, 'ms'));
+  p.push(...fnProblems('wallClock', o.wallClock));
+  return p;
+}
+
+/** The drift allowance for a TTL: ttl·driftFactor + driftMs. */
+export function driftOf(o: Required<LockBaseOptions>): (ttlMs: number) => number {
+  return (ttlMs) => Math.round(ttlMs * o.driftFactor) + o.driftMs;
+}
 
 export function keyProblems(key: unknown): string[] {
   if (typeof key !== 'string') return [`key must be a string, got ${typeof key}`];

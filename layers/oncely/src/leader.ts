@@ -17,7 +17,7 @@ import type { Lock } from './lock.js';
 import { fanOut, type Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { check, MAX_ATTEMPTS, ttlProblems } from './validate.js';
+import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
 
 export interface ElectOptions {
   /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
@@ -81,7 +81,9 @@ export interface LeaderInfo {
   readonly remainingMs: number;
 }
 
-const DEFAULT_LEASE_MS = 10_000;
+const DEFAULT_TTL_MS = 10_000;
+/** A leader renews every third of its lease by default, and announces itself within a third. */
+const RENEW_PARTS = 3;
 
 function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
   return 'stores' in lock
@@ -151,24 +153,25 @@ export class Election {
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   constructor(options: ElectOptions) {
-    const ttlMs = options.ttlMs ?? DEFAULT_LEASE_MS;
-    const renewEveryMs = options.renewEveryMs ?? Math.max(1, Math.floor(ttlMs / 3));
-    const retryEveryMs = options.retryEveryMs ?? renewEveryMs;
-    const problems = [...ttlProblems(ttlMs, 'ttlMs')];
-    if (!options?.lock || typeof options.lock.tryAcquire !== 'function')
-      problems.push('lock must be a Lock or a Redlock');
-    if (typeof options?.name !== 'string' || options.name.length === 0)
-      problems.push('name must be a non-empty string');
-    if (options.id !== undefined && (typeof options.id !== 'string' || options.id.length === 0))
-      problems.push('id must be a non-empty string');
-    if (!Number.isInteger(renewEveryMs) || renewEveryMs < 1 || renewEveryMs >= ttlMs)
-      problems.push(
-        `renewEveryMs must be a whole number of milliseconds from 1 to ttlMs − 1, got ${renewEveryMs}`,
-      );
-    if (!Number.isInteger(retryEveryMs) || retryEveryMs < 1)
-      problems.push(`retryEveryMs must be a whole number of milliseconds ≥ 1, got ${retryEveryMs}`);
-    check(problems, 'elect');
-    this.#opts = { ...options, ttlMs, renewEveryMs, retryEveryMs };
+    // renewEveryMs defaults to a third of the lease, retryEveryMs to renewEveryMs.
+    const ttlMs = options?.ttlMs ?? DEFAULT_TTL_MS;
+    const renewEveryMs = options?.renewEveryMs ?? Math.max(1, Math.floor(ttlMs / RENEW_PARTS));
+    this.#opts = resolveOptions(
+      options,
+      { ttlMs, renewEveryMs, retryEveryMs: renewEveryMs },
+      (o) => {
+        const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
+        if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
+        if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
+        if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0))
+          p.push('id must be a non-empty string');
+        const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
+        p.push(...wholeProblems('renewEveryMs', o.renewEveryMs, 1, ttl - 1, 'ms'));
+        p.push(...wholeProblems('retryEveryMs', o.retryEveryMs, 1, MAX_TTL_MS, 'ms'));
+        return p;
+      },
+      'elect',
+    );
     this.id = options.id ?? `${hostname()}:${process.pid}`;
     this.name = options.name;
 
@@ -282,7 +285,7 @@ export class Election {
   async #announce(lease: Lease): Promise<void> {
     const { lock } = this.#opts;
     const { stores, quorum } = storesOf(lock);
-    const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / 3));
+    const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / RENEW_PARTS));
     const { answers } = fanOut(
       stores,
       LEADER_ANNOUNCE,

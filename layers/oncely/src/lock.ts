@@ -10,17 +10,20 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
-  DEFAULT_FENCE_GRACE_MS,
+  driftOf,
   failedOn,
   keyProblems,
+  LOCK_DEFAULTS,
+  type LockBaseOptions,
   type Locker,
+  lockOptionProblems,
   MAX_KEY_BYTES,
   newToken,
   retryProblems,
   takenOn,
   type UsingOptions,
 } from './acquire.js';
-import { type Clock, monotonicClock } from './clock.js';
+import type { Clock } from './clock.js';
 import { LockLostError, OncelyError, StoreError } from './errors.js';
 import {
   checkOutcome,
@@ -38,11 +41,11 @@ import { usingLease } from './lease-keeper.js';
 import { acquireAll, isKeyList, type LockCore, tryAcquireAll } from './lock-set.js';
 import { ACQUIRE, EXTEND, LOCK_CHECK, LOCK_RESUME, LOCK_STATUS, RELEASE, WINDOW_OPEN } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { check, fenceGraceProblems, isWhole, ttlProblems } from './validate.js';
+import { check, fnProblems, isWhole, resolveOptions, ttlProblems } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 
-export interface LockOptions {
+export interface LockOptions extends LockBaseOptions {
   /**
    * Prefix of every key: `<prefix>:{<name>}:lock`.
    * @default 'oncely'
@@ -113,36 +116,28 @@ export class Lock implements Locker {
   readonly store: Store;
   readonly #prefix: string;
   readonly #clock: Clock;
-  readonly #driftFactor: number;
-  readonly #driftMs: number;
   readonly #driver: LeaseDriver;
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #fenceGraceMs: number;
   readonly #wallClock: () => number;
   readonly #core: LockCore;
-  readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
+  readonly #drift: (ttlMs: number) => number;
 
   constructor(store: Store, options: LockOptions = {}) {
-    const problems: string[] = [...fenceGraceProblems(options.fenceGraceMs)];
-    const { prefix = 'oncely', driftFactor = 0.01, driftMs = 2, clock = monotonicClock } = options;
-    if (options.wallClock !== undefined && typeof options.wallClock !== 'function')
-      problems.push('wallClock must be a function returning epoch milliseconds');
-    if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix))
-      problems.push('prefix must be a non-empty string without { or }');
-    if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5))
-      problems.push(`driftFactor must be a number in [0, 0.5), got ${String(driftFactor)}`);
-    if (!isWhole(driftMs, 0, 60_000)) problems.push(`driftMs must be a whole number from 0 to 60000`);
-    if (options.onError !== undefined && typeof options.onError !== 'function')
-      problems.push('onError must be a function');
-    check(problems, 'Lock options');
+    const o = resolveOptions(
+      options,
+      LOCK_DEFAULTS,
+      (o) => [...lockOptionProblems(o), ...fnProblems('onError', o.onError)],
+      'Lock options',
+    );
+    const { clock } = o;
     this.store = store;
-    this.#onError = options.onError;
-    this.#prefix = prefix;
+    this.#onError = o.onError;
+    this.#prefix = o.prefix;
     this.#clock = clock;
-    this.#driftFactor = driftFactor;
-    this.#driftMs = driftMs;
-    this.#fenceGraceMs = options.fenceGraceMs ?? DEFAULT_FENCE_GRACE_MS;
-    this.#wallClock = options.wallClock ?? Date.now;
+    this.#drift = driftOf(o);
+    this.#fenceGraceMs = o.fenceGraceMs;
+    this.#wallClock = o.wallClock;
     this.#driver = {
       extend: async (key, token, ttlMs) =>
         extendOutcomeOf(

@@ -13,14 +13,17 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
-  DEFAULT_FENCE_GRACE_MS,
+  driftOf,
   keyProblems,
+  LOCK_DEFAULTS,
+  type LockBaseOptions,
   type Locker,
+  lockOptionProblems,
   newToken,
   retryProblems,
   type UsingOptions,
 } from './acquire.js';
-import { type Clock, monotonicClock } from './clock.js';
+import type { Clock } from './clock.js';
 import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailableError } from './errors.js';
 import {
   type CheckOutcome,
@@ -34,11 +37,11 @@ import {
 import { usingLease } from './lease-keeper.js';
 import { ACQUIRE, EXTEND, FENCE_RAISE, LOCK_CHECK, ownerReply, RELEASE, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
-import { check, fenceGraceProblems, ttlProblems } from './validate.js';
+import { check, fnProblems, isWhole, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 
-export interface RedlockOptions {
+export interface RedlockOptions extends LockBaseOptions {
   /**
    * How many nodes must agree. At least a majority (so that any two quorums share a node), at most all.
    * @default Math.floor(stores.length / 2) + 1
@@ -216,62 +219,44 @@ export class Redlock implements Locker {
   readonly quorum: number;
   readonly #prefix: string;
   readonly #clock: Clock;
-  readonly #driftFactor: number;
-  readonly #driftMs: number;
   readonly #nodeTimeoutMs: number | undefined;
   readonly #nodes: readonly string[];
   readonly #onError: ((error: Error) => void) | undefined;
   readonly #fenceGraceMs: number;
   readonly #wallClock: () => number;
-  readonly #drift = (ttlMs: number) => Math.round(ttlMs * this.#driftFactor) + this.#driftMs;
+  readonly #drift: (ttlMs: number) => number;
 
   constructor(stores: readonly Store[], options: RedlockOptions = {}) {
-    const problems: string[] = [...fenceGraceProblems(options.fenceGraceMs)];
-    if (options.wallClock !== undefined && typeof options.wallClock !== 'function')
-      problems.push('wallClock must be a function returning epoch milliseconds');
     const list = Array.isArray(stores) ? stores : [];
-    if (list.length === 0) problems.push('stores must be a non-empty array of Stores');
-    if (new Set(list).size !== list.length) problems.push('stores must not list the same Store twice');
     const majority = Math.floor(list.length / 2) + 1;
-    const {
-      quorum = majority,
-      nodeTimeoutMs,
-      prefix = 'oncely',
-      driftFactor = 0.01,
-      driftMs = 2,
-      clock = monotonicClock,
-    } = options;
-    if (!Number.isInteger(quorum) || quorum < majority || quorum > Math.max(list.length, 1))
-      problems.push(
-        `quorum must be a whole number from ${majority} (a majority: two quorums must share a node) to ` +
-          `${list.length}, got ${String(quorum)}`,
-      );
-    if (
-      nodeTimeoutMs !== undefined &&
-      !(Number.isInteger(nodeTimeoutMs) && nodeTimeoutMs >= 1 && nodeTimeoutMs <= MAX_NODE_TIMEOUT_MS)
-    )
-      problems.push(
-        `nodeTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_NODE_TIMEOUT_MS}, got ${String(nodeTimeoutMs)}`,
-      );
-    if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix))
-      problems.push('prefix must be a non-empty string without { or }');
-    if (typeof driftFactor !== 'number' || !(driftFactor >= 0 && driftFactor < 0.5))
-      problems.push(`driftFactor must be a number in [0, 0.5), got ${String(driftFactor)}`);
-    if (!Number.isInteger(driftMs) || driftMs < 0 || driftMs > 60_000)
-      problems.push('driftMs must be a whole number from 0 to 60000');
-    if (options.onError !== undefined && typeof options.onError !== 'function')
-      problems.push('onError must be a function');
-    check(problems, 'Redlock options');
-    this.#onError = options.onError;
+    const o = resolveOptions(
+      options,
+      { ...LOCK_DEFAULTS, quorum: majority },
+      (o) => {
+        const p = lockOptionProblems(o);
+        if (list.length === 0) p.push('stores must be a non-empty array of Stores');
+        if (new Set(list).size !== list.length) p.push('stores must not list the same Store twice');
+        if (!isWhole(o.quorum, majority, Math.max(list.length, 1)))
+          p.push(
+            `quorum must be a whole number from ${majority} (a majority: two quorums must share a node) to ` +
+              `${list.length}, got ${String(o.quorum)}`,
+          );
+        if (o.nodeTimeoutMs !== undefined)
+          p.push(...wholeProblems('nodeTimeoutMs', o.nodeTimeoutMs, 1, MAX_NODE_TIMEOUT_MS, 'ms'));
+        p.push(...fnProblems('onError', o.onError));
+        return p;
+      },
+      'Redlock options',
+    );
+    this.#onError = o.onError;
     this.stores = [...list];
-    this.quorum = quorum;
-    this.#prefix = prefix;
-    this.#clock = clock;
-    this.#driftFactor = driftFactor;
-    this.#driftMs = driftMs;
-    this.#nodeTimeoutMs = nodeTimeoutMs;
-    this.#fenceGraceMs = options.fenceGraceMs ?? DEFAULT_FENCE_GRACE_MS;
-    this.#wallClock = options.wallClock ?? Date.now;
+    this.quorum = o.quorum;
+    this.#prefix = o.prefix;
+    this.#clock = o.clock;
+    this.#drift = driftOf(o);
+    this.#nodeTimeoutMs = o.nodeTimeoutMs;
+    this.#fenceGraceMs = o.fenceGraceMs;
+    this.#wallClock = o.wallClock;
     this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
   }
 

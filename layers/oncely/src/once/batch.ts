@@ -3,7 +3,7 @@
  * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { check, isWhole, oneOf } from '../validate.js';
+import { oneOf, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
 
@@ -22,6 +22,9 @@ export interface OnceBatchOptions
   concurrency?: number;
 }
 
+const DEFAULT_CONCURRENCY = 10;
+const MAX_CONCURRENCY = 10_000;
+
 export type OnceRecordHandler<R> = (record: SQSRecord, context: Context, once: OnceRun) => Promise<R> | R;
 
 /**
@@ -35,13 +38,16 @@ export function withOnceBatch<R = unknown>(
   handler: OnceRecordHandler<R>,
   options: OnceBatchOptions,
 ): (event: SQSEvent, context: Context) => Promise<SQSBatchResponse> {
-  const { concurrency = 10, ...rest } = options ?? ({} as OnceBatchOptions);
-  const problems: string[] = [];
-  if (typeof handler !== 'function') problems.push('handler must be a function');
-  if (!isWhole(concurrency, 1, 10_000))
-    problems.push(`concurrency must be a whole number from 1 to 10000, got ${concurrency}`);
-  problems.push(...oneOf('duplicate', rest.duplicate, ['throw', 'skip']));
-  check(problems, 'withOnceBatch options');
+  const { concurrency, ...rest } = resolveOptions(
+    options,
+    { concurrency: DEFAULT_CONCURRENCY },
+    (o) => [
+      ...(typeof handler === 'function' ? [] : ['handler must be a function']),
+      ...wholeProblems('concurrency', o.concurrency, 1, MAX_CONCURRENCY),
+      ...oneOf('duplicate', o.duplicate, ['throw', 'skip']),
+    ],
+    'withOnceBatch options',
+  );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
   return (event, context) => runBatch(engine, handler, event, context, concurrency);
 }

@@ -14,7 +14,16 @@ import {
 } from '../events.js';
 import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
-import { check, isWhole, MAX_TTL_MS, oneOf, ttlProblems } from '../validate.js';
+import {
+  check,
+  fnProblems,
+  MAX_TTL_MS,
+  oneOf,
+  prefixProblems,
+  resolveOptions,
+  ttlProblems,
+  wholeProblems,
+} from '../validate.js';
 import { type Decision, LOG_LEVELS, type LogLevel } from './decisions.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
@@ -179,10 +188,8 @@ export type Resolved<E> = Required<
 
 /** The largest result a record may hold (a Redis string is at most 512 MiB). */
 const MAX_RESULT_BYTES = 512 * 1024 * 1024;
-
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-}
+/** A namespace is part of every record's hash tag. */
+const MAX_NAMESPACE_CHARS = 200;
 
 /**
  * The env kill switch: ONCELY_DISABLED runs every handler without dedupe (tests, local runs). Read per invocation
@@ -209,55 +216,17 @@ export function resolveOnceOptions<E>(
   options: OnceOptions<E>,
   what: string,
 ): { store: Store; options: Resolved<E>; ready: Promise<void> | undefined } {
-  const o = { ...DEFAULTS, ...stripUndefined(options ?? ({} as OnceOptions<E>)) };
-  const p: string[] = [];
-  const store = o.store as Store | undefined;
-  if (!store || typeof store.run !== 'function' || typeof store.runMany !== 'function')
-    p.push('store must be a Store (fromEnv(), upstashStore(), redisStore() or clusterStore())');
-  const namespace = o.namespace ?? process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'default';
-  if (
-    typeof namespace !== 'string' ||
-    namespace.length === 0 ||
-    namespace.length > 200 ||
-    /[{}]/.test(namespace)
-  )
-    p.push('namespace must be 1 to 200 characters without { or }');
-  if (typeof o.prefix !== 'string' || o.prefix.length === 0 || /[{}]/.test(o.prefix))
-    p.push('prefix must be a non-empty string without { or }');
-  p.push(...ttlProblems(o.ttlMs, 'ttlMs'), ...ttlProblems(o.retentionMs, 'retentionMs'));
-  if (!isWhole(o.marginMs, 0, MAX_TTL_MS))
-    p.push(`marginMs must be a whole number of milliseconds, got ${o.marginMs}`);
-  if (!isWhole(o.pollMs, 1, MAX_TTL_MS))
-    p.push(`pollMs must be a whole number of milliseconds ≥ 1, got ${o.pollMs}`);
-  if (o.maxWaitMs !== undefined && !isWhole(o.maxWaitMs, 0, MAX_TTL_MS))
-    p.push(`maxWaitMs must be a whole number of milliseconds, got ${o.maxWaitMs}`);
-  if (!isWhole(o.maxResultBytes, 1, MAX_RESULT_BYTES))
-    p.push(`maxResultBytes must be a whole number from 1 to ${MAX_RESULT_BYTES}, got ${o.maxResultBytes}`);
-  p.push(
-    ...oneOf('duplicate', o.duplicate, ['throw', 'wait', 'skip']),
-    ...oneOf('missingKey', o.missingKey, ['throw', 'run']),
-    ...oneOf('unstorable', o.unstorable, ['throw', 'marker']),
-    ...oneOf('completeFailure', o.completeFailure, ['throw', 'return']),
-    ...oneOf('http', o.http, ['auto', false]),
-    ...oneOf('failOpen', o.failOpen, [true, false]),
-    ...oneOf('logKeys', o.logKeys, [true, false]),
-  );
-  const logLevel = (o.logLevel ?? process.env.ONCELY_LOG_LEVEL ?? 'info') as LogLevel;
-  p.push(...oneOf('logLevel', logLevel, LOG_LEVELS));
-  p.push(...keySpecProblems(o.key), ...payloadSpecProblems(o.payload));
-  for (const f of ['logger', 'onDecision', 'wallClock'] as const)
-    if (o[f] !== undefined && typeof o[f] !== 'function') p.push(`${f} must be a function`);
-  check(p, what);
-  const resolved = {
-    ...o,
-    namespace,
-    key: o.key ?? 'auto',
-    payload: o.payload ?? 'auto',
-    logLevel,
-    logger: o.logger ?? ((line: string) => console.log(line)),
-    clock: o.clock ?? monotonicClock,
-    wallClock: o.wallClock ?? Date.now,
-  } as Resolved<E>;
+  const defaults = {
+    ...DEFAULTS,
+    namespace: process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'default',
+    logLevel: (process.env.ONCELY_LOG_LEVEL ?? 'info') as LogLevel,
+    key: 'auto' as KeySpec<E>,
+    payload: 'auto' as PayloadSpec<E>,
+    logger: (line: string) => console.log(line),
+    clock: monotonicClock,
+    wallClock: Date.now,
+  };
+  const o = resolveOptions(options, defaults, problemsOf, what) as Resolved<E>;
   let ready: Promise<void> | undefined;
   if (usesJmespath(o.key) || usesJmespath(o.payload)) {
     // The package loads now, in the background (in Lambda: during init); whether the expressions parse is
@@ -265,5 +234,36 @@ export function resolveOnceOptions<E>(
     ready = expressionProblems({ key: o.key, payload: o.payload }).then((problems) => check(problems, what));
     ready.catch(() => undefined); // reported by ready(), not as an unhandled rejection
   }
-  return { store: store as Store, options: resolved, ready };
+  return { store: o.store, options: o, ready };
+}
+
+/** Everything wrong with resolved withOnce options. */
+function problemsOf<E>(o: Resolved<E>): string[] {
+  const store = o.store as Store | undefined;
+  return [
+    ...(store && typeof store.run === 'function' && typeof store.runMany === 'function'
+      ? []
+      : ['store must be a Store (fromEnv(), upstashStore(), redisStore() or clusterStore())']),
+    ...prefixProblems('namespace', o.namespace, MAX_NAMESPACE_CHARS),
+    ...prefixProblems('prefix', o.prefix),
+    ...ttlProblems(o.ttlMs, 'ttlMs'),
+    ...ttlProblems(o.retentionMs, 'retentionMs'),
+    ...wholeProblems('marginMs', o.marginMs, 0, MAX_TTL_MS, 'ms'),
+    ...wholeProblems('pollMs', o.pollMs, 1, MAX_TTL_MS, 'ms'),
+    ...(o.maxWaitMs === undefined ? [] : wholeProblems('maxWaitMs', o.maxWaitMs, 0, MAX_TTL_MS, 'ms')),
+    ...wholeProblems('maxResultBytes', o.maxResultBytes, 1, MAX_RESULT_BYTES),
+    ...oneOf('duplicate', o.duplicate, ['throw', 'wait', 'skip']),
+    ...oneOf('missingKey', o.missingKey, ['throw', 'run']),
+    ...oneOf('unstorable', o.unstorable, ['throw', 'marker']),
+    ...oneOf('completeFailure', o.completeFailure, ['throw', 'return']),
+    ...oneOf('http', o.http, ['auto', false]),
+    ...oneOf('failOpen', o.failOpen, [true, false]),
+    ...oneOf('logKeys', o.logKeys, [true, false]),
+    ...oneOf('logLevel', o.logLevel, LOG_LEVELS),
+    ...keySpecProblems(o.key),
+    ...payloadSpecProblems(o.payload),
+    ...fnProblems('logger', o.logger),
+    ...fnProblems('onDecision', o.onDecision),
+    ...fnProblems('wallClock', o.wallClock),
+  ];
 }

@@ -3,10 +3,13 @@
  * (formerly withLeader, which stays as an alias; leader election is elect(), in leader.ts). An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { check, isWhole, MAX_TTL_MS } from '../validate.js';
+import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
 import { runOnce } from './with-once.js';
+
+/** Ticks older than this are skipped, by default (5 minutes). */
+const DEFAULT_MAX_LAG_MS = 300_000;
 
 export interface TickOptions
   extends Pick<
@@ -57,20 +60,19 @@ export function oncePerTick<R = unknown>(
   handler: (event: ScheduledEvent, context: Context, run: TickRun) => Promise<R> | R,
   options: TickOptions,
 ): (event: ScheduledEvent, context: Context) => Promise<R | undefined> {
-  const {
-    name,
-    maxLagMs = 300_000,
-    tick = (e: ScheduledEvent) => Date.parse(e.time),
-    ...rest
-  } = options ?? ({} as TickOptions);
-  const problems: string[] = [];
-  if (typeof handler !== 'function') problems.push('handler must be a function');
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200))
-    problems.push('name must be 1 to 200 characters');
-  if (!isWhole(maxLagMs, 0, MAX_TTL_MS))
-    problems.push(`maxLagMs must be a whole number of milliseconds, got ${maxLagMs}`);
-  if (typeof tick !== 'function') problems.push('tick must be a function');
-  check(problems, 'oncePerTick options');
+  const { name, maxLagMs, tick, ...rest } = resolveOptions(
+    options,
+    { maxLagMs: DEFAULT_MAX_LAG_MS, tick: (e: ScheduledEvent) => Date.parse(e.time) },
+    (o) => [
+      ...(typeof handler === 'function' ? [] : ['handler must be a function']),
+      ...(o.name === undefined || (typeof o.name === 'string' && o.name.length > 0 && o.name.length <= 200)
+        ? []
+        : ['name must be 1 to 200 characters']),
+      ...wholeProblems('maxLagMs', o.maxLagMs, 0, MAX_TTL_MS, 'ms'),
+      ...fnProblems('tick', o.tick),
+    ],
+    'oncePerTick options',
+  );
   const engine = new OnceEngine<ScheduledEvent>(
     {
       ...rest,
