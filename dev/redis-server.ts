@@ -84,7 +84,8 @@ export interface StartClusterOptions {
   /**
    * Replicas per master (a 3 + 3 cluster: `{ masters: 3, replicas: 1 }`). Replicas always try to fail over
    * (`cluster-replica-validity-factor 0`), so a replica that lagged behind is still promoted, as in a real
-   * failover of a master whose replica was slow.
+   * failover of a master whose replica was slow; `cluster-require-full-coverage no` lets the other shards
+   * serve while one fails over.
    * @default 0
    */
   replicas?: number;
@@ -580,6 +581,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
       ? [
           ...['--cluster-replica-validity-factor', '0', '--cluster-allow-replica-migration', 'no'],
           ...['--repl-ping-replica-period', '1'],
+          // While one shard fails over, the others keep serving (Redis' default `yes` makes every master answer
+          // CLUSTERDOWN until the shard has a master again).
+          ...['--cluster-require-full-coverage', 'no'],
         ]
       : [];
 

@@ -44,8 +44,12 @@ export class Connection<C extends TcpClient> {
     return this.#generation().client;
   }
 
-  /** Runs `work` bounded by `timeoutMs`; on timeout drops the client the call started on (see the class). */
-  call<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` bounded by `timeoutMs`; on timeout drops the client the call started on (see the class), unless
+   * `onTimeout` handles it (a Cluster drops only the connection to the node that did not answer, so calls to
+   * healthy masters go on) and returns true.
+   */
+  call<T>(work: () => Promise<T>, onTimeout?: (client: C) => boolean): Promise<T> {
     const generation = this.#generation();
     // One timer and one promise per call (the hot path): no Promise.race, no finally.
     return new Promise<T>((resolve, reject) => {
@@ -56,7 +60,12 @@ export class Connection<C extends TcpClient> {
             ambiguous: generation.ready,
           }),
         );
-        this.#drop(generation);
+        generation.client.then(
+          (c) => {
+            if (!onTimeout?.(c)) this.#drop(generation);
+          },
+          () => this.#drop(generation),
+        );
       }, this.#timeoutMs);
       timer.unref?.();
       work().then(

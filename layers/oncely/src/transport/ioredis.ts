@@ -149,6 +149,19 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
   );
 }
 
+/** How often a suspect slot's map is refreshed, and for how long at most (a failover takes seconds). */
+const SUSPECT_REFRESH_MS = 200;
+const SUSPECT_FOR_MS = 30_000;
+
+/** Errors that say a node may be gone or no longer master: worth a fresh slot map. */
+function connectionSuspect(err: unknown): boolean {
+  if (err === true) return true; // the caller has checked already
+  const text = err instanceof Error ? err.message : String(err);
+  return /timed out|timeout|no reply|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|max retries|MOVED|CLUSTERDOWN|READONLY|ClusterAllFailed|replica/i.test(
+    text,
+  );
+}
+
 function tcpDefaults(timeoutMs: number) {
   return {
     protocol: 2 as const,
@@ -283,6 +296,61 @@ function tcpStore(
   const slotOf = (keys: readonly string[]) =>
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
 
+  // ----------------------------------------------------------------- recovery from a failover (cluster only)
+  // ioredis refreshes its slot map on its own only every few seconds, and our Connection would drop the whole
+  // Cluster after a timeout, failing calls to healthy masters too. Instead: a node that timed out loses only
+  // its own connection, and while a slot's master is suspect (timed out, refused, closed, MOVED, CLUSTERDOWN)
+  // the slot map is refreshed every SUSPECT_REFRESH_MS until that slot has a new master (a promoted replica),
+  // a call to it succeeds again, or SUSPECT_FOR_MS has passed.
+  const suspects = new Map<number, { owner: string | undefined; since: number }>();
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const ownerOf = (c: Client, slot: number) => (c as Cluster).slots[slot]?.[0];
+  const refreshLoop = (c: Cluster) => {
+    if (refreshTimer) return;
+    const tick = () => {
+      const now = performance.now();
+      for (const [slot, s] of suspects) {
+        if (ownerOf(c, slot) !== s.owner || now - s.since > SUSPECT_FOR_MS) suspects.delete(slot);
+      }
+      if (suspects.size === 0 || c.status === 'end' || c.status === 'close') {
+        refreshTimer = undefined;
+        return;
+      }
+      c.refreshSlotsCache(() => {});
+      refreshTimer = setTimeout(tick, SUSPECT_REFRESH_MS);
+      refreshTimer.unref?.();
+    };
+    c.refreshSlotsCache(() => {});
+    refreshTimer = setTimeout(tick, SUSPECT_REFRESH_MS);
+    refreshTimer.unref?.();
+  };
+  const suspect = (c: Client, slots: Iterable<number>) => {
+    if (kind !== 'cluster') return;
+    for (const slot of slots) {
+      if (!suspects.has(slot)) suspects.set(slot, { owner: ownerOf(c, slot), since: performance.now() });
+    }
+    refreshLoop(c as Cluster);
+  };
+  const healthy = (slots: Iterable<number>) => {
+    if (suspects.size === 0) return;
+    for (const slot of slots) suspects.delete(slot);
+  };
+  /** On a timeout: disconnect only the connections to the masters of these slots (Connection keeps the rest). */
+  const dropNodes = (slots: readonly number[]) => (c: Client) => {
+    if (kind !== 'cluster' || !owned) return false;
+    const cluster = c as Cluster;
+    const owners = new Set(slots.map((slot) => ownerOf(c, slot)));
+    for (const node of cluster.nodes('all')) {
+      if (owners.has(`${node.options.host}:${node.options.port}`)) node.disconnect();
+    }
+    suspect(c, slots);
+    return true;
+  };
+  const afterFailure = async (err: unknown, slots: readonly number[]) => {
+    if (kind !== 'cluster' || !connectionSuspect(err)) return;
+    suspect(await get(), slots);
+  };
+
   /** A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. */
   const runWaited = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
     const c = await get();
@@ -354,21 +422,38 @@ function tcpStore(
     kind,
     name,
     async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      const slots = [slotOf(keys)];
       try {
-        return await connection.call(() =>
-          script.grants && wait.replicas !== 0
-            ? runWaited(script, keys, args)
-            : evalWithFallback(script, keys, args, evalsha, evalLua),
+        const value = await connection.call(
+          () =>
+            script.grants && wait.replicas !== 0
+              ? runWaited(script, keys, args)
+              : evalWithFallback(script, keys, args, evalsha, evalLua),
+          dropNodes(slots),
         );
+        healthy(slots);
+        return value;
       } catch (err) {
+        void afterFailure(err, slots).catch(() => undefined);
         throw mapError(err);
       }
     },
     async runMany(calls: readonly ScriptCall[]) {
       if (calls.length === 0) return [];
+      const slots = [...new Set(calls.map((c) => slotOf(c.keys)))];
       try {
-        return await connection.call(() => runManyWithFallback(calls, pipelineOnce));
+        const results = await connection.call(
+          () => runManyWithFallback(calls, pipelineOnce),
+          dropNodes(slots),
+        );
+        const failed = results.flatMap((r, i) =>
+          !r.ok && connectionSuspect(r.error) ? [slotOf(calls[i]!.keys)] : [],
+        );
+        if (failed.length > 0) void afterFailure(true, failed).catch(() => undefined);
+        healthy(slots.filter((s) => !failed.includes(s)));
+        return results;
       } catch (err) {
+        void afterFailure(err, slots).catch(() => undefined);
         throw mapError(err);
       }
     },
