@@ -335,13 +335,26 @@ function tcpStore(
     if (suspects.size === 0) return;
     for (const slot of slots) suspects.delete(slot);
   };
-  /** On a timeout: disconnect only the connections to the masters of these slots (Connection keeps the rest). */
+  /**
+   * On a timeout: disconnect the connections to the masters of these slots, and any other node connection that
+   * does not answer a PING within half a timeout (a path where every byte is dropped poisons them all); the
+   * connections that answer stay, so calls to healthy masters go on (Connection keeps the client).
+   */
   const dropNodes = (slots: readonly number[]) => (c: Client) => {
     if (kind !== 'cluster' || !owned) return false;
     const cluster = c as Cluster;
     const owners = new Set(slots.map((slot) => ownerOf(c, slot)));
     for (const node of cluster.nodes('all')) {
-      if (owners.has(`${node.options.host}:${node.options.port}`)) node.disconnect();
+      if (owners.has(`${node.options.host}:${node.options.port}`)) {
+        node.disconnect();
+        continue;
+      }
+      const timer = setTimeout(() => node.disconnect(), Math.max(1, Math.floor(timeoutMs / 2)));
+      timer.unref?.();
+      node.ping().then(
+        () => clearTimeout(timer),
+        () => undefined,
+      );
     }
     suspect(c, slots);
     return true;
