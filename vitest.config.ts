@@ -1,9 +1,16 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const src = (file: string) => fileURLToPath(new URL(`./layers/oncely/src/${file}`, import.meta.url));
+
 export default defineConfig({
   resolve: {
-    alias: { oncely: fileURLToPath(new URL('./layers/oncely/src/index.ts', import.meta.url)) },
+    // The package's entry points (layers/oncely/package.json `exports`), from source.
+    alias: [
+      { find: /^oncely$/, replacement: src('index.ts') },
+      { find: /^oncely\/middy$/, replacement: src('middy.ts') },
+      { find: /^oncely\/ioredis$/, replacement: src('ioredis.ts') },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

@@ -17,13 +17,8 @@ import { Redis as UpstashRedis } from '@upstash/redis';
 import type { Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
-import {
-  createLock,
-  LOCK_SCRIPTS,
-  redisStore,
-  type Store,
-  upstashStore,
-} from '../layers/oncely/src/index.js';
+import { createLock, LOCK_SCRIPTS, type Store, upstashStore } from '../layers/oncely/src/index.js';
+import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
 
 export const TTL_MS = 10_000;

@@ -15,6 +15,7 @@ import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache'
 import { createClient } from '@redis/client';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Redis } from 'ioredis';
+import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { FENCE_GRACE_MS } from '../layers/oncely/src/once/record.js';
 import { type Contender, type SequentialResult, sequential } from './harness.js';
 import { type Counter, countEach, type OpCount } from './roundtrips.js';
@@ -64,7 +65,7 @@ interface Libs {
 /** Every contender on the given endpoints (the real server, or the counting proxy in front of it). */
 async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: string): Promise<Libs> {
   const ioredis = new Redis({ host: tcp.host, port: tcp.port, protocol: 2 });
-  const tcpStore = layer.redisStore(ioredis);
+  const tcpStore = redisStore(ioredis);
   const restStore = layer.upstashStore({ url: restUrl, token: TOKEN });
   const redisClient = await createClient({ url: `redis://${tcp.host}:${tcp.port}` }).connect();
   const persistenceStore = new CachePersistenceLayer({ client: redisClient as never });

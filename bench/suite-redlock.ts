@@ -1,7 +1,9 @@
 /** Redlock over 3 and 5 independent masters: oncely's createRedlock vs the `redlock` package, same clients.
  * */
+
 import { Redis } from 'ioredis';
 import type { Redlock as OncelyRedlock } from '../layers/oncely/src/index.js';
+import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { concurrent, sequential } from './harness.js';
 import { type LockContender, pairOf, redlockTcp, TTL_MS } from './locks.js';
 import type { LockCounts } from './roundtrips.js';
@@ -13,7 +15,7 @@ type Layer = typeof import('../layers/oncely/src/index.js');
 
 /** oncely's Redlock over one redisStore per client. */
 function oncelyRedlock(layer: Layer, clients: Redis[]): LockContender {
-  const stores = clients.map((c) => layer.redisStore(c));
+  const stores = clients.map((c) => redisStore(c));
   const redlock: OncelyRedlock = layer.createRedlock(stores);
   const label = `oncely Redlock (${clients.length})`;
   return {

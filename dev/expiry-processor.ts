@@ -29,7 +29,8 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { createLock, type Election, elect, redisStore, type Script } from '../layers/oncely/src/index.js';
+import { createLock, type Election, elect, type Script } from '../layers/oncely/src/index.js';
+import { redisStore } from '../layers/oncely/src/ioredis.js';
 
 const script = (name: string, keys: number, lua: string): Script => ({
   name,

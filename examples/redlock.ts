@@ -1,12 +1,5 @@
-import {
-  createLock,
-  createRedlock,
-  elect,
-  QuorumError,
-  redisStore,
-  shardedStore,
-  upstashStore,
-} from 'oncely';
+import { createLock, createRedlock, elect, QuorumError, shardedStore, upstashStore } from 'oncely';
+import { redisStore } from 'oncely/ioredis';
 
 const upstash = (name: string) =>
   upstashStore({ url: process.env[`${name}_URL`]!, token: process.env[`${name}_TOKEN`]! });

@@ -1,39 +1,89 @@
 /**
- * `npm run build`: the Lambda layer and the functions, as they are deployed.
+ * `npm run build`: the npm package, the Lambda layer and the functions, as they are published and deployed.
  *
- *   dist/layer/nodejs/node_modules/oncely/   the layer (`layers.oncely.path` in serverless.yml): the layer
- *                                           source bundled, minified, with source maps; ESM with code
- *                                           splitting, so `ioredis` and the REST client
- *                                           (`@upstash/redis` with oncely's requester) are separate
- *                                           chunks, each loaded on first use by its transport
+ *   layers/oncely/dist/                     the npm package "oncely" (layers/oncely/package.json): one ESM file
+ *                                           per entry point (`oncely`, `oncely/middy`, `oncely/ioredis`) and
+ *                                           shared chunks, minified, with source maps; `.d.ts` from tsc
+ *                                           (layers/oncely/tsconfig.build.json). Dependencies stay external,
+ *                                           each loaded on first use by its transport: @upstash/redis (with
+ *                                           oncely's requester) by the first REST call, ioredis (an optional
+ *                                           peer) by the first TCP call
+ *   dist/layer/nodejs/node_modules/         the layer (`layers.oncely.path` in serverless.yml): the packed
+ *                                           package (exactly what `npm pack` puts in the tarball) unpacked as
+ *                                           `oncely`, next to its runtime dependencies (ioredis included,
+ *                                           without their .d.ts and docs), in the layout Lambda resolves from
+ *                                           /opt/nodejs/node_modules
  *   dist/functions/<name>/handler.mjs       each function bundled alone, `oncely` external (it comes from the
  *                                           layer at /opt/nodejs/node_modules), the AWS SDK external (it comes
  *                                           with the runtime)
  *
  * `serverless package` / `deploy` bundle the functions again through serverless-esbuild with the same
- * settings (serverless.yml); the layer is only built here, so run `npm run build` first.
+ * settings (serverless.yml); the layer is only built here, so run `npm run build` first. To publish the
+ * package: `npm run build -- --package && npm publish ./layers/oncely`.
  *
- *   npm run build                 both, then a size table
- *   npm run build -- --layer      the layer only
+ *   npm run build                 everything, then a size table
+ *   npm run build -- --layer      the package and the layer
+ *   npm run build -- --package    the package only
  */
-import { readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { execFile } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+
+const run = promisify(execFile);
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 export const distDir = join(root, 'dist');
 export const layerDir = join(distDir, 'layer');
-/** Where the layer's package lands inside the layer zip (and under /opt on Lambda). */
+/** The npm package's folder (its package.json, README, LICENSE; `dist/` is built). */
+export const packageDir = join(root, 'layers/oncely');
+/** Where the package lands inside the layer zip (and under /opt on Lambda). */
 export const layerPackagePath = 'nodejs/node_modules/oncely';
 export const functionsDistDir = join(distDir, 'functions');
 
-/** The one Node version (matches `provider.runtime: nodejs24.x` in serverless.yml). */
+/**
+ * The package's entry points: output name -> source. layers/oncely/package.json `exports` maps `.`,
+ * `./middy` and `./ioredis` to `dist/<name>.js` and `dist/<name>.d.ts`.
+ *
+ * The CLI goes here too: `cli: 'layers/oncely/src/cli.ts'` (built to dist/cli.js, with a `#!/usr/bin/env node`
+ * banner for that entry), plus `"bin": { "oncely": "./dist/cli.js" }` in layers/oncely/package.json; `files`
+ * already ships everything under dist/, and test/integration/npm-package.test.ts is where to run the
+ * installed bin.
+ */
+export const PACKAGE_ENTRIES = {
+  index: 'layers/oncely/src/index.ts',
+  middy: 'layers/oncely/src/middy.ts',
+  ioredis: 'layers/oncely/src/ioredis.ts',
+} as const;
+
+/**
+ * Optional peer dependencies the layer carries, next to the package's own runtime dependencies: ioredis, so
+ * that the TCP transport works from the layer alone. @middy/core is not loaded by oncely (the function
+ * bundles its own middy), nor is @upstash/redis (upstashClientStore takes the caller's client).
+ */
+const LAYER_PEERS = ['ioredis'];
+
+/** The one Node version of the deployed functions (matches `provider.runtime: nodejs24.x` in serverless.yml). */
 const TARGET = 'node24';
-/** Bundled CommonJS code (ioredis) calls require(); an ESM bundle has none of its own. */
+/** The package runs on every Node it names in `engines` (>=20), the layer's Node 24 included. */
+const PACKAGE_TARGET = 'node20';
+/** Bundled CommonJS code calls require(); an ESM bundle has none of its own. */
 const REQUIRE_BANNER =
   "import { createRequire as __oncelyCreateRequire } from 'node:module'; const require = __oncelyCreateRequire(import.meta.url);";
-/** What the layer and every function are built with, as deployed. */
+/** What every function is built with, as deployed. */
 const DEPLOYED = {
   bundle: true,
   format: 'esm',
@@ -48,77 +98,155 @@ const DEPLOYED = {
 /** Modules a deployed function never bundles: the layer, and the SDK that ships with the runtime. */
 export const FUNCTION_EXTERNALS = ['oncely', '@aws-sdk/*'];
 
-/**
- * The targets of the transports' dynamic imports, as ES modules of their own. `import('ioredis')` of a CommonJS
- * package across a split point would yield `{ default: module.exports }`, not the named exports, so its shim
- * re-exports the names the transport uses with esbuild's CommonJS interop in the same chunk, and names the
- * chunk (`chunks/ioredis-<hash>.mjs`). The REST transport's client needs no shim: it imports
- * transport/upstash-http.ts, an ES module that imports `@upstash/redis` (ESM), which becomes
- * `chunks/upstash-http-<hash>.mjs`.
- */
-const SHIMS: Record<string, { name: string; contents: string }> = {
-  ioredis: {
-    name: 'ioredis',
-    contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
-  },
-};
-
-const clientShims: Plugin = {
-  name: 'oncely-client-shims',
-  setup(b) {
-    b.onResolve({ filter: /^ioredis$/ }, (args) =>
-      args.namespace === 'oncely-shim'
-        ? undefined
-        : { path: SHIMS[args.path]!.name, namespace: 'oncely-shim' },
-    );
-    b.onLoad({ filter: /.*/, namespace: 'oncely-shim' }, (args) => ({
-      contents: Object.values(SHIMS).find((s) => s.name === args.path)!.contents,
-      resolveDir: root,
-      loader: 'js',
-    }));
-  },
-};
-
 export interface BuiltFile {
   /** Path relative to the output directory (`nodejs/node_modules/oncely/index.mjs`, `webhook/handler.mjs`). */
   readonly path: string;
   readonly bytes: number;
 }
 
-/** Builds the layer into `dir` (emptied first; default dist/layer). Returns every file written. */
-export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
-  const outDir = join(dir, layerPackagePath);
-  rmSync(dir, { recursive: true, force: true });
-  const source = JSON.parse(readFileSync(join(root, 'layers/oncely/package.json'), 'utf8')) as {
-    name: string;
-    version: string;
-    description: string;
-  };
+/**
+ * Builds the package's `dist/` into `outDir` (emptied first; default layers/oncely/dist): the JavaScript with
+ * esbuild (every dependency external: they resolve from the user's node_modules or the layer's), then the
+ * declarations with tsc. Returns every file written.
+ */
+export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<BuiltFile[]> {
+  rmSync(outDir, { recursive: true, force: true });
   await build({
     absWorkingDir: root,
-    entryPoints: { index: 'layers/oncely/src/index.ts' },
+    entryPoints: PACKAGE_ENTRIES,
     outdir: outDir,
-    ...DEPLOYED,
+    bundle: true,
     splitting: true,
-    outExtension: { '.js': '.mjs' },
+    format: 'esm',
+    platform: 'node',
+    target: PACKAGE_TARGET,
+    packages: 'external',
+    minify: true,
+    keepNames: true,
+    sourcemap: true,
+    sourcesContent: false,
     chunkNames: 'chunks/[name]-[hash]',
-    // The SSM client that fromEnvAsync() loads on demand comes with the Lambda runtime.
-    external: ['@aws-sdk/*'],
-    banner: { js: REQUIRE_BANNER },
     legalComments: 'linked',
-    plugins: [clientShims],
     logLevel: 'warning',
   });
-  const manifest = {
-    name: source.name,
-    version: source.version,
-    description: source.description,
-    type: 'module',
-    main: './index.mjs',
-    exports: { '.': './index.mjs' },
-    sideEffects: false,
+  await run(
+    process.execPath,
+    [
+      join(root, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      join(packageDir, 'tsconfig.build.json'),
+      '--outDir',
+      outDir,
+    ],
+    { cwd: root },
+  );
+  return listFiles(outDir);
+}
+
+export interface PackedPackage {
+  /** The `.tgz` file, in the folder given to packPackage. */
+  readonly tarball: string;
+  /** `npm pack`'s figures: the tarball's bytes and the unpacked bytes. */
+  readonly size: number;
+  readonly unpackedSize: number;
+  /** Every path in the tarball (relative to the package root). */
+  readonly files: readonly string[];
+}
+
+/**
+ * Builds the package in a scratch copy of its folder and runs `npm pack` there, writing the tarball into
+ * `destDir`: the same bytes `npm publish ./layers/oncely` would upload after `npm run build -- --package`.
+ */
+export async function packPackage(destDir: string): Promise<PackedPackage> {
+  const stage = mkdtempSync(join(tmpdir(), 'oncely-pack-'));
+  try {
+    for (const f of ['package.json', 'README.md', 'LICENSE']) cpSync(join(packageDir, f), join(stage, f));
+    await buildPackage(join(stage, 'dist'));
+    const { stdout } = await run(
+      'npm',
+      ['pack', '--json', '--ignore-scripts', '--pack-destination', destDir],
+      { cwd: stage, env: { ...process.env, npm_config_update_notifier: 'false' } },
+    );
+    const [info] = JSON.parse(stdout) as {
+      filename: string;
+      size: number;
+      unpackedSize: number;
+      files: { path: string }[];
+    }[];
+    return {
+      tarball: join(destDir, info!.filename),
+      size: info!.size,
+      unpackedSize: info!.unpackedSize,
+      files: info!.files.map((f) => f.path).sort(),
+    };
+  } finally {
+    rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The packages a list of package names needs at run time, found as Node finds them from the repo root:
+ * their folders relative to the root (`node_modules/ioredis`, `node_modules/a/node_modules/b`).
+ */
+export function runtimeClosure(names: readonly string[]): string[] {
+  const found = new Set<string>();
+  const visit = (name: string, from: string) => {
+    let dir = from;
+    let at: string | undefined;
+    for (;;) {
+      const candidate = join(dir, 'node_modules', name);
+      if (existsSync(join(candidate, 'package.json'))) {
+        at = candidate;
+        break;
+      }
+      if (dir === root) break;
+      dir = dirname(dir);
+    }
+    if (!at) throw new Error(`layer: ${name} is not installed (needed from ${relative(root, from) || '.'})`);
+    const rel = relative(root, at);
+    if (found.has(rel)) return;
+    found.add(rel);
+    const manifest = JSON.parse(readFileSync(join(at, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dep of Object.keys(manifest.dependencies ?? {})) visit(dep, at);
   };
-  writeFileSync(join(outDir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  for (const name of names) visit(name, root);
+  return [...found].sort();
+}
+
+/** Files of a dependency the layer leaves out: type declarations and docs (never licences). */
+const LAYER_PRUNE = /\.d\.[cm]?ts(\.map)?$|\.(md|markdown)$/i;
+
+/**
+ * Builds the layer into `dir` (emptied first; default dist/layer): the packed package, unpacked at
+ * nodejs/node_modules/oncely, and its runtime dependencies next to it. Returns every file written.
+ */
+export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
+  rmSync(dir, { recursive: true, force: true });
+  const packDir = mkdtempSync(join(tmpdir(), 'oncely-layer-'));
+  try {
+    const packed = await packPackage(packDir);
+    const target = join(dir, layerPackagePath);
+    mkdirSync(target, { recursive: true });
+    await run('tar', ['-xzf', packed.tarball, '--strip-components=1', '-C', target]);
+    const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    const runtime = [
+      ...Object.keys(manifest.dependencies ?? {}).filter((d) => !d.startsWith('@types/')),
+      ...LAYER_PEERS,
+    ];
+    for (const rel of runtimeClosure(runtime)) {
+      cpSync(join(root, rel), join(dir, 'nodejs', rel), {
+        recursive: true,
+        // Nested node_modules are in the closure themselves (only what is needed at run time).
+        filter: (src) => !(src.endsWith('/node_modules') || LAYER_PRUNE.test(src)),
+      });
+    }
+  } finally {
+    rmSync(packDir, { recursive: true, force: true });
+  }
   return listFiles(dir);
 }
 
@@ -179,13 +307,23 @@ function kb(bytes: number): string {
 }
 
 async function main(): Promise<void> {
+  const packageOnly = process.argv.includes('--package');
   const layerOnly = process.argv.includes('--layer');
   const under = (dir: string, files: BuiltFile[]) =>
     files.map((f) => ({ ...f, path: join(relative(root, dir), f.path) }));
-  const files = [
-    ...under(layerDir, await buildLayer()),
-    ...(layerOnly ? [] : under(functionsDistDir, await buildFunctions())),
-  ];
+  const files = under(join(packageDir, 'dist'), await buildPackage());
+  if (!packageOnly) {
+    const layer = await buildLayer();
+    // The layer's dependencies are hundreds of files: one line for oncely's, one per dependency.
+    const byPackage = new Map<string, number>();
+    for (const f of layer) {
+      const m = /^nodejs\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f.path);
+      const key = join(relative(root, layerDir), 'nodejs/node_modules', m?.[1] ?? f.path);
+      byPackage.set(key, (byPackage.get(key) ?? 0) + f.bytes);
+    }
+    files.push(...[...byPackage].map(([path, bytes]) => ({ path: `${path}/`, bytes })));
+  }
+  if (!packageOnly && !layerOnly) files.push(...under(functionsDistDir, await buildFunctions()));
   const width = Math.max(...files.map((f) => f.path.length));
   for (const f of files) console.log(`${f.path.padEnd(width)}  ${kb(f.bytes).padStart(10)}`);
   console.log(`built ${files.length} files into ${relative(root, distDir)}/`);

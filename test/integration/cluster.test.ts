@@ -1,14 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisCluster, startCluster } from '../../dev/redis-server.js';
-import {
-  clusterStore,
-  createLock,
-  fromEnv,
-  type Lock,
-  type Store,
-  StoreAuthError,
-} from '../../layers/oncely/src/index.js';
+import { createLock, fromEnv, type Lock, type Store, StoreAuthError } from '../../layers/oncely/src/index.js';
+import { clusterStore } from '../../layers/oncely/src/ioredis.js';
 import { ACQUIRE } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 

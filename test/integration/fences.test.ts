@@ -12,9 +12,9 @@ import {
   createRedlock,
   type Lease,
   type Redlock,
-  redisStore,
   type Store,
 } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { useMasters } from '../support/servers.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 

@@ -16,9 +16,9 @@ import {
   type Leadership,
   type LockLostError,
   observeLeader,
-  redisStore,
   type Store,
 } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { useMasters, useRedis } from '../support/servers.js';
 
 /** Candidate processes: short, to measure failover. */

@@ -4,19 +4,18 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startGateway } from '../../dev/gateway.js';
 import { freePort, startRedis } from '../../dev/redis-server.js';
 import {
-  clusterStore,
   createLock,
   type Lease,
   LOCK_SCRIPTS,
   type Lock,
   LockLostError,
-  redisStore,
   type Store,
   StoreAuthError,
   StoreUnavailableError,
   upstashClientStore,
   upstashStore,
 } from '../../layers/oncely/src/index.js';
+import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import * as scripts from '../../layers/oncely/src/scripts.js';
 import { ACQUIRE, EXTEND, RELEASE, type Script } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';

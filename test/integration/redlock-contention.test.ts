@@ -6,7 +6,8 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { createRedlock, type Lease, redisStore, type Store } from '../../layers/oncely/src/index.js';
+import { createRedlock, type Lease, type Store } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { FENCE_RAISE, type Script } from '../../layers/oncely/src/scripts.js';
 import type { ScriptArg } from '../../layers/oncely/src/transport/types.js';
 import { useMasters } from '../support/servers.js';

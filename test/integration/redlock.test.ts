@@ -12,11 +12,11 @@ import {
   LockNotAcquiredError,
   QuorumError,
   type Redlock,
-  redisStore,
   type Store,
   StoreUnavailableError,
   upstashStore,
 } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { FENCE_RAISE } from '../../layers/oncely/src/scripts.js';
 import { gatewayFor, useMasters } from '../support/servers.js';
 

@@ -8,7 +8,6 @@ import {
   createLock,
   hashTag,
   type Lock,
-  redisStore,
   rendezvous,
   type ShardedStore,
   type Store,
@@ -17,6 +16,7 @@ import {
   upstashStore,
   ValidationError,
 } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { ACQUIRE, RELEASE } from '../../layers/oncely/src/scripts.js';
 import { FakeNode } from '../support/fake-nodes.js';
 import { gatewayFor, useMasters } from '../support/servers.js';

@@ -3,12 +3,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisProcess, startRedis } from '../../dev/redis-server.js';
-import {
-  clusterStore,
-  redisStore,
-  type Store,
-  StoreUnavailableError,
-} from '../../layers/oncely/src/index.js';
+import { type Store, StoreUnavailableError } from '../../layers/oncely/src/index.js';
+import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
 import { type StallProxy, startProxiedCluster, startStallProxy } from '../support/stall-proxy.js';
 

@@ -3,13 +3,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Gateway, startGateway } from '../../dev/gateway.js';
 import { freePort, type RedisProcess, startRedis } from '../../dev/redis-server.js';
-import {
-  clusterStore,
-  redisStore,
-  type Store,
-  StoreError,
-  upstashStore,
-} from '../../layers/oncely/src/index.js';
+import { type Store, StoreError, upstashStore } from '../../layers/oncely/src/index.js';
+import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
 import { testToken } from '../support/servers.js';
 import {

@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type RedisProcess, startRedis } from '../../dev/redis-server.js';
 import {
   createLock,
-  redisStore,
   StoreAuthError,
   StoreError,
   StoreUnavailableError,
 } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 
 /** ElastiCache / MemoryDB shape: TLS in transit and an RBAC user, here on a real redis-server. */
 describe('standalone over TLS with an ACL user', () => {

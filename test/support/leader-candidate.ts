@@ -8,13 +8,8 @@
  * One port: a Lock on that server; several: a Redlock over them.
  */
 import { parseArgs } from 'node:util';
-import {
-  createLock,
-  createRedlock,
-  elect,
-  type LockLostError,
-  redisStore,
-} from '../../layers/oncely/src/index.js';
+import { createLock, createRedlock, elect, type LockLostError } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,12 +1,7 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import {
-  type OnceContext,
-  type OnceHandler,
-  type OnceOptions,
-  onceMiddleware,
-  withOnce,
-} from '../../layers/oncely/src/index.js';
+import { type OnceHandler, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
+import { type OnceContext, onceMiddleware } from '../../layers/oncely/src/middy.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../../layers/oncely/src/transport/types.js';
 

@@ -2,13 +2,8 @@ import { Redis as UpstashRedis } from '@upstash/redis';
 import { Cluster, Redis } from 'ioredis';
 import { type Gateway, startGateway } from '../../dev/gateway.js';
 import { type RedisProcess, startCluster, startRedis } from '../../dev/redis-server.js';
-import {
-  clusterStore,
-  redisStore,
-  type Store,
-  upstashClientStore,
-  upstashStore,
-} from '../../layers/oncely/src/index.js';
+import { type Store, upstashClientStore, upstashStore } from '../../layers/oncely/src/index.js';
+import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 
 export type TransportName = 'rest' | 'redis' | 'cluster' | 'upstash-client';
 export const TRANSPORTS: readonly TransportName[] = ['rest', 'redis', 'cluster'];

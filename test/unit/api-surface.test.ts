@@ -1,11 +1,14 @@
 /**
- * The public API is exactly what index.ts exports: a change to it must change this list too, on purpose.
- * Values are read from the module itself; types (which leave no trace at run time) from index.ts's re-exports,
+ * The public API is exactly what the package's entry points export (index.ts for `oncely`, middy.ts for
+ * `oncely/middy`, ioredis.ts for `oncely/ioredis`): a change to it must change these lists too, on purpose.
+ * Values are read from each module itself; types (which leave no trace at run time) from its re-exports,
  * which is re-exports only.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as api from '../../layers/oncely/src/index.js';
+import * as ioredisApi from '../../layers/oncely/src/ioredis.js';
+import * as middyApi from '../../layers/oncely/src/middy.js';
 
 const VALUES = [
   'SSM_SUFFIX',
@@ -37,7 +40,6 @@ const VALUES = [
   'StoreUnavailableError',
   'ValidationError',
   'canonicalJson',
-  'clusterStore',
   'configFromEnv',
   'createLock',
   'createRedlock',
@@ -54,8 +56,6 @@ const VALUES = [
   'isResultNotStored',
   'monotonicClock',
   'observeLeader',
-  'onceMiddleware',
-  'redisStore',
   'rendezvous',
   'shardedStore',
   'sourceKey',
@@ -76,7 +76,6 @@ const TYPES = [
   'CallResult',
   'CheckOutcome',
   'Clock',
-  'ClusterStoreOptions',
   'Decision',
   'DecisionKind',
   'DuplicatePolicy',
@@ -100,13 +99,11 @@ const TYPES = [
   'NodeOutcome',
   'NotStorableReason',
   'OnceBatchOptions',
-  'OnceContext',
   'OnceHandler',
   'OnceOptions',
   'OnceRecordHandler',
   'OnceRun',
   'PayloadSpec',
-  'RedisStoreOptions',
   'RedlockOptions',
   'ReleaseResult',
   'ReplicaOptions',
@@ -120,7 +117,6 @@ const TYPES = [
   'Store',
   'StoreConfig',
   'StoreKind',
-  'TcpAuthOptions',
   'TransportOptions',
   'UpstashStoreOptions',
   'UsingOptions',
@@ -128,12 +124,25 @@ const TYPES = [
   'WindowResult',
 ];
 
-const source = readFileSync(new URL('../../layers/oncely/src/index.ts', import.meta.url), 'utf8');
+/** The other entry points: their optional peers' names stay out of the root. */
+const SUBPATHS = [
+  { entry: 'middy', module: middyApi, values: ['onceMiddleware'], types: ['OnceContext'] },
+  {
+    entry: 'ioredis',
+    module: ioredisApi,
+    values: ['clusterStore', 'redisStore'],
+    types: ['ClusterStoreOptions', 'RedisStoreOptions', 'TcpAuthOptions'],
+  },
+];
 
-/** Every name index.ts re-exports, and whether it is type-only. */
-function reExports(): { name: string; typeOnly: boolean }[] {
+const sourceOf = (entry: string) =>
+  readFileSync(new URL(`../../layers/oncely/src/${entry}.ts`, import.meta.url), 'utf8');
+const source = sourceOf('index');
+
+/** Every name an entry point re-exports, and whether it is type-only. */
+function reExports(code = source): { name: string; typeOnly: boolean }[] {
   const out: { name: string; typeOnly: boolean }[] = [];
-  for (const m of source.matchAll(/export (type )?\{([^}]*)\} from '[^']+';/g)) {
+  for (const m of code.matchAll(/export (type )?\{([^}]*)\} from '[^']+';/g)) {
     for (const part of (m[2] ?? '').split(',')) {
       const spec = part.trim();
       if (!spec) continue;
@@ -143,6 +152,13 @@ function reExports(): { name: string; typeOnly: boolean }[] {
   }
   return out;
 }
+
+/** The code of an entry point without its comments and re-exports: empty when it is re-exports only. */
+const definitions = (code: string) =>
+  code
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/export (type )?\{[^}]*\} from '[^']+';/g, '')
+    .trim();
 
 describe('the public API', () => {
   it('exports exactly these values', () => {
@@ -157,17 +173,31 @@ describe('the public API', () => {
   });
 
   it('index.ts holds re-exports only (no definitions, no export *)', () => {
-    const code = source
-      .replace(/\/\*[\s\S]*?\*\//g, '')
-      .replace(/export (type )?\{[^}]*\} from '[^']+';/g, '')
-      .trim();
-    expect(code).toBe('');
+    expect(definitions(source)).toBe('');
     expect(
       reExports()
         .filter((e) => !e.typeOnly)
         .map((e) => e.name)
         .sort(),
     ).toEqual([...VALUES].sort());
+  });
+
+  it.each(SUBPATHS)('oncely/$entry exports exactly its values and types, as re-exports only', (sub) => {
+    const code = sourceOf(sub.entry);
+    expect(Object.keys(sub.module).sort()).toEqual([...sub.values].sort());
+    expect(definitions(code)).toBe('');
+    const names = reExports(code);
+    expect(
+      names
+        .filter((e) => e.typeOnly)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual([...sub.types].sort());
+    // Nothing of the root's, and nothing of theirs in the root.
+    for (const name of [...sub.values, ...sub.types]) {
+      expect(VALUES).not.toContain(name);
+      expect(TYPES).not.toContain(name);
+    }
   });
 
   it('no engine internals leak', () => {

@@ -1,4 +1,11 @@
-/** oncely: run-once AWS Lambda handlers on Redis locks. Public API only. */
+/**
+ * oncely: run-once AWS Lambda handlers on Redis locks. Public API only.
+ *
+ * The package's other entry points (package.json `exports`), kept apart so that their optional peer
+ * dependencies stay optional: `oncely/middy` (onceMiddleware, for @middy/core) and `oncely/ioredis`
+ * (redisStore and clusterStore over your own ioredis options or client). fromEnv() reaches every transport
+ * from here: it loads ioredis on the first TCP call.
+ */
 
 export {
   type AcquireOptions,
@@ -64,7 +71,6 @@ export {
 export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
 export type { Decision, DecisionKind, LogLevel } from './once/decisions.js';
 export { httpResponseFor } from './once/http.js';
-export { type OnceContext, onceMiddleware } from './once/middy.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
 export {
   type LeaderOptions,
@@ -85,13 +91,6 @@ export {
 export { LOCK_SCRIPTS, ONCE_SCRIPTS, type Script } from './scripts.js';
 export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
 export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
-export {
-  type ClusterStoreOptions,
-  clusterStore,
-  type RedisStoreOptions,
-  redisStore,
-  type TcpAuthOptions,
-} from './transport/ioredis.js';
 export type { ReplicaOptions } from './transport/replicas.js';
 export {
   fromEnvAsync,

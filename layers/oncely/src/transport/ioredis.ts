@@ -1,6 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
-import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
 import { Connection } from './connection.js';
 import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
@@ -47,6 +47,19 @@ const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i
 const NOT_SENT =
   /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
 
+/**
+ * ioredis is an optional peer dependency, loaded on the first TCP call (the REST path never loads it). The
+ * `.catch()` right on the `import()` makes esbuild (serverless-esbuild, SAM, CDK NodejsFunction) leave the
+ * import in place when ioredis is not installed, so a REST-only app bundles without it.
+ */
+function loadIoredis(): Promise<typeof import('ioredis')> {
+  return import('ioredis').catch(() => {
+    throw new ConfigError([
+      'the TCP transport needs the ioredis package: npm install ioredis (or use the Upstash REST transport)',
+    ]);
+  });
+}
+
 function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
   if (!tls) return undefined;
   return tls === true ? {} : tls;
@@ -77,7 +90,7 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
     'redis',
     `redis(${where})`,
     async () => {
-      const { Redis } = await import('ioredis');
+      const { Redis } = await loadIoredis();
       const common = {
         ...tcpDefaults(timeoutMs),
         username: options.username,
@@ -114,7 +127,7 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
     'cluster',
     name,
     async () => {
-      const { Cluster } = await import('ioredis');
+      const { Cluster } = await loadIoredis();
       const tls = tlsOption(options.tls);
       const cluster = new Cluster(
         options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[],
@@ -241,7 +254,7 @@ function tcpStore(
         { store: name, ambiguous: false },
       );
     }
-    if (err instanceof StoreError) return err;
+    if (err instanceof StoreError || err instanceof ConfigError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
     const text = redact(e.message, secrets);
     if (AUTH_FAILED.test(text)) {

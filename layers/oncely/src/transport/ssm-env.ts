@@ -38,13 +38,21 @@ let defaultReader: ParameterReader | undefined;
 /** GetParameters through one SSMClient per container, bounded per request (3 s) and per connect (1 s). */
 function sdkReader(): ParameterReader {
   defaultReader ??= (() => {
-    const client = import('@aws-sdk/client-ssm').then((sdk) => ({
-      sdk,
-      client: new sdk.SSMClient({
-        maxAttempts: 3,
-        requestHandler: { requestTimeout: 3_000, connectionTimeout: 1_000 },
-      }),
-    }));
+    // The .catch() right on the import() lets esbuild bundle an app that does not install the SDK (an optional
+    // peer: on Lambda it comes with the runtime); reading a parameter then says what is missing.
+    const client = import('@aws-sdk/client-ssm')
+      .catch(() => {
+        throw new ConfigError([
+          'reading *_SSM_PARAMETER needs @aws-sdk/client-ssm (on Lambda it comes with the runtime): npm install @aws-sdk/client-ssm',
+        ]);
+      })
+      .then((sdk) => ({
+        sdk,
+        client: new sdk.SSMClient({
+          maxAttempts: 3,
+          requestHandler: { requestTimeout: 3_000, connectionTimeout: 1_000 },
+        }),
+      }));
     return async (names) => {
       const { sdk, client: ssm } = await client;
       const out = await ssm.send(new sdk.GetParametersCommand({ Names: [...names], WithDecryption: true }));
