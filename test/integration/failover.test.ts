@@ -9,7 +9,6 @@ import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type RedisCluster, type RedisProcess, startCluster } from '../../dev/redis-server.js';
 import {
-  clusterStore,
   createLock,
   type Lease,
   ReplicationError,
@@ -17,6 +16,7 @@ import {
   StoreError,
   withOnce,
 } from '../../layers/oncely/src/index.js';
+import { clusterStore } from '../../layers/oncely/src/ioredis.js';
 import { ask, awaitPromotion, awaitReplicated, shardOf } from '../support/failover.js';
 
 // Every test here is one or more real failovers (about 3 s each, plus the resync): generous bounds.
