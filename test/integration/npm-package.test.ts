@@ -96,7 +96,7 @@ export async function exclusive(key: string): Promise<number | 'busy'> {
   if (!lease) return 'busy';
   const other = await lock.tryAcquire(key, { ttlMs: 5_000 });
   if (other) throw new Error('two holders');
-  const released: 'released' | 'notHeld' | 'expired' = await lease.release();
+  const released = await lease.release();
   if (released !== 'released') throw new Error(released);
   return lease.fence;
 }
