@@ -1,11 +1,19 @@
 /**
  * Run-once at its edges (issue 11) over real servers, on every transport (REST through the gateway, a
- * standalone redis-server and a cluster over TCP): keys that cannot collide.
+ * standalone redis-server and a cluster over TCP): a handler that ran never runs again because its result could
+ * not be stored, duplicates on another container get exactly the first caller's value or a marker, and keys
+ * that cannot collide.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MissingKeyError, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
+import {
+  isResultNotStored,
+  MissingKeyError,
+  type OnceOptions,
+  withOnce,
+} from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
 import { ADAPTERS, CountingStore, lambdaContext, wrap } from '../support/once.js';
+import { RESULT_VALUES } from '../support/result-values.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 type Ev = { k?: unknown; n?: number };
@@ -54,6 +62,49 @@ describe.each(TRANSPORTS)('run-once edges over %s', (transport) => {
       // the record is where the canonical key's digest says, on the real server
       const keys = new OnceEngine<Ev>(base(ns)).keysOf('{"a":[1,"x"],"b":2}');
       expect(await fx.admin.exists(keys[0])).toBe(1);
+    });
+  });
+
+  describe('results: the first caller on one container, a duplicate on another (another store instance)', () => {
+    let other: CountingStore;
+    beforeAll(() => {
+      other = new CountingStore(fx.store({ timeoutMs: 2000 }));
+    });
+
+    it.each(RESULT_VALUES)(
+      '%s: exactly the same value (deep-equal, with types) or the marker; never a re-run',
+      async (_label, make, expected) => {
+        const ns = unique('results');
+        const value = make();
+        let runs = 0;
+        const handler = async () => {
+          runs++;
+          return value;
+        };
+        const first = wrap('wrapper', handler, base(ns));
+        const second = wrap('middleware', handler, { ...base(ns), store: other });
+        expect(await first({ k: 'r' }, lambdaContext())).toBe(value);
+        const dup = await second({ k: 'r' }, lambdaContext());
+        if (expected === 'exact') expect(dup).toStrictEqual(value);
+        else expect(dup).toMatchObject({ oncely: 'result-not-stored', reason: expected });
+        expect(isResultNotStored(dup)).toBe(expected !== 'exact');
+        expect(runs).toBe(1);
+      },
+    );
+
+    it("unstorable: 'throw' re-runs on the other container, as asked", async () => {
+      const ns = unique('rerun');
+      let runs = 0;
+      const handler = async () => {
+        runs++;
+        return new Map();
+      };
+      const opts = { ...base(ns), unstorable: 'throw' as const };
+      await expect(withOnce(handler, opts)({ k: 'r' }, lambdaContext())).rejects.toThrow(/cannot be stored/);
+      await expect(withOnce(handler, { ...opts, store: other })({ k: 'r' }, lambdaContext())).rejects.toThrow(
+        /cannot be stored/,
+      );
+      expect(runs).toBe(2);
     });
   });
 

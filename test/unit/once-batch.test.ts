@@ -179,12 +179,12 @@ describe('withOnceBatch', () => {
     }
   });
 
-  it('a result that cannot be stored: reported and released (throw), or acknowledged with a marker', async () => {
-    const strict = setup({ maxResultBytes: 10 });
+  it("a result that cannot be stored: reported and released (unstorable: 'throw'), or acknowledged with a marker", async () => {
+    const strict = setup({ maxResultBytes: 10, unstorable: 'throw' });
     const h = withOnceBatch(async () => 'x'.repeat(50), strict.options);
     expect(ids(await h(batch(record('a')), lambdaContext()))).toEqual(['a']);
     expect(strict.store.script('once-release')).toBe(1);
-    const marker = setup({ maxResultBytes: 10, unstorable: 'marker' });
+    const marker = setup({ maxResultBytes: 10 });
     const g = withOnceBatch(async () => 'x'.repeat(50), marker.options);
     expect(ids(await g(batch(record('a')), lambdaContext()))).toEqual([]);
   });

@@ -1,12 +1,15 @@
 /**
- * Run-once at its edges (issue 11): keys that cannot collide, and decision lines without raw keys. Every
- * behaviour runs through both adapters (the withOnce wrapper and the middy middleware).
+ * Run-once at its edges (issue 11): a handler that ran never runs again because its result could not be
+ * stored; duplicates get exactly the first caller's value or a marker; keys that cannot collide; decision lines
+ * without raw keys. Every behaviour runs through both adapters (the withOnce wrapper and the middy middleware).
  */
 import { describe, expect, it } from 'vitest';
 import {
   type Decision,
+  isResultNotStored,
   MissingKeyError,
   type OnceOptions,
+  ResultNotStorableError,
   ValidationError,
   withOnce,
   withOnceBatch,
@@ -14,6 +17,7 @@ import {
 import { digest } from '../../layers/oncely/src/once/record.js';
 import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
+import { RESULT_VALUES } from '../support/result-values.js';
 
 type Ev = { k?: unknown; n?: number };
 
@@ -203,5 +207,123 @@ describe.each(ADAPTERS)('decision lines without raw keys, through the $type', ({
   it('logKeys must be a boolean', () => {
     const { options } = setup();
     expect(() => withOnce(async () => 1, { ...options, logKeys: 'yes' as never })).toThrow(ValidationError);
+  });
+});
+
+describe.each(ADAPTERS)('results that cannot be stored exactly, through the $type', ({ type }) => {
+  it.each(RESULT_VALUES)(
+    '%s: the first caller gets it; a duplicate gets it exactly or a marker, never a re-run',
+    async (_label, make, expected) => {
+      const { store, options } = setup();
+      const value = make();
+      let runs = 0;
+      const h = wrap(
+        type,
+        async () => {
+          runs++;
+          return value;
+        },
+        options,
+      );
+      expect(await h({ k: 'r' }, lambdaContext())).toBe(value);
+      expect(store.calls.map((c) => c.script)).toEqual(['once-claim', 'once-complete']);
+      const dup = await h({ k: 'r' }, lambdaContext());
+      if (expected === 'exact') expect(dup).toStrictEqual(value);
+      else {
+        expect(isResultNotStored(dup)).toBe(true);
+        expect(dup).toMatchObject({
+          oncely: 'result-not-stored',
+          reason: expected,
+          detail: expect.any(String),
+        });
+      }
+      expect(await h({ k: 'r' }, lambdaContext())).toStrictEqual(dup);
+      expect(runs).toBe(1);
+    },
+  );
+
+  it('the marker and the completed line name the type and where it sits, never the value', async () => {
+    const { options, log } = setup();
+    const h = wrap(type, async () => ({ user: { email: 'jane@example.com', at: new Date(0) } }), options);
+    await h({ k: 'r' }, lambdaContext());
+    expect(await h({ k: 'r' }, lambdaContext())).toEqual({
+      oncely: 'result-not-stored',
+      reason: 'changed-by-json',
+      detail: '$.user.at is a Date',
+    });
+    expect(log.parsed()).toMatchObject([
+      { decision: 'claimed' },
+      { decision: 'completed', reason: 'result not stored (changed-by-json: $.user.at is a Date)' },
+      { decision: 'duplicate-returned', reason: 'result not stored (changed-by-json)' },
+    ]);
+    expect(log.lines.join('\n')).not.toMatch(/jane/);
+  });
+
+  it("unstorable: 'throw' is the explicit way to re-run: ResultNotStorableError, record released, a retry runs", async () => {
+    const { store, options } = setup({ unstorable: 'throw' });
+    let runs = 0;
+    const h = wrap(
+      type,
+      async () => {
+        runs++;
+        return 10n;
+      },
+      options,
+    );
+    await expect(h({ k: 'r' }, lambdaContext())).rejects.toMatchObject({
+      name: 'ResultNotStorableError',
+      reason: 'not-serialisable',
+    });
+    await expect(h({ k: 'r' }, lambdaContext())).rejects.toBeInstanceOf(ResultNotStorableError);
+    expect(runs).toBe(2);
+    expect(store.script('once-release')).toBe(2);
+  });
+
+  it('HTTP: a duplicate of an answer that was not stored gets 202 with the marker, marked as a replay', async () => {
+    const { options } = setup();
+    let runs = 0;
+    const big = { statusCode: 200, body: 'x'.repeat(300 * 1024) };
+    const h = wrap(
+      type,
+      async () => {
+        runs++;
+        return big;
+      },
+      { ...options, key: 'auto', payload: 'auto' } as OnceOptions<unknown>,
+    );
+    const event = {
+      httpMethod: 'POST',
+      path: '/orders',
+      headers: { 'Idempotency-Key': 'order-1' },
+      requestContext: {},
+      body: '{}',
+    };
+    expect(await h(event, lambdaContext())).toBe(big);
+    const dup = (await h(event, lambdaContext())) as { statusCode: number; headers: object; body: string };
+    expect(dup.statusCode).toBe(202);
+    expect(dup.headers).toMatchObject({ 'idempotent-replayed': 'true', 'content-type': 'application/json' });
+    expect(JSON.parse(dup.body)).toMatchObject({ oncely: 'result-not-stored', reason: 'too-large' });
+    expect(runs).toBe(1);
+  });
+});
+
+describe('results that cannot be stored, in a batch', () => {
+  it('the record is completed with the marker and acknowledged; its redelivery is acknowledged, not re-run', async () => {
+    const store = new OnceFakeStore(() => Date.now());
+    let runs = 0;
+    const h = withOnceBatch(
+      async () => {
+        runs++;
+        return { n: 10n };
+      },
+      { store, logLevel: 'silent' },
+    );
+    const event = {
+      Records: [{ messageId: 'm1', body: 'b', eventSource: 'aws:sqs', eventSourceARN: 'arn:aws:sqs:r:1:q' }],
+    } as never;
+    expect((await h(event, lambdaContext())).batchItemFailures).toEqual([]);
+    expect((await h(event, lambdaContext())).batchItemFailures).toEqual([]);
+    expect(runs).toBe(1);
+    expect(store.script('once-release')).toBe(0);
   });
 });

@@ -331,8 +331,8 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(await h({ id: 'a', n: 1 }, lambdaContext())).toBe(1);
   });
 
-  it('a result JSON cannot hold: ResultNotStorableError and the record released', async () => {
-    const { options, store } = setup();
+  it("a result JSON cannot hold, with unstorable: 'throw': ResultNotStorableError and the record released", async () => {
+    const { options, store } = setup({ unstorable: 'throw' });
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     const h = wrap(type, async (e: Ev) => (e.note === 'bigint' ? 10n : cyclic), options);
@@ -346,14 +346,14 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     });
   });
 
-  it("a result over maxResultBytes: an error by default; unstorable: 'marker' stores a marker", async () => {
+  it("a result over maxResultBytes: a marker by default; unstorable: 'throw' is an error", async () => {
     const big = 'x'.repeat(200);
-    const strict = setup({ maxResultBytes: 100 });
+    const strict = setup({ maxResultBytes: 100, unstorable: 'throw' });
     const h = wrap(type, async () => big, strict.options);
     const err = await h({ id: 'a', n: 1 }, lambdaContext()).catch((e) => e);
     expect(err).toMatchObject({ name: 'ResultNotStorableError', reason: 'too-large', bytes: 202 });
 
-    const marked = setup({ maxResultBytes: 100, unstorable: 'marker' });
+    const marked = setup({ maxResultBytes: 100 });
     let runs = 0;
     const g = wrap(
       type,
@@ -366,7 +366,12 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(await g({ id: 'a', n: 1 }, lambdaContext())).toBe(big);
     const dup = await g({ id: 'a', n: 1 }, lambdaContext());
     expect(isResultNotStored(dup)).toBe(true);
-    expect(dup).toEqual({ oncely: 'result-not-stored', reason: 'too-large', bytes: 202 });
+    expect(dup).toEqual({
+      oncely: 'result-not-stored',
+      reason: 'too-large',
+      detail: '202 bytes of JSON, the limit is 100',
+      bytes: 202,
+    });
     expect(runs).toBe(1);
   });
 

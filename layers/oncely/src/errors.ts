@@ -193,9 +193,16 @@ export class MissingKeyError extends OncelyError {
   }
 }
 
-export type NotStorableReason = 'too-large' | 'not-serialisable';
+/**
+ * Why a result was not stored: over maxResultBytes, no JSON form (a bigint, function or symbol, a circular
+ * structure), or a value JSON would give back changed (a Date, Map, NaN, -0, an undefined field, …).
+ */
+export type NotStorableReason = 'too-large' | 'not-serialisable' | 'changed-by-json';
 
-/** The handler's result could not be stored (`unstorable: 'throw'`); the record was released. */
+/**
+ * The handler's result could not be stored and `unstorable: 'throw'` was chosen: the record was released, so a
+ * retry runs the handler again.
+ */
 export class ResultNotStorableError extends OncelyError {
   override name = 'ResultNotStorableError';
   readonly key: string;

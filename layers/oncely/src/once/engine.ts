@@ -289,7 +289,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       const plan = run.prepare(results[n]);
       if ('text' in plan) {
         const call = this.records.complete(run as Run & { key: string }, plan.text, o.retentionMs);
-        settle.push({ n, run, call, complete: true, why: '' });
+        settle.push({ n, run, call, complete: true, why: plan.notStored ?? '' });
         return;
       }
       done[n] = false;
@@ -323,7 +323,7 @@ export class OnceEngine<E = unknown> implements RunHost {
         return;
       }
       try {
-        s.run.completed(parseComplete(r.value));
+        s.run.completed(parseComplete(r.value), s.why || undefined);
       } catch {
         done[s.n] = false; // lost: another invocation owns the key now; let SQS redeliver
       }

@@ -3,6 +3,7 @@
  * 400, and 503 for a store that cannot be reached), and a replayed answer marked as such.
  */
 import { InProgressError, MissingKeyError, PayloadMismatchError, StoreUnavailableError } from '../errors.js';
+import { isResultNotStored } from './record.js';
 
 export interface HttpResult {
   statusCode: number;
@@ -33,8 +34,22 @@ export function httpResponseFor(err: unknown): HttpResult | undefined {
 export const isHttpResult = (v: unknown): v is HttpResult =>
   typeof v === 'object' && v !== null && typeof (v as HttpResult).statusCode === 'number';
 
-/** A stored answer handed to a duplicate: marked `Idempotent-Replayed: true`. */
+/**
+ * The status of a duplicate whose first answer was not stored (too large, or not exact as JSON): 202 Accepted, as
+ * the request was carried out once, but its answer cannot be shown again. The body is the ResultNotStored
+ * marker as JSON; the answer is marked `Idempotent-Replayed: true`.
+ */
+export const NOT_STORED_STATUS = 202;
+
+/** A stored answer handed to a duplicate: marked `Idempotent-Replayed: true` (a ResultNotStored marker: a 202). */
 export function replayed(value: unknown): unknown {
+  if (isResultNotStored(value)) {
+    return {
+      statusCode: NOT_STORED_STATUS,
+      headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' },
+      body: JSON.stringify(value),
+    } satisfies HttpResult;
+  }
   if (!isHttpResult(value)) return value;
   return { ...value, headers: { ...(value.headers ?? {}), 'idempotent-replayed': 'true' } };
 }

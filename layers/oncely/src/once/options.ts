@@ -27,6 +27,7 @@ import {
 import { type Decision, LOG_LEVELS, type LogLevel } from './decisions.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
+export type Unstorable = 'marker' | 'throw';
 
 export interface OnceOptions<E = unknown> {
   /** Where records live (`fromEnv()`, `upstashStore()`, `redisStore()`, `clusterStore()`). */
@@ -92,12 +93,15 @@ export interface OnceOptions<E = unknown> {
    */
   maxResultBytes?: number;
   /**
-   * A result that cannot be stored (not JSON-serialisable, or over maxResultBytes): `'throw'` a
-   * ResultNotStorableError and release the record (a retry runs the handler again), or store a `'marker'`
-   * (this invocation returns its result; duplicates get a ResultNotStored marker, never a silent wrong value).
-   * @default 'throw'
+   * A result that cannot be stored exactly: over maxResultBytes, no JSON form (a bigint, function, symbol, a
+   * circular structure), or a value JSON would give back changed (a Date, Map, NaN, -0, an undefined field…).
+   * `'marker'`: the record is completed with a ResultNotStored marker (this invocation returns its result;
+   * the handler never runs again for the key; duplicates get the marker: HTTP events a 202 answer). `'throw'`:
+   * a ResultNotStorableError, and the record is released, so a retry runs the handler again (its side effects
+   * twice): choose it only for handlers that are safe to repeat.
+   * @default 'marker'
    */
-  unstorable?: 'throw' | 'marker';
+  unstorable?: Unstorable;
   /**
    * The store fails at completion (after retries), so the result cannot be recorded: `'throw'` the StoreError
    * (fail closed: the source retries, and a retry runs again once the record's lease has run out), or
@@ -168,7 +172,7 @@ const DEFAULTS = Object.freeze({
   maxResultBytes: 262_144,
   duplicate: 'throw' as DuplicatePolicy,
   missingKey: 'throw' as 'throw' | 'run',
-  unstorable: 'throw' as 'throw' | 'marker',
+  unstorable: 'marker' as Unstorable,
   completeFailure: 'throw' as 'throw' | 'return',
   failOpen: false,
   logKeys: false,
@@ -254,7 +258,7 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...wholeProblems('maxResultBytes', o.maxResultBytes, 1, MAX_RESULT_BYTES),
     ...oneOf('duplicate', o.duplicate, ['throw', 'wait', 'skip']),
     ...oneOf('missingKey', o.missingKey, ['throw', 'run']),
-    ...oneOf('unstorable', o.unstorable, ['throw', 'marker']),
+    ...oneOf('unstorable', o.unstorable, ['marker', 'throw']),
     ...oneOf('completeFailure', o.completeFailure, ['throw', 'return']),
     ...oneOf('http', o.http, ['auto', false]),
     ...oneOf('failOpen', o.failOpen, [true, false]),

@@ -7,7 +7,7 @@ import type { Decided } from './decisions.js';
 import { shortKey } from './decisions.js';
 import { replayed } from './http.js';
 import type { DuplicatePolicy } from './options.js';
-import type { ClaimReply } from './record.js';
+import { type ClaimReply, isResultNotStored } from './record.js';
 
 /** Everything besides the reply that the meaning of a claim depends on. */
 export interface ClaimPolicy {
@@ -62,7 +62,12 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
       return {
         kind: 'return',
         value: policy.http ? replayed(reply.value) : reply.value,
-        decision: { decision: 'duplicate-returned', key, ...(waited ? { waitedMs: policy.waitedMs } : {}) },
+        decision: {
+          decision: 'duplicate-returned',
+          key,
+          ...(waited ? { waitedMs: policy.waitedMs } : {}),
+          ...(isResultNotStored(reply.value) ? { reason: `result not stored (${reply.value.reason})` } : {}),
+        },
       };
     }
     case 'mismatch': {

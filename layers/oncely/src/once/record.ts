@@ -118,10 +118,15 @@ export function parseComplete(reply: unknown): CompleteReply {
 
 // -------------------------------------------------------------------------------------- result encoding
 
-/** What a duplicate gets when the first invocation's result was not stored (`unstorable: 'marker'`). */
+/**
+ * What a duplicate gets when the first invocation's result was not stored (`unstorable: 'marker'`, the default):
+ * the handler ran and is not run again, but its value could not be kept exactly. `detail` names the type and
+ * where it sits (`$.createdAt is a Date`) or the size, never the value.
+ */
 export interface ResultNotStored {
   readonly oncely: 'result-not-stored';
   readonly reason: NotStorableReason;
+  readonly detail?: string;
   readonly bytes?: number;
 }
 
@@ -136,16 +141,90 @@ export type Encoded =
   | { ok: true; text: string }
   | { ok: false; reason: NotStorableReason; detail: string; bytes?: number; cause?: unknown };
 
+type Change = { reason: NotStorableReason; detail: string };
+
+const a = (type: string) => `${/^[aeiou]/i.test(type) ? 'an' : 'a'} ${type}`;
+
+/**
+ * The result contract: a duplicate gets exactly the value the first caller got (deep-equal, same types), or a
+ * ResultNotStored marker. A value is stored as JSON only when `JSON.parse(JSON.stringify(value))` gives it back
+ * unchanged; this names the first place where it would not (or undefined when it would): no JSON form at all
+ * (`not-serialisable`: a bigint, function or symbol, a circular structure), or a different value
+ * (`changed-by-json`: a Date, Map, Set, Buffer or class instance, anything with toJSON, NaN, ±Infinity, -0,
+ * undefined in an object or array, symbol keys, an object without a prototype). One walk, no allocation.
+ */
+export function jsonChange(value: unknown): Change | undefined {
+  const found = walk(value, []);
+  if (!found) return undefined;
+  const path = `$${found.path.reverse().join('')}`;
+  return { reason: found.reason, detail: `${path} ${found.what}` };
+}
+
+/** What walk() found: the place is built on the way back up, so a value that passes allocates no path. */
+type Found = { reason: NotStorableReason; what: string; path: string[] };
+
+const found = (reason: NotStorableReason, what: string): Found => ({ reason, what, path: [] });
+
+function walk(v: unknown, parents: object[]): Found | undefined {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return undefined;
+    case 'number':
+      if (Number.isFinite(v) && !Object.is(v, -0)) return undefined;
+      return found('changed-by-json', `is ${Object.is(v, -0) ? '-0' : v}`);
+    case 'undefined':
+      return found('changed-by-json', 'is undefined');
+    case 'object': {
+      if (v === null) return undefined;
+      if (parents.includes(v)) return found('not-serialisable', 'is circular');
+      const proto = Object.getPrototypeOf(v);
+      const array = Array.isArray(v);
+      if (!array && proto !== Object.prototype) {
+        const type = proto === null ? 'object without a prototype' : proto.constructor?.name || 'object';
+        return found('changed-by-json', `is ${a(type)}`);
+      }
+      if (typeof (v as { toJSON?: unknown }).toJSON === 'function')
+        return found('changed-by-json', 'has a toJSON method');
+      parents.push(v);
+      let f: Found | undefined;
+      if (array) {
+        for (let i = 0; i < v.length; i++) {
+          f = walk(v[i], parents);
+          if (f) {
+            f.path.push(`[${i}]`);
+            break;
+          }
+        }
+      } else if (Object.getOwnPropertySymbols(v).length > 0) {
+        f = found('changed-by-json', 'has symbol keys');
+      } else {
+        for (const k of Object.keys(v)) {
+          f = walk((v as Record<string, unknown>)[k], parents);
+          if (f) {
+            f.path.push(`.${k}`);
+            break;
+          }
+        }
+      }
+      parents.pop();
+      return f;
+    }
+    default:
+      return found('not-serialisable', `is ${a(typeof v)}`);
+  }
+}
+
 export function encodeResult(value: unknown, maxBytes: number): Encoded {
   if (value === undefined) return { ok: true, text: 'u' };
-  let json: string | undefined;
+  const change = jsonChange(value);
+  if (change) return { ok: false, ...change };
+  let json: string;
   try {
     json = JSON.stringify(value);
   } catch (err) {
+    // a getter that throws
     return { ok: false, reason: 'not-serialisable', detail: (err as Error).message, cause: err };
-  }
-  if (json === undefined) {
-    return { ok: false, reason: 'not-serialisable', detail: `a ${typeof value} has no JSON form` };
   }
   // A UTF-16 code unit is at most 3 bytes of UTF-8: only a long text needs counting.
   const bytes = json.length * 3 > maxBytes ? Buffer.byteLength(json, 'utf8') : 0;
@@ -166,11 +245,15 @@ export function decodeResult(text: unknown): unknown {
   return text[0] === 'm' || text[0] === 'j' ? JSON.parse(body) : undefined;
 }
 
-export function markerText(e: Extract<Encoded, { ok: false }>): string {
-  const marker: ResultNotStored = {
+export function notStoredMarker(e: Extract<Encoded, { ok: false }>): ResultNotStored {
+  return {
     oncely: 'result-not-stored',
     reason: e.reason,
+    detail: e.detail,
     ...(e.bytes !== undefined ? { bytes: e.bytes } : {}),
   };
-  return `m${JSON.stringify(marker)}`;
+}
+
+export function markerText(e: Extract<Encoded, { ok: false }>): string {
+  return `m${JSON.stringify(notStoredMarker(e))}`;
 }

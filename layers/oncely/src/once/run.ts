@@ -173,11 +173,14 @@ export class Run {
    * What to store for `result`, or the error to throw (`unstorable: 'throw'`). An HTTP 5xx answer is not
    * stored (undefined): the record is released so a retry runs.
    */
-  prepare(result: unknown): { text: string } | { release: true } | { error: ResultNotStorableError } {
+  prepare(
+    result: unknown,
+  ): { text: string; notStored?: string } | { release: true } | { error: ResultNotStorableError } {
     if (this.http && isHttpResult(result) && result.statusCode >= 500) return { release: true };
     const e = encodeResult(result, this.#host.options.maxResultBytes);
     if (e.ok) return { text: e.text };
-    if (this.#host.options.unstorable === 'marker') return { text: markerText(e) };
+    if (this.#host.options.unstorable === 'marker')
+      return { text: markerText(e), notStored: `result not stored (${e.reason}: ${e.detail})` };
     const key = this.key!;
     return {
       error: new ResultNotStorableError(`the result for "${shortKey(key)}" cannot be stored: ${e.detail}`, {
@@ -189,19 +192,23 @@ export class Run {
     };
   }
 
-  /** Acts on ONCE_COMPLETE's reply: returns normally when the result is recorded, throws when lost. */
-  completed(reply: CompleteReply): void {
+  /**
+   * Acts on ONCE_COMPLETE's reply: returns normally when the result is recorded, throws when lost. `notStored`:
+   * the record holds a ResultNotStored marker, and why.
+   */
+  completed(reply: CompleteReply, notStored?: string): void {
     const host = this.#host;
     const durationMs = this.durationMs();
     if (reply === 'completed' || reply === 'already-completed' || reply === 'completed-late') {
+      const late =
+        reply === 'completed-late' ? 'completed after the lease ran out; nobody had claimed since' : '';
+      const reason = [late, notStored ?? ''].filter(Boolean).join('; ');
       host.decide({
         decision: 'completed',
         key: this.key,
         fence: this.fence,
         durationMs,
-        ...(reply === 'completed-late'
-          ? { reason: 'completed after the lease ran out; nobody had claimed since' }
-          : {}),
+        ...(reason ? { reason } : {}),
       });
       return;
     }
@@ -259,7 +266,10 @@ export class Run {
     const call = host.records.complete(this as Run & { key: string }, plan.text, host.options.retentionMs);
     for (let attempt = 1; ; attempt++) {
       try {
-        this.completed(parseComplete(await host.store.run(call.script, call.keys, call.args)));
+        this.completed(
+          parseComplete(await host.store.run(call.script, call.keys, call.args)),
+          plan.notStored,
+        );
         return result;
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;

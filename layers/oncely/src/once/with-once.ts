@@ -1,34 +1,81 @@
 /** withOnce(): the function wrapper, the thinnest adapter over the engine. */
-import type { Context } from 'aws-lambda';
+import type { Context, Handler } from 'aws-lambda';
 import { ValidationError } from '../errors.js';
 import { OnceEngine } from './engine.js';
-import type { OnceHandler, OnceOptions } from './options.js';
+import type { DuplicatePolicy, OnceHandler, OnceOptions, Unstorable } from './options.js';
+import type { ResultNotStored } from './record.js';
+
+/** An event answered as HTTP (API Gateway REST v1 and HTTP API v2, function URLs, ALB), by its shape. */
+export type HttpEventShape = { httpMethod: string } | { requestContext: { http: { method: string } } };
+
+/**
+ * What a duplicate can get besides the handler's result R, by event type and options:
+ * - `undefined` with `duplicate: 'skip'` (a duplicate while the first invocation runs);
+ * - the ResultNotStored marker when the first result could not be stored exactly (`unstorable: 'marker'`, the
+ *   default): SQS, SNS, EventBridge and other sources acknowledge it (it is returned, not thrown), and a direct
+ *   invoke gets it as its value. HTTP events get a 202 answer instead (an HttpResult, like R), unless
+ *   `http: false`. With `unstorable: 'throw'` the record is released instead and no marker is ever returned.
+ */
+export type DuplicateValue<
+  E,
+  D extends DuplicatePolicy = DuplicatePolicy,
+  U extends Unstorable = Unstorable,
+  H extends 'auto' | false = 'auto' | false,
+> =
+  | ('skip' extends D ? undefined : never)
+  | ('marker' extends U
+      ? [E] extends [HttpEventShape]
+        ? false extends H
+          ? ResultNotStored
+          : never
+        : ResultNotStored
+      : never);
+
+/** The options a wrapped handler's type depends on, as literal types (inferred from the options given). */
+type Typed<E, D, U, H> = OnceOptions<E> & { duplicate?: D; unstorable?: U; http?: H };
 
 /**
  * Wraps a Lambda handler so each event runs it once: duplicates get the first invocation's result, concurrent
- * duplicates the `duplicate` policy. The handler gets `{ signal, fence, key }` as its third argument.
+ * duplicates the `duplicate` policy. The handler gets `{ signal, fence, key }` as its third argument. The
+ * wrapped handler's type says what a duplicate can get besides R (see DuplicateValue).
  *
  * @example
  * export const handler = withOnce(async (event: SQSEvent, _context, { fence }) => charge(event, fence), {
  *   store: fromEnv(),
  * });
  */
-export function withOnce<E = unknown, R = unknown>(
+export function withOnce<
+  E = unknown,
+  R = unknown,
+  D extends DuplicatePolicy = 'throw',
+  U extends Unstorable = 'marker',
+  H extends 'auto' | false = 'auto',
+>(
   handler: OnceHandler<E, R>,
-  options: OnceOptions<E> & { duplicate?: 'throw' | 'wait' },
-): (event: E, context: Context) => Promise<R>;
-/** With `duplicate: 'skip'` a duplicate in progress resolves to undefined, and the type says so. */
-export function withOnce<E = unknown, R = unknown>(
-  handler: OnceHandler<E, R>,
+  options: Typed<E, D, U, H>,
+): (event: E, context: Context) => Promise<R | DuplicateValue<E, D, U, H>>;
+/**
+ * An existing Lambda `Handler<E, R>` (aws-lambda's type, the usual migration move). It must return its result
+ * or a promise of it: its third argument is `once` ({ signal, fence, key }), never the legacy callback.
+ */
+export function withOnce<
+  E = unknown,
+  R = unknown,
+  D extends DuplicatePolicy = 'throw',
+  U extends Unstorable = 'marker',
+  H extends 'auto' | false = 'auto',
+>(
+  handler: Handler<E, R>,
+  options: Typed<E, D, U, H>,
+): (event: E, context: Context) => Promise<R | DuplicateValue<E, D, U, H>>;
+export function withOnce<E, R>(
+  handler: OnceHandler<E, R> | Handler<E, R>,
   options: OnceOptions<E>,
-): (event: E, context: Context) => Promise<R | undefined>;
-export function withOnce<E = unknown, R = unknown>(
-  handler: OnceHandler<E, R>,
-  options: OnceOptions<E>,
-): (event: E, context: Context) => Promise<R | undefined> {
+): (event: E, context: Context) => Promise<unknown> {
   if (typeof handler !== 'function') throw new ValidationError(['handler must be a function'], 'withOnce');
   const engine = new OnceEngine<E>(options);
-  return (event: E, context: Context) => runOnce(engine, handler, event, context);
+  const h = handler as OnceHandler<E, R>;
+  return (event: E, context: Context) => runOnce(engine, h, event, context);
 }
 
 /** Runs one invocation through the state machine: begin, the handler, then complete or fail. */
