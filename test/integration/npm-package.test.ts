@@ -4,7 +4,7 @@
 // and run against a real redis-server: withOnce, the middy adapter and createLock over `oncely/ioredis`.
 // Nothing in the scratch project may resolve into the repo: no symlink, no module, no type file.
 //
-// Then a REST-only app: the same package without ioredis installed bundles with esbuild (as serverless-esbuild,
+// Then a REST-only app: the same package without ioredis (or middy) installed type-checks strictly, bundles with esbuild (as serverless-esbuild,
 // SAM and CDK's NodejsFunction do) with no ioredis in the bundle, and runs against the REST gateway.
 import { execFile } from 'node:child_process';
 import {
@@ -292,10 +292,10 @@ describe('installed from the tarball into a scratch project outside the repo', (
 });
 
 describe('a REST-only app without ioredis installed', () => {
-  it('bundles with esbuild without ioredis, runs over REST, and a TCP store says to install ioredis', {
-    timeout: 120_000,
+  it('type-checks without ioredis and middy, bundles with esbuild without ioredis, runs over REST, and a TCP store says to install ioredis', {
+    timeout: 240_000,
   }, async () => {
-    // The app's node_modules minus ioredis (and its own dependencies), in a folder of its own.
+    // The app's node_modules minus ioredis (and its own dependencies) and @middy/core, in a folder of its own.
     const restApp = join(scratch, 'rest-app');
     const ioredisDeps = new Set(
       Object.keys(
@@ -310,7 +310,7 @@ describe('a REST-only app without ioredis installed', () => {
       recursive: true,
       filter: (src) => {
         const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(src.slice(app.length));
-        return !m || (m[1] !== 'ioredis' && !ioredisDeps.has(m[1]!));
+        return !m || (m[1] !== 'ioredis' && m[1] !== '@middy/core' && !ioredisDeps.has(m[1]!));
       },
     });
     writeFileSync(
@@ -333,6 +333,35 @@ export async function main(env) {
 }
 `,
     );
+    // The root's types need neither ioredis nor @middy/core: a strict type-check of a REST-only handler
+    // passes here, where neither is installed (skipLibCheck off: every .d.ts it reads is checked).
+    writeFileSync(
+      join(restApp, 'typed.ts'),
+      `import { createLock, fromEnv, withOnce } from 'oncely';
+const store = fromEnv();
+export const handler = withOnce(async (event: { id: string }, _context, { fence }) => ({ id: event.id, fence }), {
+  store,
+  key: (event) => event.id,
+});
+export const lock = createLock(store);
+`,
+    );
+    writeFileSync(
+      join(restApp, 'tsconfig.json'),
+      JSON.stringify({
+        ...TSCONFIG,
+        compilerOptions: { ...TSCONFIG.compilerOptions, rootDir: '.', noEmit: true },
+        include: ['typed.ts'],
+      }),
+    );
+    writeFileSync(join(restApp, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+    await run(process.execPath, [join(restApp, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+      cwd: restApp,
+      timeout: 170_000,
+    }).catch((err: { stdout?: string }) => {
+      throw new Error(`tsc (REST only) failed:\n${err.stdout ?? err}`);
+    });
+
     const result = await build({
       absWorkingDir: restApp,
       entryPoints: ['handler.mjs'],
