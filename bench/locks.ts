@@ -115,7 +115,7 @@ export function rawFencedTcp(client: Redis): LockContender {
   };
 }
 
-function oncely(id: string, label: string, store: Store): LockContender {
+export function oncely(id: string, label: string, store: Store): LockContender {
   const lock = createLock(store);
   return {
     id,

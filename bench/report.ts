@@ -24,6 +24,7 @@ import {
 } from './stats.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
+import type { ReplicaSuiteResult } from './suite-replicas.js';
 
 export type Skipped = { skipped: string };
 export const isSkipped = (x: unknown): x is Skipped =>
@@ -51,6 +52,8 @@ export interface BenchData {
   rest: LockSuiteResult | Skipped;
   redlock: (LockSuiteResult | Skipped)[];
   once: OnceSuiteResult | Skipped;
+  /** Absent in reports written before the suite existed. */
+  replicas?: ReplicaSuiteResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }
@@ -246,6 +249,29 @@ export function targets(d: BenchData): Evaluated[] {
 
 type Row = string[];
 
+function replicaTable(r: ReplicaSuiteResult): string {
+  const wait = find(r.sequential, 'wait');
+  const none = find(r.sequential, 'no-wait');
+  const rows = [wait, none].flatMap((x) =>
+    x
+      ? [
+          [
+            x.label,
+            fmtMs(x.summary.p50),
+            fmtMs(x.summary.p99),
+            x === wait ? fmtRatio(ratioOfRounds(p50Rounds(wait), p50Rounds(none))) : '1',
+          ],
+        ]
+      : [],
+  );
+  return [
+    table(['contender', 'pair p50 ms', 'pair p99 ms', 'p50 / no wait'], rows, ['l', 'r', 'r', 'r']),
+    '',
+    'With the wait, acquire is followed by WAIT 1 in the same pipeline (one round trip, plus the time the',
+    "replica takes to acknowledge); release grants nothing and does not wait. See README's replica section.",
+  ].join('\n');
+}
+
 function table(header: Row, rows: Row[], align?: ('l' | 'r')[]): string {
   const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'));
   const sep = a.map((x) => (x === 'r' ? '---:' : ':---'));
@@ -436,6 +462,14 @@ function bundleTable(b: BundleSize[], cold: ColdResult[] | undefined): string {
 
 export function consoleSummary(d: BenchData, results: readonly Evaluated[]): string {
   const lines = results.map(fmtTarget);
+  if (d.replicas !== undefined && !isSkipped(d.replicas)) {
+    const [wait, none] = [find(d.replicas.sequential, 'wait'), find(d.replicas.sequential, 'no-wait')];
+    if (wait && none)
+      lines.push(
+        `replica wait: pair p50 ${fmtMs(wait.summary.p50)} ms with, ${fmtMs(none.summary.p50)} ms without ` +
+          `(${fmtRatio(ratioOfRounds(p50Rounds(wait), p50Rounds(none)))})`,
+      );
+  }
   const t = tally(results);
   lines.push(
     '',
@@ -531,6 +565,13 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
   }
   out.push('## Run-once: withOnce vs Powertools makeIdempotent', '');
   out.push(isSkipped(d.once) ? `Not run: ${d.once.skipped}` : onceTables(d.once), '');
+  out.push('## The replica wait (oncely on a 3 masters + 3 replicas cluster)', '');
+  out.push(
+    d.replicas === undefined || isSkipped(d.replicas)
+      ? `Not run: ${d.replicas?.skipped ?? 'no figures'}`
+      : replicaTable(d.replicas),
+    '',
+  );
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else

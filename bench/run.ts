@@ -26,9 +26,10 @@ import { startStack, TOKEN } from './servers.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
+import { replicaSuite } from './suite-replicas.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'bundles'] as const;
+const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'bundles'] as const;
 type Suite = (typeof SUITES)[number];
 
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
     rest: off,
     redlock: [off],
     once: off,
+    replicas: off,
     bundles: off,
     cold: off,
   };
@@ -156,6 +158,10 @@ async function main(): Promise<void> {
     if (only.has('once')) {
       log('run-once');
       data.once = await onceSuite(stack, sizes, log);
+    }
+    if (only.has('replicas')) {
+      log('the replica wait (3 + 3 cluster)');
+      data.replicas = await replicaSuite(sizes, log);
     }
     if (only.has('bundles')) {
       log('bundles (esbuild)');
