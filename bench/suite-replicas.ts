@@ -4,7 +4,7 @@
  * rounds interleaved like every other suite.
  */
 import { startCluster } from '../dev/redis-server.js';
-import { clusterStore } from '../layers/oncely/src/index.js';
+import { clusterStore } from '../layers/oncely/src/ioredis.js';
 import { type SequentialResult, sequential } from './harness.js';
 import { oncely, pairOf } from './locks.js';
 import type { Sizes } from './suite-locks.js';
