@@ -419,7 +419,7 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(log.lines.join('\n')).not.toMatch(/secret/);
   });
 
-  it('a line is exactly JSON.stringify of level, timestamp, logger, message and the decision (logKeys: key shortened)', async () => {
+  it('a line is exactly JSON.stringify of level, timestamp, logger, message, the Lambda fields and the decision (logKeys: key shortened)', async () => {
     const { options, log, decisions } = setup({
       wallClock: () => 1_700_000_000_123,
       payload: false,
@@ -431,12 +431,18 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(decisions.map((d) => d.decision)).toEqual(['claimed', 'completed']);
     log.lines.forEach((line, i) => {
       const { key: _raw, ...d } = decisions[i]!;
+      // whether this is the process's first invocation depends on which tests ran before
+      const coldStart = (JSON.parse(line) as { cold_start: unknown }).cold_start;
+      expect(typeof coldStart).toBe('boolean');
       expect(line).toBe(
         JSON.stringify({
           level: 'INFO',
           timestamp: '2023-11-14T22:13:20.123Z',
           logger: 'oncely',
           message: `oncely: ${d.decision}`,
+          cold_start: coldStart,
+          function_request_id: 'req',
+          function_name: 'test-fn',
           ...d,
           keyDigest: digest(key),
           key: `${key.slice(0, 117)}...`,

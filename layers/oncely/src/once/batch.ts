@@ -49,7 +49,15 @@ export function withOnceBatch<R = unknown>(
     'withOnceBatch options',
   );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
-  return (event, context) => runBatch(engine, handler, event, context, concurrency);
+  return async (event, context) => {
+    // One invocation: one metrics document for the whole batch, never one per record.
+    const invocation = engine.open(context);
+    try {
+      return await engine.within(invocation, () => runBatch(engine, handler, event, context, concurrency));
+    } finally {
+      engine.close(invocation);
+    }
+  };
 }
 
 async function runBatch<R>(

@@ -1,7 +1,12 @@
 /**
- * Decisions: what the run-once state machine tells the outside world. One event per transition, logged as one
- * JSON line (filtered by level) and handed to `onDecision`. Neither a logger nor a callback can break an
- * invocation.
+ * Decisions: what the run-once state machine tells the outside world. One event per transition, logged (filtered
+ * by level) and handed to `onDecision`. Neither a logger nor a callback can break an invocation.
+ *
+ * Where a line goes: through the function's own logger when one is given (a Powertools `Logger`, or any object
+ * with debug/info/warn/error: `logger.info('oncely: claimed', { decision, namespace, keyDigest, ... })`, so the
+ * line carries that logger's context), else as one JSON line shaped like Powertools' (`level`, `timestamp`,
+ * `function_request_id`, `function_name`, `cold_start`, `xray_trace_id` when tracing is on) on console.log or
+ * the function given as `logger`.
  *
  * A line names a record by its key digest (`keyDigest`, the one in the record's Redis key), not by the raw
  * idempotency key, which may hold personal data (an S3 object key, an e-mail in a webhook body): the raw key is
@@ -75,6 +80,53 @@ const LABEL: Readonly<Record<Exclude<LogLevel, 'silent'>, string>> = {
   error: 'ERROR',
 };
 
+/** A logger the function already has: Powertools `Logger`, console, or anything with these four methods. */
+export interface LoggerLike {
+  debug(message: string, ...extra: unknown[]): unknown;
+  info(message: string, ...extra: unknown[]): unknown;
+  warn(message: string, ...extra: unknown[]): unknown;
+  error(message: string, ...extra: unknown[]): unknown;
+}
+
+/** A function that takes each JSON line, or a logger object. */
+export type LoggerOption = ((line: string) => void) | LoggerLike;
+
+export function isLoggerLike(x: unknown): x is LoggerLike {
+  if (typeof x !== 'object' || x === null) return false;
+  const l = x as Record<string, unknown>;
+  return ['debug', 'info', 'warn', 'error'].every((m) => typeof l[m] === 'function');
+}
+
+/** The Lambda fields a default line carries (Powertools Logger's names), for the invocation in progress. */
+export interface InvocationFields {
+  readonly function_request_id?: string;
+  readonly function_name?: string;
+  readonly cold_start?: boolean;
+  readonly xray_trace_id?: string;
+}
+
+/** True until the first invocation of this container has begun (false on provisioned concurrency). */
+let coldStart = process.env.AWS_LAMBDA_INITIALIZATION_TYPE !== 'provisioned-concurrency';
+
+/**
+ * The fields of an invocation that is beginning: its request id and function name (from the context), whether
+ * it is the container's first, and its X-Ray trace id (the Root of `_X_AMZN_TRACE_ID`, set per invocation).
+ */
+export function invocationFields(
+  context: { awsRequestId?: string; functionName?: string } | undefined,
+): InvocationFields {
+  const cold = coldStart;
+  coldStart = false;
+  const trace = /(?:^|;)Root=([^;]+)/.exec(process.env._X_AMZN_TRACE_ID ?? '')?.[1];
+  const f: Record<string, unknown> = { cold_start: cold };
+  const requestId = context?.awsRequestId;
+  const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME;
+  if (typeof requestId === 'string') f.function_request_id = requestId;
+  if (typeof functionName === 'string') f.function_name = functionName;
+  if (trace) f.xray_trace_id = trace;
+  return f as InvocationFields;
+}
+
 /** Keys longer than this are shortened in messages and log lines. */
 const SHORT_KEY_CHARS = 120;
 
@@ -87,7 +139,7 @@ export interface DecisionSink {
   readonly logLevel: LogLevel;
   /** Log the raw key next to its digest. */
   readonly logKeys: boolean;
-  readonly logger: (line: string) => void;
+  readonly logger: LoggerOption;
   readonly onDecision?: ((decision: Decision) => void) | undefined;
   readonly wallClock: () => number;
 }
@@ -100,7 +152,8 @@ export class Decisions {
   #digest = '';
   constructor(readonly sink: DecisionSink) {}
 
-  emit(d: Decided): void {
+  /** `invocation`: the Lambda fields of the invocation it belongs to (default lines carry them). */
+  emit(d: Decided, invocation?: InvocationFields): void {
     const { logLevel, logger, onDecision, namespace } = this.sink;
     const level = LEVEL_OF[d.decision];
     const log = RANK[level] >= RANK[logLevel];
@@ -109,7 +162,8 @@ export class Decisions {
     const decision: Decision = { namespace, ...d };
     if (log) {
       try {
-        logger(this.#line(level, decision));
+        if (typeof logger === 'function') logger(this.#line(level, decision, invocation));
+        else logger[level](`oncely: ${decision.decision}`, this.#fields(decision));
       } catch {
         // a logger must not break an invocation
       }
@@ -123,12 +177,32 @@ export class Decisions {
     }
   }
 
+  /** A decision's fields for a logger object: the key as its digest (and, with logKeys, the key, shortened). */
+  #fields(decision: Decision): Record<string, unknown> {
+    const { key, ...rest } = decision;
+    const fields: Record<string, unknown> = { ...rest };
+    if (key !== undefined) {
+      fields.keyDigest = this.#digestFor(key);
+      if (this.sink.logKeys) fields.key = shortKey(key);
+    }
+    return fields;
+  }
+
+  #digestFor(key: string): string {
+    if (key !== this.#digestOf) {
+      // the claimed and completed lines of an invocation name the same key: one digest
+      this.#digest = digest(key);
+      this.#digestOf = key;
+    }
+    return this.#digest;
+  }
+
   /**
-   * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, then the decision's fields in their
-   * order, the key as its `keyDigest` (and, with logKeys, the key itself, shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
+   * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, the invocation's Lambda fields
+   * (request id, function name, cold start, trace id), then the decision's fields in their order, the key as its `keyDigest` (and, with logKeys, the key itself, shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
    * (a Lambda container's first thousands of invocations) that beats building the text field by field.
    */
-  #line(level: Exclude<LogLevel, 'silent'>, decision: Decision): string {
+  #line(level: Exclude<LogLevel, 'silent'>, decision: Decision, invocation?: InvocationFields): string {
     const ms = this.sink.wallClock();
     if (ms !== this.#isoMs) {
       // the claimed and completed lines of a short invocation usually fall in the same millisecond
@@ -141,15 +215,11 @@ export class Decisions {
       timestamp: this.#iso,
       logger: 'oncely',
       message: `oncely: ${decision.decision}`,
+      ...invocation,
       ...rest,
     };
     if (key !== undefined) {
-      if (key !== this.#digestOf) {
-        // the claimed and completed lines of an invocation name the same key: one digest
-        this.#digest = digest(key);
-        this.#digestOf = key;
-      }
-      line.keyDigest = this.#digest;
+      line.keyDigest = this.#digestFor(key);
       if (this.sink.logKeys) line.key = shortKey(key);
     }
     return JSON.stringify(line);

@@ -4,6 +4,7 @@
  * batch), then run.complete() or run.fail() (or the batch's settle()). What a claim reply means is decided in
  * outcome.ts; this file acts on it and emits its decision.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Context } from 'aws-lambda';
 import { newToken } from '../acquire.js';
 import { sleep } from '../clock.js';
@@ -12,9 +13,10 @@ import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS }
 import { giveBack, type LeaseInit, releaseOrGiveBack, releaseResultOf } from '../lease.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
 import { MAX_TTL_MS, MIN_TTL_MS } from '../validate.js';
-import { type Decided, Decisions } from './decisions.js';
+import { type Decided, Decisions, type InvocationFields, invocationFields } from './decisions.js';
 import { httpResponseFor } from './http.js';
 import { Halfway, keepAlive, RecordDriver } from './lease.js';
+import { type MetricsOption, publish, Tally, timedStore } from './metrics.js';
 import { isDisabled, type OnceOptions, type Resolved, remainingOf, resolveOnceOptions } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, parseClaim, parseComplete, payloadHash, Records } from './record.js';
@@ -35,11 +37,25 @@ export interface BegunBatch {
 
 const FAIL: Began = Object.freeze({ kind: 'fail' });
 
+/** One invocation (or batch) in progress: the Lambda fields its log lines carry, and what it counted. */
+export interface Invocation {
+  readonly fields: InvocationFields;
+  /** Set when metrics are on. */
+  readonly tally: Tally | undefined;
+  closed: boolean;
+}
+
 export class OnceEngine<E = unknown> implements RunHost {
   readonly options: Resolved<E>;
   readonly store: Store;
   readonly records: Records;
   readonly #decisions: Decisions;
+  /** Where metrics go, when they are on. */
+  readonly #metrics: Exclude<MetricsOption, false> | undefined;
+  /** The invocation a decision or a store call belongs to (concurrent invocations in one process stay apart). */
+  readonly #current = new AsyncLocalStorage<Invocation>();
+  /** What was counted outside any open invocation (a background give-back): goes into the next document. */
+  readonly #stray = new Tally();
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
@@ -48,11 +64,53 @@ export class OnceEngine<E = unknown> implements RunHost {
 
   constructor(options: OnceOptions<E>, what = 'withOnce options') {
     const resolved = resolveOnceOptions(options, what);
-    this.store = resolved.store;
     this.options = resolved.options;
+    const { metrics, clock } = this.options;
+    this.#metrics = metrics === false ? undefined : metrics;
+    this.store = this.#metrics
+      ? timedStore(
+          resolved.store,
+          () => clock.now(),
+          (ms) => this.#tally().latency(ms),
+        )
+      : resolved.store;
     this.#ready = resolved.ready;
     this.records = new Records(this.options.prefix, this.options.namespace);
     this.#decisions = new Decisions(this.options);
+  }
+
+  /**
+   * An invocation (or a batch) opens: its request id, function name, cold start and trace id go on the decision
+   * lines made within() it; its metrics are counted until close(). Adapters open one per Lambda invocation.
+   */
+  open(context: Partial<Context> | undefined): Invocation {
+    return {
+      fields: invocationFields(context),
+      tally: this.#metrics ? new Tally() : undefined,
+      closed: false,
+    };
+  }
+
+  /** Runs `fn` (and everything it starts) as part of `invocation`. */
+  within<T>(invocation: Invocation, fn: () => T): T {
+    return this.#current.run(invocation, fn);
+  }
+
+  /** The invocation is over: its metrics (when on) are written as one document. Closing twice does nothing. */
+  close(invocation: Invocation): void {
+    if (invocation.closed) return;
+    invocation.closed = true;
+    const { tally } = invocation;
+    if (!tally || !this.#metrics) return;
+    tally.absorb(this.#stray);
+    const o = this.options;
+    publish(tally, this.#metrics, o.namespace, invocation.fields.function_name, o.wallClock());
+  }
+
+  /** The tally a count goes to: the open invocation's, else the stray one. */
+  #tally(): Tally {
+    const invocation = this.#current.getStore();
+    return invocation?.tally && !invocation.closed ? invocation.tally : this.#stray;
   }
 
   /**
@@ -70,9 +128,10 @@ export class OnceEngine<E = unknown> implements RunHost {
     return this.#halfway;
   }
 
-  /** Logs a decision (one JSON line) and calls onDecision. */
+  /** Counts a decision (metrics), logs it and calls onDecision. */
   decide(d: Decided): void {
-    this.#decisions.emit(d);
+    if (this.#metrics) this.#tally().count(d.decision);
+    this.#decisions.emit(d, this.#current.getStore()?.fields);
   }
 
   /** The record and fence-counter keys of an idempotency key. */

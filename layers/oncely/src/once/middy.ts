@@ -10,7 +10,7 @@
  */
 import type { MiddlewareObj, Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { OnceEngine } from './engine.js';
+import { type Invocation, OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
 import type { Run } from './run.js';
 
@@ -27,12 +27,16 @@ export function onceMiddleware<E = unknown, R = unknown>(
 ): MiddlewareObj<E, R, Error, OnceContext> {
   const engine = new OnceEngine<E>(options, 'onceMiddleware options');
   const runs = new WeakMap<object, Run>();
+  const invocations = new WeakMap<object, Invocation>();
 
   const before = async (request: Request<E, R, Error, OnceContext>) => {
-    const begun = await engine.begin(request.event, request.context);
+    const invocation = engine.open(request.context);
+    invocations.set(request, invocation);
+    const begun = await engine.within(invocation, () => engine.begin(request.event, request.context));
     if (begun.kind === 'return') {
       // middy ends the chain on earlyResponse, even when it is undefined (a skipped duplicate)
       request.earlyResponse = begun.value as R;
+      engine.close(invocation);
       return;
     }
     runs.set(request, begun.run);
@@ -41,14 +45,22 @@ export function onceMiddleware<E = unknown, R = unknown>(
 
   const after = async (request: Request<E, R, Error, OnceContext>) => {
     const run = runs.get(request);
-    if (!run) return;
-    request.response = (await run.complete(request.response)) as R;
+    const invocation = invocations.get(request);
+    if (!run || !invocation) return;
+    try {
+      request.response = (await engine.within(invocation, () => run.complete(request.response))) as R;
+    } finally {
+      engine.close(invocation);
+    }
   };
 
   const onError = async (request: Request<E, R, Error, OnceContext>) => {
     const run = runs.get(request);
     // Our own errors from complete() arrive here too: the run is settled by then and fail() does nothing.
-    if (run) await run.fail(request.error);
+    const invocation = invocations.get(request);
+    if (!invocation) return;
+    if (run) await engine.within(invocation, () => run.fail(request.error));
+    engine.close(invocation); // also when begin() threw (in progress, mismatch, store down)
   };
 
   return { before, after, onError };

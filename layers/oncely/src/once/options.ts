@@ -24,7 +24,8 @@ import {
   ttlProblems,
   wholeProblems,
 } from '../validate.js';
-import { type Decision, LOG_LEVELS, type LogLevel } from './decisions.js';
+import { type Decision, isLoggerLike, LOG_LEVELS, type LoggerOption, type LogLevel } from './decisions.js';
+import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
 export type Unstorable = 'marker' | 'throw';
@@ -139,8 +140,23 @@ export interface OnceOptions<E = unknown> {
    * @default false
    */
   logKeys?: boolean;
-  /** Where log lines go. @default console.log */
-  logger?: (line: string) => void;
+  /**
+   * Where decisions are logged: the function's own logger (a Powertools `Logger`, or any object with
+   * debug/info/warn/error), so they carry its context and land in its output; or a function that takes each
+   * JSON line. Lines never hold a payload, a result or a secret.
+   * @default console.log, one JSON line per decision with Powertools' Lambda fields (function_request_id,
+   * function_name, cold_start, xray_trace_id)
+   */
+  logger?: LoggerOption;
+  /**
+   * Metrics, one set per invocation (or batch): claims, completions, duplicates returned, in-progress
+   * rejections, payload mismatches, lost leases, store errors, fail-open runs, and store latency. `'emf'`
+   * writes one CloudWatch Embedded Metric Format document per invocation on console.log (namespace `oncely`,
+   * dimensions Namespace and FunctionName); a function gets that document as a JSON line; a Powertools
+   * `Metrics` instance gets the metrics added (published with the function's own).
+   * @default process.env.ONCELY_METRICS === 'emf' ? 'emf' : false
+   */
+  metrics?: MetricsOption;
   /** Called with every decision (also when logging is off). Exceptions it throws are ignored. */
   onDecision?: (decision: Decision) => void;
   /** The monotonic clock leases are measured on. @default performance.now */
@@ -181,13 +197,14 @@ const DEFAULTS = Object.freeze({
 });
 
 export type Resolved<E> = Required<
-  Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload'>
+  Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload' | 'metrics'>
 > &
   Pick<OnceOptions<E>, 'maxWaitMs' | 'onDecision'> & {
     key: KeySpec<E>;
     payload: PayloadSpec<E>;
     logLevel: LogLevel;
-    logger: (line: string) => void;
+    logger: LoggerOption;
+    metrics: MetricsOption;
   };
 
 /** The largest result a record may hold (a Redis string is at most 512 MiB). */
@@ -227,10 +244,19 @@ export function resolveOnceOptions<E>(
     key: 'auto' as KeySpec<E>,
     payload: 'auto' as PayloadSpec<E>,
     logger: (line: string) => console.log(line),
+    metrics: metricsOption(undefined, process.env.ONCELY_METRICS),
     clock: monotonicClock,
     wallClock: Date.now,
   };
-  const o = resolveOptions(options, defaults, problemsOf, what) as Resolved<E>;
+  // ONCELY_METRICS is checked when it is what decides (no metrics option given).
+  const envProblems =
+    options?.metrics === undefined ? metricsProblems(undefined, process.env.ONCELY_METRICS) : [];
+  const o = resolveOptions(
+    options,
+    defaults,
+    (r: Resolved<E>) => [...problemsOf(r), ...envProblems],
+    what,
+  ) as Resolved<E>;
   let ready: Promise<void> | undefined;
   if (usesJmespath(o.key) || usesJmespath(o.payload)) {
     // The package loads now, in the background (in Lambda: during init); whether the expressions parse is
@@ -266,7 +292,10 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...oneOf('logLevel', o.logLevel, LOG_LEVELS),
     ...keySpecProblems(o.key),
     ...payloadSpecProblems(o.payload),
-    ...fnProblems('logger', o.logger),
+    ...(typeof o.logger === 'function' || isLoggerLike(o.logger)
+      ? []
+      : ['logger must be a function or an object with debug, info, warn and error methods']),
+    ...metricsProblems(o.metrics, undefined),
     ...fnProblems('onDecision', o.onDecision),
     ...fnProblems('wallClock', o.wallClock),
   ];

@@ -20,6 +20,7 @@ export interface TickOptions
     | 'prefix'
     | 'logLevel'
     | 'logger'
+    | 'metrics'
     | 'logKeys'
     | 'onDecision'
     | 'clock'
@@ -95,11 +96,15 @@ export function oncePerTick<R = unknown>(
     if (Number.isFinite(at)) {
       const lagMs = Math.round(engine.options.wallClock() - at);
       if (lagMs > maxLagMs) {
-        engine.decide({
-          decision: 'stale-tick',
-          key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
-          reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,
-        });
+        const invocation = engine.open(context);
+        engine.within(invocation, () =>
+          engine.decide({
+            decision: 'stale-tick',
+            key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
+            reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,
+          }),
+        );
+        engine.close(invocation);
         return undefined;
       }
     }

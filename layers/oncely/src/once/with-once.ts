@@ -78,8 +78,25 @@ export function withOnce<E, R>(
   return (event: E, context: Context) => runOnce(engine, h, event, context);
 }
 
-/** Runs one invocation through the state machine: begin, the handler, then complete or fail. */
+/**
+ * Runs one invocation through the state machine: begin, the handler, then complete or fail; as one open
+ * invocation (its log fields, its metrics document).
+ */
 export async function runOnce<E, R>(
+  engine: OnceEngine<E>,
+  handler: OnceHandler<E, R>,
+  event: E,
+  context: Context,
+): Promise<R> {
+  const invocation = engine.open(context);
+  try {
+    return await engine.within(invocation, () => runIn(engine, handler, event, context));
+  } finally {
+    engine.close(invocation);
+  }
+}
+
+async function runIn<E, R>(
   engine: OnceEngine<E>,
   handler: OnceHandler<E, R>,
   event: E,

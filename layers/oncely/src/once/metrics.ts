@@ -1,0 +1,206 @@
+/**
+ * Run-once metrics, opt-in: counts of decisions and the store's latency, gathered over one invocation (or one
+ * batch) and written at its end as one CloudWatch Embedded Metric Format document (a JSON log line CloudWatch
+ * turns into metrics), or added to a Powertools `Metrics` instance the function already publishes.
+ *
+ * Dimensions are the run-once namespace and the function's name, nothing else: no key, digest or request id
+ * (high cardinality would make a metric per event).
+ */
+import type { Script } from '../scripts.js';
+import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/types.js';
+import type { DecisionKind } from './decisions.js';
+
+/** What oncely needs of a Powertools `Metrics` instance (or any object like it). */
+export interface MetricsLike {
+  addMetric(name: string, unit: string, value: number): unknown;
+}
+
+/**
+ * `'emf'`: one EMF document per invocation on console.log; a function: each EMF document (one JSON line) is
+ * handed to it; a Powertools `Metrics` instance: oncely adds its metrics to it (publish it as usual, e.g. with
+ * its middy middleware or `logMetrics`); `false`: no metrics.
+ */
+export type MetricsOption = 'emf' | false | ((line: string) => void) | MetricsLike;
+
+/** The CloudWatch namespace of the EMF documents. */
+export const METRICS_NAMESPACE = 'oncely';
+
+/** Counted metrics, in document order. */
+export const COUNTERS = [
+  'Claims',
+  'Completions',
+  'DuplicatesReturned',
+  'InProgressRejections',
+  'PayloadMismatches',
+  'LostLeases',
+  'StoreErrors',
+  'FailOpenRuns',
+] as const;
+export type Counter = (typeof COUNTERS)[number];
+
+/** The latency of each store round trip, in milliseconds (up to MAX_VALUES values per document). */
+export const LATENCY = 'StoreLatency';
+
+/** EMF accepts at most 100 values for one metric in one document. */
+const MAX_VALUES = 100;
+
+/** Which counter a decision adds to (decisions not listed count nowhere). */
+const COUNTER_OF: Partial<Record<DecisionKind, Counter>> = {
+  claimed: 'Claims',
+  completed: 'Completions',
+  'duplicate-returned': 'DuplicatesReturned',
+  'in-progress': 'InProgressRejections',
+  skipped: 'InProgressRejections', // a duplicate turned away while the first ran, with duplicate: 'skip'
+  mismatch: 'PayloadMismatches',
+  lost: 'LostLeases',
+  'store-error': 'StoreErrors',
+  'complete-failed': 'StoreErrors',
+  'give-back-failed': 'StoreErrors',
+  'fail-open': 'FailOpenRuns',
+};
+
+export function isMetricsLike(x: unknown): x is MetricsLike {
+  return typeof x === 'object' && x !== null && typeof (x as MetricsLike).addMetric === 'function';
+}
+
+/** `metrics` as given, else ONCELY_METRICS (`emf`; unset, empty, `off` or `none`: no metrics). */
+export function metricsProblems(metrics: unknown, env: string | undefined): string[] {
+  if (metrics !== undefined) {
+    if (metrics === 'emf' || metrics === false || typeof metrics === 'function' || isMetricsLike(metrics))
+      return [];
+    return ["metrics must be 'emf', false, a function taking a line, or a Powertools Metrics instance"];
+  }
+  const e = env?.trim().toLowerCase();
+  return !e || e === 'emf' || e === 'off' || e === 'none'
+    ? []
+    : [`ONCELY_METRICS must be emf (or off), got "${env}"`];
+}
+
+export function metricsOption(metrics: MetricsOption | undefined, env: string | undefined): MetricsOption {
+  if (metrics !== undefined) return metrics;
+  return env?.trim().toLowerCase() === 'emf' ? 'emf' : false;
+}
+
+/** One EMF document: the `_aws` metadata, the dimensions' values and the metrics' values at the top level. */
+export interface EmfDocument {
+  _aws: {
+    Timestamp: number;
+    CloudWatchMetrics: {
+      Namespace: string;
+      Dimensions: string[][];
+      Metrics: { Name: string; Unit: 'Count' | 'Milliseconds' }[];
+    }[];
+  };
+  [field: string]: unknown;
+}
+
+/** What one invocation (or batch) counted: decisions by counter, and store latencies. */
+export class Tally {
+  readonly counts = new Map<Counter, number>();
+  latencies: number[] = [];
+  #seen = 0;
+
+  count(kind: DecisionKind): void {
+    const c = COUNTER_OF[kind];
+    if (c) this.counts.set(c, (this.counts.get(c) ?? 0) + 1);
+  }
+
+  /** One store round trip took `ms`. Past MAX_VALUES, a uniform sample of them is kept (reservoir). */
+  latency(ms: number): void {
+    const v = Math.round(ms * 100) / 100;
+    this.#seen++;
+    if (this.latencies.length < MAX_VALUES) this.latencies.push(v);
+    else {
+      const i = Math.floor(Math.random() * this.#seen);
+      if (i < MAX_VALUES) this.latencies[i] = v;
+    }
+  }
+
+  /** Adds another tally's counts and latencies (what was counted outside any invocation). */
+  absorb(other: Tally): void {
+    for (const [c, n] of other.counts) this.counts.set(c, (this.counts.get(c) ?? 0) + n);
+    for (const v of other.latencies) this.latency(v);
+    other.counts.clear();
+    other.latencies = [];
+    other.#seen = 0;
+  }
+
+  get empty(): boolean {
+    return this.counts.size === 0 && this.latencies.length === 0;
+  }
+}
+
+/**
+ * Writes one invocation's tally as one document (or into the Metrics instance). Nothing is written for an
+ * empty tally (ONCELY_DISABLED). Never throws: metrics must not break an invocation.
+ */
+export function publish(
+  tally: Tally,
+  output: Exclude<MetricsOption, false>,
+  namespace: string,
+  functionName: string | undefined,
+  timestampMs: number,
+): void {
+  if (tally.empty) return;
+  const counts = COUNTERS.map((name) => [name, tally.counts.get(name) ?? 0] as const);
+  try {
+    if (isMetricsLike(output)) {
+      for (const [name, value] of counts) output.addMetric(name, 'Count', value);
+      for (const v of tally.latencies) output.addMetric(LATENCY, 'Milliseconds', v);
+      return;
+    }
+    const line = JSON.stringify(emfDocument(namespace, functionName, counts, tally.latencies, timestampMs));
+    if (output === 'emf') console.log(line);
+    else output(line);
+  } catch {
+    // metrics must not break an invocation
+  }
+}
+
+/** Builds one EMF document (see https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html). */
+export function emfDocument(
+  namespace: string,
+  functionName: string | undefined,
+  counts: readonly (readonly [Counter, number])[],
+  latencies: readonly number[],
+  timestampMs: number,
+): EmfDocument {
+  const metrics: { Name: string; Unit: 'Count' | 'Milliseconds' }[] = counts.map(([Name]) => ({
+    Name,
+    Unit: 'Count',
+  }));
+  if (latencies.length > 0) metrics.push({ Name: LATENCY, Unit: 'Milliseconds' });
+  const doc: EmfDocument = {
+    _aws: {
+      Timestamp: Math.floor(timestampMs),
+      CloudWatchMetrics: [
+        { Namespace: METRICS_NAMESPACE, Dimensions: [['Namespace', 'FunctionName']], Metrics: metrics },
+      ],
+    },
+    Namespace: namespace,
+    FunctionName: functionName ?? 'unknown',
+  };
+  for (const [name, value] of counts) doc[name] = value;
+  if (latencies.length > 0) doc[LATENCY] = latencies.length === 1 ? latencies[0] : [...latencies];
+  return doc;
+}
+
+/** `store` with each round trip's latency reported to `report` (failed calls too: they are store latency). */
+export function timedStore(store: Store, now: () => number, report: (ms: number) => void): Store {
+  const timed = async <T>(work: () => Promise<T>): Promise<T> => {
+    const started = now();
+    try {
+      return await work();
+    } finally {
+      report(now() - started);
+    }
+  };
+  return {
+    kind: store.kind,
+    name: store.name,
+    run: (script: Script, keys: readonly string[], args: readonly ScriptArg[]) =>
+      timed(() => store.run(script, keys, args)),
+    runMany: (calls: readonly ScriptCall[]): Promise<CallResult[]> => timed(() => store.runMany(calls)),
+    close: () => store.close(),
+  };
+}
