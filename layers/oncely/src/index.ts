@@ -69,8 +69,9 @@ export {
   type WindowResult,
 } from './lock.js';
 export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
-export type { Decision, DecisionKind, LogLevel } from './once/decisions.js';
+export type { Decision, DecisionKind, LoggerLike, LoggerOption, LogLevel } from './once/decisions.js';
 export { httpResponseFor } from './once/http.js';
+export type { MetricsLike, MetricsOption } from './once/metrics.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
 export {
   type LeaderOptions,
