@@ -9,6 +9,7 @@ import {
   isResultNotStored,
   MissingKeyError,
   type OnceOptions,
+  PayloadMismatchError,
   ResultNotStorableError,
   ValidationError,
   withOnce,
@@ -325,5 +326,94 @@ describe('results that cannot be stored, in a batch', () => {
     expect((await h(event, lambdaContext())).batchItemFailures).toEqual([]);
     expect(runs).toBe(1);
     expect(store.script('once-release')).toBe(0);
+  });
+});
+
+describe.each(ADAPTERS)('Powertools users migrate without surprises, through the $type', ({ type }) => {
+  type Order = { orderId?: string; amount?: number; sentAt?: string; Records?: unknown };
+  const options = (extra: Partial<OnceOptions<Order>>) => {
+    const store = new OnceFakeStore(() => Date.now());
+    return { store, options: { store, logLevel: 'silent', ...extra } as OnceOptions<Order> };
+  };
+
+  it.each([
+    ['a key function', { key: (e: Order) => e.orderId }],
+    ['a JMESPath key', { key: { jmespath: 'orderId' } }],
+  ] as const)(
+    '%s on an event oncely does not recognise: a redelivery whose other fields differ gets the stored result',
+    async (_label, extra) => {
+      const { options: o } = options(extra as Partial<OnceOptions<Order>>);
+      let runs = 0;
+      const h = wrap(type, async (e: Order) => ({ runs: ++runs, amount: e.amount }), o);
+      expect(await h({ orderId: 'o-1', amount: 5, sentAt: 't1' }, lambdaContext())).toEqual({
+        runs: 1,
+        amount: 5,
+      });
+      expect(await h({ orderId: 'o-1', amount: 5, sentAt: 't2' }, lambdaContext())).toEqual({
+        runs: 1,
+        amount: 5,
+      });
+      expect(await h({ orderId: 'o-1', amount: 6, sentAt: 't3' }, lambdaContext())).toEqual({
+        runs: 1,
+        amount: 5,
+      });
+      expect(runs).toBe(1);
+    },
+  );
+
+  it('with a payload selector, the payload is checked (payloadValidationJmesPath)', async () => {
+    const { options: o } = options({ key: { jmespath: 'orderId' }, payload: { jmespath: 'amount' } });
+    const h = wrap(type, async (e: Order) => e.amount, o);
+    await h({ orderId: 'o-1', amount: 5, sentAt: 't1' }, lambdaContext());
+    expect(await h({ orderId: 'o-1', amount: 5, sentAt: 't2' }, lambdaContext())).toBe(5);
+    await expect(h({ orderId: 'o-1', amount: 6 }, lambdaContext())).rejects.toBeInstanceOf(
+      PayloadMismatchError,
+    );
+  });
+
+  it("a key function on a source oncely recognises keeps the source's payload check", async () => {
+    const { options: o } = options({ key: (e) => JSON.parse((e.Records as { body: string }[])[0]!.body).id });
+    const h = wrap(type, async () => 'ok', o);
+    const sqs = (body: string, receive: string) => ({
+      Records: [
+        {
+          messageId: `m-${receive}`,
+          body,
+          eventSource: 'aws:sqs',
+          attributes: { ApproximateReceiveCount: receive },
+        },
+      ],
+    });
+    await h(sqs('{"id":"1","v":1}', '1'), lambdaContext());
+    expect(await h(sqs('{"id":"1","v":1}', '2'), lambdaContext())).toBe('ok');
+    await expect(h(sqs('{"id":"1","v":2}', '3'), lambdaContext())).rejects.toBeInstanceOf(
+      PayloadMismatchError,
+    );
+  });
+
+  it("key: 'event' keys on the whole event, canonicalised (key order does not matter)", async () => {
+    const { options: o, store } = options({ key: 'event' });
+    let runs = 0;
+    const h = wrap(type, async () => ++runs, o);
+    expect(await h({ orderId: 'o-1', amount: 5 }, lambdaContext())).toBe(1);
+    expect(await h({ amount: 5, orderId: 'o-1' }, lambdaContext())).toBe(1);
+    expect(await h({ orderId: 'o-1', amount: 6 }, lambdaContext())).toBe(2);
+    expect(store.calls[0]!.keys[0]).toContain(digest('{"amount":5,"orderId":"o-1"}'));
+  });
+
+  it("'auto' stays the default; on a plain event its MissingKeyError says to use key: 'event'", async () => {
+    const { options: o, store } = options({});
+    const h = wrap(type, async () => 1, o);
+    const err = await h({ orderId: 'o-1' }, lambdaContext()).catch((e) => e);
+    expect(err).toBeInstanceOf(MissingKeyError);
+    expect(err.message).toMatch(/not one oncely recognises/);
+    expect(err.message).toMatch(/key: 'event'/);
+    expect(store.roundTrips).toBe(0);
+  });
+
+  it("key: 'event' is a valid option and a misspelt one is named", () => {
+    const { options: o } = options({});
+    expect(() => withOnce(async () => 1, { ...o, key: 'event' })).not.toThrow();
+    expect(() => withOnce(async () => 1, { ...o, key: 'events' as never })).toThrow(/'auto', 'event'/);
   });
 });

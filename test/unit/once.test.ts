@@ -249,13 +249,13 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(log.decisions().filter((d) => d === 'mismatch')).toHaveLength(2);
   });
 
-  it('payload: false turns the check off; the default checks the whole event for an unknown source', async () => {
+  it("payload: false turns the check off; payload: 'event' checks the whole event", async () => {
     const off = setup({ payload: false });
     const h = wrap(type, async (e: Ev) => e.n, off.options);
     await h({ id: 'a', n: 1 }, lambdaContext());
     expect(await h({ id: 'a', n: 2 }, lambdaContext())).toBe(1);
 
-    const whole = setup({ payload: undefined });
+    const whole = setup({ payload: 'event' });
     const g = wrap(type, async (e: Ev) => e.n, whole.options);
     await g({ id: 'a', n: 1, note: 'x' }, lambdaContext());
     expect(await g({ note: 'x', n: 1, id: 'a' }, lambdaContext())).toBe(1); // key order does not matter

@@ -73,16 +73,21 @@ export const KEY_LOCATIONS: Readonly<Record<EventSource | 'custom', string>> = {
 /** A value a key function or expression may give: strings as they are, anything else as canonical JSON. */
 export type KeyValue = string | number | boolean | object | null | undefined;
 
-/** How to find an event's idempotency key. */
+/**
+ * How to find an event's idempotency key: `'auto'` (recognise the source), a source name, `'event'` (the whole
+ * event as canonical JSON, Powertools' default), a function of the event, or `{ jmespath }`.
+ */
 export type KeySpec<E = unknown> =
   | 'auto'
+  | 'event'
   | EventSource
   | { jmespath: string }
   | ((event: E, context: Context | undefined) => KeyValue);
 
 /**
- * Which part of the event a reuse of its key must match. `'auto'`: the source's payload (table above), or the
- * whole event when the source is unknown; `'event'`: the whole event; `false`: no check.
+ * Which part of the event a reuse of its key must match. `'auto'`: the source's payload (table above); nothing
+ * when the source is not one oncely recognises and the key is the user's (a function, an expression, or
+ * `'event'`), as in Powertools: name what to check to check it. `'event'`: the whole event; `false`: no check.
  */
 export type PayloadSpec<E = unknown> =
   | 'auto'
@@ -396,16 +401,16 @@ export async function expressionProblems(specs: Readonly<Record<string, unknown>
  * for a non-empty string here: whether it parses needs the package, see expressionProblems().
  */
 export function keySpecProblems(spec: unknown, field = 'key'): string[] {
-  if (spec === undefined || spec === 'auto' || typeof spec === 'function') return [];
+  if (spec === undefined || spec === 'auto' || spec === 'event' || typeof spec === 'function') return [];
   if (typeof spec === 'string') {
     return EVENT_SOURCES.includes(spec as EventSource)
       ? []
       : [
-          `${field} must be 'auto', one of ${EVENT_SOURCES.join(', ')}, a function or { jmespath }, got '${spec}'`,
+          `${field} must be 'auto', 'event', one of ${EVENT_SOURCES.join(', ')}, a function or { jmespath }, got '${spec}'`,
         ];
   }
   if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
-  return [`${field} must be 'auto', an event source name, a function or { jmespath }`];
+  return [`${field} must be 'auto', 'event', an event source name, a function or { jmespath }`];
 }
 
 export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] {
@@ -518,6 +523,12 @@ export function keyText(value: unknown, what: string): { key?: string; problem?:
   }
 }
 
+/** Why `key: 'auto'` found no key in an event it does not recognise, and what to do. */
+const UNRECOGNISED =
+  'no idempotency key: the event is not one oncely recognises (SQS, SNS, EventBridge, S3, DynamoDB, Kinesis, ' +
+  'an HTTP request with an Idempotency-Key header or a webhook delivery id). Pass key: ' +
+  "'event' to key on the whole event (Powertools' default), a function of the event, or { jmespath }";
+
 /**
  * The identity of one invocation: its key and the payload a reuse of the key must match.
  * A function or expression that throws is a ValidationError naming it (the event does not fit the expression).
@@ -537,6 +548,10 @@ export function identify<E>(
   if (keySpec === 'auto') {
     source = detected ?? 'custom';
     key = detected ? sourceKey(detected, event) : undefined;
+    if (!detected) problem = UNRECOGNISED;
+  } else if (keySpec === 'event') {
+    source = 'custom';
+    key = event === undefined || event === null ? undefined : canonicalJson(event);
   } else if (typeof keySpec === 'string') {
     source = keySpec;
     key = sourceKey(keySpec, event);
@@ -558,7 +573,10 @@ export function identify<E>(
   if (payloadSpec === 'event') payload = event;
   else if (payloadSpec === 'auto') {
     const from = source !== 'custom' ? source : detected;
-    payload = from ? sourcePayload(from, event) : event;
+    // A key of the user's on an event oncely does not recognise: nothing is checked unless named (Powertools'
+    // payloadValidationJmesPath), so a redelivery whose other fields differ gets the stored result.
+    if (!from) return { ...base, payload: undefined, checkPayload: false };
+    payload = sourcePayload(from, event);
   } else {
     try {
       payload =

@@ -39,14 +39,16 @@ export interface OnceOptions<E = unknown> {
    */
   namespace?: string;
   /**
-   * Where the idempotency key comes from: `'auto'` (recognise the event source), a source name, a function of
-   * the event, or `{ jmespath: 'expression' }`. See events.ts for the key of every source.
+   * Where the idempotency key comes from: `'auto'` (recognise the event source), a source name, `'event'` (the
+   * whole event as canonical JSON, as Powertools keys by default), a function of the event, or
+   * `{ jmespath: 'expression' }`. See events.ts for the key of every source, docs/once.md for canonical keys.
    * @default 'auto'
    */
   key?: KeySpec<E>;
   /**
-   * What a reuse of the key must match, hashed: the source's payload (`'auto'`), the whole event (`'event'`),
-   * a function or `{ jmespath }` of the event, or `false` for no check.
+   * What a reuse of the key must match, hashed: the source's payload (`'auto'`; nothing for an event oncely
+   * does not recognise keyed by your function, expression or `'event'`), the whole event (`'event'`), a function
+   * or `{ jmespath }` of the event, or `false` for no check.
    * @default 'auto'
    */
   payload?: PayloadSpec<E>;
