@@ -104,7 +104,7 @@ export class OnceFakeStore implements Store {
         }
         const stored = h.get('h') ?? '';
         if (hash !== '' && stored !== '' && stored !== hash) return [3, h.get('s')];
-        if (h.get('s') === 'C') return [2, h.get('r')];
+        if (h.get('s') === 'C') return [2, h.get('r'), this.pttl(rec)];
         return [0, this.pttl(rec)];
       }
       const fence = String(Math.max(Number(this.string(fenceKey) ?? '0') + 1, Number(nowMs)));

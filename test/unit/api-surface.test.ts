@@ -92,6 +92,7 @@ const TYPES = [
   'TickRun',
   'Leadership',
   'LockLostReason',
+  'LocalCacheOptions',
   'LockOptions',
   'LockStatus',
   'Locker',

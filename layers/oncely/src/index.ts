@@ -71,6 +71,7 @@ export {
 export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
 export type { Decision, DecisionKind, LoggerLike, LoggerOption, LogLevel } from './once/decisions.js';
 export { httpResponseFor } from './once/http.js';
+export type { LocalCacheOptions } from './once/local-cache.js';
 export type { MetricsLike, MetricsOption } from './once/metrics.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
 export {

@@ -300,7 +300,8 @@ export const LOCK_EXTRA_SCRIPTS: readonly Script[] = [
  *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, the store's
  *              TIME in ms; nowMs, the client's clock, only where the store refuses TIME in a script), so it
  *              keeps increasing even after the counter itself has expired.
- * {2, result}  completed earlier: the stored, encoded result (a duplicate costs this one round trip).
+ * {2, result, pttl}  completed earlier: the stored, encoded result (a duplicate costs this one round trip) and
+ *              the record's remaining retention (for a local cache, which must not outlive it).
  * {0, pttl}    in progress under another owner, who has pttl ms of lease left.
  * {3, status}  the record was made for a different payload (status P or C); nothing changed.
  */
@@ -317,7 +318,7 @@ if r[1] then
     return {3, r[1]}
   end
   if r[1] == 'C' then
-    return {2, r[5]}
+    return {2, r[5], redis.call('PTTL', KEYS[1])}
   end
   return {0, redis.call('PTTL', KEYS[1])}
 end
@@ -330,7 +331,7 @@ redis.call('SET', KEYS[2], fence, 'PX', ARGV[4])
 redis.call('HSET', KEYS[1], 's', 'P', 't', ARGV[1], 'f', fence, 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, fence}`,
-  sha1: '72e11b97c6786628a06dc3d9fd73a542529130e8',
+  sha1: '66819042a4d8972c7f2bb169a22315963072d794',
   grants: { wrote: firstIs(1) },
 };
 

@@ -16,10 +16,26 @@ import { MAX_TTL_MS, MIN_TTL_MS } from '../validate.js';
 import { type Decided, Decisions, type InvocationFields, invocationFields } from './decisions.js';
 import { httpResponseFor } from './http.js';
 import { Halfway, keepAlive, RecordDriver } from './lease.js';
+import type { LocalCache } from './local-cache.js';
 import { type MetricsOption, publish, Tally, timedStore } from './metrics.js';
-import { isDisabled, type OnceOptions, type Resolved, remainingOf, resolveOnceOptions } from './options.js';
+import {
+  isDisabled,
+  localCacheOf,
+  type OnceOptions,
+  type Resolved,
+  remainingOf,
+  resolveOnceOptions,
+} from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
-import { type ClaimReply, parseClaim, parseComplete, payloadHash, Records } from './record.js';
+import {
+  type ClaimReply,
+  completedOf,
+  completedReply,
+  parseClaim,
+  parseComplete,
+  payloadHash,
+  Records,
+} from './record.js';
 import { Run, type RunHost } from './run.js';
 
 /** The outcome of beginning an invocation: run the handler, or answer without running it. */
@@ -59,6 +75,8 @@ export class OnceEngine<E = unknown> implements RunHost {
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
+  /** `localCache`: completed records of this container. */
+  readonly #cache: LocalCache | undefined;
   #halfway: Halfway<Run> | undefined;
   #driver: RecordDriver | undefined;
 
@@ -77,6 +95,7 @@ export class OnceEngine<E = unknown> implements RunHost {
     this.#ready = resolved.ready;
     this.records = new Records(this.options.prefix, this.options.namespace);
     this.#decisions = new Decisions(this.options);
+    this.#cache = localCacheOf(this.options);
   }
 
   /**
@@ -173,6 +192,8 @@ export class OnceEngine<E = unknown> implements RunHost {
       );
     }
     const hash = payloadHash(identity);
+    const cached = this.#cache?.get(key, hash);
+    if (cached) return this.#fromCache(key, cached.text, http);
     const token = newToken();
     const waitStarted = o.clock.now();
     const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
@@ -182,7 +203,9 @@ export class OnceEngine<E = unknown> implements RunHost {
       const startedAt = o.clock.now();
       let reply: ClaimReply;
       try {
-        reply = parseClaim(await this.store.run(call.script, call.keys, call.args), this.store.name);
+        const raw = await this.store.run(call.script, call.keys, call.args);
+        reply = parseClaim(raw, this.store.name);
+        if (this.#cache) this.#remember(key, hash, raw, startedAt);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
         // The claim may have been applied: give the record back rather than block retries for a lease
@@ -217,6 +240,32 @@ export class OnceEngine<E = unknown> implements RunHost {
           throw outcome.error;
       }
     }
+  }
+
+  /** A duplicate answered from the local cache: what the store would have answered, with no round trip. */
+  #fromCache(key: string, text: unknown, http: boolean): Begin {
+    const outcome = outcomeOf(completedReply(text, this.store.name), {
+      ...this.#policy(key, 0, false),
+      http,
+      waitedMs: 0,
+      waitLeftMs: 0,
+    });
+    if (outcome.kind !== 'return') throw new Error(`a cached record decided ${outcome.kind}`); // unreachable
+    this.decide({ ...outcome.decision, reason: 'local cache' });
+    return { kind: 'return', value: outcome.value };
+  }
+
+  /** Keeps a claim's reply in the local cache when it found the record completed (and forgets it otherwise). */
+  #remember(key: string, hash: string, raw: unknown, sentAt: number): void {
+    const done = completedOf(raw);
+    if (done?.leftMs === undefined) this.#cache?.delete(key);
+    else this.#cache?.put(key, hash, done.text, sentAt, done.leftMs);
+  }
+
+  /** A record this container completed (`sentAt`: when the completing request first went out). */
+  cacheCompleted(run: Run, text: string, sentAt: number): void {
+    if (this.#cache && run.key !== undefined)
+      this.#cache.put(run.key, run.hash, text, sentAt, this.options.retentionMs);
   }
 
   /**
@@ -271,7 +320,10 @@ export class OnceEngine<E = unknown> implements RunHost {
         items[n] = o.missingKey === 'throw' ? FAIL : { kind: 'run', run: this.#unfenced() };
         return;
       }
-      keyed.push({ n, key: identity.key, hash: payloadHash(identity), token: newToken() });
+      const hash = payloadHash(identity);
+      const cached = this.#cache?.get(identity.key, hash);
+      if (cached) items[n] = this.#fromCache(identity.key, cached.text, false);
+      else keyed.push({ n, key: identity.key, hash, token: newToken() });
     });
     return keyed;
   }
@@ -310,6 +362,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       const reply: ClaimReply = r?.ok
         ? parseClaim(r.value, this.store.name)
         : { kind: 'failed', error: r?.error };
+      if (r?.ok && this.#cache) this.#remember(k.key, k.hash, r.value, startedAt);
       const outcome: Outcome = outcomeOf(reply, {
         ...this.#policy(k.key, ttlMs, late),
         http: false,
@@ -336,7 +389,8 @@ export class OnceEngine<E = unknown> implements RunHost {
   async #settleMany(items: readonly Began[], ok: readonly boolean[], results: readonly unknown[]) {
     const o = this.options;
     const done = [...ok];
-    const settle: { n: number; run: Run; call: ScriptCall; complete: boolean; why: string }[] = [];
+    const settle: { n: number; run: Run; call: ScriptCall; complete: boolean; why: string; text?: string }[] =
+      [];
     items.forEach((item, n) => {
       const run = item.kind === 'return' ? undefined : item.run;
       if (!run?.lease) return;
@@ -348,7 +402,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       const plan = run.prepare(results[n]);
       if ('text' in plan) {
         const call = this.records.complete(run as Run & { key: string }, plan.text, o.retentionMs);
-        settle.push({ n, run, call, complete: true, why: plan.notStored ?? '' });
+        settle.push({ n, run, call, complete: true, why: plan.notStored ?? '', text: plan.text });
         return;
       }
       done[n] = false;
@@ -357,6 +411,7 @@ export class OnceEngine<E = unknown> implements RunHost {
     });
     if (settle.length === 0) return done;
     let replies: CallResult[] | undefined;
+    const sentAt = o.clock.now();
     try {
       replies = await this.store.runMany(settle.map((s) => s.call));
     } catch (err) {
@@ -383,6 +438,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       }
       try {
         s.run.completed(parseComplete(r.value), s.why || undefined);
+        this.cacheCompleted(s.run, s.text as string, sentAt);
       } catch {
         done[s.n] = false; // lost: another invocation owns the key now; let SQS redeliver
       }

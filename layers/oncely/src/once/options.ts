@@ -25,6 +25,12 @@ import {
   wholeProblems,
 } from '../validate.js';
 import { type Decision, isLoggerLike, LOG_LEVELS, type LoggerOption, type LogLevel } from './decisions.js';
+import {
+  LOCAL_CACHE_DEFAULTS,
+  LocalCache,
+  type LocalCacheOptions,
+  MAX_LOCAL_CACHE_ENTRIES,
+} from './local-cache.js';
 import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
@@ -90,6 +96,15 @@ export interface OnceOptions<E = unknown> {
    * @default the invocation's remaining time minus marginMs
    */
   maxWaitMs?: number;
+  /**
+   * Keep completed records in this container too (as Powertools' `useLocalCache`): a duplicate of a record
+   * completed or seen completed here is answered without a round trip. A bounded LRU (`maxEntries`, default
+   * 256) of completed records only, each kept at most `ttlMs` (default 60 000) and never past the record's
+   * retention. A record deleted from the store meanwhile (`oncely forget`) is still answered from the cache
+   * until its entry expires. `true` takes both defaults.
+   * @default false
+   */
+  localCache?: boolean | LocalCacheOptions;
   /**
    * Largest result stored, in bytes of JSON.
    * @default 262_144 (256 KiB: the asynchronous invocation payload limit)
@@ -196,6 +211,7 @@ const DEFAULTS = Object.freeze({
   logKeys: false,
   http: 'auto' as 'auto' | false,
   prefix: 'oncely',
+  localCache: false as boolean | LocalCacheOptions,
 });
 
 export type Resolved<E> = Required<
@@ -291,6 +307,7 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...oneOf('http', o.http, ['auto', false]),
     ...oneOf('failOpen', o.failOpen, [true, false]),
     ...oneOf('logKeys', o.logKeys, [true, false]),
+    ...localCacheProblems(o.localCache),
     ...oneOf('logLevel', o.logLevel, LOG_LEVELS),
     ...keySpecProblems(o.key),
     ...payloadSpecProblems(o.payload),
@@ -301,4 +318,31 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...fnProblems('onDecision', o.onDecision),
     ...fnProblems('wallClock', o.wallClock),
   ];
+}
+
+/** Everything wrong with a `localCache` option. */
+function localCacheProblems(v: unknown): string[] {
+  if (v === true || v === false) return [];
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return ['localCache must be true, false or { maxEntries?, ttlMs? }'];
+  const c = v as Record<string, unknown>;
+  const unknown = Object.keys(c).filter((k) => k !== 'maxEntries' && k !== 'ttlMs');
+  return [
+    ...(unknown.length > 0 ? [`localCache has unknown fields: ${unknown.join(', ')}`] : []),
+    ...(c.maxEntries === undefined
+      ? []
+      : wholeProblems('localCache.maxEntries', c.maxEntries, 1, MAX_LOCAL_CACHE_ENTRIES)),
+    ...(c.ttlMs === undefined ? [] : wholeProblems('localCache.ttlMs', c.ttlMs, 1, MAX_TTL_MS, 'ms')),
+  ];
+}
+
+/** The local cache resolved options ask for, or undefined when it is off. */
+export function localCacheOf(o: Pick<Resolved<unknown>, 'localCache' | 'clock'>): LocalCache | undefined {
+  if (o.localCache === false) return undefined;
+  const c = o.localCache === true ? {} : o.localCache;
+  return new LocalCache(
+    c.maxEntries ?? LOCAL_CACHE_DEFAULTS.maxEntries,
+    c.ttlMs ?? LOCAL_CACHE_DEFAULTS.ttlMs,
+    o.clock,
+  );
 }

@@ -105,6 +105,21 @@ export function parseClaim(reply: unknown, storeName: string): ClaimReply {
   return { kind: 'in-progress', retryAfterMs: Math.max(0, Number(reply[1]) || 0) };
 }
 
+/**
+ * A claim reply that found the record completed: its stored text and the record's remaining life (PTTL) as
+ * ONCE_CLAIM reports it (undefined when it does not); undefined for any other reply. For the local cache.
+ */
+export function completedOf(reply: unknown): { text: unknown; leftMs: number | undefined } | undefined {
+  if (!Array.isArray(reply) || Number(reply[0]) !== CLAIM.completed) return undefined;
+  const left = Number(reply[2]);
+  return { text: reply[1], leftMs: Number.isFinite(left) && left > 0 ? left : undefined };
+}
+
+/** What a claim reply would be for a completed record holding `text` (an answer from the local cache). */
+export function completedReply(text: unknown, storeName: string): ClaimReply {
+  return parseClaim([CLAIM.completed, text], storeName);
+}
+
 /** ONCE_COMPLETE's reply: recorded (now, by an earlier attempt, or after the lease ran out), or lost. */
 export type CompleteReply = 'completed' | 'already-completed' | 'completed-late' | 'stolen' | 'expired';
 

@@ -32,6 +32,8 @@ export interface RunHost {
   readonly records: Records;
   readonly halfway: Halfway<Run>;
   decide(d: Decided): void;
+  /** The run's record is completed holding `text` (`sentAt`: when the completing request first went out). */
+  cacheCompleted?(run: Run, text: string, sentAt: number): void;
 }
 
 interface RunInit {
@@ -264,12 +266,14 @@ export class Run {
       throw plan.error;
     }
     const call = host.records.complete(this as Run & { key: string }, plan.text, host.options.retentionMs);
+    const sentAt = host.options.clock.now();
     for (let attempt = 1; ; attempt++) {
       try {
         this.completed(
           parseComplete(await host.store.run(call.script, call.keys, call.args)),
           plan.notStored,
         );
+        host.cacheCompleted?.(this, plan.text, sentAt);
         return result;
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
