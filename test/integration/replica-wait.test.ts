@@ -1,0 +1,120 @@
+/**
+ * The replica wait on a standalone master with a replica (`--replicaof`), over redisStore: the default
+ * ('auto') finds the replica in INFO replication and waits for it; a grant it cannot get acknowledged is a
+ * ReplicationError (a lock not acquired, an extension not counted, a completion not reported: withOnce fails
+ * closed); `replicas: 1` on a server without replicas refuses every grant; `replicas: 0` never waits.
+ */
+import type { Context } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type RedisProcess, startRedis } from '../../dev/redis-server.js';
+import { createLock, ReplicationError, type Store, withOnce } from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
+import { ask } from '../support/failover.js';
+
+let master: RedisProcess;
+let replica: RedisProcess;
+let lone: RedisProcess;
+const stores: Store[] = [];
+const store = (server: RedisProcess, options: { replicas?: number | 'auto' } = {}) => {
+  const s = redisStore({ host: server.host, port: server.port, ...options });
+  stores.push(s);
+  return s;
+};
+
+beforeAll(async () => {
+  [master, lone] = await Promise.all([startRedis(), startRedis()]);
+  replica = await startRedis({ args: ['--replicaof', master.host, String(master.port)] });
+  await inSync();
+});
+
+/** The replica is attached and done with its initial sync (it acknowledges only from then on). */
+async function inSync(): Promise<void> {
+  await vi.waitFor(
+    async () =>
+      expect(String(await ask(master, 500, 'INFO', 'replication'))).toMatch(/slave0:.*state=online/),
+    { timeout: 30_000, interval: 50 },
+  );
+}
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close().catch(() => undefined)));
+  if (replica?.running) replica.resume();
+  await Promise.allSettled([master?.stop(), replica?.stop(), lone?.stop()]);
+});
+
+/** The replica stops acknowledging: frozen, and its link cut on the master's side. Undone by the result. */
+async function lag(): Promise<() => Promise<void>> {
+  replica.pause();
+  await ask(master, 1000, 'CLIENT', 'KILL', 'TYPE', 'replica');
+  return async () => {
+    replica.resume();
+    await vi.waitFor(
+      async () =>
+        expect(String(await ask(master, 500, 'INFO', 'replication'))).toContain('connected_slaves:1'),
+      { timeout: 20_000, interval: 50 },
+    );
+  };
+}
+
+describe('a standalone master with a replica', () => {
+  it("'auto' waits for the replica: acquire and extend are refused while it acknowledges nothing", async () => {
+    const lock = createLock(store(master));
+    const lease = (await lock.tryAcquire('standalone', { ttlMs: 10_000 }))!;
+    expect(lease).not.toBeNull();
+    const heal = await lag();
+    try {
+      await expect(lock.tryAcquire('standalone-2', { ttlMs: 10_000 })).rejects.toBeInstanceOf(
+        ReplicationError,
+      );
+      const validUntil = lease.validUntil;
+      await expect(lease.extend(20_000)).rejects.toBeInstanceOf(ReplicationError);
+      expect(lease.validUntil).toBe(validUntil); // the extension did not count
+      // replicas: 0 grants on the master alone
+      expect(
+        await createLock(store(master, { replicas: 0 })).tryAcquire('standalone-3', { ttlMs: 1000 }),
+      ).not.toBeNull();
+    } finally {
+      await heal();
+    }
+    await lease.extend(20_000);
+    await lease.release();
+  });
+
+  it('withOnce: a completion the replica did not acknowledge fails the invocation (closed); a retry gets the value that landed', async () => {
+    let runs = 0;
+    let healing: Promise<() => Promise<void>> | undefined;
+    const handler = withOnce(
+      async () => {
+        runs += 1;
+        if (runs === 1) healing = lag(); // after the claim was acknowledged, before the completion
+        await healing;
+        return { runs };
+      },
+      { store: store(master), namespace: 'replica-wait', key: () => 'k', payload: false, logLevel: 'silent' },
+    );
+    const context = { getRemainingTimeInMillis: () => 10_000 } as unknown as Context;
+    await expect(handler({}, context)).rejects.toBeInstanceOf(ReplicationError);
+    await (await healing!)();
+    // The invocation was not reported complete. The write itself landed on the master (the failure is
+    // ambiguous) and, with no failover, survived: the event source's retry gets that first value, once and
+    // for all, and the handler never runs again.
+    const retried = await vi.waitFor(() => handler({}, context), { timeout: 15_000 });
+    expect(retried).toEqual({ runs: 1 });
+    expect(await handler({}, context)).toEqual({ runs: 1 });
+    expect(runs).toBe(1);
+  });
+});
+
+describe('replicas: 1 on a server without replicas', () => {
+  it('refuses every grant (safe, not available); the default grants there without waiting', async () => {
+    const strict = createLock(store(lone, { replicas: 1 }));
+    const err = await strict.tryAcquire('lone', { ttlMs: 1000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ReplicationError);
+    expect(err).toMatchObject({ acknowledged: 0, required: 1 });
+    const lease = await vi.waitFor(async () => {
+      const l = await createLock(store(lone)).tryAcquire('lone', { ttlMs: 1000 });
+      expect(l).not.toBeNull(); // the refused grant was given back
+      return l!;
+    });
+    await lease.release();
+  });
+});
