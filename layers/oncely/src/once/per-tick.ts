@@ -6,6 +6,7 @@ import type { Context, ScheduledEvent } from 'aws-lambda';
 import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
+import type { ResultNotStored } from './record.js';
 import { runOnce } from './with-once.js';
 
 /** Ticks older than this are skipped, by default (5 minutes). */
@@ -55,12 +56,13 @@ export interface TickRun extends OnceRun {
 /**
  * Runs a scheduled handler once per schedule tick (task name + tick time) across every replica, stage and
  * region that shares the store. Other replicas skip the tick (undefined, or the stored result when it is
- * done); ticks older than maxLagMs are skipped. The handler gets the fence.
+ * done: a ResultNotStored marker when it could not be stored exactly); ticks older than maxLagMs are skipped.
+ * The handler gets the fence.
  */
 export function oncePerTick<R = unknown>(
   handler: (event: ScheduledEvent, context: Context, run: TickRun) => Promise<R> | R,
   options: TickOptions,
-): (event: ScheduledEvent, context: Context) => Promise<R | undefined> {
+): (event: ScheduledEvent, context: Context) => Promise<R | ResultNotStored | undefined> {
   const { name, maxLagMs, tick, ...rest } = resolveOptions(
     options,
     { maxLagMs: DEFAULT_MAX_LAG_MS, tick: (e: ScheduledEvent) => Date.parse(e.time) },
@@ -113,7 +115,7 @@ export function oncePerTick<R = unknown>(
       (e, c, once) => handler(e, c, { ...once, tick: new Date(at).toISOString() }),
       event,
       context,
-    ) as Promise<R | undefined>;
+    ) as Promise<R | ResultNotStored | undefined>;
   };
 }
 
