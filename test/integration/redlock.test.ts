@@ -123,17 +123,17 @@ describe('Redlock over 5 masters (3 TCP + 2 REST)', () => {
       const err = await redlock.tryAcquire(key, { ttlMs: 5000 }).catch((e) => e);
       expect(err).toBeInstanceOf(QuorumError);
       expect(err.name).toBe('QuorumError');
-      expect(err.nodes.map((o: { status: string }) => o.status)).toEqual([
-        'unreachable',
-        'ok',
-        'unreachable',
-        'ok',
-        'unreachable',
-      ]);
+      // The attempt is decided once three nodes have failed: a live node may not have answered by then.
+      const statuses = err.nodes.map((o: { status: string }) => o.status);
+      expect([statuses[0], statuses[2], statuses[4]]).toEqual(['unreachable', 'unreachable', 'unreachable']);
+      for (const i of [1, 3]) expect(['ok', 'pending']).toContain(statuses[i]);
       for (const o of err.unreachable) expect(o.cause).toBeInstanceOf(StoreUnavailableError);
       expect(err.message).toContain(`#4 ${stores[4]!.name}`);
       expect(err.message).not.toMatch(/test-[A-Za-z0-9_-]{22}/); // no REST token
-      for (const i of [1, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
+      // A grant that arrives after the decision is undone too: wait for it rather than race it.
+      await vi.waitFor(async () => {
+        for (const i of [1, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
+      });
 
       // acquire() gives up with LockNotAcquiredError carrying the last QuorumError
       const started = performance.now();
@@ -144,7 +144,9 @@ describe('Redlock over 5 masters (3 TCP + 2 REST)', () => {
       expect(err2.attempts).toBe(3);
       expect(err2.cause).toBeInstanceOf(QuorumError);
       expect(performance.now() - started).toBeLessThan(3 * NODE_TIMEOUT_MS + 1000);
-      for (const i of [1, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
+      await vi.waitFor(async () => {
+        for (const i of [1, 3]) expect(await onNode(masters()[i]!, 'EXISTS', redlock.keyOf(key))).toBe(0);
+      });
     } finally {
       await restart(killed);
     }
