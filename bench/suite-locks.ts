@@ -1,10 +1,13 @@
 /** The lock pair benchmarks: TCP (raw / oncely / redlock) and REST (raw / @upstash/lock / oncely). */
 import { Redis } from 'ioredis';
+import { startCluster } from '../dev/redis-server.js';
+import { clusterStore } from '../layers/oncely/src/ioredis.js';
 import { restBeforeStore } from './before.js';
 import { type ConcurrentResult, concurrent, type SequentialResult, sequential } from './harness.js';
 import {
   type LockContender,
   loadRawScripts,
+  oncely,
   oncelyRest,
   oncelyRestBefore,
   oncelyTcp,
@@ -49,10 +52,24 @@ export async function lockTcp(
   await loadRawScripts(stack.admin);
   const client = tcpClient(host, port);
   const make = (c: Redis): LockContender[] => [oncelyTcp(c), rawTcp(c), redlockTcp([c]), rawFencedTcp(c)];
-  const contenders = [...make(client), oncelyTcpOwn({ host, port })];
+  // The VPC mode's figure: oncely on a 3-master cluster (clusterStore, its own Cluster client).
+  const cluster = await startCluster({ masters: 3 });
+  const contenders = [
+    ...make(client),
+    oncelyTcpOwn({ host, port }),
+    oncely('oncely-cluster', 'oncely TCP, 3-master cluster', clusterStore({ nodes: cluster.seeds })),
+  ];
   try {
     log('  TCP sequential pairs');
-    const servers = { redis: stack.redis.pid };
+    const servers = {
+      redis: stack.redis.pid,
+      ...Object.fromEntries(cluster.masters.map((m, i) => [`cluster${i}`, m.pid])),
+    };
+    for (const n of cluster.masters) {
+      const c = new Redis({ host: n.host, port: n.port, protocol: 2 });
+      await loadRawScripts(c);
+      c.disconnect();
+    }
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcp' });
     log('  TCP 50 concurrent workers');
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcpc' });
@@ -78,6 +95,7 @@ export async function lockTcp(
   } finally {
     await Promise.all(contenders.map((c) => c.close()));
     client.disconnect();
+    await cluster.stop();
   }
 }
 

@@ -55,6 +55,8 @@ export interface OnceSuiteResult {
 interface Libs {
   rawOnce: Call;
   oncelyTcp: Call;
+  /** withOnce with `localCache` on: a warm container answers a duplicate from memory. */
+  oncelyCached: Call;
   oncelyRest: Call;
   powertools: Call;
   oncelyBatch: BatchCall;
@@ -74,6 +76,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
   for (const script of layer.ONCE_SCRIPTS) await ioredis.script('LOAD', script.lua);
   const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...onceOptions });
   const oncelyRest = layer.withOnce(handler, { store: restStore, ...onceOptions });
+  const oncelyCached = layer.withOnce(handler, { store: tcpStore, ...onceOptions, localCache: true });
   const powertools = makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
     persistenceStore,
     config: new IdempotencyConfig({}),
@@ -96,6 +99,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
   return {
     rawOnce: rawOnce(layer, ioredis),
     oncelyTcp: (e) => oncelyTcp(e, context),
+    oncelyCached: (e) => oncelyCached(e, context),
     oncelyRest: (e) => oncelyRest(e, context),
     powertools: (e) => powertools(e, context),
     oncelyBatch: (e) => oncelyBatch(e, context),
@@ -181,6 +185,12 @@ function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplic
     ['oncely-rest', 'oncely withOnce REST', l.oncelyRest],
     ['raw-once', "raw ioredis, oncely's scripts", l.rawOnce],
   ];
+  // The local cache only changes duplicates (its pool of 50 fits the default 256 entries).
+  const cached: [string, string, Call] = [
+    'oncely-cached',
+    'oncely withOnce TCP, localCache on',
+    l.oncelyCached,
+  ];
   const pools = new Map<string, { id: string }[]>();
   return {
     first: entries.map(([id, label, call]) => ({
@@ -190,7 +200,7 @@ function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplic
         await call({ id: fresh(key) });
       },
     })),
-    duplicate: entries.map(([id, label, call]) => ({
+    duplicate: [...entries, cached].map(([id, label, call]) => ({
       id,
       label,
       op: async (key, i) => {
@@ -262,6 +272,7 @@ export async function onceSuite(
       };
       const counts = {
         oncely: await count(counted.oncelyTcp, tcpCounter),
+        'oncely-cached': await count(counted.oncelyCached, tcpCounter),
         powertools: await count(counted.powertools, tcpCounter),
         'oncely-rest': await count(counted.oncelyRest, stack.gateway.requests),
       };

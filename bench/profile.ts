@@ -1,0 +1,138 @@
+/**
+ * Client CPU per call of one hot path, for profiling: `node --import tsx --cpu-prof bench/profile.ts <mode> [n]`
+ * writes a .cpuprofile of the loop (open it in Chrome DevTools) and prints µs of client CPU per call.
+ *
+ *   once-first     withOnce, a new event per call (claim + complete), TCP
+ *   once-raw       the same two scripts sent from bare ioredis
+ *   lock           oncely lock pair (acquire + release), TCP
+ *   lock-raw       oncely's lock scripts from bare ioredis
+ *   redlock        oncely createRedlock pair over 3 masters
+ *   node-redlock   the redlock package's pair over the same 3 clients
+ *
+ * Starts its own redis-servers on free ports and stops them.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import Redlock from 'redlock';
+import { startMasters } from '../dev/redis-server.js';
+import { DEFAULT_FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
+import {
+  createLock,
+  createRedlock,
+  LOCK_SCRIPTS,
+  ONCE_SCRIPTS,
+  withOnce,
+} from '../layers/oncely/src/index.js';
+import { redisStore } from '../layers/oncely/src/ioredis.js';
+import { ACQUIRE, RELEASE } from '../layers/oncely/src/scripts.js';
+import { context } from './suite-once.js';
+
+type Op = (i: number) => Promise<unknown>;
+
+async function main(): Promise<void> {
+  const mode = process.argv[2] ?? 'once-first';
+  const n = Number(process.argv[3] ?? 5000);
+  const masters = await startMasters(3);
+  const clients = masters.nodes.map((m) => new Redis({ host: m.host, port: m.port, protocol: 2 }));
+  const c0 = clients[0]!;
+  for (const c of clients) for (const s of [...ONCE_SCRIPTS, ...LOCK_SCRIPTS]) await c.script('LOAD', s.lua);
+  const tag = `${mode}-${process.pid}`;
+  const tok = () => randomBytes(16).toString('base64url');
+  const handler = async (e: { id: string }) => ({ ok: e.id });
+  let op: Op;
+  switch (mode) {
+    case 'once-first': {
+      const h = withOnce(handler, {
+        store: redisStore(c0),
+        key: (e: { id: string }) => e.id,
+        logger: () => {},
+      });
+      op = (i) => h({ id: `${tag}-${i}` }, context);
+      break;
+    }
+    case 'once-raw': {
+      const [claim, complete] = ONCE_SCRIPTS;
+      const g = DEFAULT_FENCE_GRACE_MS;
+      op = async (i) => {
+        const keys = [`oncely:once:{raw:${tag}-${i}}:rec`, `oncely:once:{raw:${tag}-${i}}:fence`];
+        const t = tok();
+        const r = (await c0.evalsha(claim!.sha1, 2, ...keys, t, 30_000, '', 30_000 + g, Date.now())) as [
+          number,
+          string,
+        ];
+        const result = await handler({ id: String(i) });
+        await c0.evalsha(
+          complete!.sha1,
+          2,
+          ...keys,
+          t,
+          r[1],
+          `j${JSON.stringify(result)}`,
+          86_400_000,
+          86_400_000 + g,
+          '',
+        );
+      };
+      break;
+    }
+    case 'lock': {
+      const lock = createLock(redisStore(c0));
+      op = async (i) => {
+        const lease = await lock.tryAcquire(`${tag}-${i}`, { ttlMs: 10_000 });
+        await lease?.release();
+      };
+      break;
+    }
+    case 'lock-raw': {
+      const g = DEFAULT_FENCE_GRACE_MS;
+      op = async (i) => {
+        const k = [`oncely:{${tag}-${i}}:lock`, `oncely:{${tag}-${i}}:fence`];
+        const t = tok();
+        await c0.evalsha(ACQUIRE.sha1, 2, ...k, t, 10_000, 10_000 + g, Date.now());
+        await c0.evalsha(RELEASE.sha1, 2, ...k, t, g);
+      };
+      break;
+    }
+    case 'redlock': {
+      const rl = createRedlock(clients.map((c) => redisStore(c)));
+      op = async (i) => {
+        const lease = await rl.tryAcquire(`${tag}-${i}`, { ttlMs: 10_000 });
+        await lease?.release();
+      };
+      break;
+    }
+    case 'node-redlock': {
+      const rl = new Redlock(clients, { retryCount: 0 });
+      op = async (i) => {
+        const lock = await rl.acquire([`${tag}-${i}`], 10_000);
+        await lock.release();
+      };
+      break;
+    }
+    default:
+      throw new Error(`unknown mode ${mode}`);
+  }
+  try {
+    for (let i = 0; i < 500; i++) await op(-i - 1); // warm-up: connections, scripts, JIT
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await op(i);
+    const cpu = process.cpuUsage(cpu0);
+    const wall = performance.now() - t0;
+    console.log(
+      `${mode}: ${n} calls, client CPU ${((cpu.user + cpu.system) / n).toFixed(1)} µs/call ` +
+        `(user ${(cpu.user / n).toFixed(1)}), wall ${((wall * 1000) / n).toFixed(0)} µs/call`,
+    );
+  } finally {
+    for (const c of clients) c.disconnect();
+    await masters.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
