@@ -70,6 +70,13 @@ export class OnceEngine<E = unknown> implements RunHost {
   readonly #metrics: Exclude<MetricsOption, false> | undefined;
   /** The invocation a decision or a store call belongs to (concurrent invocations in one process stay apart). */
   readonly #current = new AsyncLocalStorage<Invocation>();
+  /**
+   * The one open invocation that runs outside #current: in Lambda a container runs one invocation at a time,
+   * and on Node 20 the first AsyncLocalStorage.run() turns on promise hooks for the whole process (measured:
+   * about a third of withOnce's client CPU per call). Only an invocation that opens while another is open runs
+   * in #current; code outside it finds no store and so belongs to the solo one.
+   */
+  #solo: Invocation | undefined;
   /** What was counted outside any open invocation (a background give-back): goes into the next document. */
   readonly #stray = new Tally();
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
@@ -112,13 +119,23 @@ export class OnceEngine<E = unknown> implements RunHost {
 
   /** Runs `fn` (and everything it starts) as part of `invocation`. */
   within<T>(invocation: Invocation, fn: () => T): T {
+    if (this.#current.getStore() === undefined && (this.#solo === undefined || this.#solo === invocation)) {
+      if (!invocation.closed) this.#solo = invocation;
+      return fn();
+    }
     return this.#current.run(invocation, fn);
+  }
+
+  /** The open invocation the running code belongs to. */
+  #invocation(): Invocation | undefined {
+    return this.#current.getStore() ?? this.#solo;
   }
 
   /** The invocation is over: its metrics (when on) are written as one document. Closing twice does nothing. */
   close(invocation: Invocation): void {
     if (invocation.closed) return;
     invocation.closed = true;
+    if (this.#solo === invocation) this.#solo = undefined;
     const { tally } = invocation;
     if (!tally || !this.#metrics) return;
     tally.absorb(this.#stray);
@@ -128,7 +145,7 @@ export class OnceEngine<E = unknown> implements RunHost {
 
   /** The tally a count goes to: the open invocation's, else the stray one. */
   #tally(): Tally {
-    const invocation = this.#current.getStore();
+    const invocation = this.#invocation();
     return invocation?.tally && !invocation.closed ? invocation.tally : this.#stray;
   }
 
@@ -150,7 +167,7 @@ export class OnceEngine<E = unknown> implements RunHost {
   /** Counts a decision (metrics), logs it and calls onDecision. */
   decide(d: Decided): void {
     if (this.#metrics) this.#tally().count(d.decision);
-    this.#decisions.emit(d, this.#current.getStore()?.fields);
+    this.#decisions.emit(d, this.#invocation()?.fields);
   }
 
   /** The record and fence-counter keys of an idempotency key. */
