@@ -41,16 +41,16 @@ import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../s
 const BUDGET = {
   /**
    * The whole layer: the oncely package (minified, source maps, .d.ts) and its runtime dependencies as
-   * published (@upstash/redis, ioredis and JMESPath, without their .d.ts). 492 KiB when this was set
-   * (the minified single-bundle layer before the package was 255 KiB).
+   * published (@upstash/redis, ioredis and JMESPath, without their .d.ts): 527 KiB when this was set;
+   * the same source as one minified bundle with client chunks (the layer before the package) was 268 KiB.
    */
-  layerZipBytes: 560 * 1024,
+  layerZipBytes: 640 * 1024,
   /**
    * What a cold start parses on the REST path: the package's entry and chunks, and the Node build of
-   * @upstash/redis (as published, not minified), unzipped: 252 KiB when this was set. ioredis (~380 KiB in
-   * the layer) alone would break it.
+   * @upstash/redis (as published, not minified), unzipped: 276 KiB when this was set (94 KiB of it
+   * oncely's). ioredis (~380 KiB in the layer) alone would break it.
    */
-  restPathBytes: 280 * 1024,
+  restPathBytes: 320 * 1024,
   /** One function: its own code only. */
   functionZipBytes: 16 * 1024,
 };
@@ -231,7 +231,8 @@ afterAll(async () => {
 
 describe('serverless package before npm run build', () => {
   it('fails at once, saying to build first', () => {
-    expect(beforeBuild?.failed, beforeBuild?.output).toBe(true);
+    const ms = Math.round(beforeBuild?.ms ?? 0);
+    expect(beforeBuild?.failed, `after ${ms} ms (killed at the timeout?): ${beforeBuild?.output}`).toBe(true);
     expect(beforeBuild?.output).toMatch(
       /layer "oncely" \(.*dist\/layer\) is not built: run `npm run build` first/,
     );
