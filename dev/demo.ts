@@ -2,8 +2,9 @@
  * `npm run demo`: at-least-once delivery in, exactly-once execution out, counted.
  *
  *   webhook   200 signed deliveries of 50 distinct delivery ids (GitHub, Stripe, Standard Webhooks), all at
- *             once, plus 20 with forged signatures; a 409 (the first delivery still running) is retried the
- *             way a provider would, until it gets the first delivery's answer
+ *             once, plus 20 with forged signatures; a 409 (the first delivery still running) or a 503 (the
+ *             store did not answer in time) is retried the way a provider would, until it gets the first
+ *             delivery's answer
  *   worker    one POST /dispatch of 100 distinct items with 50 repeated among them, sent twice at once (a client
  *             retry): 300 asynchronous invokes of worker for 100 items
  *   tick      5 schedule ticks, each delivered to 3 replicas at once
@@ -35,7 +36,15 @@ const TICKS = 5;
 const REPLICAS = 3;
 /** A provider retries a 409 later; the demo does not wait for the Retry-After (the lease's end) to pass. */
 const RETRY_409_AFTER_MS = 250;
-const MAX_409_RETRIES = 40;
+/**
+ * A 503 means the store did not answer in time and withOnce failed closed: nothing ran, or what may have been
+ * claimed is given back. Providers retry a 5xx with backoff (GitHub, Stripe, Svix all do), and so does the demo:
+ * from 250 ms, doubling up to 2 s. On a loaded machine this is what keeps every id running exactly once.
+ */
+const RETRY_503_FIRST_MS = 250;
+const RETRY_503_MAX_MS = 2_000;
+/** How long one delivery may keep being retried (409s and 503s together) before the demo calls it a problem. */
+const DELIVERY_RETRY_BUDGET_MS = 90_000;
 const SETTLE_TIMEOUT_MS = 30_000;
 
 export interface Target {
@@ -59,6 +68,8 @@ export interface Row {
   inProgress: number;
   /** Rejected before any work: 401 bad signature. */
   rejected: number;
+  /** 503 answers (the store did not answer in time; withOnce failed closed), each retried as a provider does. */
+  unavailable?: number;
   /** What went wrong (empty when the row is right). */
   problems: string[];
 }
@@ -140,17 +151,29 @@ async function webhookRow({ target, store, run }: Env): Promise<Row> {
   );
 
   let inProgress = 0;
+  let unavailable = 0;
   let duplicates = 0;
   const problems: string[] = [];
   const firstAnswers = new Map<string, string>();
   const deliver = async (d: { provider: Provider; id: string }) => {
     const { body, headers } = requests.get(d.id)!;
-    for (let attempt = 0; attempt <= MAX_409_RETRIES; attempt++) {
+    const giveUpAt = Date.now() + DELIVERY_RETRY_BUDGET_MS;
+    let backoffMs = RETRY_503_FIRST_MS;
+    let last = '';
+    while (Date.now() < giveUpAt) {
       const res = await fetch(`${target.httpUrl}/webhooks/${d.provider}`, { method: 'POST', body, headers });
       const text = await res.text();
       if (res.status === 409) {
         inProgress += 1;
+        last = 'still in progress';
         await sleep(RETRY_409_AFTER_MS);
+        continue;
+      }
+      if (res.status === 503) {
+        unavailable += 1;
+        last = `HTTP 503 ${text.slice(0, 120)}`;
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, RETRY_503_MAX_MS);
         continue;
       }
       if (res.status !== 200) {
@@ -163,7 +186,7 @@ async function webhookRow({ target, store, run }: Env): Promise<Row> {
       else if (first !== text) problems.push(`${d.id}: a duplicate got a different answer than the first`);
       return;
     }
-    problems.push(`${d.id}: still in progress after ${MAX_409_RETRIES} retries`);
+    problems.push(`${d.id}: retried for ${DELIVERY_RETRY_BUDGET_MS} ms, last answer: ${last}`);
   };
 
   let rejected = 0;
@@ -195,6 +218,7 @@ async function webhookRow({ target, store, run }: Env): Promise<Row> {
     duplicates,
     inProgress,
     rejected,
+    unavailable,
     problems,
   };
 }
@@ -475,6 +499,10 @@ async function main(): Promise<void> {
     const problems = rows.flatMap((r) => r.problems.map((p) => `${r.fn}: ${p}`));
     console.log('');
     for (const p of problems) console.log(`- ${p}`);
+    for (const r of rows) {
+      if (r.unavailable)
+        console.log(`${r.fn}: ${r.unavailable} answer(s) of 503 (store unavailable) were retried`);
+    }
     console.log(
       problems.length === 0
         ? `every id ran exactly once, nothing rejected ran (${((Date.now() - started) / 1000).toFixed(1)} s)`

@@ -32,6 +32,13 @@ export const DEFAULT_PORTS = Object.freeze({ gateway: 8079, http: 3000, lambda: 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const serverlessBin = join(root, 'node_modules/serverless/bin/serverless.js');
 const OFFLINE_READY_TIMEOUT_MS = 60_000;
+/**
+ * The functions' store bound in the local stack (ONCELY_TIMEOUT_MS, unless set): the stack shares its machine
+ * with tests and tools, where the REST gateway can take seconds to answer. With the 2 s default, the demo on a
+ * machine at load average 25 saw store timeouts after a side effect had landed, and the retries then ran some
+ * ids twice (fail closed means "the source retries", which repeats an applied effect).
+ */
+const LOCAL_STORE_TIMEOUT_MS = 15_000;
 const OFFLINE_STOP_GRACE_MS = 5_000;
 const OUTPUT_TAIL_CHARS = 8_192;
 
@@ -173,6 +180,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       GITHUB_WEBHOOK_SECRET: webhookSecrets.github,
       STRIPE_WEBHOOK_SECRET: webhookSecrets.stripe,
       STANDARD_WEBHOOK_SECRET: webhookSecrets.standard,
+      ONCELY_TIMEOUT_MS: process.env.ONCELY_TIMEOUT_MS || String(LOCAL_STORE_TIMEOUT_MS),
       ONCELY_HTTP_PORT: String(httpPort),
       ONCELY_LAMBDA_PORT: String(lambdaPort),
       ONCELY_ESBUILD_DIR: workFolder,

@@ -326,6 +326,10 @@ describe('npm run demo', () => {
       webhookSecrets: e2e.stack.webhookSecrets,
     });
     const table = formatTable(rows);
+    // 503s (the store did not answer in time on a loaded machine) are retried as a provider would: counted, not failed.
+    console.log(
+      `${table}\n503 answers retried: ${rows.map((r) => `${r.fn} ${r.unavailable ?? 0}`).join(', ')}`,
+    );
     expect(
       rows.flatMap((r) => r.problems),
       table,
@@ -342,5 +346,5 @@ describe('npm run demo', () => {
       duplicates: 150,
     });
     expect(rows.find((r) => r.fn === 'worker')).toMatchObject({ deliveries: 300, duplicates: 200 });
-  }, 120_000);
+  }, 240_000);
 });
