@@ -158,7 +158,8 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   const buildLayer = (dir: string, plugins: Plugin[]) =>
     build({
       ...common,
-      entryPoints: { index: 'layers/oncely/src/index.ts' },
+      // The package's root and its TCP entry point (`oncely/ioredis`: redisStore, clusterStore).
+      entryPoints: { index: 'layers/oncely/src/index.ts', ioredis: 'layers/oncely/src/ioredis.ts' },
       outdir: dir,
       splitting: true,
       chunkNames: 'chunks/[name]-[hash]',
@@ -182,7 +183,13 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     tcp: {
       dir: layerDir,
       meta: layer.metafile!,
-      path: closure(layer.metafile!, layerIndex, isChunk('ioredis')),
+      // A TCP function imports both the root and oncely/ioredis.
+      path: [
+        ...new Set([
+          ...closure(layer.metafile!, layerIndex, isChunk('ioredis')),
+          ...closure(layer.metafile!, relative(root, join(layerDir, 'ioredis.mjs')), isChunk('ioredis')),
+        ]),
+      ],
     },
     'rest-before': {
       dir: beforeDir,
@@ -194,8 +201,11 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   const layerAlias = (dir: string): Plugin => ({
     name: 'bench-layer',
     setup(b) {
-      b.onResolve({ filter: /^oncely$/ }, () => ({
-        path: relative(join(outDir, 'entries'), join(dir, 'index.mjs')),
+      b.onResolve({ filter: /^oncely(\/ioredis)?$/ }, (args) => ({
+        path: relative(
+          join(outDir, 'entries'),
+          join(dir, args.path === 'oncely' ? 'index.mjs' : 'ioredis.mjs'),
+        ),
         external: true,
       }));
     },
