@@ -58,15 +58,14 @@ export const functionsDistDir = join(distDir, 'functions');
  * The package's entry points: output name -> source. layers/oncely/package.json `exports` maps `.`,
  * `./middy` and `./ioredis` to `dist/<name>.js` and `dist/<name>.d.ts`.
  *
- * The CLI goes here too: `cli: 'layers/oncely/src/cli.ts'` (built to dist/cli.js, with a `#!/usr/bin/env node`
- * banner for that entry), plus `"bin": { "oncely": "./dist/cli.js" }` in layers/oncely/package.json; `files`
- * already ships everything under dist/, and test/integration/npm-package.test.ts is where to run the
- * installed bin.
+ * `cli` is the `oncely` command (`"bin": { "oncely": "./dist/cli.js" }`): esbuild keeps the
+ * `#!/usr/bin/env node` line cli.ts starts with.
  */
 export const PACKAGE_ENTRIES = {
   index: 'layers/oncely/src/index.ts',
   middy: 'layers/oncely/src/middy.ts',
   ioredis: 'layers/oncely/src/ioredis.ts',
+  cli: 'layers/oncely/src/cli.ts',
 } as const;
 
 /**

@@ -483,6 +483,33 @@ function tcpStore(
         throw mapError(err);
       }
     },
+    async *scan(match: string, count: number) {
+      // A cluster scans each master in turn (its slot map, loaded by the first call).
+      const nodes = await connection
+        .call(async () => {
+          const c = await get();
+          if (kind !== 'cluster') return [c as Redis];
+          const cluster = c as Cluster;
+          if (cluster.nodes('master').length === 0 || cluster.status !== 'ready')
+            await new Promise((resolve) => cluster.once('ready', resolve));
+          return cluster.nodes('master');
+        })
+        .catch((err: unknown) => {
+          throw mapError(err);
+        });
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await connection
+            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count))
+            .catch((err: unknown) => {
+              throw mapError(err);
+            });
+          cursor = next;
+          if (keys.length > 0) yield keys;
+        } while (cursor !== '0');
+      }
+    },
     async close() {
       const c = await connection.close();
       if (!owned || !c) return;

@@ -25,6 +25,12 @@ export interface Store {
   run(script: Script, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown>;
   /** Runs every call in one round trip (REST /pipeline, ioredis pipeline; one per slot group on a cluster). */
   runMany(calls: readonly ScriptCall[]): Promise<CallResult[]>;
+  /**
+   * For operators (the CLI's `records`), not for handlers: the keys matching a glob pattern, a page at a time,
+   * from every master of a cluster. Each page is one SCAN, bounded by timeoutMs. Keys may repeat (SCAN's own
+   * guarantee); a key that exists for the whole scan is returned at least once.
+   */
+  scan?(match: string, count: number): AsyncIterable<readonly string[]>;
   close(): Promise<void>;
 }
 

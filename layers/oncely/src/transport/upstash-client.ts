@@ -171,6 +171,18 @@ export function clientStore(
       });
     },
     runMany: (calls) => bounded(() => runBatch(calls)),
+    async *scan(match: string, count: number) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await bounded(async () => (await client()).scan(cursor, { match, count })).catch(
+          (err: unknown) => {
+            throw mapError(err);
+          },
+        );
+        cursor = String(next);
+        if (keys.length > 0) yield keys as string[];
+      } while (cursor !== '0');
+    },
     close: opts.close ?? (async () => {}),
   };
 }

@@ -1,0 +1,165 @@
+/**
+ * What an operator can see and clear (the `oncely` CLI is a thin layer over these): a lock's state, a stuck
+ * lock forced free, a run-once record found from its raw idempotency key (digested as withOnce does), a record
+ * forgotten so its event can run again, a namespace's records listed with SCAN on every master, and who leads
+ * an election. Nothing here returns or prints an owner token, a payload or a result.
+ */
+import { OncelyError } from './errors.js';
+import { type LeaderInfo, observeLeader } from './leader.js';
+import { createLock, type LockStatus } from './lock.js';
+import { Records } from './once/record.js';
+import { LOCK_FORCE_RELEASE, ONCE_FORGET, ONCE_INSPECT } from './scripts.js';
+import type { Store } from './transport/types.js';
+
+export interface RecordInfo {
+  /** The record's Redis key: `<prefix>:once:{<namespace>:<keyDigest>}:rec`. */
+  readonly redisKey: string;
+  readonly keyDigest: string;
+  readonly status: 'in-progress' | 'completed';
+  readonly fence: number;
+  /** Since the record was claimed, by the store's clock (a fence is at least the claim's time in ms). */
+  readonly ageMs: number | null;
+  /** What is left of the lease (in progress) or of the retention (completed). */
+  readonly remainingMs: number;
+  /** The payload hash the record was claimed with ('' when the payload is not checked). */
+  readonly payloadHash: string;
+  /** Bytes of the stored result's JSON (completed; 0 for undefined), else null. */
+  readonly resultBytes: number | null;
+}
+
+/** The fence counter hands out max(last + 1, time in ms): a fence this large is (at least) its claim's time. */
+const TIME_FENCE = 1_000_000_000_000;
+
+function parseInspect(redisKey: string, reply: unknown): RecordInfo | null {
+  if (!Array.isArray(reply)) throw new OncelyError(`unexpected inspect reply ${JSON.stringify(reply)}`);
+  if (Number(reply[0]) !== 1) return null;
+  const [, now, s, f, h, rlen, pttl] = reply as [number, number, string, string, string, number, number];
+  const fence = Number(f);
+  const nowMs = Number(now);
+  return {
+    redisKey,
+    keyDigest: /\{[^}]*:([^:}]+)\}:rec$/.exec(redisKey)?.[1] ?? '',
+    status: s === 'C' ? 'completed' : 'in-progress',
+    fence,
+    ageMs: nowMs > 0 && fence >= TIME_FENCE ? Math.max(0, nowMs - fence) : null,
+    remainingMs: Math.max(0, Number(pttl)),
+    payloadHash: String(h ?? ''),
+    // the stored form is a one-character tag ('j', 'm' or 'u') before the JSON
+    resultBytes: s === 'C' ? Math.max(0, Number(rlen) - 1) : null,
+  };
+}
+
+export interface RecordScope {
+  /** @default 'oncely' */
+  readonly prefix?: string;
+  readonly namespace: string;
+}
+
+/** The record of a raw idempotency key, or null when there is none. */
+export async function inspectRecord(
+  store: Store,
+  scope: RecordScope,
+  key: string,
+): Promise<RecordInfo | null> {
+  const [rec, fence] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
+  return parseInspect(rec, await store.run(ONCE_INSPECT, [rec, fence], []));
+}
+
+export type ForgetResult = 'forgotten' | 'absent' | 'changed';
+
+/**
+ * Deletes the record of a raw idempotency key so its event can run again. With `fence`, only while the record
+ * still holds that fence (the one the operator was shown): 'changed' when someone claimed since.
+ */
+export async function forgetRecord(
+  store: Store,
+  scope: RecordScope,
+  key: string,
+  fence?: number,
+): Promise<ForgetResult> {
+  const [rec] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
+  const reply = await store.run(ONCE_FORGET, [rec], [fence === undefined ? '' : String(fence)]);
+  const code = Number(Array.isArray(reply) ? reply[0] : reply);
+  return code === 1 ? 'forgotten' : code === 2 ? 'changed' : 'absent';
+}
+
+export interface ListOptions extends RecordScope {
+  readonly status?: 'in-progress' | 'completed';
+  /** Most records returned (all are counted). @default 50 */
+  readonly limit?: number;
+  /** SCAN's COUNT hint per page. @default 500 */
+  readonly pageSize?: number;
+}
+
+export interface RecordList {
+  /** Records of the namespace (with the status asked for), all of them. */
+  readonly count: number;
+  /** The first `limit` of them. */
+  readonly records: readonly RecordInfo[];
+}
+
+/** Glob characters of a SCAN MATCH pattern, escaped. */
+const globEscape = (text: string) => text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+
+/**
+ * Lists a namespace's records: SCAN on every master (a cluster's records sit on different masters, by their
+ * hash tags), then each page's records inspected in one round trip. Needs a store with `scan` (every built-in
+ * transport has it).
+ */
+export async function listRecords(store: Store, options: ListOptions): Promise<RecordList> {
+  if (!store.scan) throw new OncelyError(`${store.name}: this store cannot SCAN`);
+  const prefix = options.prefix ?? 'oncely';
+  const limit = options.limit ?? 50;
+  const match = `${globEscape(prefix)}:once:{${globEscape(options.namespace)}:*}:rec`;
+  const seen = new Set<string>();
+  const records: RecordInfo[] = [];
+  let count = 0;
+  for await (const page of store.scan(match, options.pageSize ?? 500)) {
+    const fresh = page.filter((k) => !seen.has(k));
+    for (const k of fresh) seen.add(k);
+    if (fresh.length === 0) continue;
+    const replies = await store.runMany(
+      fresh.map((k) => ({ script: ONCE_INSPECT, keys: [k, k.replace(/:rec$/, ':fence')], args: [] })),
+    );
+    replies.forEach((r, i) => {
+      if (!r.ok) throw r.error;
+      const info = parseInspect(fresh[i]!, r.value);
+      if (!info || (options.status && info.status !== options.status)) return; // gone since the scan
+      count++;
+      if (records.length < limit) records.push(info);
+    });
+  }
+  return { count, records };
+}
+
+/** A lock's state (held, remaining ms, fence): never its token. */
+export function lockStatus(store: Store, name: string, prefix = 'oncely'): Promise<LockStatus> {
+  return createLock(store, { prefix }).status(name);
+}
+
+export type ForceReleaseResult = 'released' | 'not-held' | 'changed';
+
+/**
+ * Deletes a stuck lock without its token. With `fence`, only while it is held under that fence (the one the
+ * operator was shown): 'changed' when a new holder took it since. The fence counter stays.
+ */
+export async function forceRelease(
+  store: Store,
+  name: string,
+  fence?: number,
+  prefix = 'oncely',
+): Promise<ForceReleaseResult> {
+  const lock = createLock(store, { prefix });
+  const reply = await store.run(
+    LOCK_FORCE_RELEASE,
+    [lock.keyOf(name), lock.fenceKeyOf(name)],
+    [fence === undefined ? '' : String(fence)],
+  );
+  const code = Number(Array.isArray(reply) ? reply[0] : reply);
+  return code === 1 ? 'released' : code === 2 ? 'changed' : 'not-held';
+}
+
+/** Who leads election `name`: id, term and time left; null when nobody does. */
+export function leaderOf(store: Store, name: string, prefix = 'oncely'): Promise<LeaderInfo | null> {
+  return observeLeader(createLock(store, { prefix }), name);
+}
