@@ -196,7 +196,7 @@ afterAll(async () => {
 
 describe('npm pack', () => {
   it('packs the built entry points, their declarations, the README and the licence; no sources, no tests', () => {
-    for (const entry of ['index', 'middy', 'ioredis']) {
+    for (const entry of ['index', 'middy', 'ioredis', 'cli']) {
       expect(packed.files).toContain(`dist/${entry}.js`);
       expect(packed.files).toContain(`dist/${entry}.d.ts`);
     }
@@ -222,6 +222,7 @@ describe('npm pack', () => {
         './ioredis': { types: './dist/ioredis.d.ts', default: './dist/ioredis.js' },
       },
       peerDependenciesMeta: { ioredis: { optional: true }, '@middy/core': { optional: true } },
+      bin: { oncely: './dist/cli.js' },
     });
     expect(Object.keys(manifest.dependencies ?? {})).not.toContain('ioredis');
     expect(manifest.main).toBe('./dist/index.js');
@@ -288,6 +289,40 @@ describe('installed from the tarball into a scratch project outside the repo', (
     const [first, second] = report.fences as [number, number];
     expect(typeof first).toBe('number');
     expect(second).toBeGreaterThan(first);
+  });
+});
+
+describe('the oncely command, installed as the package bin', () => {
+  const npx = (args: string[]) =>
+    run('npx', ['--no-install', 'oncely', ...args], {
+      cwd: app,
+      env: {
+        PATH: process.env.PATH ?? '',
+        ONCELY_REDIS_URL: redis!.url,
+        npm_config_update_notifier: 'false',
+      },
+      timeout: 60_000,
+    }).then(
+      ({ stdout }) => ({ code: 0, stdout }),
+      (err: { code?: number; stdout?: string }) => ({ code: err.code, stdout: err.stdout ?? '' }),
+    );
+
+  it('npx oncely --help; status and leader against a real redis-server, with their exit codes', {
+    timeout: 120_000,
+  }, async () => {
+    const help = await npx(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: oncely <command>/m);
+    const status = await npx(['status', 'scratch-lock', '--json']);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toEqual({
+      lock: 'scratch-lock',
+      held: false,
+      remainingMs: 0,
+      fence: 0,
+    });
+    expect((await npx(['leader', 'nobody'])).code).toBe(1);
+    expect((await npx(['nope'])).code).toBe(2);
   });
 });
 
