@@ -292,8 +292,10 @@ describe('candidates as processes', () => {
     }
     console.log(`leader failover (${over}, lease ${LEASE_MS} ms): ${failoverMs.join(' ms, ')} ms`);
     for (const ms of failoverMs) {
-      // not before the dead leader's lease could have run out (it renews every lease/3)...
-      expect(ms).toBeGreaterThanOrEqual(LEASE_MS - Math.ceil(LEASE_MS / 3) - 50);
+      // not before the dead leader's lease could have run out: it renews every lease/3, but renewals run late
+      // on a loaded machine (its last one may be well before the kill), so only a takeover within a third of
+      // a lease of the kill is suspect...
+      expect(ms).toBeGreaterThanOrEqual(Math.floor(LEASE_MS / 3));
       // ...and within two leases at most: the follower's retry, its jitter and a loaded machine's slack
       // (npm run test:stress) all fit; waiting for a second expiry, or never taking over, does not.
       expect(ms).toBeLessThan(2 * LEASE_MS);

@@ -60,7 +60,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
     fx = await startTransport(transport);
     fx.admin.on('error', () => {}); // the kill test below takes a server away from it too
     // Generous: a bound for a hang, not a speed test (many engineers share this machine; npm run test:stress).
-    store = new CountingStore(fx.store({ timeoutMs: 5000 }));
+    store = new CountingStore(fx.store({ timeoutMs: 2000 }));
     // Scripts cached on every server, so the REST request count below is not skewed by a NOSCRIPT fallback.
     for (const s of ONCE_SCRIPTS) await fx.everyServer('SCRIPT', 'LOAD', s.lua);
   });

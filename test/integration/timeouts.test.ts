@@ -22,8 +22,12 @@ import {
 // are printed at the end (docs/safety.md quotes them).
 
 const TIMEOUT_MS = 1000;
-/** Headroom for a busy machine: timers fire late when the CPU is saturated, never early. */
-const BOUND_MS = TIMEOUT_MS * 1.5 + 200;
+/**
+ * Headroom for a busy machine: timers fire late when the CPU is saturated (a second late was seen with the
+ * machine's load at 20 on 2 cores), never early. What the old code did wrong is caught by outcome, not by this
+ * bound alone: a seed that does not answer failed the call, and a slow path succeeded after 1.8 × timeoutMs.
+ */
+const BOUND_MS = TIMEOUT_MS * 2 + 500;
 const UNRESOLVABLE = 'oncely-unresolvable.invalid';
 const KEY = 'bounded-call';
 
@@ -256,6 +260,7 @@ describe.each([
       let outcome = 'ok';
       try {
         await store.run(fresh, [KEY], ['slow']);
+        throw new Error('two round trips of 0.9 × timeoutMs each must not fit in one timeoutMs');
       } catch (err) {
         expect(err).toBeInstanceOf(StoreError);
         expect((err as StoreError).ambiguous).toBe(true);
