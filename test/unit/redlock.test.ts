@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { defaultNodeTimeoutMs, until } from '../../layers/oncely/src/fan-out.js';
 import {
   createRedlock,
   LockLostError,
@@ -7,7 +8,6 @@ import {
   StoreUnavailableError,
   ValidationError,
 } from '../../layers/oncely/src/index.js';
-import { defaultNodeTimeoutMs, until } from '../../layers/oncely/src/redlock.js';
 import { type FakeNode, fakeNodes } from '../support/fake-nodes.js';
 
 const LOCK = 'oncely:{k}:lock';

@@ -78,11 +78,36 @@ const MAX_DRIFT_MS = 60_000;
 
 /** The options every lock (a single-store Lock, a Redlock) takes, and their defaults. */
 export interface LockBaseOptions {
+  /**
+   * Prefix of every key: `<prefix>:{<name>}:lock` and `:fence` (on every node of a Redlock).
+   * @default 'oncely'
+   */
   prefix?: string;
+  /**
+   * Clock drift allowance as a fraction of the TTL; validity = ttl − elapsed − (ttl·driftFactor + driftMs).
+   * @default 0.01
+   */
   driftFactor?: number;
+  /**
+   * Fixed part of the drift allowance.
+   * @default 2
+   */
   driftMs?: number;
+  /** The monotonic clock lease validity is measured on. @default performance.now */
   clock?: Clock;
+  /**
+   * How long a fence counter outlives the lease that last used it. Past it the counter expires (no key is left
+   * per lock name) and the next holder's fence starts from the store's clock, which is above every fence the
+   * counter handed out as long as that clock has not gone back by more than this: see docs/safety.md.
+   * @default 900_000 (15 minutes)
+   */
   fenceGraceMs?: number;
+  /**
+   * Wall-clock milliseconds since the epoch: the fence's time floor where a store refuses TIME inside a script
+   * (every Redis ≥ 5 allows it; the store's own clock is then used). A Redlock floors every node at it, so that
+   * the nodes of a quorum hand out the same fence: see docs/redlock.md.
+   * @default Date.now
+   */
   wallClock?: () => number;
 }
 

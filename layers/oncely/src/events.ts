@@ -25,50 +25,14 @@
  * loaded by dynamic import, only once a `{ jmespath }` spec is used (`loadJmespath()`): a bundle that never keys
  * on an expression neither carries nor parses it.
  */
-import type { search as Search } from '@aws-lambda-powertools/jmespath';
-import type { PowertoolsFunctions } from '@aws-lambda-powertools/jmespath/functions';
 import type { Context } from 'aws-lambda';
-import { OncelyError, ValidationError } from './errors.js';
+import { ValidationError } from './errors.js';
+import { isJmespathSpec, jmespath, jmespathShapeProblems, requireJmespath } from './jmespath.js';
+import { canonicalJson, EVENT_SOURCES, type EventSource, keyText } from './keys.js';
 
-export type EventSource =
-  | 'sqs'
-  | 'sns'
-  | 'eventbridge'
-  | 's3'
-  | 'dynamodb'
-  | 'kinesis'
-  | 'http'
-  | 'github'
-  | 'stripe'
-  | 'standard-webhooks';
-
-export const EVENT_SOURCES: readonly EventSource[] = [
-  'sqs',
-  'sns',
-  'eventbridge',
-  's3',
-  'dynamodb',
-  'kinesis',
-  'http',
-  'github',
-  'stripe',
-  'standard-webhooks',
-];
-
-/** Where each source keeps its key, for error messages. */
-export const KEY_LOCATIONS: Readonly<Record<EventSource | 'custom', string>> = {
-  sqs: 'the SQS messageId',
-  sns: 'the SNS MessageId',
-  eventbridge: 'the EventBridge event id',
-  s3: 'the S3 bucket, key and sequencer',
-  dynamodb: 'the DynamoDB stream eventID',
-  kinesis: 'the Kinesis eventID',
-  http: 'an Idempotency-Key header',
-  github: 'an X-GitHub-Delivery header',
-  stripe: 'a Stripe event id in the body',
-  'standard-webhooks': 'a webhook-id (or svix-id) header',
-  custom: 'the key option (function or JMESPath expression)',
-};
+export { expressionProblems, loadJmespath, usesJmespath } from './jmespath.js';
+// Where identify()'s callers look for them.
+export { EVENT_SOURCES, type EventSource, KEY_LOCATIONS } from './keys.js';
 
 /** A value a key function or expression may give: strings as they are, anything else as canonical JSON. */
 export type KeyValue = string | number | boolean | object | null | undefined;
@@ -316,86 +280,6 @@ export function sourcePayload(source: EventSource, event: unknown): unknown {
   }
 }
 
-// ---------------------------------------------------------------------------------------- user expressions
-
-interface Jmes {
-  readonly search: typeof Search;
-  readonly functions: PowertoolsFunctions;
-}
-let jmes: Jmes | undefined;
-let jmesLoading: Promise<Jmes> | undefined;
-
-/**
- * Loads the JMESPath package (once; later calls return the same promise). identify() and jmespath() need it
- * loaded before they meet a `{ jmespath }` spec: the run-once engine awaits it before its first invocation.
- */
-export function loadJmespath(): Promise<void> {
-  jmesLoading ??= Promise.all([
-    import('@aws-lambda-powertools/jmespath'),
-    import('@aws-lambda-powertools/jmespath/functions'),
-  ]).then(
-    ([{ search }, { PowertoolsFunctions }]) => (jmes = { search, functions: new PowertoolsFunctions() }),
-    (err: unknown) => {
-      jmesLoading = undefined; // let a later call try again
-      throw err;
-    },
-  );
-  return jmesLoading.then(() => undefined);
-}
-
-/** Evaluates a JMESPath expression (Powertools functions included) over `data`. Needs loadJmespath() first. */
-export function jmespath(expression: string, data: unknown): unknown {
-  if (!jmes) throw notLoaded();
-  return jmes.search(expression, data as Parameters<typeof Search>[1], { customFunctions: jmes.functions });
-}
-
-const notLoaded = () =>
-  new OncelyError('JMESPath is loaded on first use: await loadJmespath() before evaluating an expression');
-
-const isJmespathSpec = (spec: unknown): spec is { jmespath: unknown } => isObj(spec) && 'jmespath' in spec;
-
-/** True when a key or payload spec is a JMESPath expression (the engine then loads the package). */
-export function usesJmespath(spec: unknown): boolean {
-  return isJmespathSpec(spec);
-}
-
-/** What can be checked of a JMESPath spec without the package: a non-empty string. */
-function jmespathShapeProblems(expression: unknown, field: string): string[] {
-  return typeof expression !== 'string' || expression.trim() === ''
-    ? [`${field}.jmespath must be a non-empty string`]
-    : [];
-}
-
-/**
- * Problems with a JMESPath expression: it must parse (evaluating it over `{}` finds lexer and parse errors).
- * Loads the package.
- */
-export async function jmespathProblems(expression: unknown, field: string): Promise<string[]> {
-  const shape = jmespathShapeProblems(expression, field);
-  if (shape.length > 0) return shape;
-  await loadJmespath();
-  try {
-    jmespath(expression as string, {});
-    return [];
-  } catch (err) {
-    const name = (err as Error).name;
-    // A type error over {} is fine: the expression parsed, the empty object just lacks the fields.
-    if (name === 'JMESPathTypeError' || name === 'ArityError' || name === 'VariadicArityError') return [];
-    return [`${field}.jmespath does not parse: ${(err as Error).message}`];
-  }
-}
-
-/**
- * The syntax problems of the `{ jmespath }` specs among `specs` (field name → spec), once the package has
- * loaded. Specs of any other kind are skipped (keySpecProblems / payloadSpecProblems check them).
- */
-export async function expressionProblems(specs: Readonly<Record<string, unknown>>): Promise<string[]> {
-  const problems: string[] = [];
-  for (const [field, spec] of Object.entries(specs))
-    if (isJmespathSpec(spec)) problems.push(...(await jmespathProblems(spec.jmespath, field)));
-  return problems;
-}
-
 /**
  * Problems with a key spec (checked once, when a handler is wrapped). A `{ jmespath }` spec is only checked
  * for a non-empty string here: whether it parses needs the package, see expressionProblems().
@@ -420,109 +304,6 @@ export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] 
   return [`${field} must be 'auto', 'event', false, a function or { jmespath }`];
 }
 
-/**
- * Canonical JSON: object keys sorted, so the same value always gives the same text (a payload hash must not
- * depend on key order). Values JSON cannot hold (undefined, functions) are left out as JSON.stringify does.
- */
-export function canonicalJson(value: unknown): string {
-  // A string (an SQS body, a Kinesis record's data) or another primitive has one JSON form: no replacer needed.
-  if (typeof value !== 'object' || value === null) return JSON.stringify(value);
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (!isObj(v) || v instanceof Date) return v;
-    const sorted: Obj = {};
-    for (const k of Object.keys(v).sort()) sorted[k] = v[k];
-    return sorted;
-  });
-}
-
-/** A value's type as messages name it: `NaN`, `Infinity`, `null`, `array`, `Date`, `Map`, `bigint`, … */
-export function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (typeof v === 'number') return Number.isFinite(v) ? 'number' : String(v);
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'object') {
-    const proto = Object.getPrototypeOf(v) as { constructor?: { name?: string } } | null;
-    return proto === null || proto === Object.prototype ? 'object' : proto.constructor?.name || 'object';
-  }
-  return typeof v;
-}
-
-/**
- * Why a key function's (or expression's) object or array cannot be a key without colliding with another one,
- * or undefined when it can: JSON would turn `[undefined]` into `[null]`, `{ a: undefined }` into `{}`, NaN and
- * ±Infinity into `null`, a Map or a class instance into `{}`. Names the place and the type, never the value.
- */
-function unsafeKeyPart(v: unknown, path: string, inArray: boolean, seen: Set<object>): string | undefined {
-  switch (typeof v) {
-    case 'string':
-    case 'boolean':
-      return undefined;
-    case 'number':
-      return Number.isFinite(v) ? undefined : `${path} is ${v}`;
-    case 'object': {
-      if (v === null) return inArray ? `${path} is null` : undefined;
-      if (seen.has(v)) return `${path} is circular`;
-      seen.add(v);
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const p = unsafeKeyPart(v[i], `${path}[${i}]`, true, seen);
-          if (p) return p;
-        }
-        return undefined;
-      }
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) return `${path} is a ${typeName(v)}`;
-      for (const k of Object.keys(v)) {
-        const p = unsafeKeyPart((v as Obj)[k], `${path}.${k}`, false, seen);
-        if (p) return p;
-      }
-      return undefined;
-    }
-    default:
-      return `${path} is ${typeName(v) === 'undefined' ? 'undefined' : `a ${typeName(v)}`}`;
-  }
-}
-
-/** What a usable key is, for messages. */
-const KEY_RULE =
-  'a key is a non-empty string, a finite number, a boolean, or a non-empty array or plain object of those ' +
-  '(objects may hold null; arrays may not hold null or undefined)';
-
-/**
- * A key value as text (see "Keys" in docs/once.md): strings as they are; finite numbers, booleans and bigints as
- * `String(value)`; plain objects and arrays as canonical JSON (sorted object keys). undefined, null, '', `[]`
- * and `{}` are no key. Anything JSON would change, and so could collide with another key, is refused with
- * `problem` naming its type: NaN, ±Infinity, a function or a symbol; an array holding undefined or null; an
- * object with an undefined field; a Date, Map, Set or class instance; a circular structure.
- */
-export function keyText(value: unknown, what: string): { key?: string; problem?: string } {
-  if (value === undefined || value === null || value === '') return {};
-  switch (typeof value) {
-    case 'string':
-      return { key: value };
-    case 'boolean':
-    case 'bigint':
-      return { key: String(value) };
-    case 'number':
-      return Number.isFinite(value)
-        ? { key: String(value) } // -0 is "0", as 0
-        : { problem: `${what} returned ${value}, which is not a usable key: ${KEY_RULE}` };
-    case 'object': {
-      const unsafe = unsafeKeyPart(value, '$', false, new Set());
-      if (unsafe) {
-        const type = typeName(value);
-        const returned = `${/^[aeiou]/i.test(type) ? 'an' : 'a'} ${type}`;
-        const detail = unsafe.startsWith('$ ') ? returned : `${returned} whose ${unsafe}`;
-        return { problem: `${what} returned ${detail}, which is not a usable key: ${KEY_RULE}` };
-      }
-      const json = canonicalJson(value);
-      return json === '[]' || json === '{}' ? {} : { key: json };
-    }
-    default:
-      return { problem: `${what} returned a ${typeof value}, which is not a usable key: ${KEY_RULE}` };
-  }
-}
-
 /** Why `key: 'auto'` found no key in an event it does not recognise, and what to do. */
 const UNRECOGNISED =
   'no idempotency key: the event is not one oncely recognises (SQS, SNS, EventBridge, S3, DynamoDB, Kinesis, ' +
@@ -540,7 +321,7 @@ export function identify<E>(
   keySpec: KeySpec<E> = 'auto',
   payloadSpec: PayloadSpec<E> = 'auto',
 ): Identity {
-  if (!jmes && (isJmespathSpec(keySpec) || isJmespathSpec(payloadSpec))) throw notLoaded();
+  if (isJmespathSpec(keySpec) || isJmespathSpec(payloadSpec)) requireJmespath();
   const detected = detectSource(event);
   let source: EventSource | 'custom';
   let key: string | undefined;

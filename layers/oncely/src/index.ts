@@ -36,7 +36,6 @@ export {
   ValidationError,
 } from './errors.js';
 export {
-  canonicalJson,
   detectSource,
   EVENT_SOURCES,
   type EventSource,
@@ -51,6 +50,8 @@ export {
   sourceKey,
   sourcePayload,
 } from './events.js';
+export { defaultNodeTimeoutMs } from './fan-out.js';
+export { canonicalJson } from './keys.js';
 export {
   Election,
   type ElectOptions,
@@ -86,7 +87,6 @@ export { isResultNotStored, type ResultNotStored } from './once/record.js';
 export { withOnce } from './once/with-once.js';
 export {
   createRedlock,
-  defaultNodeTimeoutMs,
   Redlock,
   type RedlockOptions,
 } from './redlock.js';

@@ -11,10 +11,11 @@
 import { hostname } from 'node:os';
 import { sleep } from './clock.js';
 import { LockLostError, OncelyError } from './errors.js';
+import { fanOut } from './fan-out.js';
 import type { Lease } from './lease.js';
 import { keepLeases } from './lease-keeper.js';
 import type { Lock } from './lock.js';
-import { fanOut, type Redlock } from './redlock.js';
+import type { Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
 import type { Store } from './transport/types.js';
 import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS, resolveOptions, ttlProblems, wholeProblems } from './validate.js';

@@ -11,7 +11,7 @@ import {
   OncelyError,
   StoreError,
 } from './errors.js';
-import { ownerReply } from './scripts.js';
+import { type OwnerReply, ownerReply } from './scripts.js';
 import { check, ttlProblems } from './validate.js';
 
 // `await using lease = ...` looks the disposer up as Symbol.asyncDispose. Node defines it from 20.4 on (as
@@ -23,21 +23,29 @@ export type ReleaseResult = 'released' | 'not-held' | 'expired';
 export type ExtendOutcome = 'extended' | 'stolen' | 'expired';
 export type CheckOutcome = 'held' | 'stolen' | 'expired';
 
-/** An extend script's reply (EXTEND, ONCE_EXTEND) as an ExtendOutcome. */
+/**
+ * The one mapping of an owner reply (scripts.ts ownerReply: 1 ours, -1 another owner's, 0 gone) to what each
+ * operation reports. `reply` is a script's raw reply, or an owner reply already worked out (a quorum's, a key
+ * set's).
+ */
+const asOwner = (reply: unknown): OwnerReply =>
+  reply === 'ours' || reply === 'theirs' || reply === 'gone' ? reply : ownerReply(reply);
+
+/** EXTEND, ONCE_EXTEND, LOCK_EXTEND_ALL: extended, stolen, or expired. */
 export function extendOutcomeOf(reply: unknown): ExtendOutcome {
-  const r = ownerReply(reply);
+  const r = asOwner(reply);
   return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
 }
 
-/** A release script's reply (RELEASE, ONCE_RELEASE) as a ReleaseResult. */
+/** RELEASE, ONCE_RELEASE, LOCK_RELEASE_ALL: released, not-held, or expired. */
 export function releaseResultOf(reply: unknown): ReleaseResult {
-  const r = ownerReply(reply);
+  const r = asOwner(reply);
   return r === 'ours' ? 'released' : r === 'theirs' ? 'not-held' : 'expired';
 }
 
-/** LOCK_CHECK's reply: 1 ours, -1 another owner's, 0 nobody's. */
+/** LOCK_CHECK: held, stolen, or expired. */
 export function checkOutcome(reply: unknown): CheckOutcome {
-  const r = ownerReply(reply);
+  const r = asOwner(reply);
   return r === 'ours' ? 'held' : r === 'theirs' ? 'stolen' : 'expired';
 }
 

@@ -16,7 +16,14 @@ import {
 } from './acquire.js';
 import type { Clock } from './clock.js';
 import { type OncelyError, StoreError } from './errors.js';
-import type { Lease, LeaseDriver, LeaseInit, ReleaseResult } from './lease.js';
+import {
+  checkOutcome,
+  extendOutcomeOf,
+  type Lease,
+  type LeaseDriver,
+  type LeaseInit,
+  type ReleaseResult,
+} from './lease.js';
 import {
   ACQUIRE,
   EXTEND,
@@ -132,7 +139,7 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
       const r = oneSlot
         ? ownerReply(await store.run(LOCK_EXTEND_ALL, pairs, [token, ttlMs, ttlMs + grace]))
         : all(await each(EXTEND, token, [ttlMs, ttlMs + grace]));
-      return r === 'ours' ? 'extended' : r === 'theirs' ? 'stolen' : 'expired';
+      return extendOutcomeOf(r);
     },
     release: async (_label, token) => {
       const r = oneSlot
@@ -142,7 +149,7 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
     },
     check: async (_label, token) => {
       const r = all(await each(LOCK_CHECK, token, []));
-      return r === 'ours' ? 'held' : r === 'theirs' ? 'stolen' : 'expired';
+      return checkOutcome(r);
     },
   };
   return { label: given.join(', '), given, sorted, oneSlot, driver };

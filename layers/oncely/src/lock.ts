@@ -47,42 +47,12 @@ import { check, fnProblems, isWhole, resolveOptions, ttlProblems } from './valid
 
 export interface LockOptions extends LockBaseOptions {
   /**
-   * Prefix of every key: `<prefix>:{<name>}:lock`.
-   * @default 'oncely'
-   */
-  prefix?: string;
-  /**
-   * Clock drift allowance as a fraction of the TTL; validity = ttl − elapsed − (ttl·driftFactor + driftMs).
-   * @default 0.01
-   */
-  driftFactor?: number;
-  /**
-   * Fixed part of the drift allowance.
-   * @default 2
-   */
-  driftMs?: number;
-  /** The monotonic clock lease validity is measured on. @default performance.now */
-  clock?: Clock;
-  /**
    * Called with errors from work in the background, which nothing awaits: a lock given back after an ambiguous
    * acquire whose release failed until the lease had expired (LockNotReleasedError), a release on `await using`
    * scope exit that failed. Exceptions it throws are ignored.
    * @default errors are dropped (the key expires with its TTL)
    */
   onError?: (error: Error) => void;
-  /**
-   * How long a fence counter outlives the lease that last used it. Past it the counter expires (no key is left
-   * per lock name) and the next holder's fence starts from the store's clock, which is above every fence the
-   * counter handed out as long as that clock has not gone back by more than this: see docs/safety.md.
-   * @default 900_000 (15 minutes)
-   */
-  fenceGraceMs?: number;
-  /**
-   * Wall-clock milliseconds since the epoch: the fence's time floor on a store that refuses TIME inside a
-   * script (every Redis ≥ 5 allows it; the store's own clock is then used).
-   * @default Date.now
-   */
-  wallClock?: () => number;
 }
 
 /** What `lock.status(key)` tells without holding the lock. Never the holder's token. */

@@ -3,7 +3,8 @@
  * the same lease API as a single-store Lock: tryAcquire / acquire / using, auto-extend, the lost-lease signal
  * and a fencing token.
  *
- * Reads top to bottom: options, the fan-out helpers (per-node timeout, stop at quorum), then the class:
+ * Reads top to bottom: options, then the class (the fan-out helpers, per-node timeout and stop at quorum, are
+ * in fan-out.ts):
  * acquire (parallel, quorum within validity, fence raise, undo on failure), extend and release on all nodes.
  * The safety argument, including why fences stay strictly increasing across different quorums, is in
  * docs/redlock.md.
@@ -24,19 +25,23 @@ import {
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
-import { type NodeOutcome, OncelyError, QuorumError, StoreError, StoreUnavailableError } from './errors.js';
+import { type NodeOutcome, QuorumError } from './errors.js';
 import {
-  type CheckOutcome,
-  type ExtendOutcome,
-  giveBack,
-  Lease,
-  type LeaseDriver,
-  type ReleaseResult,
-  releaseResultOf,
-} from './lease.js';
+  count,
+  defaultNodeTimeoutMs,
+  fanOut,
+  isAmbiguous,
+  MAX_NODE_TIMEOUT_MS,
+  type NodeAnswer,
+  type Parsed,
+  unexpected,
+  until,
+} from './fan-out.js';
+import { giveBack, Lease, type LeaseDriver, releaseResultOf } from './lease.js';
 import { usingLease } from './lease-keeper.js';
-import { ACQUIRE, EXTEND, FENCE_RAISE, LOCK_CHECK, ownerReply, RELEASE, type Script } from './scripts.js';
-import type { ScriptArg, Store } from './transport/types.js';
+import { quorumDriver } from './quorum-driver.js';
+import { ACQUIRE, FENCE_RAISE, RELEASE } from './scripts.js';
+import type { Store } from './transport/types.js';
 import { check, fnProblems, isWhole, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -54,151 +59,12 @@ export interface RedlockOptions extends LockBaseOptions {
    */
   nodeTimeoutMs?: number;
   /**
-   * Prefix of every key: `<prefix>:{<name>}:lock` and `:fence`, as for a single-store Lock.
-   * @default 'oncely'
-   */
-  prefix?: string;
-  /**
-   * Clock drift allowance as a fraction of the TTL; validity = ttl − elapsed − (ttl·driftFactor + driftMs).
-   * @default 0.01
-   */
-  driftFactor?: number;
-  /**
-   * Fixed part of the drift allowance.
-   * @default 2
-   */
-  driftMs?: number;
-  /** The monotonic clock lease validity is measured on. @default performance.now */
-  clock?: Clock;
-  /**
    * Called with errors from background work: a node whose grant may have been applied (a late or ambiguous
    * answer) could not be given back before the lease expired there (LockNotReleasedError). Exceptions it
    * throws are ignored.
    * @default errors are dropped (the key expires with its TTL)
    */
   onError?: (error: Error) => void;
-  /**
-   * How long each node's fence counter outlives the lease that last used it, as for a single-store Lock.
-   * @default 900_000 (15 minutes)
-   */
-  fenceGraceMs?: number;
-  /**
-   * Wall-clock epoch milliseconds: the fence's time floor on every node. Redlock floors at the client's clock,
-   * not each node's, so that the nodes of a quorum hand out the same fence: see docs/redlock.md.
-   * @default Date.now
-   */
-  wallClock?: () => number;
-}
-
-const MAX_NODE_TIMEOUT_MS = 60_000;
-
-/** The default per-node timeout for a TTL: a tenth of it, within [10, 1000] ms. */
-export function defaultNodeTimeoutMs(ttlMs: number): number {
-  return Math.min(1000, Math.max(10, Math.round(ttlMs / 10)));
-}
-
-// ------------------------------------------------------------------------------------------- fan-out
-
-/** One node's answer: its reply, or the error it failed with (a StoreError, or the per-node timeout). */
-export type NodeAnswer = { ok: true; value: unknown } | { ok: false; error: Error };
-
-/**
- * Runs `script` on every store at once. `answers[i]` settles (never rejects) with node i's reply, or with a
- * StoreUnavailableError once `timeoutMs` has passed; `raw[i]` is the request itself, which may settle later.
- */
-export function fanOut(
-  stores: readonly Store[],
-  script: Script,
-  keys: readonly string[],
-  args: readonly ScriptArg[],
-  timeoutMs: number,
-): { answers: Promise<NodeAnswer>[]; raw: Promise<unknown>[] } {
-  const raw = stores.map((store) => {
-    try {
-      return store.run(script, keys, args);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  });
-  const answers = raw.map(
-    (request, i) =>
-      new Promise<NodeAnswer>((resolve) => {
-        const name = stores[i]!.name;
-        const timer = setTimeout(
-          () =>
-            resolve({
-              ok: false,
-              error: new StoreUnavailableError(`${name}: no reply within the ${timeoutMs} ms node timeout`, {
-                store: name,
-                ambiguous: true,
-              }),
-            }),
-          timeoutMs,
-        );
-        request.then(
-          (value) => {
-            clearTimeout(timer);
-            resolve({ ok: true, value });
-          },
-          (error: unknown) => {
-            clearTimeout(timer);
-            resolve({ ok: false, error: error instanceof Error ? error : new Error(String(error)) });
-          },
-        );
-      }),
-  );
-  return { answers, raw };
-}
-
-/**
- * Resolves with a snapshot of the results as soon as `enough(results)` holds after a task settles, or when
- * every task has settled. Unsettled tasks are `undefined` in the snapshot and keep running.
- */
-export function until<T>(
-  tasks: readonly Promise<T>[],
-  enough: (results: readonly (T | undefined)[]) => boolean,
-): Promise<(T | undefined)[]> {
-  return new Promise((resolve) => {
-    const results: (T | undefined)[] = tasks.map(() => undefined);
-    let left = tasks.length;
-    let done = false;
-    if (left === 0) resolve(results);
-    tasks.forEach((task, i) => {
-      void task.then((value) => {
-        if (done) return;
-        results[i] = value;
-        left -= 1;
-        if (left === 0 || enough(results)) {
-          done = true;
-          resolve([...results]);
-        }
-      });
-    });
-  });
-}
-
-type Status = NodeOutcome['status'];
-type Parsed = { status: Status; value?: number; cause?: Error };
-
-function count(results: readonly (Parsed | undefined)[], status: Status | undefined): number {
-  return results.filter((r) => (status === undefined ? r === undefined : r?.status === status)).length;
-}
-
-function unexpected(store: Store, what: string, reply: unknown): Parsed {
-  return {
-    status: 'unreachable',
-    cause: new OncelyError(`${store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`),
-  };
-}
-
-/** 1 → ok, -1 → taken, 0 → expired: the reply of EXTEND and RELEASE. */
-function parseTriState(store: Store, what: string, a: NodeAnswer): Parsed {
-  if (!a.ok) return { status: 'unreachable', cause: a.error };
-  const r = ownerReply(a.value);
-  if (r === 'ours') return { status: 'ok' };
-  if (r === 'theirs') return { status: 'taken' };
-  if (r === 'gone') return { status: 'expired' };
-  return unexpected(store, what, a.value);
 }
 
 // ------------------------------------------------------------------------------------------------ the lock
@@ -225,6 +91,7 @@ export class Redlock implements Locker {
   readonly #fenceGraceMs: number;
   readonly #wallClock: () => number;
   readonly #drift: (ttlMs: number) => number;
+  readonly #driver: LeaseDriver;
 
   constructor(stores: readonly Store[], options: RedlockOptions = {}) {
     const list = Array.isArray(stores) ? stores : [];
@@ -258,6 +125,16 @@ export class Redlock implements Locker {
     this.#fenceGraceMs = o.fenceGraceMs;
     this.#wallClock = o.wallClock;
     this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
+    this.#driver = quorumDriver({
+      stores: this.stores,
+      quorum: this.quorum,
+      fenceGraceMs: this.#fenceGraceMs,
+      releaseTimeoutMs: this.#releaseTimeoutMs,
+      keyOf: (k) => this.keyOf(k),
+      fenceKeyOf: (k) => this.fenceKeyOf(k),
+      nodeTimeoutMs: (ttlMs) => this.nodeTimeoutMs(ttlMs),
+      outcomes: (results) => this.#outcomes(results),
+    });
   }
 
   /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
@@ -488,67 +365,6 @@ export class Redlock implements Locker {
       ...(r?.status === 'taken' && r.value !== undefined && r.value > 0 ? { holderTtlMs: r.value } : {}),
     }));
   }
-
-  // --------------------------------------------------------------------------------- extend and release
-
-  readonly #driver: LeaseDriver = {
-    extend: async (key, token, ttlMs): Promise<ExtendOutcome> => {
-      const q = this.quorum;
-      const { answers } = fanOut(
-        this.stores,
-        EXTEND,
-        [this.keyOf(key), this.fenceKeyOf(key)],
-        [token, ttlMs, ttlMs + this.#fenceGraceMs],
-        this.nodeTimeoutMs(ttlMs),
-      );
-      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'extend', a)));
-      // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
-      const lost = (r: readonly (Parsed | undefined)[]) =>
-        count(r, 'taken') + count(r, 'expired') > this.stores.length - q;
-      const results = await until(parsed, (r) => count(r, 'ok') >= q || lost(r));
-      if (count(results, 'ok') >= q) return 'extended';
-      if (lost(results)) return count(results, 'taken') > 0 ? 'stolen' : 'expired';
-      // Unreachable nodes might still have our key: not proof of loss. The lease stays valid until its
-      // deadline (its signal fires then); the caller may try again.
-      throw new QuorumError(key, 'extend', q, this.#outcomes(results));
-    },
-    check: async (key, token): Promise<CheckOutcome> => {
-      const q = this.quorum;
-      const { answers } = fanOut(this.stores, LOCK_CHECK, [this.keyOf(key)], [token], this.#releaseTimeoutMs);
-      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'check', a)));
-      const lost = (r: readonly (Parsed | undefined)[]) =>
-        count(r, 'taken') + count(r, 'expired') > this.stores.length - q;
-      const results = await until(parsed, (r) => count(r, 'ok') >= q || lost(r));
-      if (count(results, 'ok') >= q) return 'held';
-      if (lost(results)) return count(results, 'taken') > 0 ? 'stolen' : 'expired';
-      throw new QuorumError(key, 'check', q, this.#outcomes(results));
-    },
-    release: async (key, token): Promise<ReleaseResult> => {
-      const q = this.quorum;
-      const { answers } = fanOut(
-        this.stores,
-        RELEASE,
-        [this.keyOf(key), this.fenceKeyOf(key)],
-        [token, this.#fenceGraceMs],
-        this.#releaseTimeoutMs,
-      );
-      const parsed = answers.map((p, i) => p.then((a) => parseTriState(this.stores[i]!, 'release', a)));
-      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
-      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
-      const answered = (r: readonly (Parsed | undefined)[]) =>
-        r.filter((x) => x && x.status !== 'unreachable');
-      const results = await until(parsed, (r) => answered(r).length >= q);
-      if (answered(results).length < q) throw new QuorumError(key, 'release', q, this.#outcomes(results));
-      const taken = count(results, 'taken');
-      if (taken >= q) return 'not-held';
-      if (count(results, 'ok') > 0) return 'released';
-      return taken > 0 ? 'not-held' : 'expired';
-    },
-  };
-}
-
-function isAmbiguous(err: unknown): boolean {
-  return !(err instanceof StoreError) || err.ambiguous;
 }
 
 /** `new Redlock(stores, options)`. */

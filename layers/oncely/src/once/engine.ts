@@ -4,39 +4,35 @@
  * batch), then run.complete() or run.fail() (or the batch's settle()). What a claim reply means is decided in
  * outcome.ts; this file acts on it and emits its decision.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Context } from 'aws-lambda';
 import { newToken } from '../acquire.js';
 import { sleep } from '../clock.js';
 import { MissingKeyError, StoreError, StoreUnavailableError } from '../errors.js';
 import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS } from '../events.js';
-import { giveBack, type LeaseInit, releaseOrGiveBack, releaseResultOf } from '../lease.js';
-import type { CallResult, ScriptCall, Store } from '../transport/types.js';
-import { MAX_TTL_MS, MIN_TTL_MS } from '../validate.js';
-import { type Decided, Decisions, type InvocationFields, invocationFields } from './decisions.js';
+import type { LeaseInit } from '../lease.js';
+import type { CallResult, Store } from '../transport/types.js';
+import { MAX_TTL_MS } from '../validate.js';
+import { type Decided, Decisions } from './decisions.js';
 import { httpResponseFor } from './http.js';
-import { Halfway, keepAlive, RecordDriver } from './lease.js';
+import { Halfway, keepAlive, RecordDriver, recordGiveBack } from './lease.js';
 import type { LocalCache } from './local-cache.js';
-import { type MetricsOption, publish, Tally, timedStore } from './metrics.js';
+import { type Invocation, Invocations, timedStore } from './metrics.js';
+
+export type { Invocation } from './metrics.js';
+
 import {
   isDisabled,
+  leaseFor,
   localCacheOf,
   type OnceOptions,
   type Resolved,
   remainingOf,
   resolveOnceOptions,
+  ttlFor,
 } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
-import {
-  type ClaimReply,
-  completedOf,
-  completedReply,
-  parseClaim,
-  parseComplete,
-  payloadHash,
-  Records,
-} from './record.js';
-import { Run, type RunHost } from './run.js';
+import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
+import { Run, type RunHost, settleMany } from './run.js';
 
 /** The outcome of beginning an invocation: run the handler, or answer without running it. */
 export type Begin = { kind: 'run'; run: Run } | { kind: 'return'; value: unknown };
@@ -53,32 +49,12 @@ export interface BegunBatch {
 
 const FAIL: Began = Object.freeze({ kind: 'fail' });
 
-/** One invocation (or batch) in progress: the Lambda fields its log lines carry, and what it counted. */
-export interface Invocation {
-  readonly fields: InvocationFields;
-  /** Set when metrics are on. */
-  readonly tally: Tally | undefined;
-  closed: boolean;
-}
-
 export class OnceEngine<E = unknown> implements RunHost {
   readonly options: Resolved<E>;
   readonly store: Store;
   readonly records: Records;
   readonly #decisions: Decisions;
-  /** Where metrics go, when they are on. */
-  readonly #metrics: Exclude<MetricsOption, false> | undefined;
-  /** The invocation a decision or a store call belongs to (concurrent invocations in one process stay apart). */
-  readonly #current = new AsyncLocalStorage<Invocation>();
-  /**
-   * The one open invocation that runs outside #current: in Lambda a container runs one invocation at a time,
-   * and on Node 20 the first AsyncLocalStorage.run() turns on promise hooks for the whole process (measured:
-   * about a third of withOnce's client CPU per call). Only an invocation that opens while another is open runs
-   * in #current; code outside it finds no store and so belongs to the solo one.
-   */
-  #solo: Invocation | undefined;
-  /** What was counted outside any open invocation (a background give-back): goes into the next document. */
-  readonly #stray = new Tally();
+  readonly #invocations: Invocations;
   readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
@@ -91,12 +67,16 @@ export class OnceEngine<E = unknown> implements RunHost {
     const resolved = resolveOnceOptions(options, what);
     this.options = resolved.options;
     const { metrics, clock } = this.options;
-    this.#metrics = metrics === false ? undefined : metrics;
-    this.store = this.#metrics
+    this.#invocations = new Invocations(
+      metrics === false ? undefined : metrics,
+      this.options.namespace,
+      this.options.wallClock,
+    );
+    this.store = this.#invocations.metrics
       ? timedStore(
           resolved.store,
           () => clock.now(),
-          (ms) => this.#tally().latency(ms),
+          (ms) => this.#invocations.tally().latency(ms),
         )
       : resolved.store;
     this.#ready = resolved.ready;
@@ -105,48 +85,15 @@ export class OnceEngine<E = unknown> implements RunHost {
     this.#cache = localCacheOf(this.options);
   }
 
-  /**
-   * An invocation (or a batch) opens: its request id, function name, cold start and trace id go on the decision
-   * lines made within() it; its metrics are counted until close(). Adapters open one per Lambda invocation.
-   */
+  /** See Invocations (metrics.ts): adapters open one per Lambda invocation, run within it, and close it. */
   open(context: Partial<Context> | undefined): Invocation {
-    return {
-      fields: invocationFields(context),
-      tally: this.#metrics ? new Tally() : undefined,
-      closed: false,
-    };
+    return this.#invocations.open(context);
   }
-
-  /** Runs `fn` (and everything it starts) as part of `invocation`. */
   within<T>(invocation: Invocation, fn: () => T): T {
-    if (this.#current.getStore() === undefined && (this.#solo === undefined || this.#solo === invocation)) {
-      if (!invocation.closed) this.#solo = invocation;
-      return fn();
-    }
-    return this.#current.run(invocation, fn);
+    return this.#invocations.within(invocation, fn);
   }
-
-  /** The open invocation the running code belongs to. */
-  #invocation(): Invocation | undefined {
-    return this.#current.getStore() ?? this.#solo;
-  }
-
-  /** The invocation is over: its metrics (when on) are written as one document. Closing twice does nothing. */
   close(invocation: Invocation): void {
-    if (invocation.closed) return;
-    invocation.closed = true;
-    if (this.#solo === invocation) this.#solo = undefined;
-    const { tally } = invocation;
-    if (!tally || !this.#metrics) return;
-    tally.absorb(this.#stray);
-    const o = this.options;
-    publish(tally, this.#metrics, o.namespace, invocation.fields.function_name, o.wallClock());
-  }
-
-  /** The tally a count goes to: the open invocation's, else the stray one. */
-  #tally(): Tally {
-    const invocation = this.#invocation();
-    return invocation?.tally && !invocation.closed ? invocation.tally : this.#stray;
+    this.#invocations.close(invocation);
   }
 
   /**
@@ -166,8 +113,8 @@ export class OnceEngine<E = unknown> implements RunHost {
 
   /** Counts a decision (metrics), logs it and calls onDecision. */
   decide(d: Decided): void {
-    if (this.#metrics) this.#tally().count(d.decision);
-    this.#decisions.emit(d, this.#invocation()?.fields);
+    if (this.#invocations.metrics) this.#invocations.tally().count(d.decision);
+    this.#decisions.emit(d, this.#invocations.fields());
   }
 
   /** The record and fence-counter keys of an idempotency key. */
@@ -215,19 +162,19 @@ export class OnceEngine<E = unknown> implements RunHost {
     const waitStarted = o.clock.now();
     const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
     for (;;) {
-      const ttlMs = this.#leaseFor(context);
+      const ttlMs = leaseFor(this.options, context);
       const call = this.records.claim(key, token, hash, ttlMs, o.wallClock());
       const startedAt = o.clock.now();
       let reply: ClaimReply;
       try {
         const raw = await this.store.run(call.script, call.keys, call.args);
         reply = parseClaim(raw, this.store.name);
-        if (this.#cache) this.#remember(key, hash, raw, startedAt);
+        this.#cache?.remember(key, hash, completedOf(raw), startedAt);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
         // The claim may have been applied: give the record back rather than block retries for a lease
         // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
-        if (err.ambiguous) void this.#giveBack(key, token, ttlMs);
+        if (err.ambiguous) void recordGiveBack(this, key, token, ttlMs).giveBack();
         reply = { kind: 'failed', error: err };
       }
       const now = o.clock.now();
@@ -241,12 +188,13 @@ export class OnceEngine<E = unknown> implements RunHost {
         await sleep(outcome.afterMs);
         continue;
       }
-      if (outcome.kind === 'throw' && outcome.giveBack) await this.#releaseOrGiveBack(key, token, ttlMs);
+      if (outcome.kind === 'throw' && outcome.giveBack)
+        await recordGiveBack(this, key, token, ttlMs).releaseOrGiveBack();
       this.decide(outcome.decision);
       switch (outcome.kind) {
         case 'run': {
           const run = this.#claimed(key, hash, token, outcome.fence, ttlMs, startedAt, http);
-          run.keepAlive(this.#ttlFor(context));
+          run.keepAlive(ttlFor(this.options, context));
           return { kind: 'run', run };
         }
         case 'run-unfenced':
@@ -272,17 +220,9 @@ export class OnceEngine<E = unknown> implements RunHost {
     return { kind: 'return', value: outcome.value };
   }
 
-  /** Keeps a claim's reply in the local cache when it found the record completed (and forgets it otherwise). */
-  #remember(key: string, hash: string, raw: unknown, sentAt: number): void {
-    const done = completedOf(raw);
-    if (done?.leftMs === undefined) this.#cache?.delete(key);
-    else this.#cache?.put(key, hash, done.text, sentAt, done.leftMs);
-  }
-
   /** A record this container completed (`sentAt`: when the completing request first went out). */
   cacheCompleted(run: Run, text: string, sentAt: number): void {
-    if (this.#cache && run.key !== undefined)
-      this.#cache.put(run.key, run.hash, text, sentAt, this.options.retentionMs);
+    if (run.key !== undefined) this.#cache?.put(run.key, run.hash, text, sentAt, this.options.retentionMs);
   }
 
   /**
@@ -291,7 +231,7 @@ export class OnceEngine<E = unknown> implements RunHost {
    */
   async beginMany(events: readonly E[], context: Context): Promise<BegunBatch> {
     const o = this.options;
-    const ttlFor = this.#ttlFor(context);
+    const extendTo = ttlFor(this.options, context);
     await this.ready();
     const items: Began[] = [];
     if (isDisabled()) {
@@ -303,7 +243,7 @@ export class OnceEngine<E = unknown> implements RunHost {
     }
     const runs = items.flatMap((b) => (b.kind !== 'return' && b.run ? [b.run] : []));
     const leases = () => runs.flatMap((r) => (r.lease ? [r.lease] : []));
-    const stop = keepAlive(leases, ttlFor, o.ttlMs, o.clock, (e) =>
+    const stop = keepAlive(leases, extendTo, o.ttlMs, o.clock, (e) =>
       this.decide({ decision: 'store-error', reason: `extend: ${e.message}` }),
     );
     return {
@@ -311,7 +251,12 @@ export class OnceEngine<E = unknown> implements RunHost {
       settle: async (ok, results) => {
         stop();
         try {
-          return await this.#settleMany(items, ok, results);
+          return await settleMany(
+            this,
+            items.map((b) => (b.kind === 'return' ? undefined : b.run)),
+            ok,
+            results,
+          );
         } finally {
           for (const run of runs) run.stop();
         }
@@ -348,7 +293,7 @@ export class OnceEngine<E = unknown> implements RunHost {
   /** Claims every keyed record in one round trip and fills in their items. */
   async #claimMany(keyed: Keyed[], context: Context, items: Began[]): Promise<void> {
     const o = this.options;
-    const ttlMs = this.#leaseFor(context);
+    const ttlMs = leaseFor(this.options, context);
     const startedAt = o.clock.now();
     const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, ttlMs, o.wallClock()));
     let replies: CallResult[];
@@ -367,7 +312,7 @@ export class OnceEngine<E = unknown> implements RunHost {
           await this.store
             .runMany(keyed.map((k) => this.records.release(k.key, k.token)))
             .catch((e: unknown) => {
-              for (const k of keyed) void this.#giveBack(k.key, k.token, ttlMs, e as Error);
+              for (const k of keyed) void recordGiveBack(this, k.key, k.token, ttlMs).giveBack(e as Error);
             });
         }
         throw err;
@@ -379,7 +324,7 @@ export class OnceEngine<E = unknown> implements RunHost {
       const reply: ClaimReply = r?.ok
         ? parseClaim(r.value, this.store.name)
         : { kind: 'failed', error: r?.error };
-      if (r?.ok && this.#cache) this.#remember(k.key, k.hash, r.value, startedAt);
+      if (r?.ok) this.#cache?.remember(k.key, k.hash, completedOf(r.value), startedAt);
       const outcome: Outcome = outcomeOf(reply, {
         ...this.#policy(k.key, ttlMs, late),
         http: false,
@@ -402,67 +347,6 @@ export class OnceEngine<E = unknown> implements RunHost {
     });
   }
 
-  /** Completes or releases every claimed record of a batch in one round trip. */
-  async #settleMany(items: readonly Began[], ok: readonly boolean[], results: readonly unknown[]) {
-    const o = this.options;
-    const done = [...ok];
-    const settle: { n: number; run: Run; call: ScriptCall; complete: boolean; why: string; text?: string }[] =
-      [];
-    items.forEach((item, n) => {
-      const run = item.kind === 'return' ? undefined : item.run;
-      if (!run?.lease) return;
-      if (!done[n]) {
-        const call = this.records.release(run.key!, run.token);
-        settle.push({ n, run, call, complete: false, why: 'the handler failed or did not run' });
-        return;
-      }
-      const plan = run.prepare(results[n]);
-      if ('text' in plan) {
-        const call = this.records.complete(run as Run & { key: string }, plan.text, o.retentionMs);
-        settle.push({ n, run, call, complete: true, why: plan.notStored ?? '', text: plan.text });
-        return;
-      }
-      done[n] = false;
-      const why = 'error' in plan ? `result not storable: ${plan.error.reason}` : 'not stored';
-      settle.push({ n, run, call: this.records.release(run.key!, run.token), complete: false, why });
-    });
-    if (settle.length === 0) return done;
-    let replies: CallResult[] | undefined;
-    const sentAt = o.clock.now();
-    try {
-      replies = await this.store.runMany(settle.map((s) => s.call));
-    } catch (err) {
-      this.decide({ decision: 'complete-failed', reason: (err as Error).message });
-      if (!(err instanceof StoreError)) throw err;
-    }
-    // completeFailure 'throw': a record whose result could not be recorded is reported, so SQS redelivers it.
-    const unrecorded = o.completeFailure !== 'throw';
-    settle.forEach((s, i) => {
-      const r = replies?.[i];
-      if (!r?.ok) {
-        if (replies)
-          this.decide({
-            decision: 'complete-failed',
-            key: s.run.key,
-            reason: r?.error.message ?? 'no reply',
-          });
-        if (s.complete) done[s.n] = unrecorded; // the record expires with its lease
-        return;
-      }
-      if (!s.complete) {
-        s.run.released(releaseResultOf(r.value), s.why);
-        return;
-      }
-      try {
-        s.run.completed(parseComplete(r.value), s.why || undefined);
-        this.cacheCompleted(s.run, s.text as string, sentAt);
-      } catch {
-        done[s.n] = false; // lost: another invocation owns the key now; let SQS redeliver
-      }
-    });
-    return done;
-  }
-
   #policy(key: string, ttlMs: number, late: boolean): Omit<ClaimPolicy, 'http' | 'waitedMs' | 'waitLeftMs'> {
     const o = this.options;
     return {
@@ -476,51 +360,9 @@ export class OnceEngine<E = unknown> implements RunHost {
     };
   }
 
-  /** The lease for a new claim: ttlMs, at most the invocation's remaining time minus marginMs. */
-  #leaseFor(context: Partial<Context> | undefined): number {
-    const { ttlMs, marginMs } = this.options;
-    return Math.max(MIN_TTL_MS, Math.floor(Math.min(ttlMs, remainingOf(context) - marginMs)));
-  }
-
-  /** What each extension asks for: ttlMs, at most up to the invocation's deadline minus marginMs. */
-  #ttlFor(context: Partial<Context> | undefined): () => number {
-    const deadline = this.options.clock.now() + remainingOf(context);
-    const { ttlMs, marginMs } = this.options;
-    return () => Math.floor(Math.min(ttlMs, deadline - this.options.clock.now() - marginMs));
-  }
-
   /** True when the claim's reply came back after the lease it took had already run out. */
   #tooLate(startedAt: number, ttlMs: number): boolean {
     return this.options.clock.now() >= startedAt + ttlMs - this.#drift(ttlMs);
-  }
-
-  /**
-   * Gives back a record we may have claimed but will not use (see lock.ts giveBack): retried with backoff until
-   * released, not ours, or past the lease; a final failure becomes a 'give-back-failed' decision.
-   */
-  #giveBack(key: string, token: string, ttlMs: number, firstError?: Error): Promise<unknown> {
-    const { release, until, failed } = this.#giveBackParts(key, token, ttlMs);
-    return giveBack(key, release, this.options.clock, until, failed, firstError);
-  }
-
-  /** One release now; while the store fails, the rest of #giveBack in the background. */
-  #releaseOrGiveBack(key: string, token: string, ttlMs: number): Promise<void> {
-    const { release, until, failed } = this.#giveBackParts(key, token, ttlMs);
-    return releaseOrGiveBack(key, release, this.options.clock, until, failed);
-  }
-
-  #giveBackParts(key: string, token: string, ttlMs: number) {
-    const c = this.records.release(key, token);
-    return {
-      release: async () => releaseResultOf(await this.store.run(c.script, c.keys, c.args)),
-      until: this.options.clock.now() + ttlMs,
-      failed: (e: Error) =>
-        this.decide({
-          decision: 'give-back-failed',
-          key,
-          reason: `${e.message}: ${e.cause instanceof Error ? e.cause.message : 'no cause'}`,
-        }),
-    };
   }
 
   /** A Run that owns no record: the handler runs without dedupe. */

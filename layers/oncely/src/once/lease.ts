@@ -7,13 +7,16 @@ import type { Clock } from '../clock.js';
 import {
   type ExtendOutcome,
   extendOutcomeOf,
+  giveBack,
   type Lease,
   type LeaseDriver,
   type ReleaseResult,
+  releaseOrGiveBack,
   releaseResultOf,
 } from '../lease.js';
 import { keepLeases } from '../lease-keeper.js';
 import type { ScriptCall, Store } from '../transport/types.js';
+import type { Decided } from './decisions.js';
 import type { Records } from './record.js';
 
 /**
@@ -134,3 +137,32 @@ export class Halfway<T> {
 }
 
 export type HalfwayStart<T> = (run: T, ttlFor: () => number) => void;
+
+/** What a record's give-back needs of its engine. */
+interface GiveBackHost {
+  readonly store: Store;
+  readonly records: Records;
+  readonly options: { readonly clock: Clock };
+  decide(d: Decided): void;
+}
+
+/**
+ * Giving back a record we may have claimed but will not use (lease.ts giveBack, as locks do): retried with
+ * backoff until released, not ours, or past the lease (`ttlMs` from now); a final failure becomes a
+ * 'give-back-failed' decision.
+ */
+export function recordGiveBack(host: GiveBackHost, key: string, token: string, ttlMs: number) {
+  const c = host.records.release(key, token);
+  const release = async () => releaseResultOf(await host.store.run(c.script, c.keys, c.args));
+  const until = host.options.clock.now() + ttlMs;
+  const failed = (e: Error) =>
+    host.decide({
+      decision: 'give-back-failed',
+      key,
+      reason: `${e.message}: ${e.cause instanceof Error ? e.cause.message : 'no cause'}`,
+    });
+  return {
+    giveBack: (firstError?: Error) => giveBack(key, release, host.options.clock, until, failed, firstError),
+    releaseOrGiveBack: () => releaseOrGiveBack(key, release, host.options.clock, until, failed),
+  };
+}

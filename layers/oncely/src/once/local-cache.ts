@@ -64,6 +64,17 @@ export class LocalCache {
     return { text: entry.text };
   }
 
+  /** After a claim: keeps the record when the claim found it completed (`done`), forgets the key otherwise. */
+  remember(
+    key: string,
+    hash: string,
+    done: { text: unknown; leftMs?: number } | undefined,
+    sentAt: number,
+  ): void {
+    if (done?.leftMs === undefined) this.delete(key);
+    else this.put(key, hash, done.text, sentAt, done.leftMs);
+  }
+
   /**
    * Keeps a completed record: `sentAt` (engine clock) is when the request that found or wrote it was sent, and
    * `leftMs` how long the record lives from then at least (its retention, or the PTTL the store reported).

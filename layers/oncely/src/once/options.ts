@@ -18,6 +18,7 @@ import {
   check,
   fnProblems,
   MAX_TTL_MS,
+  MIN_TTL_MS,
   oneOf,
   prefixProblems,
   resolveOptions,
@@ -244,6 +245,23 @@ export function remainingOf(context: Partial<Context> | undefined): number {
   if (typeof f !== 'function') return Number.POSITIVE_INFINITY;
   const ms = Number(f.call(context));
   return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;
+}
+
+/** The lease for a new claim: ttlMs, at most the invocation's remaining time minus marginMs. */
+export function leaseFor(
+  o: Pick<Resolved<unknown>, 'ttlMs' | 'marginMs'>,
+  context: Partial<Context> | undefined,
+) {
+  return Math.max(MIN_TTL_MS, Math.floor(Math.min(o.ttlMs, remainingOf(context) - o.marginMs)));
+}
+
+/** What each extension asks for: ttlMs, at most up to the invocation's deadline minus marginMs. */
+export function ttlFor(
+  o: Pick<Resolved<unknown>, 'ttlMs' | 'marginMs' | 'clock'>,
+  context: Partial<Context> | undefined,
+): () => number {
+  const deadline = o.clock.now() + remainingOf(context);
+  return () => Math.floor(Math.min(o.ttlMs, deadline - o.clock.now() - o.marginMs));
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * oncePerTick(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica
- * (formerly withLeader, which stays as an alias; leader election is elect(), in leader.ts). An adapter over the engine: the tick's key, a stale-tick check, and nothing else of its own.
+ * oncePerTick(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica.
+ * An adapter over the engine: the tick's key and a stale-tick check, nothing else of its own. Formerly named
+ * withLeader (an alias remains); leader election is elect(), in leader.ts.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
@@ -12,24 +13,11 @@ import { runOnce } from './with-once.js';
 /** Ticks older than this are skipped, by default (5 minutes). */
 const DEFAULT_MAX_LAG_MS = 300_000;
 
-export interface TickOptions
-  extends Pick<
-    OnceOptions<ScheduledEvent>,
-    | 'store'
-    | 'ttlMs'
-    | 'marginMs'
-    | 'prefix'
-    | 'logLevel'
-    | 'logger'
-    | 'metrics'
-    | 'logKeys'
-    | 'onDecision'
-    | 'clock'
-    | 'wallClock'
-    | 'failOpen'
-    | 'maxResultBytes'
-    | 'unstorable'
-  > {
+/** The withOnce options oncePerTick sets itself, and those that mean nothing for a tick. */
+type SetByTick = 'namespace' | 'key' | 'payload' | 'missingKey' | 'duplicate' | 'http';
+type NotForTicks = 'retentionMs' | 'pollMs' | 'maxWaitMs' | 'localCache' | 'completeFailure';
+
+export interface TickOptions extends Omit<OnceOptions<ScheduledEvent>, SetByTick | NotForTicks> {
   /**
    * The task's name, shared by every replica that must not run the same tick twice (set it when stages or
    * regions name their rules differently).

@@ -7,7 +7,8 @@ import * as crypto from 'node:crypto';
 import { DEFAULT_FENCE_GRACE_MS } from '../acquire.js';
 import type { NotStorableReason } from '../errors.js';
 import { OncelyError } from '../errors.js';
-import { canonicalJson, type Identity } from '../events.js';
+import type { Identity } from '../events.js';
+import { canonicalJson } from '../keys.js';
 import { ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE } from '../scripts.js';
 import type { ScriptArg, ScriptCall } from '../transport/types.js';
 

@@ -5,7 +5,7 @@
 import { sleep } from '../clock.js';
 import { LockLostError, ResultNotStorableError, StoreError } from '../errors.js';
 import { Lease, type LeaseInit, type ReleaseResult, releaseResultOf } from '../lease.js';
-import type { Store } from '../transport/types.js';
+import type { CallResult, ScriptCall, Store } from '../transport/types.js';
 import { type Decided, shortKey } from './decisions.js';
 import { type HttpResult, isHttpResult } from './http.js';
 import { type Halfway, keepAlive } from './lease.js';
@@ -313,4 +313,69 @@ export class Run {
       });
     }
   }
+}
+
+/**
+ * Settles a batch: completes (`ok[n]`, with `results[n]`) or releases every claimed record of `runs` in one
+ * round trip. Returns which records count as done in the end (a result not stored, or a record lost meanwhile,
+ * is not).
+ */
+export async function settleMany(
+  host: RunHost,
+  runs: readonly (Run | undefined)[],
+  ok: readonly boolean[],
+  results: readonly unknown[],
+): Promise<boolean[]> {
+  const o = host.options;
+  const done = [...ok];
+  const settle: { n: number; run: Run; call: ScriptCall; complete: boolean; why: string; text?: string }[] =
+    [];
+  runs.forEach((run, n) => {
+    if (!run?.lease) return;
+    if (!done[n]) {
+      const call = host.records.release(run.key!, run.token);
+      settle.push({ n, run, call, complete: false, why: 'the handler failed or did not run' });
+      return;
+    }
+    const plan = run.prepare(results[n]);
+    if ('text' in plan) {
+      const call = host.records.complete(run as Run & { key: string }, plan.text, o.retentionMs);
+      settle.push({ n, run, call, complete: true, why: plan.notStored ?? '', text: plan.text });
+      return;
+    }
+    done[n] = false;
+    const why = 'error' in plan ? `result not storable: ${plan.error.reason}` : 'not stored';
+    settle.push({ n, run, call: host.records.release(run.key!, run.token), complete: false, why });
+  });
+  if (settle.length === 0) return done;
+  let replies: CallResult[] | undefined;
+  const sentAt = o.clock.now();
+  try {
+    replies = await host.store.runMany(settle.map((s) => s.call));
+  } catch (err) {
+    host.decide({ decision: 'complete-failed', reason: (err as Error).message });
+    if (!(err instanceof StoreError)) throw err;
+  }
+  // completeFailure 'throw': a record whose result could not be recorded is reported, so SQS redelivers it.
+  const unrecorded = o.completeFailure !== 'throw';
+  settle.forEach((s, i) => {
+    const r = replies?.[i];
+    if (!r?.ok) {
+      if (replies)
+        host.decide({ decision: 'complete-failed', key: s.run.key, reason: r?.error.message ?? 'no reply' });
+      if (s.complete) done[s.n] = unrecorded; // the record expires with its lease
+      return;
+    }
+    if (!s.complete) {
+      s.run.released(releaseResultOf(r.value), s.why);
+      return;
+    }
+    try {
+      s.run.completed(parseComplete(r.value), s.why || undefined);
+      host.cacheCompleted?.(s.run, s.text as string, sentAt);
+    } catch {
+      done[s.n] = false; // lost: another invocation owns the key now; let SQS redeliver
+    }
+  });
+  return done;
 }

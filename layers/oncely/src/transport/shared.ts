@@ -23,10 +23,6 @@ export async function evalWithFallback(
   }
 }
 
-export function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}
-
 /** Keeps an already-typed StoreError, else wraps with the given mapper. */
 export function settle(value: unknown, error: unknown, mapError: (e: unknown) => Error): CallResult {
   if (error) return { ok: false, error: error instanceof StoreError ? error : mapError(error) };

@@ -1,0 +1,97 @@
+/**
+ * The lease driver of a Redlock: extend, check and release run on every node, each bounded by the per-node
+ * timeout, and are decided as soon as a quorum has answered (or can no longer answer) the same way.
+ */
+import { type NodeOutcome, QuorumError } from './errors.js';
+import { count, fanOut, type Parsed, parseTriState, until } from './fan-out.js';
+import {
+  type CheckOutcome,
+  checkOutcome,
+  type ExtendOutcome,
+  extendOutcomeOf,
+  type LeaseDriver,
+  type ReleaseResult,
+} from './lease.js';
+import { EXTEND, LOCK_CHECK, RELEASE, type Script } from './scripts.js';
+import type { ScriptArg, Store } from './transport/types.js';
+
+/** What the driver needs of its Redlock. */
+export interface QuorumNodes {
+  readonly stores: readonly Store[];
+  readonly quorum: number;
+  readonly fenceGraceMs: number;
+  /** Release and check do not know the lease's TTL: the configured node timeout, else the default's bound. */
+  readonly releaseTimeoutMs: number;
+  keyOf(key: string): string;
+  fenceKeyOf(key: string): string;
+  nodeTimeoutMs(ttlMs: number): number;
+  outcomes(results: readonly (Parsed | undefined)[]): NodeOutcome[];
+}
+
+export function quorumDriver(q: QuorumNodes): LeaseDriver {
+  return {
+    extend: async (key, token, ttlMs): Promise<ExtendOutcome> =>
+      extendOutcomeOf(
+        await quorumOwner(
+          q,
+          key,
+          'extend',
+          EXTEND,
+          [q.keyOf(key), q.fenceKeyOf(key)],
+          [token, ttlMs, ttlMs + q.fenceGraceMs],
+          q.nodeTimeoutMs(ttlMs),
+        ),
+      ),
+    check: async (key, token): Promise<CheckOutcome> =>
+      checkOutcome(
+        await quorumOwner(q, key, 'check', LOCK_CHECK, [q.keyOf(key)], [token], q.releaseTimeoutMs),
+      ),
+    release: async (key, token): Promise<ReleaseResult> => {
+      const need = q.quorum;
+      const { answers } = fanOut(
+        q.stores,
+        RELEASE,
+        [q.keyOf(key), q.fenceKeyOf(key)],
+        [token, q.fenceGraceMs],
+        q.releaseTimeoutMs,
+      );
+      const parsed = answers.map((p, i) => p.then((a) => parseTriState(q.stores[i]!, 'release', a)));
+      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
+      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
+      const answered = (r: readonly (Parsed | undefined)[]) =>
+        r.filter((x) => x && x.status !== 'unreachable');
+      const results = await until(parsed, (r) => answered(r).length >= need);
+      if (answered(results).length < need) throw new QuorumError(key, 'release', need, q.outcomes(results));
+      const taken = count(results, 'taken');
+      if (taken >= need) return 'not-held';
+      if (count(results, 'ok') > 0) return 'released';
+      return taken > 0 ? 'not-held' : 'expired';
+    },
+  };
+}
+
+/**
+ * Runs an owner script (1 ours, -1 another's, 0 gone) on every node: 'ours' once a quorum says so, 'theirs'
+ * or 'gone' once a quorum can no longer say so. Unreachable nodes might still have our key, which is no proof
+ * of loss: a QuorumError then (the lease stays valid until its deadline; the caller may try again).
+ */
+async function quorumOwner(
+  q: QuorumNodes,
+  key: string,
+  operation: 'extend' | 'check',
+  script: Script,
+  keys: string[],
+  args: ScriptArg[],
+  timeoutMs: number,
+): Promise<'ours' | 'theirs' | 'gone'> {
+  const need = q.quorum;
+  const { answers } = fanOut(q.stores, script, keys, args, timeoutMs);
+  const parsed = answers.map((p, i) => p.then((a) => parseTriState(q.stores[i]!, operation, a)));
+  // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
+  const lost = (r: readonly (Parsed | undefined)[]) =>
+    count(r, 'taken') + count(r, 'expired') > q.stores.length - need;
+  const results = await until(parsed, (r) => count(r, 'ok') >= need || lost(r));
+  if (count(results, 'ok') >= need) return 'ours';
+  if (lost(results)) return count(results, 'taken') > 0 ? 'theirs' : 'gone';
+  throw new QuorumError(key, operation, need, q.outcomes(results));
+}

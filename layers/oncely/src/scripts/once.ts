@@ -1,0 +1,122 @@
+/** The run-once record's scripts (once/record.ts calls them). */
+import { firstIs, type Script } from './script.js';
+
+// ------------------------------------------------------------------------------------------- run-once records
+//
+// One record per idempotency key (once/record.ts), a hash with PX expiry, next to its fencing counter in one slot:
+//   <prefix>:once:{<namespace>:<key digest>}:rec    s = P (in progress) | C (completed), t = owner token,
+//                                                   f = fence, h = payload hash ('' = unchecked),
+//                                                   r = the encoded result (completed only)
+//   <prefix>:once:{<namespace>:<key digest>}:fence  the last fence handed out, with a TTL that always outlives
+//                                                   the record by a grace period (see docs/once.md)
+// Every transition compares the owner token: a record we do not own is never overwritten or deleted.
+
+/**
+ * ONCE_CLAIM  KEYS: rec, fence   ARGV: token, ttlMs, payloadHash, fenceTtlMs, nowMs
+ * {1, fence}   claimed: the record was absent (or expired) and is now ours, IN PROGRESS for ttlMs; or it was
+ *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, the store's
+ *              TIME in ms; nowMs, the client's clock, only where the store refuses TIME in a script), so it
+ *              keeps increasing even after the counter itself has expired.
+ * {2, result, pttl}  completed earlier: the stored, encoded result (a duplicate costs this one round trip) and
+ *              the record's remaining retention (for a local cache, which must not outlive it).
+ * {0, pttl}    in progress under another owner, who has pttl ms of lease left.
+ * {3, status}  the record was made for a different payload (status P or C); nothing changed.
+ */
+export const ONCE_CLAIM: Script = {
+  name: 'once-claim',
+  keys: 2,
+  lua: `local r = redis.call('HMGET', KEYS[1], 's', 't', 'f', 'h', 'r')
+if r[1] then
+  if r[2] == ARGV[1] and r[1] == 'P' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, r[3]}
+  end
+  if ARGV[3] ~= '' and r[4] and r[4] ~= '' and r[4] ~= ARGV[3] then
+    return {3, r[1]}
+  end
+  if r[1] == 'C' then
+    return {2, r[5], redis.call('PTTL', KEYS[1])}
+  end
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local t = redis.pcall('TIME')
+local now = tonumber(ARGV[5]) or 0
+if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local fence = string.format('%.0f', math.max(last + 1, now))
+redis.call('SET', KEYS[2], fence, 'PX', ARGV[4])
+redis.call('HSET', KEYS[1], 's', 'P', 't', ARGV[1], 'f', fence, 'h', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, fence}`,
+  sha1: '66819042a4d8972c7f2bb169a22315963072d794',
+  grants: { wrote: firstIs(1) },
+};
+
+/**
+ * ONCE_COMPLETE  KEYS: rec, fence   ARGV: token, fence, result, retentionMs, fenceTtlMs, payloadHash
+ * 1   completed: IN PROGRESS and ours -> COMPLETED(result), kept for retentionMs.
+ * 2   already completed by us (a retried request whose reply was lost): unchanged.
+ * 3   completed late: our lease had run out but nobody has claimed since (the counter still holds our
+ *     fence), so the record is written as ours and COMPLETED.
+ * -1  another owner's record (or one made for another payload): untouched.
+ * 0   our record is gone and the fence has moved on (someone claimed after us): nothing written.
+ */
+export const ONCE_COMPLETE: Script = {
+  name: 'once-complete',
+  keys: 2,
+  lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
+if r[2] == ARGV[1] then
+  if r[1] == 'C' then return 2 end
+  redis.call('HSET', KEYS[1], 's', 'C', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  return 1
+end
+if r[1] then return -1 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 's', 'C', 't', ARGV[1], 'f', ARGV[2], 'h', ARGV[6], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 3`,
+  sha1: '65fffdf7584772dcfb0dd0294364a4c8c904f5ef',
+  grants: { wrote: firstIs(1, 2, 3) },
+};
+
+/**
+ * ONCE_EXTEND  KEYS: rec, fence   ARGV: token, ttlMs, fenceTtlMs
+ * 1 extended (IN PROGRESS and ours), -1 another owner's record (or already completed), 0 gone (expired).
+ */
+export const ONCE_EXTEND: Script = {
+  name: 'once-extend',
+  keys: 2,
+  lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
+if r[2] == ARGV[1] and r[1] == 'P' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+if r[1] then return -1 end
+return 0`,
+  sha1: '78901b856881445c75451dfef995a344e5f0766e',
+  grants: { wrote: firstIs(1) },
+};
+
+/**
+ * ONCE_RELEASE  KEYS: rec   ARGV: token
+ * 1 released (IN PROGRESS and ours: deleted, so a retry can run), -1 another owner's record or a completed
+ * one (untouched), 0 already gone. The fence counter stays: the next claim still gets a higher fence.
+ */
+export const ONCE_RELEASE: Script = {
+  name: 'once-release',
+  keys: 1,
+  lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
+if r[2] == ARGV[1] and r[1] == 'P' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if r[1] then return -1 end
+return 0`,
+  sha1: '598aabf5476fbb4e6cdf848397ed7c0e32fbdb1c',
+};
+
+export const ONCE_SCRIPTS: readonly Script[] = [ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE];
