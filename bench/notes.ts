@@ -230,8 +230,8 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         "the same clients. Both make one round trip per master per operation; oncely's own frames " +
         '(#attempt, fanOut, the Lease, the token) came to about 7 % of samples, and the rest is ioredis ' +
         'writing to N sockets, the same for both. Measured client CPU per pair (bench/profile.ts, same ' +
-        'machine, two interleaved runs each): oncely 394–408 µs before, 338 µs after the withOnce change ' +
-        '(which does not touch Redlock: machine noise), node-redlock 164–258 µs. What stays: oncely checks ' +
+        'machine, interleaved runs): oncely 338–408 µs, ' +
+        'node-redlock 164–258 µs. What stays: oncely checks ' +
         'the fence on the quorum (FENCE_RAISE when the counters disagree), validates its options, builds a ' +
         'Lease with validity tracking and drift, and gives back partial grants; node-redlock does none of ' +
         'these.'
@@ -251,13 +251,24 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         `and ${us(client(p))} for Powertools. What remains is the work Powertools does not do: key digest ` +
         '(SHA-256), payload hash, the lease with its halfway timer, the fence, two decision lines formatted ' +
         'per call, and two scripts where Powertools sends two plain SETs. The scripts alone run at ' +
-        `${p50Ratio(bare, p)} Powertools' p50 here.`
+        `${p50Ratio(bare, p)} Powertools' p50 here. One more caveat: in this bench process the REST suite ` +
+        'runs first, and the REST transport bounds each call with an AsyncLocalStorage (callDeadline), so ' +
+        'promise hooks are already on for every contender of the run-once suite; the AsyncLocalStorage ' +
+        'saving above shows in a TCP-only process (bench/profile.ts), not in these rows.'
       );
     }
     if (id === 'once.duplicate' || id === 'once.duplicate.cached') {
+      const dup = once?.duplicate;
+      const o = find(dup, id === 'once.duplicate' ? 'oncely' : 'oncely-cached');
+      const bare = find(dup, 'raw-once');
+      const p = find(dup, 'powertools');
       return (
-        `**${r.label}: ${v}.** One script for oncely against SET NX then GET for Powertools (with the cache ` +
-        'on: no round trip at all). A FAIL here is the machine: see the per-round range.'
+        `**${r.label}: ${v}.** One script for oncely against SET NX then GET for Powertools: the script ` +
+        `sent bare runs at ${p50Ratio(bare, p)} Powertools' p50 (${ms(bare)} vs ${ms(p)}), withOnce at ` +
+        `${ms(o)}, client CPU ${us(client(o))} vs ${us(client(bare))} bare. The library's share is ` +
+        'identifying the event, the key digest, decoding the stored result and the decision line, with ' +
+        'promise hooks on in this process (see the first-call paragraph). The local cache row is the answer ' +
+        'for warm containers: no round trip at all.'
       );
     }
     if (id.startsWith('rest.')) {
@@ -268,11 +279,32 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       );
     }
     if (id.startsWith('size.')) {
+      const b = isSkipped(d.bundles) ? undefined : d.bundles;
+      const which =
+        id === 'size.tcp.entry'
+          ? 'oncely-tcp-entry'
+          : id === 'size.tcp.layer'
+            ? 'oncely-tcp'
+            : id === 'size.rest.entry'
+              ? 'oncely-rest-entry'
+              : 'oncely-rest';
+      const parts = Object.entries(find(b, which)?.byPackage ?? {})
+        .sort((x, y) => y[1] - x[1])
+        .filter(([, n]) => n >= 2048)
+        .map(([k, n]) => `${k} ${fmtBytes(n)}`)
+        .join(', ');
+      const extra =
+        id === 'size.tcp.entry'
+          ? ' The TCP entry builds its store with fromEnv(), which can pick REST at run time: a single-file ' +
+            'bundle inlines that dynamic import, so @upstash/redis rides along. A function that bundles ' +
+            "oncely for TCP only should import redisStore from 'oncely/ioredis' (no fromEnv); the layer rows " +
+            'load the other client only when it is used.'
+          : ' The layer index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event ' +
+            'keys, metrics) on either path; splitting the index per feature would change how functions ' +
+            'import the layer, so it was not done in this pass.';
       return (
-        `**${r.label}: ${v}.** The layer's index loads all of oncely (locks, Redlock, withOnce, SQS ` +
-        'batches, leader, event keys) on either transport; splitting the index per feature would take ' +
-        'the TCP path under the target but changes how functions import the layer, so it was not done in ' +
-        'this pass. Cold start (the bundle table) is what these bytes cost.'
+        `**${r.label}: ${v}.** Nothing was tried on bytes in this pass. This run: ${parts}.${extra} Cold ` +
+        'start (the bundle table) is what these bytes cost.'
       );
     }
     return undefined;
