@@ -118,3 +118,23 @@ describe('replicas: 1 on a server without replicas', () => {
     await lease.release();
   });
 });
+
+describe("'auto' when the replica goes away", () => {
+  it('the grant that found no replica fails; the replicas are read again, and later grants no longer wait', async () => {
+    const lock = createLock(store(master));
+    expect(await lock.tryAcquire('gone-warm', { ttlMs: 1000 })).not.toBeNull(); // replicas read: 1
+    await replica.kill();
+    const err = await lock.tryAcquire('gone', { ttlMs: 1000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ReplicationError);
+    // 5 s later the replicas are read again: connected_slaves:0, and 'auto' stops waiting (availability first).
+    const lease = await vi.waitFor(
+      async () => {
+        const l = await lock.tryAcquire('gone-2', { ttlMs: 1000 });
+        expect(l).not.toBeNull();
+        return l!;
+      },
+      { timeout: 30_000, interval: 250 },
+    );
+    await lease.release();
+  });
+});

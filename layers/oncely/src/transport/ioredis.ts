@@ -162,6 +162,9 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
   );
 }
 
+/** How long a standalone server's replica must stay gone before 'auto' stops waiting for it. */
+const REPLICA_RECHECK_MS = 5000;
+
 /** How often a suspect slot's map is refreshed, and for how long at most (a failover takes seconds). */
 const SUSPECT_REFRESH_MS = 200;
 const SUSPECT_FOR_MS = 30_000;
@@ -280,31 +283,44 @@ function tcpStore(
 
   // ------------------------------------------------------------------ the replica wait (transport/replicas.ts)
   // How many replicas a granting write on this key's shard must reach: the configured count, or with 'auto'
-  // one where the shard has replicas (a cluster's slot map lists them; a standalone server's INFO replication
-  // is read once and again every 10 s).
-  let standaloneReplicas: { count: number; at: number } | undefined;
+  // one where the shard has replicas. A cluster's slot map lists them. A standalone server's INFO replication
+  // is read once per client (one round trip, the first grant after connecting) and again 5 s after a grant
+  // that was not acknowledged (a replica gone for good stops being waited for); no periodic traffic.
+  let standalone: { client: Client; count: number } | undefined;
   let standaloneCheck: Promise<number> | undefined;
+  const readReplicas = (c: Client): Promise<number> =>
+    (standaloneCheck ??= (c as Redis)
+      .info('replication')
+      .then((info) => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0))
+      .then(
+        (count) => {
+          standalone = { client: c, count };
+          return count;
+        },
+        () => standalone?.count ?? 0,
+      )
+      .finally(() => {
+        standaloneCheck = undefined;
+      }));
   const replicasWanted = async (c: Client, slot: number): Promise<number> => {
     if (wait.replicas !== 'auto') return wait.replicas;
     if (kind === 'cluster') return ((c as Cluster).slots[slot]?.length ?? 1) > 1 ? 1 : 0;
-    const now = performance.now();
-    if (!standaloneReplicas || now - standaloneReplicas.at > 10_000) {
-      standaloneCheck ??= (c as Redis)
-        .info('replication')
-        .then((info) => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0))
-        .then(
-          (count) => {
-            standaloneReplicas = { count, at: performance.now() };
-            return count;
-          },
-          () => standaloneReplicas?.count ?? 0,
-        )
-        .finally(() => {
-          standaloneCheck = undefined;
-        });
-      if (!standaloneReplicas) await standaloneCheck;
-    }
-    return (standaloneReplicas?.count ?? 0) > 0 ? 1 : 0;
+    if (standalone?.client !== c) await readReplicas(c);
+    return (standalone?.count ?? 0) > 0 ? 1 : 0;
+  };
+  /**
+   * After a grant that was not acknowledged, a standalone server's replicas are read again, REPLICA_RECHECK_MS
+   * later: a replica whose link dropped for a moment (when writes get lost) is still waited for, one that is
+   * still gone by then is not (as a cluster stops listing a replica once it is marked failed).
+   */
+  let recheck: NodeJS.Timeout | undefined;
+  const notAcknowledged = (c: Client) => {
+    if (kind !== 'redis' || wait.replicas !== 'auto' || recheck) return;
+    recheck = setTimeout(() => {
+      recheck = undefined;
+      void readReplicas(c).catch(() => undefined);
+    }, REPLICA_RECHECK_MS);
+    recheck.unref?.();
   };
   const slotOf = (keys: readonly string[]) =>
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
@@ -393,7 +409,12 @@ function tcpStore(
     if (isNoScript(replies[0]?.[0])) replies = await send(true);
     const [error, value] = replies[0] ?? [new Error('no reply'), null];
     if (error) throw error;
-    return checkAcknowledged(script, value, replies[1], required, name);
+    try {
+      return checkAcknowledged(script, value, replies[1], required, name);
+    } catch (err) {
+      notAcknowledged(c);
+      throw err;
+    }
   };
 
   const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
@@ -435,6 +456,7 @@ function tcpStore(
               checked = checkAcknowledged(calls[callIndex]!.script, value, waited, required, name);
             } catch (e) {
               failure = e;
+              notAcknowledged(c);
             }
           }
           results[callIndex] = settle(checked, failure, mapError);
