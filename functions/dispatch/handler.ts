@@ -9,12 +9,9 @@
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type { WorkItem } from '../shared/work-item.js';
 
-export interface WorkItem {
-  /** The idempotency key: the worker runs each id once. */
-  readonly id: string;
-  readonly [field: string]: unknown;
-}
+export type { WorkItem } from '../shared/work-item.js';
 
 export const MAX_ITEMS = 1000;
 const MAX_ID_LENGTH = 200;

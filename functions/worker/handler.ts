@@ -9,8 +9,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromEnvAsync, withOnce } from 'oncely';
-import type { WorkItem } from '../dispatch/handler.js';
 import { recordEffect } from '../shared/effects.js';
+import type { WorkItem } from '../shared/work-item.js';
 
 // Module scope, once per cold start: fromEnvAsync reads the SSM parameters *_SSM_PARAMETER variables name.
 const store = await fromEnvAsync();
