@@ -213,7 +213,9 @@ export async function acquireLoop(
   const giveUp = (n: number, why: string, cause: unknown) => {
     const last = history.at(-1);
     const nodes = last && last.nodes.length > 0 ? `; last attempt: ${describeNodes(last.nodes)}` : '';
-    return new LockNotAcquiredError(key, n, `lock "${key}" ${why}${nodes}`, {
+    return new LockNotAcquiredError(`lock "${key}" ${why}${nodes}`, {
+      key,
+      attempts: n,
       ...(cause !== undefined ? { cause } : {}),
       history,
     });

@@ -1,6 +1,7 @@
 /**
  * Every error oncely throws is an OncelyError. Each class sets `name` to a string literal, because minified
- * bundles rename classes, and takes `(message, { cause })`. Messages never contain tokens or passwords.
+ * bundles rename classes, and takes `(message, options)`: `options` carries `cause` and the class's own fields.
+ * Messages never contain tokens or passwords.
  */
 
 export class OncelyError extends Error {
@@ -14,20 +15,37 @@ export class OncelyError extends Error {
 export class ValidationError extends OncelyError {
   override name = 'ValidationError';
   readonly problems: readonly string[];
-  constructor(problems: readonly string[], what = 'invalid input') {
-    super(`${what}: ${problems.join('; ')}`);
-    this.problems = problems;
+  constructor(message: string, options: { problems: readonly string[]; cause?: unknown }) {
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.problems = options.problems;
   }
+}
+
+/** A ValidationError whose message is `<what>: <every problem>`. */
+export function invalid(
+  problems: readonly string[],
+  what = 'invalid input',
+  cause?: unknown,
+): ValidationError {
+  return new ValidationError(`${what}: ${problems.join('; ')}`, {
+    problems,
+    ...(cause !== undefined ? { cause } : {}),
+  });
 }
 
 /** Bad configuration from the environment (fromEnv): every problem found, in one error. */
 export class ConfigError extends OncelyError {
   override name = 'ConfigError';
   readonly problems: readonly string[];
-  constructor(problems: readonly string[], options?: { cause?: unknown }) {
-    super(`oncely configuration: ${problems.join('; ')}`, options);
-    this.problems = problems;
+  constructor(message: string, options: { problems: readonly string[]; cause?: unknown }) {
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.problems = options.problems;
   }
+}
+
+/** A ConfigError whose message is `oncely configuration: <every problem>`. */
+export function badConfig(problems: readonly string[], options?: { cause?: unknown }): ConfigError {
+  return new ConfigError(`oncely configuration: ${problems.join('; ')}`, { problems, ...options });
 }
 
 /**
@@ -101,15 +119,13 @@ export class LockNotAcquiredError extends OncelyError {
   readonly attempts: number;
   readonly history: readonly AttemptRecord[];
   constructor(
-    key: string,
-    attempts: number,
-    message?: string,
-    options?: { cause?: unknown; history?: readonly AttemptRecord[] },
+    message: string,
+    options: { key: string; attempts: number; history?: readonly AttemptRecord[]; cause?: unknown },
   ) {
-    super(message ?? `lock "${key}" not acquired after ${attempts} attempt(s)`, { cause: options?.cause });
-    this.key = key;
-    this.attempts = attempts;
-    this.history = options?.history ?? [];
+    super(message, { cause: options.cause });
+    this.key = options.key;
+    this.attempts = options.attempts;
+    this.history = options.history ?? [];
   }
 }
 
@@ -122,13 +138,10 @@ export class LockNotReleasedError extends OncelyError {
   override name = 'LockNotReleasedError';
   readonly key: string;
   readonly attempts: number;
-  constructor(key: string, attempts: number, options?: { cause?: unknown }) {
-    super(
-      `lock "${key}" could not be given back after ${attempts} release attempt(s); it expired by itself`,
-      options,
-    );
-    this.key = key;
-    this.attempts = attempts;
+  constructor(message: string, options: { key: string; attempts: number; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.key = options.key;
+    this.attempts = options.attempts;
   }
 }
 
@@ -143,18 +156,22 @@ export class LockLostError extends OncelyError {
   override name = 'LockLostError';
   readonly key: string;
   readonly reason: LockLostReason;
-  constructor(key: string, reason: LockLostReason, options?: { cause?: unknown }) {
-    super(
-      reason === 'stolen'
-        ? `lock "${key}" is held by another owner`
-        : reason === 'released'
-          ? `lock "${key}" was already released`
-          : `lock "${key}" expired before it was extended`,
-      options,
-    );
-    this.key = key;
-    this.reason = reason;
+  constructor(message: string, options: { key: string; reason: LockLostReason; cause?: unknown }) {
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.key = options.key;
+    this.reason = options.reason;
   }
+}
+
+/** A LockLostError whose message says what happened to `key`. */
+export function lockLost(key: string, reason: LockLostReason): LockLostError {
+  const message =
+    reason === 'stolen'
+      ? `lock "${key}" is held by another owner`
+      : reason === 'released'
+        ? `lock "${key}" was already released`
+        : `lock "${key}" expired before it was extended`;
+  return new LockLostError(message, { key, reason });
 }
 
 // ------------------------------------------------------------------------------------------------ run-once
@@ -263,6 +280,33 @@ export function describeNodes(nodes: readonly NodeOutcome[]): string {
     .join(', ');
 }
 
+export type QuorumOperation = 'acquire' | 'extend' | 'release' | 'check';
+
+/**
+ * A QuorumError naming every node's outcome, its cause the first unreachable node's error. `detail` is added
+ * to the message in brackets.
+ */
+export function quorumNotReached(
+  key: string,
+  operation: QuorumOperation,
+  quorum: number,
+  nodes: readonly NodeOutcome[],
+  detail?: string,
+): QuorumError {
+  const ok = nodes.filter((n) => n.status === 'ok').length;
+  const parts = (['taken', 'expired', 'unreachable', 'pending'] as const).flatMap((status) => {
+    const these = nodes.filter((n) => n.status === status);
+    if (these.length === 0) return [];
+    const list = these.map((n) => (n.cause ? `${n.node} (${n.cause.message})` : n.node)).join(', ');
+    return [`${STATUS_WORDS[status]}: ${list}`];
+  });
+  return new QuorumError(
+    `lock "${key}": ${operation} needs ${quorum} of ${nodes.length} nodes, ${ok} answered ok` +
+      `${detail ? ` (${detail})` : ''}${parts.length ? ` — ${parts.join('; ')}` : ''}`,
+    { key, operation, quorum, nodes, cause: nodes.find((n) => n.status === 'unreachable')?.cause },
+  );
+}
+
 /**
  * A Redlock operation did not reach its quorum. `nodes` names every node's outcome: which were taken by another
  * holder and which were unreachable (with the cause). `cause` is the first unreachable node's error.
@@ -270,32 +314,24 @@ export function describeNodes(nodes: readonly NodeOutcome[]): string {
 export class QuorumError extends OncelyError {
   override name = 'QuorumError';
   readonly key: string;
-  readonly operation: 'acquire' | 'extend' | 'release' | 'check';
+  readonly operation: QuorumOperation;
   readonly quorum: number;
   readonly nodes: readonly NodeOutcome[];
   constructor(
-    key: string,
-    operation: 'acquire' | 'extend' | 'release' | 'check',
-    quorum: number,
-    nodes: readonly NodeOutcome[],
-    detail?: string,
+    message: string,
+    options: {
+      key: string;
+      operation: QuorumOperation;
+      quorum: number;
+      nodes: readonly NodeOutcome[];
+      cause?: unknown;
+    },
   ) {
-    const ok = nodes.filter((n) => n.status === 'ok').length;
-    const parts = (['taken', 'expired', 'unreachable', 'pending'] as const).flatMap((status) => {
-      const these = nodes.filter((n) => n.status === status);
-      if (these.length === 0) return [];
-      const list = these.map((n) => (n.cause ? `${n.node} (${n.cause.message})` : n.node)).join(', ');
-      return [`${STATUS_WORDS[status]}: ${list}`];
-    });
-    super(
-      `lock "${key}": ${operation} needs ${quorum} of ${nodes.length} nodes, ${ok} answered ok` +
-        `${detail ? ` (${detail})` : ''}${parts.length ? ` — ${parts.join('; ')}` : ''}`,
-      { cause: nodes.find((n) => n.status === 'unreachable')?.cause },
-    );
-    this.key = key;
-    this.operation = operation;
-    this.quorum = quorum;
-    this.nodes = nodes;
+    super(message, { cause: options.cause });
+    this.key = options.key;
+    this.operation = options.operation;
+    this.quorum = options.quorum;
+    this.nodes = options.nodes;
   }
   /** Nodes where another holder has the lock. */
   get taken(): NodeOutcome[] {

@@ -26,7 +26,7 @@
  * on an expression neither carries nor parses it.
  */
 import type { Context } from 'aws-lambda';
-import { ValidationError } from './errors.js';
+import { invalid } from './errors.js';
 import { isJmespathSpec, jmespath, jmespathShapeProblems, requireJmespath } from './jmespath.js';
 import { canonicalJson, EVENT_SOURCES, type EventSource, keyText } from './keys.js';
 
@@ -343,7 +343,7 @@ export function identify<E>(
     try {
       value = typeof keySpec === 'function' ? keySpec(event, context) : jmespath(keySpec.jmespath, event);
     } catch (err) {
-      throw Object.assign(new ValidationError([`${what} threw`]), { cause: err });
+      throw invalid([`${what} threw`], undefined, err);
     }
     ({ key, problem } = keyText(value, what));
   }
@@ -363,11 +363,10 @@ export function identify<E>(
       payload =
         typeof payloadSpec === 'function' ? payloadSpec(event) : jmespath(payloadSpec.jmespath, event);
     } catch (err) {
-      throw Object.assign(
-        new ValidationError([
-          `the payload ${typeof payloadSpec === 'function' ? 'function' : 'expression'} threw`,
-        ]),
-        { cause: err },
+      throw invalid(
+        [`the payload ${typeof payloadSpec === 'function' ? 'function' : 'expression'} threw`],
+        undefined,
+        err,
       );
     }
   }

@@ -10,7 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { sleep } from './clock.js';
-import { LockLostError, OncelyError } from './errors.js';
+import { type LockLostError, lockLost, OncelyError } from './errors.js';
 import { fanOut } from './fan-out.js';
 import type { Lease } from './lease.js';
 import { keepLeases } from './lease-keeper.js';
@@ -274,7 +274,7 @@ export class Election {
       reason = lease.signal.reason as LockLostError; // (held aborts the signal when it finds the lease expired)
     } else {
       // We resigned: give the lock back so a follower takes over now, not a lease later.
-      reason = new LockLostError(lease.key, 'released');
+      reason = lockLost(lease.key, 'released');
       await lease.release().catch((err) => this.#report(err));
     }
     end.abort(reason);

@@ -5,9 +5,10 @@
  */
 import type { Clock } from './clock.js';
 import {
-  LockLostError,
+  type LockLostError,
   type LockLostReason,
   LockNotReleasedError,
+  lockLost,
   OncelyError,
   StoreError,
 } from './errors.js';
@@ -143,14 +144,13 @@ export class Lease {
    */
   async extend(ttlMs: number = this.#ttlMs): Promise<void> {
     check(ttlProblems(ttlMs), 'extend');
-    if (this.#state === 'released') throw new LockLostError(this.key, 'released');
+    if (this.#state === 'released') throw lockLost(this.key, 'released');
     if (this.#state === 'lost' || this.remainingMs <= 0) throw this.#lose('expired');
     const { clock, driver, drift } = this.#init;
     const startedAt = clock.now();
     const outcome = await driver.extend(this.key, this.token, ttlMs);
     if (outcome !== 'extended') throw this.#lose(outcome);
-    if (this.#state !== 'held')
-      throw this.#controller.signal.reason ?? new LockLostError(this.key, 'released');
+    if (this.#state !== 'held') throw this.#controller.signal.reason ?? lockLost(this.key, 'released');
     this.#ttlMs = ttlMs;
     this.#validUntil = startedAt + ttlMs - drift(ttlMs);
     this.#arm();
@@ -205,7 +205,7 @@ export class Lease {
 
   #lose(reason: LockLostReason): LockLostError {
     if (this.#state === 'lost') return this.#controller.signal.reason as LockLostError;
-    const err = new LockLostError(this.key, reason);
+    const err = lockLost(this.key, reason);
     if (this.#state === 'held') {
       this.#state = 'lost';
       clearTimeout(this.#timer);
@@ -273,7 +273,13 @@ export async function giveBack(
       last = err;
     }
   }
-  report(onError, new LockNotReleasedError(key, attempts, { cause: last }));
+  report(
+    onError,
+    new LockNotReleasedError(
+      `lock "${key}" could not be given back after ${attempts} release attempt(s); it expired by itself`,
+      { key, attempts, cause: last },
+    ),
+  );
   return 'failed';
 }
 

@@ -24,7 +24,7 @@ import {
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
-import { LockLostError, OncelyError, StoreError } from './errors.js';
+import { lockLost, OncelyError, StoreError } from './errors.js';
 import {
   checkOutcome,
   extendOutcomeOf,
@@ -245,7 +245,7 @@ export class Lock implements Locker {
     );
     if (!Array.isArray(reply) || reply.length === 0) throw this.#unexpected('resume', reply);
     const [ok, fence] = reply.map(Number) as [number, number | undefined];
-    if (ok !== 1) throw new LockLostError(key, ok === -1 ? 'stolen' : 'expired');
+    if (ok !== 1) throw lockLost(key, ok === -1 ? 'stolen' : 'expired');
     return this.#lease({ key, token, fence: fence ?? 0, ttlMs, startedAt, driver: this.#driver });
   }
 

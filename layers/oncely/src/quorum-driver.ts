@@ -2,7 +2,7 @@
  * The lease driver of a Redlock: extend, check and release run on every node, each bounded by the per-node
  * timeout, and are decided as soon as a quorum has answered (or can no longer answer) the same way.
  */
-import { type NodeOutcome, QuorumError } from './errors.js';
+import { type NodeOutcome, quorumNotReached } from './errors.js';
 import { count, fanOut, type Parsed, parseTriState, until } from './fan-out.js';
 import {
   type CheckOutcome,
@@ -61,7 +61,7 @@ export function quorumDriver(q: QuorumNodes): LeaseDriver {
       const answered = (r: readonly (Parsed | undefined)[]) =>
         r.filter((x) => x && x.status !== 'unreachable');
       const results = await until(parsed, (r) => answered(r).length >= need);
-      if (answered(results).length < need) throw new QuorumError(key, 'release', need, q.outcomes(results));
+      if (answered(results).length < need) throw quorumNotReached(key, 'release', need, q.outcomes(results));
       const taken = count(results, 'taken');
       if (taken >= need) return 'not-held';
       if (count(results, 'ok') > 0) return 'released';
@@ -93,5 +93,5 @@ async function quorumOwner(
   const results = await until(parsed, (r) => count(r, 'ok') >= need || lost(r));
   if (count(results, 'ok') >= need) return 'ours';
   if (lost(results)) return count(results, 'taken') > 0 ? 'theirs' : 'gone';
-  throw new QuorumError(key, operation, need, q.outcomes(results));
+  throw quorumNotReached(key, operation, need, q.outcomes(results));
 }

@@ -25,7 +25,7 @@ import {
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
-import { type NodeOutcome, QuorumError } from './errors.js';
+import { type NodeOutcome, quorumNotReached } from './errors.js';
 import {
   count,
   defaultNodeTimeoutMs,
@@ -253,7 +253,7 @@ export class Redlock implements Locker {
       // Held: the other holders alone leave fewer free nodes than a quorum (whatever the rest answer).
       held: detail === undefined && taken.length > this.stores.length - q,
       retryAfterMs: pttls.length > 0 ? Math.min(...pttls) : undefined,
-      error: new QuorumError(key, 'acquire', q, outcomes, detail),
+      error: quorumNotReached(key, 'acquire', q, outcomes, detail),
       nodes: outcomes,
     };
   }

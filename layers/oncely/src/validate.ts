@@ -3,7 +3,7 @@
  * undefined takes its default), asks one function for every problem, and throws them all as one
  * ValidationError. The checkers below each return the problems they found (empty when none).
  */
-import { ValidationError } from './errors.js';
+import { invalid } from './errors.js';
 
 export const MIN_TTL_MS = 10;
 /** The largest delay setTimeout accepts: a lease's expiry timer must be able to fire. */
@@ -29,7 +29,7 @@ export function resolveOptions<D extends object, O extends object>(
 
 /** Throws one ValidationError naming every problem, if there is any. */
 export function check(problems: string[], what: string): void {
-  if (problems.length > 0) throw new ValidationError(problems, what);
+  if (problems.length > 0) throw invalid(problems, what);
 }
 
 /** A whole number in [min, max]. */

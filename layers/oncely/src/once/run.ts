@@ -3,7 +3,7 @@
  * and the two ways out, complete() and fail().
  */
 import { sleep } from '../clock.js';
-import { LockLostError, ResultNotStorableError, StoreError } from '../errors.js';
+import { lockLost, ResultNotStorableError, StoreError } from '../errors.js';
 import { Lease, type LeaseInit, type ReleaseResult, releaseResultOf } from '../lease.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
 import { type Decided, shortKey } from './decisions.js';
@@ -221,7 +221,7 @@ export class Run {
       durationMs,
       reason: `the record was ${reply === 'stolen' ? 'taken by another invocation' : 'gone and claimed since'}; result not stored`,
     });
-    throw new LockLostError(this.key!, reply);
+    throw lockLost(this.key!, reply);
   }
 
   /** Logs the outcome of a release. */

@@ -1,6 +1,6 @@
 /** withOnce(): the function wrapper, the thinnest adapter over the engine. */
 import type { Context, Handler } from 'aws-lambda';
-import { ValidationError } from '../errors.js';
+import { invalid } from '../errors.js';
 import { OnceEngine } from './engine.js';
 import type { DuplicatePolicy, OnceHandler, OnceOptions, Unstorable } from './options.js';
 import type { ResultNotStored } from './record.js';
@@ -72,7 +72,7 @@ export function withOnce<E, R>(
   handler: OnceHandler<E, R> | Handler<E, R>,
   options: OnceOptions<E>,
 ): (event: E, context: Context) => Promise<unknown> {
-  if (typeof handler !== 'function') throw new ValidationError(['handler must be a function'], 'withOnce');
+  if (typeof handler !== 'function') throw invalid(['handler must be a function'], 'withOnce');
   const engine = new OnceEngine<E>(options);
   const h = handler as OnceHandler<E, R>;
   return (event: E, context: Context) => runOnce(engine, h, event, context);

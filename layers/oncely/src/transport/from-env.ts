@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { badConfig } from '../errors.js';
 import { clusterStore, redisStore } from './ioredis.js';
 import type { Store } from './types.js';
 import { upstashStore } from './upstash.js';
@@ -141,7 +141,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       timeoutMs,
     };
   }
-  if (problems.length > 0 || !config) throw new ConfigError(problems);
+  if (problems.length > 0 || !config) throw badConfig(problems);
   return config;
 }
 
@@ -173,7 +173,7 @@ export function envFlag(name: string, env: Env = process.env, fallback = false):
   const text = env[name]?.trim();
   if (!text) return fallback;
   const value = parseFlag(text);
-  if (value === undefined) throw new ConfigError([`${name} ${FLAG_SPELLINGS}`]);
+  if (value === undefined) throw badConfig([`${name} ${FLAG_SPELLINGS}`]);
   return value;
 }
 

@@ -1,6 +1,13 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
-import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import {
+  badConfig,
+  ConfigError,
+  redact,
+  StoreAuthError,
+  StoreError,
+  StoreUnavailableError,
+} from '../errors.js';
 import type { Script } from '../scripts.js';
 import { Connection } from './connection.js';
 import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
@@ -54,7 +61,7 @@ const NOT_SENT =
  */
 function loadIoredis(): Promise<typeof import('ioredis')> {
   return import('ioredis').catch(() => {
-    throw new ConfigError([
+    throw badConfig([
       'the TCP transport needs the ioredis package: npm install ioredis (or use the Upstash REST transport)',
     ]);
   });

@@ -10,7 +10,7 @@
  * The default, `'auto'`, waits for one replica wherever the shard has one (a cluster's slot map; a standalone
  * server's INFO replication), and for none where it has none. See README "Replicas and failover".
  */
-import { ReplicationError, ValidationError } from '../errors.js';
+import { invalid, ReplicationError } from '../errors.js';
 import type { Script } from '../scripts.js';
 
 export interface ReplicaOptions {
@@ -46,7 +46,7 @@ export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): R
     problems.push(
       `replicaTimeoutMs must be a whole number of milliseconds from 1 to timeoutMs − 1 (${callTimeoutMs - 1}), got ${String(replicaTimeoutMs)}`,
     );
-  if (problems.length > 0) throw new ValidationError(problems, 'replica options');
+  if (problems.length > 0) throw invalid(problems, 'replica options');
   return {
     replicas,
     timeoutMs: replicaTimeoutMs ?? Math.max(1, Math.min(500, Math.floor(callTimeoutMs / 4))),

@@ -7,7 +7,7 @@
  *
  * `@aws-sdk/client-ssm` is loaded only when some `<NAME>_SSM_PARAMETER` is set; on Lambda it comes with the runtime.
  */
-import { ConfigError } from '../errors.js';
+import { badConfig } from '../errors.js';
 import { fromEnv } from './from-env.js';
 import type { Store } from './types.js';
 
@@ -42,7 +42,7 @@ function sdkReader(): ParameterReader {
     // peer: on Lambda it comes with the runtime); reading a parameter then says what is missing.
     const client = import('@aws-sdk/client-ssm')
       .catch(() => {
-        throw new ConfigError([
+        throw badConfig([
           'reading *_SSM_PARAMETER needs @aws-sdk/client-ssm (on Lambda it comes with the runtime): npm install @aws-sdk/client-ssm',
         ]);
       })
@@ -87,7 +87,7 @@ export async function loadSecrets(env: Env = process.env, options: LoadSecretsOp
     else if (/\s/.test(parameter)) problems.push(`${key} must be an SSM parameter name, got "${parameter}"`);
     else wanted.set(name, parameter);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw badConfig(problems);
   if (wanted.size === 0) return { ...env };
 
   const read = options.read ?? sdkReader();
@@ -128,7 +128,7 @@ export async function loadSecrets(env: Env = process.env, options: LoadSecretsOp
       }
     }),
   );
-  if (problems.length > 0) throw new ConfigError(problems, { cause });
+  if (problems.length > 0) throw badConfig(problems, { cause });
 
   const out: Env = { ...env };
   for (const [name, parameter] of wanted) {

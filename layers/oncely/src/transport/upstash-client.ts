@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis as UpstashRedis } from '@upstash/redis';
-import { redact, StoreAuthError, StoreError, StoreUnavailableError, ValidationError } from '../errors.js';
+import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts.js';
 import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
@@ -20,10 +20,10 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CON
 export function upstashClientStore(redis: UpstashRedis, options: { name?: string } = {}): Store {
   const opts = (redis as unknown as { opts?: { automaticDeserialization?: boolean } }).opts;
   if (typeof redis?.evalsha !== 'function' || typeof redis.pipeline !== 'function') {
-    throw new ValidationError(['redis must be an @upstash/redis Redis instance'], 'upstashClientStore');
+    throw invalid(['redis must be an @upstash/redis Redis instance'], 'upstashClientStore');
   }
   if (opts?.automaticDeserialization !== false) {
-    throw new ValidationError(
+    throw invalid(
       ['create the @upstash/redis client with automaticDeserialization: false (oncely reads raw replies)'],
       'upstashClientStore',
     );
