@@ -21,12 +21,12 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build, type Metafile, type Plugin } from 'esbuild';
+import { TARGET } from '../scripts/build.js';
 import { restBeforeFile } from './before.js';
 import type { ColdConfig } from './cold/types.js';
 import { median } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const TARGET = 'node20';
 const REQUIRE_BANNER =
   "import { createRequire as __benchCreateRequire } from 'node:module'; " +
   'const require = __benchCreateRequire(import.meta.url);';

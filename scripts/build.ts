@@ -75,8 +75,16 @@ export const PACKAGE_ENTRIES = {
  */
 const LAYER_PEERS = ['ioredis'];
 
-/** The one Node version of the deployed functions (matches `provider.runtime: nodejs24.x` in serverless.yml). */
-const TARGET = 'node24';
+/**
+ * The one Node major of the deployed functions, written here only. serverless.yml (`provider.runtime`, the
+ * layer's `compatibleRuntimes`, `custom.esbuild.target`), .ci/run (`NODE24_VERSION`) and the bench's bundles
+ * must agree with it: test/unit/serverless-config.test.ts checks that they do.
+ */
+export const NODE_MAJOR = 24;
+/** esbuild's target for the deployed functions and the layer. */
+export const TARGET = `node${NODE_MAJOR}`;
+/** The Lambda runtime the functions and the layer run on. */
+export const LAMBDA_RUNTIME = `nodejs${NODE_MAJOR}.x`;
 /** The package runs on every Node it names in `engines` (>=20), the layer's Node 24 included. */
 const PACKAGE_TARGET = 'node20';
 /** Bundled CommonJS code calls require(); an ESM bundle has none of its own. */

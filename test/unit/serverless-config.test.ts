@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_WEBHOOK_SECRETS } from '../../dev/start.js';
-import { functionNames, layerDir } from '../../scripts/build.js';
+import { functionNames, LAMBDA_RUNTIME, layerDir, NODE_MAJOR, TARGET } from '../../scripts/build.js';
 import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../support/fake-aws.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -102,11 +102,25 @@ afterAll(async () => {
   await Promise.all(Object.values(stands).map((aws) => aws.close()));
 });
 
+describe('the Node version', () => {
+  it('.ci/run tests on the Node major the functions deploy on', () => {
+    const ci = readFileSync(join(root, '.ci/run'), 'utf8');
+    const version = /^NODE24_VERSION=(\d+)\.\d+\.\d+$/m.exec(ci)?.[1];
+    expect(version).toBe(String(NODE_MAJOR));
+  });
+
+  it('the bench bundles for the Node the functions deploy on', () => {
+    const bench = readFileSync(join(root, 'bench/bundles.ts'), 'utf8');
+    expect(bench).toContain("import { TARGET } from '../scripts/build.js';");
+    expect(bench).not.toMatch(/target: '/);
+  });
+});
+
 describe('serverless.yml', () => {
-  it('runs on nodejs24.x and builds for the same Node', () => {
+  it('runs on the Node of scripts/build.ts (nodejs24.x) and builds for the same Node', () => {
     for (const config of [local, prod, vpc]) {
-      expect(config.provider.runtime).toBe('nodejs24.x');
-      expect(config.custom.esbuild.target).toBe('node24');
+      expect(config.provider.runtime).toBe(LAMBDA_RUNTIME);
+      expect(config.custom.esbuild.target).toBe(TARGET);
       expect(config.custom.esbuild.format).toBe('esm');
       expect(config.custom.esbuild.outputFileExtension).toBe('.mjs');
       expect(config.plugins).toEqual([
@@ -119,7 +133,7 @@ describe('serverless.yml', () => {
   });
 
   it('declares the oncely layer where `npm run build` writes it, for the same runtime, on every function', () => {
-    expect(prod.layers.oncely).toMatchObject({ path: 'dist/layer', compatibleRuntimes: ['nodejs24.x'] });
+    expect(prod.layers.oncely).toMatchObject({ path: 'dist/layer', compatibleRuntimes: [LAMBDA_RUNTIME] });
     expect(join(root, prod.layers.oncely!.path)).toBe(layerDir);
     expect(prod.layers.oncely?.description).toBeTruthy();
     expect(prod.provider.layers).toEqual([{ Ref: 'OncelyLambdaLayer' }]);
