@@ -1,8 +1,4 @@
-/**
- * oncePerTick(): runs a scheduled handler once per schedule tick (task name + tick time) across every replica.
- * An adapter over the engine: the tick's key and a stale-tick check, nothing else of its own. Formerly named
- * withLeader (an alias remains); leader election is elect(), in leader.ts.
- */
+/** oncePerTick() (formerly withLeader): the engine, a tick's key, a stale-tick check. Election: elect(). */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';

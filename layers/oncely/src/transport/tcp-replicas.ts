@@ -1,0 +1,53 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { ReplicaWait } from './replicas.js';
+
+type Client = Redis | Cluster;
+
+/** How long a standalone server's replica must stay gone before 'auto' stops waiting for it. */
+const REPLICA_RECHECK_MS = 5000;
+
+/**
+ * How many replicas a granting write on this key's shard must reach (transport/replicas.ts): the configured
+ * count, or with 'auto' one where the shard has replicas. A cluster's slot map lists them. A standalone server's
+ * INFO replication is read once per client (one round trip, the first grant after connecting) and again 5 s after
+ * a grant that was not acknowledged (a replica gone for good stops being waited for); no periodic traffic.
+ */
+export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
+  let standalone: { client: Client; count: number } | undefined;
+  let standaloneCheck: Promise<number> | undefined;
+  const readReplicas = (c: Client): Promise<number> =>
+    (standaloneCheck ??= (c as Redis)
+      .info('replication')
+      .then((info) => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0))
+      .then(
+        (count) => {
+          standalone = { client: c, count };
+          return count;
+        },
+        () => standalone?.count ?? 0,
+      )
+      .finally(() => {
+        standaloneCheck = undefined;
+      }));
+  const replicasWanted = async (c: Client, slot: number): Promise<number> => {
+    if (wait.replicas !== 'auto') return wait.replicas;
+    if (kind === 'cluster') return ((c as Cluster).slots[slot]?.length ?? 1) > 1 ? 1 : 0;
+    if (standalone?.client !== c) await readReplicas(c);
+    return (standalone?.count ?? 0) > 0 ? 1 : 0;
+  };
+  /**
+   * After a grant that was not acknowledged, a standalone server's replicas are read again, REPLICA_RECHECK_MS
+   * later: a replica whose link dropped for a moment (when writes get lost) is still waited for, one that is
+   * still gone by then is not (as a cluster stops listing a replica once it is marked failed).
+   */
+  let recheck: NodeJS.Timeout | undefined;
+  const notAcknowledged = (c: Client) => {
+    if (kind !== 'redis' || wait.replicas !== 'auto' || recheck) return;
+    recheck = setTimeout(() => {
+      recheck = undefined;
+      void readReplicas(c).catch(() => undefined);
+    }, REPLICA_RECHECK_MS);
+    recheck.unref?.();
+  };
+  return { replicasWanted, notAcknowledged };
+}

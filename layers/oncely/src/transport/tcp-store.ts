@@ -1,0 +1,256 @@
+import type { Cluster, Redis } from 'ioredis';
+import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import type { Script } from '../scripts.js';
+import { connectionSuspect, slotRecovery } from './cluster-recovery.js';
+import { Connection } from './connection.js';
+import { checkAcknowledged, type ReplicaWait, replicaWaitOf } from './replicas.js';
+import { evalWithFallback, isNoScript, runManyWithFallback, settle } from './shared.js';
+import { keySlot } from './slot.js';
+import { replicaCounter } from './tcp-replicas.js';
+import { type CallResult, DEFAULT_TIMEOUT_MS, type ScriptArg, type ScriptCall, type Store } from './types.js';
+
+export type Client = Redis | Cluster;
+
+const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i;
+
+/** Connection errors proving the command never reached a server. */
+const NOT_SENT =
+  /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
+
+export function isClient(x: unknown): x is Client {
+  return typeof x === 'object' && x !== null && typeof (x as { evalsha?: unknown }).evalsha === 'function';
+}
+
+export function tcpStore(
+  kind: 'redis' | 'cluster',
+  name: string,
+  connect: () => Promise<Client>,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+  secrets: readonly (string | undefined)[] = [],
+  owned = false,
+  wait: ReplicaWait = replicaWaitOf({}, timeoutMs),
+): Store {
+  // A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
+  // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
+  // so a timeout caused by bad credentials is reported as what it is.
+  let connectionError: Error | undefined;
+  // Every call bounded by timeoutMs, and a client that timed out replaced (connection.ts).
+  const connection = new Connection<Client>(
+    () =>
+      connect().then((c) => {
+        if (owned) {
+          // A Cluster's 'error' says "Failed to refresh slots cache" and carries the cause as lastNodeError.
+          const remember = (e: Error & { lastNodeError?: Error }) => {
+            connectionError = e.lastNodeError ?? e;
+          };
+          c.on('error', remember);
+          c.on('node error', remember);
+          c.on('ready', () => {
+            connectionError = undefined;
+          });
+        }
+        return c;
+      }),
+    { timeoutMs, name, owned },
+  );
+  const get = () => connection.get();
+
+  const mapError = (err: unknown): Error => {
+    if (
+      err instanceof StoreUnavailableError &&
+      connectionError &&
+      AUTH_FAILED.test(connectionError.message)
+    ) {
+      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+    }
+    // Timed out before the client was ever ready (nothing sent): say why it could not connect, when known.
+    if (err instanceof StoreUnavailableError && !err.ambiguous && connectionError) {
+      return new StoreUnavailableError(
+        `${name}: unreachable within ${timeoutMs} ms (${redact(connectionError.message, secrets)})`,
+        { store: name, ambiguous: false },
+      );
+    }
+    if (err instanceof StoreError || err instanceof ConfigError) return err;
+    const e = err instanceof Error ? err : new Error(String(err));
+    const text = redact(e.message, secrets);
+    if (AUTH_FAILED.test(text)) {
+      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+    }
+    if (/timed out|timeout/i.test(text)) {
+      return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, {
+        store: name,
+        ambiguous: true,
+      });
+    }
+    if (
+      NOT_SENT.test(text) ||
+      /Connection is closed|ECONNRESET|EPIPE|CLUSTERDOWN|ClusterAllFailed/i.test(text)
+    ) {
+      return new StoreUnavailableError(`${name}: unreachable (${text})`, {
+        store: name,
+        ambiguous: !NOT_SENT.test(text),
+      });
+    }
+    return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
+  };
+
+  const { replicasWanted, notAcknowledged } = replicaCounter(kind, wait);
+  const slotOf = (keys: readonly string[]) =>
+    kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
+  const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
+
+  /** A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. */
+  const runWaited = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    const c = await get();
+    const required = await replicasWanted(c, slotOf(keys));
+    if (required === 0) return evalWithFallback(script, keys, args, evalsha, evalLua);
+    const send = async (useLua: boolean) => {
+      const p = c.pipeline();
+      if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
+      else p.evalsha(script.sha1, keys.length, ...keys, ...args);
+      p.wait(required, wait.timeoutMs);
+      return ((await p.exec()) ?? []) as [Error | null, unknown][];
+    };
+    let replies = await send(false);
+    if (isNoScript(replies[0]?.[0])) replies = await send(true);
+    const [error, value] = replies[0] ?? [new Error('no reply'), null];
+    if (error) throw error;
+    try {
+      return checkAcknowledged(script, value, replies[1], required, name);
+    } catch (err) {
+      notAcknowledged(c);
+      throw err;
+    }
+  };
+
+  const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    (await get()).evalsha(sha, keys.length, ...keys, ...args);
+  const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+    (await get()).eval(lua, keys.length, ...keys, ...args);
+
+  // One pipeline per slot on a cluster (a cluster pipeline must not span nodes); the groups run in parallel.
+  const pipelineOnce = async (calls: readonly ScriptCall[], useLua: boolean): Promise<CallResult[]> => {
+    const c = await get();
+    const groups = new Map<number, number[]>();
+    calls.forEach((call, i) => {
+      const slot = kind === 'cluster' && call.keys[0] !== undefined ? keySlot(call.keys[0]) : 0;
+      const g = groups.get(slot);
+      if (g) g.push(i);
+      else groups.set(slot, [i]);
+    });
+    const results: CallResult[] = new Array(calls.length);
+    await Promise.all(
+      [...groups.entries()].map(async ([slot, indexes]) => {
+        const p = c.pipeline();
+        for (const i of indexes) {
+          const call = calls[i]!;
+          if (useLua) p.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args);
+          else p.evalsha(call.script.sha1, call.keys.length, ...call.keys, ...call.args);
+        }
+        // One WAIT after the group's scripts covers every write before it on this connection.
+        const grants = indexes.some((i) => calls[i]!.script.grants);
+        const required = grants ? await replicasWanted(c, slot) : 0;
+        if (required > 0) p.wait(required, wait.timeoutMs);
+        const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
+        const waited = required > 0 ? replies[indexes.length] : undefined;
+        indexes.forEach((callIndex, j) => {
+          const [error, value] = replies[j] ?? [new Error('no reply'), null];
+          let checked: unknown = value;
+          let failure: unknown = error;
+          if (!error && required > 0) {
+            try {
+              checked = checkAcknowledged(calls[callIndex]!.script, value, waited, required, name);
+            } catch (e) {
+              failure = e;
+              notAcknowledged(c);
+            }
+          }
+          results[callIndex] = settle(checked, failure, mapError);
+        });
+      }),
+    );
+    return results;
+  };
+
+  return {
+    kind,
+    name,
+    async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      const slots = [slotOf(keys)];
+      try {
+        const value = await connection.call(
+          () =>
+            script.grants && wait.replicas !== 0
+              ? runWaited(script, keys, args)
+              : evalWithFallback(script, keys, args, evalsha, evalLua),
+          dropNodes(slots),
+        );
+        healthy(slots);
+        return value;
+      } catch (err) {
+        void afterFailure(err, slots).catch(() => undefined);
+        throw mapError(err);
+      }
+    },
+    async runMany(calls: readonly ScriptCall[]) {
+      if (calls.length === 0) return [];
+      const slots = [...new Set(calls.map((c) => slotOf(c.keys)))];
+      try {
+        const results = await connection.call(
+          () => runManyWithFallback(calls, pipelineOnce),
+          dropNodes(slots),
+        );
+        const failed = results.flatMap((r, i) =>
+          !r.ok && connectionSuspect(r.error) ? [slotOf(calls[i]!.keys)] : [],
+        );
+        if (failed.length > 0) void afterFailure(true, failed).catch(() => undefined);
+        healthy(slots.filter((s) => !failed.includes(s)));
+        return results;
+      } catch (err) {
+        void afterFailure(err, slots).catch(() => undefined);
+        throw mapError(err);
+      }
+    },
+    async *scan(match: string, count: number) {
+      // A cluster scans each master in turn (its slot map, loaded by the first call).
+      const nodes = await connection
+        .call(async () => {
+          const c = await get();
+          if (kind !== 'cluster') return [c as Redis];
+          const cluster = c as Cluster;
+          if (cluster.nodes('master').length === 0 || cluster.status !== 'ready')
+            await new Promise((resolve) => cluster.once('ready', resolve));
+          return cluster.nodes('master');
+        })
+        .catch((err: unknown) => {
+          throw mapError(err);
+        });
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await connection
+            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count))
+            .catch((err: unknown) => {
+              throw mapError(err);
+            });
+          cursor = next;
+          if (keys.length > 0) yield keys;
+        } while (cursor !== '0');
+      }
+    },
+    async close() {
+      const c = await connection.close();
+      if (!owned || !c) return;
+      // QUIT waits for a reply, which a stalled connection never sends: bounded too, then the socket goes.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        c.quit(),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]).catch(() => undefined);
+      clearTimeout(timer);
+      c.disconnect();
+    },
+  };
+}
