@@ -32,7 +32,13 @@ describe('giveBack: retrying a release we may need', () => {
   it('backs off from 50 ms, doubling to 1 s (jittered within the upper half), until the release succeeds', async () => {
     const { release, at } = flaky(7);
     const errors: Error[] = [];
-    const done = giveBack('k', release, clock, Date.now() + 60_000, (e) => errors.push(e));
+    const done = giveBack({
+      key: 'k',
+      release,
+      clock,
+      until: Date.now() + 60_000,
+      onError: (e) => errors.push(e),
+    });
     await vi.runAllTimersAsync();
     expect(await done).toBe('released');
     expect(at).toHaveLength(8);
@@ -49,7 +55,7 @@ describe('giveBack: retrying a release we may need', () => {
 
   it('stops at once when the store says the key is not ours', async () => {
     const { release, at } = flaky(2, 'not-held');
-    const done = giveBack('k', release, clock, Date.now() + 60_000, () => {});
+    const done = giveBack({ key: 'k', release, clock, until: Date.now() + 60_000, onError: () => {} });
     await vi.runAllTimersAsync();
     expect(await done).toBe('not-held');
     expect(at).toHaveLength(3);
@@ -59,7 +65,13 @@ describe('giveBack: retrying a release we may need', () => {
     const { release, at } = flaky(Number.POSITIVE_INFINITY);
     const errors: Error[] = [];
     const started = Date.now();
-    const done = giveBack('k', release, clock, started + 2000, (e) => errors.push(e));
+    const done = giveBack({
+      key: 'k',
+      release,
+      clock,
+      until: started + 2000,
+      onError: (e) => errors.push(e),
+    });
     await vi.runAllTimersAsync();
     expect(await done).toBe('failed');
     expect(at.every((t) => t < started + 2000)).toBe(true);
@@ -74,16 +86,16 @@ describe('giveBack: retrying a release we may need', () => {
     const bug = new TypeError('not a store error');
     const errors: Error[] = [];
     let calls = 0;
-    const done = giveBack(
-      'k',
-      async () => {
+    const done = giveBack({
+      key: 'k',
+      release: async () => {
         calls++;
         throw bug;
       },
       clock,
-      Date.now() + 60_000,
-      (e) => errors.push(e),
-    );
+      until: Date.now() + 60_000,
+      onError: (e) => errors.push(e),
+    });
     await vi.runAllTimersAsync();
     expect(await done).toBe('failed');
     expect(calls).toBe(1);
@@ -92,8 +104,14 @@ describe('giveBack: retrying a release we may need', () => {
 
   it('an onError that throws does not escape', async () => {
     const { release } = flaky(Number.POSITIVE_INFINITY);
-    const done = giveBack('k', release, clock, Date.now() + 100, () => {
-      throw new Error('reporter broke');
+    const done = giveBack({
+      key: 'k',
+      release,
+      clock,
+      until: Date.now() + 100,
+      onError: () => {
+        throw new Error('reporter broke');
+      },
     });
     await vi.runAllTimersAsync();
     expect(await done).toBe('failed');

@@ -186,7 +186,13 @@ export class Lease {
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#state === 'released') return;
     const until = this.#validUntil + this.#init.drift(this.#ttlMs);
-    await releaseOrGiveBack(this.key, () => this.release(), this.#init.clock, until, this.#init.onError);
+    await releaseOrGiveBack({
+      key: this.key,
+      release: () => this.release(),
+      clock: this.#init.clock,
+      until,
+      onError: this.#init.onError,
+    });
   }
 
   #arm(): void {
@@ -238,6 +244,17 @@ export function report(onError: ((error: Error) => void) | undefined, err: unkno
   }
 }
 
+/** A release to send until it is done: what giveBack() and releaseOrGiveBack() take. */
+export interface GiveBack {
+  /** The lock's name, for the error. */
+  readonly key: string;
+  readonly release: () => Promise<ReleaseResult>;
+  readonly clock: Clock;
+  /** The monotonic time by which the key has expired by itself: past it, a retry is pointless. */
+  readonly until: number;
+  readonly onError: ((error: Error) => void) | undefined;
+}
+
 /**
  * Gives back a lock we may hold but will not use (an acquire that gave up after an ambiguous reply, a release
  * that failed): sends `release` until it succeeds, the store says the key is not ours (`not-held`, `expired`),
@@ -247,14 +264,8 @@ export function report(onError: ((error: Error) => void) | undefined, err: unkno
  *
  * `firstError`: the first release has already been sent and failed with it; start with a pause.
  */
-export async function giveBack(
-  key: string,
-  release: () => Promise<ReleaseResult>,
-  clock: Clock,
-  until: number,
-  onError: ((error: Error) => void) | undefined,
-  firstError?: Error,
-): Promise<ReleaseResult | 'failed'> {
+export async function giveBack(job: GiveBack, firstError?: Error): Promise<ReleaseResult | 'failed'> {
+  const { key, release, clock, until, onError } = job;
   let attempts = firstError ? 1 : 0;
   let last: unknown = firstError;
   let delay = GIVE_BACK_DELAY_MS;
@@ -284,17 +295,11 @@ export async function giveBack(
 }
 
 /** One release now; if the store failed, the rest of giveBack() in the background. Never throws. */
-export async function releaseOrGiveBack(
-  key: string,
-  release: () => Promise<ReleaseResult>,
-  clock: Clock,
-  until: number,
-  onError: ((error: Error) => void) | undefined,
-): Promise<void> {
+export async function releaseOrGiveBack(job: GiveBack): Promise<void> {
   try {
-    await release();
+    await job.release();
   } catch (err) {
-    if (err instanceof StoreError) void giveBack(key, release, clock, until, onError, err);
-    else report(onError, err);
+    if (err instanceof StoreError) void giveBack(job, err);
+    else report(job.onError, err);
   }
 }

@@ -28,6 +28,7 @@ import { lockLost, OncelyError, StoreError } from './errors.js';
 import {
   checkOutcome,
   extendOutcomeOf,
+  type GiveBack,
   giveBack,
   Lease,
   type LeaseDriver,
@@ -291,11 +292,15 @@ export class Lock implements Locker {
     return new Lease({ ...init, drift: this.#drift, clock: this.#clock, onError: this.#onError });
   }
 
+  /** The give-back of `key`'s lease of `ttlMs`, from now. */
+  #job(key: string, release: () => Promise<ReleaseResult>, ttlMs: number): GiveBack {
+    return { key, release, clock: this.#clock, until: this.#clock.now() + ttlMs, onError: this.#onError };
+  }
   #giveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number) {
-    return giveBack(key, release, this.#clock, this.#clock.now() + ttlMs, this.#onError);
+    return giveBack(this.#job(key, release, ttlMs));
   }
   #releaseOrGiveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number) {
-    return releaseOrGiveBack(key, release, this.#clock, this.#clock.now() + ttlMs, this.#onError);
+    return releaseOrGiveBack(this.#job(key, release, ttlMs));
   }
 
   /** ACQUIRE's and LOCK_ACQUIRE_ALL's arguments: token, ttl, the counter's life, the fallback time floor. */

@@ -333,17 +333,17 @@ export class Redlock implements Locker {
     // A grant that may have landed is given back like a single store's: retried with backoff until released,
     // not ours, or past the TTL (lease.ts giveBack); a final failure goes to onError.
     const giveBackOn = (i: number) =>
-      giveBack(
-        `${key}" on node "${this.#nodes[i]}`,
-        async () => {
+      giveBack({
+        key: `${key}" on node "${this.#nodes[i]}`,
+        release: async () => {
           const a = await release(i)!;
           if (!a.ok) throw a.error;
           return releaseResultOf(a.value);
         },
-        this.#clock,
-        this.#clock.now() + ttlMs,
-        this.#onError,
-      );
+        clock: this.#clock,
+        until: this.#clock.now() + ttlMs,
+        onError: this.#onError,
+      });
     const waits: Promise<unknown>[] = [];
     results.forEach((r, i) => {
       if (r?.status === 'ok') waits.push(release(i)!);

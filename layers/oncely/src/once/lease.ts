@@ -161,8 +161,9 @@ export function recordGiveBack(host: GiveBackHost, key: string, token: string, t
       key,
       reason: `${e.message}: ${e.cause instanceof Error ? e.cause.message : 'no cause'}`,
     });
+  const job = { key, release, clock: host.options.clock, until, onError: failed };
   return {
-    giveBack: (firstError?: Error) => giveBack(key, release, host.options.clock, until, failed, firstError),
-    releaseOrGiveBack: () => releaseOrGiveBack(key, release, host.options.clock, until, failed),
+    giveBack: (firstError?: Error) => giveBack(job, firstError),
+    releaseOrGiveBack: () => releaseOrGiveBack(job),
   };
 }
