@@ -11,14 +11,30 @@ export class OncelyError extends Error {
   }
 }
 
-/** Bad input: an option or argument out of range. `problems` names every field that was wrong. */
-export class ValidationError extends OncelyError {
-  override name = 'ValidationError';
-  readonly problems: readonly string[];
-  constructor(message: string, options: { problems: readonly string[]; cause?: unknown }) {
-    super(message, 'cause' in options ? { cause: options.cause } : undefined);
-    this.problems = options.problems;
+/** The one constructor of the errors below: `options` other than `cause` become the error's own fields. */
+class ErrorWithFields extends OncelyError {
+  constructor(message: string, options: { cause?: unknown }) {
+    const { cause: _, ...fields } = options;
+    super(message, options);
+    Object.assign(this, fields);
   }
+}
+
+/**
+ * The base class of an OncelyError whose fields are F, taken as `(message, { ...fields, cause? })`; Error's
+ * statics (captureStackTrace, …) stay on it.
+ */
+function withFields<F extends object>() {
+  return ErrorWithFields as unknown as Omit<typeof OncelyError, 'prototype'> &
+    (new (
+      message: string,
+      options: F & { cause?: unknown },
+    ) => OncelyError & Readonly<F>);
+}
+
+/** Bad input: an option or argument out of range. `problems` names every field that was wrong. */
+export class ValidationError extends withFields<{ problems: readonly string[] }>() {
+  override name = 'ValidationError';
 }
 
 /** A ValidationError whose message is `<what>: <every problem>`. */
@@ -34,13 +50,8 @@ export function invalid(
 }
 
 /** Bad configuration from the environment (fromEnv): every problem found, in one error. */
-export class ConfigError extends OncelyError {
+export class ConfigError extends withFields<{ problems: readonly string[] }>() {
   override name = 'ConfigError';
-  readonly problems: readonly string[];
-  constructor(message: string, options: { problems: readonly string[]; cause?: unknown }) {
-    super(message, 'cause' in options ? { cause: options.cause } : undefined);
-    this.problems = options.problems;
-  }
 }
 
 /** A ConfigError whose message is `oncely configuration: <every problem>`. */
@@ -52,15 +63,8 @@ export function badConfig(problems: readonly string[], options?: { cause?: unkno
  * The store failed: unreachable, timed out, or answered with an error. `ambiguous` is true when the request
  * may have been applied (e.g. a timeout after sending); false when it certainly was not (connection refused).
  */
-export class StoreError extends OncelyError {
+export class StoreError extends withFields<{ store: string; ambiguous: boolean }>() {
   override name = 'StoreError';
-  readonly store: string;
-  readonly ambiguous: boolean;
-  constructor(message: string, options: { store: string; ambiguous: boolean; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.store = options.store;
-    this.ambiguous = options.ambiguous;
-  }
 }
 
 /** The store could not be reached within the timeout (connect error, request timeout, closed client). */
@@ -77,16 +81,14 @@ export class StoreUnavailableError extends StoreError {
 export class ReplicationError extends StoreUnavailableError {
   override name = 'ReplicationError';
   /** Replicas that acknowledged the write in time. */
-  readonly acknowledged: number;
+  declare readonly acknowledged: number;
   /** Replicas the store was configured to wait for. */
-  readonly required: number;
+  declare readonly required: number;
   constructor(
     message: string,
     options: { store: string; acknowledged: number; required: number; cause?: unknown },
   ) {
-    super(message, { store: options.store, ambiguous: true, cause: options.cause });
-    this.acknowledged = options.acknowledged;
-    this.required = options.required;
+    super(message, { ...options, ambiguous: true });
   }
 }
 
@@ -113,19 +115,17 @@ export const MAX_ATTEMPT_RECORDS = 10;
  * `history` keeps the last MAX_ATTEMPT_RECORDS attempts: each node's state and, where another owner held the
  * lock, that holder's remaining ms (`holderTtlMs`). `attempts` counts them all.
  */
-export class LockNotAcquiredError extends OncelyError {
+export class LockNotAcquiredError extends withFields<{
+  key: string;
+  attempts: number;
+  history: readonly AttemptRecord[];
+}>() {
   override name = 'LockNotAcquiredError';
-  readonly key: string;
-  readonly attempts: number;
-  readonly history: readonly AttemptRecord[];
   constructor(
     message: string,
     options: { key: string; attempts: number; history?: readonly AttemptRecord[]; cause?: unknown },
   ) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-    this.attempts = options.attempts;
-    this.history = options.history ?? [];
+    super(message, { ...options, history: options.history ?? [] });
   }
 }
 
@@ -134,15 +134,8 @@ export class LockNotAcquiredError extends OncelyError {
  * the lease's validity had passed (the key has expired by itself since). Reported through `onError`, never
  * thrown. `attempts` counts the releases sent; `cause` is the last store error.
  */
-export class LockNotReleasedError extends OncelyError {
+export class LockNotReleasedError extends withFields<{ key: string; attempts: number }>() {
   override name = 'LockNotReleasedError';
-  readonly key: string;
-  readonly attempts: number;
-  constructor(message: string, options: { key: string; attempts: number; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-    this.attempts = options.attempts;
-  }
 }
 
 export type LockLostReason = 'expired' | 'stolen' | 'released';
@@ -152,15 +145,8 @@ export type LockLostReason = 'expired' | 'stolen' | 'released';
  * the key) or `released` (we released it ourselves). Thrown by extend(); `expired` and `stolen` are also the
  * reason carried by the lease's AbortSignal.
  */
-export class LockLostError extends OncelyError {
+export class LockLostError extends withFields<{ key: string; reason: LockLostReason }>() {
   override name = 'LockLostError';
-  readonly key: string;
-  readonly reason: LockLostReason;
-  constructor(message: string, options: { key: string; reason: LockLostReason; cause?: unknown }) {
-    super(message, 'cause' in options ? { cause: options.cause } : undefined);
-    this.key = options.key;
-    this.reason = options.reason;
-  }
 }
 
 /** A LockLostError whose message says what happened to `key`. */
@@ -177,37 +163,25 @@ export function lockLost(key: string, reason: LockLostReason): LockLostError {
 // ------------------------------------------------------------------------------------------------ run-once
 
 /** The key's first invocation is still running (`duplicate: 'throw'`, or `'wait'` ran out of time). */
-export class InProgressError extends OncelyError {
-  override name = 'InProgressError';
-  readonly key: string;
+export class InProgressError extends withFields<{
+  key: string;
   /** The running invocation's remaining lease: retry after this long. */
-  readonly retryAfterMs: number;
-  constructor(message: string, options: { key: string; retryAfterMs: number; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-    this.retryAfterMs = options.retryAfterMs;
-  }
+  retryAfterMs: number;
+}>() {
+  override name = 'InProgressError';
 }
 
 /** The key was first used with a different payload: never answered with the other payload's result. */
-export class PayloadMismatchError extends OncelyError {
+export class PayloadMismatchError extends withFields<{ key: string }>() {
   override name = 'PayloadMismatchError';
-  readonly key: string;
-  constructor(message: string, options: { key: string; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-  }
 }
 
 /** The event has no idempotency key where the options look for one (`missingKey: 'throw'`). */
-export class MissingKeyError extends OncelyError {
-  override name = 'MissingKeyError';
+export class MissingKeyError extends withFields<{
   /** The event source whose key was looked for. */
-  readonly source: string;
-  constructor(message: string, options: { source: string; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.source = options.source;
-  }
+  source: string;
+}>() {
+  override name = 'MissingKeyError';
 }
 
 /**
@@ -220,21 +194,13 @@ export type NotStorableReason = 'too-large' | 'not-serialisable' | 'changed-by-j
  * The handler's result could not be stored and `unstorable: 'throw'` was chosen: the record was released, so a
  * retry runs the handler again.
  */
-export class ResultNotStorableError extends OncelyError {
-  override name = 'ResultNotStorableError';
-  readonly key: string;
-  readonly reason: NotStorableReason;
+export class ResultNotStorableError extends withFields<{
+  key: string;
+  reason: NotStorableReason;
   /** JSON size in bytes, for `too-large`. */
-  readonly bytes: number | undefined;
-  constructor(
-    message: string,
-    options: { key: string; reason: NotStorableReason; bytes?: number; cause?: unknown },
-  ) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-    this.reason = options.reason;
-    this.bytes = options.bytes;
-  }
+  bytes?: number;
+}>() {
+  override name = 'ResultNotStorableError';
 }
 
 // ------------------------------------------------------------------------------------------------- Redlock
@@ -311,28 +277,13 @@ export function quorumNotReached(
  * A Redlock operation did not reach its quorum. `nodes` names every node's outcome: which were taken by another
  * holder and which were unreachable (with the cause). `cause` is the first unreachable node's error.
  */
-export class QuorumError extends OncelyError {
+export class QuorumError extends withFields<{
+  key: string;
+  operation: QuorumOperation;
+  quorum: number;
+  nodes: readonly NodeOutcome[];
+}>() {
   override name = 'QuorumError';
-  readonly key: string;
-  readonly operation: QuorumOperation;
-  readonly quorum: number;
-  readonly nodes: readonly NodeOutcome[];
-  constructor(
-    message: string,
-    options: {
-      key: string;
-      operation: QuorumOperation;
-      quorum: number;
-      nodes: readonly NodeOutcome[];
-      cause?: unknown;
-    },
-  ) {
-    super(message, { cause: options.cause });
-    this.key = options.key;
-    this.operation = options.operation;
-    this.quorum = options.quorum;
-    this.nodes = options.nodes;
-  }
   /** Nodes where another holder has the lock. */
   get taken(): NodeOutcome[] {
     return this.nodes.filter((n) => n.status === 'taken');
