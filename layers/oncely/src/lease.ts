@@ -96,7 +96,14 @@ export class Lease {
   #validUntil: number;
   #ttlMs: number;
   #state: 'held' | 'released' | 'lost' = 'held';
-  readonly #controller = new AbortController();
+  /** Why the lease was lost, once it is. */
+  #lost: LockLostError | undefined;
+  /**
+   * The signal's controller and the expiry timer exist only once someone reads `signal` (the hot path of a
+   * lock pair never does): until then `held`, `remainingMs`, `extend` and `release` look at the deadline
+   * themselves, and a signal read later starts out aborted if the lease was lost by then.
+   */
+  #controller: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #init: LeaseInit;
 
@@ -105,11 +112,11 @@ export class Lease {
     this.key = init.key;
     this.token = init.token;
     this.fence = init.fence;
-    this.keys = Object.freeze([...(init.keys ?? [init.key])]);
-    this.fences = Object.freeze([...(init.fences ?? [init.fence])]);
+    this.keys = Object.freeze(init.keys ? [...init.keys] : [init.key]);
+    this.fences = Object.freeze(init.fences ? [...init.fences] : [init.fence]);
     this.#ttlMs = init.ttlMs;
     this.#validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
-    this.#arm();
+    if (this.#validUntil <= init.clock.now()) this.#lose('expired');
   }
 
   /** Monotonic deadline (clock.now() units): start + ttl − drift, moved by each successful extend. */
@@ -126,6 +133,11 @@ export class Lease {
   /** Reading it past the deadline aborts it on the spot, as `held` does (a resumed process may run before its timers). */
   get signal(): AbortSignal {
     if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#lost) this.#controller.abort(this.#lost);
+      else if (this.#state === 'held') this.#arm();
+    }
     return this.#controller.signal;
   }
   /**
@@ -150,14 +162,16 @@ export class Lease {
     const startedAt = clock.now();
     const outcome = await driver.extend(this.key, this.token, ttlMs);
     if (outcome !== 'extended') throw this.#lose(outcome);
-    if (this.#state !== 'held') throw this.#controller.signal.reason ?? lockLost(this.key, 'released');
+    if (this.#state !== 'held') throw this.#lost ?? lockLost(this.key, 'released');
     this.#ttlMs = ttlMs;
     this.#validUntil = startedAt + ttlMs - drift(ttlMs);
-    this.#arm();
+    if (this.#controller) this.#arm();
   }
 
   /** Deletes the key if it is still ours: `released`, `not-held` (another owner has it) or `expired`. */
   async release(): Promise<ReleaseResult> {
+    // Past the deadline the lease was lost before this release (as its expiry timer would have said).
+    if (this.#state === 'held' && this.remainingMs <= 0) this.#lose('expired');
     if (this.#state === 'held') this.#state = 'released';
     clearTimeout(this.#timer);
     return this.#init.driver.release(this.key, this.token);
@@ -210,12 +224,13 @@ export class Lease {
   }
 
   #lose(reason: LockLostReason): LockLostError {
-    if (this.#state === 'lost') return this.#controller.signal.reason as LockLostError;
+    if (this.#state === 'lost') return this.#lost!;
     const err = lockLost(this.key, reason);
     if (this.#state === 'held') {
       this.#state = 'lost';
+      this.#lost = err;
       clearTimeout(this.#timer);
-      this.#controller.abort(err);
+      this.#controller?.abort(err);
     }
     return err;
   }

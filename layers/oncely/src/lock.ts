@@ -289,7 +289,11 @@ export class Lock implements Locker {
   }
 
   #lease(init: Omit<LeaseInit, 'drift' | 'clock' | 'onError'>): Lease {
-    return new Lease({ ...init, drift: this.#drift, clock: this.#clock, onError: this.#onError });
+    const full = init as LeaseInit;
+    full.drift = this.#drift;
+    full.clock = this.#clock;
+    full.onError = this.#onError;
+    return new Lease(full);
   }
 
   /** The give-back of `key`'s lease of `ttlMs`, from now. */

@@ -9,6 +9,8 @@ export interface TcpClient {
 
 interface Generation<C> {
   readonly client: Promise<C>;
+  /** The same client once the promise has resolved, for calls that need not wait a tick for it. */
+  resolved: C | undefined;
   /** The client has been ready at least once: a command of a call that timed out may have been written. */
   ready: boolean;
 }
@@ -42,6 +44,11 @@ export class Connection<C extends TcpClient> {
   /** The current client, connecting one if there is none. */
   get(): Promise<C> {
     return this.#generation().client;
+  }
+
+  /** The current client if it is there already (created and handed over), else undefined: see get(). */
+  now(): C | undefined {
+    return this.#current?.resolved;
   }
 
   /**
@@ -92,7 +99,9 @@ export class Connection<C extends TcpClient> {
     if (this.#current) return this.#current;
     const generation: Generation<C> = {
       ready: false,
+      resolved: undefined,
       client: this.#connect().then((c) => {
+        generation.resolved = c;
         if (c.status === 'ready') generation.ready = true;
         c.on('ready', () => {
           generation.ready = true;

@@ -29,10 +29,17 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
       .finally(() => {
         standaloneCheck = undefined;
       }));
-  const replicasWanted = async (c: Client, slot: number): Promise<number> => {
+  /** The count when it is known without a round trip (a standalone server's INFO read for this client). */
+  const replicasKnown = (c: Client, slot: number): number | undefined => {
     if (wait.replicas !== 'auto') return wait.replicas;
     if (kind === 'cluster') return ((c as Cluster).slots[slot]?.length ?? 1) > 1 ? 1 : 0;
-    if (standalone?.client !== c) await readReplicas(c);
+    if (standalone?.client === c) return standalone.count > 0 ? 1 : 0;
+    return undefined;
+  };
+  const replicasWanted = async (c: Client, slot: number): Promise<number> => {
+    const known = replicasKnown(c, slot);
+    if (known !== undefined) return known;
+    await readReplicas(c);
     return (standalone?.count ?? 0) > 0 ? 1 : 0;
   };
   /**
@@ -49,5 +56,5 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
     }, REPLICA_RECHECK_MS);
     recheck.unref?.();
   };
-  return { replicasWanted, notAcknowledged };
+  return { replicasKnown, replicasWanted, notAcknowledged };
 }

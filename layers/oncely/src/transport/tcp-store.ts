@@ -94,7 +94,7 @@ export function tcpStore(
     return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
   };
 
-  const { replicasWanted, notAcknowledged } = replicaCounter(kind, wait);
+  const { replicasKnown, replicasWanted, notAcknowledged } = replicaCounter(kind, wait);
   const slotOf = (keys: readonly string[]) =>
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
   const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
@@ -121,6 +121,24 @@ export function tcpStore(
       notAcknowledged(c);
       throw err;
     }
+  };
+
+  /**
+   * The hot path, with the client at hand and no WAIT to add (a script that grants nothing, or a shard with
+   * no replica to wait for): EVALSHA on it, EVAL on NOSCRIPT; no tick spent on getting the client.
+   */
+  const direct = (c: Client, script: Script, keys: readonly string[], args: readonly ScriptArg[]) =>
+    c.evalsha(script.sha1, keys.length, ...keys, ...args).catch((err: unknown) => {
+      if (!isNoScript(err)) throw err;
+      return c.eval(script.lua, keys.length, ...keys, ...args);
+    });
+  const runOne = (script: Script, keys: readonly string[], args: readonly ScriptArg[], slot: number) => {
+    const c = connection.now();
+    if (c !== undefined && (!script.grants || replicasKnown(c, slot) === 0))
+      return direct(c, script, keys, args);
+    return script.grants && wait.replicas !== 0
+      ? runWaited(script, keys, args)
+      : evalWithFallback(script, keys, args, evalsha, evalLua);
   };
 
   const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
@@ -175,22 +193,21 @@ export function tcpStore(
   return {
     kind,
     name,
-    async run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
-      const slots = [slotOf(keys)];
-      try {
-        const value = await connection.call(
-          () =>
-            script.grants && wait.replicas !== 0
-              ? runWaited(script, keys, args)
-              : evalWithFallback(script, keys, args, evalsha, evalLua),
-          dropNodes(slots),
+    run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      // The slot is hashed here only on a cluster (for the replica count and failover recovery).
+      const slot = slotOf(keys);
+      return connection
+        .call(() => runOne(script, keys, args, slot), kind === 'cluster' ? dropNodes([slot]) : undefined)
+        .then(
+          (value) => {
+            if (kind === 'cluster') healthy([slot]);
+            return value;
+          },
+          (err: unknown) => {
+            void afterFailure(err, [slot]).catch(() => undefined);
+            throw mapError(err);
+          },
         );
-        healthy(slots);
-        return value;
-      } catch (err) {
-        void afterFailure(err, slots).catch(() => undefined);
-        throw mapError(err);
-      }
     },
     async runMany(calls: readonly ScriptCall[]) {
       if (calls.length === 0) return [];
