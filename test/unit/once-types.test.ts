@@ -14,7 +14,12 @@ import type {
   SQSHandler,
 } from 'aws-lambda';
 import { describe, expectTypeOf, it } from 'vitest';
-import { type OnceOptions, type ResultNotStored, withOnce } from '../../layers/oncely/src/index.js';
+import {
+  type OnceOptions,
+  type OnceRun,
+  type ResultNotStored,
+  withOnce,
+} from '../../layers/oncely/src/index.js';
 import { FakeStore } from '../support/fake-store.js';
 
 // Checked by tsc (npm test typechecks the tests): the wrapped handler's type says what a duplicate can get.
@@ -44,6 +49,26 @@ describe('withOnce return types', () => {
     expectTypeOf(
       withOnce(handler, { store, key: (e) => e.id, duplicate: 'skip' }),
     ).returns.resolves.toEqualTypeOf<number | undefined | ResultNotStored>();
+  });
+
+  it('an inline handler gets its context and once typed, and R inferred from its result', () => {
+    const wrapped = withOnce(
+      async (event: { id: string }, context, once) => {
+        expectTypeOf(context).toEqualTypeOf<Context>();
+        expectTypeOf(once).toEqualTypeOf<OnceRun>();
+        return { fence: once.fence, id: event.id };
+      },
+      { store, unstorable: 'throw' },
+    );
+    expectTypeOf(wrapped).toEqualTypeOf<
+      (event: { id: string }, context: Context) => Promise<{ fence: number; id: string }>
+    >();
+  });
+
+  it('type arguments keep their order: event, result, duplicate, unstorable, http', () => {
+    expectTypeOf(
+      withOnce<{ id: string }, number, 'skip', 'throw', false>(handler, { store }),
+    ).returns.resolves.toEqualTypeOf<number | undefined>();
   });
 
   it('options typed as a whole (not literals) say everything a duplicate can get', () => {
