@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { defaultNodeTimeoutMs, until } from '../../layers/oncely/src/fan-out.js';
+import { defaultNodeTimeoutMs, gather, type NodeAnswer } from '../../layers/oncely/src/fan-out.js';
 import {
   createRedlock,
   LockLostError,
@@ -8,6 +8,8 @@ import {
   StoreUnavailableError,
   ValidationError,
 } from '../../layers/oncely/src/index.js';
+import { RELEASE } from '../../layers/oncely/src/scripts.js';
+import type { Store } from '../../layers/oncely/src/transport/types.js';
 import { type FakeNode, fakeNodes } from '../support/fake-nodes.js';
 
 const LOCK = 'oncely:{k}:lock';
@@ -45,16 +47,62 @@ describe('Redlock options', () => {
   });
 });
 
-describe('until', () => {
-  it('resolves with a snapshot once enough have settled, without waiting for the rest', async () => {
+describe('gather', () => {
+  const store = (name: string, reply: () => Promise<unknown>): Store => ({
+    kind: 'redis',
+    name,
+    run: reply,
+    runMany: async () => [],
+    close: async () => {},
+  });
+  const parse = (_: number, a: NodeAnswer) => (a.ok ? a.value : a.error);
+  const settled = (r: readonly unknown[]) => r.filter((v) => v !== undefined).length;
+
+  it('decides with a snapshot once enough have answered; later answers land in heard, not in the snapshot', async () => {
     let late!: (v: number) => void;
-    const tasks = [Promise.resolve(1), Promise.resolve(2), new Promise<number>((r) => (late = r))];
-    const r = await until(tasks, (x) => x.filter((v) => v !== undefined).length >= 2);
+    const stores = [
+      store('a', async () => 1),
+      store('b', async () => 2),
+      store('c', () => new Promise((r) => (late = r))),
+    ];
+    const g = gather(stores, RELEASE, ['k'], [], 60_000, parse, (r) => settled(r) >= 2);
+    const r = await g.decided;
     expect(r).toEqual([1, 2, undefined]);
     late(3);
+    await g.raw[2];
     await Promise.resolve();
     expect(r).toEqual([1, 2, undefined]); // a snapshot: later results do not leak in
-    expect(await until([], () => false)).toEqual([]);
+    expect(g.heard).toEqual([1, 2, 3]);
+    expect(await gather([], RELEASE, [], [], 10, parse, () => false).decided).toEqual([]);
+  });
+
+  it('a node that does not answer within the timeout gets a StoreUnavailableError; its late reply is ignored', async () => {
+    vi.useFakeTimers();
+    try {
+      let late!: (v: number) => void;
+      const stores = [
+        store('a', async () => 1),
+        store('b', () => new Promise((r) => (late = r))),
+        store('c', async () => {
+          throw new Error('refused');
+        }),
+      ];
+      const g = gather(stores, RELEASE, ['k'], [], 50, parse, () => false);
+      await vi.advanceTimersByTimeAsync(49);
+      expect(settled(g.heard)).toBe(2);
+      await vi.advanceTimersByTimeAsync(1);
+      const r = await g.decided;
+      expect(r[0]).toBe(1);
+      expect(r[1]).toBeInstanceOf(StoreUnavailableError);
+      expect((r[1] as Error).message).toBe('b: no reply within the 50 ms node timeout');
+      expect((r[2] as Error).message).toBe('refused');
+      late(2);
+      await g.raw[1];
+      expect(g.heard[1]).toBe(r[1]); // answered once: the timeout stands
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -66,38 +66,97 @@ export function fanOut(
   return { answers, raw };
 }
 
+/** What gather() hands back: the decision, every answer as it lands, and the requests themselves. */
+export interface Gathered<T> {
+  /**
+   * Settles (never rejects) with a snapshot of the parsed answers as soon as `enough` holds after an answer,
+   * or once every node has answered or timed out. Nodes still out are `undefined` in it.
+   */
+  readonly decided: Promise<(T | undefined)[]>;
+  /** Every parsed answer as it lands, also after the decision (a failed attempt names every node it heard). */
+  readonly heard: readonly (T | undefined)[];
+  /** The requests themselves, which may settle after their node timed out. */
+  readonly raw: Promise<unknown>[];
+}
+
 /**
- * Resolves with a snapshot of the results as soon as `enough(results)` holds after a task settles, or when
- * every task has settled. Unsettled tasks are `undefined` in the snapshot and keep running.
+ * Runs `script` on every store at once and decides as soon as `enough` holds: fanOut and a quorum check in
+ * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
+ * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
+ * together and share their timeout, so one timer covers them all, and each request costs one reaction, not a
+ * chain of promises.
  */
-export function until<T>(
-  tasks: readonly Promise<T>[],
-  enough: (results: readonly (T | undefined)[]) => boolean,
-): Promise<(T | undefined)[]> {
-  return new Promise((resolve) => {
-    const results: (T | undefined)[] = tasks.map(() => undefined);
-    let left = tasks.length;
-    let done = false;
-    if (left === 0) resolve(results);
-    tasks.forEach((task, i) => {
-      void task.then((value) => {
-        if (done) return;
-        results[i] = value;
-        left -= 1;
-        if (left === 0 || enough(results)) {
-          done = true;
-          resolve([...results]);
-        }
-      });
-    });
+export function gather<T>(
+  stores: readonly Store[],
+  script: Script,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+  timeoutMs: number,
+  parse: (i: number, answer: NodeAnswer) => T,
+  enough: (heard: readonly (T | undefined)[]) => boolean,
+): Gathered<T> {
+  const n = stores.length;
+  const heard: (T | undefined)[] = new Array(n).fill(undefined);
+  const answered: boolean[] = new Array(n).fill(false);
+  let left = n;
+  let decide!: (snapshot: (T | undefined)[]) => void;
+  let decided = false;
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<(T | undefined)[]>((resolve) => {
+    decide = resolve;
   });
+  const settle = (i: number, answer: NodeAnswer) => {
+    if (answered[i]) return;
+    answered[i] = true;
+    heard[i] = parse(i, answer);
+    left -= 1;
+    if (left === 0) clearTimeout(timer);
+    if (!decided && (left === 0 || enough(heard))) {
+      decided = true;
+      decide(heard.slice());
+    }
+  };
+  const raw = stores.map((store, i) => {
+    let request: Promise<unknown>;
+    try {
+      request = store.run(script, keys, args);
+    } catch (err) {
+      request = Promise.reject(err);
+    }
+    request.then(
+      (value) => settle(i, { ok: true, value }),
+      (error: unknown) =>
+        settle(i, { ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
+    );
+    return request;
+  });
+  if (n === 0) decide([]);
+  else
+    timer = setTimeout(() => {
+      stores.forEach((store, i) => {
+        settle(i, {
+          ok: false,
+          error: new StoreUnavailableError(
+            `${store.name}: no reply within the ${timeoutMs} ms node timeout`,
+            {
+              store: store.name,
+              ambiguous: true,
+            },
+          ),
+        });
+      });
+    }, timeoutMs);
+  return { decided: promise, heard, raw };
 }
 
 export type Status = NodeOutcome['status'];
 export type Parsed = { status: Status; value?: number; cause?: Error };
 
+/** How many results have `status` (undefined: how many nodes have not answered). */
 export function count(results: readonly (Parsed | undefined)[], status: Status | undefined): number {
-  return results.filter((r) => (status === undefined ? r === undefined : r?.status === status)).length;
+  let n = 0;
+  for (const r of results) if (status === undefined ? r === undefined : r?.status === status) n++;
+  return n;
 }
 
 export function unexpected(store: Store, what: string, reply: unknown): Parsed {

@@ -3,7 +3,7 @@
  * timeout, and are decided as soon as a quorum has answered (or can no longer answer) the same way.
  */
 import { type NodeOutcome, quorumNotReached } from './errors.js';
-import { count, fanOut, type Parsed, parseTriState, until } from './fan-out.js';
+import { count, gather, type Parsed, parseTriState } from './fan-out.js';
 import {
   type CheckOutcome,
   checkOutcome,
@@ -48,20 +48,20 @@ export function quorumDriver(q: QuorumNodes): LeaseDriver {
       ),
     release: async (key, token): Promise<ReleaseResult> => {
       const need = q.quorum;
-      const { answers } = fanOut(
+      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
+      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
+      const answered = (r: readonly (Parsed | undefined)[]) =>
+        r.length - count(r, undefined) - count(r, 'unreachable');
+      const results = await gather(
         q.stores,
         RELEASE,
         [q.keyOf(key), q.fenceKeyOf(key)],
         [token, q.fenceGraceMs],
         q.releaseTimeoutMs,
-      );
-      const parsed = answers.map((p, i) => p.then((a) => parseTriState(q.stores[i]!, 'release', a)));
-      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
-      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
-      const answered = (r: readonly (Parsed | undefined)[]) =>
-        r.filter((x) => x && x.status !== 'unreachable');
-      const results = await until(parsed, (r) => answered(r).length >= need);
-      if (answered(results).length < need) throw quorumNotReached(key, 'release', need, q.outcomes(results));
+        (i, a) => parseTriState(q.stores[i]!, 'release', a),
+        (r) => answered(r) >= need,
+      ).decided;
+      if (answered(results) < need) throw quorumNotReached(key, 'release', need, q.outcomes(results));
       const taken = count(results, 'taken');
       if (taken >= need) return 'not-held';
       if (count(results, 'ok') > 0) return 'released';
@@ -85,12 +85,18 @@ async function quorumOwner(
   timeoutMs: number,
 ): Promise<'ours' | 'theirs' | 'gone'> {
   const need = q.quorum;
-  const { answers } = fanOut(q.stores, script, keys, args, timeoutMs);
-  const parsed = answers.map((p, i) => p.then((a) => parseTriState(q.stores[i]!, operation, a)));
   // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
   const lost = (r: readonly (Parsed | undefined)[]) =>
     count(r, 'taken') + count(r, 'expired') > q.stores.length - need;
-  const results = await until(parsed, (r) => count(r, 'ok') >= need || lost(r));
+  const results = await gather(
+    q.stores,
+    script,
+    keys,
+    args,
+    timeoutMs,
+    (i, a) => parseTriState(q.stores[i]!, operation, a),
+    (r) => count(r, 'ok') >= need || lost(r),
+  ).decided;
   if (count(results, 'ok') >= need) return 'ours';
   if (lost(results)) return count(results, 'taken') > 0 ? 'theirs' : 'gone';
   throw quorumNotReached(key, operation, need, q.outcomes(results));

@@ -30,12 +30,12 @@ import {
   count,
   defaultNodeTimeoutMs,
   fanOut,
+  gather,
   isAmbiguous,
   MAX_NODE_TIMEOUT_MS,
   type NodeAnswer,
   type Parsed,
   unexpected,
-  until,
 } from './fan-out.js';
 import { giveBack, Lease, type LeaseDriver, releaseResultOf } from './lease.js';
 import { usingLease } from './lease-keeper.js';
@@ -198,30 +198,27 @@ export class Redlock implements Locker {
     const startedAt = this.#clock.now();
     const timeoutMs = this.nodeTimeoutMs(ttlMs);
     const q = this.quorum;
-    const { answers, raw } = fanOut(
+    // Decide at quorum, or as soon as the nodes still out cannot make one.
+    const { decided, heard, raw } = gather(
       this.stores,
       ACQUIRE,
       [this.keyOf(key), this.fenceKeyOf(key)],
       // One floor for every node (the client's clock): a quorum's fences then agree and need no raise.
       [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock()), 'client'],
       timeoutMs,
+      (i, a) => this.#parseAcquire(i, a),
+      (r) => {
+        const ok = count(r, 'ok');
+        return ok >= q || ok + count(r, undefined) < q;
+      },
     );
-    const parsed = answers.map((p, i) => p.then((a) => this.#parseAcquire(i, a)));
-    // Every answer as it lands, also after the decision: a failed attempt names every node it heard from.
-    const heard: (Parsed | undefined)[] = parsed.map(() => undefined);
-    parsed.forEach((p, i) => {
-      void p.then((r) => {
-        heard[i] = r;
-      });
-    });
-    // Decide at quorum, or as soon as the nodes still out cannot make one.
-    const results = await until(
-      parsed,
-      (r) => count(r, 'ok') >= q || count(r, 'ok') + count(r, undefined) < q,
-    );
+    const results = await decided;
 
     let detail: string | undefined;
-    const granted = results.flatMap((r, i) => (r?.status === 'ok' ? [{ i, fence: r.value ?? 0 }] : []));
+    const granted: { i: number; fence: number }[] = [];
+    results.forEach((r, i) => {
+      if (r?.status === 'ok') granted.push({ i, fence: r.value ?? 0 });
+    });
     if (granted.length >= q) {
       const fence = await this.#raiseFence(key, granted, ttlMs, timeoutMs);
       const elapsedMs = this.#clock.now() - startedAt;
@@ -291,18 +288,19 @@ export class Redlock implements Locker {
     const low = granted.filter((g) => g.fence < fence);
     const need = this.quorum - (granted.length - low.length);
     if (need <= 0) return fence;
-    const { answers } = fanOut(
+    const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
+    const results = await gather(
       low.map((g) => this.stores[g.i]!),
       FENCE_RAISE,
       [this.fenceKeyOf(key)],
       [fence, ttlMs + this.#fenceGraceMs],
       timeoutMs,
-    );
-    const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
-    const results = await until(answers, (r) => {
-      const raised = r.filter(ok).length;
-      return raised >= need || raised + r.filter((a) => a === undefined).length < need;
-    });
+      (_, a) => a,
+      (r) => {
+        const raised = r.filter(ok).length;
+        return raised >= need || raised + r.filter((a) => a === undefined).length < need;
+      },
+    ).decided;
     return results.filter(ok).length >= need ? fence : undefined;
   }
 
