@@ -89,6 +89,26 @@ describe.each(LOCK_TRANSPORTS)('lock over %s', (transport) => {
     expect(await lock.tryAcquire(key, { ttlMs: 2000 })).not.toBeNull();
   });
 
+  it('a call with more or fewer keys than its script takes fails at once, naming the script', async () => {
+    const key = lock.keyOf(uniqueKey('keys'));
+    const store = lock.store;
+    await expect(store.run(ACQUIRE, [key], ['t', 1000, 2000, 0])).rejects.toMatchObject({
+      name: 'ValidationError',
+      message: 'script "acquire": takes 2 keys, got 1',
+    });
+    await expect(store.run(RELEASE, [key, `${key}:f`, `${key}:x`], ['t'])).rejects.toThrow(
+      'script "release": takes 1 to 2 keys, got 3',
+    );
+    await expect(
+      store.runMany([
+        { script: RELEASE, keys: [key], args: ['t'] },
+        { script: scripts.LOCK_RELEASE_ALL, keys: [key], args: ['t', 10] },
+      ]),
+    ).rejects.toThrow('script "lock-release-all": takes pairs of keys, got 1');
+    // nothing was sent: the key was never written
+    expect(await fx.admin.exists(key)).toBe(0);
+  });
+
   it('a wrong token can neither release nor extend', async () => {
     const key = uniqueKey('wrong');
     const lease = (await lock.tryAcquire(key, { ttlMs: 5000 }))!;

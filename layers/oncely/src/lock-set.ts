@@ -121,10 +121,12 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
   const grace = core.fenceGraceMs;
   const oneSlot = new Set(locks.map(hashTag)).size === 1;
   const store = core.store;
-  // Each script's 1 / -1 / 0 reply, per key (runMany: one round trip, one per slot group on a cluster).
+  // Each script's 1 / -1 / 0 reply, per key (runMany: one round trip, one per slot group on a cluster). The
+  // keys: the lock and its fence, or the lock alone for a script that takes one (LOCK_CHECK).
   const each = async (script: typeof EXTEND, token: string, args: (string | number)[]) => {
+    const keysOf = (k: string) => (script.keys === 1 ? [core.keyOf(k)] : [core.keyOf(k), core.fenceKeyOf(k)]);
     const results = await store.runMany(
-      sorted.map((k) => ({ script, keys: [core.keyOf(k), core.fenceKeyOf(k)], args: [token, ...args] })),
+      sorted.map((k) => ({ script, keys: keysOf(k), args: [token, ...args] })),
     );
     return results.map((r) => {
       if (!r.ok) throw r.error;

@@ -58,13 +58,13 @@ return {0, redis.call('PTTL', KEYS[1])}`,
 };
 
 /**
- * EXTEND  KEYS: lock, fence   ARGV: token, ttlMs, fenceTtlMs
+ * EXTEND  KEYS: lock[, fence]   ARGV: token, ttlMs, fenceTtlMs
  * Returns 1 extended, -1 held by another owner, 0 expired (no owner). Extending also keeps the fence counter
  * alive for at least fenceTtlMs (never shortens it).
  */
 export const EXTEND: Script = {
   name: 'extend',
-  keys: 2,
+  keys: [1, 2],
   lua: `local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -78,13 +78,13 @@ return 0`,
 };
 
 /**
- * RELEASE  KEYS: lock, fence   ARGV: token, fenceGraceMs
+ * RELEASE  KEYS: lock[, fence]   ARGV: token[, fenceGraceMs]
  * Returns 1 released, -1 held by another owner (untouched), 0 already expired. Releasing ends the lease, so the
  * fence counter is left to live the grace period from now (never lengthened).
  */
 export const RELEASE: Script = {
   name: 'release',
-  keys: 2,
+  keys: [1, 2],
   lua: `local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -163,7 +163,7 @@ return {0}`,
  */
 export const LOCK_ACQUIRE_ALL: Script = {
   name: 'lock-acquire-all',
-  keys: 0,
+  keys: 'pairs',
   lua: `local n = #KEYS / 2
 for i = 1, n do
   local cur = redis.call('GET', KEYS[2 * i - 1])
@@ -199,7 +199,7 @@ return out`,
  */
 export const LOCK_EXTEND_ALL: Script = {
   name: 'lock-extend-all',
-  keys: 0,
+  keys: 'pairs',
   lua: `local gone = false
 for i = 1, #KEYS, 2 do
   local cur = redis.call('GET', KEYS[i])
@@ -223,7 +223,7 @@ return 1`,
  */
 export const LOCK_RELEASE_ALL: Script = {
   name: 'lock-release-all',
-  keys: 0,
+  keys: 'pairs',
   lua: `local released, taken = 0, 0
 for i = 1, #KEYS, 2 do
   local cur = redis.call('GET', KEYS[i])

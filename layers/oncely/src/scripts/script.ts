@@ -1,9 +1,14 @@
 /** What every Lua script is, and the one parser of the owner reply several of them give. */
+import { invalid, type ValidationError } from '../errors.js';
 
 export interface Script {
   readonly name: string;
-  /** Number of KEYS the script takes. */
-  readonly keys: number;
+  /**
+   * The KEYS it takes, checked on every call: exactly this many; `[min, max]` where the last ones may be left
+   * out (EXTEND and RELEASE without the fence key, for a window); `'pairs'` for the set scripts (a lock and its
+   * fence, per lock).
+   */
+  readonly keys: number | readonly [min: number, max: number] | 'pairs';
   readonly lua: string;
   readonly sha1: string;
   /**
@@ -11,6 +16,30 @@ export interface Script {
    * announcement, run-once claim and completion); `wrote(reply)` says whether this reply did write.
    */
   readonly grants?: { wrote(reply: unknown): boolean };
+}
+
+/** Whether `count` KEYS fit `script` (on every call: allocates nothing). */
+export function takesKeys(script: Script, count: number): boolean {
+  const k = script.keys;
+  if (typeof k === 'number') return count === k;
+  if (k === 'pairs') return count > 0 && count % 2 === 0;
+  return count >= k[0] && count <= k[1];
+}
+
+/** The error for `count` KEYS passed to a script that takes a different number, naming the script. */
+export function keysMismatch(script: Script, count: number): ValidationError {
+  const k = script.keys;
+  const takes = typeof k === 'number' ? k : k === 'pairs' ? 'pairs of' : `${k[0]} to ${k[1]}`;
+  return invalid([`takes ${takes} keys, got ${count}`], `script "${script.name}"`);
+}
+
+/** The error for the first call whose KEYS do not fit its script, or undefined when all fit. */
+export function callsMismatch(
+  calls: readonly { readonly script: Script; readonly keys: readonly string[] }[],
+): ValidationError | undefined {
+  for (const c of calls)
+    if (!takesKeys(c.script, c.keys.length)) return keysMismatch(c.script, c.keys.length);
+  return undefined;
 }
 
 /** A `grants` test: the reply (or its first element) is one of `values`. */

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
-import type { Script } from '../scripts.js';
+import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
 import { connectionSuspect, slotRecovery } from './cluster-recovery.js';
 import { Connection } from './connection.js';
 import { checkAcknowledged, type ReplicaWait, replicaWaitOf } from './replicas.js';
@@ -194,6 +194,7 @@ export function tcpStore(
     kind,
     name,
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      if (!takesKeys(script, keys.length)) return Promise.reject(keysMismatch(script, keys.length));
       // The slot is hashed here only on a cluster (for the replica count and failover recovery).
       const slot = slotOf(keys);
       return connection
@@ -210,6 +211,8 @@ export function tcpStore(
         );
     },
     async runMany(calls: readonly ScriptCall[]) {
+      const mismatch = callsMismatch(calls);
+      if (mismatch) throw mismatch;
       if (calls.length === 0) return [];
       const slots = [...new Set(calls.map((c) => slotOf(c.keys)))];
       try {

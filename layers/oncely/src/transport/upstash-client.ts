@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
-import type { Script } from '../scripts.js';
+import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
 import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 
@@ -164,13 +164,17 @@ export function clientStore(
     kind: 'upstash',
     name,
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
+      if (!takesKeys(script, keys.length)) return Promise.reject(keysMismatch(script, keys.length));
       return new Promise((resolve, reject) => {
         const n = queue.push({ script, keys, args, resolve, reject });
         if (n === 1) process.nextTick(flush);
         else if (n === BATCH_CALLS) flush();
       });
     },
-    runMany: (calls) => bounded(() => runBatch(calls)),
+    runMany: (calls) => {
+      const mismatch = callsMismatch(calls);
+      return mismatch ? Promise.reject(mismatch) : bounded(() => runBatch(calls));
+    },
     async *scan(match: string, count: number) {
       let cursor = '0';
       do {
