@@ -8,9 +8,15 @@ import type { ScriptArg, Store } from './transport/types.js';
 
 export const MAX_NODE_TIMEOUT_MS = 60_000;
 
-/** The default per-node timeout for a TTL: a tenth of it, within [10, 1000] ms. */
+/**
+ * The longest default per-node timeout: a lease of 10 s or more gets it, and so does a call that knows no TTL
+ * (a Redlock release, observing a leader).
+ */
+export const MAX_DEFAULT_NODE_TIMEOUT_MS = 1000;
+
+/** The default per-node timeout for a TTL: a tenth of it, within [10, MAX_DEFAULT_NODE_TIMEOUT_MS] ms. */
 export function defaultNodeTimeoutMs(ttlMs: number): number {
-  return Math.min(1000, Math.max(10, Math.round(ttlMs / 10)));
+  return Math.min(MAX_DEFAULT_NODE_TIMEOUT_MS, Math.max(10, Math.round(ttlMs / 10)));
 }
 
 // ------------------------------------------------------------------------------------------- fan-out

@@ -11,7 +11,7 @@
 import { hostname } from 'node:os';
 import { sleep } from './clock.js';
 import { type LockLostError, lockLost, OncelyError } from './errors.js';
-import { fanOut } from './fan-out.js';
+import { fanOut, MAX_DEFAULT_NODE_TIMEOUT_MS } from './fan-out.js';
 import type { Lease } from './lease.js';
 import { keepLeases } from './lease-keeper.js';
 import type { Lock } from './lock.js';
@@ -111,7 +111,7 @@ export async function observeLeader(
     LEADER_OBSERVE,
     [lock.keyOf(name), leaderKeyOf(lock, name)],
     [],
-    options.timeoutMs ?? 1000,
+    options.timeoutMs ?? MAX_DEFAULT_NODE_TIMEOUT_MS,
   );
   const seen = new Map<string, { id: string; term: number; pttls: number[] }>();
   const failures: Error[] = [];
@@ -259,7 +259,7 @@ export class Election {
       leases: () => [lease],
       dueInMs: () => renewEveryMs,
       ttlMs: () => ttlMs,
-      retryInMs: (remainingMs) => Math.max(1, Math.min(renewEveryMs, Math.floor(remainingMs / 3))),
+      retryInMs: (remainingMs) => Math.max(1, Math.min(renewEveryMs, Math.floor(remainingMs / RENEW_PARTS))),
       onError: (err) => this.#report(err),
       ref: true,
     });

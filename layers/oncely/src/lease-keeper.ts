@@ -9,6 +9,8 @@ import { LockLostError } from './errors.js';
 import type { Lease } from './lease.js';
 import { MIN_TTL_MS } from './validate.js';
 
+/** A lease is extended when this fraction of it is left (locks' `using()` by default, run-once records). */
+export const EXTEND_WHEN_LEFT = 1 / 2;
 /** After a store failure, try again at this fraction of the validity left... */
 export const RETRY_FRACTION = 1 / 4;
 /** ...but no later than this. */
@@ -96,7 +98,7 @@ export async function usingLease<T>(
   clock: Clock,
 ): Promise<T> {
   const { ttlMs } = options;
-  const extendBeforeMs = options.extendBeforeMs ?? Math.floor(ttlMs / 2);
+  const extendBeforeMs = options.extendBeforeMs ?? Math.floor(ttlMs * EXTEND_WHEN_LEFT);
   const report = (e: unknown) => options.onError?.(e instanceof Error ? e : new Error(String(e)));
   const stop = keepLeases({
     leases: () => [lease],

@@ -32,6 +32,7 @@ import {
   fanOut,
   gather,
   isAmbiguous,
+  MAX_DEFAULT_NODE_TIMEOUT_MS,
   MAX_NODE_TIMEOUT_MS,
   type NodeAnswer,
   type Parsed,
@@ -146,7 +147,7 @@ export class Redlock implements Locker {
   }
   /** Release does not know the lease's TTL: the configured node timeout, else the default's upper bound. */
   get #releaseTimeoutMs(): number {
-    return this.#nodeTimeoutMs ?? 1000;
+    return this.#nodeTimeoutMs ?? MAX_DEFAULT_NODE_TIMEOUT_MS;
   }
   /** The per-node timeout used for a lease of `ttlMs`. */
   nodeTimeoutMs(ttlMs: number): number {

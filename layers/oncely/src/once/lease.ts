@@ -14,7 +14,7 @@ import {
   releaseOrGiveBack,
   releaseResultOf,
 } from '../lease.js';
-import { keepLeases } from '../lease-keeper.js';
+import { EXTEND_WHEN_LEFT, keepLeases } from '../lease-keeper.js';
 import type { ScriptCall, Store } from '../transport/types.js';
 import type { Decided } from './decisions.js';
 import type { Records } from './record.js';
@@ -81,7 +81,7 @@ export function keepAlive(
 ): () => void {
   return keepLeases({
     leases,
-    dueInMs: (l) => l.validUntil - l.ttlMs / 2 - clock.now(),
+    dueInMs: (l) => l.validUntil - l.ttlMs * EXTEND_WHEN_LEFT - clock.now(),
     ttlMs: ttlFor,
     last: (ttl) => ttl < ttlMs,
     onError,

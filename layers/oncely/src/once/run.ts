@@ -5,6 +5,7 @@
 import { sleep } from '../clock.js';
 import { lockLost, ResultNotStorableError, StoreError } from '../errors.js';
 import { Lease, type LeaseInit, type ReleaseResult, releaseResultOf } from '../lease.js';
+import { EXTEND_WHEN_LEFT } from '../lease-keeper.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
 import { type Decided, shortKey } from './decisions.js';
 import { type HttpResult, isHttpResult } from './http.js';
@@ -146,7 +147,7 @@ export class Run {
     const init = this.#leaseInit;
     if (!init || this.#stopped) return;
     const validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
-    this.#host.halfway.add(this, validUntil - init.ttlMs / 2, ttlFor, Run.#halfway);
+    this.#host.halfway.add(this, validUntil - init.ttlMs * EXTEND_WHEN_LEFT, ttlFor, Run.#halfway);
   }
 
   /** Half the lease is left: build the Lease and keep it alive from here (a static: no closure per run). */
