@@ -9,11 +9,8 @@ import { type CliIo, EXIT, HELP, main } from '../../layers/oncely/src/cli.js';
 import { createLock, elect, withOnce } from '../../layers/oncely/src/index.js';
 import { Records } from '../../layers/oncely/src/once/record.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
-import { deferred } from '../support/once.js';
+import { deferred, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
-
-let seq = 0;
-const unique = (label: string) => `${label}-${process.pid}-${++seq}`;
 
 const context = (): Context =>
   ({

@@ -12,14 +12,11 @@ import {
   withOnce,
 } from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
-import { ADAPTERS, CountingStore, lambdaContext, wrap } from '../support/once.js';
+import { ADAPTERS, CountingStore, lambdaContext, unique, wrap } from '../support/once.js';
 import { RESULT_VALUES } from '../support/result-values.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 type Ev = { k?: unknown; n?: number };
-
-let seq = 0;
-const unique = (label: string) => `${label}-${process.pid}-${++seq}`;
 
 describe.each(TRANSPORTS)('run-once edges over %s', (transport) => {
   let fx: TransportFixture;

@@ -2,13 +2,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ONCE_SCRIPTS, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
-import { CountingStore, lambdaContext } from '../support/once.js';
+import { CountingStore, lambdaContext, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 type Ev = { id: string; n?: number };
-
-let seq = 0;
-const uniqueKey = (label: string) => `${label}-${process.pid}-${++seq}`;
 
 describe.each(TRANSPORTS)('withOnce localCache over %s', (transport) => {
   let fx: TransportFixture;
@@ -67,7 +64,7 @@ describe.each(TRANSPORTS)('withOnce localCache over %s', (transport) => {
     transport === 'rest' ? { store: n, scripts: n, http: n } : { store: n, scripts: n };
 
   it('a duplicate in a warm container: 0 round trips; another container still asks Redis, then caches', async () => {
-    const key = uniqueKey('dup');
+    const key = unique('dup');
     let runs = 0;
     const warmStore = container();
     const warm = withOnce(async (e: Ev) => ({ runs: ++runs, id: e.id }), options(warmStore));
@@ -94,7 +91,7 @@ describe.each(TRANSPORTS)('withOnce localCache over %s', (transport) => {
   });
 
   it("a cached entry ends with the record's retention in Redis", async () => {
-    const key = uniqueKey('ret');
+    const key = unique('ret');
     let runs = 0;
     const store = container();
     const retentionMs = 1_500;

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ScheduledEvent, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   InProgressError,
@@ -14,26 +14,19 @@ import {
 } from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
-import { ADAPTERS, CountingStore, deferred, lambdaContext, wrap } from '../support/once.js';
+import {
+  ADAPTERS,
+  CountingStore,
+  deferred,
+  lambdaContext,
+  scheduledTick,
+  sqsRecord,
+  unique,
+  wrap,
+} from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 type Ev = { id: string; n?: number };
-
-let seq = 0;
-const uniqueKey = (label: string) => `${label}-${process.pid}-${++seq}`;
-
-const sqsRecord = (id: string, body = id): SQSRecord =>
-  ({
-    messageId: id,
-    receiptHandle: `rh-${id}`,
-    body,
-    attributes: { ApproximateReceiveCount: '1' },
-    messageAttributes: {},
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:123:q',
-    awsRegion: 'us-east-1',
-  }) as SQSRecord;
 
 /** Random order: Fisher–Yates. */
 function shuffle<T>(items: T[]): T[] {
@@ -80,7 +73,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   }
 
   it('round trips: first invocation 2, duplicate 1; SQS batch of 10 with 3 duplicates and 1 failure 2', async () => {
-    const key = uniqueKey('rt');
+    const key = unique('rt');
     let runs = 0;
     const h = withOnce(async (e: Ev) => ({ runs: ++runs, id: e.id }), base());
     const expectTrips = (m: { store: number; http?: number }, n: number) =>
@@ -96,7 +89,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
     expect(again).toEqual({ runs: 1, id: key });
     expect(runs).toBe(1);
 
-    const prefix = uniqueKey('batch');
+    const prefix = unique('batch');
     const ran: string[] = [];
     const b = withOnceBatch(
       async (r) => {
@@ -124,7 +117,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   it.each(ADAPTERS)(
     '50 concurrent invocations with the same key through the $type: one execution',
     async ({ type }) => {
-      const key = uniqueKey('fifty');
+      const key = unique('fifty');
       let runs = 0;
       const h = wrap(
         type,
@@ -152,7 +145,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   );
 
   it("50 concurrent invocations with duplicate: 'wait': one execution, all 50 get its result", async () => {
-    const key = uniqueKey('fifty-wait');
+    const key = unique('fifty-wait');
     let runs = 0;
     const h = withOnce(
       async () => {
@@ -169,7 +162,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   });
 
   it('1,000 deliveries of 100 keys in random order and concurrency: exactly 100 executions', async () => {
-    const label = uniqueKey('thousand');
+    const label = unique('thousand');
     const executions = new Map<string, number>();
     const h = withOnce(
       async (e: Ev) => {
@@ -210,7 +203,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   });
 
   it('a handler that outlives its lease: the retry runs, and the late completion does not overwrite it', async () => {
-    const key = uniqueKey('outlive');
+    const key = unique('outlive');
     const seen: OnceRun[] = [];
     const release = deferred();
     const h = withOnce(
@@ -248,7 +241,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   });
 
   it('a completion after the lease ran out is kept when nobody claimed since', async () => {
-    const key = uniqueKey('late-alone');
+    const key = unique('late-alone');
     const release = deferred();
     const h = withOnce(
       async (_e: Ev, _c, once) => {
@@ -266,7 +259,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
   });
 
   it('withLeader: 5 replicas in 2 regions take the same tick; it runs once, with the fence', async () => {
-    const name = uniqueKey('report');
+    const name = unique('report');
     const at = Date.now() - 1000;
     const fences: number[] = [];
     const replica = () =>
@@ -278,17 +271,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
         },
         { store, name, logLevel: 'silent' },
       );
-    const tick = (region: string): ScheduledEvent => ({
-      version: '0',
-      id: `${region}-${Math.random()}`,
-      'detail-type': 'Scheduled Event',
-      source: 'aws.events',
-      account: '1',
-      time: new Date(at).toISOString(),
-      region,
-      resources: [`arn:aws:events:${region}:1:rule/${name}`],
-      detail: {},
-    });
+    const tick = (region: string) => scheduledTick(at, name, region);
     const results = await Promise.all(
       ['us-east-1', 'us-east-1', 'eu-west-1', 'eu-west-1', 'eu-west-1'].map((r) =>
         replica()(tick(r), lambdaContext()),
@@ -302,7 +285,7 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
 
   // Last: it kills a server. On the cluster, the master that owns the key's slot.
   it('the store dies mid-handler: the invocation fails closed; after a restart the retry runs once', async () => {
-    const key = uniqueKey('killed');
+    const key = unique('killed');
     const [rec] = engineKeys(key);
     let runs = 0;
     const started = deferred();

@@ -4,18 +4,15 @@
 // four methods) carrying its context, and the default lines with Powertools' Lambda fields.
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import type { Context, SQSRecord } from 'aws-lambda';
+import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type OnceOptions, withOnceBatch } from '../../layers/oncely/src/index.js';
 import { COUNTERS, LATENCY } from '../../layers/oncely/src/once/metrics.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
-import { ADAPTERS, deferred, wrap } from '../support/once.js';
+import { ADAPTERS, deferred, sqsRecord, unique, wrap } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 type Ev = { id: string; n?: number; secret?: string };
-
-let seq = 0;
-const unique = (label: string) => `${label}-${process.pid}-${++seq}`;
 
 /** A Lambda context with its own request id. */
 function context(requestId = unique('req')): Context {
@@ -29,18 +26,7 @@ function context(requestId = unique('req')): Context {
   } as Context;
 }
 
-const sqsRecord = (id: string): SQSRecord =>
-  ({
-    messageId: id,
-    receiptHandle: `rh-${id}`,
-    body: `body-secret-${id}`,
-    attributes: { ApproximateReceiveCount: '1' },
-    messageAttributes: {},
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:123:q',
-    awsRegion: 'us-east-1',
-  }) as SQSRecord;
+const record = (id: string) => sqsRecord(id, `body-secret-${id}`);
 
 const UNITS = new Set([
   'Seconds',
@@ -207,8 +193,8 @@ describe.each(TRANSPORTS)('telemetry over %s', (transport) => {
       metrics: (line) => docs.push(JSON.parse(line)),
     });
     const ids = Array.from({ length: 8 }, () => unique('batch'));
-    await b({ Records: ids.slice(0, 3).map(sqsRecord) }, context());
-    await b({ Records: ids.map(sqsRecord) }, context());
+    await b({ Records: ids.slice(0, 3).map(record) }, context());
+    await b({ Records: ids.map(record) }, context());
     expect(docs).toHaveLength(2);
     for (const doc of docs) expect(emfProblems(doc)).toEqual([]);
     expect(valuesOf(docs[0]!)).toEqual({ ...zero, Claims: 3, Completions: 3 });

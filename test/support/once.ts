@@ -1,9 +1,15 @@
 import middy from '@middy/core';
-import type { Context } from 'aws-lambda';
-import { type OnceHandler, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
+import type { Context, ScheduledEvent, SQSRecord } from 'aws-lambda';
+import {
+  type Decision,
+  type OnceHandler,
+  type OnceOptions,
+  withOnce,
+} from '../../layers/oncely/src/index.js';
 import { type OnceContext, onceMiddleware } from '../../layers/oncely/src/middy.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../../layers/oncely/src/transport/types.js';
+import { OnceFakeStore } from './once-fake-store.js';
 
 /** The two adapters over the one state machine: every adapter test runs through both. */
 export type Adapter = 'wrapper' | 'middleware';
@@ -82,3 +88,70 @@ export function logSink() {
     decisions: () => lines.map((l) => (JSON.parse(l) as { decision: string }).decision),
   };
 }
+
+/**
+ * The set-up most run-once unit tests share: a fake store on `now`, its log lines (logSink) and decisions
+ * collected, namespace 'fn'; `options` go over these.
+ */
+export function fakeOnce<E>(options: Partial<OnceOptions<E>>, now: () => number = () => Date.now()) {
+  const store = new OnceFakeStore(now);
+  const log = logSink();
+  const decisions: Decision[] = [];
+  const all: OnceOptions<E> = {
+    store,
+    namespace: 'fn',
+    logger: log.logger,
+    onDecision: (d) => decisions.push(d),
+    ...options,
+  };
+  return { store, log, decisions, options: all };
+}
+
+/**
+ * A handler that counts its runs and holds each until `gate` settles, wrapped by `type`: the first invocation
+ * keeps its record claimed while a test sends duplicates.
+ */
+export function gated<E, R = string>(type: Adapter, options: OnceOptions<E>) {
+  const gate = deferred<R>();
+  let runs = 0;
+  const h = wrap<E, R>(
+    type,
+    async () => {
+      runs++;
+      return gate.promise;
+    },
+    options,
+  );
+  return { h, gate, runs: () => runs };
+}
+
+let seq = 0;
+/** A name no other test (nor another process's run) uses. */
+export const unique = (label: string) => `${label}-${process.pid}-${++seq}`;
+
+/** An SQS record with the message id `id`. */
+export const sqsRecord = (id: string, body = id): SQSRecord =>
+  ({
+    messageId: id,
+    receiptHandle: `rh-${id}`,
+    body,
+    attributes: { ApproximateReceiveCount: '1' },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:123:q',
+    awsRegion: 'us-east-1',
+  }) as SQSRecord;
+
+/** An EventBridge schedule tick at `at`, as delivered in `region` for the rule `rule`. */
+export const scheduledTick = (at: number, rule: string, region = 'us-east-1'): ScheduledEvent => ({
+  version: '0',
+  id: `id-${region}-${at}-${Math.random()}`, // every delivery has its own id: keying on it would not dedupe
+  'detail-type': 'Scheduled Event',
+  source: 'aws.events',
+  account: '123456789012',
+  time: new Date(at).toISOString(),
+  region,
+  resources: [`arn:aws:events:${region}:123456789012:rule/${rule}`],
+  detail: {},
+});

@@ -5,7 +5,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type Decision,
   isResultNotStored,
   MissingKeyError,
   type OnceOptions,
@@ -16,27 +15,14 @@ import {
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
-import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
+import { ADAPTERS, deferred, fakeOnce, lambdaContext, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 import { RESULT_VALUES } from '../support/result-values.js';
 
 type Ev = { k?: unknown; n?: number };
 
-function setup(extra: Partial<OnceOptions<Ev>> = {}) {
-  const store = new OnceFakeStore(() => Date.now());
-  const log = logSink();
-  const decisions: Decision[] = [];
-  const options: OnceOptions<Ev> = {
-    store,
-    namespace: 'fn',
-    key: (e) => e.k as never,
-    payload: false,
-    logger: log.logger,
-    onDecision: (d) => decisions.push(d),
-    ...extra,
-  };
-  return { store, log, decisions, options };
-}
+const setup = (extra: Partial<OnceOptions<Ev>> = {}) =>
+  fakeOnce<Ev>({ key: (e) => e.k as never, payload: false, ...extra });
 
 const circular = () => {
   const o: Record<string, unknown> = { a: 1 };

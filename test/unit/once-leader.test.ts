@@ -8,23 +8,12 @@ import {
   withLeader,
 } from '../../layers/oncely/src/index.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
-import { deferred, lambdaContext, logSink } from '../support/once.js';
+import { deferred, lambdaContext, logSink, scheduledTick } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
 const T0 = Date.parse('2030-01-01T12:00:00Z');
 
-/** An EventBridge schedule tick, as delivered in `region` for the rule `rule`. */
-const tick = (at: number, rule = 'nightly-report', region = 'us-east-1'): ScheduledEvent => ({
-  version: '0',
-  id: `id-${region}-${at}-${Math.random()}`, // every delivery has its own id: keying on it would not dedupe
-  'detail-type': 'Scheduled Event',
-  source: 'aws.events',
-  account: '123456789012',
-  time: new Date(at).toISOString(),
-  region,
-  resources: [`arn:aws:events:${region}:123456789012:rule/${rule}`],
-  detail: {},
-});
+const tick = (at: number, rule = 'nightly-report', region = 'us-east-1') => scheduledTick(at, rule, region);
 
 function setup(extra: Partial<LeaderOptions> = {}, now = T0 + 5_000) {
   const store = new OnceFakeStore(() => Date.now());

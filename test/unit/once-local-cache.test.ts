@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  type Decision,
   InProgressError,
   type OnceOptions,
   PayloadMismatchError,
@@ -9,29 +8,24 @@ import {
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { LocalCache } from '../../layers/oncely/src/once/local-cache.js';
-import { ADAPTERS, deferred, lambdaContext, wrap } from '../support/once.js';
-import { OnceFakeStore } from '../support/once-fake-store.js';
+import { ADAPTERS, deferred, fakeOnce, lambdaContext, wrap } from '../support/once.js';
 
 type Ev = { id: string; n?: number };
 
 /** One fake clock for the store's expiry and the engine's monotonic and wall clocks. */
 function setup(extra: Partial<OnceOptions<Ev>> = {}) {
   const t = { now: 1_000_000 };
-  const store = new OnceFakeStore(() => t.now);
-  const decisions: Decision[] = [];
-  const options: OnceOptions<Ev> = {
-    store,
-    namespace: 'fn',
+  const options = {
     key: { jmespath: 'id' },
     payload: { jmespath: 'n' },
     clock: { now: () => t.now },
     wallClock: () => t.now,
+    logger: undefined,
     logLevel: 'silent',
-    onDecision: (d) => decisions.push(d),
     localCache: true,
     ...extra,
-  };
-  return { t, store, decisions, options };
+  } as const;
+  return { t, ...fakeOnce<Ev>(options, () => t.now) };
 }
 
 describe.each(ADAPTERS)('localCache through the $type', ({ type }) => {

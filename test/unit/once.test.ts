@@ -1,6 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  type Decision,
   InProgressError,
   isResultNotStored,
   LockLostError,
@@ -16,29 +15,20 @@ import {
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { digest, encodeResult } from '../../layers/oncely/src/once/record.js';
-import { ADAPTERS, deferred, lambdaContext, logSink, wrap } from '../support/once.js';
+import { ADAPTERS, deferred, fakeOnce, gated, lambdaContext, logSink, wrap } from '../support/once.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
 type Ev = { id?: string; n?: number; note?: string };
 const clock = { now: () => Date.now() };
 
-function setup(extra: Partial<OnceOptions<Ev>> = {}) {
-  const store = new OnceFakeStore(() => Date.now());
-  const log = logSink();
-  const decisions: Decision[] = [];
-  const options: OnceOptions<Ev> = {
-    store,
-    namespace: 'fn',
+const setup = (extra: Partial<OnceOptions<Ev>> = {}) =>
+  fakeOnce<Ev>({
     key: { jmespath: 'id' },
     payload: { jmespath: 'n' },
     clock,
     wallClock: () => Date.now(),
-    logger: log.logger,
-    onDecision: (d) => decisions.push(d),
     ...extra,
-  };
-  return { store, log, decisions, options };
-}
+  });
 
 const unavailable = () => new StoreUnavailableError('fake: down', { store: 'fake', ambiguous: false });
 
@@ -117,18 +107,9 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
 
   it("duplicate: 'throw' while in progress: InProgressError carrying the holder's remaining lease", async () => {
     const { options, log } = setup({ ttlMs: 5000 });
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async () => {
-        runs++;
-        return gate.promise;
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(1));
+    await vi.waitFor(() => expect(runs()).toBe(1));
     const err = await h({ id: 'a', n: 1 }, lambdaContext()).catch((e) => e);
     expect(err).toBeInstanceOf(InProgressError);
     expect(err.name).toBe('InProgressError');
@@ -137,51 +118,33 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
     expect(err.retryAfterMs).toBeLessThanOrEqual(5000);
     gate.resolve('done');
     expect(await first).toBe('done');
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     expect(log.decisions()).toEqual(['claimed', 'in-progress', 'completed']);
   });
 
   it("duplicate: 'skip' answers undefined without running the handler", async () => {
     const { options, log } = setup({ duplicate: 'skip' });
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async () => {
-        runs++;
-        return gate.promise;
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(1));
+    await vi.waitFor(() => expect(runs()).toBe(1));
     expect(await h({ id: 'a', n: 1 }, lambdaContext())).toBeUndefined();
     gate.resolve('done');
     await first;
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     expect(log.decisions()).toContain('skipped');
   });
 
   it("duplicate: 'wait' polls until the first invocation completes, then answers with its result", async () => {
     const { options, store, log } = setup({ duplicate: 'wait', pollMs: 5 });
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async () => {
-        runs++;
-        return gate.promise;
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options);
     const first = h({ id: 'a', n: 1 }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(1));
+    await vi.waitFor(() => expect(runs()).toBe(1));
     const second = h({ id: 'a', n: 1 }, lambdaContext());
     await vi.waitFor(() => expect(store.script('once-claim')).toBeGreaterThanOrEqual(3));
     gate.resolve('result');
     expect(await second).toBe('result');
     expect(await first).toBe('result');
-    expect(runs).toBe(1);
+    expect(runs()).toBe(1);
     const returned = log.parsed().find((l) => l.decision === 'duplicate-returned')!;
     expect(returned.waitedMs).toBeGreaterThan(0);
   });
