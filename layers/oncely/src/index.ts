@@ -100,7 +100,7 @@ export {
   loadSecrets,
   type ParameterReader,
   SSM_SUFFIX,
-} from './transport/ssm-env.js';
+} from './transport/ssm.js';
 export type {
   CallResult,
   ScriptArg,

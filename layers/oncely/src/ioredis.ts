@@ -9,4 +9,4 @@ export {
   type RedisStoreOptions,
   redisStore,
   type TcpAuthOptions,
-} from './transport/ioredis.js';
+} from './transport/tcp.js';

@@ -1,5 +1,6 @@
 import { badConfig } from '../errors.js';
-import { clusterStore, redisStore } from './ioredis.js';
+import { deferredStore } from './deferred.js';
+import { clusterName, redisName } from './tcp-name.js';
 import type { Store } from './types.js';
 import { upstashStore } from './upstash.js';
 
@@ -200,10 +201,15 @@ export function storeFromConfig(config: StoreConfig): Store {
   switch (config.kind) {
     case 'upstash':
       return upstashStore(config);
+    // The TCP transport is a chunk of its own, loaded by the first call (the REST path never parses it).
     case 'cluster':
-      return clusterStore(config);
+      return deferredStore('cluster', clusterName(config.nodes), () =>
+        import('./tcp.js').then((m) => m.clusterStore(config)),
+      );
     case 'redis':
-      return redisStore(config);
+      return deferredStore('redis', redisName(config), () =>
+        import('./tcp.js').then((m) => m.redisStore(config)),
+      );
   }
 }
 

@@ -13,8 +13,9 @@ import type { Store } from './types.js';
 
 type Env = Record<string, string | undefined>;
 
-/** The suffix of a variable that names the SSM parameter holding another variable's value. */
-export const SSM_SUFFIX = '_SSM_PARAMETER';
+import { SSM_SUFFIX } from './ssm.js';
+
+export { SSM_SUFFIX };
 
 /** GetParameters' limit on names per call. */
 const BATCH = 10;

@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { badConfig } from '../errors.js';
 import { type ReplicaOptions, replicaWaitOf } from './replicas.js';
+import { clusterName, redisName } from './tcp-name.js';
 import { isClient, tcpStore } from './tcp-store.js';
 import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
 
@@ -47,15 +48,6 @@ function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
   return tls === true ? {} : tls;
 }
 
-function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || 6379}`;
-  } catch {
-    return 'invalid-url';
-  }
-}
-
 /** A standalone Redis over TCP (ioredis). Pass options, or a client you already own (you close it). */
 export function redisStore(options: RedisStoreOptions | Redis): Store {
   if (isClient(options)) {
@@ -65,12 +57,9 @@ export function redisStore(options: RedisStoreOptions | Redis): Store {
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const wait = replicaWaitOf(options, timeoutMs);
-  const where = options.url
-    ? describeUrl(options.url)
-    : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
   return tcpStore(
     'redis',
-    `redis(${where})`,
+    redisName(options),
     async () => {
       const { Redis } = await loadIoredis();
       const common = {
@@ -103,11 +92,9 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const wait = replicaWaitOf(options, timeoutMs);
-  const first = options.nodes[0];
-  const name = `cluster(${first ? `${first.host}:${first.port}` : '?'}${options.nodes.length > 1 ? ',…' : ''})`;
   return tcpStore(
     'cluster',
-    name,
+    clusterName(options.nodes),
     async () => {
       const { Cluster } = await loadIoredis();
       const tls = tlsOption(options.tls);
