@@ -1,58 +1,42 @@
 /**
- * Bundle sizes and cold starts. Everything is built here with esbuild, minified, with the settings the
- * project deploys with (scripts/build.ts: ESM, `keepNames`, a `require` banner for bundled CommonJS):
+ * Bundle sizes and cold starts, of the layer that ships:
  *
- * - the layer from layers/oncely/src/index.ts with code splitting; the REST client (@upstash/redis and
- *   oncely's requester), ioredis and JMESPath are chunks of their own, loaded by dynamic import. Its REST
- *   path is every file a REST user loads at cold start (the index, its static chunks and the REST client
- *   chunk), its TCP path the index and its static chunks plus the ioredis chunk; JMESPath, loaded only for a
- *   `{ jmespath }` key spec, counts in neither;
- * - the same layer as it was before @upstash/redis became its REST client (issue 14): the REST transport
- *   swapped for the protocol spoken by hand (bench/before.ts), no client chunk. Its REST path is the
- *   "before" row;
- * - one entry per contender (bench/cold/*.ts), the library bundled in as a function would bundle it; oncely's
- *   entries import `oncely` from the built layer instead, as deployed functions do.
+ * - the layer is built by scripts/build.ts `buildLayer` (the packed package, next to its runtime dependencies
+ *   as published, in dist/layer's layout). Its REST path is every file a REST user loads at cold start: the
+ *   package's index and its static chunks, the REST client chunk and @upstash/redis's files; its TCP path the
+ *   same without the REST client chunk, plus `oncely/ioredis` and ioredis with its dependencies. JMESPath and
+ *   the SSM client, loaded only when asked for, count in neither;
+ * - the same package as it was before @upstash/redis became its REST client (issue 14), built with the
+ *   package's own esbuild options (scripts/build.ts `packageBuildOptions`) but the REST transport swapped for
+ *   the protocol spoken by hand (bench/before.ts), next to the layer's package. Its REST path is the "before"
+ *   row;
+ * - one entry per contender (bench/cold/*.ts), built as the project deploys a function (scripts/build.ts
+ *   `DEPLOYED`: ESM, minified, `keepNames`, the `require` banner), the library bundled in; oncely's entries
+ *   import `oncely` from the built layer instead, as deployed functions do.
  *
  * A cold start is a fresh `node bench/cold/runner.mjs <bundle>`: import the bundle, then complete one lock.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { cpSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build, type Metafile, type Plugin } from 'esbuild';
-import { TARGET } from '../scripts/build.js';
+import {
+  buildLayer,
+  DEPLOYED,
+  layerPackagePath,
+  packageBuildOptions,
+  packageDir,
+  REQUIRE_BANNER,
+} from '../scripts/build.js';
 import { restBeforeFile } from './before.js';
 import type { ColdConfig } from './cold/types.js';
 import { median } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const REQUIRE_BANNER =
-  "import { createRequire as __benchCreateRequire } from 'node:module'; " +
-  'const require = __benchCreateRequire(import.meta.url);';
 
-/** As scripts/build.ts: the transports' dynamic-import targets as ES modules of their own, one chunk each. */
-const SHIMS: Record<string, { name: string; contents: string }> = {
-  ioredis: {
-    name: 'ioredis',
-    contents: "import * as ioredis from 'ioredis';\nexport const { Redis, Cluster } = ioredis;",
-  },
-};
-const clientShims: Plugin = {
-  name: 'bench-client-shims',
-  setup(b) {
-    b.onResolve({ filter: /^ioredis$/ }, (args) =>
-      args.namespace === 'bench-shim' ? undefined : { path: SHIMS[args.path]!.name, namespace: 'bench-shim' },
-    );
-    b.onLoad({ filter: /.*/, namespace: 'bench-shim' }, (args) => ({
-      contents: Object.values(SHIMS).find((s) => s.name === args.path)!.contents,
-      resolveDir: root,
-      loader: 'js',
-    }));
-  },
-};
-
-/** For the "before" layer: the REST transport replaced by the hand-written protocol it used to be. */
+/** For the "before" package: the REST transport replaced by the hand-written protocol it used to be. */
 const restBefore = (file: string): Plugin => ({
   name: 'bench-rest-before',
   setup(b) {
@@ -92,10 +76,10 @@ export const ENTRIES: readonly Entry[] = [
 export interface BundleSize {
   id: string;
   label: string;
-  /** Minified bytes a process loads for the contender (the layer path plus the tiny entry, for oncely). */
+  /** Bytes a process loads for the contender (the layer path plus the tiny entry, for oncely). */
   bytes: number;
   gzipBytes: number;
-  /** Bytes by package (`oncely` is the layer's own source). */
+  /** Bytes by package (`oncely` is the layer's own package). */
   byPackage: Record<string, number>;
   /** The file the cold start imports. */
   bundle: string;
@@ -103,9 +87,8 @@ export interface BundleSize {
 
 const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
-  if (m) return m[1]!;
+  if (m) return m[1] === 'oncely-before' ? 'oncely' : m[1]!;
   if (input.includes('layers/oncely/src')) return 'oncely';
-  if (input.startsWith('bench-shim:') || input.includes('oncely-bench/rest-before')) return 'oncely';
   return 'entry';
 };
 
@@ -117,23 +100,36 @@ function addInputs(into: Record<string, number>, output: Metafile['outputs'][str
 }
 
 /**
- * Output files a cold start loads from `start`: static imports always, a dynamic import only when `follow`
- * says that path is loaded on this path (the TCP client chunk for the TCP path). Chunks loaded only on demand
- * (JMESPath, for a `{ jmespath }` key spec) are not counted.
+ * The files of the layer a cold start of `entry` (an entry bundle importing the layer) loads, as Node would
+ * find them: static imports and requires always, a dynamic import only where `follow(path)` says this path
+ * takes it. esbuild walks the graph (reading, not writing), resolving with Node's conditions.
  */
-function closure(meta: Metafile, start: string, follow: (path: string) => boolean): string[] {
+async function loadedFiles(entry: string, follow: (path: string) => boolean): Promise<string[]> {
+  const { metafile } = await build({
+    absWorkingDir: root,
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    metafile: true,
+    platform: 'node',
+    format: 'esm',
+    conditions: [],
+    mainFields: ['main'],
+    logLevel: 'error',
+  });
+  const inputs = metafile.inputs;
   const seen = new Set<string>();
   const walk = (path: string) => {
-    if (seen.has(path)) return;
+    if (seen.has(path) || !inputs[path]) return;
     seen.add(path);
-    for (const imp of meta.outputs[path]?.imports ?? []) {
+    for (const imp of inputs[path].imports) {
       if (imp.external) continue;
       if (imp.kind === 'dynamic-import' && !follow(imp.path)) continue;
       walk(imp.path);
     }
   };
-  walk(start);
-  return [...seen];
+  walk(relative(root, entry));
+  return [...seen].filter((p) => p !== relative(root, entry));
 }
 
 const fileBytes = (path: string) => statSync(resolve(root, path)).size;
@@ -142,69 +138,33 @@ const gzipBytes = (paths: readonly string[]) =>
 
 /** Builds the layer and every entry into `outDir`; returns one size per entry. */
 export async function buildBundles(outDir: string): Promise<BundleSize[]> {
-  const common = {
-    absWorkingDir: root,
-    bundle: true,
-    format: 'esm' as const,
-    platform: 'node' as const,
-    target: TARGET,
-    minify: true,
-    keepNames: true,
-    banner: { js: REQUIRE_BANNER },
-    metafile: true,
-    logLevel: 'warning' as const,
-    outExtension: { '.js': '.mjs' },
-  };
-  const buildLayer = (dir: string, plugins: Plugin[]) =>
-    build({
-      ...common,
-      // The package's root and its TCP entry point (`oncely/ioredis`: redisStore, clusterStore).
-      entryPoints: { index: 'layers/oncely/src/index.ts', ioredis: 'layers/oncely/src/ioredis.ts' },
-      outdir: dir,
-      splitting: true,
-      chunkNames: 'chunks/[name]-[hash]',
-      plugins,
-    });
-  const layerDir = join(outDir, 'layer');
-  const beforeDir = join(outDir, 'layer-before');
+  const modules = join(outDir, 'layer', 'nodejs', 'node_modules');
+  await buildLayer(join(outDir, 'layer'));
   const beforeFile = restBeforeFile();
-  const layer = await buildLayer(layerDir, [clientShims]);
-  const before =
-    'file' in beforeFile ? await buildLayer(beforeDir, [clientShims, restBefore(beforeFile.file)]) : layer;
-  const layerIndex = relative(root, join(layerDir, 'index.mjs'));
-  const beforeIndex = relative(root, join(beforeDir, 'index.mjs'));
-  const isChunk = (name: string) => (p: string) => p.includes(`/chunks/${name}-`);
-  const layers = {
-    rest: {
-      dir: layerDir,
-      meta: layer.metafile!,
-      path: closure(layer.metafile!, layerIndex, isChunk('upstash-http')),
-    },
-    tcp: {
-      dir: layerDir,
-      meta: layer.metafile!,
-      // A TCP function imports both the root and oncely/ioredis.
-      path: [
-        ...new Set([
-          ...closure(layer.metafile!, layerIndex, isChunk('ioredis')),
-          ...closure(layer.metafile!, relative(root, join(layerDir, 'ioredis.mjs')), isChunk('ioredis')),
-        ]),
-      ],
-    },
-    'rest-before': {
-      dir: beforeDir,
-      meta: before.metafile!,
-      path: closure(before.metafile!, beforeIndex, () => false),
-    },
+  if ('file' in beforeFile) {
+    // Next to the layer's package, so that it resolves the same dependencies.
+    const before = join(modules, 'oncely-before');
+    await build({ ...packageBuildOptions(join(before, 'dist')), plugins: [restBefore(beforeFile.file)] });
+    cpSync(join(packageDir, 'package.json'), join(before, 'package.json'));
+  }
+  const packages = {
+    rest: layerPackagePath,
+    tcp: layerPackagePath,
+    'rest-before': 'nodejs/node_modules/oncely-before',
   };
-
-  const layerAlias = (dir: string): Plugin => ({
+  /** Which dynamic imports each path takes: the REST client chunk, or ioredis. */
+  const follows = {
+    rest: (p: string) => p.includes('/chunks/upstash-http-'),
+    tcp: (p: string) => p.includes('/node_modules/ioredis/'),
+    'rest-before': () => false,
+  };
+  const layerAlias = (pkg: string): Plugin => ({
     name: 'bench-layer',
     setup(b) {
       b.onResolve({ filter: /^oncely(\/ioredis)?$/ }, (args) => ({
         path: relative(
           join(outDir, 'entries'),
-          join(dir, args.path === 'oncely' ? 'index.mjs' : 'ioredis.mjs'),
+          join(outDir, 'layer', pkg, 'dist', args.path === 'oncely' ? 'index.js' : 'ioredis.js'),
         ),
         external: true,
       }));
@@ -214,17 +174,21 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   for (const entry of ENTRIES.filter((e) => e.layer !== 'rest-before' || 'file' in beforeFile)) {
     const outfile = join(outDir, 'entries', `${entry.id}.mjs`);
     const result = await build({
-      ...common,
+      ...DEPLOYED,
+      absWorkingDir: root,
       entryPoints: [join(root, 'bench', 'cold', `${entry.file}.ts`)],
       outfile,
-      plugins: entry.layer ? [layerAlias(layers[entry.layer].dir)] : [],
+      banner: { js: REQUIRE_BANNER },
+      metafile: true,
+      logLevel: 'warning',
+      plugins: entry.layer ? [layerAlias(packages[entry.layer])] : [],
     });
     const own = relative(root, outfile);
-    const used = entry.layer ? layers[entry.layer] : undefined;
-    const files = [own, ...(used?.path ?? [])];
+    const layerFiles = entry.layer ? await loadedFiles(outfile, follows[entry.layer]) : [];
+    const files = [own, ...layerFiles];
     const byPackage: Record<string, number> = {};
     addInputs(byPackage, result.metafile!.outputs[own]!);
-    for (const f of used?.path ?? []) addInputs(byPackage, used!.meta.outputs[f]!);
+    for (const f of layerFiles) byPackage[packageOf(f)] = (byPackage[packageOf(f)] ?? 0) + fileBytes(f);
     sizes.push({
       id: entry.id,
       label: entry.label,

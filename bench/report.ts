@@ -479,7 +479,7 @@ function bundleTable(b: BundleSize[], cold: ColdResult[] | undefined): string {
   return table(
     [
       'bundle',
-      'minified',
+      'bytes',
       'gzip',
       'vs reference',
       'largest parts',
@@ -629,10 +629,12 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     out.push(
       bundleTable(d.bundles, isSkipped(d.cold) ? undefined : d.cold),
       '',
-      'Minified with esbuild as the project deploys (ESM, keepNames). "Layer" rows are what a function',
-      'using the deployed layer loads: the layer index and its shared chunks plus the client chunk its',
-      'transport imports (the other client is never loaded). "Lock entry" rows bundle oncely\'s source',
-      'into the function, tree-shaken to the lock API. Cold start: a fresh `node` per sample',
+      '"Layer" rows are the layer that ships (scripts/build.ts buildLayer): what a function using it',
+      "loads, the package's index and shared chunks, the REST client chunk on the REST path, and the",
+      'files of the dependencies it reaches as the layer carries them (published, not minified again);',
+      'the other client is never loaded. The other rows are bundled as the project deploys a function',
+      '(ESM, minified, keepNames); "lock entry" rows bundle oncely\'s source into the function,',
+      'tree-shaken to the lock API. Cold start: a fresh `node` per sample',
       "(interleaved), timed from before the import of the bundle to the first lock released; Node's own",
       'start-up (the same for all) is excluded.',
       isSkipped(d.cold)

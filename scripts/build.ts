@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
+import { type BuildOptions, build } from 'esbuild';
 
 const run = promisify(execFile);
 
@@ -85,13 +85,22 @@ export const NODE_MAJOR = 24;
 export const TARGET = `node${NODE_MAJOR}`;
 /** The Lambda runtime the functions and the layer run on. */
 export const LAMBDA_RUNTIME = `nodejs${NODE_MAJOR}.x`;
-/** The package runs on every Node it names in `engines` (>=20), the layer's Node 24 included. */
-const PACKAGE_TARGET = 'node20';
+/**
+ * The lowest Node the package runs on, read from its `engines` (">=20"), written there only: the package is
+ * built for it, and the repo's own `engines` must agree (test/unit/serverless-config.test.ts).
+ */
+export const PACKAGE_NODE_MAJOR = Number(
+  /^>=\s*(\d+)/.exec(
+    (JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { engines: { node: string } })
+      .engines.node,
+  )?.[1],
+);
+const PACKAGE_TARGET = `node${PACKAGE_NODE_MAJOR}`;
 /** Bundled CommonJS code calls require(); an ESM bundle has none of its own. */
-const REQUIRE_BANNER =
+export const REQUIRE_BANNER =
   "import { createRequire as __oncelyCreateRequire } from 'node:module'; const require = __oncelyCreateRequire(import.meta.url);";
-/** What every function is built with, as deployed. */
-const DEPLOYED = {
+/** What every function is built with, as deployed (the bench bundles its contenders with it too). */
+export const DEPLOYED = {
   bundle: true,
   format: 'esm',
   platform: 'node',
@@ -112,13 +121,11 @@ export interface BuiltFile {
 }
 
 /**
- * Builds the package's `dist/` into `outDir` (emptied first; default layers/oncely/dist): the JavaScript with
- * esbuild (every dependency external: they resolve from the user's node_modules or the layer's), then the
- * declarations with tsc. Returns every file written.
+ * esbuild's options for the package's JavaScript, written into `outDir`: one file per entry point and shared
+ * chunks, every dependency external (they resolve from the user's node_modules or the layer's).
  */
-export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<BuiltFile[]> {
-  rmSync(outDir, { recursive: true, force: true });
-  await build({
+export function packageBuildOptions(outDir: string): BuildOptions {
+  return {
     absWorkingDir: root,
     entryPoints: PACKAGE_ENTRIES,
     outdir: outDir,
@@ -135,7 +142,16 @@ export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<B
     chunkNames: 'chunks/[name]-[hash]',
     legalComments: 'linked',
     logLevel: 'warning',
-  });
+  };
+}
+
+/**
+ * Builds the package's `dist/` into `outDir` (emptied first; default layers/oncely/dist): the JavaScript with
+ * esbuild (packageBuildOptions), then the declarations with tsc. Returns every file written.
+ */
+export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<BuiltFile[]> {
+  rmSync(outDir, { recursive: true, force: true });
+  await build(packageBuildOptions(outDir));
   await run(
     process.execPath,
     [

@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_WEBHOOK_SECRETS } from '../../dev/start.js';
-import { functionNames, LAMBDA_RUNTIME, layerDir, NODE_MAJOR, TARGET } from '../../scripts/build.js';
+import {
+  DEPLOYED,
+  functionNames,
+  LAMBDA_RUNTIME,
+  layerDir,
+  NODE_MAJOR,
+  PACKAGE_NODE_MAJOR,
+  TARGET,
+} from '../../scripts/build.js';
 import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../support/fake-aws.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -109,10 +117,21 @@ describe('the Node version', () => {
     expect(version).toBe(String(NODE_MAJOR));
   });
 
-  it('the bench bundles for the Node the functions deploy on', () => {
+  it("the package's lowest Node is its engines field; the repo's agrees and tests on it first", () => {
+    expect(Number.isInteger(PACKAGE_NODE_MAJOR)).toBe(true);
+    expect(PACKAGE_NODE_MAJOR).toBeLessThanOrEqual(NODE_MAJOR);
+    const engines = (file: string) =>
+      (JSON.parse(readFileSync(join(root, file), 'utf8')) as { engines: { node: string } }).engines.node;
+    expect(engines('package.json')).toBe(engines('layers/oncely/package.json'));
+    expect(readFileSync(join(root, '.ci/run'), 'utf8')).toContain(`run_tests node${PACKAGE_NODE_MAJOR}\n`);
+  });
+
+  it('the bench measures the layer that ships and bundles for the Node the functions deploy on', () => {
+    expect(DEPLOYED.target).toBe(TARGET);
     const bench = readFileSync(join(root, 'bench/bundles.ts'), 'utf8');
-    expect(bench).toContain("import { TARGET } from '../scripts/build.js';");
-    expect(bench).not.toMatch(/target: '/);
+    // the layer from buildLayer, the "before" package with the package's options, contenders as deployed
+    for (const used of ['buildLayer(', 'packageBuildOptions(', '...DEPLOYED']) expect(bench).toContain(used);
+    expect(bench).not.toMatch(/target: '|minify: true|splitting: true/);
   });
 });
 
