@@ -8,6 +8,7 @@
  *   lock-raw       oncely's lock scripts from bare ioredis
  *   redlock        oncely createRedlock pair over 3 masters
  *   node-redlock   the redlock package's pair over the same 3 clients
+ *   node-redlock-1 the redlock package's pair on the one client of `lock` (the TCP table's peer)
  *
  * Starts its own redis-servers on free ports and stops them.
  */
@@ -103,6 +104,14 @@ async function main(): Promise<void> {
     }
     case 'node-redlock': {
       const rl = new Redlock(clients, { retryCount: 0 });
+      op = async (i) => {
+        const lock = await rl.acquire([`${tag}-${i}`], 10_000);
+        await lock.release();
+      };
+      break;
+    }
+    case 'node-redlock-1': {
+      const rl = new Redlock([c0], { retryCount: 0 });
       op = async (i) => {
         const lock = await rl.acquire([`${tag}-${i}`], 10_000);
         await lock.release();
