@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   createLock,
+  createRedlock,
   LockLostError,
   LockNotAcquiredError,
   MAX_KEY_BYTES,
@@ -46,6 +47,23 @@ describe('input checks', () => {
     expect(err.problems).toHaveLength(4);
     expect(err.message).toMatch(/retry\.attempts.*retry\.delayMs.*retry\.jitterMs.*retry\.maxWaitMs/);
   });
+
+  it.each([0, 1000, 2.5, '10'])(
+    "using()'s extendBeforeMs %s is rejected (Lock and Redlock alike) before anything is taken",
+    async (bad) => {
+      const stores = [new FakeStore(), new FakeStore(), new FakeStore()];
+      for (const l of [createLock(stores[0]!, { clock }), createRedlock(stores, { clock })]) {
+        let ran = false;
+        const err = await l
+          .using('k', async () => (ran = true), { ttlMs: 1000, extendBeforeMs: bad as number })
+          .catch((e) => e);
+        expect(err).toBeInstanceOf(ValidationError);
+        expect(err.message).toBe('using: extendBeforeMs must be a whole number from 1 to ttlMs − 1');
+        expect(ran).toBe(false);
+      }
+      for (const store of stores) expect(store.calls).toEqual([]);
+    },
+  );
 
   it('bad lock options are rejected', () => {
     expect(() => createLock(new FakeStore(), { prefix: 'a{b', driftFactor: 2 })).toThrow(ValidationError);

@@ -22,6 +22,7 @@ import {
 import { ConfigError, OncelyError, StoreError, ValidationError } from './errors.js';
 import { fromEnvAsync } from './transport/ssm-env.js';
 import type { Store } from './transport/types.js';
+import { isWhole } from './validate.js';
 
 export const EXIT = { ok: 0, notFound: 1, badInput: 2, storeUnavailable: 3 } as const;
 
@@ -140,7 +141,7 @@ function parse(argv: readonly string[]): Flags {
   if (status !== undefined && status !== 'in-progress' && status !== 'completed')
     throw new Error(`--status must be in-progress or completed, got "${status}"`);
   const limit = Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000)
+  if (!isWhole(limit, 1, 100_000))
     throw new Error(`--limit must be a whole number from 1 to 100000, got "${values.limit}"`);
   if (!values.prefix || /[{}]/.test(values.prefix))
     throw new Error('--prefix must be a non-empty string without { or }');

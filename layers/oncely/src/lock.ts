@@ -42,7 +42,7 @@ import { usingLease } from './lease-keeper.js';
 import { acquireAll, isKeyList, type LockCore, tryAcquireAll } from './lock-set.js';
 import { ACQUIRE, EXTEND, LOCK_CHECK, LOCK_RESUME, LOCK_STATUS, RELEASE, WINDOW_OPEN } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { check, fnProblems, isWhole, resolveOptions, ttlProblems } from './validate.js';
+import { check, extendBeforeProblems, fnProblems, resolveOptions, ttlProblems } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 
@@ -207,8 +207,7 @@ export class Lock implements Locker {
     fn: (lease: Lease) => Promise<T>,
     options: UsingOptions,
   ): Promise<T> {
-    if (options?.extendBeforeMs !== undefined && !isWhole(options.extendBeforeMs, 1, options.ttlMs - 1))
-      check([`extendBeforeMs must be a whole number from 1 to ttlMs − 1`], 'using');
+    check(extendBeforeProblems(options?.extendBeforeMs, options?.ttlMs), 'using');
     const lease = await this.acquire(key, options);
     return usingLease(lease, fn, options, this.#clock);
   }

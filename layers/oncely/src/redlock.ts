@@ -43,7 +43,15 @@ import { usingLease } from './lease-keeper.js';
 import { quorumDriver } from './quorum-driver.js';
 import { ACQUIRE, FENCE_RAISE, RELEASE } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { check, fnProblems, isWhole, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
+import {
+  check,
+  extendBeforeProblems,
+  fnProblems,
+  isWhole,
+  resolveOptions,
+  ttlProblems,
+  wholeProblems,
+} from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 
@@ -179,12 +187,7 @@ export class Redlock implements Locker {
 
   /** acquire(), then run `fn` with the lease, auto-extending it on a quorum, and always release. */
   async using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T> {
-    const { extendBeforeMs, ttlMs } = options ?? {};
-    if (
-      extendBeforeMs !== undefined &&
-      !(Number.isInteger(extendBeforeMs) && extendBeforeMs >= 1 && extendBeforeMs < ttlMs)
-    )
-      check(['extendBeforeMs must be a whole number from 1 to ttlMs − 1'], 'using');
+    check(extendBeforeProblems(options?.extendBeforeMs, options?.ttlMs), 'using');
     const lease = await this.acquire(key, options);
     return usingLease(lease, fn, options, this.#clock);
   }

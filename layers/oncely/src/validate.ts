@@ -51,6 +51,13 @@ export function ttlProblems(ttlMs: unknown, field = 'ttlMs'): string[] {
   return wholeProblems(field, ttlMs, MIN_TTL_MS, MAX_TTL_MS, 'ms');
 }
 
+/** using()'s extendBeforeMs: undefined (the default, half the TTL) or a whole number from 1 to ttlMs − 1. */
+export function extendBeforeProblems(extendBeforeMs: unknown, ttlMs: number | undefined): string[] {
+  return extendBeforeMs === undefined || isWhole(extendBeforeMs, 1, (ttlMs ?? 0) - 1)
+    ? []
+    : ['extendBeforeMs must be a whole number from 1 to ttlMs − 1'];
+}
+
 /** Undefined (the default) or a whole number of milliseconds from 1 to MAX_TTL_MS. */
 export function fenceGraceProblems(fenceGraceMs: unknown): string[] {
   return fenceGraceMs === undefined ? [] : wholeProblems('fenceGraceMs', fenceGraceMs, 1, MAX_TTL_MS, 'ms');

@@ -12,6 +12,10 @@
  */
 import { invalid, ReplicationError } from '../errors.js';
 import type { Script } from '../scripts.js';
+import { isWhole } from '../validate.js';
+
+/** The most replicas a grant may be asked to wait for. */
+const MAX_REPLICAS = 16;
 
 export interface ReplicaOptions {
   /**
@@ -37,12 +41,11 @@ export interface ReplicaWait {
 export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
   const problems: string[] = [];
   const { replicas = 'auto', replicaTimeoutMs } = options;
-  if (replicas !== 'auto' && !(Number.isInteger(replicas) && replicas >= 0 && replicas <= 16))
-    problems.push(`replicas must be 'auto' or a whole number from 0 to 16, got ${String(replicas)}`);
-  if (
-    replicaTimeoutMs !== undefined &&
-    !(Number.isInteger(replicaTimeoutMs) && replicaTimeoutMs >= 1 && replicaTimeoutMs < callTimeoutMs)
-  )
+  if (replicas !== 'auto' && !isWhole(replicas, 0, MAX_REPLICAS))
+    problems.push(
+      `replicas must be 'auto' or a whole number from 0 to ${MAX_REPLICAS}, got ${String(replicas)}`,
+    );
+  if (replicaTimeoutMs !== undefined && !isWhole(replicaTimeoutMs, 1, callTimeoutMs - 1))
     problems.push(
       `replicaTimeoutMs must be a whole number of milliseconds from 1 to timeoutMs − 1 (${callTimeoutMs - 1}), got ${String(replicaTimeoutMs)}`,
     );
