@@ -1,4 +1,5 @@
 import { badConfig } from '../errors.js';
+import { isWhole } from '../validate.js';
 import { deferredStore } from './deferred.js';
 import { clusterName, redisName } from './tcp-name.js';
 import type { Store } from './types.js';
@@ -58,7 +59,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   const timeoutText = get('ONCELY_TIMEOUT_MS');
   if (timeoutText !== undefined) {
     timeoutMs = Number(timeoutText);
-    if (!/^\d+$/.test(timeoutText) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
+    if (!/^\d+$/.test(timeoutText) || !isWhole(timeoutMs, 1, MAX_TIMEOUT_MS)) {
       problems.push(`ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`);
     }
   }
