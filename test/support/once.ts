@@ -109,19 +109,17 @@ export function fakeOnce<E>(options: Partial<OnceOptions<E>>, now: () => number 
 
 /**
  * A handler that counts its runs and holds each until `gate` settles, wrapped by `type`: the first invocation
- * keeps its record claimed while a test sends duplicates.
+ * keeps its record claimed while a test sends duplicates. `answer` lets a run return at once instead (given
+ * the event and the run's number from 1; undefined: wait on the gate).
  */
-export function gated<E, R = string>(type: Adapter, options: OnceOptions<E>) {
+export function gated<E, R = string>(
+  type: Adapter,
+  options: OnceOptions<E>,
+  answer: (event: E, run: number) => R | undefined = () => undefined,
+) {
   const gate = deferred<R>();
   let runs = 0;
-  const h = wrap<E, R>(
-    type,
-    async () => {
-      runs++;
-      return gate.promise;
-    },
-    options,
-  );
+  const h = wrap<E, R>(type, async (event) => answer(event, ++runs) ?? gate.promise, options);
   return { h, gate, runs: () => runs };
 }
 

@@ -151,24 +151,14 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
 
   it("duplicate: 'wait' runs the handler itself when the first invocation fails meanwhile", async () => {
     const { options } = setup({ duplicate: 'wait', pollMs: 5 });
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async () => {
-        runs++;
-        if (runs === 1) return gate.promise;
-        return 'second';
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options, (_e, run) => (run === 1 ? undefined : 'second'));
     const first = h({ id: 'a', n: 1 }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(1));
+    await vi.waitFor(() => expect(runs()).toBe(1));
     const second = h({ id: 'a', n: 1 }, lambdaContext());
     gate.reject(new Error('first failed'));
     await expect(first).rejects.toThrow('first failed');
     expect(await second).toBe('second');
-    expect(runs).toBe(2);
+    expect(runs()).toBe(2);
   });
 
   it("duplicate: 'wait' gives up with InProgressError after maxWaitMs", async () => {
@@ -189,26 +179,17 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
 
   it('same key, different payload: PayloadMismatchError, for a completed and for an in-progress record', async () => {
     const { options, log } = setup();
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async (e: Ev) => {
-        runs++;
-        return e.id === 'slow' ? gate.promise : 'ok';
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options, (e) => (e.id === 'slow' ? undefined : 'ok'));
     await h({ id: 'a', n: 1 }, lambdaContext());
     const done = await h({ id: 'a', n: 2 }, lambdaContext()).catch((e) => e);
     expect(done).toBeInstanceOf(PayloadMismatchError);
     expect(done.name).toBe('PayloadMismatchError');
     const slow = h({ id: 'slow', n: 1 }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(2));
+    await vi.waitFor(() => expect(runs()).toBe(2));
     await expect(h({ id: 'slow', n: 2 }, lambdaContext())).rejects.toBeInstanceOf(PayloadMismatchError);
     gate.resolve('slow');
     await slow;
-    expect(runs).toBe(2);
+    expect(runs()).toBe(2);
     expect(log.decisions().filter((d) => d === 'mismatch')).toHaveLength(2);
   });
 
@@ -446,18 +427,9 @@ describe.each(ADAPTERS)('run-once through the $type', ({ type }) => {
 
   it("a late completion never overwrites a successor's record: LockLostError, successor intact", async () => {
     const { options, store, log } = setup({ ttlMs: 1000 });
-    const gate = deferred<string>();
-    let runs = 0;
-    const h = wrap(
-      type,
-      async (e: Ev) => {
-        runs++;
-        return e.note === 'slow' ? gate.promise : 'successor';
-      },
-      options,
-    );
+    const { h, gate, runs } = gated<Ev>(type, options, (e) => (e.note === 'slow' ? undefined : 'successor'));
     const first = h({ id: 'a', n: 1, note: 'slow' }, lambdaContext());
-    await vi.waitFor(() => expect(runs).toBe(1));
+    await vi.waitFor(() => expect(runs()).toBe(1));
     // The first owner's record expires behind its back (a stalled process; the fake store's clock jumps).
     const rec = store.calls[0]!.keys[0]!;
     store.data.get(rec)!.expiresAt = Date.now() - 1;
