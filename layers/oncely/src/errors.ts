@@ -33,7 +33,7 @@ function withFields<F extends object>() {
 }
 
 /** Bad input: an option or argument out of range. `problems` names every field that was wrong. */
-export class ValidationError extends withFields<{ problems: readonly string[] }>() {
+export class ValidationError extends /* @__PURE__ */ withFields<{ problems: readonly string[] }>() {
   override name = 'ValidationError';
 }
 
@@ -50,7 +50,7 @@ export function invalid(
 }
 
 /** Bad configuration from the environment (fromEnv): every problem found, in one error. */
-export class ConfigError extends withFields<{ problems: readonly string[] }>() {
+export class ConfigError extends /* @__PURE__ */ withFields<{ problems: readonly string[] }>() {
   override name = 'ConfigError';
 }
 
@@ -63,7 +63,7 @@ export function badConfig(problems: readonly string[], options?: { cause?: unkno
  * The store failed: unreachable, timed out, or answered with an error. `ambiguous` is true when the request
  * may have been applied (e.g. a timeout after sending); false when it certainly was not (connection refused).
  */
-export class StoreError extends withFields<{ store: string; ambiguous: boolean }>() {
+export class StoreError extends /* @__PURE__ */ withFields<{ store: string; ambiguous: boolean }>() {
   override name = 'StoreError';
 }
 
@@ -115,7 +115,7 @@ export const MAX_ATTEMPT_RECORDS = 10;
  * `history` keeps the last MAX_ATTEMPT_RECORDS attempts: each node's state and, where another owner held the
  * lock, that holder's remaining ms (`holderTtlMs`). `attempts` counts them all.
  */
-export class LockNotAcquiredError extends withFields<{
+export class LockNotAcquiredError extends /* @__PURE__ */ withFields<{
   key: string;
   attempts: number;
   history: readonly AttemptRecord[];
@@ -134,7 +134,7 @@ export class LockNotAcquiredError extends withFields<{
  * the lease's validity had passed (the key has expired by itself since). Reported through `onError`, never
  * thrown. `attempts` counts the releases sent; `cause` is the last store error.
  */
-export class LockNotReleasedError extends withFields<{ key: string; attempts: number }>() {
+export class LockNotReleasedError extends /* @__PURE__ */ withFields<{ key: string; attempts: number }>() {
   override name = 'LockNotReleasedError';
 }
 
@@ -145,7 +145,7 @@ export type LockLostReason = 'expired' | 'stolen' | 'released';
  * the key) or `released` (we released it ourselves). Thrown by extend(); `expired` and `stolen` are also the
  * reason carried by the lease's AbortSignal.
  */
-export class LockLostError extends withFields<{ key: string; reason: LockLostReason }>() {
+export class LockLostError extends /* @__PURE__ */ withFields<{ key: string; reason: LockLostReason }>() {
   override name = 'LockLostError';
 }
 
@@ -163,7 +163,7 @@ export function lockLost(key: string, reason: LockLostReason): LockLostError {
 // ------------------------------------------------------------------------------------------------ run-once
 
 /** The key's first invocation is still running (`duplicate: 'throw'`, or `'wait'` ran out of time). */
-export class InProgressError extends withFields<{
+export class InProgressError extends /* @__PURE__ */ withFields<{
   key: string;
   /** The running invocation's remaining lease: retry after this long. */
   retryAfterMs: number;
@@ -172,12 +172,12 @@ export class InProgressError extends withFields<{
 }
 
 /** The key was first used with a different payload: never answered with the other payload's result. */
-export class PayloadMismatchError extends withFields<{ key: string }>() {
+export class PayloadMismatchError extends /* @__PURE__ */ withFields<{ key: string }>() {
   override name = 'PayloadMismatchError';
 }
 
 /** The event has no idempotency key where the options look for one (`missingKey: 'throw'`). */
-export class MissingKeyError extends withFields<{
+export class MissingKeyError extends /* @__PURE__ */ withFields<{
   /** The event source whose key was looked for. */
   source: string;
 }>() {
@@ -194,7 +194,7 @@ export type NotStorableReason = 'too-large' | 'not-serialisable' | 'changed-by-j
  * The handler's result could not be stored and `unstorable: 'throw'` was chosen: the record was released, so a
  * retry runs the handler again.
  */
-export class ResultNotStorableError extends withFields<{
+export class ResultNotStorableError extends /* @__PURE__ */ withFields<{
   key: string;
   reason: NotStorableReason;
   /** JSON size in bytes, for `too-large`. */
@@ -277,7 +277,7 @@ export function quorumNotReached(
  * A Redlock operation did not reach its quorum. `nodes` names every node's outcome: which were taken by another
  * holder and which were unreachable (with the cause). `cause` is the first unreachable node's error.
  */
-export class QuorumError extends withFields<{
+export class QuorumError extends /* @__PURE__ */ withFields<{
   key: string;
   operation: QuorumOperation;
   quorum: number;
