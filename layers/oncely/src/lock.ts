@@ -245,7 +245,8 @@ export class Lock implements Locker {
     );
     if (!Array.isArray(reply) || reply.length === 0) throw this.#unexpected('resume', reply);
     const [ok, fence] = reply.map(Number) as [number, number | undefined];
-    if (ok !== 1) throw lockLost(key, ok === -1 ? 'stolen' : 'expired');
+    const outcome = extendOutcomeOf(ok); // LOCK_RESUME leads with the owner reply
+    if (outcome !== 'extended') throw lockLost(key, outcome);
     return this.#lease({ key, token, fence: fence ?? 0, ttlMs, startedAt, driver: this.#driver });
   }
 
