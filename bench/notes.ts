@@ -223,12 +223,16 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         "WAIT is due; the slot is hashed only on a cluster). oncely's own code with an in-memory client: " +
         '8.1 → 3.7 µs per pair, against 2.4 µs for the same two scripts called bare. Client CPU per pair ' +
         'against redis-server: 42–47 µs before, 37–41 µs after, bare scripts 32–33 µs, node-redlock on the ' +
-        'same client 30–34 µs. Tried and dropped: one timer per connection moved on with refresh() instead ' +
+        'same client 30–34 µs; in one process, interleaved with the bare scripts (the way this bench ' +
+        'runs them), 29.5–30.1 µs against 28.5–29.2 µs. Tried and dropped: one timer per connection moved on with refresh() instead ' +
         'of a timer per call (no difference measurable, 37.0–37.6 µs both ways). What stays: the per-call ' +
         'timeout (a call must not hang past timeoutMs), key and TTL validation, the token, the Lease with ' +
         'its validity and drift, the ambiguous-failure give-back; node-redlock has none of these and sends ' +
         `no fence. This run: client CPU ${us(client(o))} per pair for oncely, ${us(client(bare))} for the ` +
-        `bare scripts, ${us(client(rl))} for node-redlock. Under load the client, redis-server and the ` +
+        `bare scripts, ${us(client(rl))} for node-redlock; redis-server CPU ${us(server(o, 'redis'))} per ` +
+        `pair for oncely against ${us(server(rl, 'redis'))} for node-redlock (its acquire is a plain SET NX ` +
+        "PX; oncely's also reads TIME and writes the fence counter with its lifetime). Under load the " +
+        'client, redis-server and the ' +
         'other suites share two cores, so a few µs of client CPU show as a larger latency ratio than on an ' +
         'idle machine.'
       );
