@@ -1,9 +1,10 @@
 import type { Store, StoreKind } from './types.js';
 
 /**
- * A store whose code is loaded by its first call: fromEnv() builds its TCP stores this way, so that the REST
- * path never parses the TCP transport (tcp-store.ts, cluster recovery, the replica wait). `kind` and `name`
- * are known at once; a call waits for the module once, then goes straight to the store.
+ * A store whose code is a chunk of its own: fromEnv() builds its TCP stores this way, so that the REST path
+ * never parses the TCP transport (tcp-store.ts, cluster recovery, the replica wait). The chunk starts loading
+ * when the store is created (at module scope, that is Lambda's init phase, as before); `kind` and `name` are
+ * known at once, and a call that comes before the chunk waits for it once, then goes straight to the store.
  */
 export function deferredStore(kind: StoreKind, name: string, load: () => Promise<Store>): Store {
   let loaded: Store | undefined;
@@ -19,6 +20,7 @@ export function deferredStore(kind: StoreKind, name: string, load: () => Promise
         throw err;
       },
     ));
+  get().catch(() => undefined); // the first call sees a failure again (and retries the load)
   return {
     kind,
     name,
