@@ -135,6 +135,15 @@ export function driftOf(o: Required<LockBaseOptions>): (ttlMs: number) => number
   return (ttlMs) => Math.round(ttlMs * o.driftFactor) + o.driftMs;
 }
 
+/** keyProblems(key) is empty: the check of every call, without allocating (a UTF-16 unit is ≤ 3 UTF-8 bytes). */
+export function keyFits(key: unknown): key is string {
+  return (
+    typeof key === 'string' &&
+    key.length > 0 &&
+    (key.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(key, 'utf8') <= MAX_KEY_BYTES)
+  );
+}
+
 export function keyProblems(key: unknown): string[] {
   if (typeof key !== 'string') return [`key must be a string, got ${typeof key}`];
   if (key.length === 0) return ['key must not be empty'];

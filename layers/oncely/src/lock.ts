@@ -12,6 +12,7 @@ import {
   acquireLoop,
   driftOf,
   failedOn,
+  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
@@ -42,7 +43,16 @@ import { usingLease } from './lease-keeper.js';
 import { acquireAll, isKeyList, type LockCore, tryAcquireAll } from './lock-set.js';
 import { ACQUIRE, EXTEND, LOCK_CHECK, LOCK_RESUME, LOCK_STATUS, RELEASE, WINDOW_OPEN } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { check, extendBeforeProblems, fnProblems, resolveOptions, ttlProblems } from './validate.js';
+import {
+  check,
+  extendBeforeProblems,
+  fnProblems,
+  isWhole,
+  MAX_TTL_MS,
+  MIN_TTL_MS,
+  resolveOptions,
+  ttlProblems,
+} from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
 
@@ -154,7 +164,8 @@ export class Lock implements Locker {
    */
   async tryAcquire(key: string | readonly string[], options: { ttlMs: number }): Promise<Lease | null> {
     if (isKeyList(key)) return tryAcquireAll(this.#core, key, options);
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
+      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
     const token = newToken();
     const result = await this.#attempt(key, options.ttlMs, token);
     if (result.error) {
@@ -342,7 +353,8 @@ export class Lock implements Locker {
     if (!Array.isArray(reply) || reply.length !== 2) {
       throw new OncelyError(`${this.store.name}: unexpected acquire reply ${JSON.stringify(reply)}`);
     }
-    const [ok, value] = reply.map(Number) as [number, number];
+    const ok = Number(reply[0]);
+    const value = Number(reply[1]);
     if (ok !== 1)
       return {
         lease: null,
