@@ -86,6 +86,28 @@ describe('REST requester against a stub endpoint', () => {
     }
   });
 
+  it('EVALSHA and the EVAL after NOSCRIPT share one timeoutMs: the EVAL waits only for what is left', async () => {
+    // EVALSHA gets NOSCRIPT after 900 ms, the EVAL is never answered: with one deadline the call fails at
+    // about 1000 ms; a second full timeoutMs would make it 1900 ms.
+    const s = await stub((_req, res, n) => {
+      if (n === 1) setTimeout(() => json(res, 400, { error: 'NOSCRIPT No matching script' }), 900);
+    });
+    const store = upstashStore({ url: s.url, token: 't', timeoutMs: 1000 });
+    try {
+      const t0 = performance.now();
+      const err = await failure(store.run(ECHO, [], ['x']));
+      const elapsed = performance.now() - t0;
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect(err.message).toMatch(/no reply within 1000 ms/);
+      expect(s.seen).toHaveLength(2);
+      expect(elapsed).toBeGreaterThanOrEqual(950);
+      expect(elapsed).toBeLessThan(1600);
+    } finally {
+      await store.close();
+      await s.close();
+    }
+  });
+
   it('connection refused: StoreUnavailableError, not ambiguous', async () => {
     const store = upstashStore({ url: `http://127.0.0.1:${await freePort()}`, token: 't', timeoutMs: 500 });
     const err = await failure(store.run(ECHO, [], ['x']));

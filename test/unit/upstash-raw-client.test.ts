@@ -75,6 +75,20 @@ describe('@upstash/redis with a requester of ours', () => {
     ]);
   });
 
+  it('calls the requester synchronously from evalsha, eval, scan and pipeline exec (callDeadline relies on it)', async () => {
+    const requester = recording([{ result: '1' }, { result: '2' }, { result: ['0', []] }, [{ result: '3' }]]);
+    const raw = new RawRedis(requester);
+    const sent = [raw.evalsha('s', [], []), raw.eval('return 1', [], [])];
+    expect(requester.seen).toHaveLength(2);
+    sent.push(raw.scan('0', { match: 'x*', count: 10 }));
+    expect(requester.seen).toHaveLength(3);
+    const p = raw.pipeline();
+    p.evalsha('s', [], []);
+    sent.push(p.exec({ keepErrors: true }));
+    expect(requester.seen).toHaveLength(4);
+    await Promise.all(sent);
+  });
+
   it('an error reply rejects with the server message (the NOSCRIPT fallback reads it)', async () => {
     const raw = new RawRedis(recording([{ error: 'NOSCRIPT No matching script' }]));
     await expect(raw.evalsha('s', [], [])).rejects.toThrow(/NOSCRIPT/);

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
@@ -39,14 +38,37 @@ interface Pending extends ScriptCall {
   reject(error: unknown): void;
 }
 
+/** One call of a store with a timeoutMs: EVALSHA and the EVAL after NOSCRIPT share its deadline. */
+export interface CallDeadline {
+  /** When its first request went out (performance.now()). */
+  sentAt?: number;
+}
+
 /**
  * The call a request belongs to, for oncely's own requester (upstash-http.ts): the first request of a call
  * sets `sentAt`, and each request waits at most what is left of `sentAt + timeoutMs`, so EVALSHA and the EVAL
  * after NOSCRIPT together take at most one timeoutMs. (Loading the client, once per process and at init when
  * the store is created at module scope, is not counted.) The client passes no per-call option through to its
- * requester; an async context does reach it.
+ * requester, but it calls the requester synchronously from the command (Command.exec and Pipeline.exec call
+ * `client.request` before their first await), so `current` is set around that call only (sendWithin). Not an
+ * AsyncLocalStorage: on Node 20 and 22 its first run() turns on promise hooks for the whole process, which
+ * slows every promise of the function that uses oncely, REST or not.
  */
-export const callDeadline = new AsyncLocalStorage<{ sentAt?: number }>();
+export const callDeadline: { current: CallDeadline | undefined } = { current: undefined };
+
+/** Calls `request` (one client command or pipeline exec) with `call` as the deadline its requester sees. */
+function sendWithin<C, T>(
+  client: C,
+  call: CallDeadline | undefined,
+  request: (c: C) => Promise<T>,
+): Promise<T> {
+  callDeadline.current = call;
+  try {
+    return request(client);
+  } finally {
+    callDeadline.current = undefined;
+  }
+}
 
 /**
  * The one REST Store, over an `@upstash/redis` client that returns raw replies: single calls as EVALSHA
@@ -69,9 +91,8 @@ export function clientStore(
   },
 ): Store {
   const { name, secrets = [], timeoutMs } = opts;
-  /** Runs `work` as one call (one deadline, see callDeadline) when this store has a timeoutMs. */
-  const bounded = <T>(work: () => Promise<T>): Promise<T> =>
-    timeoutMs === undefined ? work() : callDeadline.run({}, work);
+  /** A new call's deadline (see callDeadline) when this store has a timeoutMs. */
+  const fresh = (): CallDeadline | undefined => (timeoutMs === undefined ? undefined : {});
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
@@ -96,31 +117,43 @@ export function clientStore(
     return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
   };
 
-  const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await client()).evalsha(sha, [...keys], [...args]);
-  const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await client()).eval(lua, [...keys], [...args]);
+  /** EVALSHA and EVAL of one call, sent within its deadline. */
+  const scriptsOf = (call: CallDeadline | undefined) => ({
+    evalsha: async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+      sendWithin(await client(), call, (c) => c.evalsha(sha, [...keys], [...args])),
+    evalLua: async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
+      sendWithin(await client(), call, (c) => c.eval(lua, [...keys], [...args])),
+  });
 
-  const pipeline = async (calls: readonly ScriptCall[], useLua: boolean): Promise<CallResult[]> => {
+  const pipeline = async (
+    call: CallDeadline | undefined,
+    calls: readonly ScriptCall[],
+    useLua: boolean,
+  ): Promise<CallResult[]> => {
     const p = (await client()).pipeline();
     for (const c of calls) {
       if (useLua) p.eval(c.script.lua, [...c.keys], [...c.args]);
       else p.evalsha(c.script.sha1, [...c.keys], [...c.args]);
     }
-    const replies = (await p.exec({ keepErrors: true })) as { result?: unknown; error?: string }[];
+    const replies = (await sendWithin(p, call, (q) => q.exec({ keepErrors: true }))) as {
+      result?: unknown;
+      error?: string;
+    }[];
     return replies.map((r) => settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError));
   };
 
   const runBatch = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
+    const call = fresh();
     try {
-      return await runManyWithFallback(calls, pipeline);
+      return await runManyWithFallback(calls, (c, useLua) => pipeline(call, c, useLua));
     } catch (err) {
       throw mapError(err);
     }
   };
 
   const runOne = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    const { evalsha, evalLua } = scriptsOf(fresh());
     try {
       return await evalWithFallback(script, keys, args, evalsha, evalLua);
     } catch (err) {
@@ -144,10 +177,10 @@ export function clientStore(
     queue = [];
     if (batch.length === 1) {
       const p = batch[0]!;
-      bounded(() => runOne(p.script, p.keys, p.args)).then(p.resolve, p.reject);
+      runOne(p.script, p.keys, p.args).then(p.resolve, p.reject);
       return;
     }
-    bounded(() => runBatch(batch)).then(
+    runBatch(batch).then(
       (results) =>
         results.forEach((r, i) => {
           const p = batch[i]!;
@@ -173,16 +206,16 @@ export function clientStore(
     },
     runMany: (calls) => {
       const mismatch = callsMismatch(calls);
-      return mismatch ? Promise.reject(mismatch) : bounded(() => runBatch(calls));
+      return mismatch ? Promise.reject(mismatch) : runBatch(calls);
     },
     async *scan(match: string, count: number) {
       let cursor = '0';
       do {
-        const [next, keys] = await bounded(async () => (await client()).scan(cursor, { match, count })).catch(
-          (err: unknown) => {
+        const [next, keys] = await Promise.resolve(client())
+          .then((c) => sendWithin(c, fresh(), (r) => r.scan(cursor, { match, count })))
+          .catch((err: unknown) => {
             throw mapError(err);
-          },
-        );
+          });
         cursor = String(next);
         if (keys.length > 0) yield keys as string[];
       } while (cursor !== '0');

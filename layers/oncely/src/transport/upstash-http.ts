@@ -108,7 +108,7 @@ function requester(
       new Promise<UpstashResponse<T>>((resolve, reject) => {
         const now = performance.now();
         // What is left of the call's timeoutMs (see callDeadline): a second request gets only the rest.
-        const call = callDeadline.getStore();
+        const call = callDeadline.current;
         if (call) call.sentAt ??= now;
         const waitMs = call ? Math.max(0, call.sentAt! + timeoutMs - now) : timeoutMs;
         if (now - lastActive > IDLE_SOCKET_MS) dropIdleSockets(agent);
