@@ -21,6 +21,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
 import { Redis } from 'ioredis';
+import { keySlot } from '../layers/oncely/src/transport/slot.js';
 
 export const HOST = '127.0.0.1';
 export const CLUSTER_SLOTS = 16384;
@@ -553,6 +554,60 @@ async function clusterReady(
   return undefined;
 }
 
+/** A key whose slot lies in `first`..`last` (a range a cluster master owns). */
+function keyInSlots(first: number, last: number): string {
+  for (let i = 0; i < 1_000_000; i++) {
+    const key = `oncely-harness:{sync-${i}}`;
+    const slot = keySlot(key);
+    if (slot >= first && slot <= last) return key;
+  }
+  throw new RangeError(`no key found for slots ${first}-${last}`);
+}
+
+/**
+ * How many replicas of `node` (a master) acknowledge a write now: a key it owns is written and WAITed for,
+ * on one connection, for up to `timeoutMs`. Returns 0 when the node does not answer.
+ *
+ * This, not `INFO replication`, says whether a replica is ready. After a full sync with Redis 7's default
+ * diskless transfer the master lists the replica as `state=online` (and the replica reports
+ * `master_link_status:up`) while it still sends it nothing: the master starts its command stream only on a
+ * REPLCONF ACK received once it has reaped the RDB child (serverCron, up to 100 ms after the transfer). The
+ * replica sends one ACK as soon as it has loaded the data, usually before that, and it is ignored; the next
+ * comes from the replica's once-a-second cron. For up to about a second, then, a replica shown online
+ * acknowledges nothing and `WAIT 1 500` returns 0 (measured: 2 of 18 fresh syncs on an idle machine).
+ */
+export async function replicasAcknowledging(
+  node: RedisProcess,
+  replicas: number,
+  timeoutMs: number,
+): Promise<number> {
+  const admin = adminClient(node);
+  admin.on('error', () => {});
+  try {
+    await admin.connect();
+    let key = 'oncely-harness:sync';
+    const slots = await admin.call('CLUSTER', 'SLOTS').catch(() => undefined);
+    if (Array.isArray(slots)) {
+      const own = (slots as [number, number, [string, number]][]).find(
+        ([, , owner]) => Number(owner[1]) === node.port,
+      );
+      if (!own) return 0;
+      key = keyInSlots(own[0], own[1]);
+    }
+    const replies = await admin
+      .pipeline()
+      .set(key, String(Date.now()), 'PX', 60_000)
+      .wait(replicas, timeoutMs)
+      .exec();
+    const [error, acks] = replies?.[1] ?? [new Error('no reply'), 0];
+    return error ? 0 : Number(acks);
+  } catch {
+    return 0;
+  } finally {
+    admin.disconnect();
+  }
+}
+
 /**
  * A Redis Cluster of `masters` masters (and `replicas` replicas each) with all 16384 slots split evenly, ready once every node
  * reports `cluster_state:ok` and the same slot map. Built with CLUSTER ADDSLOTSRANGE / SET-CONFIG-EPOCH /
@@ -677,6 +732,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
           if (!info.includes(`connected_slaves:${replicas}\r\n`))
             return `master ${i}: replicas not connected`;
           // Every node's slot map names the replicas (CLUSTER SLOTS: master, then replicas, per range).
+        }
+        // Online is not enough: each master's replicas must acknowledge a write (replicasAcknowledging).
+        for (const [i, node] of masterNodes.entries()) {
+          if ((await replicasAcknowledging(node, replicas, 200)) < replicas)
+            return `master ${i}: replicas do not acknowledge writes yet`;
         }
         for (const [i, admin] of admins.entries()) {
           const slots = (await admin.call('CLUSTER', 'SLOTS')) as unknown[][];

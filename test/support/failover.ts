@@ -4,7 +4,7 @@
  * Every question goes to the servers themselves (CLUSTER SLOTS, ROLE, INFO), through short-lived clients.
  */
 import { Redis } from 'ioredis';
-import type { RedisCluster, RedisProcess } from '../../dev/redis-server.js';
+import { type RedisCluster, type RedisProcess, replicasAcknowledging } from '../../dev/redis-server.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,8 +74,9 @@ export async function awaitPromotion(
 }
 
 /**
- * Waits until every master has `replicas` connected replicas in sync, every slot is served and every node lists
- * every replica in CLUSTER SLOTS (what a client's slot map, and so the replica wait, is built from).
+ * Waits until every master has `replicas` connected replicas that acknowledge its writes (WAIT), every slot is
+ * served and every node lists every replica in CLUSTER SLOTS (what a client's slot map, and so the replica
+ * wait, is built from).
  */
 export async function awaitReplicated(
   cluster: RedisCluster,
@@ -90,6 +91,9 @@ export async function awaitReplicated(
       const info = String((await ask(node, 500, 'INFO', 'replication')) ?? '');
       if (info.includes('role:master') && !info.includes(`connected_slaves:${replicas}\r\n`))
         problem = `${node} has no replica in sync`;
+      // Listed as online is not enough (see replicasAcknowledging): its replicas must acknowledge a write.
+      else if (info.includes('role:master') && (await replicasAcknowledging(node, replicas, 200)) < replicas)
+        problem = `${node}: replicas do not acknowledge writes yet`;
       if (info.includes('role:slave') && !/master_link_status:up/.test(info)) problem = `${node} link down`;
       if (!info) problem = `${node} does not answer`;
       const state = String((await ask(node, 500, 'CLUSTER', 'INFO')) ?? '');

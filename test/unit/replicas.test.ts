@@ -78,9 +78,11 @@ describe('checkAcknowledged', () => {
 });
 
 describe('replica options', () => {
-  it('defaults: auto, 500 ms or a quarter of the call timeout', () => {
-    expect(replicaWaitOf({}, 2000)).toEqual({ replicas: 'auto', timeoutMs: 500 });
-    expect(replicaWaitOf({}, 800)).toEqual({ replicas: 'auto', timeoutMs: 200 });
+  it('defaults: auto, 1000 ms or half the call timeout', () => {
+    expect(replicaWaitOf({}, 2000)).toEqual({ replicas: 'auto', timeoutMs: 1000 });
+    expect(replicaWaitOf({}, 10_000)).toEqual({ replicas: 'auto', timeoutMs: 1000 });
+    expect(replicaWaitOf({}, 800)).toEqual({ replicas: 'auto', timeoutMs: 400 });
+    expect(replicaWaitOf({}, 1)).toEqual({ replicas: 'auto', timeoutMs: 1 });
     expect(replicaWaitOf({ replicas: 0, replicaTimeoutMs: 50 }, 2000)).toEqual({
       replicas: 0,
       timeoutMs: 50,

@@ -27,8 +27,11 @@ export interface ReplicaOptions {
    */
   replicas?: number | 'auto';
   /**
-   * How long the server waits for the acknowledgements (WAIT's timeout). Part of the call's `timeoutMs`.
-   * @default 500, at most a quarter of timeoutMs
+   * How long the server waits for the acknowledgements (WAIT's timeout). Part of the call's `timeoutMs`. A
+   * healthy replica acknowledges in well under a millisecond; the bound is for a replica that is not scheduled
+   * (a loaded host: up to 350 ms measured) or has just finished a full resync (up to about a second), and is
+   * what a grant costs when no replica acknowledges it.
+   * @default 1000, at most half of timeoutMs (Redisson's `slavesSyncTimeout` is also 1000 ms)
    */
   replicaTimeoutMs?: number;
 }
@@ -36,6 +39,11 @@ export interface ReplicaOptions {
 export interface ReplicaWait {
   readonly replicas: number | 'auto';
   readonly timeoutMs: number;
+}
+
+/** 1000 ms, at most half of the call's `timeoutMs` (the rest is for the round trip). */
+export function defaultReplicaTimeoutMs(callTimeoutMs: number): number {
+  return Math.max(1, Math.min(1000, Math.floor(callTimeoutMs / 2)));
 }
 
 export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
@@ -52,7 +60,7 @@ export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): R
   if (problems.length > 0) throw invalid(problems, 'replica options');
   return {
     replicas,
-    timeoutMs: replicaTimeoutMs ?? Math.max(1, Math.min(500, Math.floor(callTimeoutMs / 4))),
+    timeoutMs: replicaTimeoutMs ?? defaultReplicaTimeoutMs(callTimeoutMs),
   };
 }
 

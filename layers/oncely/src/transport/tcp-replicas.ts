@@ -3,18 +3,26 @@ import type { ReplicaWait } from './replicas.js';
 
 type Client = Redis | Cluster;
 
-/** How long a standalone server's replica must stay gone before 'auto' stops waiting for it. */
+/**
+ * How long a standalone server's replica must stay gone before 'auto' stops waiting for it, and how often at most
+ * a shard that lists no replica is looked at again.
+ */
 const REPLICA_RECHECK_MS = 5000;
 
 /**
  * How many replicas a granting write on this key's shard must reach (transport/replicas.ts): the configured
  * count, or with 'auto' one where the shard has replicas. A cluster's slot map lists them. A standalone server's
  * INFO replication is read once per client (one round trip, the first grant after connecting) and again 5 s after
- * a grant that was not acknowledged (a replica gone for good stops being waited for); no periodic traffic.
+ * a grant that was not acknowledged (a replica gone for good stops being waited for).
+ *
+ * A shard that lists no replica is looked at again, in the background, on a grant at most every 5 s (the slot
+ * map refreshed, INFO read again): a replica that joins later (the old master back after a failover, a new node)
+ * is waited for from then on. ioredis itself does not refresh its slot map on a timer. No periodic traffic.
  */
 export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
   let standalone: { client: Client; count: number } | undefined;
   let standaloneCheck: Promise<number> | undefined;
+  let lookedAt = performance.now();
   const readReplicas = (c: Client): Promise<number> =>
     (standaloneCheck ??= (c as Redis)
       .info('replication')
@@ -29,16 +37,32 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
       .finally(() => {
         standaloneCheck = undefined;
       }));
-  /** The count when it is known without a round trip (a standalone server's INFO read for this client). */
+  /** No replica listed: look again if the last look is REPLICA_RECHECK_MS old (not awaited). */
+  const lookAgain = (c: Client) => {
+    const now = performance.now();
+    if (now - lookedAt < REPLICA_RECHECK_MS) return;
+    lookedAt = now;
+    if (kind === 'cluster') (c as Cluster).refreshSlotsCache(() => {});
+    else void readReplicas(c).catch(() => undefined);
+  };
+  /**
+   * The count when it is known without a round trip (a cluster's slot map; a standalone server's INFO read for
+   * this client). A shard that lists no replica is looked at again in the background (lookAgain).
+   */
   const replicasKnown = (c: Client, slot: number): number | undefined => {
     if (wait.replicas !== 'auto') return wait.replicas;
-    if (kind === 'cluster') return ((c as Cluster).slots[slot]?.length ?? 1) > 1 ? 1 : 0;
-    if (standalone?.client === c) return standalone.count > 0 ? 1 : 0;
-    return undefined;
+    let listed: boolean;
+    if (kind === 'cluster') listed = ((c as Cluster).slots[slot]?.length ?? 1) > 1;
+    else if (standalone?.client === c) listed = standalone.count > 0;
+    else return undefined;
+    if (listed) return 1;
+    lookAgain(c);
+    return 0;
   };
   const replicasWanted = async (c: Client, slot: number): Promise<number> => {
     const known = replicasKnown(c, slot);
     if (known !== undefined) return known;
+    lookedAt = performance.now();
     await readReplicas(c);
     return (standalone?.count ?? 0) > 0 ? 1 : 0;
   };

@@ -99,8 +99,19 @@ export function tcpStore(
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
   const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
 
+  /**
+   * WAIT's bound for a pipeline: the configured one, or on the EVAL sent after NOSCRIPT (whose first WAIT may
+   * have used its whole bound already) at most a quarter of what is left of the call, so that the reply still comes
+   * within timeoutMs.
+   */
+  const waitMsFor = (retry: boolean, started: number) =>
+    retry
+      ? Math.max(1, Math.min(wait.timeoutMs, Math.floor((timeoutMs - (performance.now() - started)) / 4)))
+      : wait.timeoutMs;
+
   /** A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. */
   const runWaited = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    const started = performance.now();
     const c = await get();
     const required = await replicasWanted(c, slotOf(keys));
     if (required === 0) return evalWithFallback(script, keys, args, evalsha, evalLua);
@@ -108,7 +119,7 @@ export function tcpStore(
       const p = c.pipeline();
       if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
       else p.evalsha(script.sha1, keys.length, ...keys, ...args);
-      p.wait(required, wait.timeoutMs);
+      p.wait(required, waitMsFor(useLua, started));
       return ((await p.exec()) ?? []) as [Error | null, unknown][];
     };
     let replies = await send(false);
@@ -147,7 +158,11 @@ export function tcpStore(
     (await get()).eval(lua, keys.length, ...keys, ...args);
 
   // One pipeline per slot on a cluster (a cluster pipeline must not span nodes); the groups run in parallel.
-  const pipelineOnce = async (calls: readonly ScriptCall[], useLua: boolean): Promise<CallResult[]> => {
+  const pipelineOnce = async (
+    calls: readonly ScriptCall[],
+    useLua: boolean,
+    started: number,
+  ): Promise<CallResult[]> => {
     const c = await get();
     const groups = new Map<number, number[]>();
     calls.forEach((call, i) => {
@@ -168,7 +183,7 @@ export function tcpStore(
         // One WAIT after the group's scripts covers every write before it on this connection.
         const grants = indexes.some((i) => calls[i]!.script.grants);
         const required = grants ? await replicasWanted(c, slot) : 0;
-        if (required > 0) p.wait(required, wait.timeoutMs);
+        if (required > 0) p.wait(required, waitMsFor(useLua, started));
         const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
         const waited = required > 0 ? replies[indexes.length] : undefined;
         indexes.forEach((callIndex, j) => {
@@ -215,9 +230,10 @@ export function tcpStore(
       if (mismatch) throw mismatch;
       if (calls.length === 0) return [];
       const slots = [...new Set(calls.map((c) => slotOf(c.keys)))];
+      const started = performance.now();
       try {
         const results = await connection.call(
-          () => runManyWithFallback(calls, pipelineOnce),
+          () => runManyWithFallback(calls, (some, useLua) => pipelineOnce(some, useLua, started)),
           dropNodes(slots),
         );
         const failed = results.flatMap((r, i) =>
