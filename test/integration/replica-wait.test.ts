@@ -7,7 +7,13 @@
 import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type RedisProcess, replicasAcknowledging, startRedis } from '../../dev/redis-server.js';
-import { createLock, ReplicationError, type Store, withOnce } from '../../layers/oncely/src/index.js';
+import {
+  createLock,
+  fromEnv,
+  ReplicationError,
+  type Store,
+  withOnce,
+} from '../../layers/oncely/src/index.js';
 import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { ask } from '../support/failover.js';
 
@@ -119,6 +125,31 @@ describe('replicas: 1 on a server without replicas', () => {
     expect(err).toMatchObject({ acknowledged: 0, required: 1 });
     const lease = await vi.waitFor(async () => {
       const l = await createLock(store(lone)).tryAcquire('lone', { ttlMs: 1000 });
+      expect(l).not.toBeNull(); // the refused grant was given back
+      return l!;
+    });
+    await lease.release();
+  });
+});
+
+describe('the replica wait from the environment', () => {
+  it('fromEnv() with ONCELY_REDIS_REPLICAS=1 refuses grants on a server without replicas; =0 grants', async () => {
+    const env = (replicas: string) => {
+      const s = fromEnv({
+        ONCELY_REDIS_URL: lone.url,
+        ONCELY_REDIS_REPLICAS: replicas,
+        ONCELY_REDIS_REPLICA_TIMEOUT_MS: '100',
+      });
+      stores.push(s);
+      return createLock(s);
+    };
+    const err = await env('1')
+      .tryAcquire('from-env', { ttlMs: 1000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(ReplicationError);
+    expect(err).toMatchObject({ acknowledged: 0, required: 1 });
+    const lease = await vi.waitFor(async () => {
+      const l = await env('0').tryAcquire('from-env', { ttlMs: 1000 });
       expect(l).not.toBeNull(); // the refused grant was given back
       return l!;
     });

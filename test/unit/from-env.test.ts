@@ -175,3 +175,71 @@ describe('redact', () => {
     );
   });
 });
+
+describe('the replica wait from the environment', () => {
+  it('ONCELY_REDIS_REPLICAS (auto or a whole number) and ONCELY_REDIS_REPLICA_TIMEOUT_MS reach the TCP stores', () => {
+    expect(
+      configFromEnv({
+        ONCELY_REDIS_CLUSTER_NODES: 'h:7000',
+        ONCELY_REDIS_REPLICAS: '2',
+        ONCELY_REDIS_REPLICA_TIMEOUT_MS: '750',
+      }),
+    ).toMatchObject({ kind: 'cluster', replicas: 2, replicaTimeoutMs: 750 });
+    expect(
+      configFromEnv({ ONCELY_REDIS_URL: 'redis://h:6379', ONCELY_REDIS_REPLICAS: ' AUTO ' }),
+    ).toMatchObject({ kind: 'redis', replicas: 'auto', replicaTimeoutMs: undefined });
+    expect(configFromEnv({ ONCELY_REDIS_URL: 'redis://h:6379', ONCELY_REDIS_REPLICAS: '0' })).toMatchObject({
+      replicas: 0,
+    });
+    // Unset: the store's defaults ('auto', 1000 ms or half the call timeout).
+    const plain = configFromEnv({ ONCELY_REDIS_URL: 'redis://h:6379' });
+    expect(plain).toMatchObject({ replicas: undefined, replicaTimeoutMs: undefined });
+    // The bound may be up to ONCELY_TIMEOUT_MS − 1.
+    expect(
+      configFromEnv({
+        ONCELY_REDIS_URL: 'redis://h:6379',
+        ONCELY_TIMEOUT_MS: '5000',
+        ONCELY_REDIS_REPLICA_TIMEOUT_MS: '4999',
+      }),
+    ).toMatchObject({ replicaTimeoutMs: 4999 });
+  });
+
+  it.each([
+    ['ONCELY_REDIS_REPLICAS', 'all', /ONCELY_REDIS_REPLICAS must be auto or a whole number from 0 to 16/],
+    ['ONCELY_REDIS_REPLICAS', '-1', /ONCELY_REDIS_REPLICAS must be/],
+    ['ONCELY_REDIS_REPLICAS', '1.5', /ONCELY_REDIS_REPLICAS must be/],
+    ['ONCELY_REDIS_REPLICAS', '17', /ONCELY_REDIS_REPLICAS must be/],
+    ['ONCELY_REDIS_REPLICAS', '0x1', /ONCELY_REDIS_REPLICAS must be/],
+    ['ONCELY_REDIS_REPLICA_TIMEOUT_MS', '0', /from 1 to 1999 \(below ONCELY_TIMEOUT_MS\)/],
+    ['ONCELY_REDIS_REPLICA_TIMEOUT_MS', '2000', /ONCELY_REDIS_REPLICA_TIMEOUT_MS must be/],
+    ['ONCELY_REDIS_REPLICA_TIMEOUT_MS', '1e3', /ONCELY_REDIS_REPLICA_TIMEOUT_MS must be/],
+    ['ONCELY_REDIS_REPLICA_TIMEOUT_MS', 'soon', /ONCELY_REDIS_REPLICA_TIMEOUT_MS must be/],
+  ])('%s=%s is a ConfigError naming the variable', (name, value, message) => {
+    const stores: Record<string, string>[] = [
+      { ONCELY_REDIS_URL: 'redis://h:6379' },
+      { ONCELY_REDIS_CLUSTER_NODES: 'h:7000' },
+    ];
+    for (const store of stores) {
+      const err = problems({ ...store, [name]: value });
+      expect(err.problems).toHaveLength(1);
+      expect(err.problems[0]).toMatch(message);
+    }
+  });
+
+  it('is refused on the REST transport, which does not send WAIT (no false sense of safety)', () => {
+    const err = problems({
+      UPSTASH_REDIS_REST_URL: 'https://eu1-x.upstash.io',
+      UPSTASH_REDIS_REST_TOKEN: TOKEN,
+      ONCELY_REDIS_REPLICAS: '1',
+    });
+    expect(err.problems).toEqual([
+      'ONCELY_REDIS_REPLICAS applies to the TCP transports only: the REST transport does not send WAIT',
+    ]);
+  });
+
+  it('a bad value fails fromEnv() at once, before any connection', () => {
+    expect(() => fromEnv({ ONCELY_REDIS_URL: 'redis://h:6379', ONCELY_REDIS_REPLICAS: 'two' })).toThrow(
+      ConfigError,
+    );
+  });
+});

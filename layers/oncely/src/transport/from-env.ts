@@ -1,8 +1,9 @@
 import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
 import { deferredStore } from './deferred.js';
+import { MAX_REPLICAS } from './replicas.js';
 import { clusterName, redisName } from './tcp-name.js';
-import type { Store } from './types.js';
+import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
 import { upstashStore } from './upstash.js';
 
 export type StoreConfig =
@@ -14,8 +15,19 @@ export type StoreConfig =
       password?: string;
       tls?: boolean;
       timeoutMs?: number;
+      replicas?: number | 'auto';
+      replicaTimeoutMs?: number;
     }
-  | { kind: 'redis'; url: string; username?: string; password?: string; tls?: boolean; timeoutMs?: number };
+  | {
+      kind: 'redis';
+      url: string;
+      username?: string;
+      password?: string;
+      tls?: boolean;
+      timeoutMs?: number;
+      replicas?: number | 'auto';
+      replicaTimeoutMs?: number;
+    };
 
 type Env = Record<string, string | undefined>;
 
@@ -29,7 +41,8 @@ const MAX_TIMEOUT_MS = 60_000;
  * - `ONCELY_REDIS_CLUSTER_NODES` (`host:port,host:port`) → Redis Cluster over TCP
  * - `ONCELY_REDIS_URL` (`redis://` or `rediss://`) → standalone Redis over TCP
  * - shared: `ONCELY_REDIS_USERNAME`, `ONCELY_REDIS_PASSWORD`, `ONCELY_REDIS_TLS` (a flag, see envFlag),
- *   `ONCELY_TIMEOUT_MS`
+ *   `ONCELY_TIMEOUT_MS`; for the TCP transports `ONCELY_REDIS_REPLICAS` (`auto` or a whole number) and
+ *   `ONCELY_REDIS_REPLICA_TIMEOUT_MS` (the replica wait: transport/replicas.ts)
  *
  * A rejected value is never echoed whole: a URL shows only its scheme, host and port (no user, password, path
  * or query), a cluster entry only its position, so a secret pasted into the wrong place stays out of the error.
@@ -61,6 +74,26 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
     timeoutMs = Number(timeoutText);
     if (!/^\d+$/.test(timeoutText) || !isWhole(timeoutMs, 1, MAX_TIMEOUT_MS)) {
       problems.push(`ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`);
+    }
+  }
+  // The replica wait (TCP only): `auto` or a whole number of replicas, and WAIT's bound.
+  let replicas: number | 'auto' | undefined;
+  const replicasText = get('ONCELY_REDIS_REPLICAS');
+  if (replicasText !== undefined) {
+    replicas = replicasText.toLowerCase() === 'auto' ? 'auto' : Number(replicasText);
+    if (replicas !== 'auto' && (!/^\d+$/.test(replicasText) || !isWhole(replicas, 0, MAX_REPLICAS))) {
+      problems.push(`ONCELY_REDIS_REPLICAS must be auto or a whole number from 0 to ${MAX_REPLICAS}`);
+    }
+  }
+  let replicaTimeoutMs: number | undefined;
+  const replicaTimeoutText = get('ONCELY_REDIS_REPLICA_TIMEOUT_MS');
+  if (replicaTimeoutText !== undefined) {
+    replicaTimeoutMs = Number(replicaTimeoutText);
+    const most = (timeoutMs !== undefined && timeoutMs >= 2 ? timeoutMs : DEFAULT_TIMEOUT_MS) - 1;
+    if (!/^\d+$/.test(replicaTimeoutText) || !isWhole(replicaTimeoutMs, 1, most)) {
+      problems.push(
+        `ONCELY_REDIS_REPLICA_TIMEOUT_MS must be a whole number of milliseconds from 1 to ${most} (below ONCELY_TIMEOUT_MS)`,
+      );
     }
   }
   const tlsText = get('ONCELY_REDIS_TLS');
@@ -100,6 +133,10 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
     }
     if (restToken && /\s/.test(restToken)) problems.push('UPSTASH_REDIS_REST_TOKEN contains whitespace');
     if (restUrl && restToken) config = { kind: 'upstash', url: restUrl, token: restToken, timeoutMs };
+    for (const name of ['ONCELY_REDIS_REPLICAS', 'ONCELY_REDIS_REPLICA_TIMEOUT_MS']) {
+      if (get(name) !== undefined)
+        problems.push(`${name} applies to the TCP transports only: the REST transport does not send WAIT`);
+    }
   }
   if (nodesText) {
     const nodes: { host: string; port: number }[] = [];
@@ -119,7 +156,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       } else if (m) problems.push(`${which} has a port out of range (1 to 65535)`);
       else problems.push(`${which} is not host:port`);
     });
-    config = { kind: 'cluster', nodes, username, password, tls, timeoutMs };
+    config = { kind: 'cluster', nodes, username, password, tls, timeoutMs, replicas, replicaTimeoutMs };
   }
   if (redisUrl) {
     const u = parseUrl(redisUrl);
@@ -141,6 +178,8 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       password,
       tls: tls ?? (secure ? true : undefined),
       timeoutMs,
+      replicas,
+      replicaTimeoutMs,
     };
   }
   if (problems.length > 0 || !config) throw badConfig(problems);

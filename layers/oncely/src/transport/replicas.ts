@@ -15,7 +15,7 @@ import type { Script } from '../scripts.js';
 import { isWhole } from '../validate.js';
 
 /** The most replicas a grant may be asked to wait for. */
-const MAX_REPLICAS = 16;
+export const MAX_REPLICAS = 16;
 
 export interface ReplicaOptions {
   /**
