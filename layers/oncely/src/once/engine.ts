@@ -126,84 +126,85 @@ export class OnceEngine<E = unknown> implements RunHost {
    * Starts an invocation: identifies it, claims its record and applies the duplicate policy. Returns the Run
    * to execute, or the value to answer with (a stored result, a skip, an HTTP error answer).
    */
-  async begin(event: E, context: Context | undefined): Promise<Begin> {
-    if (this.#ready !== undefined) await this.#ready;
+  begin(event: E, context: Context | undefined): Promise<Begin> {
+    // One async layer on the hot path: #begin does the work (and answers HTTP errors) itself.
+    if (this.#ready !== undefined) return this.#ready.then(() => this.#begin(event, context));
+    return this.#begin(event, context);
+  }
+
+  async #begin(event: E, context: Context | undefined): Promise<Begin> {
     if (isDisabled()) {
       this.decide({ decision: 'disabled' });
       return { kind: 'run', run: this.#unfenced() };
     }
     const http = this.options.http === 'auto' && isHttpEvent(event);
     try {
-      return await this.#begin(event, context, http);
+      const o = this.options;
+      const identity = identify(event, context, o.key, o.payload);
+      const key = identity.key;
+      if (key === undefined) {
+        this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
+        if (o.missingKey === 'run') return { kind: 'run', run: this.#unfenced() };
+        throw new MissingKeyError(
+          identity.problem ??
+            `no idempotency key in the event: looked for ${KEY_LOCATIONS[identity.source as EventSource] ?? identity.source}`,
+          { source: identity.source },
+        );
+      }
+      const hash = payloadHash(identity);
+      const cached = this.#cache?.get(key, hash);
+      if (cached) return this.#fromCache(key, cached.text, http);
+      const token = newToken();
+      const waitStarted = o.clock.now();
+      const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
+      for (;;) {
+        const ttlMs = leaseFor(this.options, context);
+        const call = this.records.claim(key, token, hash, ttlMs, o.wallClock());
+        const startedAt = o.clock.now();
+        let reply: ClaimReply;
+        try {
+          const raw = await this.store.run(call.script, call.keys, call.args);
+          reply = parseClaim(raw, this.store.name);
+          this.#cache?.remember(key, hash, completedOf(raw), startedAt);
+        } catch (err) {
+          if (!(err instanceof StoreError)) throw err;
+          // The claim may have been applied: give the record back rather than block retries for a lease
+          // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
+          if (err.ambiguous) void recordGiveBack(this, key, token, ttlMs).giveBack();
+          reply = { kind: 'failed', error: err };
+        }
+        const now = o.clock.now();
+        const outcome = outcomeOf(reply, {
+          ...this.#policy(key, ttlMs, reply.kind === 'claimed' && this.#tooLate(startedAt, ttlMs)),
+          http,
+          waitedMs: Math.round(now - waitStarted),
+          waitLeftMs: waitUntil - now,
+        });
+        if (outcome.kind === 'wait') {
+          await sleep(outcome.afterMs);
+          continue;
+        }
+        if (outcome.kind === 'throw' && outcome.giveBack)
+          await recordGiveBack(this, key, token, ttlMs).releaseOrGiveBack();
+        this.decide(outcome.decision);
+        switch (outcome.kind) {
+          case 'run': {
+            const run = this.#claimed(key, hash, token, outcome.fence, ttlMs, startedAt, http);
+            run.keepAlive(ttlFor(this.options, context));
+            return { kind: 'run', run };
+          }
+          case 'run-unfenced':
+            return { kind: 'run', run: this.#unfenced(key) };
+          case 'return':
+            return { kind: 'return', value: outcome.value };
+          case 'throw':
+            throw outcome.error;
+        }
+      }
     } catch (err) {
       const answer = http ? httpResponseFor(err) : undefined;
       if (answer) return { kind: 'return', value: answer };
       throw err;
-    }
-  }
-
-  async #begin(event: E, context: Context | undefined, http: boolean): Promise<Begin> {
-    const o = this.options;
-    const identity = identify(event, context, o.key, o.payload);
-    const key = identity.key;
-    if (key === undefined) {
-      this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
-      if (o.missingKey === 'run') return { kind: 'run', run: this.#unfenced() };
-      throw new MissingKeyError(
-        identity.problem ??
-          `no idempotency key in the event: looked for ${KEY_LOCATIONS[identity.source as EventSource] ?? identity.source}`,
-        { source: identity.source },
-      );
-    }
-    const hash = payloadHash(identity);
-    const cached = this.#cache?.get(key, hash);
-    if (cached) return this.#fromCache(key, cached.text, http);
-    const token = newToken();
-    const waitStarted = o.clock.now();
-    const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
-    for (;;) {
-      const ttlMs = leaseFor(this.options, context);
-      const call = this.records.claim(key, token, hash, ttlMs, o.wallClock());
-      const startedAt = o.clock.now();
-      let reply: ClaimReply;
-      try {
-        const raw = await this.store.run(call.script, call.keys, call.args);
-        reply = parseClaim(raw, this.store.name);
-        this.#cache?.remember(key, hash, completedOf(raw), startedAt);
-      } catch (err) {
-        if (!(err instanceof StoreError)) throw err;
-        // The claim may have been applied: give the record back rather than block retries for a lease
-        // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
-        if (err.ambiguous) void recordGiveBack(this, key, token, ttlMs).giveBack();
-        reply = { kind: 'failed', error: err };
-      }
-      const now = o.clock.now();
-      const outcome = outcomeOf(reply, {
-        ...this.#policy(key, ttlMs, reply.kind === 'claimed' && this.#tooLate(startedAt, ttlMs)),
-        http,
-        waitedMs: Math.round(now - waitStarted),
-        waitLeftMs: waitUntil - now,
-      });
-      if (outcome.kind === 'wait') {
-        await sleep(outcome.afterMs);
-        continue;
-      }
-      if (outcome.kind === 'throw' && outcome.giveBack)
-        await recordGiveBack(this, key, token, ttlMs).releaseOrGiveBack();
-      this.decide(outcome.decision);
-      switch (outcome.kind) {
-        case 'run': {
-          const run = this.#claimed(key, hash, token, outcome.fence, ttlMs, startedAt, http);
-          run.keepAlive(ttlFor(this.options, context));
-          return { kind: 'run', run };
-        }
-        case 'run-unfenced':
-          return { kind: 'run', run: this.#unfenced(key) };
-        case 'return':
-          return { kind: 'return', value: outcome.value };
-        case 'throw':
-          throw outcome.error;
-      }
     }
   }
 

@@ -80,18 +80,26 @@ export const withOnce = (<E, R>(handler: OnceHandler<E, R>, options: OnceOptions
  * Runs one invocation through the state machine: begin, the handler, then complete or fail; as one open
  * invocation (its log fields, its metrics document).
  */
-export async function runOnce<E, R>(
+export function runOnce<E, R>(
   engine: OnceEngine<E>,
   handler: OnceHandler<E, R>,
   event: E,
   context: Context,
 ): Promise<R> {
   const invocation = engine.open(context);
-  try {
-    return await engine.within(invocation, () => runIn(engine, handler, event, context));
-  } finally {
-    engine.close(invocation);
-  }
+  // runIn is async (it never throws here); closing in its settlement costs no async layer of its own.
+  return engine
+    .within(invocation, () => runIn(engine, handler, event, context))
+    .then(
+      (value) => {
+        engine.close(invocation);
+        return value;
+      },
+      (err: unknown) => {
+        engine.close(invocation);
+        throw err;
+      },
+    );
 }
 
 async function runIn<E, R>(
