@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { newToken } from '../../layers/oncely/src/acquire.js';
 import {
   createLock,
   createRedlock,
@@ -382,5 +383,17 @@ describe('LockNotAcquiredError keeps a short per-attempt record', () => {
       expect.objectContaining({ node: 'fake', key: 'b', status: 'taken' }),
     ]);
     expect(err.message).toContain('fake "b" taken by another holder');
+  });
+});
+
+describe('newToken', () => {
+  it('draws 128 fresh bits each call, as 22 base64url characters (the scratch buffer never leaks into a token)', () => {
+    const tokens = Array.from({ length: 2000 }, () => newToken());
+    expect(new Set(tokens).size).toBe(tokens.length);
+    for (const t of tokens) expect(t).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    const first = tokens[0]!;
+    newToken();
+    expect(tokens[0]).toBe(first);
+    expect(Buffer.from(first, 'base64url')).toHaveLength(16);
   });
 });

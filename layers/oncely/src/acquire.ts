@@ -2,7 +2,7 @@
  * What a single-store Lock and a Redlock share: acquire options and their validation, the owner token, and the
  * retry loop of a blocking acquire.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { type Clock, monotonicClock, sleep } from './clock.js';
 import {
   type AttemptRecord,
@@ -165,13 +165,19 @@ export function retryProblems(retry: RetryOptions | undefined): string[] {
   return p;
 }
 
+/** newToken's scratch buffer. */
+const tokenBytes = Buffer.alloc(16);
+
 /**
  * 128 random bits (node:crypto), base64url. Drawn fresh for every lease, never from a pre-filled pool: a pool
  * captured in a restored snapshot (Lambda SnapStart, a forked process) would hand two holders the same token,
  * and acquire treats "the lock holds my token" as "already mine".
+ *
+ * The 16 bytes are drawn into one scratch buffer, fresh on every call (only the buffer is reused, never its
+ * bytes): randomBytes allocates a Buffer per call, which cost about a fifth of the draw.
  */
 export function newToken(): string {
-  return randomBytes(16).toString('base64url');
+  return randomFillSync(tokenBytes).toString('base64url');
 }
 
 /** What a single-store lock and a Redlock both offer. */
