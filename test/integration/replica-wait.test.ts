@@ -15,7 +15,7 @@ import {
   withOnce,
 } from '../../layers/oncely/src/index.js';
 import { redisStore } from '../../layers/oncely/src/ioredis.js';
-import { ask } from '../support/failover.js';
+import { ask, waitsOn } from '../support/failover.js';
 
 let master: RedisProcess;
 let replica: RedisProcess;
@@ -32,12 +32,6 @@ beforeAll(async () => {
   replica = await startRedis({ args: ['--replicaof', master.host, String(master.port)] });
   await inSync();
 });
-
-/** How many WAITs `server` has run (INFO commandstats): tells a grant that waited from one that did not. */
-async function waitsOn(server: RedisProcess): Promise<number> {
-  const stats = String(await ask(server, 1000, 'INFO', 'commandstats'));
-  return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0);
-}
 
 /**
  * The replica acknowledges the master's writes. `state=online` in INFO replication is not enough: right after a

@@ -33,6 +33,12 @@ export async function ask(node: RedisProcess, timeoutMs: number, ...command: str
   }
 }
 
+/** How many WAITs `node` has run (INFO commandstats): tells a grant that waited from one that did not. */
+export async function waitsOn(node: RedisProcess): Promise<number> {
+  const stats = String(await ask(node, 1000, 'INFO', 'commandstats'));
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+}
+
 /** The master and replicas of `key`'s slot, as the first node that answers sees them. */
 export async function shardOf(
   cluster: RedisCluster,

@@ -109,8 +109,18 @@ export function tcpStore(
       ? Math.max(1, Math.min(wait.timeoutMs, Math.floor((timeoutMs - (performance.now() - started)) / 4)))
       : wait.timeoutMs;
 
-  /** A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. */
-  const runWaited = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+  /**
+   * A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. ioredis follows
+   * MOVED for a single command, but not for a pipeline whose other reply (WAIT's) is not an error: a MOVED
+   * (the slot's master changed: a failover) has the slot map refreshed and the pipeline sent again, up to
+   * twice. The script did not run where MOVED came from, so sending it again is safe.
+   */
+  const runWaited = async (
+    script: Script,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    moved = 0,
+  ): Promise<unknown> => {
     const started = performance.now();
     const c = await get();
     const required = await replicasWanted(c, slotOf(keys));
@@ -125,6 +135,10 @@ export function tcpStore(
     let replies = await send(false);
     if (isNoScript(replies[0]?.[0])) replies = await send(true);
     const [error, value] = replies[0] ?? [new Error('no reply'), null];
+    if (error && kind === 'cluster' && moved < 2 && /^MOVED /.test(error.message)) {
+      await new Promise<void>((resolve) => (c as Cluster).refreshSlotsCache(() => resolve()));
+      return runWaited(script, keys, args, moved + 1);
+    }
     if (error) throw error;
     try {
       return checkAcknowledged(script, value, replies[1], required, name);
