@@ -127,6 +127,10 @@ describe('election in one process', () => {
     expect(await observeLeader(lock, name)).toMatchObject({ id: 'a', term });
     const record = await admin.hgetall(`oncely:{${name}}:leader`);
     expect(record).toMatchObject({ id: 'a', term: String(term) });
+    // The record has a bounded life (the lease's TTL plus the 15-minute fence grace), like the fence counter.
+    const life = await admin.pttl(`oncely:{${name}}:leader`);
+    expect(life).toBeGreaterThan(15 * 60_000 - 60_000);
+    expect(life).toBeLessThanOrEqual(IN_PROCESS_LEASE_MS + 15 * 60_000);
     expect(JSON.stringify(record)).not.toContain(a.leadership!.lease.token);
   });
 

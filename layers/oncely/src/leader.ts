@@ -9,6 +9,7 @@
  * paused past its lease sees `false` (and its signal abort) on its first look, before it acts again.
  */
 import { hostname } from 'node:os';
+import { DEFAULT_FENCE_GRACE_MS } from './acquire.js';
 import { sleep } from './clock.js';
 import { type LockLostError, lockLost, OncelyError } from './errors.js';
 import { fanOut, MAX_DEFAULT_NODE_TIMEOUT_MS } from './fan-out.js';
@@ -83,6 +84,9 @@ export interface LeaderInfo {
 }
 
 const DEFAULT_TTL_MS = 10_000;
+/** How often a leader announces itself again: half the grace period its record outlives the lease by. */
+const ANNOUNCE_AGAIN_MS = DEFAULT_FENCE_GRACE_MS / 2;
+
 /** A leader renews every third of its lease by default, and announces itself within a third. */
 const RENEW_PARTS = 3;
 
@@ -249,6 +253,12 @@ export class Election {
 
     // Leadership shows (isLeader, observers) once announced, in the same tick as onElected.
     await this.#announce(lease).catch((err) => this.#report(err));
+    // The record lives the lease's TTL plus the grace period from each announcement: announce again every
+    // half grace period while leading, so it never lapses while we lead and ends soon after we stop.
+    const reannounce = setInterval(() => {
+      if (lease.held) void this.#announce(lease).catch((err) => this.#report(err));
+    }, ANNOUNCE_AGAIN_MS);
+    reannounce.unref?.();
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
@@ -266,6 +276,7 @@ export class Election {
     if (!either.aborted)
       await new Promise((resolve) => either.addEventListener('abort', resolve, { once: true }));
     stopRenewing();
+    clearInterval(reannounce);
 
     dispose();
     lease.signal.removeEventListener('abort', onLost);
@@ -291,7 +302,7 @@ export class Election {
       stores,
       LEADER_ANNOUNCE,
       [lock.keyOf(this.name), leaderKeyOf(lock, this.name)],
-      [lease.token, this.id, lease.fence],
+      [lease.token, this.id, lease.fence, this.#opts.ttlMs + DEFAULT_FENCE_GRACE_MS],
       timeoutMs,
     );
     const results = await Promise.all(answers);

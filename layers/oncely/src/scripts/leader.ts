@@ -26,9 +26,11 @@ return cur`,
 };
 
 /**
- * LEADER_ANNOUNCE  KEYS: lock, leader   ARGV: token, id, term
- * While the lock holds our token, records who holds it: HSET leader owner=sha1(token) id term (no expiry; the
- * lock key's TTL says whether the record is current). Returns 1, or 0 when the lock is not ours.
+ * LEADER_ANNOUNCE  KEYS: lock, leader   ARGV: token, id, term, lifeMs
+ * While the lock holds our token, records who holds it: HSET leader owner=sha1(token) id term, living lifeMs
+ * (the lease's TTL plus the fence grace period; the leader announces itself again well within it, so the record
+ * outlives its leadership by at most lifeMs and a name no longer used leaves nothing behind). The lock key's
+ * TTL says whether the record is current. Returns 1, or 0 when the lock is not ours.
  * Only a hash of the token is stored, so observers never see a token they could release the lock with.
  */
 export const LEADER_ANNOUNCE: Script = {
@@ -36,8 +38,9 @@ export const LEADER_ANNOUNCE: Script = {
   keys: 2,
   lua: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'owner', redis.sha1hex(ARGV[1]), 'id', ARGV[2], 'term', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1`,
-  sha1: 'e79f1b58c1bbd6ec64e38d6e0378af2471ef9810',
+  sha1: 'a0642abb93fba42fa6146fe56b5d7937ca403ec7',
   grants: { wrote: firstIs(1) },
 };
 
