@@ -238,16 +238,26 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       );
     }
     if (id.startsWith('redlock')) {
+      const masters = Number(/^redlock(\d+)/.exec(id)?.[1]);
+      const suite = d.redlock.find((x) => !isSkipped(x) && x.name === `Redlock ${masters}`);
+      const seq = suite && !isSkipped(suite) ? suite.sequential : undefined;
       return (
-        `**${r.label}: ${v}.** Tried: a --cpu-prof profile of a pair over 3 masters against node-redlock on ` +
-        "the same clients. Both make one round trip per master per operation; oncely's own frames " +
-        '(#attempt, fanOut, the Lease, the token) came to about 7 % of samples, and the rest is ioredis ' +
-        'writing to N sockets, the same for both. Measured client CPU per pair (bench/profile.ts, same ' +
-        'machine, interleaved runs): oncely 338–408 µs, ' +
-        'node-redlock 164–258 µs. What stays: oncely checks ' +
-        'the fence on the quorum (FENCE_RAISE when the counters disagree), validates its options, builds a ' +
-        'Lease with validity tracking and drift, and gives back partial grants; node-redlock does none of ' +
-        'these.'
+        `**${r.label}: ${v}.** Tried, profiling first (bench/profile.ts redlock and node-redlock under ` +
+        '--cpu-prof, and the pair over 3 in-memory nodes to isolate the library). The socket writes dominate ' +
+        "both sides; oncely's own part was the fan-out: per node and operation a timeout timer and a chain " +
+        'of four promises (answer, parse, heard, until), 118 promises per pair. gather() now runs the script ' +
+        'on every node with one timer for the fan-out and one reaction per request (52 promises per pair), ' +
+        'the TCP call sends EVALSHA straight on a ready client (the TCP-path change), and the token is drawn ' +
+        'into a scratch buffer. In-memory nodes: 12.4–13.3 → 10.8–10.9 µs per pair (node-redlock 7.0–7.4 µs ' +
+        'with the same fakes). Against 3 redis-servers, in one process, interleaved, minimum of 6 rounds at ' +
+        "load 6: oncely 104 → 98 µs client CPU per pair, node-redlock 83–86 µs, and oncely's own two " +
+        'scripts fanned out from bare ioredis with Promise.all 86–89 µs. So what stays is mostly the ' +
+        'protocol, not the library: the fence counter is a second key (more arguments per call and a ' +
+        'two-element reply per node), ACQUIRE writes it and RELEASE keeps its lifetime, where node-redlock ' +
+        'sends SET NX / compare-and-delete on one key (redis-server CPU per node and pair is higher ' +
+        'too). The fence, its lifetime and the give-back of partial grants are what the lock is ' +
+        `for. This run: client CPU ${us(client(find(seq, 'oncely')))} per pair vs ` +
+        `${us(client(find(seq, 'redlock')))} for node-redlock.`
       );
     }
     if (id === 'once.first') {
@@ -256,18 +266,22 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       const p = find(once?.first, 'powertools');
       return (
         `**${r.label}: ${v}.** Tried: profiling withOnce's first call against its two scripts sent raw. ` +
-        'The profile showed AsyncLocalStorage (the per-invocation scope of the metrics and log fields): on ' +
-        'Node 20 its first run() turns on promise hooks for the whole process. withOnce now uses it only ' +
-        "when a second invocation opens while one is open (never in Lambda's one-at-a-time containers): " +
-        'client CPU per call 416–464 µs before, 317–349 µs after (bench/profile.ts), against 123–153 µs ' +
-        `for the two scripts raw. This run: client CPU ${us(client(o))} per call vs ${us(client(bare))} raw ` +
-        `and ${us(client(p))} for Powertools. What remains is the work Powertools does not do: key digest ` +
-        '(SHA-256), payload hash, the lease with its halfway timer, the fence, two decision lines formatted ' +
-        'per call, and two scripts where Powertools sends two plain SETs. The scripts alone run at ' +
-        `${p50Ratio(bare, p)} Powertools' p50 here. One more caveat: in this bench process the REST suite ` +
-        'runs first, and the REST transport bounds each call with an AsyncLocalStorage (callDeadline), so ' +
-        'promise hooks are already on for every contender of the run-once suite; the AsyncLocalStorage ' +
-        'saving above shows in a TCP-only process (bench/profile.ts), not in these rows.'
+        'The profile showed AsyncLocalStorage: on Node 20 and 22 its first run() turns on promise hooks for ' +
+        'the whole process. withOnce uses it only when a second invocation opens while one is open (never ' +
+        "in Lambda's one-at-a-time containers), and the REST transport no longer uses one at all (its call " +
+        'deadline is handed to the requester synchronously): before that change every contender of this ' +
+        'suite ran with promise hooks on after the first REST call (withOnce with an in-memory store: 17 µs ' +
+        'per call, 21–23 µs with hooks on). Then: one async layer fewer on each side of the handler (24 → 21 ' +
+        'promises per call), the token drawn into a scratch buffer (2.5 → 1.4 µs). In one process against ' +
+        'one redis-server, interleaved, minimum of 6 rounds at load 6: 48.5 → 47.1 µs client CPU per call, ' +
+        `against 30 µs for the two scripts raw and 44–46 µs for Powertools. This run: ${us(client(o))} per ` +
+        `call vs ${us(client(bare))} raw and ${us(client(p))} for Powertools. What remains: the two scripts ` +
+        `alone run at ${p50Ratio(bare, p)} Powertools' p50 here (scripts that compare the owner token, raise ` +
+        'the fence and keep the payload hash cost redis-server more than two plain SETs), and on top of them ' +
+        'the token (a fresh CSPRNG draw, never pooled: a pool would survive a SnapStart restore), the key ' +
+        'digest, the lease and its halfway timer, and two decision lines formatted per call (about 2 µs ' +
+        'with the no-op logger of this bench). Beating Powertools by 5 % would need oncely to be faster than ' +
+        'its own scripts sent bare, so this row stays FAIL.'
       );
     }
     if (id === 'once.duplicate' || id === 'once.duplicate.cached') {
@@ -278,10 +292,14 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       return (
         `**${r.label}: ${v}.** One script for oncely against SET NX then GET for Powertools: the script ` +
         `sent bare runs at ${p50Ratio(bare, p)} Powertools' p50 (${ms(bare)} vs ${ms(p)}), withOnce at ` +
-        `${ms(o)}, client CPU ${us(client(o))} vs ${us(client(bare))} bare. The library's share is ` +
-        'identifying the event, the key digest, decoding the stored result and the decision line, with ' +
-        'promise hooks on in this process (see the first-call paragraph). The local cache row is the answer ' +
-        'for warm containers: no round trip at all.'
+        `${ms(o)}, client CPU ${us(client(o))} vs ${us(client(bare))} bare. The changes of the first-call ` +
+        'paragraph apply here too (no promise hooks from the REST transport, one async layer fewer, a ' +
+        'cheaper token): in one process, interleaved, 25.9 → 24.7 µs client CPU per duplicate against ' +
+        '15–16 µs for the script bare and 45–46 µs for Powertools, and quick runs of this suite at load 2–6 ' +
+        "put the row at 0.52–0.59× (0.54–0.62× before). The rest of the library's share is the token drawn " +
+        'before the claim (it may take the record), identifying the event, the key digest, decoding the ' +
+        'stored result and the decision line. The local cache row is the answer for warm containers: no ' +
+        'round trip at all.'
       );
     }
     if (id.startsWith('rest.')) {
