@@ -443,7 +443,7 @@ describe('recovery', () => {
       `'auto' after kill -9: first grant ${Math.round(firstServed - promotedAt)} ms after promotion was seen`,
     );
     // Slower than with the wait off (a grant's pipeline meets the stale slot map: MOVED, a refresh, a resend):
-    // 0.5-0.8 s measured on the idle machine, so the bound is 3 s here; 1 s is the routing test's above.
+    // 8-875 ms measured over 6 runs, 3 with CPU burners, so the bound is 3 s here; 1 s is the routing test's.
     expect(firstServed - promotedAt).toBeLessThan(3000);
 
     // The old node comes back as the new master's replica (resynced, acknowledging). A grant on a shard that
