@@ -15,6 +15,7 @@ import {
   type Attempt,
   acquireLoop,
   driftOf,
+  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
@@ -48,6 +49,8 @@ import {
   extendBeforeProblems,
   fnProblems,
   isWhole,
+  MAX_TTL_MS,
+  MIN_TTL_MS,
   resolveOptions,
   ttlProblems,
   wholeProblems,
@@ -167,7 +170,8 @@ export class Redlock implements Locker {
    * otherwise (unreachable nodes, quorum reached too late) a QuorumError naming every node's outcome.
    */
   async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
+      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
     const result = await this.#attempt(key, options.ttlMs, newToken());
     if (result.lease) return result.lease;
     if (result.held) return null;
@@ -224,7 +228,8 @@ export class Redlock implements Locker {
       if (r?.status === 'ok') granted.push({ i, fence: r.value ?? 0 });
     });
     if (granted.length >= q) {
-      const fence = await this.#raiseFence(key, granted, ttlMs, timeoutMs);
+      // Usually the quorum's counters agree (one floor for every node) and no raise is needed: no await then.
+      const fence = this.#agreedFence(granted) ?? (await this.#raiseFence(key, granted, ttlMs, timeoutMs));
       const elapsedMs = this.#clock.now() - startedAt;
       if (fence === undefined) detail = 'the fence could not be raised on a quorum';
       else if (elapsedMs >= ttlMs - this.#drift(ttlMs))
@@ -265,6 +270,15 @@ export class Redlock implements Locker {
     if (!Array.isArray(a.value) || a.value.length !== 2) return unexpected(store, 'acquire', a.value);
     const [ok, value] = a.value.map(Number) as [number, number];
     return ok === 1 ? { status: 'ok', value } : { status: 'taken', value };
+  }
+
+  /** The quorum's fence when enough granting nodes already hold it (nothing to raise), else undefined. */
+  #agreedFence(granted: readonly { i: number; fence: number }[]): number | undefined {
+    let fence = 0;
+    for (const g of granted) if (g.fence > fence) fence = g.fence;
+    let atTop = 0;
+    for (const g of granted) if (g.fence === fence) atTop++;
+    return atTop >= this.quorum ? fence : undefined;
   }
 
   /**
