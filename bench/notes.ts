@@ -248,10 +248,12 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         'of four promises (answer, parse, heard, until), 118 promises per pair. gather() now runs the script ' +
         'on every node with one timer for the fan-out and one reaction per request (52 promises per pair), ' +
         'the TCP call sends EVALSHA straight on a ready client (the TCP-path change), and the token is drawn ' +
-        'into a scratch buffer. In-memory nodes: 12.4–13.3 → 10.8–10.9 µs per pair (node-redlock 7.0–7.4 µs ' +
-        'with the same fakes). Against 3 redis-servers, in one process, interleaved, minimum of 6 rounds at ' +
-        "load 6: oncely 104 → 98 µs client CPU per pair, node-redlock 83–86 µs, and oncely's own two " +
-        'scripts fanned out from bare ioredis with Promise.all 86–89 µs. So what stays is mostly the ' +
+        'into a scratch buffer; the acquire awaits no fence raise when the counters agree. In-memory nodes: ' +
+        '12.4–13.3 → 8.8–9.2 µs per pair (node-redlock 7.0–7.4 µs with the same fakes). Against 3 ' +
+        'redis-servers, in one process, interleaved, minimum of 6 rounds: oncely 104 → 98, 93 → 93 and ' +
+        '104 → 103 µs client CPU per pair in three paired runs (load 1–6; the saving is within this ' +
+        "machine's noise), node-redlock 72–86 µs, and oncely's own two scripts fanned out from bare ioredis " +
+        'with Promise.all 86–110 µs in the same runs. So what stays is mostly the ' +
         'protocol, not the library: the fence counter is a second key (more arguments per call and a ' +
         'two-element reply per node), ACQUIRE writes it and RELEASE keeps its lifetime, where node-redlock ' +
         'sends SET NX / compare-and-delete on one key (redis-server CPU per node and pair is higher ' +
@@ -273,7 +275,7 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         'suite ran with promise hooks on after the first REST call (withOnce with an in-memory store: 17 µs ' +
         'per call, 21–23 µs with hooks on). Then: one async layer fewer on each side of the handler (24 → 21 ' +
         'promises per call), the token drawn into a scratch buffer (2.5 → 1.4 µs). In one process against ' +
-        'one redis-server, interleaved, minimum of 6 rounds at load 6: 48.5 → 47.1 µs client CPU per call, ' +
+        'one redis-server, interleaved, minimum of 6 rounds at load 6 (one paired run, within noise): 48.5 → 47.1 µs client CPU per call, ' +
         `against 30 µs for the two scripts raw and 44–46 µs for Powertools. This run: ${us(client(o))} per ` +
         `call vs ${us(client(bare))} raw and ${us(client(p))} for Powertools. What remains: the two scripts ` +
         `alone run at ${p50Ratio(bare, p)} Powertools' p50 here (scripts that compare the owner token, raise ` +
@@ -294,7 +296,7 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         `sent bare runs at ${p50Ratio(bare, p)} Powertools' p50 (${ms(bare)} vs ${ms(p)}), withOnce at ` +
         `${ms(o)}, client CPU ${us(client(o))} vs ${us(client(bare))} bare. The changes of the first-call ` +
         'paragraph apply here too (no promise hooks from the REST transport, one async layer fewer, a ' +
-        'cheaper token): in one process, interleaved, 25.9 → 24.7 µs client CPU per duplicate against ' +
+        'cheaper token): in one process, interleaved (one paired run, within noise), 25.9 → 24.7 µs client CPU per duplicate against ' +
         '15–16 µs for the script bare and 45–46 µs for Powertools, and quick runs of this suite at load 2–6 ' +
         "put the row at 0.52–0.59× (0.54–0.62× before). The rest of the library's share is the token drawn " +
         'before the claim (it may take the record), identifying the event, the key digest, decoding the ' +
