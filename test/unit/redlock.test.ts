@@ -106,7 +106,89 @@ describe('gather', () => {
   });
 });
 
+describe('gather on a split', () => {
+  const store = (name: string, reply: () => Promise<unknown>): Store => ({
+    kind: 'redis',
+    name,
+    run: reply,
+    runMany: async () => [],
+    close: async () => {},
+  });
+  const parse = (_: number, a: NodeAnswer) => (a.ok ? a.value : a.error);
+
+  it('once `hurry` holds, the nodes still out get a short wait, not the node timeout', async () => {
+    const hang = () => new Promise<never>(() => {});
+    const stores = [store('a', async () => 'taken'), store('b', async () => 'ok'), store('c', hang)];
+    const started = performance.now();
+    const g = gather(
+      stores,
+      RELEASE,
+      ['k'],
+      [],
+      5000,
+      parse,
+      () => false,
+      (r) => r.includes('taken'),
+    );
+    const r = await g.decided;
+    // SPLIT_WAIT_MIN_MS (2 ms) or as long again as the answers took; far below the 5 s node timeout even late.
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(r.slice(0, 2)).toEqual(['taken', 'ok']);
+    expect(r[2]).toBeInstanceOf(StoreUnavailableError);
+    expect((r[2] as Error).message).toMatch(/^c: no reply within \d+ ms, after a split$/);
+  });
+
+  it('without `hurry` holding, the node timeout stands', async () => {
+    vi.useFakeTimers();
+    try {
+      const stores = [store('a', async () => 'ok'), store('b', () => new Promise<never>(() => {}))];
+      const g = gather(
+        stores,
+        RELEASE,
+        ['k'],
+        [],
+        50,
+        parse,
+        () => false,
+        (r) => r.includes('taken'),
+      );
+      await vi.advanceTimersByTimeAsync(49);
+      expect(g.heard[1]).toBeUndefined();
+      await vi.advanceTimersByTimeAsync(1);
+      expect(((await g.decided)[1] as Error).message).toBe('b: no reply within the 50 ms node timeout');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('Redlock acquire', () => {
+  it('a split with nodes down gives its partial grants back at once, not after the node timeout', async () => {
+    // Two of five down, one held by another contender: the two grants cannot make a quorum unless a down node
+    // answers. Holding them for the node timeout would block every other contender meanwhile, and with
+    // contenders splitting again as they give back, rounds of a contention run stalled for 10-38 s.
+    const nodes = fakeNodes(5);
+    nodes[0]!.set(LOCK, 'other');
+    nodes[3]!.inner.next.push('hang');
+    nodes[4]!.inner.next.push('hang');
+    const started = performance.now();
+    const err = await createRedlock(nodes, { nodeTimeoutMs: 5000 })
+      .tryAcquire('k', { ttlMs: 50_000 })
+      .catch((e) => e);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.nodes.map((n: { status: string }) => n.status)).toEqual([
+      'taken',
+      'ok',
+      'ok',
+      'unreachable',
+      'unreachable',
+    ]);
+    expect(err.nodes[3].cause.message).toMatch(/after a split/);
+    expect(nodes[1]!.get(LOCK)).toBeUndefined();
+    expect(nodes[2]!.get(LOCK)).toBeUndefined();
+  });
+
   it('holds the key on every node, with the same token, and a fence', async () => {
     const nodes = fakeNodes(5);
     const lease = (await createRedlock(nodes).tryAcquire('k', { ttlMs: 1000 }))!;

@@ -86,11 +86,21 @@ export interface Gathered<T> {
 }
 
 /**
+ * How long the nodes still out get once `hurry` holds (a split: the nodes that answered cannot make a quorum on
+ * their own and one already has another holder): as long again as the answers so far took, at least this much,
+ * and never past the node timeout. Waiting longer would hold our partial grants against every other contender
+ * for a node timeout per split, and with a node down the contenders split again as they give back at different
+ * moments: a livelock that lasted a minute under load (test/integration/redlock-contention.test.ts).
+ */
+export const SPLIT_WAIT_MIN_MS = 2;
+
+/**
  * Runs `script` on every store at once and decides as soon as `enough` holds: fanOut and a quorum check in
  * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
  * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
  * together and share their timeout, so one timer covers them all, and each request costs one reaction, not a
- * chain of promises.
+ * chain of promises. Once `hurry` holds, the nodes still out get only SPLIT_WAIT_MIN_MS or as long again as
+ * the answers so far took, whichever is longer.
  */
 export function gather<T>(
   stores: readonly Store[],
@@ -100,6 +110,7 @@ export function gather<T>(
   timeoutMs: number,
   parse: (i: number, answer: NodeAnswer) => T,
   enough: (heard: readonly (T | undefined)[]) => boolean,
+  hurry?: (heard: readonly (T | undefined)[]) => boolean,
 ): Gathered<T> {
   const n = stores.length;
   const heard: (T | undefined)[] = new Array(n).fill(undefined);
@@ -108,6 +119,8 @@ export function gather<T>(
   let decide!: (snapshot: (T | undefined)[]) => void;
   let decided = false;
   let timer: NodeJS.Timeout | undefined;
+  const startedAt = hurry ? performance.now() : 0;
+  let hurryTimer: NodeJS.Timeout | undefined;
   const promise = new Promise<(T | undefined)[]>((resolve) => {
     decide = resolve;
   });
@@ -117,10 +130,31 @@ export function gather<T>(
     heard[i] = parse(i, answer);
     left -= 1;
     if (left === 0) clearTimeout(timer);
-    if (!decided && (left === 0 || enough(heard))) {
+    if (decided) return;
+    if (left === 0 || enough(heard)) {
       decided = true;
+      clearTimeout(hurryTimer);
       decide(heard.slice());
+    } else if (hurry && hurryTimer === undefined && hurry(heard)) {
+      const tookMs = performance.now() - startedAt;
+      const waitMs = Math.max(SPLIT_WAIT_MIN_MS, tookMs);
+      if (tookMs + waitMs < timeoutMs) hurryTimer = setTimeout(cutShort, waitMs, Math.round(tookMs + waitMs));
     }
+  };
+  const unavailable = (store: Store, within: string): NodeAnswer => ({
+    ok: false,
+    error: new StoreUnavailableError(`${store.name}: no reply within ${within}`, {
+      store: store.name,
+      ambiguous: true,
+    }),
+  });
+  // The split's decision: the nodes still out count as unavailable in it. Their answers still land in `heard`
+  // (a failed attempt names what they said), and the node timeout still ends the wait for them.
+  const cutShort = (ms: number) => {
+    if (decided) return;
+    decided = true;
+    const after = `${ms} ms, after a split`;
+    decide(heard.map((h, i) => (answered[i] ? h : parse(i, unavailable(stores[i]!, after)))));
   };
   const raw = stores.map((store, i) => {
     let request: Promise<unknown>;
@@ -139,17 +173,9 @@ export function gather<T>(
   if (n === 0) decide([]);
   else
     timer = setTimeout(() => {
+      const within = `the ${timeoutMs} ms node timeout`;
       stores.forEach((store, i) => {
-        settle(i, {
-          ok: false,
-          error: new StoreUnavailableError(
-            `${store.name}: no reply within the ${timeoutMs} ms node timeout`,
-            {
-              store: store.name,
-              ambiguous: true,
-            },
-          ),
-        });
+        settle(i, unavailable(store, within));
       });
     }, timeoutMs);
   return { decided: promise, heard, raw };

@@ -219,6 +219,8 @@ export class Redlock implements Locker {
         const ok = count(r, 'ok');
         return ok >= q || ok + count(r, undefined) < q;
       },
+      // A split (another holder has a node): the nodes still out get a short wait, not the node timeout.
+      (r) => count(r, 'taken') > 0,
     );
     const results = await decided;
 
