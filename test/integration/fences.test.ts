@@ -188,7 +188,12 @@ describe('Redlock fences across quorum changes and counter expiry', () => {
       const frozen = [round % 5, (round + 2) % 5].map((i) => masters()[i]!);
       for (const m of frozen) m.pause();
       try {
-        const lease = await redlock.acquire(key, { ttlMs: 2000, retry: { attempts: 20, delayMs: 50 } });
+        // A node frozen last round may apply a queued acquire after its give-back gave up (requests on a closed
+        // connection run when it resumes), leaving a key nobody releases for one TTL: wait up to a few TTLs.
+        const lease = await redlock.acquire(key, {
+          ttlMs: 2000,
+          retry: { attempts: 1000, delayMs: 50, maxWaitMs: 3 * 2000 },
+        });
         fences.push(lease.fence);
         await lease.release();
       } finally {
