@@ -33,6 +33,7 @@ import {
   MAX_LOCAL_CACHE_ENTRIES,
 } from './local-cache.js';
 import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
+import type { ResultNotStored } from './record.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
 export type Unstorable = 'marker' | 'throw';
@@ -364,3 +365,29 @@ export function localCacheOf(o: Pick<Resolved<unknown>, 'localCache' | 'clock'>)
     o.clock,
   );
 }
+
+/** An event answered as HTTP (API Gateway REST v1 and HTTP API v2, function URLs, ALB), by its shape. */
+export type HttpEventShape = { httpMethod: string } | { requestContext: { http: { method: string } } };
+
+/**
+ * What a duplicate can get besides the handler's result R, by event type and options:
+ * - `undefined` with `duplicate: 'skip'` (a duplicate while the first invocation runs);
+ * - the ResultNotStored marker when the first result could not be stored exactly (`unstorable: 'marker'`, the
+ *   default): SQS, SNS, EventBridge and other sources acknowledge it (it is returned, not thrown), and a direct
+ *   invoke gets it as its value. HTTP events get a 202 answer instead (an HttpResult, like R), unless
+ *   `http: false`. With `unstorable: 'throw'` the record is released instead and no marker is ever returned.
+ */
+export type DuplicateValue<
+  E,
+  D extends DuplicatePolicy = DuplicatePolicy,
+  U extends Unstorable = Unstorable,
+  H extends 'auto' | false = 'auto' | false,
+> =
+  | ('skip' extends D ? undefined : never)
+  | ('marker' extends U
+      ? [E] extends [HttpEventShape]
+        ? false extends H
+          ? ResultNotStored
+          : never
+        : ResultNotStored
+      : never);

@@ -2,34 +2,7 @@
 import type { Context, Handler } from 'aws-lambda';
 import { invalid } from '../errors.js';
 import { OnceEngine } from './engine.js';
-import type { DuplicatePolicy, OnceHandler, OnceOptions, Unstorable } from './options.js';
-import type { ResultNotStored } from './record.js';
-
-/** An event answered as HTTP (API Gateway REST v1 and HTTP API v2, function URLs, ALB), by its shape. */
-export type HttpEventShape = { httpMethod: string } | { requestContext: { http: { method: string } } };
-
-/**
- * What a duplicate can get besides the handler's result R, by event type and options:
- * - `undefined` with `duplicate: 'skip'` (a duplicate while the first invocation runs);
- * - the ResultNotStored marker when the first result could not be stored exactly (`unstorable: 'marker'`, the
- *   default): SQS, SNS, EventBridge and other sources acknowledge it (it is returned, not thrown), and a direct
- *   invoke gets it as its value. HTTP events get a 202 answer instead (an HttpResult, like R), unless
- *   `http: false`. With `unstorable: 'throw'` the record is released instead and no marker is ever returned.
- */
-export type DuplicateValue<
-  E,
-  D extends DuplicatePolicy = DuplicatePolicy,
-  U extends Unstorable = Unstorable,
-  H extends 'auto' | false = 'auto' | false,
-> =
-  | ('skip' extends D ? undefined : never)
-  | ('marker' extends U
-      ? [E] extends [HttpEventShape]
-        ? false extends H
-          ? ResultNotStored
-          : never
-        : ResultNotStored
-      : never);
+import type { DuplicatePolicy, DuplicateValue, OnceHandler, OnceOptions, Unstorable } from './options.js';
 
 /** The options a wrapped handler's type depends on, as literal types (inferred from the options given). */
 type Typed<E, D, U, H> = OnceOptions<E> & { duplicate?: D; unstorable?: U; http?: H };
