@@ -104,17 +104,6 @@ describe('gather', () => {
       vi.useRealTimers();
     }
   });
-});
-
-describe('gather on a split', () => {
-  const store = (name: string, reply: () => Promise<unknown>): Store => ({
-    kind: 'redis',
-    name,
-    run: reply,
-    runMany: async () => [],
-    close: async () => {},
-  });
-  const parse = (_: number, a: NodeAnswer) => (a.ok ? a.value : a.error);
 
   it('once `hurry` holds, the nodes still out get a short wait, not the node timeout', async () => {
     const hang = () => new Promise<never>(() => {});

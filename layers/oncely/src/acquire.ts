@@ -76,6 +76,11 @@ export const DEFAULT_FENCE_GRACE_MS = 15 * 60_000;
 /** The largest fixed drift allowance a lock takes. */
 const MAX_DRIFT_MS = 60_000;
 
+/** A lock's key layout, the same on a single store and on every node of a Redlock: the owner token's key. */
+export const lockKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:lock`;
+/** The fence counter's key, beside the lock's (one hash tag: one slot, one script call). */
+export const fenceKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:fence`;
+
 /** The options every lock (a single-store Lock, a Redlock) takes, and their defaults. */
 export interface LockBaseOptions {
   /**

@@ -12,11 +12,13 @@ import {
   acquireLoop,
   driftOf,
   failedOn,
+  fenceKeyOf,
   keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
+  lockKeyOf,
   lockOptionProblems,
   MAX_KEY_BYTES,
   newToken,
@@ -152,10 +154,10 @@ export class Lock implements Locker {
 
   /** The Redis key holding `key`'s owner token. Every key of one lock shares the hash tag `{key}`. */
   keyOf(key: string): string {
-    return `${this.#prefix}:{${key}}:lock`;
+    return lockKeyOf(this.#prefix, key);
   }
   fenceKeyOf(key: string): string {
-    return `${this.#prefix}:{${key}}:fence`;
+    return fenceKeyOf(this.#prefix, key);
   }
 
   /**

@@ -15,11 +15,13 @@ import {
   type Attempt,
   acquireLoop,
   driftOf,
+  fenceKeyOf,
   keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
+  lockKeyOf,
   lockOptionProblems,
   newToken,
   retryProblems,
@@ -151,10 +153,10 @@ export class Redlock implements Locker {
 
   /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
   keyOf(key: string): string {
-    return `${this.#prefix}:{${key}}:lock`;
+    return lockKeyOf(this.#prefix, key);
   }
   fenceKeyOf(key: string): string {
-    return `${this.#prefix}:{${key}}:fence`;
+    return fenceKeyOf(this.#prefix, key);
   }
   /** Release does not know the lease's TTL: the configured node timeout, else the default's upper bound. */
   get #releaseTimeoutMs(): number {

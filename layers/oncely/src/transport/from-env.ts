@@ -8,26 +8,18 @@ import { upstashStore } from './upstash.js';
 
 export type StoreConfig =
   | { kind: 'upstash'; url: string; token: string; timeoutMs?: number }
-  | {
-      kind: 'cluster';
-      nodes: { host: string; port: number }[];
-      username?: string;
-      password?: string;
-      tls?: boolean;
-      timeoutMs?: number;
-      replicas?: number | 'auto';
-      replicaTimeoutMs?: number;
-    }
-  | {
-      kind: 'redis';
-      url: string;
-      username?: string;
-      password?: string;
-      tls?: boolean;
-      timeoutMs?: number;
-      replicas?: number | 'auto';
-      replicaTimeoutMs?: number;
-    };
+  | ({ kind: 'cluster'; nodes: { host: string; port: number }[] } & TcpConfig)
+  | ({ kind: 'redis'; url: string } & TcpConfig);
+
+/** What both TCP transports take from the environment besides where to connect. */
+interface TcpConfig {
+  username?: string;
+  password?: string;
+  tls?: boolean;
+  timeoutMs?: number;
+  replicas?: number | 'auto';
+  replicaTimeoutMs?: number;
+}
 
 type Env = Record<string, string | undefined>;
 
