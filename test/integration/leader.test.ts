@@ -134,6 +134,34 @@ describe('election in one process', () => {
     expect(JSON.stringify(record)).not.toContain(a.leadership!.lease.token);
   });
 
+  it("the record lives the lease plus the lock's fence grace: announced again while leading, gone after", async () => {
+    const name = electionName('record-life');
+    const GRACE_MS = 600;
+    const recordMs = IN_PROCESS_LEASE_MS + GRACE_MS; // announced again every half of it
+    const e = elect({
+      lock: createLock(store(redis().port), { fenceGraceMs: GRACE_MS }),
+      name,
+      id: 'a',
+      ttlMs: IN_PROCESS_LEASE_MS,
+      resignOn: false,
+    });
+    elections.push(e);
+    await vi.waitFor(() => expect(e.isLeader).toBe(true));
+    const key = `oncely:{${name}}:leader`;
+    expect(await admin.pttl(key)).toBeLessThanOrEqual(recordMs);
+    // Past two record lives: only the announcements made since keep the record (without them it lapses at one).
+    await new Promise((r) => setTimeout(r, 2 * recordMs));
+    expect(e.isLeader).toBe(true);
+    expect(await admin.hget(key, 'id')).toBe('a');
+    expect(await admin.pttl(key)).toBeLessThanOrEqual(recordMs);
+    await e.resign();
+    // No announcement after resigning: the record ends within one record life.
+    await vi.waitFor(async () => expect(await admin.exists(key)).toBe(0), {
+      timeout: 2 * recordMs,
+      interval: 50,
+    });
+  });
+
   it('a leader whose lock is taken learns it through its signal at the next renewal, and the campaign goes on', async () => {
     const name = electionName('stolen');
     const log: string[] = [];

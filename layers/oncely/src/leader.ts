@@ -9,7 +9,6 @@
  * paused past its lease sees `false` (and its signal abort) on its first look, before it acts again.
  */
 import { hostname } from 'node:os';
-import { DEFAULT_FENCE_GRACE_MS } from './acquire.js';
 import { sleep } from './clock.js';
 import { type LockLostError, lockLost, OncelyError } from './errors.js';
 import { fanOut, MAX_DEFAULT_NODE_TIMEOUT_MS } from './fan-out.js';
@@ -84,8 +83,6 @@ export interface LeaderInfo {
 }
 
 const DEFAULT_TTL_MS = 10_000;
-/** How often a leader announces itself again: half the grace period its record outlives the lease by. */
-const ANNOUNCE_AGAIN_MS = DEFAULT_FENCE_GRACE_MS / 2;
 
 /** A leader renews every third of its lease by default, and announces itself within a third. */
 const RENEW_PARTS = 3;
@@ -253,11 +250,14 @@ export class Election {
 
     // Leadership shows (isLeader, observers) once announced, in the same tick as onElected.
     await this.#announce(lease).catch((err) => this.#report(err));
-    // The record lives the lease's TTL plus the grace period from each announcement: announce again every
-    // half grace period while leading, so it never lapses while we lead and ends soon after we stop.
-    const reannounce = setInterval(() => {
-      if (lease.held) void this.#announce(lease).catch((err) => this.#report(err));
-    }, ANNOUNCE_AGAIN_MS);
+    // The record lives the lease's TTL plus the lock's fence grace from each announcement: announce again every
+    // half of that while leading, so it never lapses while we lead and ends within it after we stop.
+    const reannounce = setInterval(
+      () => {
+        if (lease.held) void this.#announce(lease).catch((err) => this.#report(err));
+      },
+      Math.floor(this.#recordTtlMs / 2),
+    );
     reannounce.unref?.();
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
@@ -293,6 +293,11 @@ export class Election {
     this.#safely(() => this.#opts.onDeposed?.(reason, leadership));
   }
 
+  /** How long a leader's record lives from each announcement: the lease's TTL plus the lock's fence grace. */
+  get #recordTtlMs(): number {
+    return this.#opts.ttlMs + this.#opts.lock.fenceGraceMs;
+  }
+
   /** Records who holds the lock (id and term) next to it, on every store; observers need a quorum to agree. */
   async #announce(lease: Lease): Promise<void> {
     const { lock } = this.#opts;
@@ -302,7 +307,7 @@ export class Election {
       stores,
       LEADER_ANNOUNCE,
       [lock.keyOf(this.name), leaderKeyOf(lock, this.name)],
-      [lease.token, this.id, lease.fence, this.#opts.ttlMs + DEFAULT_FENCE_GRACE_MS],
+      [lease.token, this.id, lease.fence, this.#recordTtlMs],
       timeoutMs,
     );
     const results = await Promise.all(answers);

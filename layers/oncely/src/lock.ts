@@ -152,6 +152,10 @@ export class Lock implements Locker {
     };
   }
 
+  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
+  get fenceGraceMs(): number {
+    return this.#fenceGraceMs;
+  }
   /** The Redis key holding `key`'s owner token. Every key of one lock shares the hash tag `{key}`. */
   keyOf(key: string): string {
     return lockKeyOf(this.#prefix, key);

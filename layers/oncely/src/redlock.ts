@@ -151,6 +151,10 @@ export class Redlock implements Locker {
     });
   }
 
+  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
+  get fenceGraceMs(): number {
+    return this.#fenceGraceMs;
+  }
   /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
   keyOf(key: string): string {
     return lockKeyOf(this.#prefix, key);
