@@ -201,9 +201,12 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
     '',
     `### Rows left FAIL (${failed.length})`,
     '',
-    `The run started at load average ${load} on ${d.machine.cores} cores: other engineers' test suites`,
-    'were running on the same machine, so every ratio here is one measured in the same interleaved rounds,',
-    'and the per-round range says how much of a gap is the machine.',
+    `The run started at load average ${load} on ${d.machine.cores} cores` +
+      (d.machine.loadAverage[0]! >= d.machine.cores
+        ? ': other work was running on the same machine.'
+        : ' (nothing else was started during it).'),
+    'Every ratio here is measured in the same interleaved rounds, and the per-round range says how much',
+    'of a gap is the machine.',
     '',
   ];
   const lines = (id: string, r: Evaluated): string | undefined => {
@@ -305,11 +308,29 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         'round trip at all.'
       );
     }
+    if (id === 'rest.cold') {
+      return (
+        `**${r.label}: ${v}.** Tried: where a fresh process spends its first lock (the layer's REST path ` +
+        'against the local gateway, 5 processes): 13–19 ms to import oncely, 22–31 ms for the first acquire, ' +
+        'which loads the REST chunk, @upstash/redis and node:http and compiles them (the largest self time ' +
+        "in the CPU profile is V8 compiling ES modules); the hand-written protocol's first acquire took 18 ms " +
+        "in the same run. Minifying the layer's dependencies file by file: whitespace only cut the layer's " +
+        'REST path from 3.01× to 2.28× its client and left this row where it was (0.729× vs 0.728×); full ' +
+        'minification broke ioredis ("u is not a constructor"), so neither shipped. The row passed (0.561×) ' +
+        'when the layer was one minified bundle; the layer is now the package and its dependencies as ' +
+        'published (issue 12), and the rest of the gap is loading @upstash/redis (181 KiB as published) ' +
+        'and its module graph.'
+      );
+    }
     if (id.startsWith('rest.')) {
       return (
         `**${r.label}: ${v}.** Both contenders go through @upstash/redis to the same gateway, which ` +
-        'shares the two cores with redis-server, the client and the other suites; REST figures are the ' +
-        'noisiest here (see the range). Nothing was changed on this path in this pass.'
+        'shares the two cores with redis-server and the client; REST figures are the noisiest here (see the ' +
+        'range). oncely is the cheaper client per pair (the REST bullet above: client and gateway CPU); the ' +
+        'p50 is mostly the gateway and redis-server, which both contenders share. Nothing on this path ' +
+        'changed in the last pass: the same rows measured back to back at the commit before it ' +
+        '(0cd3528, quick REST-only runs) gave 0.645× p50 and 1.353× pairs/s, against 0.659× and 1.376× ' +
+        "at this commit; the 0.554× p50 of an earlier full run was that run's machine, not a faster path."
       );
     }
     if (id.startsWith('size.')) {
