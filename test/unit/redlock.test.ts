@@ -120,8 +120,8 @@ describe('gather', () => {
       (r) => r.includes('taken'),
     );
     const r = await g.decided;
-    // SPLIT_WAIT_MIN_MS (2 ms) or as long again as the answers took; far below the 5 s node timeout even late.
-    expect(performance.now() - started).toBeLessThan(1000);
+    // A tenth of the node timeout (500 ms) or as long again as the answers took: far below the 5 s node timeout.
+    expect(performance.now() - started).toBeLessThan(2500);
     expect(r.slice(0, 2)).toEqual(['taken', 'ok']);
     expect(r[2]).toBeInstanceOf(StoreUnavailableError);
     expect((r[2] as Error).message).toMatch(/^c: no reply within \d+ ms, after a split$/);
@@ -164,7 +164,7 @@ describe('Redlock acquire', () => {
     const err = await createRedlock(nodes, { nodeTimeoutMs: 5000 })
       .tryAcquire('k', { ttlMs: 50_000 })
       .catch((e) => e);
-    expect(performance.now() - started).toBeLessThan(1000);
+    expect(performance.now() - started).toBeLessThan(2500); // a tenth of the 5 s node timeout, with headroom
     expect(err).toBeInstanceOf(QuorumError);
     expect(err.nodes.map((n: { status: string }) => n.status)).toEqual([
       'taken',
@@ -176,6 +176,17 @@ describe('Redlock acquire', () => {
     expect(err.nodes[3].cause.message).toMatch(/after a split/);
     expect(nodes[1]!.get(LOCK)).toBeUndefined();
     expect(nodes[2]!.get(LOCK)).toBeUndefined();
+  });
+
+  it('a split still waits a tenth of the node timeout: a node that is only late makes the quorum', async () => {
+    // A fresh client's release of its last lease can reach one node after its next acquire (a NOSCRIPT fallback
+    // resends it): that node says taken, and a late answer from another must still count.
+    const nodes = fakeNodes(3);
+    nodes[0]!.set(LOCK, 'last-lease');
+    nodes[2]!.delayMs = 30;
+    const lease = await createRedlock(nodes, { nodeTimeoutMs: 2000 }).tryAcquire('k', { ttlMs: 20_000 });
+    expect(lease).not.toBeNull();
+    expect(holders(nodes, lease!.token)).toBe(2);
   });
 
   it('holds the key on every node, with the same token, and a fence', async () => {

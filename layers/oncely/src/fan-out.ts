@@ -87,19 +87,21 @@ export interface Gathered<T> {
 
 /**
  * How long the nodes still out get once `hurry` holds (a split: the nodes that answered cannot make a quorum on
- * their own and one already has another holder): as long again as the answers so far took, at least this much,
- * and never past the node timeout. Waiting longer would hold our partial grants against every other contender
- * for a node timeout per split, and with a node down the contenders split again as they give back at different
- * moments: a livelock that lasted a minute under load (test/integration/redlock-contention.test.ts).
+ * their own and one already has another holder): this part of the node timeout, or as long again as the
+ * answers so far took if that is longer. Waiting the whole node timeout holds our partial grants against every
+ * other contender for as long, and with a node down contenders split again as they give back at different
+ * moments: a livelock that stalled contention rounds for 10-38 s (test/integration/redlock-contention.test.ts).
+ * Not much shorter either: a live node that is only late (a NOSCRIPT fallback, a GC pause) still makes the
+ * quorum, as when a fresh client's release of its last lease reaches one node after its next acquire.
  */
-export const SPLIT_WAIT_MIN_MS = 2;
+export const SPLIT_WAIT_PARTS = 10;
 
 /**
  * Runs `script` on every store at once and decides as soon as `enough` holds: fanOut and a quorum check in
  * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
  * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
  * together and share their timeout, so one timer covers them all, and each request costs one reaction, not a
- * chain of promises. Once `hurry` holds, the nodes still out get only SPLIT_WAIT_MIN_MS or as long again as
+ * chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or as long again as
  * the answers so far took, whichever is longer.
  */
 export function gather<T>(
@@ -137,7 +139,7 @@ export function gather<T>(
       decide(heard.slice());
     } else if (hurry && hurryTimer === undefined && hurry(heard)) {
       const tookMs = performance.now() - startedAt;
-      const waitMs = Math.max(SPLIT_WAIT_MIN_MS, tookMs);
+      const waitMs = Math.max(timeoutMs / SPLIT_WAIT_PARTS, tookMs);
       if (tookMs + waitMs < timeoutMs) hurryTimer = setTimeout(cutShort, waitMs, Math.round(tookMs + waitMs));
     }
   };
