@@ -201,12 +201,9 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
     '',
     `### Rows left FAIL (${failed.length})`,
     '',
-    `The run started at load average ${load} on ${d.machine.cores} cores` +
-      (d.machine.loadAverage[0]! >= d.machine.cores
-        ? ': other work was running on the same machine.'
-        : ' (nothing else was started during it).'),
-    'Every ratio here is measured in the same interleaved rounds, and the per-round range says how much',
-    'of a gap is the machine.',
+    `The run started at load average ${load} on ${d.machine.cores} cores (a shared machine: the figure`,
+    'includes what ran just before). Every ratio here is measured in the same interleaved rounds, and the',
+    'per-round range says how much of a gap is the machine.',
     '',
   ];
   const lines = (id: string, r: Evaluated): string | undefined => {
