@@ -101,8 +101,8 @@ export const SPLIT_WAIT_PARTS = 10;
  * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
  * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
  * together and share their timeout, so one timer covers them all, and each request costs one reaction, not a
- * chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or as long again as
- * the answers so far took, whichever is longer.
+ * chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or
+ * as long again as the answers so far took, whichever is longer.
  */
 export function gather<T>(
   stores: readonly Store[],
