@@ -24,6 +24,14 @@ export function defaultNodeTimeoutMs(ttlMs: number): number {
 /** One node's answer: its reply, or the error it failed with (a StoreError, or the per-node timeout). */
 export type NodeAnswer = { ok: true; value: unknown } | { ok: false; error: Error };
 
+/** A node that did not answer in time: ambiguous (the request may still run). */
+function noReply(store: string, within: string): NodeAnswer {
+  return {
+    ok: false,
+    error: new StoreUnavailableError(`${store}: no reply within ${within}`, { store, ambiguous: true }),
+  };
+}
+
 /**
  * Runs `script` on every store at once. `answers[i]` settles (never rejects) with node i's reply, or with a
  * StoreUnavailableError once `timeoutMs` has passed; `raw[i]` is the request itself, which may settle later.
@@ -46,17 +54,7 @@ export function fanOut(
     (request, i) =>
       new Promise<NodeAnswer>((resolve) => {
         const name = stores[i]!.name;
-        const timer = setTimeout(
-          () =>
-            resolve({
-              ok: false,
-              error: new StoreUnavailableError(`${name}: no reply within the ${timeoutMs} ms node timeout`, {
-                store: name,
-                ambiguous: true,
-              }),
-            }),
-          timeoutMs,
-        );
+        const timer = setTimeout(() => resolve(noReply(name, `the ${timeoutMs} ms node timeout`)), timeoutMs);
         request.then(
           (value) => {
             clearTimeout(timer);
@@ -143,20 +141,13 @@ export function gather<T>(
       if (tookMs + waitMs < timeoutMs) hurryTimer = setTimeout(cutShort, waitMs, Math.round(tookMs + waitMs));
     }
   };
-  const unavailable = (store: Store, within: string): NodeAnswer => ({
-    ok: false,
-    error: new StoreUnavailableError(`${store.name}: no reply within ${within}`, {
-      store: store.name,
-      ambiguous: true,
-    }),
-  });
   // The split's decision: the nodes still out count as unavailable in it. Their answers still land in `heard`
   // (a failed attempt names what they said), and the node timeout still ends the wait for them.
   const cutShort = (ms: number) => {
     if (decided) return;
     decided = true;
     const after = `${ms} ms, after a split`;
-    decide(heard.map((h, i) => (answered[i] ? h : parse(i, unavailable(stores[i]!, after)))));
+    decide(heard.map((h, i) => (answered[i] ? h : parse(i, noReply(stores[i]!.name, after)))));
   };
   const raw = stores.map((store, i) => {
     let request: Promise<unknown>;
@@ -177,7 +168,7 @@ export function gather<T>(
     timer = setTimeout(() => {
       const within = `the ${timeoutMs} ms node timeout`;
       stores.forEach((store, i) => {
-        settle(i, unavailable(store, within));
+        settle(i, noReply(store.name, within));
       });
     }, timeoutMs);
   return { decided: promise, heard, raw };
