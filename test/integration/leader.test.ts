@@ -199,6 +199,50 @@ describe('election in one process', () => {
       await masters()[0]!.restart();
     }
   });
+  it('over a Redlock: a node the first announcement missed gets the record, so losing another keeps a quorum', async () => {
+    const name = electionName('missed');
+    // Node 2 misses the first announcement (as when its acquire lands after it: a NOSCRIPT fallback resends it).
+    let missed = false;
+    const nodes = masters().map((m, i): Store => {
+      const s = store(m.port);
+      if (i !== 2) return s;
+      return {
+        ...s,
+        kind: s.kind,
+        name: s.name,
+        run: (script, keys, args) => {
+          if (script.name === 'leader-announce' && !missed) {
+            missed = true;
+            return Promise.resolve(0);
+          }
+          return s.run(script, keys, args);
+        },
+        runMany: (calls) => s.runMany(calls),
+        close: () => s.close(),
+      };
+    });
+    const e = elect({
+      lock: createRedlock(nodes, { nodeTimeoutMs: 100 }),
+      name,
+      id: 'r',
+      ttlMs: IN_PROCESS_LEASE_MS,
+      resignOn: false,
+    });
+    elections.push(e);
+    await vi.waitFor(() => expect(e.isLeader).toBe(true));
+    expect(missed).toBe(true);
+    await masters()[0]!.kill();
+    try {
+      // Within a couple of renewals the missed node has the record: nodes 1 and 2 still agree on the leader.
+      await vi.waitFor(async () => expect(await e.observe()).toMatchObject({ id: 'r', term: e.term }), {
+        timeout: 2 * IN_PROCESS_LEASE_MS,
+        interval: 100,
+      });
+      expect(e.isLeader).toBe(true);
+    } finally {
+      await masters()[0]!.restart();
+    }
+  });
 });
 
 // ------------------------------------------------------------------------------------------ as processes

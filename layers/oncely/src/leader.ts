@@ -249,16 +249,28 @@ export class Election {
     lease.signal.addEventListener('abort', onLost, { once: true });
 
     // Leadership shows (isLeader, observers) once announced, in the same tick as onElected.
-    await this.#announce(lease).catch((err) => this.#report(err));
+    const announce = () =>
+      this.#announce(lease).catch((err) => {
+        this.#report(err);
+        return false;
+      });
     // The record lives the lease's TTL plus the lock's fence grace from each announcement: announce again every
-    // half of that while leading, so it never lapses while we lead and ends within it after we stop.
-    const reannounce = setInterval(
-      () => {
-        if (lease.held) void this.#announce(lease).catch((err) => this.#report(err));
-      },
-      Math.floor(this.#recordTtlMs / 2),
-    );
-    reannounce.unref?.();
+    // half of that while leading, so it never lapses while we lead and ends within it after we stop. A node the
+    // announcement missed (its acquire landed after it: a NOSCRIPT fallback resends the acquire) is tried again
+    // at the renewal pace until every node has the record, so losing a node leaves a quorum that agrees.
+    let reannounce: NodeJS.Timeout | undefined;
+    let leading = true;
+    const again = (everywhere: boolean) => {
+      if (!leading) return;
+      reannounce = setTimeout(
+        async () => {
+          if (lease.held) again(await announce());
+        },
+        everywhere ? Math.floor(this.#recordTtlMs / 2) : renewEveryMs,
+      );
+      reannounce.unref?.();
+    };
+    again(await announce());
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
@@ -276,7 +288,8 @@ export class Election {
     if (!either.aborted)
       await new Promise((resolve) => either.addEventListener('abort', resolve, { once: true }));
     stopRenewing();
-    clearInterval(reannounce);
+    leading = false;
+    clearTimeout(reannounce);
 
     dispose();
     lease.signal.removeEventListener('abort', onLost);
@@ -298,8 +311,11 @@ export class Election {
     return this.#opts.ttlMs + this.#opts.lock.fenceGraceMs;
   }
 
-  /** Records who holds the lock (id and term) next to it, on every store; observers need a quorum to agree. */
-  async #announce(lease: Lease): Promise<void> {
+  /**
+   * Records who holds the lock (id and term) next to it, on every store; observers need a quorum to agree.
+   * True when every store has it; throws when fewer than a quorum do.
+   */
+  async #announce(lease: Lease): Promise<boolean> {
     const { lock } = this.#opts;
     const { stores, quorum } = storesOf(lock);
     const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / RENEW_PARTS));
@@ -318,6 +334,7 @@ export class Election {
         cause: failed && !failed.ok ? failed.error : undefined,
       });
     }
+    return ok === stores.length;
   }
 
   #report(err: unknown): void {
