@@ -8,6 +8,7 @@ export default defineConfig({
     // The package's entry points (layers/oncely/package.json `exports`), from source.
     alias: [
       { find: /^oncely$/, replacement: src('index.ts') },
+      { find: /^oncely\/locks$/, replacement: src('locks.ts') },
       { find: /^oncely\/middy$/, replacement: src('middy.ts') },
       { find: /^oncely\/ioredis$/, replacement: src('ioredis.ts') },
     ],

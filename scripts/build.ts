@@ -2,8 +2,9 @@
  * `npm run build`: the npm package, the Lambda layer and the functions, as they are published and deployed.
  *
  *   layers/oncely/dist/                     the npm package "oncely" (layers/oncely/package.json): one ESM file
- *                                           per entry point (`oncely`, `oncely/middy`, `oncely/ioredis`) and
- *                                           shared chunks, minified, with source maps; `.d.ts` from tsc
+ *                                           per entry point (`oncely`, `oncely/locks`, `oncely/middy`,
+ *                                           `oncely/ioredis`) and shared chunks, minified, with source maps;
+ *                                           `.d.ts` from tsc
  *                                           (layers/oncely/tsconfig.build.json). Dependencies stay external,
  *                                           each loaded on first use by its transport: @upstash/redis (with
  *                                           oncely's requester) by the first REST call, ioredis (an optional
@@ -63,6 +64,7 @@ export const functionsDistDir = join(distDir, 'functions');
  */
 export const PACKAGE_ENTRIES = {
   index: 'layers/oncely/src/index.ts',
+  locks: 'layers/oncely/src/locks.ts',
   middy: 'layers/oncely/src/middy.ts',
   ioredis: 'layers/oncely/src/ioredis.ts',
   cli: 'layers/oncely/src/cli.ts',

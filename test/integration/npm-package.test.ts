@@ -1,7 +1,8 @@
 // The npm package as a user gets it: `npm pack`, the tarball installed into a scratch project in a temporary
 // folder outside the repo (dependencies from the npm cache the repo's own install filled: --prefer-offline),
 // type-checked there with strict tsc (skipLibCheck off, so every .d.ts the package ships is checked too), compiled,
-// and run against a real redis-server: withOnce, the middy adapter and createLock over `oncely/ioredis`.
+// and run against a real redis-server: withOnce, the middy adapter and createLock (from `oncely/locks`) over
+// `oncely/ioredis`.
 // Nothing in the scratch project may resolve into the repo: no symlink, no module, no type file.
 //
 // Then a REST-only app: the same package without ioredis (or middy) installed type-checks strictly, bundles with esbuild (as serverless-esbuild,
@@ -16,10 +17,11 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, sep } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
@@ -51,11 +53,22 @@ function symlinks(dir: string): { link: string; target: string }[] {
   return out;
 }
 
-/** The user's handler: strict TypeScript over the three entry points. */
+/** The files Node loads for `file` before any dynamic import: its static imports, followed. */
+function staticGraph(file: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*"(\.\.?\/[^"]+)"/g)) {
+    staticGraph(join(dirname(file), m[1]!), seen);
+  }
+  return seen;
+}
+
+/** The user's handler: strict TypeScript over the four entry points. */
 const HANDLER = `import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { createLock, fromEnv, withOnce } from 'oncely';
+import { fromEnv, withOnce } from 'oncely';
 import { redisStore } from 'oncely/ioredis';
+import { createLock } from 'oncely/locks';
 import { type OnceContext, onceMiddleware } from 'oncely/middy';
 
 export const store = fromEnv();
@@ -118,7 +131,8 @@ import type { OnceContext } from 'oncely/middy';
 import { charge, chargeWithMiddy, exclusive, lockStore, runCount, store } from './handler.js';
 
 const context = { functionName: 'scratch', awsRequestId: 'r', getRemainingTimeInMillis: () => 30_000 } as Context;
-const specifiers = ['oncely', 'oncely/middy', 'oncely/ioredis', 'ioredis', '@middy/core', '@aws-lambda-powertools/jmespath'];
+const specifiers = ['oncely', 'oncely/locks', 'oncely/middy', 'oncely/ioredis', 'ioredis', '@middy/core', '@aws-lambda-powertools/jmespath'];
+const [root, locks] = [await import('oncely'), await import('oncely/locks')];
 const report = {
   resolved: Object.fromEntries(specifiers.map((s) => [s, fileURLToPath(import.meta.resolve(s))])),
   charge: [await charge({ id: 'order-1', amount: 5 }, context), await charge({ id: 'order-1', amount: 5 }, context)],
@@ -129,6 +143,10 @@ const report = {
   ],
   runs: runCount(),
   fences: [await exclusive('report'), await exclusive('report')],
+  // oncely/locks hands out the root's own objects (shared chunks), so instanceof holds across the two.
+  sameObjects: (['createLock', 'Lease', 'LockNotAcquiredError', 'StoreError', 'upstashStore', 'fromEnv'] as const).every(
+    (name) => locks[name] === root[name],
+  ),
 };
 await store.close();
 await lockStore.close();
@@ -196,7 +214,7 @@ afterAll(async () => {
 
 describe('npm pack', () => {
   it('packs the built entry points, their declarations, the README and the licence; no sources, no tests', () => {
-    for (const entry of ['index', 'middy', 'ioredis', 'cli']) {
+    for (const entry of ['index', 'locks', 'middy', 'ioredis', 'cli']) {
       expect(packed.files).toContain(`dist/${entry}.js`);
       expect(packed.files).toContain(`dist/${entry}.d.ts`);
     }
@@ -206,6 +224,21 @@ describe('npm pack', () => {
     console.log(
       `oncely tarball: ${packed.files.length} files, ${(packed.size / 1024).toFixed(1)} KiB packed, ${(packed.unpackedSize / 1024).toFixed(1)} KiB unpacked`,
     );
+  });
+
+  it('oncely/locks loads no run-once, Redlock or leader code, and under half the bytes of the root', () => {
+    const dist = join(app, 'node_modules/oncely/dist');
+    const bytesOf = (files: Set<string>) => [...files].reduce((sum, f) => sum + statSync(f).size, 0);
+    const textOf = (files: Set<string>) => [...files].map((f) => readFileSync(f, 'utf8')).join('\n');
+    const [root, locks] = [staticGraph(join(dist, 'index.js')), staticGraph(join(dist, 'locks.js'))];
+    // A string of each feature's own code: a decision kind of withOnce, a Redlock message, the leader's class.
+    const markers = ['duplicate-returned', 'after a split', 'Election'];
+    for (const m of markers) expect(textOf(root)).toContain(m);
+    for (const m of markers) expect(textOf(locks)).not.toContain(m);
+    console.log(
+      `oncely/locks: ${locks.size} files, ${bytesOf(locks)} B; oncely: ${root.size} files, ${bytesOf(root)} B`,
+    );
+    expect(bytesOf(locks)).toBeLessThan(bytesOf(root) / 2);
   });
 
   it('its manifest is a real package: exports with types, side-effect free, engines, licence, optional peers', () => {
@@ -218,6 +251,7 @@ describe('npm pack', () => {
       engines: { node: '>=20' },
       exports: {
         '.': { types: './dist/index.d.ts', default: './dist/index.js' },
+        './locks': { types: './dist/locks.d.ts', default: './dist/locks.js' },
         './middy': { types: './dist/middy.d.ts', default: './dist/middy.js' },
         './ioredis': { types: './dist/ioredis.d.ts', default: './dist/ioredis.js' },
       },
@@ -255,7 +289,7 @@ describe('installed from the tarball into a scratch project outside the repo', (
       .map((f) => realpathSync(f));
     expect(files.filter((f) => !inside(app)(f))).toEqual([]);
     // The types came from the package's declarations, for each entry point.
-    for (const entry of ['index', 'middy', 'ioredis']) {
+    for (const entry of ['index', 'locks', 'middy', 'ioredis']) {
       expect(files).toContain(join(app, `node_modules/oncely/dist/${entry}.d.ts`));
     }
   });
@@ -274,11 +308,14 @@ describe('installed from the tarball into a scratch project outside the repo', (
       middy: { id: string; fence: number; run: number }[];
       runs: number;
       fences: (number | 'busy')[];
+      sameObjects: boolean;
     };
     for (const [specifier, path] of Object.entries(report.resolved)) {
       expect(inside(join(app, 'node_modules'))(realpathSync(path)), `${specifier} -> ${path}`).toBe(true);
     }
     expect(report.resolved.oncely).toBe(join(app, 'node_modules/oncely/dist/index.js'));
+    expect(report.resolved['oncely/locks']).toBe(join(app, 'node_modules/oncely/dist/locks.js'));
+    expect(report.sameObjects).toBe(true);
     // Each key ran once: the duplicate got the first result back, run counter included.
     expect(report.charge[0]).toMatchObject({ id: 'order-1', run: 1 });
     expect(report.charge[1]).toEqual(report.charge[0]);

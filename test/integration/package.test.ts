@@ -484,7 +484,7 @@ describe('serverless package --stage prod', () => {
       exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' } },
     });
     const has = (name: string) => layer.some((e) => e.name === name);
-    for (const entry of ['index', 'middy', 'ioredis']) {
+    for (const entry of ['index', 'locks', 'middy', 'ioredis']) {
       expect(has(`${layerPackagePath}/dist/${entry}.js`), entry).toBe(true);
       expect(has(`${layerPackagePath}/dist/${entry}.d.ts`), entry).toBe(true);
     }

@@ -1,6 +1,7 @@
 /**
- * The public API is exactly what the package's entry points export (index.ts for `oncely`, middy.ts for
- * `oncely/middy`, ioredis.ts for `oncely/ioredis`): a change to it must change these lists too, on purpose.
+ * The public API is exactly what the package's entry points export (index.ts for `oncely`, locks.ts for
+ * `oncely/locks`, middy.ts for `oncely/middy`, ioredis.ts for `oncely/ioredis`): a change to it must change
+ * these lists too, on purpose.
  * Values are read from each module itself; types (which leave no trace at run time) from its re-exports,
  * which is re-exports only.
  */
@@ -8,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as api from '../../layers/oncely/src/index.js';
 import * as ioredisApi from '../../layers/oncely/src/ioredis.js';
+import * as locksApi from '../../layers/oncely/src/locks.js';
 import * as middyApi from '../../layers/oncely/src/middy.js';
 
 const VALUES = [
@@ -129,6 +131,69 @@ const TYPES = [
   'WindowResult',
 ];
 
+/** `oncely/locks`: the root's lock API and stores, nothing of run-once, Redlock or leader election. */
+const LOCK_VALUES = [
+  'ConfigError',
+  'LOCK_SCRIPTS',
+  'Lease',
+  'Lock',
+  'LockLostError',
+  'LockNotAcquiredError',
+  'LockNotReleasedError',
+  'MAX_KEY_BYTES',
+  'MAX_TTL_MS',
+  'MIN_TTL_MS',
+  'OncelyError',
+  'ReplicationError',
+  'SSM_SUFFIX',
+  'StoreAuthError',
+  'StoreError',
+  'StoreUnavailableError',
+  'ValidationError',
+  'configFromEnv',
+  'createLock',
+  'fromEnv',
+  'fromEnvAsync',
+  'hashTag',
+  'loadSecrets',
+  'monotonicClock',
+  'rendezvous',
+  'shardedStore',
+  'storeFromConfig',
+  'upstashClientStore',
+  'upstashStore',
+];
+const LOCK_TYPES = [
+  'AcquireOptions',
+  'CallResult',
+  'CheckOutcome',
+  'Clock',
+  'ExtendOutcome',
+  'LoadSecretsOptions',
+  'LockLostReason',
+  'LockOptions',
+  'LockStatus',
+  'Locker',
+  'NodeOutcome',
+  'ParameterReader',
+  'ReleaseResult',
+  'ReplicaOptions',
+  'RetryOptions',
+  'Script',
+  'ScriptArg',
+  'ScriptCall',
+  'Shard',
+  'ShardedStore',
+  'Store',
+  'StoreConfig',
+  'StoreKind',
+  'TransportOptions',
+  'UpstashStoreOptions',
+  'UsingOptions',
+  'WindowOptions',
+  'WindowResult',
+];
+
 /** The other entry points: their optional peers' names stay out of the root. */
 const SUBPATHS = [
   { entry: 'middy', module: middyApi, values: ['onceMiddleware'], types: ['OnceContext'] },
@@ -203,6 +268,22 @@ describe('the public API', () => {
       expect(VALUES).not.toContain(name);
       expect(TYPES).not.toContain(name);
     }
+  });
+
+  it("oncely/locks exports exactly its values and types, as re-exports only, each the same as the root's", () => {
+    const code = sourceOf('locks');
+    expect(definitions(code)).toBe('');
+    expect(Object.keys(locksApi).sort()).toEqual([...LOCK_VALUES].sort());
+    const types = reExports(code)
+      .filter((e) => e.typeOnly)
+      .map((e) => e.name);
+    expect(types.sort()).toEqual([...LOCK_TYPES].sort());
+    // A subset of the root, the same objects (instanceof holds across the two entry points).
+    for (const name of LOCK_VALUES) {
+      expect(VALUES).toContain(name);
+      expect((locksApi as Record<string, unknown>)[name]).toBe((api as Record<string, unknown>)[name]);
+    }
+    for (const name of LOCK_TYPES) expect(TYPES).toContain(name);
   });
 
   it('no engine internals leak', () => {

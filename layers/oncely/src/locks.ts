@@ -1,0 +1,60 @@
+/**
+ * `oncely/locks`: the lock API alone (createLock, the Lease, the stores and their errors), for functions that
+ * take locks and nothing else. Importing `oncely` loads every feature (withOnce, SQS batches, Redlock, leader
+ * election, event keys, metrics); this entry loads about a third of that, so a cold start reaches its first
+ * lock sooner (docs/benchmarks.md, the bundle table). Everything here is the same object as in `oncely` (one
+ * module graph, shared chunks), so `instanceof` holds across the two. Redlock stays in `oncely`.
+ */
+export {
+  type AcquireOptions,
+  type Locker,
+  MAX_KEY_BYTES,
+  type RetryOptions,
+  type UsingOptions,
+} from './acquire.js';
+export { type Clock, monotonicClock } from './clock.js';
+export {
+  ConfigError,
+  LockLostError,
+  type LockLostReason,
+  LockNotAcquiredError,
+  LockNotReleasedError,
+  type NodeOutcome,
+  OncelyError,
+  ReplicationError,
+  StoreAuthError,
+  StoreError,
+  StoreUnavailableError,
+  ValidationError,
+} from './errors.js';
+export { type CheckOutcome, type ExtendOutcome, Lease, type ReleaseResult } from './lease.js';
+export {
+  createLock,
+  Lock,
+  type LockOptions,
+  type LockStatus,
+  type WindowOptions,
+  type WindowResult,
+} from './lock.js';
+export { LOCK_SCRIPTS, type Script } from './scripts.js';
+export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
+export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
+export type { ReplicaOptions } from './transport/replicas.js';
+export {
+  fromEnvAsync,
+  type LoadSecretsOptions,
+  loadSecrets,
+  type ParameterReader,
+  SSM_SUFFIX,
+} from './transport/ssm.js';
+export type {
+  CallResult,
+  ScriptArg,
+  ScriptCall,
+  Store,
+  StoreKind,
+  TransportOptions,
+} from './transport/types.js';
+export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
+export { upstashClientStore } from './transport/upstash-client.js';
+export { MAX_TTL_MS, MIN_TTL_MS } from './validate.js';
