@@ -3,16 +3,17 @@
  *
  * - the layer is built by scripts/build.ts `buildLayer` (the packed package, next to its runtime dependencies
  *   as published, in dist/layer's layout). Its REST path is every file a REST user loads at cold start: the
- *   package's index and its static chunks, the REST client chunk and @upstash/redis's files; its TCP path the
+ *   entry point and its static chunks, the REST client chunk and @upstash/redis's files; its TCP path the
  *   same without the REST client chunk, plus `oncely/ioredis` and ioredis with its dependencies. JMESPath and
- *   the SSM client, loaded only when asked for, count in neither;
+ *   the SSM client, loaded only when asked for, count in neither. Each path is measured twice: through
+ *   `oncely/locks` (a function that only takes locks) and through the root `oncely` (every feature);
  * - the same package as it was before @upstash/redis became its REST client (issue 14), built with the
  *   package's own esbuild options (scripts/build.ts `packageBuildOptions`) but the REST transport swapped for
  *   the protocol spoken by hand (bench/before.ts), next to the layer's package. Its REST path is the "before"
  *   row;
  * - one entry per contender (bench/cold/*.ts), built as the project deploys a function (scripts/build.ts
- *   `DEPLOYED`: ESM, minified, `keepNames`, the `require` banner), the library bundled in; oncely's entries
- *   import `oncely` from the built layer instead, as deployed functions do.
+ *   `DEPLOYED`: ESM, minified, `keepNames`, the `require` banner), the library bundled in; oncely's layer
+ *   entries import `oncely` (or its subpaths) from the built layer instead, as deployed functions do.
  *
  * A cold start is a fresh `node bench/cold/runner.mjs <bundle>`: import the bundle, then complete one lock.
  */
@@ -56,14 +57,26 @@ export interface Entry {
 }
 
 export const ENTRIES: readonly Entry[] = [
-  { id: 'oncely-rest', label: 'oncely REST (layer, REST path)', file: 'oncely-rest', layer: 'rest' },
+  { id: 'oncely-rest', label: 'oncely REST (layer, oncely/locks)', file: 'oncely-rest', layer: 'rest' },
+  {
+    id: 'oncely-rest-index',
+    label: 'oncely REST (layer, whole index)',
+    file: 'oncely-rest-index',
+    layer: 'rest',
+  },
   {
     id: 'oncely-rest-before',
-    label: 'oncely REST before @upstash/redis (layer, hand-written protocol)',
-    file: 'oncely-rest',
+    label: 'oncely REST before @upstash/redis (layer, whole index, hand-written protocol)',
+    file: 'oncely-rest-index',
     layer: 'rest-before',
   },
-  { id: 'oncely-tcp', label: 'oncely TCP (layer, TCP path)', file: 'oncely-tcp', layer: 'tcp' },
+  { id: 'oncely-tcp', label: 'oncely TCP (layer, oncely/locks)', file: 'oncely-tcp', layer: 'tcp' },
+  {
+    id: 'oncely-tcp-index',
+    label: 'oncely TCP (layer, whole index)',
+    file: 'oncely-tcp-index',
+    layer: 'tcp',
+  },
   { id: 'oncely-rest-entry', label: 'oncely REST lock entry', file: 'oncely-rest' },
   { id: 'oncely-tcp-entry', label: 'oncely TCP lock entry', file: 'oncely-tcp' },
   { id: 'upstash-lock', label: '@upstash/lock + @upstash/redis', file: 'upstash-lock' },
@@ -161,10 +174,10 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   const layerAlias = (pkg: string): Plugin => ({
     name: 'bench-layer',
     setup(b) {
-      b.onResolve({ filter: /^oncely(\/ioredis)?$/ }, (args) => ({
+      b.onResolve({ filter: /^oncely(\/ioredis|\/locks)?$/ }, (args) => ({
         path: relative(
           join(outDir, 'entries'),
-          join(outDir, 'layer', pkg, 'dist', args.path === 'oncely' ? 'index.js' : 'ioredis.js'),
+          join(outDir, 'layer', pkg, 'dist', `${args.path === 'oncely' ? 'index' : args.path.slice(7)}.js`),
         ),
         external: true,
       }));

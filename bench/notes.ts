@@ -153,7 +153,7 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         `lock entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP`,
         "path), of the layer that ships: the package's index and chunks, and its dependencies' files as",
         "published. The REST path adds the chunk with oncely's requester and @upstash/redis's files, loaded",
-        `when the store is created (${parts(find(b, 'oncely-rest'))}); before issue 14,`,
+        `when the store is created (${parts(find(b, 'oncely-rest-index'))}); before issue 14,`,
         `with the protocol spoken by hand, it was ${fmtBytes(find(b, 'oncely-rest-before')?.bytes ?? Number.NaN)}.`,
         'The REST byte targets were set when oncely did not load @upstash/redis at all; now that the',
         'client is part of the REST path, "bytes / @upstash/redis alone" no longer compares two clients.',
@@ -163,7 +163,9 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         'JMESPath is loaded only for a `{ jmespath }` key spec, so no',
         `path counts it (${fmtBytes(jmes(entry))} in the TCP lock entry).`,
         "The layer's index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event",
-        `keys) wherever it is used; its TCP path is ${parts(find(b, 'oncely-tcp'))}.`,
+        `keys) wherever it is used; its TCP path is ${parts(find(b, 'oncely-tcp-index'))}. A function that`,
+        'only takes locks imports `oncely/locks` instead, which loads the lock, its stores and their errors:',
+        `its REST path is ${parts(find(b, 'oncely-rest'))}, its TCP path ${parts(find(b, 'oncely-tcp'))}.`,
       ),
     );
   }
@@ -336,10 +338,10 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         id === 'size.tcp.entry'
           ? 'oncely-tcp-entry'
           : id === 'size.tcp.layer'
-            ? 'oncely-tcp'
+            ? 'oncely-tcp-index'
             : id === 'size.rest.entry'
               ? 'oncely-rest-entry'
-              : 'oncely-rest';
+              : 'oncely-rest-index';
       const parts = Object.entries(find(b, which)?.byPackage ?? {})
         .sort((x, y) => y[1] - x[1])
         .filter(([, n]) => n >= 2048)

@@ -1,5 +1,8 @@
-/** oncely over REST, as a function using the layer: `oncely` is the built layer (external). */
-import { createLock, upstashStore } from 'oncely';
+/**
+ * oncely over REST, as a function that only takes locks: `oncely/locks` from the built layer (external), the
+ * entry point for that (the whole index is bench/cold/oncely-rest-index.ts).
+ */
+import { createLock, upstashStore } from 'oncely/locks';
 import type { ColdConfig } from './types.js';
 
 export async function firstLock(cfg: ColdConfig): Promise<void> {

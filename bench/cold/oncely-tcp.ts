@@ -1,6 +1,9 @@
-/** oncely over TCP (ioredis), as a function using the layer: `oncely` is the built layer (external). */
-import { createLock } from 'oncely';
+/**
+ * oncely over TCP (ioredis), as a function that only takes locks: `oncely/locks` and `oncely/ioredis` from the
+ * built layer (external). The whole index: bench/cold/oncely-tcp-index.ts.
+ */
 import { redisStore } from 'oncely/ioredis';
+import { createLock } from 'oncely/locks';
 import type { ColdConfig } from './types.js';
 
 export async function firstLock(cfg: ColdConfig): Promise<void> {
