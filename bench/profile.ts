@@ -9,6 +9,9 @@
  *   redlock        oncely createRedlock pair over 3 masters
  *   node-redlock   the redlock package's pair over the same 3 clients
  *   node-redlock-1 the redlock package's pair on the one client of `lock` (the TCP table's peer)
+ *   server         redis-server time in scripts per pair (INFO commandstats), interleaved rounds: oncely's
+ *                  lock scripts, the same without the fence counter (what the fence costs the
+ *                  server), and node-redlock's pair
  *
  * Starts its own redis-servers on free ports and stops them.
  */
@@ -30,6 +33,63 @@ import { context } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
 
+/** ACQUIRE without the fence: SET NX PX, or the holder's PTTL. Only for the `server` mode's comparison. */
+const ACQUIRE_UNFENCED = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
+return {0, redis.call('PTTL', KEYS[1])}`;
+
+/**
+ * redis-server's time in scripts (µs) since its stats were last reset: EVALSHA and EVAL, whose figures include
+ * the commands a script calls (commandstats lists those on their own too, so they are not added again).
+ */
+async function serverUs(c: Redis): Promise<number> {
+  const info = (await c.info('commandstats')) as string;
+  let us = 0;
+  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=\d+,usec=(\d+)/gm)) us += Number(m[1]);
+  return us;
+}
+
+/** `server` mode: redis-server µs in scripts per pair for each contender, 6 interleaved rounds of n pairs. */
+async function serverMode(c0: Redis, n: number, tag: string): Promise<void> {
+  const g = DEFAULT_FENCE_GRACE_MS;
+  const unfenced = (await c0.script('LOAD', ACQUIRE_UNFENCED)) as string;
+  const rl = new Redlock([c0], { retryCount: 0 });
+  const tok = () => randomBytes(16).toString('base64url');
+  const contenders: Record<string, (i: number) => Promise<unknown>> = {
+    'oncely scripts': async (i) => {
+      const k = [`oncely:{${tag}-f${i}}:lock`, `oncely:{${tag}-f${i}}:fence`];
+      const t = tok();
+      await c0.evalsha(ACQUIRE.sha1, 2, ...k, t, 10_000, 10_000 + g, Date.now());
+      await c0.evalsha(RELEASE.sha1, 2, ...k, t, g);
+    },
+    'oncely scripts without the fence counter': async (i) => {
+      const k = `oncely:{${tag}-u${i}}:lock`;
+      const t = tok();
+      await c0.evalsha(unfenced, 1, k, t, 10_000);
+      await c0.evalsha(RELEASE.sha1, 1, k, t);
+    },
+    'node-redlock': async (i) => {
+      const lock = await rl.acquire([`${tag}-r${i}`], 10_000);
+      await lock.release();
+    },
+  };
+  const perPair: Record<string, number[]> = {};
+  for (let round = 0; round < 6; round++) {
+    for (const [name, op] of Object.entries(contenders)) {
+      for (let i = 0; i < 200; i++) await op(-(round * 1000 + i) - 1); // warm-up
+      await c0.config('RESETSTAT');
+      for (let i = 0; i < n; i++) await op(round * n + i);
+      (perPair[name] ??= []).push((await serverUs(c0)) / n);
+    }
+  }
+  for (const [name, xs] of Object.entries(perPair)) {
+    const sorted = [...xs].sort((a, b) => a - b);
+    console.log(
+      `${name}: redis-server ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} µs/pair ` +
+        `(rounds ${sorted[0]!.toFixed(1)}-${sorted.at(-1)!.toFixed(1)})`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'once-first';
   const n = Number(process.argv[3] ?? 5000);
@@ -40,6 +100,15 @@ async function main(): Promise<void> {
   const tag = `${mode}-${process.pid}`;
   const tok = () => randomBytes(16).toString('base64url');
   const handler = async (e: { id: string }) => ({ ok: e.id });
+  if (mode === 'server') {
+    try {
+      await serverMode(c0, n, tag);
+    } finally {
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
   let op: Op;
   switch (mode) {
     case 'once-first': {
