@@ -233,10 +233,18 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         `no fence. This run: client CPU ${us(client(o))} per pair for oncely, ${us(client(bare))} for the ` +
         `bare scripts, ${us(client(rl))} for node-redlock; redis-server CPU ${us(server(o, 'redis'))} per ` +
         `pair for oncely against ${us(server(rl, 'redis'))} for node-redlock (its acquire is a plain SET NX ` +
-        "PX; oncely's also reads TIME and writes the fence counter with its lifetime). Under load the " +
-        'client, redis-server and the ' +
-        'other suites share two cores, so a few µs of client CPU show as a larger latency ratio than on an ' +
-        'idle machine.'
+        "PX; oncely's also reads TIME and writes the fence counter with its lifetime). Where the server's " +
+        "share goes (bench/profile.ts server, redis-server's time in scripts per pair from INFO " +
+        "commandstats, 5000 pairs per round, 6 interleaved rounds, two runs): oncely's scripts 30.5 and " +
+        '33.6 µs, the same scripts without the fence counter 15.5 and 17.1 µs, node-redlock 16.1 and 18.0 ' +
+        'µs. So without its fence oncely costs the server what node-redlock does; the fence (TIME, the ' +
+        'counter read and written back with its lifetime on acquire, its lifetime kept on release) is the ' +
+        "server's half of the gap, and it is what makes the lock safe to act on. Tried and dropped for the " +
+        "50-worker row: batching calls of one tick into one write, as ioredis's enableAutoPipelining does: " +
+        'bare ioredis with it ran 0.55–0.68× the pairs/s of the same client without it (4 rounds of 1 s, ' +
+        'the lock scripts), so the TCP transport sends each call as it comes. Under load the client, ' +
+        'redis-server and the other suites share two cores, so a few µs of client CPU show as a larger ' +
+        'latency ratio than on an idle machine.'
       );
     }
     if (id.startsWith('redlock')) {
@@ -259,7 +267,10 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         'protocol, not the library: the fence counter is a second key (more arguments per call and a ' +
         'two-element reply per node), ACQUIRE writes it and RELEASE keeps its lifetime, where node-redlock ' +
         'sends SET NX / compare-and-delete on one key (redis-server CPU per node and pair is higher ' +
-        'too). The fence, its lifetime and the give-back of partial grants are what the lock is ' +
+        "too: on one server, oncely's scripts spend 30–34 µs per pair in Lua where the same scripts " +
+        'without the fence counter and node-redlock spend 16–18 µs, bench/profile.ts server; a Redlock ' +
+        'pays that on every node). The fence, its lifetime and the give-back of partial grants are what ' +
+        'the lock is ' +
         `for. This run: client CPU ${us(client(find(seq, 'oncely')))} per pair vs ` +
         `${us(client(find(seq, 'redlock')))} for node-redlock.`
       );
@@ -282,7 +293,8 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         `call vs ${us(client(bare))} raw and ${us(client(p))} for Powertools. What remains: the two scripts ` +
         `alone run at ${p50Ratio(bare, p)} Powertools' p50 here (scripts that compare the owner token, raise ` +
         'the fence and keep the payload hash cost redis-server more than two plain SETs), and on top of them ' +
-        'the token (a fresh CSPRNG draw, never pooled: a pool would survive a SnapStart restore), the key ' +
+        'the token (a fresh CSPRNG draw of 16 bytes, 2.6 µs on this machine, never pooled: a pool drawn ' +
+        'before a snapshot would hand every restored copy the same tokens), the key ' +
         'digest, the lease and its halfway timer, and two decision lines formatted per call (about 2 µs ' +
         "with the no-op logger of this bench; a line built as text with the invocation's part cached measured " +
         'slower, 16.2–16.6 against 15.8–16.0 µs per call in memory, and was dropped). Beating Powertools by 5 % would need oncely to be faster than ' +
@@ -309,13 +321,20 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
     }
     if (id === 'rest.cold') {
       return (
-        `**${r.label}: ${v}.** Tried: where a fresh process spends its first lock (the layer's REST path ` +
+        `**${r.label}: ${v}.** Done: a function that only takes locks imports them from oncely/locks, which ` +
+        "loads 8 files and 44.6 KiB of the package against the root's 11 files and 98.3 KiB (import from " +
+        'the built layer: 10–14 ms against 18–29 ms). Where the rest goes, phase by phase in fresh ' +
+        'processes (5 runs): importing oncely/locks 10–14 ms, @upstash/redis 9–13 ms, the REST chunk 2–5 ' +
+        "ms, node:http 2–3 ms, the client 1 ms, then the first request 9–13 ms (node:http's first use; " +
+        "the second takes 2–3 ms). Before: where a fresh process spends its first lock (the layer's REST path " +
         'against the local gateway, 5 processes): 13–19 ms to import oncely, 22–31 ms for the first acquire, ' +
         'which loads the REST chunk, @upstash/redis and node:http and compiles them (the largest self time ' +
         "in the CPU profile is V8 compiling ES modules); the hand-written protocol's first acquire took 18 ms " +
         "in the same run. Minifying the layer's dependencies file by file: whitespace only cut the layer's " +
         'REST path from 3.01× to 2.28× its client and left this row where it was (0.729× vs 0.728×); full ' +
-        'minification broke ioredis ("u is not a constructor"), so neither shipped. The row passed (0.561×) ' +
+        'minification broke ioredis ("u is not a constructor"), so neither shipped; @upstash/redis alone ' +
+        'minified in place (keepNames) imported no faster than as published (15 fresh processes each). ' +
+        'The row passed (0.561×) ' +
         'when the layer was one minified bundle; the layer is now the package and its dependencies as ' +
         'published (issue 12), and the rest of the gap is loading @upstash/redis (181 KiB as published) ' +
         'and its module graph.'
