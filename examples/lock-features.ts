@@ -1,4 +1,5 @@
-import { createLock, fromEnv, LockLostError } from 'oncely';
+// oncely/locks: the lock API alone (oncely has it too, with everything else: more to load at cold start)
+import { createLock, fromEnv, LockLostError } from 'oncely/locks';
 
 const lock = createLock(fromEnv(), {
   onError: (err) => console.error(err.message), // background failures: a lock that could not be given back

@@ -1,4 +1,5 @@
-import { createLock, fromEnv, LockNotAcquiredError } from 'oncely';
+// oncely/locks: the lock API alone (oncely has it too, with everything else: more to load at cold start)
+import { createLock, fromEnv, LockNotAcquiredError } from 'oncely/locks';
 
 // Module scope: created once per cold start, reused by warm invocations.
 const store = fromEnv(); // UPSTASH_REDIS_REST_URL + _TOKEN, ONCELY_REDIS_CLUSTER_NODES or ONCELY_REDIS_URL
