@@ -78,7 +78,8 @@ async function serverMode(c0: Redis, n: number, tag: string): Promise<void> {
       for (let i = 0; i < 200; i++) await op(-(round * 1000 + i) - 1); // warm-up
       await c0.config('RESETSTAT');
       for (let i = 0; i < n; i++) await op(round * n + i);
-      (perPair[name] ??= []).push((await serverUs(c0)) / n);
+      const us = (await serverUs(c0)) / n;
+      perPair[name] = [...(perPair[name] ?? []), us];
     }
   }
   for (const [name, xs] of Object.entries(perPair)) {

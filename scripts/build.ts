@@ -6,9 +6,9 @@
  *                                           `oncely/ioredis`) and shared chunks, minified, with source maps;
  *                                           `.d.ts` from tsc
  *                                           (layers/oncely/tsconfig.build.json). Dependencies stay external,
- *                                           each loaded on first use by its transport: @upstash/redis (with
- *                                           oncely's requester) by the first REST call, ioredis (an optional
- *                                           peer) by the first TCP call
+ *                                           each loaded by its transport when a store is created:
+ *                                           @upstash/redis (with oncely's requester) by a REST store, ioredis
+ *                                           (an optional peer) by a TCP store
  *   dist/layer/nodejs/node_modules/         the layer (`layers.oncely.path` in serverless.yml): the packed
  *                                           package (exactly what `npm pack` puts in the tarball) unpacked as
  *                                           `oncely`, next to its runtime dependencies (ioredis included,

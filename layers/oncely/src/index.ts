@@ -4,7 +4,7 @@
  * The package's other entry points (package.json `exports`), kept apart so that their optional peer
  * dependencies stay optional: `oncely/middy` (onceMiddleware, for @middy/core) and `oncely/ioredis`
  * (redisStore and clusterStore over your own ioredis options or client). fromEnv() reaches every transport
- * from here: it loads ioredis on the first TCP call.
+ * from here: it loads ioredis only when it creates a TCP store.
  */
 
 export {

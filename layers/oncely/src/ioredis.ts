@@ -1,7 +1,7 @@
 /**
  * `oncely/ioredis`: Redis over TCP through ioredis (an optional peer dependency), standalone or Cluster, from
  * options or from a client you already own. Its own entry point so that the root's types never name ioredis;
- * the client itself is loaded on the first call, so importing this costs nothing until then.
+ * ioredis itself is loaded when a store is created from options, so importing this costs nothing until then.
  */
 export {
   type ClusterStoreOptions,
