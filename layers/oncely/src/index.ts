@@ -1,8 +1,9 @@
 /**
  * oncely: run-once AWS Lambda handlers on Redis locks. Public API only.
  *
- * The package's other entry points (package.json `exports`), kept apart so that their optional peer
- * dependencies stay optional: `oncely/middy` (onceMiddleware, for @middy/core) and `oncely/ioredis`
+ * The package's other entry points (package.json `exports`): `oncely/locks` (the lock API alone, for
+ * functions that need nothing else: less to load at cold start), and, kept apart so that their optional peer
+ * dependencies stay optional, `oncely/middy` (onceMiddleware, for @middy/core) and `oncely/ioredis`
  * (redisStore and clusterStore over your own ioredis options or client). fromEnv() reaches every transport
  * from here: it loads ioredis only when it creates a TCP store.
  */
