@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Gateway, startGateway } from '../../dev/gateway.js';
 import { freePort, type RedisProcess, startRedis } from '../../dev/redis-server.js';
@@ -47,6 +48,8 @@ interface Fixture {
   readonly proxies: readonly StallProxy[];
   /** SIGSTOPs the server(s) answering for KEY; returns the resume. */
   pause(): Promise<() => void>;
+  /** SCRIPT FLUSH on every server, past the proxies: they forget every script they were sent. */
+  flushScripts(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -76,6 +79,7 @@ async function restFixture(): Promise<Fixture> {
       server.pause();
       return () => server.resume();
     },
+    flushScripts: () => flushScripts([server]),
     async stop() {
       await p.stop();
       await g.close();
@@ -99,6 +103,7 @@ async function redisFixture(): Promise<Fixture> {
       server.pause();
       return () => server.resume();
     },
+    flushScripts: () => flushScripts([server]),
     async stop() {
       await proxy.stop();
       await server.stop();
@@ -118,8 +123,20 @@ async function clusterFixture(): Promise<Fixture> {
       owner.pause();
       return () => owner.resume();
     },
+    flushScripts: () => flushScripts(cluster.nodes),
     stop: () => cluster.stop(),
   };
+}
+
+async function flushScripts(servers: readonly { host: string; port: number }[]): Promise<void> {
+  for (const { host, port } of servers) {
+    const admin = new Redis({ host, port, protocol: 2 });
+    try {
+      await admin.script('FLUSH');
+    } finally {
+      admin.disconnect();
+    }
+  }
 }
 
 interface Measured {
@@ -251,9 +268,13 @@ describe.each([
 
   it('a slow path: EVALSHA (NOSCRIPT) and EVAL share one timeoutMs, not one each', async () => {
     const store = await warm(track(fx.store()));
-    // A script the server has not seen: the call takes two round trips, each 0.9 × timeoutMs.
+    // A script the server forgot after this connection sent it (SCRIPT FLUSH): the next call takes two round
+    // trips, EVALSHA (NOSCRIPT) and EVAL, each 0.9 × timeoutMs. (A script's first call on a TCP connection
+    // goes as EVAL, one round trip: transport/sent-scripts.ts.)
     const lua = `return ARGV[1] -- ${testToken()}`;
     const fresh: Script = { ...ECHO, lua, sha1: createHash('sha1').update(lua).digest('hex') };
+    expect(await store.run(fresh, [KEY], ['fast'])).toBe('fast');
+    await fx.flushScripts();
     for (const p of fx.proxies) p.delayReplies(TIMEOUT_MS * 0.9);
     try {
       const started = performance.now();

@@ -4,7 +4,8 @@ import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/
 import { connectionSuspect, slotRecovery } from './cluster-recovery.js';
 import { Connection } from './connection.js';
 import { checkAcknowledged, type ReplicaWait, replicaWaitOf } from './replicas.js';
-import { evalWithFallback, isNoScript, runManyWithFallback, settle } from './shared.js';
+import { shaReady } from './sent-scripts.js';
+import { isNoScript, runManyWithFallback, settle } from './shared.js';
 import { keySlot } from './slot.js';
 import { replicaCounter } from './tcp-replicas.js';
 import { type CallResult, DEFAULT_TIMEOUT_MS, type ScriptArg, type ScriptCall, type Store } from './types.js';
@@ -99,6 +100,9 @@ export function tcpStore(
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
   const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
 
+  /** EVALSHA and EVAL for this store's kind of client: the first call of a script on a connection is EVAL. */
+  const ready = (c: Client, script: Script) => shaReady(kind, c, script);
+
   /**
    * WAIT's bound for a pipeline: the configured one, or on the EVAL sent after NOSCRIPT (whose first WAIT may
    * have used its whole bound already) at most a quarter of what is left of the call, so that the reply still comes
@@ -124,16 +128,16 @@ export function tcpStore(
     const started = performance.now();
     const c = await get();
     const required = await replicasWanted(c, slotOf(keys));
-    if (required === 0) return evalWithFallback(script, keys, args, evalsha, evalLua);
-    const send = async (useLua: boolean) => {
+    if (required === 0) return direct(c, script, keys, args);
+    const send = async (useLua: boolean, retry: boolean) => {
       const p = c.pipeline();
       if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
       else p.evalsha(script.sha1, keys.length, ...keys, ...args);
-      p.wait(required, waitMsFor(useLua, started));
+      p.wait(required, waitMsFor(retry, started));
       return ((await p.exec()) ?? []) as [Error | null, unknown][];
     };
-    let replies = await send(false);
-    if (isNoScript(replies[0]?.[0])) replies = await send(true);
+    let replies = await send(!ready(c, script), false);
+    if (isNoScript(replies[0]?.[0])) replies = await send(true, true);
     const [error, value] = replies[0] ?? [new Error('no reply'), null];
     if (error && kind === 'cluster' && moved < 2 && /^MOVED /.test(error.message)) {
       await new Promise<void>((resolve) => (c as Cluster).refreshSlotsCache(() => resolve()));
@@ -150,26 +154,24 @@ export function tcpStore(
 
   /**
    * The hot path, with the client at hand and no WAIT to add (a script that grants nothing, or a shard with
-   * no replica to wait for): EVALSHA on it, EVAL on NOSCRIPT; no tick spent on getting the client.
+   * no replica to wait for): EVALSHA on it, EVAL on NOSCRIPT (EVAL at once for the script's first call on
+   * this connection, sent-scripts.ts); no tick spent on getting the client.
    */
   const direct = (c: Client, script: Script, keys: readonly string[], args: readonly ScriptArg[]) =>
-    c.evalsha(script.sha1, keys.length, ...keys, ...args).catch((err: unknown) => {
-      if (!isNoScript(err)) throw err;
-      return c.eval(script.lua, keys.length, ...keys, ...args);
-    });
+    ready(c, script)
+      ? c.evalsha(script.sha1, keys.length, ...keys, ...args).catch((err: unknown) => {
+          if (!isNoScript(err)) throw err;
+          return c.eval(script.lua, keys.length, ...keys, ...args);
+        })
+      : c.eval(script.lua, keys.length, ...keys, ...args);
   const runOne = (script: Script, keys: readonly string[], args: readonly ScriptArg[], slot: number) => {
     const c = connection.now();
     if (c !== undefined && (!script.grants || replicasKnown(c, slot) === 0))
       return direct(c, script, keys, args);
     return script.grants && wait.replicas !== 0
       ? runWaited(script, keys, args)
-      : evalWithFallback(script, keys, args, evalsha, evalLua);
+      : get().then((client) => direct(client, script, keys, args));
   };
-
-  const evalsha = async (sha: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await get()).evalsha(sha, keys.length, ...keys, ...args);
-  const evalLua = async (lua: string, keys: readonly string[], args: readonly ScriptArg[]) =>
-    (await get()).eval(lua, keys.length, ...keys, ...args);
 
   // One pipeline per slot on a cluster (a cluster pipeline must not span nodes); the groups run in parallel.
   const pipelineOnce = async (
@@ -188,15 +190,17 @@ export function tcpStore(
     const results: CallResult[] = new Array(calls.length);
     await Promise.all(
       [...groups.entries()].map(async ([slot, indexes]) => {
+        const grants = indexes.some((i) => calls[i]!.script.grants);
+        const required = grants ? await replicasWanted(c, slot) : 0;
+        // Built and sent in one tick: a script marked as sent here is on the wire before any later call.
         const p = c.pipeline();
         for (const i of indexes) {
           const call = calls[i]!;
-          if (useLua) p.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args);
+          if (useLua || !ready(c, call.script))
+            p.eval(call.script.lua, call.keys.length, ...call.keys, ...call.args);
           else p.evalsha(call.script.sha1, call.keys.length, ...call.keys, ...call.args);
         }
         // One WAIT after the group's scripts covers every write before it on this connection.
-        const grants = indexes.some((i) => calls[i]!.script.grants);
-        const required = grants ? await replicasWanted(c, slot) : 0;
         if (required > 0) p.wait(required, waitMsFor(useLua, started));
         const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
         const waited = required > 0 ? replies[indexes.length] : undefined;
