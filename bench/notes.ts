@@ -320,10 +320,20 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       );
     }
     if (id === 'rest.cold') {
+      const cold = isSkipped(d.cold) ? undefined : d.cold;
+      const phases = (cid: string) => {
+        const c = find(cold, cid);
+        return c
+          ? `${fmtMs(c.total)} ms (import ${fmtMs(c.load)} + first lock ${fmtMs(c.first)})`
+          : 'not run';
+      };
       return (
         `**${r.label}: ${v}.** Done: a function that only takes locks imports them from oncely/locks, which ` +
-        "loads 8 files and 44.6 KiB of the package against the root's 11 files and 98.3 KiB (import from " +
-        'the built layer: 10–14 ms against 18–29 ms). Where the rest goes, phase by phase in fresh ' +
+        "loads 8 files and 44.6 KiB of the package against the root's 11 files and 98.3 KiB. This run: " +
+        `oncely/locks ${phases('oncely-rest')}, the whole index ${phases('oncely-rest-index')}, ` +
+        `@upstash/lock ${phases('upstash-lock')}: the import is shorter, but the first lock then loads ` +
+        'some of the code the root had loaded already (the chunks the REST client shares with it), so the ' +
+        'whole cold start gains a few ms, within the noise of 12 processes. Where the rest goes, phase by phase in fresh ' +
         'processes (5 runs): importing oncely/locks 10–14 ms, @upstash/redis 9–13 ms, the REST chunk 2–5 ' +
         "ms, node:http 2–3 ms, the client 1 ms, then the first request 9–13 ms (node:http's first use; " +
         "the second takes 2–3 ms). Before: where a fresh process spends its first lock (the layer's REST path " +

@@ -2,7 +2,8 @@
  * `oncely/locks`: the lock API alone (createLock, the Lease, the stores and their errors), for functions that
  * take locks and nothing else. Importing `oncely` loads every feature (withOnce, SQS batches, Redlock, leader
  * election, event keys, metrics); this entry loads under half of that (44.6 of 98.3 KiB of the package's
- * code), so a cold start reaches its first lock sooner (docs/benchmarks.md, the bundle table). Everything here is the same object as in `oncely` (one
+ * code), so it imports sooner (the first lock then loads the store's client either way: docs/benchmarks.md,
+ * the bundle table). Everything here is the same object as in `oncely` (one
  * module graph, shared chunks), so `instanceof` holds across the two. Redlock stays in `oncely`.
  */
 export {
