@@ -61,6 +61,22 @@ describe.each(Object.entries(stores_))('a script’s first call on a connection,
     expect(await scriptStats()).toEqual({ noscript: 0, eval: 2, evalsha: 4 });
   });
 
+  it('on a fresh store, the first grant is sent before a call issued after it', async () => {
+    const store = make();
+    stores.push(store);
+    const key = `first-use-fresh-${testToken()}`;
+    const keys = [lockKeyOf('oncely', key), fenceKeyOf('oncely', key)];
+    const token = testToken();
+    // The first grant reads the server's replica count ('auto'); it used to wait for that reply before
+    // sending the script, and the release issued after it went first (0, and the key stayed held).
+    await admin.script('LOAD', RELEASE.lua);
+    const acquired = store.run(ACQUIRE, keys, [token, 5_000, 5_000 + DEFAULT_FENCE_GRACE_MS, Date.now()]);
+    const released = store.run(RELEASE, keys, [token, DEFAULT_FENCE_GRACE_MS]);
+    expect((await acquired) as unknown[]).toEqual([1, expect.any(Number)]);
+    expect(await released).toBe(1);
+    expect(await admin.exists(lockKeyOf('oncely', key))).toBe(0);
+  });
+
   it('is never sent again behind a call issued after it', async () => {
     const store = make();
     stores.push(store);

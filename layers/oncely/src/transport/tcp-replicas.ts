@@ -9,11 +9,15 @@ type Client = Redis | Cluster;
  */
 const REPLICA_RECHECK_MS = 5000;
 
+/** The replica count in an INFO replication reply. */
+const replicasIn = (info: string): number => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0);
+
 /**
  * How many replicas a granting write on this key's shard must reach (transport/replicas.ts): the configured
  * count, or with 'auto' one where the shard has replicas. A cluster's slot map lists them. A standalone server's
- * INFO replication is read once per client (one round trip, the first grant after connecting) and again 5 s after
- * a grant that was not acknowledged (a replica gone for good stops being waited for).
+ * INFO replication is read once per client, in the pipeline of its first grant (tcp-store.ts firstGrant, no
+ * round trip of its own), and again 5 s after a grant that was not acknowledged (a replica gone for good stops
+ * being waited for).
  *
  * A shard that lists no replica is looked at again, in the background, on a grant at most every 5 s (the slot
  * map refreshed, INFO read again): a replica that joins later (the old master back after a failover, a new node)
@@ -26,7 +30,7 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
   const readReplicas = (c: Client): Promise<number> =>
     (standaloneCheck ??= (c as Redis)
       .info('replication')
-      .then((info) => Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0))
+      .then(replicasIn)
       .then(
         (count) => {
           standalone = { client: c, count };
@@ -59,13 +63,6 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
     lookAgain(c);
     return 0;
   };
-  const replicasWanted = async (c: Client, slot: number): Promise<number> => {
-    const known = replicasKnown(c, slot);
-    if (known !== undefined) return known;
-    lookedAt = performance.now();
-    await readReplicas(c);
-    return (standalone?.count ?? 0) > 0 ? 1 : 0;
-  };
   /**
    * After a grant that was not acknowledged, a standalone server's replicas are read again, REPLICA_RECHECK_MS
    * later: a replica whose link dropped for a moment (when writes get lost) is still waited for, one that is
@@ -80,5 +77,15 @@ export function replicaCounter(kind: 'redis' | 'cluster', wait: ReplicaWait) {
     }, REPLICA_RECHECK_MS);
     recheck.unref?.();
   };
-  return { replicasKnown, replicasWanted, notAcknowledged };
+  /**
+   * A standalone server's INFO replication read in the same pipeline as a first grant (tcp-store.ts): records
+   * the count (an INFO that failed leaves it unknown) and returns how many replicas that grant must reach.
+   */
+  const noteReplicas = (c: Client, reply: [Error | null, unknown] | undefined): number => {
+    lookedAt = performance.now();
+    if (reply && !reply[0] && typeof reply[1] === 'string')
+      standalone = { client: c, count: replicasIn(reply[1]) };
+    return standalone?.client === c && standalone.count > 0 ? 1 : 0;
+  };
+  return { replicasKnown, noteReplicas, notAcknowledged };
 }

@@ -18,6 +18,16 @@ const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i
 const NOT_SENT =
   /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
 
+/** A reply as a pipeline gives it: [error, value], never a rejection. */
+const settled = (request: Promise<unknown>): Promise<[Error | null, unknown]> =>
+  request.then(
+    (value): [Error | null, unknown] => [null, value],
+    (error: unknown): [Error | null, unknown] => [
+      error instanceof Error ? error : new Error(String(error)),
+      null,
+    ],
+  );
+
 export function isClient(x: unknown): x is Client {
   return typeof x === 'object' && x !== null && typeof (x as { evalsha?: unknown }).evalsha === 'function';
 }
@@ -95,7 +105,7 @@ export function tcpStore(
     return new StoreError(`${name}: ${text}`, { store: name, ambiguous: false });
   };
 
-  const { replicasKnown, replicasWanted, notAcknowledged } = replicaCounter(kind, wait);
+  const { replicasKnown, noteReplicas, notAcknowledged } = replicaCounter(kind, wait);
   const slotOf = (keys: readonly string[]) =>
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
   const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
@@ -127,8 +137,9 @@ export function tcpStore(
   ): Promise<unknown> => {
     const started = performance.now();
     const c = await get();
-    const required = await replicasWanted(c, slotOf(keys));
+    const required = replicasKnown(c, slotOf(keys));
     if (required === 0) return direct(c, script, keys, args);
+    if (required === undefined) return firstGrant(c as Redis, script, keys, args, started);
     const send = async (useLua: boolean, retry: boolean) => {
       const p = c.pipeline();
       if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
@@ -146,6 +157,40 @@ export function tcpStore(
     if (error) throw error;
     try {
       return checkAcknowledged(script, value, replies[1], required, name);
+    } catch (err) {
+      notAcknowledged(c);
+      throw err;
+    }
+  };
+
+  /**
+   * A standalone server's first grant with `replicas: 'auto'`, its replica count not known yet: INFO
+   * replication and the script in one pipeline, then WAIT on its own only where the server has a replica
+   * (WAIT covers every earlier write on the connection). Nothing is awaited before the script goes out, so a
+   * call issued after this one is sent after it (reading INFO first let a release overtake its acquire), and
+   * a server without replicas answers the first grant in one round trip instead of two.
+   */
+  const firstGrant = async (
+    c: Redis,
+    script: Script,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    started: number,
+  ): Promise<unknown> => {
+    const p = c.pipeline();
+    p.info('replication');
+    if (ready(c, script)) p.evalsha(script.sha1, keys.length, ...keys, ...args);
+    else p.eval(script.lua, keys.length, ...keys, ...args);
+    const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
+    const required = noteReplicas(c, replies[0]);
+    let [error, value] = replies[1] ?? [new Error('no reply'), null];
+    if (error && isNoScript(error))
+      [error, value] = await settled(c.eval(script.lua, keys.length, ...keys, ...args));
+    if (error) throw error;
+    if (required === 0 || !script.grants?.wrote(value)) return value;
+    const acknowledged = await settled(c.wait(required, waitMsFor(false, started)));
+    try {
+      return checkAcknowledged(script, value, acknowledged, required, name);
     } catch (err) {
       notAcknowledged(c);
       throw err;
@@ -191,9 +236,11 @@ export function tcpStore(
     await Promise.all(
       [...groups.entries()].map(async ([slot, indexes]) => {
         const grants = indexes.some((i) => calls[i]!.script.grants);
-        const required = grants ? await replicasWanted(c, slot) : 0;
+        // Unknown: a standalone server's first grant (firstGrant): its INFO replication goes first in the pipeline.
+        const known = grants ? replicasKnown(c, slot) : 0;
         // Built and sent in one tick: a script marked as sent here is on the wire before any later call.
         const p = c.pipeline();
+        if (known === undefined) p.info('replication');
         for (const i of indexes) {
           const call = calls[i]!;
           if (useLua || !ready(c, call.script))
@@ -201,9 +248,16 @@ export function tcpStore(
           else p.evalsha(call.script.sha1, call.keys.length, ...call.keys, ...call.args);
         }
         // One WAIT after the group's scripts covers every write before it on this connection.
-        if (required > 0) p.wait(required, waitMsFor(useLua, started));
-        const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
-        const waited = required > 0 ? replies[indexes.length] : undefined;
+        if (known !== undefined && known > 0) p.wait(known, waitMsFor(useLua, started));
+        const all = ((await p.exec()) ?? []) as [Error | null, unknown][];
+        const replies = known === undefined ? all.slice(1) : all;
+        const required = known ?? noteReplicas(c, all[0]);
+        const waited =
+          required === 0
+            ? undefined
+            : known === undefined
+              ? await settled((c as Redis).wait(required, waitMsFor(useLua, started)))
+              : replies[indexes.length];
         indexes.forEach((callIndex, j) => {
           const [error, value] = replies[j] ?? [new Error('no reply'), null];
           let checked: unknown = value;
