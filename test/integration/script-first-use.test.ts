@@ -38,6 +38,28 @@ async function scriptStats(): Promise<{ noscript: number; eval: number; evalsha:
   };
 }
 
+/** The lock's two keys for `key`, as acquire.ts lays them out. */
+const keysOf = (key: string) => [lockKeyOf('oncely', key), fenceKeyOf('oncely', key)];
+
+/**
+ * With the server knowing RELEASE but not ACQUIRE: acquire `key`, then release it at once without waiting for
+ * the acquire. In order, the release finds the key ours (1) and it ends up free.
+ */
+async function acquireThenRelease(store: Store, key: string): Promise<void> {
+  const token = testToken();
+  await admin.script('LOAD', RELEASE.lua);
+  const acquired = store.run(ACQUIRE, keysOf(key), [
+    token,
+    5_000,
+    5_000 + DEFAULT_FENCE_GRACE_MS,
+    Date.now(),
+  ]);
+  const released = store.run(RELEASE, keysOf(key), [token, DEFAULT_FENCE_GRACE_MS]);
+  expect((await acquired) as unknown[]).toEqual([1, expect.any(Number)]);
+  expect(await released).toBe(1);
+  expect(await admin.exists(keysOf(key)[0]!)).toBe(0);
+}
+
 const stores_ = {
   'its own client': () => redisStore({ host: redis().host, port: redis().port }),
   'a client you pass': () => {
@@ -64,37 +86,22 @@ describe.each(Object.entries(stores_))('a script’s first call on a connection,
   it('on a fresh store, the first grant is sent before a call issued after it', async () => {
     const store = make();
     stores.push(store);
-    const key = `first-use-fresh-${testToken()}`;
-    const keys = [lockKeyOf('oncely', key), fenceKeyOf('oncely', key)];
-    const token = testToken();
     // The first grant reads the server's replica count ('auto'); it used to wait for that reply before
     // sending the script, and the release issued after it went first (0, and the key stayed held).
-    await admin.script('LOAD', RELEASE.lua);
-    const acquired = store.run(ACQUIRE, keys, [token, 5_000, 5_000 + DEFAULT_FENCE_GRACE_MS, Date.now()]);
-    const released = store.run(RELEASE, keys, [token, DEFAULT_FENCE_GRACE_MS]);
-    expect((await acquired) as unknown[]).toEqual([1, expect.any(Number)]);
-    expect(await released).toBe(1);
-    expect(await admin.exists(lockKeyOf('oncely', key))).toBe(0);
+    await acquireThenRelease(store, `first-use-fresh-${testToken()}`);
   });
 
   it('is never sent again behind a call issued after it', async () => {
     const store = make();
     stores.push(store);
     const key = `first-use-order-${testToken()}`;
-    const keys = [lockKeyOf('oncely', key), fenceKeyOf('oncely', key)];
-    const token = testToken();
-    // A first call of another script: the connection is up and its replica count read (the first grant
-    // reads INFO replication before it sends anything).
-    expect(await store.run(EXTEND, keys, [token, 5_000, 5_000 + DEFAULT_FENCE_GRACE_MS])).toBe(0);
-    // The server knows RELEASE but not ACQUIRE. Acquire, then release at once without waiting for it: with
-    // EVALSHA first, the acquire came back NOSCRIPT, the release ran on a free key (0), then the acquire's
-    // EVAL took the key and kept it.
-    await admin.script('LOAD', RELEASE.lua);
-    const acquired = store.run(ACQUIRE, keys, [token, 5_000, 5_000 + DEFAULT_FENCE_GRACE_MS, Date.now()]);
-    const released = store.run(RELEASE, keys, [token, DEFAULT_FENCE_GRACE_MS]);
-    expect((await acquired) as unknown[]).toEqual([1, expect.any(Number)]);
-    expect(await released).toBe(1);
-    expect(await admin.exists(lockKeyOf('oncely', key))).toBe(0);
+    // A first call of another script: the connection is up and its replica count known.
+    expect(await store.run(EXTEND, keysOf(key), [testToken(), 5_000, 5_000 + DEFAULT_FENCE_GRACE_MS])).toBe(
+      0,
+    );
+    // With EVALSHA first, the acquire came back NOSCRIPT, the release ran on a free key (0), then the
+    // acquire's EVAL took the key and kept it.
+    await acquireThenRelease(store, key);
   });
 
   it('goes as EVAL again once the connection has closed (the next one may reach another server)', async () => {
