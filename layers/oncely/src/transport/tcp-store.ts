@@ -139,7 +139,7 @@ export function tcpStore(
     const c = await get();
     const required = replicasKnown(c, slotOf(keys));
     if (required === 0) return direct(c, script, keys, args);
-    if (required === undefined) return firstGrant(c as Redis, script, keys, args, started);
+    if (required === undefined) return firstGrant(c, script, keys, args, started);
     const send = async (useLua: boolean, retry: boolean) => {
       const p = c.pipeline();
       if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
@@ -164,37 +164,24 @@ export function tcpStore(
   };
 
   /**
-   * A standalone server's first grant with `replicas: 'auto'`, its replica count not known yet: INFO
-   * replication and the script in one pipeline, then WAIT on its own only where the server has a replica
-   * (WAIT covers every earlier write on the connection). Nothing is awaited before the script goes out, so a
-   * call issued after this one is sent after it (reading INFO first let a release overtake its acquire), and
-   * a server without replicas answers the first grant in one round trip instead of two.
+   * A standalone server's first grant with `replicas: 'auto'`, its replica count not known yet: a batch of one
+   * (pipelineOnce reads INFO replication in the script's own pipeline, then sends WAIT only where the server has
+   * a replica). Nothing is awaited before the script goes out, so a call issued after this one is sent after
+   * it (reading INFO first let a release overtake its acquire), and a server without replicas answers the
+   * first grant in one round trip instead of two.
    */
   const firstGrant = async (
-    c: Redis,
+    c: Client,
     script: Script,
     keys: readonly string[],
     args: readonly ScriptArg[],
     started: number,
   ): Promise<unknown> => {
-    const p = c.pipeline();
-    p.info('replication');
-    if (ready(c, script)) p.evalsha(script.sha1, keys.length, ...keys, ...args);
-    else p.eval(script.lua, keys.length, ...keys, ...args);
-    const replies = ((await p.exec()) ?? []) as [Error | null, unknown][];
-    const required = noteReplicas(c, replies[0]);
-    let [error, value] = replies[1] ?? [new Error('no reply'), null];
-    if (error && isNoScript(error))
-      [error, value] = await settled(c.eval(script.lua, keys.length, ...keys, ...args));
-    if (error) throw error;
-    if (required === 0 || !script.grants?.wrote(value)) return value;
-    const acknowledged = await settled(c.wait(required, waitMsFor(false, started)));
-    try {
-      return checkAcknowledged(script, value, acknowledged, required, name);
-    } catch (err) {
-      notAcknowledged(c);
-      throw err;
-    }
+    const [result] = await runManyWithFallback([{ script, keys, args }], (some, useLua) =>
+      pipelineOnce(c, some, useLua, started),
+    );
+    if (!result!.ok) throw result!.error;
+    return result!.value;
   };
 
   /**
@@ -220,11 +207,11 @@ export function tcpStore(
 
   // One pipeline per slot on a cluster (a cluster pipeline must not span nodes); the groups run in parallel.
   const pipelineOnce = async (
+    c: Client,
     calls: readonly ScriptCall[],
     useLua: boolean,
     started: number,
   ): Promise<CallResult[]> => {
-    const c = await get();
     const groups = new Map<number, number[]>();
     calls.forEach((call, i) => {
       const slot = kind === 'cluster' && call.keys[0] !== undefined ? keySlot(call.keys[0]) : 0;
@@ -236,7 +223,8 @@ export function tcpStore(
     await Promise.all(
       [...groups.entries()].map(async ([slot, indexes]) => {
         const grants = indexes.some((i) => calls[i]!.script.grants);
-        // Unknown: a standalone server's first grant (firstGrant): its INFO replication goes first in the pipeline.
+        // Unknown: a standalone server's first grant: its INFO replication goes first in the pipeline, and WAIT
+        // (where the reply lists a replica) after it.
         const known = grants ? replicasKnown(c, slot) : 0;
         // Built and sent in one tick: a script marked as sent here is on the wire before any later call.
         const p = c.pipeline();
@@ -252,12 +240,9 @@ export function tcpStore(
         const all = ((await p.exec()) ?? []) as [Error | null, unknown][];
         const replies = known === undefined ? all.slice(1) : all;
         const required = known ?? noteReplicas(c, all[0]);
-        const waited =
-          required === 0
-            ? undefined
-            : known === undefined
-              ? await settled((c as Redis).wait(required, waitMsFor(useLua, started)))
-              : replies[indexes.length];
+        let waited = required > 0 ? replies[indexes.length] : undefined;
+        if (known === undefined && required > 0)
+          waited = await settled((c as Redis).wait(required, waitMsFor(useLua, started)));
         indexes.forEach((callIndex, j) => {
           const [error, value] = replies[j] ?? [new Error('no reply'), null];
           let checked: unknown = value;
@@ -305,7 +290,10 @@ export function tcpStore(
       const started = performance.now();
       try {
         const results = await connection.call(
-          () => runManyWithFallback(calls, (some, useLua) => pipelineOnce(some, useLua, started)),
+          () =>
+            get().then((c) =>
+              runManyWithFallback(calls, (some, useLua) => pipelineOnce(c, some, useLua, started)),
+            ),
           dropNodes(slots),
         );
         const failed = results.flatMap((r, i) =>
