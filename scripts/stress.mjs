@@ -60,6 +60,7 @@ const code = await new Promise((resolve) => {
       '--reporter=default',
       '--reporter=json',
       `--outputFile.json=${reportFile}`,
+      '--allowOnly=false',
     ],
     { cwd: root, stdio: 'inherit' },
   );

@@ -2,7 +2,8 @@
 //
 // Every step runs even when an earlier one failed, so one run shows every problem. The very last line is
 // always `N passed, N failed`: N passed counts test cases, N failed counts failed test cases plus every
-// failed static check, test file that failed outside a test (import error, hook) or crashed vitest run.
+// failed static check, test file that failed outside a test (import error, hook) or crashed vitest run,
+// and every skipped or todo test (a focused `.only` fails its file: vitest runs with --allowOnly=false).
 // The exit code is non-zero when anything failed.
 //
 // Tools run under this script's own Node (process.execPath), never whatever `node` PATH finds first, so
@@ -66,6 +67,8 @@ try {
     '--reporter=default',
     '--reporter=json',
     `--outputFile.json=${reportFile}`,
+    // A committed it.only / describe.only fails its file instead of silently skipping the rest of it.
+    '--allowOnly=false',
     ...process.argv.slice(2),
   ]);
   const report = readReport(reportFile);
@@ -82,7 +85,11 @@ try {
     for (const file of brokenFiles) problems.push(`${file.name}: ${file.message || 'failed outside a test'}`);
     failed += brokenFiles.length;
     const skipped = report.numPendingTests + report.numTodoTests;
-    if (skipped > 0) problems.push(`${skipped} test(s) skipped or todo`);
+    // main holds no skipped, todo or focused test: each one counts as a failure, as in scripts/stress.mjs.
+    if (skipped > 0) {
+      failed += skipped;
+      problems.push(`${skipped} test(s) skipped or todo`);
+    }
     if (code !== 0 && report.numFailedTests === 0 && brokenFiles.length === 0) {
       // No test files, unhandled errors, a reporter crash: vitest failed without naming a test.
       failed += 1;
