@@ -22,7 +22,9 @@ import {
 } from '../../layers/oncely/src/index.js';
 import { FakeStore } from '../support/fake-store.js';
 
-// Checked by tsc (npm test typechecks the tests): the wrapped handler's type says what a duplicate can get.
+// Type tests, checked by tsc alone (npm test's typecheck step covers test/): the wrapped handler's type says
+// what a duplicate can get. A `.test-d.ts` file is outside vitest's include (test/**/*.test.ts), so these
+// assertions are not counted as runtime passes; a wrong type fails the typecheck step instead.
 describe('withOnce return types', () => {
   const store = new FakeStore();
   const handler = async (e: { id: string }) => e.id.length;
