@@ -123,10 +123,12 @@ export function tcpStore(
       : wait.timeoutMs;
 
   /**
-   * A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. ioredis follows
-   * MOVED for a single command, but not for a pipeline whose other reply (WAIT's) is not an error: a MOVED
-   * (the slot's master changed: a failover) has the slot map refreshed and the pipeline sent again, up to
-   * twice. The script did not run where MOVED came from, so sending it again is safe.
+   * A granting script on the shard's connection, and a WAIT behind it (wait-line.ts: one WAIT out at a time
+   * per connection, shared by the grants written meanwhile); EVAL after NOSCRIPT. The script goes to the slot's
+   * node connection itself, not through the Cluster's routing, so that it is never redirected away from the
+   * connection its WAIT is sent on: a MOVED (the slot's master changed: a failover) has the slot map refreshed
+   * and the call sent again, up to twice. The script did not run where MOVED came from, so sending it again is
+   * safe. While the slot map does not name the node yet, the script and WAIT go as one Cluster pipeline.
    */
   const runWaited = async (
     script: Script,
@@ -139,8 +141,6 @@ export function tcpStore(
     const required = replicasKnown(c, slotOf(keys));
     if (required === 0) return direct(c, script, keys, args);
     if (required === undefined) return firstGrant(c, script, keys, args, started);
-    // On the slot's node connection itself (a cluster's), so that the WAIT follows the script on the
-    // connection that wrote it; through the Cluster's pipeline while the slot map does not name the node yet.
     const conn = kind === 'cluster' ? nodeOf(c as Cluster, slotOf(keys)) : (c as Redis);
     const send = async (useLua: boolean, retry: boolean): Promise<Settled[]> => {
       const ms = waitMsFor(retry, started);
