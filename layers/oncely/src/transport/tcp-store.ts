@@ -319,7 +319,9 @@ export function tcpStore(
       }
     },
     async *scan(match: string, count: number) {
-      // A cluster scans each master in turn (its slot map, loaded by the first call).
+      // A cluster scans each master in turn (its slot map, loaded by the first call). No slot: a timeout there
+      // probes nothing and drops nothing (a standalone store's connection is probed as for any call).
+      const scanRoute = route([]);
       const nodes = await connection
         .call(async () => {
           const c = await get();
@@ -328,7 +330,7 @@ export function tcpStore(
           if (cluster.nodes('master').length === 0 || cluster.status !== 'ready')
             await new Promise((resolve) => cluster.once('ready', resolve));
           return cluster.nodes('master');
-        })
+        }, scanRoute)
         .catch((err: unknown) => {
           throw mapError(err);
         });
@@ -336,7 +338,7 @@ export function tcpStore(
         let cursor = '0';
         do {
           const [next, keys] = await connection
-            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count))
+            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count), scanRoute)
             .catch((err: unknown) => {
               throw mapError(err);
             });
