@@ -29,9 +29,10 @@ export function connectionSuspect(err: unknown): boolean {
 /**
  * Recovery from a failover (cluster only). ioredis refreshes its slot map on its own only every few seconds, and
  * dropping the whole Cluster after a timeout would fail calls to healthy masters too. Instead: a node a call
- * timed out on has its connection probed (and dropped only if it is bad, see `route`), and while a slot's master is suspect (timed out, refused,
- * closed, MOVED, CLUSTERDOWN) the slot map is refreshed every SUSPECT_REFRESH_MS until that slot has a new
- * master (a promoted replica), a call to it succeeds again, or SUSPECT_FOR_MS has passed.
+ * timed out on has its connection probed (and dropped only if it is bad, see `route`), and while a slot's
+ * master is suspect (timed out, refused, closed, MOVED, CLUSTERDOWN) the slot map is refreshed every
+ * SUSPECT_REFRESH_MS until that slot has a new master (a promoted replica), a call to it succeeds again, or
+ * SUSPECT_FOR_MS has passed: one refresh loop per client, however many calls fail.
  */
 export function slotRecovery(
   kind: 'redis' | 'cluster',
