@@ -8,9 +8,10 @@ import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import type { Script } from '../../layers/oncely/src/scripts.js';
 import { type StallProxy, startProxiedCluster, startStallProxy } from '../support/stall-proxy.js';
 
-// A TCP connection whose command timed out is not trusted again: through a proxy that stalls a connection
-// without closing it, or loses a reply and keeps the connection, the store's next call runs on a fresh
-// connection. Both TCP transports, warm stores (a Lambda that has served before).
+// A TCP connection whose command timed out is probed (ECHOes behind the calls in flight) and not trusted again
+// unless it answers in step: through a proxy that stalls a connection without closing it (no answer within the
+// probe's bound), or loses a reply and keeps the connection (the ECHOes come back shifted), the store's next
+// call runs on a fresh connection. Both TCP transports, warm stores (a Lambda that has served before).
 
 const TIMEOUT_MS = 1000;
 

@@ -1,10 +1,21 @@
 import type { Cluster, Redis } from 'ioredis';
+import type { Route } from './connection.js';
+import { Probes } from './probe.js';
 
 type Client = Redis | Cluster;
 
 /** How often a suspect slot's map is refreshed, and for how long at most (a failover takes seconds). */
 const SUSPECT_REFRESH_MS = 200;
 const SUSPECT_FOR_MS = 30_000;
+
+const ownerOf = (c: Client, slot: number) => (c as Cluster).slots[slot]?.[0];
+
+/** The connection to the master of `slot` in the client's slot map, if it has one. */
+export function nodeOf(c: Cluster, slot: number): Redis | undefined {
+  const owner = ownerOf(c, slot);
+  if (owner === undefined) return undefined;
+  return c.nodes('all').find((n) => `${n.options.host}:${n.options.port}` === owner);
+}
 
 /** Errors that say a node may be gone or no longer master: worth a fresh slot map. */
 export function connectionSuspect(err: unknown): boolean {
@@ -17,10 +28,11 @@ export function connectionSuspect(err: unknown): boolean {
 
 /**
  * Recovery from a failover (cluster only). ioredis refreshes its slot map on its own only every few seconds, and
- * our Connection would drop the whole Cluster after a timeout, failing calls to healthy masters too. Instead: a
- * node that timed out loses only its own connection, and while a slot's master is suspect (timed out, refused,
- * closed, MOVED, CLUSTERDOWN) the slot map is refreshed every SUSPECT_REFRESH_MS until that slot has a new
- * master (a promoted replica), a call to it succeeds again, or SUSPECT_FOR_MS has passed.
+ * dropping the whole Cluster after a timeout would fail calls to healthy masters too. Instead: a node a call
+ * timed out on has its connection probed (and dropped only if it is bad, see `route`), and while a slot's
+ * master is suspect (timed out, refused, closed, MOVED, CLUSTERDOWN) the slot map is refreshed every
+ * SUSPECT_REFRESH_MS until that slot has a new master (a promoted replica), a call to it succeeds again, or
+ * SUSPECT_FOR_MS has passed: one refresh loop per client, however many calls fail.
  */
 export function slotRecovery(
   kind: 'redis' | 'cluster',
@@ -30,7 +42,7 @@ export function slotRecovery(
 ) {
   const suspects = new Map<number, { owner: string | undefined; since: number }>();
   let refreshTimer: NodeJS.Timeout | undefined;
-  const ownerOf = (c: Client, slot: number) => (c as Cluster).slots[slot]?.[0];
+  const probes = new Probes<Redis>();
   const refreshLoop = (c: Cluster) => {
     if (refreshTimer) return;
     const tick = () => {
@@ -62,32 +74,36 @@ export function slotRecovery(
     for (const slot of slots) suspects.delete(slot);
   };
   /**
-   * On a timeout: disconnect the connections to the masters of these slots, and any other node connection that
-   * does not answer a PING within half a timeout (a path where every byte is dropped poisons them all); the
-   * connections that answer stay, so calls to healthy masters go on (Connection keeps the client).
+   * Where a call to these slots goes (each slot's master in the client's slot map), for Connection: a call
+   * is held while the connection to such a node is being probed, and a call that timed out has that node's
+   * connection probed (probe.ts, once per node at a time): kept if it answers in step within timeoutMs, else
+   * that node's connection alone is disconnected, once. The connections to other nodes are left alone, so
+   * calls to healthy masters go on; the Cluster itself is never dropped.
    */
-  const dropNodes = (slots: readonly number[]) => (c: Client) => {
-    if (kind !== 'cluster' || !owned) return false;
-    const cluster = c as Cluster;
-    const owners = new Set(slots.map((slot) => ownerOf(c, slot)));
-    for (const node of cluster.nodes('all')) {
-      if (owners.has(`${node.options.host}:${node.options.port}`)) {
-        node.disconnect();
-        continue;
-      }
-      const timer = setTimeout(() => node.disconnect(), Math.max(1, Math.floor(timeoutMs / 2)));
-      timer.unref?.();
-      node.ping().then(
-        () => clearTimeout(timer),
-        () => undefined,
-      );
-    }
-    suspect(c, slots);
-    return true;
+  const route = (slots: readonly number[]): Route<Client> | undefined => {
+    if (kind !== 'cluster') return undefined;
+    return {
+      held(c) {
+        if (probes.size === 0) return undefined;
+        const pending = slots.flatMap((slot) => {
+          const node = nodeOf(c as Cluster, slot);
+          const probe = node && probes.pending(node);
+          return probe ? [probe] : [];
+        });
+        return pending.length === 0 ? undefined : Promise.all(pending);
+      },
+      timedOut(c) {
+        if (!owned) return;
+        for (const slot of new Set(slots)) {
+          const node = nodeOf(c as Cluster, slot);
+          if (node && node.status !== 'end') void probes.start(node, timeoutMs, () => node.disconnect());
+        }
+      },
+    };
   };
   const afterFailure = async (err: unknown, slots: readonly number[]) => {
     if (kind !== 'cluster' || !connectionSuspect(err)) return;
     suspect(await get(), slots);
   };
-  return { dropNodes, afterFailure, healthy };
+  return { route, afterFailure, healthy };
 }

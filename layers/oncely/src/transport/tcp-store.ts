@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import { connectionSuspect, slotRecovery } from './cluster-recovery.js';
+import { connectionSuspect, nodeOf, slotRecovery } from './cluster-recovery.js';
 import { Connection } from './connection.js';
 import { checkAcknowledged, type ReplicaWait, replicaWaitOf } from './replicas.js';
 import { shaReady } from './sent-scripts.js';
@@ -9,6 +9,7 @@ import { isNoScript, runManyWithFallback, settle } from './shared.js';
 import { keySlot } from './slot.js';
 import { replicaCounter } from './tcp-replicas.js';
 import { type CallResult, DEFAULT_TIMEOUT_MS, type ScriptArg, type ScriptCall, type Store } from './types.js';
+import { type Settled, WaitLine } from './wait-line.js';
 
 export type Client = Redis | Cluster;
 
@@ -19,13 +20,10 @@ const NOT_SENT =
   /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|max retries per request|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|Failed to refresh slots cache|None of startup nodes is available/i;
 
 /** A reply as a pipeline gives it: [error, value], never a rejection. */
-const settled = (request: Promise<unknown>): Promise<[Error | null, unknown]> =>
+const settled = (request: Promise<unknown>): Promise<Settled> =>
   request.then(
-    (value): [Error | null, unknown] => [null, value],
-    (error: unknown): [Error | null, unknown] => [
-      error instanceof Error ? error : new Error(String(error)),
-      null,
-    ],
+    (value): Settled => [null, value],
+    (error: unknown): Settled => [error instanceof Error ? error : new Error(String(error)), null],
   );
 
 export function isClient(x: unknown): x is Client {
@@ -45,7 +43,7 @@ export function tcpStore(
   // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
   // so a timeout caused by bad credentials is reported as what it is.
   let connectionError: Error | undefined;
-  // Every call bounded by timeoutMs, and a client that timed out replaced (connection.ts).
+  // Every call bounded by timeoutMs; a connection a call timed out on probed, and replaced if bad (connection.ts).
   const connection = new Connection<Client>(
     () =>
       connect().then((c) => {
@@ -106,9 +104,10 @@ export function tcpStore(
   };
 
   const { replicasKnown, noteReplicas, notAcknowledged } = replicaCounter(kind, wait);
+  const waits = new WaitLine();
   const slotOf = (keys: readonly string[]) =>
     kind === 'cluster' && keys[0] !== undefined ? keySlot(keys[0]) : 0;
-  const { dropNodes, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
+  const { route, afterFailure, healthy } = slotRecovery(kind, owned, timeoutMs, get);
 
   /** EVALSHA and EVAL for this store's kind of client: the first call of a script on a connection is EVAL. */
   const ready = (c: Client, script: Script) => shaReady(kind, c, script);
@@ -124,10 +123,12 @@ export function tcpStore(
       : wait.timeoutMs;
 
   /**
-   * A granting script and WAIT in one pipeline on the shard's connection; EVAL after NOSCRIPT. ioredis follows
-   * MOVED for a single command, but not for a pipeline whose other reply (WAIT's) is not an error: a MOVED
-   * (the slot's master changed: a failover) has the slot map refreshed and the pipeline sent again, up to
-   * twice. The script did not run where MOVED came from, so sending it again is safe.
+   * A granting script on the shard's connection, and a WAIT behind it (wait-line.ts: one WAIT out at a time
+   * per connection, shared by the grants written meanwhile); EVAL after NOSCRIPT. The script goes to the slot's
+   * node connection itself, not through the Cluster's routing, so that it is never redirected away from the
+   * connection its WAIT is sent on: a MOVED (the slot's master changed: a failover) has the slot map refreshed
+   * and the call sent again, up to twice. The script did not run where MOVED came from, so sending it again is
+   * safe. While the slot map does not name the node yet, the script and WAIT go as one Cluster pipeline.
    */
   const runWaited = async (
     script: Script,
@@ -140,12 +141,22 @@ export function tcpStore(
     const required = replicasKnown(c, slotOf(keys));
     if (required === 0) return direct(c, script, keys, args);
     if (required === undefined) return firstGrant(c, script, keys, args, started);
-    const send = async (useLua: boolean, retry: boolean) => {
+    const conn = kind === 'cluster' ? nodeOf(c as Cluster, slotOf(keys)) : (c as Redis);
+    const send = async (useLua: boolean, retry: boolean): Promise<Settled[]> => {
+      const ms = waitMsFor(retry, started);
+      if (conn) {
+        const reply = settled(
+          useLua
+            ? conn.eval(script.lua, keys.length, ...keys, ...args)
+            : conn.evalsha(script.sha1, keys.length, ...keys, ...args),
+        );
+        return Promise.all([reply, waits.after(conn, required, ms, started + timeoutMs)]);
+      }
       const p = c.pipeline();
       if (useLua) p.eval(script.lua, keys.length, ...keys, ...args);
       else p.evalsha(script.sha1, keys.length, ...keys, ...args);
-      p.wait(required, waitMsFor(retry, started));
-      return ((await p.exec()) ?? []) as [Error | null, unknown][];
+      p.wait(required, ms);
+      return ((await p.exec()) ?? []) as Settled[];
     };
     let replies = await send(!ready(c, script), false);
     if (isNoScript(replies[0]?.[0])) replies = await send(true, true);
@@ -270,7 +281,7 @@ export function tcpStore(
       // The slot is hashed here only on a cluster (for the replica count and failover recovery).
       const slot = slotOf(keys);
       return connection
-        .call(() => runOne(script, keys, args, slot), kind === 'cluster' ? dropNodes([slot]) : undefined)
+        .call(() => runOne(script, keys, args, slot), route([slot]))
         .then(
           (value) => {
             if (kind === 'cluster') healthy([slot]);
@@ -294,7 +305,7 @@ export function tcpStore(
             get().then((c) =>
               runManyWithFallback(calls, (some, useLua) => pipelineOnce(c, some, useLua, started)),
             ),
-          dropNodes(slots),
+          route(slots),
         );
         const failed = results.flatMap((r, i) =>
           !r.ok && connectionSuspect(r.error) ? [slotOf(calls[i]!.keys)] : [],
@@ -308,7 +319,9 @@ export function tcpStore(
       }
     },
     async *scan(match: string, count: number) {
-      // A cluster scans each master in turn (its slot map, loaded by the first call).
+      // A cluster scans each master in turn (its slot map, loaded by the first call). No slot: a timeout there
+      // probes nothing and drops nothing (a standalone store's connection is probed as for any call).
+      const scanRoute = route([]);
       const nodes = await connection
         .call(async () => {
           const c = await get();
@@ -317,7 +330,7 @@ export function tcpStore(
           if (cluster.nodes('master').length === 0 || cluster.status !== 'ready')
             await new Promise((resolve) => cluster.once('ready', resolve));
           return cluster.nodes('master');
-        })
+        }, scanRoute)
         .catch((err: unknown) => {
           throw mapError(err);
         });
@@ -325,7 +338,7 @@ export function tcpStore(
         let cursor = '0';
         do {
           const [next, keys] = await connection
-            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count))
+            .call(() => node.scan(cursor, 'MATCH', match, 'COUNT', count), scanRoute)
             .catch((err: unknown) => {
               throw mapError(err);
             });
