@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Lock as UpstashLock } from '@upstash/lock';
 import { Redis as UpstashRedis } from '@upstash/redis';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import { createLock, LOCK_SCRIPTS, type Store, upstashStore } from '../layers/oncely/src/index.js';
@@ -139,7 +139,7 @@ export const oncelyTcp = (client: Redis) => oncely('oncely', 'oncely TCP', redis
 export const oncelyTcpOwn = (endpoint: { host: string; port: number }) =>
   oncely('oncely-own', 'oncely TCP, own client', redisStore(endpoint));
 
-export function redlockTcp(clients: Redis[], label = 'redlock'): LockContender {
+export function redlockTcp(clients: (Redis | Cluster)[], label = 'redlock'): LockContender {
   const redlock = new Redlock(clients, { retryCount: 0 });
   return {
     id: 'redlock',

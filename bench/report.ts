@@ -25,6 +25,7 @@ import {
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
+import type { ScalingResult } from './suite-scaling.js';
 
 export type Skipped = { skipped: string };
 export const isSkipped = (x: unknown): x is Skipped =>
@@ -54,6 +55,8 @@ export interface BenchData {
   once: OnceSuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   replicas?: ReplicaSuiteResult | Skipped;
+  /** Absent in reports written before the suite existed. */
+  scaling?: ScalingResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }

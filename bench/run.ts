@@ -5,7 +5,8 @@
  *
  *   npm run bench                  full run (under 10 minutes)
  *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
- *   npm run bench -- --only tcp,rest,redlock,once,bundles,ceiling   (writes the docs only with --write)
+ *   npm run bench -- --only tcp,rest,redlock,once,replicas,scaling,bundles,ceiling   (writes the docs only
+ *                                  with --write)
  *   npm run bench -- --no-write    print only
  *   npm run bench -- --report /tmp/oncely-bench-full.json   write the docs again from a run's raw figures
  *
@@ -27,9 +28,10 @@ import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
 import { replicaSuite } from './suite-replicas.js';
+import { SCALING_FULL, SCALING_QUICK, scalingSuite } from './suite-scaling.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'bundles'] as const;
+const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'scaling', 'bundles'] as const;
 type Suite = (typeof SUITES)[number];
 
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
@@ -128,6 +130,7 @@ async function main(): Promise<void> {
     redlock: [off],
     once: off,
     replicas: off,
+    scaling: off,
     bundles: off,
     cold: off,
   };
@@ -162,6 +165,10 @@ async function main(): Promise<void> {
     if (only.has('replicas')) {
       log('the replica wait (3 + 3 cluster)');
       data.replicas = await replicaSuite(sizes, log);
+    }
+    if (only.has('scaling')) {
+      log('scaling: 1 to 1,000 concurrent calls (REST, TCP, 3-master cluster)');
+      data.scaling = await scalingSuite(stack, quick ? SCALING_QUICK : SCALING_FULL, log);
     }
     if (only.has('bundles')) {
       log('bundles (esbuild)');
