@@ -5,6 +5,7 @@
  */
 import type { SequentialResult } from './harness.js';
 import { type BenchData, isSkipped } from './report.js';
+import { scalingFailNote } from './report-scaling.js';
 import { type Evaluated, fmtBytes, fmtMs, fmtRatio, median, ratioOfRounds } from './stats.js';
 
 const find = <T extends { id: string }>(xs: readonly T[] | undefined, id: string) =>
@@ -361,6 +362,7 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         "at this commit; the 0.554× p50 of an earlier full run was that run's machine, not a faster path."
       );
     }
+    if (id.startsWith('scale.')) return scalingFailNote(d.scaling, r);
     if (id.startsWith('size.')) {
       const b = isSkipped(d.bundles) ? undefined : d.bundles;
       const which =

@@ -5,6 +5,7 @@
 import type { BundleSize, ColdResult } from './bundles.js';
 import type { CeilingRow } from './ceiling.js';
 import type { ConcurrentResult, SequentialResult } from './harness.js';
+import { scalingSection, scalingTargets } from './report-scaling.js';
 import type { LockCounts, OpCount } from './roundtrips.js';
 import {
   type Evaluated,
@@ -15,6 +16,7 @@ import {
   fmtRate,
   fmtRatio,
   fmtTarget,
+  fmtValue,
   median,
   ratio,
   ratioOfRounds,
@@ -296,6 +298,7 @@ export function targets(d: BenchData): Evaluated[] {
     limit: 1.1,
     unit: 'ratio',
   });
+  t.push(...scalingTargets(d.scaling));
   return t.map(evaluate);
 }
 
@@ -532,6 +535,9 @@ export function consoleSummary(d: BenchData, results: readonly Evaluated[]): str
   return lines.join('\n');
 }
 
+/** The scaling chart, next to docs/benchmarks.md. */
+export const SCALING_CHART = 'benchmarks-scaling.svg';
+
 export function markdown(d: BenchData, results: readonly Evaluated[], notes: string): string {
   const t = tally(results);
   const m = d.machine;
@@ -563,15 +569,14 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     table(
       ['', 'target', 'measured', 'goal', 'rounds: lowest – highest'],
       results.map((r) => {
-        const show = (x: number) => (r.unit === 'ratio' ? fmtRatio(x, 3) : fmtCount(x));
         const op = r.op === '<=' ? '≤' : r.op === '>=' ? '≥' : '=';
         return [
           `**${r.verdict}**`,
           r.label,
           r.actual === undefined || Number.isNaN(r.actual)
             ? `not run${r.note ? `: ${r.note}` : ''}`
-            : show(r.actual),
-          `${op} ${r.unit === 'ratio' ? fmtRatio(r.limit) : fmtCount(r.limit)}`,
+            : fmtValue(r.unit, r.actual, 3),
+          `${op} ${fmtValue(r.unit, r.limit)}`,
           r.spread && Number.isFinite(r.spread[0])
             ? `${fmtRatio(r.spread[0])} – ${fmtRatio(r.spread[1])}`
             : '',
@@ -626,6 +631,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       : replicaTable(d.replicas),
     '',
   );
+  out.push(scalingSection(d.scaling, SCALING_CHART), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else

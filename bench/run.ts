@@ -20,9 +20,18 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildBundles, coldStarts } from './bundles.js';
 import { ceiling } from './ceiling.js';
-import { panelsOf, svgChart } from './chart.js';
+import { panelsOf, scalingPanels, svgChart, svgScaling } from './chart.js';
 import { notes } from './notes.js';
-import { type BenchData, consoleSummary, type Machine, markdown, type Skipped, targets } from './report.js';
+import {
+  type BenchData,
+  consoleSummary,
+  isSkipped,
+  type Machine,
+  markdown,
+  SCALING_CHART,
+  type Skipped,
+  targets,
+} from './report.js';
 import { startStack, TOKEN } from './servers.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
@@ -207,8 +216,15 @@ function writeDocs(data: BenchData, results: ReturnType<typeof targets>): void {
     `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ` +
     `${data.machine.cores} cores, Node ${data.machine.node}`;
   writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
+  if (data.scaling && !isSkipped(data.scaling)) {
+    const levels = data.scaling.sizes.concurrency;
+    const title = `oncely (blue) vs peers, calls/s at ${levels.join(', ')} calls in flight, ${caption.slice(caption.indexOf(',') + 2)}`;
+    writeFileSync(join(docs, SCALING_CHART), svgScaling(scalingPanels(data.scaling), levels, title));
+  }
   writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
-  console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
+  console.log(
+    `wrote docs/benchmarks.md, docs/benchmarks.svg${data.scaling && !isSkipped(data.scaling) ? ` and docs/${SCALING_CHART}` : ''}`,
+  );
 }
 
 main().then(
