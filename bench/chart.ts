@@ -195,7 +195,7 @@ const fmtTick = (v: number) => (v >= 1000 ? `${v / 1000}k` : String(v));
 
 function renderLinePanel(p: LinePanel, x: number, y: number, levels: readonly number[]): string {
   const rates = p.series.flatMap((s) => s.points.map((q) => q.perSecond)).filter((v) => v > 0);
-  const ys = decades(Math.min(...rates, 10), Math.max(...rates, 100));
+  const ys = rates.length ? decades(Math.min(...rates), Math.max(...rates)) : [1, 10];
   const [yLo, yHi] = [Math.log10(ys[0]!), Math.log10(ys[ys.length - 1]!)];
   const [xLo, xHi] = [Math.log10(Math.min(...levels)), Math.log10(Math.max(...levels))];
   const w = PANEL_W - PLOT.left - PLOT.right;
