@@ -203,7 +203,9 @@ async function main(): Promise<void> {
   data.durationS = (performance.now() - started) / 1000;
 
   const results = targets(data);
-  const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}.json`);
+  // A partial run names its suites, so it never overwrites a whole run's raw figures.
+  const part = values.only === undefined ? '' : `-${[...only].join('-')}`;
+  const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}${part}.json`);
   writeFileSync(rawPath, JSON.stringify(data, null, 2));
   console.log(`\n${consoleSummary(data, results)}\nraw figures: ${rawPath}`);
   if (write) writeDocs(data, results);
