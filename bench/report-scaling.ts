@@ -131,13 +131,15 @@ export function shapeSentence(label: string, shape: ScalingShape | undefined): s
   if (!shape) return `${label}: no figures.`;
   const { first, last, peak, plateau } = shape;
   const at = (p: LevelPoint) => `${fmtRate(p.perSecond)}/s at ${count(p.concurrency)}`;
+  // Past the plateau: the highest level's rate, and the peak where it is neither the plateau nor the last.
+  const beyond = [...(peak !== plateau && peak !== last ? [`highest ${at(peak)}`] : []), at(last)].join(', ');
   const growth = shape.stillGrowing
     ? `calls/s was still growing at ${count(last.concurrency)} (${at(first)} → ${at(last)})`
     : plateau === first
       ? `calls/s did not grow with concurrency: no level was ${fmtRatio(MIN_GAIN, 1)} the ` +
         `${at(first)} (highest ${at(peak)})`
       : `calls/s grew from ${at(first)} to ${at(plateau)} and stopped growing there: no higher level ` +
-        `was ${fmtRatio(MIN_GAIN, 1)} faster (${peak === plateau ? '' : `highest ${at(peak)}, `}${at(last)})`;
+        `was ${fmtRatio(MIN_GAIN, 1)} faster (${beyond})`;
   // Past the plateau the calls in flight queue: the time per call is concurrency / rate (Little's law).
   const queued = (last.concurrency / last.perSecond) * 1000;
   return (
@@ -240,7 +242,7 @@ export function scalingFailNote(raw: ScalingResult | Skipped | undefined, r: Eva
   const figures = cells
     .map(
       ({ g, id, c }) =>
-        `${labelOf(g, id)} (${g.op}) ${fmtRate(rateOf(c))}/s, p50 ${fmtMs(c?.summary.p50 ?? Number.NaN)} ms, ` +
+        `${labelOf(g, id)}${what === 'answered' ? ` (${OP_NAME[g.op]})` : ''} ${fmtRate(rateOf(c))}/s, p50 ${fmtMs(c?.summary.p50 ?? Number.NaN)} ms, ` +
         `p99 ${fmtMs(c?.summary.p99 ?? Number.NaN)} ms, ${count(c?.answered ?? 0)} of ${count(c?.calls ?? 0)} ` +
         `answered${c && Object.keys(c.errors).length ? ` (${errorsOf(c)}: "${Object.values(c.errors)[0]?.example}")` : ''}`,
     )

@@ -661,7 +661,9 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '',
     '```sh',
     'npm run bench            # full run, under 10 minutes',
-    'npm run bench -- --quick # under a minute, fewer rounds: for checking, not for quoting',
+    'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
+    'npm run bench -- --only scaling   # the scaling section alone, printed (under 2 minutes)',
+    'npm run bench -- --help',
     '```',
     '',
   );

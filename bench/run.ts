@@ -1,14 +1,7 @@
 /**
  * `npm run bench`: oncely side by side with redlock, @upstash/lock and Powertools idempotency, on servers
  * this script starts (and stops) itself. Prints PASS/FAIL per target and writes docs/benchmarks.md and the
- * chart docs/benchmarks.svg.
- *
- *   npm run bench                  full run (under 10 minutes)
- *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
- *   npm run bench -- --only tcp,rest,redlock,once,replicas,scaling,bundles,ceiling   (writes the docs only
- *                                  with --write)
- *   npm run bench -- --no-write    print only
- *   npm run bench -- --report /tmp/oncely-bench-full.json   write the docs again from a run's raw figures
+ * charts docs/benchmarks.svg and docs/benchmarks-scaling.svg. Usage: USAGE below (`npm run bench -- --help`).
  *
  * Exit code 0 whatever the verdicts (a FAIL is a finding, reported in the doc); 1 if the run itself broke.
  */
@@ -64,6 +57,15 @@ const QUICK: typeof FULL = {
   ceilingRequests: 20_000,
 };
 
+const USAGE = `npm run bench [-- options]
+  (none)              full run (under 10 minutes), writes docs/benchmarks.md and its charts
+  --quick             fewer rounds, for checking; prints, and writes the docs only with --write
+  --only a,b          only these suites: ${SUITES.join(', ')}
+                      (--only scaling: under 2 minutes); writes the docs only with --write
+  --no-write          print only
+  --report FILE       write the docs again from a run's raw figures (/tmp/oncely-bench-full.json)
+  --help              this text`;
+
 function machine(): Machine {
   let redis = 'unknown';
   try {
@@ -104,8 +106,13 @@ async function main(): Promise<void> {
       write: { type: 'boolean' },
       'no-write': { type: 'boolean', default: false },
       report: { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   if (values.report) {
     const data = JSON.parse(readFileSync(values.report, 'utf8')) as BenchData;
     const results = targets(data);
