@@ -167,6 +167,19 @@ export interface LoadResult {
 
 const NO_ANSWER = 'no answer';
 
+/** `'ok'` when `work` resolves within `ms`, `NO_ANSWER` when it has not by then; its rejection otherwise. */
+async function bounded(work: Promise<unknown>, ms: number): Promise<'ok' | typeof NO_ANSWER> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<typeof NO_ANSWER>((resolve) => {
+    timer = setTimeout(() => resolve(NO_ANSWER), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => 'ok' as const), bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * `concurrency` workers per contender, each issuing one call after another for `durationMs` per round,
  * contenders interleaved and rotated per round like `concurrent`. Unlike `concurrent`, a call may fail: its
@@ -187,7 +200,9 @@ export async function underLoad(
   );
   for (const c of contenders) {
     await Promise.allSettled(
-      Array.from({ length: opts.concurrency }, (_, w) => c.op(`${opts.tag}:${c.id}:warm:w${w}`, 0)),
+      Array.from({ length: opts.concurrency }, (_, w) =>
+        bounded(c.op(`${opts.tag}:${c.id}:warm:w${w}`, 0), opts.callTimeoutMs),
+      ),
     );
   }
   for (let r = 0; r < opts.rounds; r++) {
@@ -207,12 +222,8 @@ export async function underLoad(
           for (let i = 0; performance.now() < deadline; i++) {
             calls++;
             const t0 = performance.now();
-            let timer: NodeJS.Timeout | undefined;
-            const bound = new Promise<typeof NO_ANSWER>((resolve) => {
-              timer = setTimeout(() => resolve(NO_ANSWER), opts.callTimeoutMs);
-            });
             try {
-              const out = await Promise.race([c.op(key, i).then(() => 'ok' as const), bound]);
+              const out = await bounded(c.op(key, i), opts.callTimeoutMs);
               s.times.push(performance.now() - t0);
               if (out === 'ok') answered++;
               else {
@@ -223,8 +234,6 @@ export async function underLoad(
               s.times.push(performance.now() - t0);
               const e = err instanceof Error ? err : new Error(String(err));
               fail(e.name, e.message);
-            } finally {
-              clearTimeout(timer);
             }
           }
         }),

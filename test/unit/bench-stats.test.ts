@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { LoadResult } from '../../bench/harness.js';
+import { decades } from '../../bench/chart.js';
+import { type Contender, type LoadResult, underLoad } from '../../bench/harness.js';
 import { scalingTargets, shapeSentence } from '../../bench/report-scaling.js';
 import {
   againstBestPeer,
@@ -307,5 +308,71 @@ describe('scalingTargets', () => {
     expect([...skipped.values()].every((r) => r.verdict === 'NOT RUN')).toBe(true);
     expect(skipped.get('scale.REST.answered')?.note).toBe('not selected (--only)');
     expect(byId(scalingTargets(undefined)).size).toBe(8);
+  });
+});
+
+describe('underLoad (calls counted per cell)', () => {
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  class StoreUnavailableError extends Error {
+    override name = 'StoreUnavailableError';
+  }
+
+  it('counts answered calls, errors by name and calls with no answer, with never more in flight than asked', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const track = async (work: () => Promise<void>) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        await work();
+      } finally {
+        inFlight--;
+      }
+    };
+    const contenders: Contender[] = [
+      { id: 'ok', label: 'ok', op: () => track(() => sleep(2)) },
+      {
+        id: 'flaky',
+        label: 'flaky',
+        op: (_key, i) =>
+          track(async () => {
+            await sleep(2);
+            if (i % 2 === 0) throw new StoreUnavailableError('no reply within 2000 ms');
+          }),
+      },
+      // Never answers after its warm-up call: the harness's bound ends each worker's round.
+      {
+        id: 'hang',
+        label: 'hang',
+        op: (key) => (key.includes(':warm:') ? sleep(1) : new Promise<void>(() => {})),
+      },
+    ];
+    const results = await underLoad(contenders, {
+      concurrency: 3,
+      rounds: 2,
+      durationMs: 40,
+      callTimeoutMs: 60,
+      tag: 't',
+    });
+    const [ok, flaky, hang] = results;
+    expect(ok!.calls).toBeGreaterThanOrEqual(6); // every worker makes at least one call per round
+    expect(ok!.answered).toBe(ok!.calls);
+    expect(ok!.errors).toEqual({});
+    expect(flaky!.answered + flaky!.errors.StoreUnavailableError!.count).toBe(flaky!.calls);
+    expect(flaky!.errors.StoreUnavailableError!.count).toBeGreaterThanOrEqual(6); // every first call
+    expect(flaky!.errors.StoreUnavailableError!.example).toBe('no reply within 2000 ms');
+    expect(hang).toMatchObject({ calls: 6, answered: 0 }); // 3 workers × 2 rounds, one call each
+    expect(hang!.errors['no answer']!.count).toBe(6);
+    expect(hang!.summary.p50).toBeGreaterThanOrEqual(59);
+    expect(hang!.rounds.map((r) => r.perSecond)).toEqual([0, 0]);
+    expect(most).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('decades, the log axis of the scaling chart', () => {
+  it('covers the values with powers of ten, at least two', () => {
+    expect(decades(137, 16_193)).toEqual([100, 1000, 10_000, 100_000]);
+    expect(decades(1000, 1000)).toEqual([1000, 10_000]);
+    expect(decades(2, 9)).toEqual([1, 10]);
   });
 });
