@@ -208,7 +208,10 @@ export function scalingSection(raw: ScalingResult | Skipped | undefined, chart: 
   );
   for (const g of s.groups) {
     out.push(`### ${TRANSPORT_NAME[g.transport]}: ${OP_NAME[g.op]}`, '');
-    const alone = g.ids.length === 1 ? ' Powertools has no REST persistence layer: oncely runs alone.' : '';
+    const alone =
+      g.ids.length === 1
+        ? " No peer: Powertools' persistence layers are DynamoDB and a Redis-protocol client, none over REST."
+        : '';
     out.push(
       `Clients: ${g.ids.map((id) => `${labelOf(g, id)} — ${g.clients[id] ?? 'n/a'}`).join('; ')}.${alone}`,
       '',

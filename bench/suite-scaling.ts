@@ -6,7 +6,8 @@
  *   lock  one acquire + release pair on a fresh key: oncely createLock vs @upstash/lock (REST) and
  *         node-redlock (TCP, cluster)
  *   once  one first call of a handler (a fresh event): oncely withOnce vs Powertools makeIdempotent with its
- *         cache persistence layer (TCP, cluster; Powertools has no REST persistence layer)
+ *         cache persistence layer (TCP, cluster; none of Powertools' persistence layers speaks REST, so
+ *         oncely's REST row has no peer)
  *
  * Each side uses the client a user of it would: oncely builds its own (upstashStore / redisStore /
  * clusterStore from options, as fromEnv does in a function), node-redlock takes an ioredis Redis or Cluster,
