@@ -41,6 +41,8 @@ function perOpDelta(before: Record<string, number>, after: Record<string, number
 export interface Contender {
   readonly id: string;
   readonly label: string;
+  /** The client it talks through and how it is set up, as docs/benchmarks.md states it on its row. */
+  readonly client?: string;
   /** One operation. `key` is unique to the worker; a contender may derive fresh keys from it. */
   op(key: string, i: number): Promise<void>;
 }
@@ -48,6 +50,8 @@ export interface Contender {
 export interface SequentialResult {
   id: string;
   label: string;
+  /** Absent in reports written before contenders named their client. */
+  client?: string;
   /** Every sample, ms, pooled over rounds. */
   summary: Summary;
   /** Per round: p50 and p99 (ms), client CPU per operation (µs) and each server's CPU per operation (µs). */
@@ -57,6 +61,8 @@ export interface SequentialResult {
 export interface ConcurrentResult {
   id: string;
   label: string;
+  /** Absent in reports written before contenders named their client. */
+  client?: string;
   /** Operations per second, median of rounds. */
   perSecond: number;
   rounds: { perSecond: number; cpuUs: number; serverUs: Record<string, number> }[];
@@ -103,6 +109,7 @@ export async function sequential(
   return contenders.map((c) => ({
     id: c.id,
     label: c.label,
+    ...(c.client === undefined ? {} : { client: c.client }),
     summary: summarize(samples.get(c.id)!),
     rounds: rounds.get(c.id)!,
   }));
@@ -145,7 +152,8 @@ export async function concurrent(
   }
   return contenders.map((c) => {
     const rs = rounds.get(c.id)!;
-    return { id: c.id, label: c.label, perSecond: median(rs.map((x) => x.perSecond)), rounds: rs };
+    const client = c.client === undefined ? {} : { client: c.client };
+    return { id: c.id, label: c.label, ...client, perSecond: median(rs.map((x) => x.perSecond)), rounds: rs };
   });
 }
 

@@ -32,6 +32,8 @@ export interface Held {
 export interface LockContender {
   readonly id: string;
   readonly label: string;
+  /** The client it talks through and how it is set up (docs/benchmarks.md states it on every row). */
+  readonly client: string;
   acquire(key: string): Promise<Held>;
   close(): Promise<void>;
 }
@@ -57,11 +59,15 @@ function notAcquired(label: string, key: string): never {
 
 // --------------------------------------------------------------------------------------------------- TCP
 
+/** How the TCP lock table's shared client is described. */
+export const SHARED_IOREDIS = 'the shared ioredis `new Redis({ host, port })`';
+
 export function rawTcp(client: Redis): LockContender {
   const label = 'raw ioredis (SET NX PX + EVALSHA)';
   return {
     id: 'raw',
     label,
+    client: SHARED_IOREDIS,
     async acquire(key) {
       const t = token();
       if ((await client.set(key, t, 'PX', TTL_MS, 'NX')) !== 'OK') notAcquired(label, key);
@@ -87,6 +93,7 @@ export function rawFencedTcp(client: Redis): LockContender {
   return {
     id: 'raw-fenced',
     label,
+    client: SHARED_IOREDIS,
     async acquire(key) {
       const t = token();
       const lockKey = `oncely:{${key}}:lock`;
@@ -115,11 +122,12 @@ export function rawFencedTcp(client: Redis): LockContender {
   };
 }
 
-export function oncely(id: string, label: string, store: Store): LockContender {
+export function oncely(id: string, label: string, store: Store, client: string): LockContender {
   const lock = createLock(store);
   return {
     id,
     label,
+    client,
     async acquire(key) {
       const lease = (await lock.tryAcquire(key, { ttlMs: TTL_MS })) ?? notAcquired(label, key);
       return {
@@ -133,17 +141,28 @@ export function oncely(id: string, label: string, store: Store): LockContender {
   };
 }
 
-export const oncelyTcp = (client: Redis) => oncely('oncely', 'oncely TCP', redisStore(client));
+export const oncelyTcp = (client: Redis) =>
+  oncely('oncely', 'oncely TCP', redisStore(client), `redisStore(client) on ${SHARED_IOREDIS}`);
 
 /** oncely's own ioredis client, as fromEnv builds it (its timeouts and retry settings): informational. */
 export const oncelyTcpOwn = (endpoint: { host: string; port: number }) =>
-  oncely('oncely-own', 'oncely TCP, own client', redisStore(endpoint));
+  oncely(
+    'oncely-own',
+    'oncely TCP, own client',
+    redisStore(endpoint),
+    'redisStore({ host, port }): its own ioredis Redis (commandTimeout on)',
+  );
 
-export function redlockTcp(clients: (Redis | Cluster)[], label = 'redlock'): LockContender {
+export function redlockTcp(
+  clients: (Redis | Cluster)[],
+  label = 'redlock',
+  client = SHARED_IOREDIS,
+): LockContender {
   const redlock = new Redlock(clients, { retryCount: 0 });
   return {
     id: 'redlock',
     label,
+    client,
     async acquire(key) {
       let lock = await redlock.acquire([key], TTL_MS);
       return {
@@ -161,12 +180,20 @@ export function redlockTcp(clients: (Redis | Cluster)[], label = 'redlock'): Loc
 
 // -------------------------------------------------------------------------------------------------- REST
 
+/** The REST peers' client: what a user of @upstash/lock builds. */
+export const UPSTASH_DEFAULTS = '@upstash/redis `new Redis({ url, token })`, its defaults (fetch)';
+
+/** oncely's REST client, as upstashStore({ url, token }) builds it. */
+export const ONCELY_REST =
+  "upstashStore({ url, token }): @upstash/redis over oncely's keep-alive node:http requester";
+
 export function rawRest(url: string, tokenValue: string): LockContender {
   const redis = new UpstashRedis({ url, token: tokenValue });
   const label = 'raw @upstash/redis (SET NX PX + EVALSHA)';
   return {
     id: 'raw',
     label,
+    client: UPSTASH_DEFAULTS,
     async acquire(key) {
       const t = token();
       if ((await redis.set(key, t, { nx: true, px: TTL_MS })) !== 'OK') notAcquired(label, key);
@@ -189,6 +216,7 @@ export function upstashLock(url: string, tokenValue: string): LockContender {
   return {
     id: 'upstash-lock',
     label,
+    client: UPSTASH_DEFAULTS,
     async acquire(key) {
       const lock = new UpstashLock({ id: key, redis, lease: TTL_MS, retry: { attempts: 1, delay: 0 } });
       if (!(await lock.acquire())) notAcquired(label, key);
@@ -206,7 +234,7 @@ export function upstashLock(url: string, tokenValue: string): LockContender {
 }
 
 export const oncelyRest = (url: string, tokenValue: string) =>
-  oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }));
+  oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }), ONCELY_REST);
 
 /**
  * The REST transport before @upstash/redis became its client: the protocol spoken by hand (bench/before.ts
@@ -217,7 +245,12 @@ export const oncelyRestBefore = (
   url: string,
   tokenValue: string,
 ) =>
-  oncely('oncely-before', 'oncely REST, hand-written protocol (before)', store({ url, token: tokenValue }));
+  oncely(
+    'oncely-before',
+    'oncely REST, hand-written protocol (before)',
+    store({ url, token: tokenValue }),
+    "oncely's own REST protocol code over node:http (before issue 14)",
+  );
 
 /** Loads the raw baselines' scripts (EVALSHA must not fall back to EVAL while measuring). */
 export async function loadRawScripts(admin: Redis): Promise<void> {
@@ -230,6 +263,7 @@ export function pairOf(c: LockContender) {
   return {
     id: c.id,
     label: c.label,
+    client: c.client,
     async op(key: string) {
       const held = await c.acquire(key);
       await held.release();

@@ -57,7 +57,12 @@ export async function lockTcp(
   const contenders = [
     ...make(client),
     oncelyTcpOwn({ host, port }),
-    oncely('oncely-cluster', 'oncely TCP, 3-master cluster', clusterStore({ nodes: cluster.seeds })),
+    oncely(
+      'oncely-cluster',
+      'oncely TCP, 3-master cluster',
+      clusterStore({ nodes: cluster.seeds }),
+      'clusterStore({ nodes }): its own ioredis Cluster',
+    ),
   ];
   try {
     log('  TCP sequential pairs');

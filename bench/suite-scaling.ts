@@ -7,13 +7,14 @@
  *         node-redlock (TCP, cluster)
  *   once  one first call of a handler (a fresh event): oncely withOnce vs Powertools makeIdempotent with its
  *         cache persistence layer (TCP, cluster; none of Powertools' persistence layers speaks REST, so
- *         oncely's REST row has no peer)
+ *         oncely's REST row has no peer), both configured as the run-once suite's rows (suite-once.ts CONFIG:
+ *         the key by the same expression, no payload check, the same retention)
  *
  * Each side uses the client a user of it would: oncely builds its own (upstashStore / redisStore /
  * clusterStore from options, as fromEnv does in a function), node-redlock takes an ioredis Redis or Cluster,
  * @upstash/lock an @upstash/redis client with its defaults, Powertools an @redis/client client or cluster.
  */
-import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
 import { createClient, createCluster } from '@redis/client';
 import type { Context } from 'aws-lambda';
@@ -25,7 +26,7 @@ import { type Contender, type LoadResult, underLoad } from './harness.js';
 import { type LockContender, oncely, redlockTcp, upstashLock } from './locks.js';
 import { type Stack, TOKEN } from './servers.js';
 import { median } from './stats.js';
-import { context } from './suite-once.js';
+import { context, oncelyCallOptions, powertoolsCallConfig } from './suite-once.js';
 
 type Layer = typeof import('../layers/oncely/src/index.js');
 
@@ -109,7 +110,7 @@ function onceEntry(id: string, label: string, call: Call, client: string): Entry
 }
 
 function oncelyOnce(layer: Layer, store: Store, label: string, client: string): Entry {
-  const call = layer.withOnce(handler, { store, key: (e: { id: string }) => e.id, logger: noop });
+  const call = layer.withOnce(handler, { store, ...oncelyCallOptions });
   return onceEntry('oncely', label, call, client);
 }
 
@@ -117,7 +118,7 @@ function powertoolsOnce(client: unknown, label: string, clientLabel: string): En
   const persistenceStore = new CachePersistenceLayer({ client: client as never });
   const call = makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
     persistenceStore,
-    config: new IdempotencyConfig({}),
+    config: powertoolsCallConfig(),
   });
   return onceEntry('powertools', label, call, clientLabel);
 }
@@ -143,7 +144,7 @@ export async function scalingSuite(
       [
         'lock',
         [
-          lockEntry(oncely('oncely', 'oncely lock', restStore), ownRest),
+          lockEntry(oncely('oncely', 'oncely lock', restStore, ownRest), ownRest),
           lockEntry(
             upstashLock(stack.gateway.url, TOKEN),
             '@upstash/redis `new Redis({ url, token })`, defaults',
@@ -165,7 +166,7 @@ export async function scalingSuite(
       [
         'lock',
         [
-          lockEntry(oncely('oncely', 'oncely lock', tcpStore), ownTcp),
+          lockEntry(oncely('oncely', 'oncely lock', tcpStore, ownTcp), ownTcp),
           lockEntry(redlockTcp([ioredis], 'node-redlock'), 'one ioredis `new Redis({ host, port })`'),
         ],
       ],
@@ -192,7 +193,7 @@ export async function scalingSuite(
       [
         'lock',
         [
-          lockEntry(oncely('oncely', 'oncely lock', clStore), ownCluster),
+          lockEntry(oncely('oncely', 'oncely lock', clStore, ownCluster), ownCluster),
           lockEntry(redlockTcp([ioCluster], 'node-redlock'), 'one ioredis `new Cluster(seeds)`'),
         ],
       ],
