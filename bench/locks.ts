@@ -20,6 +20,7 @@ import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/a
 import { createLock, LOCK_SCRIPTS, type Store, upstashStore } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
+import { BATCH_CALLS } from '../layers/oncely/src/transport/upstash-client.js';
 
 export const TTL_MS = 10_000;
 
@@ -181,11 +182,14 @@ export function redlockTcp(
 // -------------------------------------------------------------------------------------------------- REST
 
 /** The REST peers' client: what a user of @upstash/lock builds. */
-export const UPSTASH_DEFAULTS = '@upstash/redis `new Redis({ url, token })`, its defaults (fetch)';
+export const UPSTASH_DEFAULTS =
+  '@upstash/redis `new Redis({ url, token })` with its defaults: fetch, base64-encoded replies, ' +
+  'auto-pipelining, retries on a network error';
 
 /** oncely's REST client, as upstashStore({ url, token }) builds it. */
 export const ONCELY_REST =
-  "upstashStore({ url, token }): @upstash/redis over oncely's keep-alive node:http requester";
+  "upstashStore({ url, token }): @upstash/redis over oncely's keep-alive node:http requester, raw replies, " +
+  `up to ${BATCH_CALLS} calls per /pipeline request, no retries`;
 
 export function rawRest(url: string, tokenValue: string): LockContender {
   const redis = new UpstashRedis({ url, token: tokenValue });

@@ -24,6 +24,7 @@ import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { FENCE_GRACE_MS } from '../layers/oncely/src/once/record.js';
 import { type Contender, type SequentialResult, sequential } from './harness.js';
 import { ONCELY_REST } from './locks.js';
+import { CONFIG } from './once-config.js';
 import { type Counter, countEach, type OpCount } from './roundtrips.js';
 import { type Stack, startRoundTripProxy, TOKEN } from './servers.js';
 import type { Sizes } from './suite-locks.js';
@@ -50,23 +51,7 @@ export const context = {
 const handler = async (event: { id: string }) => ({ ok: event.id });
 const noop = () => {};
 
-/** The configuration both sides share, so that each row compares the same work. */
-export const CONFIG = Object.freeze({
-  /** A single call's key: the event's `id`, by expression on both sides; neither checks the payload. */
-  callKey: 'id',
-  /** A batch record's key, by expression on both sides. */
-  recordKey: 'messageId',
-  /** What a reuse of a record's key must match, hashed, on both sides. */
-  recordPayload: 'body',
-  /** How long a completed record is kept, on both sides (Powertools' default `expiresAfterSeconds`). */
-  retentionMs: 3_600_000,
-  /** Both local caches' size; each keeps a completed record until the record expires. */
-  localCacheEntries: 256,
-  /** Records per SQS batch. */
-  batchSize: 10,
-  /** Completed events each duplicate contender replays (they fit both local caches). */
-  duplicatePool: 50,
-});
+export { CONFIG };
 
 /** withOnce's options for a single call (the TCP, cached and REST rows; the scaling suite too). */
 export const oncelyCallOptions = {
