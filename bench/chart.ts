@@ -129,9 +129,11 @@ export function panelsOf(d: BenchData): Panel[] {
   const tcp = isSkipped(d.tcp) ? undefined : d.tcp;
   const rest = isSkipped(d.rest) ? undefined : d.rest;
   panels.push(seqPanel('TCP lock pair, p50 (lower is better)', tcp?.sequential));
-  panels.push(ratePanel('TCP lock pairs/s, 50 workers (higher is better)', tcp?.concurrent));
+  panels.push(ratePanel(`TCP lock pairs/s, ${d.sizes.workers} workers (higher is better)`, tcp?.concurrent));
   panels.push(seqPanel('REST lock pair, p50 (lower is better)', rest?.sequential));
-  panels.push(ratePanel('REST lock pairs/s, 50 workers (higher is better)', rest?.concurrent));
+  panels.push(
+    ratePanel(`REST lock pairs/s, ${d.sizes.workers} workers (higher is better)`, rest?.concurrent),
+  );
   for (const s of d.redlock) {
     if (!isSkipped(s)) panels.push(seqPanel(`${s.name} masters: lock pair p50`, s.sequential));
   }

@@ -172,7 +172,7 @@ export function targets(d: BenchData): Evaluated[] {
   });
   t.push({
     id: 'tcp.rate.redlock',
-    label: 'TCP pairs/s (50 workers) / node-redlock',
+    label: `TCP pairs/s (${d.sizes.workers} workers) / node-redlock`,
     actual: tcpRl.rate,
     spread: tcpRl.rateSpread,
     op: '>=',
@@ -365,7 +365,7 @@ function rt(c: OpCount | undefined): string {
   return c ? fmtCount(c.roundTrips) : '—';
 }
 
-function lockTable(s: LockSuiteResult, base: string, server: string): string {
+function lockTable(s: LockSuiteResult, base: string, server: string, workers: number): string {
   const rows = s.ids.map((id) => {
     const seq = find(s.sequential, id);
     const conc = find(s.concurrent, id);
@@ -393,7 +393,7 @@ function lockTable(s: LockSuiteResult, base: string, server: string): string {
         'pair p50 ms',
         'p99 ms',
         `p50 vs ${base}`,
-        'pairs/s (50 workers)',
+        `pairs/s (${workers} workers)`,
         `pairs/s vs ${base}`,
         'client CPU µs/pair',
         `${server} CPU µs/pair`,
@@ -628,7 +628,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     ['Lock acquire + release over REST (same gateway)', d.rest, 'upstash-lock', 'gateway + redis'],
   ] as const) {
     out.push(`## ${title}`, '');
-    out.push(isSkipped(s) ? `Not run: ${s.skipped}` : lockTable(s, base, server), '');
+    out.push(isSkipped(s) ? `Not run: ${s.skipped}` : lockTable(s, base, server, d.sizes.workers), '');
   }
   out.push('## Redlock (oncely createRedlock vs redlock, same clients)', '');
   for (const s of d.redlock) {
@@ -637,7 +637,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       out.push(
         `### ${s.name} masters`,
         '',
-        lockTable(s, 'redlock', 'redis (all masters)'),
+        lockTable(s, 'redlock', 'redis (all masters)', d.sizes.workers),
         '',
         'Round trips are summed over the masters (one per master, in parallel).',
         '',

@@ -76,7 +76,7 @@ export async function lockTcp(
       c.disconnect();
     }
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcp' });
-    log('  TCP 50 concurrent workers');
+    log(`  TCP ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcpc' });
     log('  TCP round trips');
     const proxy = await startRoundTripProxy({ host, port });
@@ -124,7 +124,7 @@ export async function lockRest(
     log('  REST sequential pairs');
     const servers = { gateway: stack.gateway.pid, redis: stack.redis.pid };
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:rest' });
-    log('  REST 50 concurrent workers');
+    log(`  REST ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:restc' });
     log('  REST round trips');
     const counts: Record<string, LockCounts> = {};

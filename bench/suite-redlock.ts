@@ -62,7 +62,7 @@ export async function lockRedlock(
     log(`  Redlock ${n}: sequential pairs`);
     const servers = Object.fromEntries(masters.nodes.map((m, i) => [`redis${i}`, m.pid]));
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: `bench:rl${n}` });
-    log(`  Redlock ${n}: 50 concurrent workers`);
+    log(`  Redlock ${n}: ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: `bench:rl${n}c` });
     log(`  Redlock ${n}: round trips`);
     const proxies = await Promise.all(masters.nodes.map((m) => startRoundTripProxy(m)));
