@@ -3,6 +3,7 @@
  * the run (bench/suite-scaling.ts). How cost grows with concurrency and where it stops growing is computed by
  * stats.scalingShape, never written in by hand.
  */
+import { DEFAULT_TIMEOUT_MS } from '../layers/oncely/src/transport/types.js';
 import type { LoadResult } from './harness.js';
 import {
   againstBestPeer,
@@ -182,13 +183,14 @@ function groupTable(g: ScalingGroup, levels: readonly number[]): string {
 }
 
 export function scalingSection(raw: ScalingResult | Skipped | undefined, chart: string): string {
-  const out = ['## Scaling: 1 to 1,000 concurrent calls per process', ''];
   if (!raw || 'skipped' in raw) {
-    out.push(`Not run: ${raw?.skipped ?? 'no figures (report older than the suite)'}`, '');
-    return out.join('\n');
+    const why = raw?.skipped ?? 'no figures (report older than the suite)';
+    return ['## Scaling: concurrent calls per process', '', `Not run: ${why}`, ''].join('\n');
   }
   const s = raw;
   const levels = [...s.sizes.concurrency].sort((a, b) => a - b);
+  const span = `${count(levels[0] ?? Number.NaN)} to ${count(levels.at(-1) ?? Number.NaN)}`;
+  const out = [`## Scaling: ${span} concurrent calls per process`, ''];
   const top = topLevel(s);
   out.push(
     'Each cell keeps N calls in flight in one process (N workers, each issuing its next call when the last',
@@ -196,7 +198,7 @@ export function scalingSection(raw: ScalingResult | Skipped | undefined, chart: 
     'warming every client with one call at a time and each cell with one burst of N calls. calls/s counts',
     'answered calls (median of rounds); p50 and p99 are over every call, answered or not (a failed call',
     'counts the time its caller waited). A call is not answered when it threw (oncely: its own `timeoutMs`,',
-    `2,000 ms by default) or had no answer within ${count(s.sizes.callTimeoutMs)} ms (the harness's bound:`,
+    `${count(DEFAULT_TIMEOUT_MS)} ms by default) or had no answer within ${count(s.sizes.callTimeoutMs)} ms (the harness's bound:`,
     'the peers have no timeout of their own). "vs best peer" is oncely\'s calls/s over the fastest',
     "peer's at that level, the median of per-round ratios. Lock pairs take a fresh key per call, first",
     'calls a fresh event. Each bullet below says, from these figures, how far calls/s grew with',
