@@ -51,8 +51,6 @@ export const context = {
 const handler = async (event: { id: string }) => ({ ok: event.id });
 const noop = () => {};
 
-export { CONFIG };
-
 /** withOnce's options for a single call (the TCP, cached and REST rows; the scaling suite too). */
 export const oncelyCallOptions = {
   key: { jmespath: CONFIG.callKey },
