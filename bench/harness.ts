@@ -41,6 +41,8 @@ function perOpDelta(before: Record<string, number>, after: Record<string, number
 export interface Contender {
   readonly id: string;
   readonly label: string;
+  /** The client it talks through and how it is set up, as docs/benchmarks.md states it on its row. */
+  readonly client?: string;
   /** One operation. `key` is unique to the worker; a contender may derive fresh keys from it. */
   op(key: string, i: number): Promise<void>;
 }
@@ -48,6 +50,8 @@ export interface Contender {
 export interface SequentialResult {
   id: string;
   label: string;
+  /** Absent in reports written before contenders named their client. */
+  client?: string;
   /** Every sample, ms, pooled over rounds. */
   summary: Summary;
   /** Per round: p50 and p99 (ms), client CPU per operation (µs) and each server's CPU per operation (µs). */
@@ -57,6 +61,8 @@ export interface SequentialResult {
 export interface ConcurrentResult {
   id: string;
   label: string;
+  /** Absent in reports written before contenders named their client. */
+  client?: string;
   /** Operations per second, median of rounds. */
   perSecond: number;
   rounds: { perSecond: number; cpuUs: number; serverUs: Record<string, number> }[];
@@ -103,6 +109,7 @@ export async function sequential(
   return contenders.map((c) => ({
     id: c.id,
     label: c.label,
+    ...(c.client === undefined ? {} : { client: c.client }),
     summary: summarize(samples.get(c.id)!),
     rounds: rounds.get(c.id)!,
   }));
@@ -145,6 +152,115 @@ export async function concurrent(
   }
   return contenders.map((c) => {
     const rs = rounds.get(c.id)!;
-    return { id: c.id, label: c.label, perSecond: median(rs.map((x) => x.perSecond)), rounds: rs };
+    const client = c.client === undefined ? {} : { client: c.client };
+    return { id: c.id, label: c.label, ...client, perSecond: median(rs.map((x) => x.perSecond)), rounds: rs };
+  });
+}
+
+/** One contender at one concurrency: every call's outcome, pooled over rounds. */
+export interface LoadResult {
+  id: string;
+  label: string;
+  concurrency: number;
+  /** Calls issued and calls answered (resolved); the rest failed or got no answer within `callTimeoutMs`. */
+  calls: number;
+  answered: number;
+  /** Failed calls by error name (`no answer` for the harness's own bound), with one message of each. */
+  errors: Record<string, { count: number; example: string }>;
+  /** Every call's time, answered or not (a failed call counts the time its caller waited), ms. */
+  summary: Summary;
+  /** Per round: answered calls per second, calls issued, calls answered. */
+  rounds: { perSecond: number; calls: number; answered: number }[];
+}
+
+const NO_ANSWER = 'no answer';
+
+/** `'ok'` when `work` resolves within `ms`, `NO_ANSWER` when it has not by then; its rejection otherwise. */
+async function bounded(work: Promise<unknown>, ms: number): Promise<'ok' | typeof NO_ANSWER> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<typeof NO_ANSWER>((resolve) => {
+    timer = setTimeout(() => resolve(NO_ANSWER), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => 'ok' as const), bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * `concurrency` workers per contender, each issuing one call after another for `durationMs` per round,
+ * contenders interleaved and rotated per round like `concurrent`. Unlike `concurrent`, a call may fail: its
+ * error is counted, not thrown, and the worker goes on. A call with no answer within `callTimeoutMs` (the
+ * peers have no timeout of their own) is counted as `no answer` and its worker stops for the round, so no
+ * more than `concurrency` calls are ever in flight. Before its first round each contender is warmed with one
+ * burst of `concurrency` calls (connections opened, scripts loaded), not counted.
+ */
+export async function underLoad(
+  contenders: readonly Contender[],
+  opts: { concurrency: number; rounds: number; durationMs: number; callTimeoutMs: number; tag: string },
+): Promise<LoadResult[]> {
+  const state = new Map(
+    contenders.map((c) => [
+      c.id,
+      { times: [] as number[], errors: {} as LoadResult['errors'], rounds: [] as LoadResult['rounds'] },
+    ]),
+  );
+  for (const c of contenders) {
+    await Promise.allSettled(
+      Array.from({ length: opts.concurrency }, (_, w) =>
+        bounded(c.op(`${opts.tag}:${c.id}:warm:w${w}`, 0), opts.callTimeoutMs),
+      ),
+    );
+  }
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const c of rotate(contenders, r)) {
+      const s = state.get(c.id)!;
+      let calls = 0;
+      let answered = 0;
+      const fail = (name: string, message: string) => {
+        s.errors[name] ??= { count: 0, example: message.slice(0, 160) };
+        s.errors[name].count++;
+      };
+      const start = performance.now();
+      const deadline = start + opts.durationMs;
+      await Promise.all(
+        Array.from({ length: opts.concurrency }, async (_, w) => {
+          const key = `${opts.tag}:${c.id}:r${r}:w${w}`;
+          for (let i = 0; performance.now() < deadline; i++) {
+            calls++;
+            const t0 = performance.now();
+            try {
+              const out = await bounded(c.op(key, i), opts.callTimeoutMs);
+              s.times.push(performance.now() - t0);
+              if (out === 'ok') answered++;
+              else {
+                fail(NO_ANSWER, `no answer within ${opts.callTimeoutMs} ms (the harness's bound)`);
+                return;
+              }
+            } catch (err) {
+              s.times.push(performance.now() - t0);
+              const e = err instanceof Error ? err : new Error(String(err));
+              fail(e.name, e.message);
+            }
+          }
+        }),
+      );
+      const elapsed = performance.now() - start;
+      s.rounds.push({ perSecond: (answered / elapsed) * 1000, calls, answered });
+    }
+  }
+  return contenders.map((c) => {
+    const s = state.get(c.id)!;
+    return {
+      id: c.id,
+      label: c.label,
+      concurrency: opts.concurrency,
+      calls: s.rounds.reduce((n, x) => n + x.calls, 0),
+      answered: s.rounds.reduce((n, x) => n + x.answered, 0),
+      errors: s.errors,
+      summary: summarize(s.times),
+      rounds: s.rounds,
+    };
   });
 }

@@ -14,12 +14,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Lock as UpstashLock } from '@upstash/lock';
 import { Redis as UpstashRedis } from '@upstash/redis';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import { createLock, LOCK_SCRIPTS, type Store, upstashStore } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
+import { BATCH_CALLS } from '../layers/oncely/src/transport/upstash-client.js';
 
 export const TTL_MS = 10_000;
 
@@ -32,6 +33,8 @@ export interface Held {
 export interface LockContender {
   readonly id: string;
   readonly label: string;
+  /** The client it talks through and how it is set up (docs/benchmarks.md states it on every row). */
+  readonly client: string;
   acquire(key: string): Promise<Held>;
   close(): Promise<void>;
 }
@@ -57,11 +60,15 @@ function notAcquired(label: string, key: string): never {
 
 // --------------------------------------------------------------------------------------------------- TCP
 
+/** How the TCP lock table's shared client is described. */
+export const SHARED_IOREDIS = 'the shared ioredis `new Redis({ host, port })`';
+
 export function rawTcp(client: Redis): LockContender {
   const label = 'raw ioredis (SET NX PX + EVALSHA)';
   return {
     id: 'raw',
     label,
+    client: SHARED_IOREDIS,
     async acquire(key) {
       const t = token();
       if ((await client.set(key, t, 'PX', TTL_MS, 'NX')) !== 'OK') notAcquired(label, key);
@@ -87,6 +94,7 @@ export function rawFencedTcp(client: Redis): LockContender {
   return {
     id: 'raw-fenced',
     label,
+    client: SHARED_IOREDIS,
     async acquire(key) {
       const t = token();
       const lockKey = `oncely:{${key}}:lock`;
@@ -115,11 +123,12 @@ export function rawFencedTcp(client: Redis): LockContender {
   };
 }
 
-export function oncely(id: string, label: string, store: Store): LockContender {
+export function oncely(id: string, label: string, store: Store, client: string): LockContender {
   const lock = createLock(store);
   return {
     id,
     label,
+    client,
     async acquire(key) {
       const lease = (await lock.tryAcquire(key, { ttlMs: TTL_MS })) ?? notAcquired(label, key);
       return {
@@ -133,17 +142,28 @@ export function oncely(id: string, label: string, store: Store): LockContender {
   };
 }
 
-export const oncelyTcp = (client: Redis) => oncely('oncely', 'oncely TCP', redisStore(client));
+export const oncelyTcp = (client: Redis) =>
+  oncely('oncely', 'oncely TCP', redisStore(client), `redisStore(client) on ${SHARED_IOREDIS}`);
 
 /** oncely's own ioredis client, as fromEnv builds it (its timeouts and retry settings): informational. */
 export const oncelyTcpOwn = (endpoint: { host: string; port: number }) =>
-  oncely('oncely-own', 'oncely TCP, own client', redisStore(endpoint));
+  oncely(
+    'oncely-own',
+    'oncely TCP, own client',
+    redisStore(endpoint),
+    'redisStore({ host, port }): its own ioredis Redis (commandTimeout on)',
+  );
 
-export function redlockTcp(clients: Redis[], label = 'redlock'): LockContender {
+export function redlockTcp(
+  clients: (Redis | Cluster)[],
+  label = 'redlock',
+  client = SHARED_IOREDIS,
+): LockContender {
   const redlock = new Redlock(clients, { retryCount: 0 });
   return {
     id: 'redlock',
     label,
+    client,
     async acquire(key) {
       let lock = await redlock.acquire([key], TTL_MS);
       return {
@@ -161,12 +181,23 @@ export function redlockTcp(clients: Redis[], label = 'redlock'): LockContender {
 
 // -------------------------------------------------------------------------------------------------- REST
 
+/** The REST peers' client: what a user of @upstash/lock builds. */
+export const UPSTASH_DEFAULTS =
+  '@upstash/redis `new Redis({ url, token })` with its defaults: fetch, base64-encoded replies, ' +
+  'auto-pipelining, retries on a network error';
+
+/** oncely's REST client, as upstashStore({ url, token }) builds it. */
+export const ONCELY_REST =
+  "upstashStore({ url, token }): @upstash/redis over oncely's keep-alive node:http requester, raw replies, " +
+  `up to ${BATCH_CALLS} calls per /pipeline request, no retries`;
+
 export function rawRest(url: string, tokenValue: string): LockContender {
   const redis = new UpstashRedis({ url, token: tokenValue });
   const label = 'raw @upstash/redis (SET NX PX + EVALSHA)';
   return {
     id: 'raw',
     label,
+    client: UPSTASH_DEFAULTS,
     async acquire(key) {
       const t = token();
       if ((await redis.set(key, t, { nx: true, px: TTL_MS })) !== 'OK') notAcquired(label, key);
@@ -189,6 +220,7 @@ export function upstashLock(url: string, tokenValue: string): LockContender {
   return {
     id: 'upstash-lock',
     label,
+    client: UPSTASH_DEFAULTS,
     async acquire(key) {
       const lock = new UpstashLock({ id: key, redis, lease: TTL_MS, retry: { attempts: 1, delay: 0 } });
       if (!(await lock.acquire())) notAcquired(label, key);
@@ -206,7 +238,7 @@ export function upstashLock(url: string, tokenValue: string): LockContender {
 }
 
 export const oncelyRest = (url: string, tokenValue: string) =>
-  oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }));
+  oncely('oncely', 'oncely REST', upstashStore({ url, token: tokenValue }), ONCELY_REST);
 
 /**
  * The REST transport before @upstash/redis became its client: the protocol spoken by hand (bench/before.ts
@@ -217,7 +249,12 @@ export const oncelyRestBefore = (
   url: string,
   tokenValue: string,
 ) =>
-  oncely('oncely-before', 'oncely REST, hand-written protocol (before)', store({ url, token: tokenValue }));
+  oncely(
+    'oncely-before',
+    'oncely REST, hand-written protocol (before)',
+    store({ url, token: tokenValue }),
+    "oncely's own REST protocol code over node:http (before issue 14)",
+  );
 
 /** Loads the raw baselines' scripts (EVALSHA must not fall back to EVAL while measuring). */
 export async function loadRawScripts(admin: Redis): Promise<void> {
@@ -230,6 +267,7 @@ export function pairOf(c: LockContender) {
   return {
     id: c.id,
     label: c.label,
+    client: c.client,
     async op(key: string) {
       const held = await c.acquire(key);
       await held.release();

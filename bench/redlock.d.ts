@@ -3,7 +3,7 @@
  * moduleResolution "Bundler": the part of its API the benchmark uses.
  */
 declare module 'redlock' {
-  import type { Redis } from 'ioredis';
+  import type { Cluster, Redis } from 'ioredis';
 
   export interface Settings {
     driftFactor?: number;
@@ -22,7 +22,7 @@ declare module 'redlock' {
   }
 
   export default class Redlock {
-    constructor(clients: Iterable<Redis>, settings?: Settings);
+    constructor(clients: Iterable<Redis | Cluster>, settings?: Settings);
     acquire(resources: string[], duration: number, settings?: Settings): Promise<Lock>;
     release(lock: Lock, settings?: Settings): Promise<unknown>;
     extend(existing: Lock, duration: number, settings?: Settings): Promise<Lock>;

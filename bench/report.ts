@@ -5,6 +5,7 @@
 import type { BundleSize, ColdResult } from './bundles.js';
 import type { CeilingRow } from './ceiling.js';
 import type { ConcurrentResult, SequentialResult } from './harness.js';
+import { scalingSection, scalingTargets } from './report-scaling.js';
 import type { LockCounts, OpCount } from './roundtrips.js';
 import {
   type Evaluated,
@@ -15,6 +16,7 @@ import {
   fmtRate,
   fmtRatio,
   fmtTarget,
+  fmtValue,
   median,
   ratio,
   ratioOfRounds,
@@ -25,6 +27,7 @@ import {
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
+import type { ScalingResult } from './suite-scaling.js';
 
 export type Skipped = { skipped: string };
 export const isSkipped = (x: unknown): x is Skipped =>
@@ -54,6 +57,8 @@ export interface BenchData {
   once: OnceSuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   replicas?: ReplicaSuiteResult | Skipped;
+  /** Absent in reports written before the suite existed. */
+  scaling?: ScalingResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }
@@ -167,7 +172,7 @@ export function targets(d: BenchData): Evaluated[] {
   });
   t.push({
     id: 'tcp.rate.redlock',
-    label: 'TCP pairs/s (50 workers) / node-redlock',
+    label: `TCP pairs/s (${d.sizes.workers} workers) / node-redlock`,
     actual: tcpRl.rate,
     spread: tcpRl.rateSpread,
     op: '>=',
@@ -231,13 +236,15 @@ export function targets(d: BenchData): Evaluated[] {
     limit: 0.6,
     unit: 'ratio',
   });
+  // Like for like: the cached row against Powertools with its own local cache on (useLocalCache, the same
+  // size), both answering a duplicate from memory; no round trip on either side.
   for (const [kind, id, label, limit] of [
     ['first', 'oncely', 'first call', 0.95],
     ['duplicate', 'oncely', 'duplicate', 0.55],
-    ['duplicate', 'oncely-cached', 'duplicate, warm container with the local cache on,', 0.1],
+    ['duplicate', 'oncely-cached', 'duplicate, warm container, both local caches on,', 1.0],
   ] as const) {
     const rs = once?.[kind];
-    const pair = [p50Rounds(find(rs, id)), p50Rounds(find(rs, 'powertools'))] as const;
+    const pair = [p50Rounds(find(rs, id)), p50Rounds(find(rs, peerOf(id)))] as const;
     t.push({
       id: `once.${kind}${id === 'oncely' ? '' : '.cached'}`,
       label: `withOnce ${label} p50 / Powertools (TCP)`,
@@ -293,6 +300,7 @@ export function targets(d: BenchData): Evaluated[] {
     limit: 1.1,
     unit: 'ratio',
   });
+  t.push(...scalingTargets(d.scaling));
   return t.map(evaluate);
 }
 
@@ -308,6 +316,7 @@ function replicaTable(r: ReplicaSuiteResult): string {
       ? [
           [
             x.label,
+            clientOf(x),
             fmtMs(x.summary.p50),
             fmtMs(x.summary.p99),
             x === wait ? fmtRatio(ratioOfRounds(p50Rounds(wait), p50Rounds(none))) : '1',
@@ -316,7 +325,13 @@ function replicaTable(r: ReplicaSuiteResult): string {
       : [],
   );
   return [
-    table(['contender', 'pair p50 ms', 'pair p99 ms', 'p50 / no wait'], rows, ['l', 'r', 'r', 'r']),
+    table(['contender', 'client', 'pair p50 ms', 'pair p99 ms', 'p50 / no wait'], rows, [
+      'l',
+      'l',
+      'r',
+      'r',
+      'r',
+    ]),
     '',
     'With the wait, acquire is followed by WAIT 1 in the same pipeline (one round trip, plus the time the',
     "replica takes to acknowledge); release grants nothing and does not wait. See README's replica section.",
@@ -324,7 +339,7 @@ function replicaTable(r: ReplicaSuiteResult): string {
 }
 
 function table(header: Row, rows: Row[], align?: ('l' | 'r')[]): string {
-  const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'));
+  const a = align ?? header.map((h, i) => (i === 0 || h === 'client' ? 'l' : 'r'));
   const sep = a.map((x) => (x === 'r' ? '---:' : ':---'));
   const line = (r: Row) => `| ${r.join(' | ')} |`;
   return [line(header), line(sep), ...rows.map(line)].join('\n');
@@ -340,11 +355,17 @@ const serverUs = (r: { rounds: { serverUs: Record<string, number> }[] } | undefi
     ) ?? [],
   );
 
+/** The client a row's contender talks through ('—' in reports written before rows named it). */
+const clientOf = (r: { client?: string }) => r.client ?? '—';
+
+/** The Powertools row an oncely run-once row is compared with: its local cache on where oncely's is. */
+const peerOf = (id: string) => (id.endsWith('-cached') ? 'powertools-cached' : 'powertools');
+
 function rt(c: OpCount | undefined): string {
   return c ? fmtCount(c.roundTrips) : '—';
 }
 
-function lockTable(s: LockSuiteResult, base: string, server: string): string {
+function lockTable(s: LockSuiteResult, base: string, server: string, workers: number): string {
   const rows = s.ids.map((id) => {
     const seq = find(s.sequential, id);
     const conc = find(s.concurrent, id);
@@ -352,6 +373,7 @@ function lockTable(s: LockSuiteResult, base: string, server: string): string {
     const counts: LockCounts | undefined = s.counts[id];
     return [
       seq?.label ?? id,
+      clientOf(seq ?? {}),
       fmtMs(seq?.summary.p50 ?? Number.NaN),
       fmtMs(seq?.summary.p99 ?? Number.NaN),
       fmtRatio(r.p50),
@@ -367,10 +389,11 @@ function lockTable(s: LockSuiteResult, base: string, server: string): string {
     table(
       [
         'contender',
+        'client',
         'pair p50 ms',
         'p99 ms',
         `p50 vs ${base}`,
-        'pairs/s (50 workers)',
+        `pairs/s (${workers} workers)`,
         `pairs/s vs ${base}`,
         'client CPU µs/pair',
         `${server} CPU µs/pair`,
@@ -403,11 +426,12 @@ function onceTables(o: OnceSuiteResult): string {
   const rows = (kind: 'first' | 'duplicate') =>
     o[kind].map((r) => [
       r.label,
+      clientOf(r),
       fmtMs(r.summary.p50),
       fmtMs(r.summary.p99),
       r.id === 'oncely-rest'
         ? 'n/a (REST)'
-        : fmtRatio(ratioOfRounds(p50Rounds(r), p50Rounds(find(o[kind], 'powertools')))),
+        : fmtRatio(ratioOfRounds(p50Rounds(r), p50Rounds(find(o[kind], peerOf(r.id))))),
       us(clientUs(r)),
       us(serverUs(r, 'redis')),
       rt(o.counts[r.id]?.[kind]),
@@ -415,9 +439,10 @@ function onceTables(o: OnceSuiteResult): string {
     ]);
   const header = [
     'contender',
+    'client',
     'p50 ms',
     'p99 ms',
-    'p50 vs Powertools',
+    'p50 vs Powertools (cache on: vs Powertools cache on)',
     'client CPU µs/call',
     'redis CPU µs/call',
     'round trips',
@@ -425,6 +450,7 @@ function onceTables(o: OnceSuiteResult): string {
   ];
   const batch = o.batch.map((r) => [
     r.label,
+    clientOf(r),
     fmtMs(r.summary.p50),
     fmtMs(r.summary.p99),
     fmtRatio(ratioOfRounds(p50Rounds(r), p50Rounds(find(o.batch, 'powertools')))),
@@ -447,6 +473,7 @@ function onceTables(o: OnceSuiteResult): string {
     table(
       [
         'contender',
+        'client',
         'batch p50 ms',
         'p99 ms',
         'p50 vs Powertools',
@@ -529,6 +556,9 @@ export function consoleSummary(d: BenchData, results: readonly Evaluated[]): str
   return lines.join('\n');
 }
 
+/** The scaling chart, next to docs/benchmarks.md. */
+export const SCALING_CHART = 'benchmarks-scaling.svg';
+
 export function markdown(d: BenchData, results: readonly Evaluated[], notes: string): string {
   const t = tally(results);
   const m = d.machine;
@@ -560,15 +590,14 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     table(
       ['', 'target', 'measured', 'goal', 'rounds: lowest – highest'],
       results.map((r) => {
-        const show = (x: number) => (r.unit === 'ratio' ? fmtRatio(x, 3) : fmtCount(x));
         const op = r.op === '<=' ? '≤' : r.op === '>=' ? '≥' : '=';
         return [
           `**${r.verdict}**`,
           r.label,
           r.actual === undefined || Number.isNaN(r.actual)
             ? `not run${r.note ? `: ${r.note}` : ''}`
-            : show(r.actual),
-          `${op} ${r.unit === 'ratio' ? fmtRatio(r.limit) : fmtCount(r.limit)}`,
+            : fmtValue(r.unit, r.actual, 3),
+          `${op} ${fmtValue(r.unit, r.limit)}`,
           r.spread && Number.isFinite(r.spread[0])
             ? `${fmtRatio(r.spread[0])} – ${fmtRatio(r.spread[1])}`
             : '',
@@ -599,7 +628,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     ['Lock acquire + release over REST (same gateway)', d.rest, 'upstash-lock', 'gateway + redis'],
   ] as const) {
     out.push(`## ${title}`, '');
-    out.push(isSkipped(s) ? `Not run: ${s.skipped}` : lockTable(s, base, server), '');
+    out.push(isSkipped(s) ? `Not run: ${s.skipped}` : lockTable(s, base, server, d.sizes.workers), '');
   }
   out.push('## Redlock (oncely createRedlock vs redlock, same clients)', '');
   for (const s of d.redlock) {
@@ -608,7 +637,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       out.push(
         `### ${s.name} masters`,
         '',
-        lockTable(s, 'redlock', 'redis (all masters)'),
+        lockTable(s, 'redlock', 'redis (all masters)', d.sizes.workers),
         '',
         'Round trips are summed over the masters (one per master, in parallel).',
         '',
@@ -623,6 +652,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       : replicaTable(d.replicas),
     '',
   );
+  out.push(scalingSection(d.scaling, SCALING_CHART), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else
@@ -651,8 +681,10 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '## How to run',
     '',
     '```sh',
-    'npm run bench            # full run, under 10 minutes',
-    'npm run bench -- --quick # under a minute, fewer rounds: for checking, not for quoting',
+    'npm run bench            # full run',
+    'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
+    'npm run bench -- --only scaling   # the scaling section alone, printed',
+    'npm run bench -- --help',
     '```',
     '',
   );

@@ -1,13 +1,7 @@
 /**
  * `npm run bench`: oncely side by side with redlock, @upstash/lock and Powertools idempotency, on servers
  * this script starts (and stops) itself. Prints PASS/FAIL per target and writes docs/benchmarks.md and the
- * chart docs/benchmarks.svg.
- *
- *   npm run bench                  full run (under 10 minutes)
- *   npm run bench -- --quick       under a minute; prints, and writes the docs only with --write
- *   npm run bench -- --only tcp,rest,redlock,once,bundles,ceiling   (writes the docs only with --write)
- *   npm run bench -- --no-write    print only
- *   npm run bench -- --report /tmp/oncely-bench-full.json   write the docs again from a run's raw figures
+ * charts docs/benchmarks.svg and docs/benchmarks-scaling.svg. Usage: USAGE below (`npm run bench -- --help`).
  *
  * Exit code 0 whatever the verdicts (a FAIL is a finding, reported in the doc); 1 if the run itself broke.
  */
@@ -19,17 +13,27 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildBundles, coldStarts } from './bundles.js';
 import { ceiling } from './ceiling.js';
-import { panelsOf, svgChart } from './chart.js';
+import { panelsOf, scalingPanels, svgChart, svgScaling } from './chart.js';
 import { notes } from './notes.js';
-import { type BenchData, consoleSummary, type Machine, markdown, type Skipped, targets } from './report.js';
+import {
+  type BenchData,
+  consoleSummary,
+  isSkipped,
+  type Machine,
+  markdown,
+  SCALING_CHART,
+  type Skipped,
+  targets,
+} from './report.js';
 import { startStack, TOKEN } from './servers.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
 import { replicaSuite } from './suite-replicas.js';
+import { SCALING_FULL, SCALING_QUICK, scalingSuite } from './suite-scaling.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'bundles'] as const;
+const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'scaling', 'bundles'] as const;
 type Suite = (typeof SUITES)[number];
 
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
@@ -52,6 +56,15 @@ const QUICK: typeof FULL = {
   cold: 3,
   ceilingRequests: 20_000,
 };
+
+const USAGE = `npm run bench [-- options]
+  (none)              full run (under 10 minutes), writes docs/benchmarks.md and its charts
+  --quick             fewer rounds, for checking; prints, and writes the docs only with --write
+  --only a,b          only these suites: ${SUITES.join(', ')}
+                      (--only scaling: under 2 minutes); writes the docs only with --write
+  --no-write          print only
+  --report FILE       write the docs again from a run's raw figures (/tmp/oncely-bench-full.json)
+  --help              this text`;
 
 function machine(): Machine {
   let redis = 'unknown';
@@ -93,8 +106,13 @@ async function main(): Promise<void> {
       write: { type: 'boolean' },
       'no-write': { type: 'boolean', default: false },
       report: { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   if (values.report) {
     const data = JSON.parse(readFileSync(values.report, 'utf8')) as BenchData;
     const results = targets(data);
@@ -128,6 +146,7 @@ async function main(): Promise<void> {
     redlock: [off],
     once: off,
     replicas: off,
+    scaling: off,
     bundles: off,
     cold: off,
   };
@@ -163,6 +182,10 @@ async function main(): Promise<void> {
       log('the replica wait (3 + 3 cluster)');
       data.replicas = await replicaSuite(sizes, log);
     }
+    if (only.has('scaling')) {
+      log('scaling: 1 to 1,000 concurrent calls (REST, TCP, 3-master cluster)');
+      data.scaling = await scalingSuite(stack, quick ? SCALING_QUICK : SCALING_FULL, log);
+    }
     if (only.has('bundles')) {
       log('bundles (esbuild)');
       const built = await buildBundles(tmp);
@@ -187,7 +210,9 @@ async function main(): Promise<void> {
   data.durationS = (performance.now() - started) / 1000;
 
   const results = targets(data);
-  const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}.json`);
+  // A partial run names its suites, so it never overwrites a whole run's raw figures.
+  const part = values.only === undefined ? '' : `-${[...only].join('-')}`;
+  const rawPath = join(os.tmpdir(), `oncely-bench-${data.mode}${part}.json`);
   writeFileSync(rawPath, JSON.stringify(data, null, 2));
   console.log(`\n${consoleSummary(data, results)}\nraw figures: ${rawPath}`);
   if (write) writeDocs(data, results);
@@ -200,8 +225,15 @@ function writeDocs(data: BenchData, results: ReturnType<typeof targets>): void {
     `oncely (blue) vs peers, ${data.mode} run ${data.startedAt}, ` +
     `${data.machine.cores} cores, Node ${data.machine.node}`;
   writeFileSync(join(docs, 'benchmarks.svg'), svgChart(panelsOf(data), caption));
+  if (data.scaling && !isSkipped(data.scaling)) {
+    const levels = data.scaling.sizes.concurrency;
+    const title = `oncely (blue) vs peers, calls/s at ${levels.join(', ')} calls in flight, ${caption.slice(caption.indexOf(',') + 2)}`;
+    writeFileSync(join(docs, SCALING_CHART), svgScaling(scalingPanels(data.scaling), levels, title));
+  }
   writeFileSync(join(docs, 'benchmarks.md'), markdown(data, results, notes(data, results)));
-  console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
+  console.log(
+    `wrote docs/benchmarks.md, docs/benchmarks.svg${data.scaling && !isSkipped(data.scaling) ? ` and docs/${SCALING_CHART}` : ''}`,
+  );
 }
 
 main().then(

@@ -79,8 +79,9 @@ export function summarize(values: readonly number[]): Summary {
     p90: percentile(values, 90),
     p99: percentile(values, 99),
     mean: mean(values),
-    min: values.length ? Math.min(...values) : Number.NaN,
-    max: values.length ? Math.max(...values) : Number.NaN,
+    // A loop, not Math.min(...values): a spread of 100,000+ samples overflows the call stack.
+    min: values.reduce((m, v) => (v < m ? v : m), values[0] ?? Number.NaN),
+    max: values.reduce((m, v) => (v > m ? v : m), values[0] ?? Number.NaN),
   };
 }
 
@@ -98,8 +99,8 @@ export interface Target {
   actual: number | undefined;
   op: Comparison;
   limit: number;
-  /** How the value is printed: a ratio (`0.62×`), a count (`2`) or bytes. */
-  unit: 'ratio' | 'count';
+  /** How the value is printed: a ratio (`0.62×`), a count (`2`) or a share of calls (`99.9 %`). */
+  unit: 'ratio' | 'count' | 'percent';
   /** Why it was not run, or a note that explains the figure. */
   note?: string;
   /** For a ratio over rounds: the lowest and highest per-round ratio. */
@@ -158,15 +159,98 @@ export function fmtBytes(bytes: number): string {
   return bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
 }
 
+/**
+ * A share in percent, never rounded up to a whole 100: 99.96 prints as `99.9 %`, so a row that lost one call
+ * in 4,000 never reads as complete. Whole numbers print without decimals.
+ */
+export function fmtPercent(pct: number): string {
+  if (!Number.isFinite(pct)) return '—';
+  if (Number.isInteger(pct)) return `${pct} %`;
+  return `${(Math.floor(pct * 10) / 10).toFixed(1)} %`;
+}
+
+/** A target's value (measured or limit) in its unit; ratios of measured values with `digits` decimals. */
+export function fmtValue(unit: Target['unit'], v: number, digits = 2): string {
+  return unit === 'ratio' ? fmtRatio(v, digits) : unit === 'percent' ? fmtPercent(v) : fmtCount(v);
+}
+
 export function fmtTarget(t: Evaluated): string {
-  const ratio = t.unit === 'ratio';
-  const actual =
-    t.actual === undefined || Number.isNaN(t.actual)
-      ? 'n/a'
-      : ratio
-        ? fmtRatio(t.actual, 3)
-        : fmtCount(t.actual);
+  const actual = t.actual === undefined || Number.isNaN(t.actual) ? 'n/a' : fmtValue(t.unit, t.actual, 3);
   const op = t.op === '<=' ? '≤' : t.op === '>=' ? '≥' : '=';
-  const limit = ratio ? fmtRatio(t.limit) : fmtCount(t.limit);
-  return `${t.verdict.padEnd(7)} ${t.label}: ${actual} (target ${op} ${limit})`;
+  return `${t.verdict.padEnd(7)} ${t.label}: ${actual} (target ${op} ${fmtValue(t.unit, t.limit)})`;
+}
+
+// ----------------------------------------------------------------------------------------------- scaling
+
+/** Answered calls as a percentage of calls issued; NaN when none were issued. */
+export function answeredPercent(answered: number, calls: number): number {
+  return calls > 0 ? (answered / calls) * 100 : Number.NaN;
+}
+
+/**
+ * Calls/s against the best peer measured in the same interleaved rounds: the peer with the highest median
+ * rate, and the median of per-round ratios against it (ratioOfRounds). Undefined when no peer has a rate.
+ */
+export function againstBestPeer(
+  mine: readonly number[],
+  peers: readonly { id: string; rounds: readonly number[] }[],
+): { peer: string; ratio: number; spread: [number, number] } | undefined {
+  let best: { id: string; rounds: readonly number[]; rate: number } | undefined;
+  for (const p of peers) {
+    const rate = median(p.rounds.filter(Number.isFinite));
+    if (Number.isFinite(rate) && (best === undefined || rate > best.rate)) best = { ...p, rate };
+  }
+  if (!best) return undefined;
+  return { peer: best.id, ratio: ratioOfRounds(mine, best.rounds), spread: ratioSpread(mine, best.rounds) };
+}
+
+export interface LevelPoint {
+  /** Calls in flight. */
+  concurrency: number;
+  /** Answered calls per second. */
+  perSecond: number;
+  p50: number;
+}
+
+export interface ScalingShape {
+  first: LevelPoint;
+  last: LevelPoint;
+  /** The highest rate measured, and at which level. */
+  peak: LevelPoint;
+  /**
+   * The lowest level from which no higher level is `minGain`× faster: where calls/s stops growing. The last
+   * level when it was still growing there (`stillGrowing`).
+   */
+  plateau: LevelPoint;
+  stillGrowing: boolean;
+  /** last.perSecond / first.perSecond and last.p50 / first.p50. */
+  rateGrowth: number;
+  p50Growth: number;
+}
+
+/**
+ * How cost grows with concurrency, from one contender's levels: where throughput stops growing (the first
+ * level that no later level beats by `minGain`, 1.1 by default: a tenth more calls/s) and how far the median
+ * call's time grew between the lowest level and the highest. Undefined for no levels with a rate.
+ */
+export function scalingShape(points: readonly LevelPoint[], minGain = 1.1): ScalingShape | undefined {
+  const levels = points
+    .filter((p) => Number.isFinite(p.perSecond))
+    .sort((a, b) => a.concurrency - b.concurrency);
+  const first = levels[0];
+  const last = levels[levels.length - 1];
+  if (!first || !last) return undefined;
+  let peak = first;
+  for (const p of levels) if (p.perSecond > peak.perSecond) peak = p;
+  const plateau =
+    levels.find((p, i) => levels.slice(i + 1).every((q) => q.perSecond < p.perSecond * minGain)) ?? last;
+  return {
+    first,
+    last,
+    peak,
+    plateau,
+    stillGrowing: plateau === last && levels.length > 1,
+    rateGrowth: ratio(last.perSecond, first.perSecond),
+    p50Growth: ratio(last.p50, first.p50),
+  };
 }

@@ -57,7 +57,12 @@ export async function lockTcp(
   const contenders = [
     ...make(client),
     oncelyTcpOwn({ host, port }),
-    oncely('oncely-cluster', 'oncely TCP, 3-master cluster', clusterStore({ nodes: cluster.seeds })),
+    oncely(
+      'oncely-cluster',
+      'oncely TCP, 3-master cluster',
+      clusterStore({ nodes: cluster.seeds }),
+      'clusterStore({ nodes }): its own ioredis Cluster',
+    ),
   ];
   try {
     log('  TCP sequential pairs');
@@ -71,7 +76,7 @@ export async function lockTcp(
       c.disconnect();
     }
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcp' });
-    log('  TCP 50 concurrent workers');
+    log(`  TCP ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:tcpc' });
     log('  TCP round trips');
     const proxy = await startRoundTripProxy({ host, port });
@@ -119,7 +124,7 @@ export async function lockRest(
     log('  REST sequential pairs');
     const servers = { gateway: stack.gateway.pid, redis: stack.redis.pid };
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:rest' });
-    log('  REST 50 concurrent workers');
+    log(`  REST ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: 'bench:restc' });
     log('  REST round trips');
     const counts: Record<string, LockCounts> = {};

@@ -1,11 +1,16 @@
 /**
  * Run-once: a trivial handler's first call and duplicate call, oncely `withOnce` vs Powertools
  * `makeIdempotent` with its cache persistence layer (`@redis/client`), both over TCP on the same server, and
- * oncely over REST; then an SQS batch of 10 new records: oncely `withOnceBatch` vs Powertools
+ * oncely over REST; then an SQS batch of new records: oncely `withOnceBatch` vs Powertools
  * `BatchProcessor` + `makeIdempotent` on the record handler.
  *
- * Both libraries run with their defaults but for the key (oncely: the event's `id`; Powertools: its default,
- * a hash of the whole event) and oncely's log lines, which go to a no-op logger (formatted, not written).
+ * Like for like (CONFIG below, stated in docs/benchmarks.md): both sides choose the key with the same JMESPath
+ * expression, evaluated by the same package (@aws-lambda-powertools/jmespath, which oncely loads for a
+ * `{ jmespath }` spec): a call on its `id`, with no payload check on either side; a batch record on its
+ * `messageId`, with its `body` checked on reuse on both sides. Records are kept for the same time on both
+ * sides, and the local-cache row turns on both caches with the same size, each keeping a completed record until
+ * the record expires. Each side talks through one connection of the client its users use (Powertools' cache
+ * layer takes @redis/client, not ioredis). oncely's log lines go to a no-op logger (formatted, not written).
  */
 
 import { randomBytes } from 'node:crypto';
@@ -18,6 +23,8 @@ import { Redis } from 'ioredis';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { FENCE_GRACE_MS } from '../layers/oncely/src/once/record.js';
 import { type Contender, type SequentialResult, sequential } from './harness.js';
+import { ONCELY_REST } from './locks.js';
+import { CONFIG } from './once-config.js';
 import { type Counter, countEach, type OpCount } from './roundtrips.js';
 import { type Stack, startRoundTripProxy, TOKEN } from './servers.js';
 import type { Sizes } from './suite-locks.js';
@@ -44,6 +51,35 @@ export const context = {
 const handler = async (event: { id: string }) => ({ ok: event.id });
 const noop = () => {};
 
+/** withOnce's options for a single call (the TCP, cached and REST rows; the scaling suite too). */
+export const oncelyCallOptions = {
+  key: { jmespath: CONFIG.callKey },
+  payload: false,
+  retentionMs: CONFIG.retentionMs,
+  logger: noop,
+} as const;
+
+/** The cache oncely's cached row turns on: the size and lifetime Powertools' cache gets. */
+export const oncelyLocalCache = { maxEntries: CONFIG.localCacheEntries, ttlMs: CONFIG.retentionMs };
+
+/** Powertools' configuration for a single call; `useLocalCache` for the cached row. */
+export const powertoolsCallConfig = (useLocalCache = false) =>
+  new IdempotencyConfig({
+    eventKeyJmesPath: CONFIG.callKey,
+    expiresAfterSeconds: CONFIG.retentionMs / 1000,
+    ...(useLocalCache ? { useLocalCache, maxLocalCacheSize: CONFIG.localCacheEntries } : {}),
+  });
+
+/** Which client each contender talks through (docs/benchmarks.md states it on every row). */
+export const ONCE_CLIENTS: Record<string, string> = {
+  oncely: 'redisStore(client) on the shared ioredis `new Redis({ host, port })`',
+  'oncely-cached': 'redisStore(client) on the shared ioredis `new Redis({ host, port })`',
+  powertools: 'CachePersistenceLayer on the shared @redis/client `createClient({ url })`',
+  'powertools-cached': 'CachePersistenceLayer on the shared @redis/client `createClient({ url })`',
+  'oncely-rest': ONCELY_REST,
+  'raw-once': 'the shared ioredis `new Redis({ host, port })`',
+};
+
 export interface OnceSuiteResult {
   first: SequentialResult[];
   duplicate: SequentialResult[];
@@ -59,6 +95,8 @@ interface Libs {
   oncelyCached: Call;
   oncelyRest: Call;
   powertools: Call;
+  /** makeIdempotent with `useLocalCache` on, the same size and lifetime as oncelyCached's cache. */
+  powertoolsCached: Call;
   oncelyBatch: BatchCall;
   powertoolsBatch: BatchCall;
   close(): Promise<void>;
@@ -70,25 +108,40 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
   const tcpStore = redisStore(ioredis);
   const restStore = layer.upstashStore({ url: restUrl, token: TOKEN });
   const redisClient = await createClient({ url: `redis://${tcp.host}:${tcp.port}` }).connect();
-  const persistenceStore = new CachePersistenceLayer({ client: redisClient as never });
-  const onceOptions = { key: (e: { id: string }) => e.id, logger: noop };
+  // A persistence layer per configuration: Powertools binds one to the first configuration it serves.
+  const persistence = () => new CachePersistenceLayer({ client: redisClient as never });
 
   for (const script of layer.ONCE_SCRIPTS) await ioredis.script('LOAD', script.lua);
-  const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...onceOptions });
-  const oncelyRest = layer.withOnce(handler, { store: restStore, ...onceOptions });
-  const oncelyCached = layer.withOnce(handler, { store: tcpStore, ...onceOptions, localCache: true });
-  const powertools = makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
-    persistenceStore,
-    config: new IdempotencyConfig({}),
+  const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...oncelyCallOptions });
+  const oncelyRest = layer.withOnce(handler, { store: restStore, ...oncelyCallOptions });
+  const oncelyCached = layer.withOnce(handler, {
+    store: tcpStore,
+    ...oncelyCallOptions,
+    localCache: oncelyLocalCache,
   });
+  const idempotent = (config: IdempotencyConfig) =>
+    makeIdempotent(async (event: { id: string }, _context: Context) => handler(event), {
+      persistenceStore: persistence(),
+      config,
+    });
+  const powertools = idempotent(powertoolsCallConfig());
+  const powertoolsCached = idempotent(powertoolsCallConfig(true));
 
   const recordHandler = async (record: SQSRecord) => ({ ok: record.messageId });
-  const oncelyBatch = layer.withOnceBatch(recordHandler, { store: tcpStore, logger: noop });
-  const batchConfig = new IdempotencyConfig({ eventKeyJmesPath: 'messageId' });
-  // A persistence layer of its own: Powertools binds one to the first configuration it serves.
-  const batchStore = new CachePersistenceLayer({ client: redisClient as never });
+  const oncelyBatch = layer.withOnceBatch(recordHandler, {
+    store: tcpStore,
+    key: { jmespath: CONFIG.recordKey },
+    payload: { jmespath: CONFIG.recordPayload },
+    retentionMs: CONFIG.retentionMs,
+    logger: noop,
+  });
+  const batchConfig = new IdempotencyConfig({
+    eventKeyJmesPath: CONFIG.recordKey,
+    payloadValidationJmesPath: CONFIG.recordPayload,
+    expiresAfterSeconds: CONFIG.retentionMs / 1000,
+  });
   const idempotentRecord = makeIdempotent(recordHandler, {
-    persistenceStore: batchStore,
+    persistenceStore: persistence(),
     config: batchConfig,
   });
   const processor = new BatchProcessor(EventType.SQS);
@@ -102,6 +155,7 @@ async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: 
     oncelyCached: (e) => oncelyCached(e, context),
     oncelyRest: (e) => oncelyRest(e, context),
     powertools: (e) => powertools(e, context),
+    powertoolsCached: (e) => powertoolsCached(e, context),
     oncelyBatch: (e) => oncelyBatch(e, context),
     powertoolsBatch,
     async close() {
@@ -142,8 +196,8 @@ function rawOnce(layer: Layer, redis: Redis): Call {
       token,
       reply[1],
       `j${JSON.stringify(result)}`,
-      86_400_000,
-      86_400_000 + grace,
+      CONFIG.retentionMs,
+      CONFIG.retentionMs + grace,
       '',
     );
     return result;
@@ -153,7 +207,7 @@ function rawOnce(layer: Layer, redis: Redis): Call {
 let unique = 0;
 const fresh = (tag: string) => `${tag}-${process.pid}-${Date.now().toString(36)}-${++unique}`;
 
-export function sqsEvent(tag: string, n = 10): SQSEvent {
+export function sqsEvent(tag: string, n: number = CONFIG.batchSize): SQSEvent {
   return {
     Records: Array.from({ length: n }, (_, i) => {
       const messageId = fresh(`${tag}-${i}`);
@@ -185,24 +239,25 @@ function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplic
     ['oncely-rest', 'oncely withOnce REST', l.oncelyRest],
     ['raw-once', "raw ioredis, oncely's scripts", l.rawOnce],
   ];
-  // The local cache only changes duplicates (its pool of 50 fits the default 256 entries).
-  const cached: [string, string, Call] = [
-    'oncely-cached',
-    'oncely withOnce TCP, localCache on',
-    l.oncelyCached,
+  // The local caches only change duplicates (the pool fits both).
+  const cached: [string, string, Call][] = [
+    ['oncely-cached', 'oncely withOnce TCP, localCache on', l.oncelyCached],
+    ['powertools-cached', 'Powertools makeIdempotent (@redis/client), useLocalCache on', l.powertoolsCached],
   ];
   const pools = new Map<string, { id: string }[]>();
   return {
     first: entries.map(([id, label, call]) => ({
       id,
       label,
+      client: ONCE_CLIENTS[id],
       op: async (key) => {
         await call({ id: fresh(key) });
       },
     })),
-    duplicate: [...entries, cached].map(([id, label, call]) => ({
+    duplicate: [...entries, ...cached].map(([id, label, call]) => ({
       id,
       label,
+      client: ONCE_CLIENTS[id],
       op: async (key, i) => {
         let pool = pools.get(id);
         if (!pool) {
@@ -232,7 +287,7 @@ export async function onceSuite(
     servers: { gateway: stack.gateway.pid, redis: stack.redis.pid },
   };
   try {
-    const { first, duplicate } = callContenders(l, 50);
+    const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
     log('  run-once: first calls');
     const firstResult = await sequential(first, { ...seqSizes, tag: 'bench:once1' });
     log('  run-once: duplicate calls');
@@ -242,11 +297,13 @@ export async function onceSuite(
       {
         id: 'oncely',
         label: 'oncely withOnceBatch TCP',
+        client: ONCE_CLIENTS.oncely,
         op: (key) => l.oncelyBatch(sqsEvent(key)).then(noop),
       },
       {
         id: 'powertools',
         label: 'Powertools BatchProcessor + makeIdempotent',
+        client: ONCE_CLIENTS.powertools,
         op: (key) => l.powertoolsBatch(sqsEvent(key)).then(noop),
       },
     ];
@@ -274,6 +331,7 @@ export async function onceSuite(
         oncely: await count(counted.oncelyTcp, tcpCounter),
         'oncely-cached': await count(counted.oncelyCached, tcpCounter),
         powertools: await count(counted.powertools, tcpCounter),
+        'powertools-cached': await count(counted.powertoolsCached, tcpCounter),
         'oncely-rest': await count(counted.oncelyRest, stack.gateway.requests),
       };
       await counted.oncelyBatch(sqsEvent('warm'));

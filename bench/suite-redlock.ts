@@ -13,6 +13,10 @@ import type { LockSuiteResult, Sizes } from './suite-locks.js';
 
 type Layer = typeof import('../layers/oncely/src/index.js');
 
+/** Both sides of a Redlock row talk through the same clients. */
+const REDLOCK_CLIENTS =
+  'one shared ioredis `new Redis({ host, port })` per master (redisStore(client) for oncely)';
+
 /** oncely's Redlock over one redisStore per client. */
 function oncelyRedlock(layer: Layer, clients: Redis[]): LockContender {
   const stores = clients.map((c) => redisStore(c));
@@ -21,6 +25,7 @@ function oncelyRedlock(layer: Layer, clients: Redis[]): LockContender {
   return {
     id: 'oncely',
     label,
+    client: REDLOCK_CLIENTS,
     async acquire(key) {
       const lease = await redlock.tryAcquire(key, { ttlMs: TTL_MS });
       if (!lease) throw new Error(`${label}: ${key} not acquired`);
@@ -48,13 +53,16 @@ export async function lockRedlock(
   const masters = await startMasters(n);
   const clients = masters.nodes.map((m) => new Redis({ host: m.host, port: m.port, protocol: 2 }));
   const admins = masters.nodes.map((m) => new Redis({ host: m.host, port: m.port, protocol: 2 }));
-  const make = (cs: Redis[]): LockContender[] => [oncelyRedlock(layer, cs), redlockTcp(cs, `redlock (${n})`)];
+  const make = (cs: Redis[]): LockContender[] => [
+    oncelyRedlock(layer, cs),
+    redlockTcp(cs, `redlock (${n})`, REDLOCK_CLIENTS),
+  ];
   const contenders = make(clients);
   try {
     log(`  Redlock ${n}: sequential pairs`);
     const servers = Object.fromEntries(masters.nodes.map((m, i) => [`redis${i}`, m.pid]));
     const seq = await sequential(contenders.map(pairOf), { ...sizes, servers, tag: `bench:rl${n}` });
-    log(`  Redlock ${n}: 50 concurrent workers`);
+    log(`  Redlock ${n}: ${sizes.workers} concurrent workers`);
     const conc = await concurrent(contenders.map(pairOf), { ...sizes, servers, tag: `bench:rl${n}c` });
     log(`  Redlock ${n}: round trips`);
     const proxies = await Promise.all(masters.nodes.map((m) => startRoundTripProxy(m)));

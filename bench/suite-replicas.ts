@@ -18,8 +18,18 @@ export async function replicaSuite(sizes: Sizes, log: (s: string) => void): Prom
   log('  starting a 3 + 3 cluster');
   const cluster = await startCluster({ masters: 3, replicas: 1 });
   const contenders = [
-    oncely('wait', 'oncely cluster, replica wait (default)', clusterStore({ nodes: cluster.seeds })),
-    oncely('no-wait', 'oncely cluster, replicas: 0', clusterStore({ nodes: cluster.seeds, replicas: 0 })),
+    oncely(
+      'wait',
+      'oncely cluster, replica wait (default)',
+      clusterStore({ nodes: cluster.seeds }),
+      'clusterStore({ nodes }): its own ioredis Cluster',
+    ),
+    oncely(
+      'no-wait',
+      'oncely cluster, replicas: 0',
+      clusterStore({ nodes: cluster.seeds, replicas: 0 }),
+      'clusterStore({ nodes, replicas: 0 }): its own ioredis Cluster',
+    ),
   ];
   try {
     log('  sequential pairs, with and without the wait');

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { decades } from '../../bench/chart.js';
+import { type Contender, type LoadResult, underLoad } from '../../bench/harness.js';
+import { scalingTargets, shapeSentence } from '../../bench/report-scaling.js';
 import {
+  againstBestPeer,
+  answeredPercent,
   evaluate,
   fmtMs,
+  fmtPercent,
   fmtRatio,
   fmtTarget,
   median,
@@ -9,10 +15,12 @@ import {
   ratio,
   ratioOfRounds,
   ratioSpread,
+  scalingShape,
   summarize,
   type Target,
   tally,
 } from '../../bench/stats.js';
+import type { ScalingResult } from '../../bench/suite-scaling.js';
 
 describe('percentile (linear interpolation between ranks)', () => {
   it('matches NumPy / spreadsheet PERCENTILE.INC on a known set', () => {
@@ -155,5 +163,216 @@ describe('formatting', () => {
   it('fmtRatio prints two decimals and a dash for no figure', () => {
     expect(fmtRatio(0.6149)).toBe('0.61×');
     expect(fmtRatio(Number.NaN)).toBe('—');
+  });
+});
+
+describe('scaling helpers', () => {
+  it('summarize takes 200,000 samples (no spread into Math.min)', () => {
+    const v = Array.from({ length: 200_000 }, (_, i) => i);
+    expect(summarize(v)).toMatchObject({ n: 200_000, min: 0, max: 199_999 });
+  });
+
+  it('answeredPercent and fmtPercent: one lost call in 4,000 never prints as 100 %', () => {
+    expect(answeredPercent(4000, 4000)).toBe(100);
+    expect(answeredPercent(3999, 4000)).toBeCloseTo(99.975);
+    expect(fmtPercent(answeredPercent(3999, 4000))).toBe('99.9 %');
+    expect(fmtPercent(100)).toBe('100 %');
+    expect(fmtPercent(answeredPercent(0, 4000))).toBe('0 %');
+    expect(answeredPercent(0, 0)).toBeNaN();
+    expect(fmtPercent(Number.NaN)).toBe('—');
+  });
+
+  it('a percent target: 99.975 % against ≥ 100 % is a FAIL and prints as such', () => {
+    const r = evaluate({ id: 'a', label: 'answered', actual: 99.975, op: '>=', limit: 100, unit: 'percent' });
+    expect(r.verdict).toBe('FAIL');
+    expect(fmtTarget(r)).toBe('FAIL    answered: 99.9 % (target ≥ 100 %)');
+  });
+
+  it('againstBestPeer picks the peer with the highest median rate and pairs rounds with it', () => {
+    const r = againstBestPeer(
+      [100, 120, 90],
+      [
+        { id: 'slow', rounds: [50, 60, 40] },
+        { id: 'fast', rounds: [200, 100, 90] },
+        { id: 'none', rounds: [] },
+      ],
+    );
+    expect(r?.peer).toBe('fast');
+    expect(r?.ratio).toBe(1); // per round 0.5, 1.2, 1
+    expect(r?.spread).toEqual([0.5, 1.2]);
+    expect(againstBestPeer([1], [])).toBeUndefined();
+    expect(againstBestPeer([1], [{ id: 'x', rounds: [Number.NaN] }])).toBeUndefined();
+  });
+
+  it('scalingShape finds where calls/s stops growing by a tenth, and how far p50 grew', () => {
+    const pts = (rates: number[]) =>
+      [1, 10, 100, 1000].map((concurrency, i) => ({
+        concurrency,
+        perSecond: rates[i]!,
+        p50: concurrency / 2,
+      }));
+    // Grows to 100, then 1,000 adds only 5 %: the plateau is at 100, the peak at 1,000.
+    const flat = scalingShape(pts([1000, 5000, 10_000, 10_500]));
+    expect(flat?.plateau.concurrency).toBe(100);
+    expect(flat?.peak.concurrency).toBe(1000);
+    expect(flat?.stillGrowing).toBe(false);
+    expect(flat?.rateGrowth).toBe(10.5);
+    expect(flat?.p50Growth).toBe(1000);
+    // A dip at 100 that 1,000 recovers from by more than a tenth: still growing.
+    expect(scalingShape(pts([1000, 5000, 4000, 6000]))?.stillGrowing).toBe(true);
+    // Falls after 10: the plateau is at 10 even though 1,000 is below it.
+    expect(scalingShape(pts([1000, 9000, 8000, 6000]))?.plateau.concurrency).toBe(10);
+    // Never grows: the plateau is the first level.
+    expect(scalingShape(pts([1000, 1050, 900, 800]))?.plateau.concurrency).toBe(1);
+    // Order of input does not matter; levels without a rate are left out.
+    const shuffled = scalingShape([...pts([1000, 5000, 10_000, 10_500])].reverse());
+    expect(shuffled?.plateau.concurrency).toBe(100);
+    expect(scalingShape([{ concurrency: 1, perSecond: Number.NaN, p50: 1 }])).toBeUndefined();
+  });
+
+  it("shapeSentence states the run's own figures", () => {
+    const shape = scalingShape([
+      { concurrency: 1, perSecond: 1000, p50: 0.5 },
+      { concurrency: 100, perSecond: 10_000, p50: 9 },
+      { concurrency: 1000, perSecond: 10_100, p50: 95 },
+    ]);
+    const text = shapeSentence('oncely lock', shape);
+    expect(text).toContain('grew from 1,000/s at 1 to 10,000/s at 100 and stopped growing there');
+    expect(text).toContain('p50 went from 0.500 ms to 95.0 ms (190×)');
+    expect(text).toContain('1,000 ÷ its calls/s = 99.0 ms');
+  });
+});
+
+describe('scalingTargets', () => {
+  const cell = (
+    id: string,
+    concurrency: number,
+    rates: number[],
+    answered = 100,
+    calls = 100,
+  ): LoadResult => ({
+    id,
+    label: id,
+    concurrency,
+    calls,
+    answered,
+    errors:
+      answered < calls ? { StoreUnavailableError: { count: calls - answered, example: 'no reply' } } : {},
+    summary: summarize([1, 2, 3]),
+    rounds: rates.map((perSecond) => ({ perSecond, calls, answered })),
+  });
+  const run = (oncelyAnswered: number): ScalingResult => ({
+    sizes: { concurrency: [1, 1000], rounds: 3, durationMs: 100, callTimeoutMs: 1000 },
+    groups: [
+      {
+        transport: 'REST',
+        op: 'lock',
+        ids: ['oncely', 'upstash-lock'],
+        clients: {},
+        cells: [
+          cell('oncely', 1, [10, 10, 10]),
+          cell('upstash-lock', 1, [20, 20, 20]),
+          cell('oncely', 1000, [120, 110, 100], oncelyAnswered),
+          cell('upstash-lock', 1000, [100, 100, 100]),
+        ],
+      },
+      {
+        transport: 'REST',
+        op: 'once',
+        ids: ['oncely'],
+        clients: {},
+        cells: [cell('oncely', 1000, [50, 50, 50])],
+      },
+    ],
+  });
+  const byId = (ts: Target[]) => new Map(ts.map((t) => [t.id, evaluate(t)]));
+
+  it('PASS at 1,000 when oncely answers every call and is at least as fast as the best peer', () => {
+    const t = byId(scalingTargets(run(100)));
+    expect(t.get('scale.REST.answered')).toMatchObject({ actual: 100, verdict: 'PASS' });
+    expect(t.get('scale.REST.lock.rate')).toMatchObject({ actual: 1.1, verdict: 'PASS' });
+    expect(t.get('scale.REST.lock.rate')?.label).toContain('1,000 concurrent');
+  });
+
+  it('FAIL when one call in a hundred went unanswered, whatever the rate', () => {
+    const t = byId(scalingTargets(run(99)));
+    expect(t.get('scale.REST.answered')).toMatchObject({ actual: 99, verdict: 'FAIL' });
+    expect(t.get('scale.REST.answered')?.note).toBe('lowest: lock acquire + release');
+  });
+
+  it('NOT RUN for transports and peers the run did not measure, and when the suite did not run', () => {
+    const t = byId(scalingTargets(run(100)));
+    expect(t.get('scale.TCP.answered')?.verdict).toBe('NOT RUN');
+    expect(t.get('scale.cluster.once.rate')?.verdict).toBe('NOT RUN');
+    const skipped = byId(scalingTargets({ skipped: 'not selected (--only)' }));
+    expect([...skipped.values()].every((r) => r.verdict === 'NOT RUN')).toBe(true);
+    expect(skipped.get('scale.REST.answered')?.note).toBe('not selected (--only)');
+    expect(byId(scalingTargets(undefined)).size).toBe(8);
+  });
+});
+
+describe('underLoad (calls counted per cell)', () => {
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  class StoreUnavailableError extends Error {
+    override name = 'StoreUnavailableError';
+  }
+
+  it('counts answered calls, errors by name and calls with no answer, with never more in flight than asked', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const track = async (work: () => Promise<void>) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        await work();
+      } finally {
+        inFlight--;
+      }
+    };
+    const contenders: Contender[] = [
+      { id: 'ok', label: 'ok', op: () => track(() => sleep(2)) },
+      {
+        id: 'flaky',
+        label: 'flaky',
+        op: (_key, i) =>
+          track(async () => {
+            await sleep(2);
+            if (i % 2 === 0) throw new StoreUnavailableError('no reply within 2000 ms');
+          }),
+      },
+      // Never answers after its warm-up call: the harness's bound ends each worker's round.
+      {
+        id: 'hang',
+        label: 'hang',
+        op: (key) => (key.includes(':warm:') ? sleep(1) : new Promise<void>(() => {})),
+      },
+    ];
+    const results = await underLoad(contenders, {
+      concurrency: 3,
+      rounds: 2,
+      durationMs: 40,
+      callTimeoutMs: 60,
+      tag: 't',
+    });
+    const [ok, flaky, hang] = results;
+    expect(ok!.calls).toBeGreaterThanOrEqual(6); // every worker makes at least one call per round
+    expect(ok!.answered).toBe(ok!.calls);
+    expect(ok!.errors).toEqual({});
+    expect(flaky!.answered + flaky!.errors.StoreUnavailableError!.count).toBe(flaky!.calls);
+    expect(flaky!.errors.StoreUnavailableError!.count).toBeGreaterThanOrEqual(6); // every first call
+    expect(flaky!.errors.StoreUnavailableError!.example).toBe('no reply within 2000 ms');
+    expect(hang).toMatchObject({ calls: 6, answered: 0 }); // 3 workers × 2 rounds, one call each
+    expect(hang!.errors['no answer']!.count).toBe(6);
+    expect(hang!.summary.p50).toBeGreaterThanOrEqual(59);
+    expect(hang!.rounds.map((r) => r.perSecond)).toEqual([0, 0]);
+    expect(most).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('decades, the log axis of the scaling chart', () => {
+  it('covers the values with powers of ten, at least two', () => {
+    expect(decades(137, 16_193)).toEqual([100, 1000, 10_000, 100_000]);
+    expect(decades(1000, 1000)).toEqual([1000, 10_000]);
+    expect(decades(2, 9)).toEqual([1, 10]);
   });
 });
