@@ -80,6 +80,7 @@ try {
           handlerMs: Number(values['handler-ms']),
           tries: 40,
           retryMs: 100,
+          budgetMs: 60_000,
         },
         processes,
       );

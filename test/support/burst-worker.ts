@@ -33,6 +33,8 @@ export interface BurstSpec {
   retryMs: number;
   /** @default the store's default (2000) */
   timeoutMs?: number;
+  /** No delivery is retried after this long from the start of the burst (it counts as unanswered). */
+  budgetMs: number;
 }
 
 export interface BurstReport {
@@ -110,7 +112,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** One message delivered until it is answered or out of tries: its result, and how long its first try took. */
 async function deliver(id: string): Promise<{ result?: unknown; firstMs: number }> {
   let firstMs = Number.NaN;
-  for (let attempt = 1; attempt <= spec.tries; attempt++) {
+  for (let attempt = 1; attempt <= spec.tries && performance.now() < budgetEnds; attempt++) {
     const started = performance.now();
     tries++;
     try {
@@ -143,6 +145,7 @@ await new Promise<void>((resolve) => go.once('line', () => resolve()));
 go.close();
 
 const started = performance.now();
+const budgetEnds = started + spec.budgetMs;
 const ids = Array.from({ length: spec.calls }, (_, i) => `m-${i % spec.keys}`);
 const outcomes = await Promise.all(ids.map(deliver));
 const durationMs = performance.now() - started;

@@ -260,7 +260,8 @@ export function clientStore(
       send(batch);
     }
     if (queue.length > 0) {
-      expiry = setTimeout(flush, queue[0]!.startedAt + timeoutMs - now);
+      // After the sockets are read (see upstash-http.ts): a reply already received frees a slot first.
+      expiry = setTimeout(() => setImmediate(flush), queue[0]!.startedAt + timeoutMs - now);
     }
   };
   if (slots)

@@ -126,14 +126,22 @@ function requester(
         } else if (slots.tryTake()) {
           send();
         } else {
+          let started = false;
           const withdraw = slots.wait(() => {
+            started = true;
             clearTimeout(timer);
             send();
           });
-          const timer = setTimeout(() => {
-            withdraw();
-            reject(notSent());
-          }, deadline - performance.now());
+          // Deferred as below (sendHolding): a slot freed by a reply already received is taken first.
+          const timer = setTimeout(
+            () =>
+              setImmediate(() => {
+                if (started) return;
+                withdraw();
+                reject(notSent());
+              }),
+            deadline - performance.now(),
+          );
         }
       }),
   };
@@ -229,10 +237,15 @@ function requester(
       },
     );
     const timer = setTimeout(() => {
-      // Not sent if the connection was never made; otherwise the server may have run the command.
-      const connected = r.socket ? !r.socket.connecting : false;
-      finish(unavailable(`no reply within ${timeoutMs} ms`, connected));
-      r.destroy();
+      // A busy process runs due timers before it reads the sockets: a reply that arrived in time but was
+      // not read yet is read first (the poll phase runs before setImmediate's), and it answers the call.
+      setImmediate(() => {
+        if (done) return;
+        // Not sent if the connection was never made; otherwise the server may have run the command.
+        const connected = r.socket ? !r.socket.connecting : false;
+        finish(unavailable(`no reply within ${timeoutMs} ms`, connected));
+        r.destroy();
+      });
     }, deadline - now);
     r.on('error', (e) => {
       const code = codeOf(e);
