@@ -54,8 +54,8 @@ export interface CallDeadline {
 /**
  * The call a request belongs to, for oncely's own requester (upstash-http.ts): each request, waiting for a
  * connection included, takes at most what is left of `startedAt + timeoutMs`, so the time a call waits to be
- * sent, its EVALSHA and the EVAL after NOSCRIPT together take at most one timeoutMs. (Loading the client, once per process and at init when
- * the store is created at module scope, is not counted.) The client passes no per-call option through to its
+ * sent, its EVALSHA and the EVAL after NOSCRIPT together take at most one timeoutMs. (Loading the client,
+ * once per process and at init when the store is created at module scope, is not counted.) The client passes no per-call option through to its
  * requester, but it calls the requester synchronously from the command (Command.exec and Pipeline.exec call
  * `client.request` before their first await), so `current` is set around that call only (sendWithin). Not an
  * AsyncLocalStorage: on Node 20 and 22 its first run() turns on promise hooks for the whole process, which
