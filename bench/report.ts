@@ -5,6 +5,7 @@
 import type { BundleSize, ColdResult } from './bundles.js';
 import type { CeilingRow } from './ceiling.js';
 import type { ConcurrentResult, SequentialResult } from './harness.js';
+import { REST_POOL_NOTE } from './rest-pool-note.js';
 import type { LockCounts, OpCount } from './roundtrips.js';
 import {
   type Evaluated,
@@ -644,6 +645,8 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       '',
     );
   out.push(
+    REST_POOL_NOTE.trim(),
+    '',
     '## Notes',
     '',
     notes.trim(),
