@@ -674,6 +674,11 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
       '',
     );
   out.push(
+    // Measured by a separate script (bench/rest-pool.ts), not by this run: its figures live in a page of
+    // their own, docs/rest-pool.md, which the generator never writes.
+    'REST connection pool: how `maxConnections` was chosen, measured with `npx tsx bench/rest-pool.ts`, is in',
+    '[rest-pool.md](rest-pool.md).',
+    '',
     '## Notes',
     '',
     notes.trim(),

@@ -53,6 +53,8 @@ export interface Gateway {
   readonly token: string;
   /** TCP connections accepted so far (keep-alive reuses one). */
   readonly connections: number;
+  /** The most TCP connections open at the same time so far. */
+  readonly peakConnections: number;
   /** HTTP requests handled so far. */
   readonly requests: number;
   close(): Promise<void>;
@@ -158,6 +160,8 @@ class RestGateway implements Gateway {
   readonly #expected: Buffer;
   readonly #maxBodyBytes: number;
   #connections = 0;
+  #open = 0;
+  #peak = 0;
   #requests = 0;
   #port = 0;
   #host: string;
@@ -177,8 +181,12 @@ class RestGateway implements Gateway {
     const keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 60_000;
     this.#server.keepAliveTimeout = keepAliveTimeoutMs;
     this.#server.headersTimeout = keepAliveTimeoutMs + 1000;
-    this.#server.on('connection', () => {
+    this.#server.on('connection', (socket) => {
       this.#connections++;
+      this.#peak = Math.max(this.#peak, ++this.#open);
+      socket.once('close', () => {
+        this.#open--;
+      });
     });
   }
 
@@ -193,6 +201,9 @@ class RestGateway implements Gateway {
   }
   get connections(): number {
     return this.#connections;
+  }
+  get peakConnections(): number {
+    return this.#peak;
   }
   get requests(): number {
     return this.#requests;

@@ -1,6 +1,7 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
+import type { RequestSlots } from './request-slots.js';
 import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 
@@ -30,25 +31,31 @@ export function upstashClientStore(redis: UpstashRedis, options: { name?: string
   return clientStore(() => redis, { name: options.name ?? 'upstash(client)' });
 }
 
-/** Most calls in one coalesced `/pipeline` request. */
+/** Most calls of one tick in one coalesced `/pipeline` request. */
 export const BATCH_CALLS = 32;
+/** Most calls in one request when they waited for a free connection (RequestSlots). */
+export const BACKLOG_CALLS = 128;
 
 interface Pending extends ScriptCall {
+  /** When the call was made (performance.now()): its deadline is this plus timeoutMs. */
+  readonly startedAt: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
 
 /** One call of a store with a timeoutMs: EVALSHA and the EVAL after NOSCRIPT share its deadline. */
 export interface CallDeadline {
-  /** When its first request went out (performance.now()). */
-  sentAt?: number;
+  /** When the call was made (performance.now()); for a batch, when its oldest call was. */
+  readonly startedAt: number;
+  /** The store took a request slot for the call's first request (RequestSlots); the requester uses it. */
+  holdsSlot?: boolean;
 }
 
 /**
- * The call a request belongs to, for oncely's own requester (upstash-http.ts): the first request of a call
- * sets `sentAt`, and each request waits at most what is left of `sentAt + timeoutMs`, so EVALSHA and the EVAL
- * after NOSCRIPT together take at most one timeoutMs. (Loading the client, once per process and at init when
- * the store is created at module scope, is not counted.) The client passes no per-call option through to its
+ * The call a request belongs to, for oncely's own requester (upstash-http.ts): each request, waiting for a
+ * connection included, takes at most what is left of `startedAt + timeoutMs`, so the time a call waits to be
+ * sent, its EVALSHA and the EVAL after NOSCRIPT together take at most one timeoutMs. (Loading the client,
+ * once per process and at init when the store is created at module scope, is not counted.) The client passes no per-call option through to its
  * requester, but it calls the requester synchronously from the command (Command.exec and Pipeline.exec call
  * `client.request` before their first await), so `current` is set around that call only (sendWithin). Not an
  * AsyncLocalStorage: on Node 20 and 22 its first run() turns on promise hooks for the whole process, which
@@ -88,11 +95,15 @@ export function clientStore(
      * governs each of its requests.
      */
     timeoutMs?: number;
+    /** The requester's bound on requests in flight: calls are held back while every slot is busy. */
+    slots?: RequestSlots;
   },
 ): Store {
-  const { name, secrets = [], timeoutMs } = opts;
-  /** A new call's deadline (see callDeadline) when this store has a timeoutMs. */
-  const fresh = (): CallDeadline | undefined => (timeoutMs === undefined ? undefined : {});
+  const { name, secrets = [], timeoutMs, slots } = opts;
+  /** A call's deadline (see callDeadline) when this store has a timeoutMs. */
+  const deadlineFrom = (startedAt: number): CallDeadline | undefined =>
+    timeoutMs === undefined ? undefined : { startedAt };
+  const fresh = () => deadlineFrom(performance.now());
 
   const mapError = (err: unknown): Error => {
     if (err instanceof StoreError) return err;
@@ -142,9 +153,11 @@ export function clientStore(
     return replies.map((r) => settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError));
   };
 
-  const runBatch = async (calls: readonly ScriptCall[]): Promise<CallResult[]> => {
+  const runBatch = async (
+    calls: readonly ScriptCall[],
+    call: CallDeadline | undefined = fresh(),
+  ): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
-    const call = fresh();
     try {
       return await runManyWithFallback(calls, (c, useLua) => pipeline(call, c, useLua));
     } catch (err) {
@@ -152,8 +165,13 @@ export function clientStore(
     }
   };
 
-  const runOne = async (script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
-    const { evalsha, evalLua } = scriptsOf(fresh());
+  const runOne = async (
+    script: Script,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    call: CallDeadline | undefined,
+  ) => {
+    const { evalsha, evalLua } = scriptsOf(call);
     try {
       return await evalWithFallback(script, keys, args, evalsha, evalLua);
     } catch (err) {
@@ -170,28 +188,86 @@ export function clientStore(
   // the first part while the client is still preparing the rest (measured: +40 % pairs/s under 50 workers,
   // docs/benchmarks.md). The client's own auto-pipelining batches over two microtasks, too short a window
   // for callers a reply wakes, and keeps no such bound.
+  // While every request slot is busy (a burst, upstashStore's maxConnections), calls stay here and go
+  // together, up to BACKLOG_CALLS per request, when a slot frees: fewer, fuller requests for the server
+  // instead of a request per tick waiting in line (docs/benchmarks.md, "REST connection pool"). A call still
+  // here at its deadline fails as not sent (ambiguous: false).
   let queue: Pending[] = [];
-  const flush = () => {
-    if (queue.length === 0) return;
-    const batch = queue;
-    queue = [];
+  let expiry: ReturnType<typeof setTimeout> | undefined;
+  const send = (batch: Pending[]) => {
+    const call = deadlineFrom(batch[0]!.startedAt);
+    if (call && slots) call.holdsSlot = true;
+    const settled = () => {
+      // A request that never reached the requester (the client failed to load) leaves its slot here.
+      if (call?.holdsSlot) {
+        call.holdsSlot = false;
+        slots?.release();
+      }
+    };
     if (batch.length === 1) {
       const p = batch[0]!;
-      runOne(p.script, p.keys, p.args).then(p.resolve, p.reject);
+      runOne(p.script, p.keys, p.args, call).then(
+        (v) => {
+          settled();
+          p.resolve(v);
+        },
+        (err: unknown) => {
+          settled();
+          p.reject(err);
+        },
+      );
       return;
     }
-    runBatch(batch).then(
-      (results) =>
+    runBatch(batch, call).then(
+      (results) => {
+        settled();
         results.forEach((r, i) => {
           const p = batch[i]!;
           if (r.ok) p.resolve(r.value);
           else p.reject(r.error);
-        }),
+        });
+      },
       (err: unknown) => {
+        settled();
         for (const p of batch) p.reject(err);
       },
     );
   };
+  const flush = () => {
+    if (slots === undefined || timeoutMs === undefined) {
+      const batch = queue;
+      queue = [];
+      if (batch.length > 0) send(batch);
+      return;
+    }
+    clearTimeout(expiry);
+    expiry = undefined;
+    const now = performance.now();
+    let expired = 0;
+    while (expired < queue.length && queue[expired]!.startedAt + timeoutMs <= now) expired++;
+    if (expired > 0) {
+      const error = new StoreUnavailableError(
+        `${name}: no connection free within ${timeoutMs} ms (not sent)`,
+        { store: name, ambiguous: false },
+      );
+      for (const p of queue.splice(0, expired)) p.reject(error);
+    }
+    // A tick's calls go BATCH_CALLS at a time; a backlog (calls that waited for a slot) goes fuller.
+    const most = queue.length > BATCH_CALLS ? BACKLOG_CALLS : BATCH_CALLS;
+    while (queue.length > 0 && slots.tryTake()) {
+      const batch = queue.length <= most ? queue : queue.slice(0, most);
+      queue = batch === queue ? [] : queue.slice(most);
+      send(batch);
+    }
+    if (queue.length > 0) {
+      // After the sockets are read (see upstash-http.ts): a reply already received frees a slot first.
+      expiry = setTimeout(() => setImmediate(flush), queue[0]!.startedAt + timeoutMs - now);
+    }
+  };
+  if (slots)
+    slots.onFree = () => {
+      if (queue.length > 0) flush();
+    };
 
   return {
     kind: 'upstash',
@@ -199,9 +275,9 @@ export function clientStore(
     run(script: Script, keys: readonly string[], args: readonly ScriptArg[]) {
       if (!takesKeys(script, keys.length)) return Promise.reject(keysMismatch(script, keys.length));
       return new Promise((resolve, reject) => {
-        const n = queue.push({ script, keys, args, resolve, reject });
+        const n = queue.push({ script, keys, args, startedAt: performance.now(), resolve, reject });
         if (n === 1) process.nextTick(flush);
-        else if (n === BATCH_CALLS) flush();
+        else if (n === BATCH_CALLS && (slots === undefined || slots.free)) flush();
       });
     },
     runMany: (calls) => {

@@ -1,5 +1,7 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { StoreError } from '../errors.js';
+import { check, wholeProblems } from '../validate.js';
+import { RequestSlots } from './request-slots.js';
 import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
 import { clientStore } from './upstash-client.js';
 
@@ -13,19 +15,36 @@ export interface UpstashStoreOptions extends TransportOptions {
    * @default false (our replies are integers and UTF-8 JSON, and decoding costs time)
    */
   base64?: boolean;
+  /**
+   * Most requests in flight (and keep-alive sockets) to the REST endpoint at a time, for this store. Calls
+   * made while all of them are busy wait and then travel together, as one `/pipeline` request, when one frees:
+   * a burst of a thousand concurrent calls costs a few fuller requests, not a thousand sockets. The wait
+   * counts against `timeoutMs`; a call that was never sent fails with StoreUnavailableError, `ambiguous: false`.
+   * @default 8 (docs/benchmarks.md, "REST connection pool")
+   */
+  maxConnections?: number;
 }
+
+/** upstashStore's default maxConnections. */
+export const DEFAULT_MAX_CONNECTIONS = 8;
+/** The most maxConnections upstashStore accepts. */
+export const MAX_CONNECTIONS = 1024;
 
 /**
  * A Store over Upstash's REST API through `@upstash/redis`, the one REST client (transport/upstash-client.ts
  * runs the scripts). oncely builds the client on first use around a requester of its own
  * (transport/upstash-http.ts): `node:http(s)` with a keep-alive agent, because the client's default `fetch`
  * costs three times the latency per request (docs/benchmarks.md); raw replies; the read-your-writes sync
- * token; one timeoutMs per call (EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out
+ * token; at most `maxConnections` requests in flight, calls queued behind them coalesced; one timeoutMs per
+ * call (the wait for a connection, EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out
  * write is reported as ambiguous, never silently sent twice. The client and the HTTP code are a chunk of
  * their own, loaded when the store is created: the TCP path never loads them.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  check(wholeProblems('maxConnections', maxConnections, 1, MAX_CONNECTIONS), 'upstashStore options');
+  const slots = new RequestSlots(maxConnections);
   const { token } = options;
   let url: URL | undefined;
   try {
@@ -46,7 +65,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
         throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
       }
       const { rawClient } = await loading;
-      return rawClient(url, token, { name, timeoutMs, base64: options.base64 ?? false });
+      return rawClient(url, token, slots, { name, timeoutMs, base64: options.base64 ?? false });
     })();
     ready = (await pending).redis;
     return ready;
@@ -55,6 +74,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
     name,
     secrets: [token],
     timeoutMs,
+    slots,
     async close() {
       (await pending?.catch(() => undefined))?.close();
     },
