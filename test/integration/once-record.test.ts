@@ -275,7 +275,9 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
       await expire(lost);
       expect(await fx.admin.del(records.keysOf(lost)[1])).toBe(1); // the counter gone too (a failover)
       const t0 = Date.now();
-      const second = await claim(lost, 'token-B');
+      // A client clock at 5 ms since the epoch: the store's TIME wins (the client's is only its fallback).
+      const reply = await run(records.claim(lost, 'token-B', '', LEASE_MS, 5));
+      const second = (parseClaim(reply, store.name) as { fence: number }).fence;
       // From the store's clock, not from 1 (the same host as ours); in the same millisecond as the first grant
       // the floor can equal its fence: docs/safety.md, the clock assumption.
       expect(second).toBeGreaterThanOrEqual(first);
