@@ -88,12 +88,17 @@ describe.each(TRANSPORTS)('FIFO batches over %s', (transport) => {
     const ids = ['1', '2', '3', '4'].map((i) => unique(`busy${i}`));
     // Another consumer (a store of its own) is running message 2.
     const gate = deferred();
-    const elsewhere = withOnceBatch(async () => gate.promise, {
-      ...options,
-      store: fx.store({ timeoutMs: 5000 }),
-    });
+    const started = deferred();
+    const elsewhere = withOnceBatch(
+      async () => {
+        started.resolve();
+        return gate.promise;
+      },
+      { ...options, store: fx.store({ timeoutMs: 5000 }) },
+    );
     const running = elsewhere(batch(fifo(ids[1]!)), lambdaContext());
-    await expect.poll(() => fx.admin.hget(keys(ids[1]!)[0], 's')).toBe('P');
+    await started.promise; // its record is claimed
+    expect(await fx.admin.hget(keys(ids[1]!)[0], 's')).toBe('P');
     const theirs = await fx.admin.hgetall(keys(ids[1]!)[0]);
 
     const ran: string[] = [];

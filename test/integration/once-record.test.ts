@@ -305,10 +305,13 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
         });
         const gateA = deferred();
         const gateB = deferred();
+        const startedA = deferred();
+        const startedB = deferred();
         const runs: OnceRun[] = [];
         const a = withOnce(
           async (_e: { id: string }, _c, once) => {
             runs.push(once);
+            startedA.resolve();
             await gateA.promise;
             if (ending === 'fails') throw new Error('A failed late');
             return 'A';
@@ -318,6 +321,7 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
         const b = withOnce(
           async (_e: { id: string }, _c, once) => {
             runs.push(once);
+            startedB.resolve();
             await gateB.promise;
             return 'B';
           },
@@ -325,10 +329,11 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
         );
 
         const first = a({ id: key }, lambdaContext(LEASE_MS)).catch((e: unknown) => e);
-        await expect.poll(() => runs.length).toBe(1);
+        await startedA.promise; // A's record is claimed
         await expire(key);
         const second = b({ id: key }, lambdaContext(LEASE_MS));
-        await expect.poll(() => runs.length).toBe(2);
+        await startedB.promise;
+        expect(runs).toHaveLength(2);
         expect(runs[1]!.fence).toBeGreaterThan(runs[0]!.fence);
         const before = await snapshot(key);
         expect(Buffer.from(before.record.s!, 'hex').toString()).toBe('P');
@@ -351,10 +356,10 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
       const ns = records.namespace;
       const key = unique('api-gone');
       const gate = deferred();
-      let runs = 0;
+      const started = deferred();
       const a = withOnce(
         async () => {
-          runs++;
+          started.resolve();
           await gate.promise;
           return 'A';
         },
@@ -366,7 +371,7 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
         },
       );
       const first = a({ id: key }, lambdaContext(LEASE_MS)).catch((e: unknown) => e);
-      await expect.poll(() => runs).toBe(1);
+      await started.promise; // its record is claimed
       await expire(key);
       // Another owner claims (the counter moves on), and its record goes too.
       await claim(key, 'token-B');
