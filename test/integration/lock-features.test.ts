@@ -38,7 +38,9 @@ function counting(inner: Store): Store & { scripts: string[] } {
 describe.each(LOCK_TRANSPORTS)('lock features over %s', (transport) => {
   let fx: TransportFixture;
   let lock: Lock;
-  let other: Lock; // a second process: its own store and connection
+  // A second store: its own client and connection, as another container's would be (in this one process:
+  // the names below say "another store", not "another process").
+  let other: Lock;
   beforeAll(async () => {
     fx = await startTransport(transport);
     lock = createLock(fx.store());
@@ -49,7 +51,7 @@ describe.each(LOCK_TRANSPORTS)('lock features over %s', (transport) => {
   });
 
   describe('status', () => {
-    it('tells held, remaining ms and fence without the token, from another process', async () => {
+    it('tells held, remaining ms and fence without the token, through another store', async () => {
       const key = uniqueKey('status');
       expect(await other.status(key)).toMatchObject({ held: false, remainingMs: 0 });
       const lease = (await lock.tryAcquire(key, { ttlMs: 5000 }))!;
@@ -104,7 +106,7 @@ describe.each(LOCK_TRANSPORTS)('lock features over %s', (transport) => {
   });
 
   describe('resume (hand-over)', () => {
-    it('rebuilds the lease in another process from the token: same fence, new TTL, and it can release', async () => {
+    it('rebuilds the lease on another store from the token: same fence, new TTL, and it can release', async () => {
       const key = uniqueKey('resume');
       const first = (await lock.tryAcquire(key, { ttlMs: 2000 }))!;
       const resumed = await other.resume(key, first.token, { ttlMs: 60_000 });
@@ -286,7 +288,7 @@ describe.each(LOCK_TRANSPORTS)('lock features over %s', (transport) => {
   });
 
   describe('once per window', () => {
-    it('runs fn once per window across processes, however many calls arrive', async () => {
+    it('runs fn once per window across two stores, however many calls arrive', async () => {
       const key = uniqueKey('window');
       let runs = 0;
       const fn = async () => {

@@ -321,7 +321,10 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
         answer = await h({ id: key }, lambdaContext());
         break;
       } catch (e) {
-        if (!(e instanceof StoreError) || Date.now() > deadline) throw e;
+        // The source retries a store error, and a record in progress: a retry whose claim failed ambiguously
+        // (timed out while the node came back) may have claimed after all, until its give-back releases the
+        // record or its 600 ms lease runs out. Seen once on the cluster under load.
+        if (!(e instanceof StoreError || e instanceof InProgressError) || Date.now() > deadline) throw e;
         await delay(200);
       }
     }

@@ -1,0 +1,424 @@
+/**
+ * Every guard of the lock, leader and operator scripts (scripts.ts, scripts/leader.ts, scripts/admin.ts) on
+ * real servers, on every transport: each test sets the keys up on the server, runs one script through the
+ * store, and checks its reply and what it left, so that breaking any one condition (a token compare, a fence
+ * compare, NX, "expired" vs "held by another", a guarded delete, a PTTL that must never shrink or grow) fails a
+ * test named for it. docs/safety.md lists each guard with the test that catches it (found by breaking each in
+ * turn). The run-once record's scripts are in once-record.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Store } from '../../layers/oncely/src/index.js';
+import {
+  ACQUIRE,
+  EXTEND,
+  FENCE_RAISE,
+  LEADER_ANNOUNCE,
+  LEADER_OBSERVE,
+  LOCK_ACQUIRE_ALL,
+  LOCK_CHECK,
+  LOCK_EXTEND_ALL,
+  LOCK_FORCE_RELEASE,
+  LOCK_RELEASE_ALL,
+  LOCK_RESUME,
+  LOCK_STATUS,
+  ONCE_FORGET,
+  ONCE_INSPECT,
+  RELEASE,
+  type Script,
+  WINDOW_OPEN,
+} from '../../layers/oncely/src/scripts.js';
+import type { ScriptArg } from '../../layers/oncely/src/transport/types.js';
+import { unique } from '../support/once.js';
+import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
+
+const TTL_MS = 60_000;
+const FENCE_TTL_MS = 120_000;
+/** Far above any TTL a test asks for: a counter given this PTTL shows whether a script shortened it. */
+const LONG_MS = 86_400_000;
+/** Slack for the PTTL a key loses while a test runs (a busy machine). */
+const SLACK_MS = 30_000;
+
+/** A reply with every numeric string made a number (REST and TCP give a Lua string or number alike). */
+const norm = (reply: unknown): unknown =>
+  Array.isArray(reply)
+    ? reply.map(norm)
+    : typeof reply === 'string' && /^-?\d+$/.test(reply)
+      ? Number(reply)
+      : reply;
+
+describe.each(TRANSPORTS)('script guards over %s', (transport) => {
+  let fx: TransportFixture;
+  let store: Store;
+  beforeAll(async () => {
+    fx = await startTransport(transport);
+    store = fx.store({ timeoutMs: 5000 });
+  });
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  const run = async (script: Script, keys: string[], args: ScriptArg[]) =>
+    norm(await store.run(script, keys, args));
+  /** The keys of one lock name (one hash tag: one slot), as lock.ts names them. */
+  const named = (label: string) => {
+    const tag = `{${unique(label)}}`;
+    return {
+      lock: `oncely:${tag}:lock`,
+      fence: `oncely:${tag}:fence`,
+      leader: `oncely:${tag}:leader`,
+      /** A second lock and counter in the same slot (the set scripts). */
+      lock2: `oncely:${tag}:2:lock`,
+      fence2: `oncely:${tag}:2:fence`,
+      rec: `oncely:once:${tag}:rec`,
+    };
+  };
+  const acquire = (k: { lock: string; fence: string }, token: string, ttlMs = TTL_MS) =>
+    run(ACQUIRE, [k.lock, k.fence], [token, ttlMs, FENCE_TTL_MS, Date.now()]) as Promise<[number, number]>;
+  const pttl = (key: string) => fx.admin.pttl(key);
+  const get = (key: string) => fx.admin.get(key);
+
+  describe('acquire', () => {
+    it('NX: a held lock is not taken by another token, which gets {0, pttl}; the holder and counter stay', async () => {
+      const k = named('nx');
+      const [ok, fence] = await acquire(k, 'tok-A');
+      expect(ok).toBe(1);
+      const [status, left] = await acquire(k, 'tok-B', LONG_MS);
+      expect(status).toBe(0);
+      expect(left).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(left).toBeLessThanOrEqual(TTL_MS);
+      expect(await get(k.lock)).toBe('tok-A');
+      expect(await get(k.fence)).toBe(String(fence));
+      expect(await pttl(k.lock)).toBeLessThanOrEqual(TTL_MS);
+    });
+
+    it('re-run by the holder: the same fence, the lock renewed, the counter kept at least fenceTtl and never cut', async () => {
+      const k = named('again');
+      const [, fence] = await acquire(k, 'tok-A', 1000);
+      await fx.admin.pexpire(k.fence, LONG_MS);
+      expect(await acquire(k, 'tok-A')).toEqual([1, fence]);
+      expect(await pttl(k.lock)).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS); // not cut to FENCE_TTL_MS
+      await fx.admin.pexpire(k.fence, 1000);
+      expect(await acquire(k, 'tok-A')).toEqual([1, fence]);
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS); // raised to FENCE_TTL_MS
+    });
+
+    it("fences: max(last + 1, the store's TIME); with 'client', the client's clock instead", async () => {
+      const k = named('fences');
+      const far = Date.now() + 10 * 365 * 86_400_000;
+      await fx.admin.set(k.fence, String(far), 'PX', LONG_MS);
+      expect(await acquire(k, 'tok-A')).toEqual([1, far + 1]);
+      await fx.admin.del(k.lock, k.fence);
+      // A client clock at 5 ms since the epoch: the store's TIME wins.
+      const t0 = Date.now();
+      const [, fromStore] = (await run(
+        ACQUIRE,
+        [k.lock, k.fence],
+        ['tok-B', TTL_MS, FENCE_TTL_MS, 5],
+      )) as number[];
+      expect(fromStore).toBeGreaterThan(t0 - SLACK_MS);
+      expect(fromStore).toBeLessThan(t0 + SLACK_MS);
+      await fx.admin.del(k.lock, k.fence);
+      // 'client' (Redlock): the client's clock, even far from the store's.
+      const ahead = t0 + 1_000_000_000;
+      expect(await run(ACQUIRE, [k.lock, k.fence], ['tok-C', TTL_MS, FENCE_TTL_MS, ahead, 'client'])).toEqual(
+        [1, ahead],
+      );
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+    });
+  });
+
+  describe('extend', () => {
+    it("another token's lock: -1 and untouched; no lock: 0 (expired, not stolen)", async () => {
+      const k = named('extend-other');
+      await acquire(k, 'tok-A');
+      expect(await run(EXTEND, [k.lock, k.fence], ['tok-B', LONG_MS, LONG_MS])).toBe(-1);
+      expect(await pttl(k.lock)).toBeLessThanOrEqual(TTL_MS);
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      expect(await get(k.lock)).toBe('tok-A');
+      await fx.admin.del(k.lock);
+      expect(await run(EXTEND, [k.lock, k.fence], ['tok-A', LONG_MS, LONG_MS])).toBe(0);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+    });
+
+    it('ours: the lock renewed; the counter kept at least fenceTtl, never cut; without a fence key too', async () => {
+      const k = named('extend-ours');
+      await acquire(k, 'tok-A', 1000);
+      await fx.admin.pexpire(k.fence, LONG_MS);
+      expect(await run(EXTEND, [k.lock, k.fence], ['tok-A', TTL_MS, FENCE_TTL_MS])).toBe(1);
+      expect(await pttl(k.lock)).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      await fx.admin.pexpire(k.fence, 1000);
+      expect(await run(EXTEND, [k.lock, k.fence], ['tok-A', TTL_MS, FENCE_TTL_MS])).toBe(1);
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await run(EXTEND, [k.lock], ['tok-A', TTL_MS])).toBe(1);
+    });
+  });
+
+  describe('release', () => {
+    it("another token's lock: -1 and untouched; no lock: 0 (expired, not held by another)", async () => {
+      const k = named('release-other');
+      const [, fence] = await acquire(k, 'tok-A');
+      expect(await run(RELEASE, [k.lock, k.fence], ['tok-B', 1000])).toBe(-1);
+      expect(await get(k.lock)).toBe('tok-A');
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS); // not cut to 1000
+      await fx.admin.del(k.lock);
+      expect(await run(RELEASE, [k.lock, k.fence], ['tok-A', 1000])).toBe(0);
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await get(k.fence)).toBe(String(fence));
+    });
+
+    it('ours: deleted; the counter left at most the grace to live, never lengthened; without a fence key too', async () => {
+      const k = named('release-ours');
+      const [, fence] = await acquire(k, 'tok-A');
+      expect(await run(RELEASE, [k.lock, k.fence], ['tok-A', 5000])).toBe(1);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+      expect(await get(k.fence)).toBe(String(fence));
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(5000);
+      await acquire(k, 'tok-B');
+      await fx.admin.pexpire(k.fence, 2000);
+      expect(await run(RELEASE, [k.lock, k.fence], ['tok-B', LONG_MS])).toBe(1);
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(2000); // not lengthened to the grace
+      await acquire(k, 'tok-C');
+      expect(await run(RELEASE, [k.lock], ['tok-C'])).toBe(1);
+    });
+  });
+
+  describe('status, check, resume', () => {
+    it('status: {1, pttl, fence} while held, {0, 0, fence} once free, fence 0 once the counter is gone', async () => {
+      const k = named('status');
+      expect(await run(LOCK_STATUS, [k.lock, k.fence], [])).toEqual([0, 0, 0]);
+      const [, fence] = await acquire(k, 'tok-A');
+      const [held, left, f] = (await run(LOCK_STATUS, [k.lock, k.fence], [])) as number[];
+      expect([held, f]).toEqual([1, fence]);
+      expect(left).toBeGreaterThan(TTL_MS - SLACK_MS);
+      await fx.admin.del(k.lock);
+      expect(await run(LOCK_STATUS, [k.lock, k.fence], [])).toEqual([0, 0, fence]);
+    });
+
+    it('check: 1 ours, -1 another owner, 0 nobody; read-only', async () => {
+      const k = named('check');
+      await acquire(k, 'tok-A');
+      expect(await run(LOCK_CHECK, [k.lock], ['tok-A'])).toBe(1);
+      expect(await run(LOCK_CHECK, [k.lock], ['tok-B'])).toBe(-1);
+      expect(await get(k.lock)).toBe('tok-A');
+      await fx.admin.del(k.lock);
+      expect(await run(LOCK_CHECK, [k.lock], ['tok-A'])).toBe(0);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+    });
+
+    it('resume: ours renewed with its fence; another owner {-1} untouched; nobody {0}, and a free lock is not taken', async () => {
+      const k = named('resume');
+      const [, fence] = await acquire(k, 'tok-A', 1000);
+      await fx.admin.pexpire(k.fence, LONG_MS);
+      expect(await run(LOCK_RESUME, [k.lock, k.fence], ['tok-A', TTL_MS, FENCE_TTL_MS])).toEqual([1, fence]);
+      expect(await pttl(k.lock)).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      await fx.admin.pexpire(k.fence, 1000);
+      expect(await run(LOCK_RESUME, [k.lock, k.fence], ['tok-A', TTL_MS, FENCE_TTL_MS])).toEqual([1, fence]);
+      expect(await pttl(k.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await run(LOCK_RESUME, [k.lock, k.fence], ['tok-B', LONG_MS, LONG_MS])).toEqual([-1]);
+      expect(await get(k.lock)).toBe('tok-A');
+      expect(await pttl(k.lock)).toBeLessThanOrEqual(TTL_MS);
+      await fx.admin.del(k.lock);
+      expect(await run(LOCK_RESUME, [k.lock, k.fence], ['tok-A', TTL_MS, FENCE_TTL_MS])).toEqual([0]);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+    });
+  });
+
+  describe('several locks in one slot', () => {
+    it('acquire-all: one held by another owner: {0, its index, its pttl}, and nothing taken or moved', async () => {
+      const k = named('all-held');
+      const [, theirs] = await acquire({ lock: k.lock2, fence: k.fence2 }, 'tok-B');
+      const keys = [k.lock, k.fence, k.lock2, k.fence2];
+      const [status, index, left] = (await run(LOCK_ACQUIRE_ALL, keys, [
+        'tok-A',
+        TTL_MS,
+        FENCE_TTL_MS,
+        Date.now(),
+      ])) as number[];
+      expect([status, index]).toEqual([0, 2]);
+      expect(left).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(await fx.admin.exists(k.lock, k.fence)).toBe(0);
+      expect(await get(k.lock2)).toBe('tok-B');
+      expect(await get(k.fence2)).toBe(String(theirs));
+    });
+
+    it('acquire-all re-run by the holder: the fences it holds unchanged, a new lock gets a new fence', async () => {
+      const k = named('all-again');
+      const [, mine] = await acquire(k, 'tok-A', 1000);
+      const keys = [k.lock, k.fence, k.lock2, k.fence2];
+      const t0 = Date.now();
+      const [ok, f1, f2] = (await run(LOCK_ACQUIRE_ALL, keys, [
+        'tok-A',
+        TTL_MS,
+        FENCE_TTL_MS,
+        t0,
+      ])) as number[];
+      expect([ok, f1]).toEqual([1, mine]);
+      expect(f2).toBeGreaterThan(t0 - SLACK_MS);
+      expect(await get(k.fence)).toBe(String(mine));
+      expect(await get(k.fence2)).toBe(String(f2));
+      expect(await get(k.lock2)).toBe('tok-A');
+      expect(await pttl(k.lock)).toBeGreaterThan(TTL_MS - SLACK_MS);
+      await fx.admin.pexpire(k.fence, LONG_MS);
+      expect(await run(LOCK_ACQUIRE_ALL, keys, ['tok-A', TTL_MS, FENCE_TTL_MS, t0])).toEqual([1, mine, f2]);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      await fx.admin.del(k.lock2);
+      const far = Date.now() + 10 * 365 * 86_400_000;
+      await fx.admin.set(k.fence2, String(far), 'PX', LONG_MS);
+      expect(await run(LOCK_ACQUIRE_ALL, keys, ['tok-A', TTL_MS, FENCE_TTL_MS, t0])).toEqual([
+        1,
+        mine,
+        far + 1,
+      ]);
+    });
+
+    it('extend-all: one held by another owner (-1) or one gone (0): nothing extended; all ours: 1', async () => {
+      const k = named('extend-all');
+      const keys = [k.lock, k.fence, k.lock2, k.fence2];
+      await acquire(k, 'tok-A', 10_000);
+      await acquire({ lock: k.lock2, fence: k.fence2 }, 'tok-B', 10_000);
+      expect(await run(LOCK_EXTEND_ALL, keys, ['tok-A', LONG_MS, LONG_MS])).toBe(-1);
+      for (const key of [k.lock, k.lock2]) expect(await pttl(key)).toBeLessThanOrEqual(10_000);
+      for (const key of [k.fence, k.fence2]) expect(await pttl(key)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      await fx.admin.del(k.lock2);
+      expect(await run(LOCK_EXTEND_ALL, keys, ['tok-A', LONG_MS, LONG_MS])).toBe(0);
+      expect(await pttl(k.lock)).toBeLessThanOrEqual(10_000);
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      await acquire({ lock: k.lock2, fence: k.fence2 }, 'tok-A', 10_000);
+      expect(await run(LOCK_EXTEND_ALL, keys, ['tok-A', LONG_MS, LONG_MS])).toBe(1);
+      for (const key of [k.lock, k.lock2, k.fence, k.fence2])
+        expect(await pttl(key)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      // the counters are never cut
+      expect(await run(LOCK_EXTEND_ALL, keys, ['tok-A', TTL_MS, FENCE_TTL_MS])).toBe(1);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
+    });
+
+    it('release-all: deletes only our locks (1); none ours but one held: -1, untouched; none left: 0', async () => {
+      const k = named('release-all');
+      const keys = [k.lock, k.fence, k.lock2, k.fence2];
+      await acquire(k, 'tok-A');
+      await acquire({ lock: k.lock2, fence: k.fence2 }, 'tok-B');
+      expect(await run(LOCK_RELEASE_ALL, keys, ['tok-A', 5000])).toBe(1);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+      expect(await pttl(k.fence)).toBeLessThanOrEqual(5000);
+      expect(await get(k.lock2)).toBe('tok-B');
+      expect(await pttl(k.fence2)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await run(LOCK_RELEASE_ALL, keys, ['tok-A', 5000])).toBe(-1);
+      expect(await get(k.lock2)).toBe('tok-B');
+      await fx.admin.del(k.lock2);
+      expect(await run(LOCK_RELEASE_ALL, keys, ['tok-A', 5000])).toBe(0);
+      await fx.admin.pexpire(k.fence2, 1000);
+      await acquire({ lock: k.lock2, fence: k.fence2 }, 'tok-A');
+      await fx.admin.pexpire(k.fence2, 1000);
+      expect(await run(LOCK_RELEASE_ALL, keys, ['tok-A', LONG_MS])).toBe(1);
+      expect(await pttl(k.fence2)).toBeLessThanOrEqual(1000); // never lengthened
+    });
+
+    it('window-open (NX): {1, 0} opens a window; while it is open {0, pttl}, and it stays the first one', async () => {
+      const k = named('window');
+      expect(await run(WINDOW_OPEN, [k.lock], ['tok-A', TTL_MS])).toEqual([1, 0]);
+      const [status, left] = (await run(WINDOW_OPEN, [k.lock], ['tok-B', LONG_MS])) as number[];
+      expect(status).toBe(0);
+      expect(left).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(await get(k.lock)).toBe('tok-A');
+      expect(await pttl(k.lock)).toBeLessThanOrEqual(TTL_MS);
+    });
+  });
+
+  describe('fence raise (Redlock)', () => {
+    it('raises to n only when n is higher; never lowers the counter nor cuts its PTTL', async () => {
+      const k = named('raise');
+      expect(await run(FENCE_RAISE, [k.fence], [1000, TTL_MS])).toBe(1000);
+      expect(await get(k.fence)).toBe('1000');
+      expect(await run(FENCE_RAISE, [k.fence], [500, LONG_MS])).toBe(1000);
+      expect(await get(k.fence)).toBe('1000');
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS); // at least fenceTtl
+      expect(await run(FENCE_RAISE, [k.fence], [1000, TTL_MS])).toBe(1000);
+      expect(await pttl(k.fence)).toBeGreaterThan(LONG_MS - SLACK_MS); // never cut
+      expect(await run(FENCE_RAISE, [k.fence], [2000, TTL_MS])).toBe(2000);
+      expect(await get(k.fence)).toBe('2000');
+    });
+  });
+
+  describe('leader', () => {
+    it('announce: only by the lock holder; observe tells nobody, an announced holder, an unannounced one', async () => {
+      const k = named('leader');
+      const keys = [k.lock, k.leader];
+      expect(await run(LEADER_OBSERVE, keys, [])).toEqual([0]);
+      expect(await run(LEADER_ANNOUNCE, keys, ['tok-A', 'node-a', 7, TTL_MS])).toBe(0); // nobody holds it
+      expect(await fx.admin.exists(k.leader)).toBe(0);
+      await acquire(k, 'tok-A');
+      expect(await run(LEADER_ANNOUNCE, keys, ['tok-B', 'node-b', 8, TTL_MS])).toBe(0); // not the holder
+      expect(await fx.admin.exists(k.leader)).toBe(0);
+      expect(await run(LEADER_OBSERVE, keys, [])).toEqual([2, expect.any(Number)]);
+      expect(await run(LEADER_ANNOUNCE, keys, ['tok-A', 'node-a', 7, TTL_MS])).toBe(1);
+      const [seen, left, id, term] = (await run(LEADER_OBSERVE, keys, [])) as [
+        number,
+        number,
+        string,
+        number,
+      ];
+      expect([seen, id, term]).toEqual([1, 'node-a', 7]);
+      expect(left).toBeGreaterThan(TTL_MS - SLACK_MS);
+      expect(JSON.stringify(await fx.admin.hgetall(k.leader))).not.toContain('tok-A');
+      // A new holder that has not announced: the old record is not taken for it.
+      await fx.admin.set(k.lock, 'tok-B', 'PX', TTL_MS);
+      expect(await run(LEADER_OBSERVE, keys, [])).toEqual([2, expect.any(Number)]);
+      expect(await run(LEADER_ANNOUNCE, keys, ['tok-A', 'node-a', 9, TTL_MS])).toBe(0); // deposed
+      expect(await fx.admin.hget(k.leader, 'term')).toBe('7');
+      // Nobody holds it: the record left behind is not a leader.
+      await fx.admin.del(k.lock);
+      expect(await run(LEADER_OBSERVE, keys, [])).toEqual([0]);
+    });
+  });
+
+  describe('operators', () => {
+    it('once-inspect: {0, now} without a record; the record without its token', async () => {
+      const k = named('inspect');
+      const t0 = Date.now();
+      const [none, now] = (await run(ONCE_INSPECT, [k.rec, k.fence], [])) as number[];
+      expect(none).toBe(0);
+      expect(Math.abs(now! - t0)).toBeLessThan(SLACK_MS);
+      await fx.admin.hset(k.rec, 's', 'C', 't', 'tok-A', 'f', '41', 'h', 'hash', 'r', 'j"abc"');
+      await fx.admin.pexpire(k.rec, TTL_MS);
+      await fx.admin.set(k.fence, '42', 'PX', FENCE_TTL_MS);
+      const reply = (await run(ONCE_INSPECT, [k.rec, k.fence], [])) as unknown[];
+      expect(reply).toEqual([1, expect.any(Number), 'C', 41, 'hash', 6, expect.any(Number), 42]);
+      expect(JSON.stringify(reply)).not.toContain('tok-A');
+    });
+
+    it('once-forget: deletes only the record the operator saw (its fence, or any with an empty fence)', async () => {
+      const k = named('forget');
+      expect(await run(ONCE_FORGET, [k.rec], [''])).toEqual([0]);
+      await fx.admin.hset(k.rec, 's', 'P', 't', 'tok-A', 'f', '41');
+      await fx.admin.set(k.fence, '41', 'PX', FENCE_TTL_MS);
+      expect(await run(ONCE_FORGET, [k.rec], ['40'])).toEqual([2, 41]); // claimed since the operator looked
+      expect(await fx.admin.hget(k.rec, 't')).toBe('tok-A');
+      expect(await run(ONCE_FORGET, [k.rec], ['41'])).toEqual([1, 'P']);
+      expect(await fx.admin.exists(k.rec)).toBe(0);
+      expect(await get(k.fence)).toBe('41'); // the counter stays
+      await fx.admin.hset(k.rec, 's', 'C', 't', 'tok-B', 'f', '42');
+      expect(await run(ONCE_FORGET, [k.rec], [''])).toEqual([1, 'C']);
+      expect(await fx.admin.exists(k.rec)).toBe(0);
+    });
+
+    it('lock-force-release: deletes only the lock the operator saw (its fence, or any with an empty fence)', async () => {
+      const k = named('force');
+      expect(await run(LOCK_FORCE_RELEASE, [k.lock, k.fence], [''])).toEqual([0]);
+      await fx.admin.set(k.fence, '41', 'PX', FENCE_TTL_MS);
+      expect(await run(LOCK_FORCE_RELEASE, [k.lock, k.fence], [''])).toEqual([0]); // a counter, no lock
+      const [, fence] = await acquire(k, 'tok-A');
+      expect(await run(LOCK_FORCE_RELEASE, [k.lock, k.fence], [String(fence - 1)])).toEqual([2, fence]);
+      expect(await get(k.lock)).toBe('tok-A');
+      expect(await run(LOCK_FORCE_RELEASE, [k.lock, k.fence], [String(fence)])).toEqual([1, fence]);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+      expect(await get(k.fence)).toBe(String(fence)); // the counter stays
+      const [, next] = await acquire(k, 'tok-B');
+      expect(await run(LOCK_FORCE_RELEASE, [k.lock, k.fence], [''])).toEqual([1, next]);
+      expect(await fx.admin.exists(k.lock)).toBe(0);
+    });
+  });
+});
