@@ -1,0 +1,183 @@
+/**
+ * Redlock nodes that come back: 5 real, independent redis-server masters (nodes 0-2 over TCP, 3-4 over REST
+ * through the gateway), 3 of them paused (SIGSTOP) while acquires fail for want of a quorum, then resumed
+ * (SIGCONT). The acquires queued on the paused nodes run when they wake: the give-back must still come after
+ * them, must never take a later attempt's grant, and must stop (reported once) when a node never wakes.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  createRedlock,
+  LockNotAcquiredError,
+  LockNotReleasedError,
+  QuorumError,
+  type Redlock,
+  type Store,
+  upstashStore,
+} from '../../layers/oncely/src/index.js';
+import { redisStore } from '../../layers/oncely/src/ioredis.js';
+import { ACQUIRE } from '../../layers/oncely/src/scripts.js';
+import { gatewayFor, useMasters } from '../support/servers.js';
+
+const masters = useMasters(5);
+/** Two TCP nodes and one REST node. */
+const PAUSED = [0, 2, 4];
+/** One observer connection per master (ours, not the stores under test), never used while it is paused. */
+let observers: Redis[];
+
+beforeAll(() => {
+  observers = masters().map((m) => new Redis({ host: m.host, port: m.port, protocol: 2 }));
+});
+afterAll(() => {
+  for (const o of observers ?? []) o.disconnect();
+});
+
+/** Stores for the 5 masters (0-2 TCP, 3-4 REST), each with connections already open, as in a warm process. */
+async function warmStores(timeoutMs: number): Promise<Store[]> {
+  const stores = await Promise.all(
+    masters().map(async (m, i) => {
+      if (i < 3) return redisStore({ host: m.host, port: m.port, timeoutMs });
+      const { url, token } = await gatewayFor(m);
+      return upstashStore({ url, token, timeoutMs });
+    }),
+  );
+  const warm = createRedlock(stores);
+  const lease = (await warm.tryAcquire(uniqueKey('warm'), { ttlMs: 5000 }))!;
+  await lease.release();
+  return stores;
+}
+
+/** How many nodes hold `lockKey` (with `token`, when given). */
+async function holding(lockKey: string, token?: string): Promise<number[]> {
+  const values = await Promise.all(observers.map((o) => o.get(lockKey)));
+  return values.map((v) => (v !== null && (token === undefined || v === token) ? 1 : 0));
+}
+
+function pause(): void {
+  for (const i of PAUSED) masters()[i]!.pause();
+}
+function resume(): void {
+  for (const i of PAUSED) masters()[i]!.resume();
+}
+
+/** Waits until no give-back is running, so none outlives its test. */
+async function settled(redlock: Redlock): Promise<void> {
+  await vi.waitFor(() => expect(redlock.pendingGiveBacks).toBe(0), { timeout: 20_000, interval: 50 });
+}
+
+let n = 0;
+const uniqueKey = (label: string) => `${label}-${process.pid}-${++n}`;
+
+describe('Redlock: paused nodes get their give-back when they come back', () => {
+  it('3 of 5 paused: acquires with retries fail for want of a quorum; no lock key on any master within 1 s of the resume', async () => {
+    const stores = await warmStores(3000);
+    const errors: Error[] = [];
+    const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
+    // A TTL far beyond the 1 s looked at: keys that go away went because they were given back, not expired.
+    const ttlMs = 20_000;
+    const keys = [uniqueKey('late'), uniqueKey('late'), uniqueKey('late')];
+    pause();
+    let resumedAt: number;
+    try {
+      const results = await Promise.all(
+        keys.map((k) =>
+          redlock
+            .acquire(k, { ttlMs, retry: { attempts: 3, delayMs: 100, jitterMs: 50 } })
+            .catch((e: unknown) => e),
+        ),
+      );
+      for (const r of results) expect(r).toBeInstanceOf(LockNotAcquiredError);
+    } finally {
+      resume();
+      resumedAt = performance.now();
+    }
+    // Each master, polled for each lock key: none left within 1 s of the resume.
+    let last: number[][] = [];
+    await vi
+      .waitFor(
+        async () => {
+          last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
+          expect(last.flat().every((h) => h === 0)).toBe(true);
+        },
+        { timeout: 1000, interval: 20 },
+      )
+      .catch(() => {
+        const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
+        throw new Error(
+          `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume: ` +
+            perMaster.join(' '),
+        );
+      });
+    await settled(redlock);
+    expect(errors).toEqual([]);
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  it("a later attempt's grant survives the give-back of the earlier attempts queued on the same paused nodes", async () => {
+    // Long store timeouts: the paused nodes' connections stay open, and all three acquires wait on them.
+    const stores = await warmStores(10_000);
+    let sent = 0;
+    // Resume right after the third attempt's acquire went out to node 0: the node then runs all three.
+    const node0 = stores[0]!;
+    const watched: Store = {
+      kind: node0.kind,
+      name: node0.name,
+      run: (script, keys, args) => {
+        if (script === ACQUIRE && ++sent === 3) setImmediate(resume);
+        return node0.run(script, keys, args);
+      },
+      runMany: (calls) => node0.runMany(calls),
+      close: () => node0.close(),
+    };
+    const nodes = [watched, ...stores.slice(1)];
+    const redlock = createRedlock(nodes);
+    const key = uniqueKey('later');
+    pause();
+    let lease: Awaited<ReturnType<Redlock['acquire']>>;
+    try {
+      lease = await redlock.acquire(key, {
+        ttlMs: 20_000,
+        retry: { attempts: 8, delayMs: 100, jitterMs: 50 },
+      });
+    } finally {
+      if (sent < 3) resume();
+    }
+    expect(sent).toBeGreaterThanOrEqual(3);
+    // Every give-back of the failed attempts has had its time; the lease still holds a quorum of the nodes.
+    await delay(1000);
+    const held = await holding(redlock.keyOf(key), lease.token);
+    expect(held.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(redlock.quorum);
+    expect(await createRedlock(nodes).tryAcquire(key, { ttlMs: 5000 })).toBeNull();
+    expect(await lease.release()).toBe('released');
+    await settled(redlock);
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  it('a give-back that never lands (the nodes stay paused past the TTL) is reported once per node, then stops', async () => {
+    const stores = await warmStores(1000);
+    const errors: Error[] = [];
+    const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
+    const key = uniqueKey('never');
+    const ttlMs = 3000;
+    pause();
+    try {
+      await expect(redlock.tryAcquire(key, { ttlMs })).rejects.toBeInstanceOf(QuorumError);
+      expect(redlock.pendingGiveBacks).toBe(PAUSED.length);
+      await vi.waitFor(() => expect(errors).toHaveLength(PAUSED.length), { timeout: 20_000, interval: 50 });
+      for (const e of errors) expect(e).toBeInstanceOf(LockNotReleasedError);
+      const named = PAUSED.map((i) => errors.filter((e) => e.message.includes(`#${i} ${stores[i]!.name}`)));
+      expect(named.map((e) => e.length)).toEqual(PAUSED.map(() => 1));
+      expect(redlock.pendingGiveBacks).toBe(0);
+      // Stopped: nothing more is sent or reported (no timer is left to do it).
+      await delay(1500);
+      expect(errors).toHaveLength(PAUSED.length);
+      expect(redlock.pendingGiveBacks).toBe(0);
+    } finally {
+      resume();
+    }
+    // The acquires queued on the paused nodes ran at the resume; not ours to clean up, but not another test's.
+    await Promise.all(observers.map((o) => o.del(redlock.keyOf(key))));
+    await Promise.all(stores.map((s) => s.close()));
+  });
+});
