@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { GiveBacks, type LateGrant, MAX_PENDING_GIVE_BACKS } from '../../layers/oncely/src/give-back.js';
 import { LockNotReleasedError, StoreUnavailableError } from '../../layers/oncely/src/index.js';
 import {
   GIVE_BACK_DELAY_MS,
@@ -115,5 +116,143 @@ describe('giveBack: retrying a release we may need', () => {
     });
     await vi.runAllTimersAsync();
     expect(await done).toBe('failed');
+  });
+});
+
+/** The give-back of a grant that may still land (give-back.ts), on fake timers. */
+describe('GiveBacks: a late grant is given back after the node has answered again', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const clock = { now: () => Date.now() };
+  const timedOut = () => new StoreUnavailableError('fake: no reply', { store: 'fake', ambiguous: true });
+  const refused = () => new StoreUnavailableError('fake: refused', { store: 'fake', ambiguous: false });
+
+  /**
+   * A node whose acquire timed out (ambiguous) and is still queued there: it runs when the node first answers
+   * a release, and after that answer (the release overtook it). `answers[i]` is release i's fate: a delay
+   * before it fails, or 'answer' (the node is back).
+   */
+  function lateNode(answers: ({ failAfterMs: number } | 'answer')[]) {
+    let held = false;
+    let acquireRan = false;
+    const sentAt: number[] = [];
+    const release = async (): Promise<ReleaseResult> => {
+      const fate = answers[sentAt.length] ?? 'answer';
+      sentAt.push(Date.now());
+      if (fate !== 'answer') {
+        await new Promise((r) => setTimeout(r, fate.failAfterMs));
+        throw timedOut();
+      }
+      const result: ReleaseResult = held ? 'released' : 'expired';
+      held = false;
+      if (!acquireRan) {
+        acquireRan = true; // the acquire that was overtaken runs now
+        held = true;
+      }
+      return result;
+    };
+    return { release, sentAt, held: () => held };
+  }
+
+  function start(giveBacks: GiveBacks, grant: Partial<LateGrant> & Pick<LateGrant, 'release'>) {
+    return giveBacks.start({
+      key: 'k',
+      node: '#0 fake',
+      ttlMs: 10_000,
+      ...grant,
+      acquire: grant.acquire ?? Promise.reject(timedOut()),
+    });
+  }
+
+  it('an answer to a release sent before the node answered again is not final: one more release, sent after it', async () => {
+    const node = lateNode(['answer', 'answer']);
+    const errors: Error[] = [];
+    const giveBacks = new GiveBacks(clock, (e) => errors.push(e));
+    const done = start(giveBacks, { release: node.release });
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('released');
+    expect(node.sentAt).toHaveLength(2);
+    expect(node.held()).toBe(false); // the old rule stopped at the first 'expired' and left the key
+    expect(errors).toEqual([]);
+    expect(giveBacks.pending).toBe(0);
+  });
+
+  it("after the acquire's own reply, the first release is final", async () => {
+    const node = lateNode(['answer']);
+    const done = start(new GiveBacks(clock, undefined), {
+      release: node.release,
+      acquire: Promise.resolve([1, 7]),
+    });
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('expired');
+    expect(node.sentAt).toHaveLength(1);
+  });
+
+  it('an acquire that was never sent (not ambiguous) needs no give-back', async () => {
+    const node = lateNode([]);
+    const done = start(new GiveBacks(clock, undefined), {
+      release: node.release,
+      acquire: Promise.reject(refused()),
+    });
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('not-sent');
+    expect(node.sentAt).toEqual([]);
+  });
+
+  it('keeps one release out at a time: after one that timed out, the next goes at once', async () => {
+    const node = lateNode([{ failAfterMs: 2000 }, { failAfterMs: 2000 }, 'answer', 'answer']);
+    const done = start(new GiveBacks(clock, undefined), { release: node.release });
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('released');
+    const gaps = node.sentAt.slice(1).map((t, i) => t - node.sentAt[i]!);
+    expect(gaps).toEqual([2000, 2000, 0]);
+  });
+
+  it('a node that never answers within the TTL: reported once, then nothing runs', async () => {
+    const node = lateNode(Array.from({ length: 1000 }, () => ({ failAfterMs: 300 })));
+    const errors: Error[] = [];
+    const giveBacks = new GiveBacks(clock, (e) => errors.push(e));
+    const started = Date.now();
+    const done = start(giveBacks, { release: node.release, ttlMs: 5000 });
+    expect(giveBacks.pending).toBe(1);
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('failed');
+    expect(node.sentAt.every((t) => t < started + 5000)).toBe(true);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(LockNotReleasedError);
+    expect(errors[0]).toMatchObject({ key: 'k', attempts: node.sentAt.length });
+    expect(errors[0]!.message).toContain('#0 fake');
+    expect(giveBacks.pending).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("the node's first answer moves the deadline to a TTL after it: the confirming release still goes out", async () => {
+    // The first answer comes 4.9 s into a 5 s TTL, then the confirming release fails twice (1 s each).
+    const node = lateNode([{ failAfterMs: 4900 }, 'answer', { failAfterMs: 1000 }, { failAfterMs: 1000 }]);
+    const errors: Error[] = [];
+    const started = Date.now();
+    const done = start(new GiveBacks(clock, (e) => errors.push(e)), { release: node.release, ttlMs: 5000 });
+    await vi.runAllTimersAsync();
+    expect(await done).toBe('released');
+    expect(node.sentAt.at(-1)).toBeGreaterThan(started + 5000);
+    expect(errors).toEqual([]);
+  });
+
+  it('past MAX pending give-backs, a grant is reported at once and left to its TTL', async () => {
+    const errors: Error[] = [];
+    const giveBacks = new GiveBacks(clock, (e) => errors.push(e), 1);
+    const first = start(giveBacks, { release: lateNode(['answer', 'answer']).release });
+    const second = lateNode([]);
+    expect(await start(giveBacks, { release: second.release })).toBe('failed');
+    expect(second.sentAt).toEqual([]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/give-backs are already running/);
+    await vi.runAllTimersAsync();
+    expect(await first).toBe('released');
+    expect(MAX_PENDING_GIVE_BACKS).toBe(1000);
   });
 });

@@ -106,7 +106,8 @@ export class GiveBacks {
    */
   start(grant: LateGrant): Promise<ReleaseResult | 'not-sent' | 'failed'> {
     if (this.#pending >= this.#limit) {
-      this.#fail(grant, 0, new OncelyError(`${this.#limit} give-backs are already running`));
+      grant.acquire.catch(() => undefined);
+      this.#fail(grant, `was not given back (${this.#limit} give-backs are already running)`);
       return Promise.resolve('failed');
     }
     this.#pending++;
@@ -163,17 +164,20 @@ export class GiveBacks {
       if (clock.now() + Math.max(0, wait) >= until) break;
       if (wait > 0) await pause(wait);
     }
-    this.#fail(grant, attempts, last);
+    this.#fail(grant, `could not be given back after ${attempts} release attempt(s)`, attempts, last);
     return 'failed';
   }
 
-  #fail(grant: LateGrant, attempts: number, cause: unknown): void {
+  #fail(grant: LateGrant, what: string, attempts = 0, cause?: unknown): void {
     report(
       this.#onError,
       new LockNotReleasedError(
-        `lock "${grant.key}" on node "${grant.node}" could not be given back after ${attempts} release ` +
-          'attempt(s); it expires there by itself',
-        { key: grant.key, attempts, cause },
+        `lock "${grant.key}" on node "${grant.node}" ${what}; it expires there by itself`,
+        {
+          key: grant.key,
+          attempts,
+          ...(cause !== undefined ? { cause } : {}),
+        },
       ),
     );
   }
