@@ -33,10 +33,24 @@ afterAll(() => {
   for (const o of observers ?? []) o.disconnect();
 });
 
-/** Stores for the 5 masters (0-2 TCP, 3-4 REST), each with connections already open, as in a warm process. */
-async function warmStores(timeoutMs: number): Promise<Store[]> {
+/**
+ * Stores for the 5 masters (0-2 TCP, 3-4 REST), each with connections already open, as in a warm process. With
+ * `passed`, the TCP stores wrap ioredis clients of ours: a call that times out leaves the connection open, so
+ * later calls queue behind it on the same connection (an owned client is dropped on a timeout).
+ */
+async function warmStores(timeoutMs: number, passed = false): Promise<Store[]> {
   const stores = await Promise.all(
     masters().map(async (m, i) => {
+      if (i < 3 && passed) {
+        const client = new Redis({ host: m.host, port: m.port, protocol: 2, lazyConnect: true });
+        await client.connect();
+        const store = redisStore(client);
+        const close = async () => {
+          await store.close();
+          client.disconnect();
+        };
+        return { kind: store.kind, name: store.name, run: store.run, runMany: store.runMany, close };
+      }
       if (i < 3) return redisStore({ host: m.host, port: m.port, timeoutMs });
       const { url, token } = await gatewayFor(m);
       return upstashStore({ url, token, timeoutMs });
@@ -70,49 +84,55 @@ let n = 0;
 const uniqueKey = (label: string) => `${label}-${process.pid}-${++n}`;
 
 describe('Redlock: paused nodes get their give-back when they come back', () => {
-  it('3 of 5 paused: acquires with retries fail for want of a quorum; no lock key on any master within 1 s of the resume', async () => {
-    const stores = await warmStores(3000);
-    const errors: Error[] = [];
-    const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
-    // A TTL far beyond the 1 s looked at: keys that go away went because they were given back, not expired.
-    const ttlMs = 20_000;
-    const keys = [uniqueKey('late'), uniqueKey('late'), uniqueKey('late')];
-    pause();
-    let resumedAt: number;
-    try {
-      const results = await Promise.all(
-        keys.map((k) =>
-          redlock
-            .acquire(k, { ttlMs, retry: { attempts: 3, delayMs: 100, jitterMs: 50 } })
-            .catch((e: unknown) => e),
-        ),
-      );
-      for (const r of results) expect(r).toBeInstanceOf(LockNotAcquiredError);
-    } finally {
-      resume();
-      resumedAt = performance.now();
-    }
-    // Each master, polled for each lock key: none left within 1 s of the resume.
-    let last: number[][] = [];
-    await vi
-      .waitFor(
-        async () => {
-          last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
-          expect(last.flat().every((h) => h === 0)).toBe(true);
-        },
-        { timeout: 1000, interval: 20 },
-      )
-      .catch(() => {
-        const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
-        throw new Error(
-          `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume: ` +
-            perMaster.join(' '),
+  it.each([
+    { connections: 'owned (dropped on a timeout)', passed: false },
+    { connections: 'passed in (kept: later calls queue behind the acquire)', passed: true },
+  ])(
+    '3 of 5 paused, TCP connections $connections: acquires with retries fail for want of a quorum; no lock key on any master within 1 s of the resume',
+    async ({ passed }) => {
+      const stores = await warmStores(3000, passed);
+      const errors: Error[] = [];
+      const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
+      // A TTL far beyond the 1 s looked at: keys that go away went because they were given back, not expired.
+      const ttlMs = 20_000;
+      const keys = [uniqueKey('late'), uniqueKey('late'), uniqueKey('late')];
+      pause();
+      let resumedAt: number;
+      try {
+        const results = await Promise.all(
+          keys.map((k) =>
+            redlock
+              .acquire(k, { ttlMs, retry: { attempts: 3, delayMs: 100, jitterMs: 50 } })
+              .catch((e: unknown) => e),
+          ),
         );
-      });
-    await settled(redlock);
-    expect(errors).toEqual([]);
-    await Promise.all(stores.map((s) => s.close()));
-  });
+        for (const r of results) expect(r).toBeInstanceOf(LockNotAcquiredError);
+      } finally {
+        resume();
+        resumedAt = performance.now();
+      }
+      // Each master, polled for each lock key: none left within 1 s of the resume.
+      let last: number[][] = [];
+      await vi
+        .waitFor(
+          async () => {
+            last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
+            expect(last.flat().every((h) => h === 0)).toBe(true);
+          },
+          { timeout: 1000, interval: 20 },
+        )
+        .catch(() => {
+          const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
+          throw new Error(
+            `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume: ` +
+              perMaster.join(' '),
+          );
+        });
+      await settled(redlock);
+      expect(errors).toEqual([]);
+      await Promise.all(stores.map((s) => s.close()));
+    },
+  );
 
   it("a later attempt's grant survives the give-back of the earlier attempts queued on the same paused nodes", async () => {
     // Long store timeouts: the paused nodes' connections stay open, and all three acquires wait on them.
