@@ -562,6 +562,34 @@ describe('a Redlock gives back a grant that may have landed', () => {
     expect(errors).toEqual([]);
   });
 
+  it("a granted node whose undo release fails is given back too (the grant's reply was seen: one release is final)", async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes.slice(1))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    const fail = () => new StoreUnavailableError('fake-0: 503', { store: 'fake-0', ambiguous: true });
+    nodes[0]!.inner.next.push('ok', fail()); // granted; the undo's release fails
+    const errors: Error[] = [];
+    const redlock = createRedlock(nodes, { onError: (e) => errors.push(e) });
+    expect(await redlock.tryAcquire('k', { ttlMs: 60_000 })).toBeNull();
+    await vi.waitFor(() => expect(nodes[0]!.get(LOCK)).toBeUndefined(), { timeout: 5000, interval: 20 });
+    await vi.waitFor(() => expect(redlock.pendingGiveBacks).toBe(0));
+    expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release', 'release']);
+    expect(errors).toEqual([]);
+  });
+
+  it('each attempt of acquire() draws its own token', async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes.slice(1))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    const redlock = createRedlock(nodes);
+    await expect(
+      redlock.acquire('k', { ttlMs: 1000, retry: { attempts: 3, delayMs: 1, jitterMs: 0 } }),
+    ).rejects.toBeInstanceOf(LockNotAcquiredError);
+    const tokens = nodes[0]!.calls.filter((c) => c.script === 'acquire').map((c) => c.args[0]);
+    expect(tokens).toHaveLength(3);
+    expect(new Set(tokens).size).toBe(3);
+  });
+
   it('reports a node it could not give back before the TTL through onError', async () => {
     const nodes = fakeNodes(3);
     for (const n of nodes.slice(1))
