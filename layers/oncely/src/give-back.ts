@@ -10,15 +10,17 @@
  * one, and a node that wakes up serves its connections in no order we choose. The node's first answer shows
  * it is serving again; a server reads what waits on each connection it serves before it answers any of them,
  * so the release sent after that answer runs after the acquire (on the same connection, behind it, in any
- * case). A key set by the acquire lives a TTL from when it ran, at the latest from the node's first answer:
- * that moment moves the deadline.
+ * case). This assumes the acquire had reached the node by then, as it has on a paused node; one still being
+ * resent by TCP across a partition could land later, and only its TTL ends it. A key set by the acquire lives
+ * a TTL from when it ran, at the latest from the node's first answer: that moment moves the deadline.
  *
- * Each give-back keeps one release in flight at a time (bounded by the store's own timeout), so a node that
- * comes back answers the one already queued there; a failed release is sent again after a backoff
- * (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered, counted from when the failed one was
- * sent). A give-back that cannot land before the deadline is reported to `onError` once, as a
- * LockNotReleasedError, and stops. At most MAX_PENDING_GIVE_BACKS run at once per lock; past that a grant is
- * reported at once and left to its TTL. Timers never keep the process alive.
+ * A give-back first waits for the acquire itself to settle (its reply makes the first release final; a failure
+ * that says it was never sent ends the give-back), then keeps one release in flight at a time (bounded by the
+ * store's own timeout), so a node that comes back answers the one already queued there; a failed release is
+ * sent again after a backoff (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered, counted from
+ * when the failed one was sent). A give-back that cannot land before the deadline is reported to `onError`
+ * once, as a LockNotReleasedError, and stops. At most MAX_PENDING_GIVE_BACKS run at once per lock; past that a
+ * grant is reported at once and left to its TTL. Timers never keep the process alive.
  */
 import type { Clock } from './clock.js';
 import { LockNotReleasedError, OncelyError, StoreError } from './errors.js';
