@@ -22,14 +22,22 @@ describe('Redlock options', () => {
     const nodes = fakeNodes(5);
     const err = (() => {
       try {
-        createRedlock(nodes, { quorum: 2, nodeTimeoutMs: 0, prefix: 'a{', driftFactor: 1, driftMs: -1 });
+        createRedlock(nodes, {
+          quorum: 2,
+          nodeTimeoutMs: 0,
+          prefix: 'a{',
+          driftFactor: 1,
+          driftMs: -1,
+          giveBackLimitMs: 1.5,
+        });
       } catch (e) {
         return e as ValidationError;
       }
     })();
     expect(err).toBeInstanceOf(ValidationError);
-    expect(err?.problems).toHaveLength(5);
+    expect(err?.problems).toHaveLength(6);
     expect(err?.message).toMatch(/quorum must be a whole number from 3 \(a majority/);
+    expect(err?.message).toMatch(/giveBackLimitMs must be a whole number/);
   });
 
   it('rejects no stores and the same store twice', () => {
@@ -590,7 +598,7 @@ describe('a Redlock gives back a grant that may have landed', () => {
     expect(new Set(tokens).size).toBe(3);
   });
 
-  it('reports a node it could not give back before the TTL through onError', async () => {
+  it('reports a node it could not give back before its limit (here the TTL: giveBackLimitMs 0) through onError', async () => {
     const nodes = fakeNodes(3);
     for (const n of nodes.slice(1))
       n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
@@ -600,7 +608,7 @@ describe('a Redlock gives back a grant that may have landed', () => {
     const report = new Promise<Error>((resolve) => {
       reported = resolve;
     });
-    const redlock = createRedlock(nodes, { onError: (e) => reported(e) });
+    const redlock = createRedlock(nodes, { onError: (e) => reported(e), giveBackLimitMs: 0 });
     await expect(redlock.tryAcquire('k', { ttlMs: 400 })).rejects.toBeInstanceOf(QuorumError);
     const err = await report;
     expect(err).toMatchObject({ name: 'LockNotReleasedError' });

@@ -11,16 +11,24 @@
  * it is serving again; a server reads what waits on each connection it serves before it answers any of them,
  * so the release sent after that answer runs after the acquire (on the same connection, behind it, in any
  * case). This assumes the acquire had reached the node by then, as it has on a paused node; one still being
- * resent by TCP across a partition could land later, and only its TTL ends it. A key set by the acquire lives
- * a TTL from when it ran, at the latest from the node's first answer: that moment moves the deadline.
+ * resent by TCP across a partition could land later, and only its TTL ends it.
+ *
+ * The deadline is the key's life on the node, which starts when the node runs the acquire, not when we sent
+ * it. While the node has answered nothing since the acquire, it may run it at any moment (a pause longer than
+ * the TTL leaves it queued there): the give-back goes on past the TTL, up to the hard limit, the longer of the
+ * TTL and `limitMs` (DEFAULT_GIVE_BACK_LIMIT_MS, a Redlock's `giveBackLimitMs`), counted from the start of the
+ * give-back. The node's first answer ends that: a key set by the acquire lives a TTL from then at the latest,
+ * so the deadline becomes a TTL after that answer.
  *
  * A give-back first waits for the acquire itself to settle (its reply makes the first release final; a failure
  * that says it was never sent ends the give-back), then keeps one release in flight at a time (bounded by the
  * store's own timeout), so a node that comes back answers the one already queued there; a failed release is
  * sent again after a backoff (GIVE_BACK_DELAY_MS doubling to GIVE_BACK_MAX_DELAY_MS, jittered, counted from
- * when the failed one was sent). A give-back that cannot land before the deadline is reported to `onError`
- * once, as a LockNotReleasedError, and stops. At most MAX_PENDING_GIVE_BACKS run at once per lock; past that a
- * grant is reported at once and left to its TTL. Timers never keep the process alive.
+ * when the failed one was sent). Past the TTL the backoff may grow to a LATE_DELAY_DIVISORth of the time since
+ * the start: a long pause then queues tens of releases on a kept connection, not hundreds, and a key set when
+ * the node wakes stays at most about that long. A give-back that cannot land before its deadline is reported
+ * to `onError` once, as a LockNotReleasedError, and stops. At most MAX_PENDING_GIVE_BACKS run at once per
+ * lock; past that a grant is reported at once and left to its TTL. Timers never keep the process alive.
  */
 import type { Clock } from './clock.js';
 import { LockNotReleasedError, OncelyError, StoreError } from './errors.js';
@@ -36,6 +44,18 @@ import { ownerReply } from './scripts.js';
 
 /** How many give-backs one lock runs at once; more are reported at once and left to their TTL. */
 export const MAX_PENDING_GIVE_BACKS = 1000;
+
+/**
+ * How long a give-back goes on, from its start, while the node has answered nothing since the acquire (at
+ * least the TTL): 5 minutes. Longer than the stalls a node comes back from (a GC or fork pause, a VM
+ * migration, a frozen container, a failover or a short partition: seconds to about a minute); short enough
+ * that a node that is gone frees its slot among the MAX_PENDING_GIVE_BACKS in minutes, and that a long pause
+ * costs tens of releases (see LATE_DELAY_DIVISOR).
+ */
+export const DEFAULT_GIVE_BACK_LIMIT_MS = 300_000;
+
+/** Past the TTL, the backoff between releases grows to the time since the start divided by this. */
+export const LATE_DELAY_DIVISOR = 10;
 
 /** A grant that may still land on one node. */
 export interface LateGrant {
@@ -88,13 +108,23 @@ function within<T>(request: Promise<T>, ms: number): Promise<T | undefined> {
 export class GiveBacks {
   readonly #clock: Clock;
   readonly #onError: ((error: Error) => void) | undefined;
-  readonly #limit: number;
+  readonly #maxPending: number;
+  readonly #limitMs: number;
   #pending = 0;
 
-  constructor(clock: Clock, onError: ((error: Error) => void) | undefined, limit = MAX_PENDING_GIVE_BACKS) {
+  /**
+   * `limitMs`: how long a give-back goes on while its node answers nothing (at least the TTL);
+   * `maxPending`: how many run at once.
+   */
+  constructor(
+    clock: Clock,
+    onError: ((error: Error) => void) | undefined,
+    { limitMs = DEFAULT_GIVE_BACK_LIMIT_MS, maxPending = MAX_PENDING_GIVE_BACKS } = {},
+  ) {
     this.#clock = clock;
     this.#onError = onError;
-    this.#limit = limit;
+    this.#maxPending = maxPending;
+    this.#limitMs = limitMs;
   }
 
   /** Give-backs still running (each holds at most one timer, never one that keeps the process alive). */
@@ -107,9 +137,9 @@ export class GiveBacks {
    * answer, 'not-sent' when the acquire turned out never to have been sent, or 'failed' once reported.
    */
   start(grant: LateGrant): Promise<ReleaseResult | 'not-sent' | 'failed'> {
-    if (this.#pending >= this.#limit) {
+    if (this.#pending >= this.#maxPending) {
       grant.acquire.catch(() => undefined);
-      this.#fail(grant, `was not given back (${this.#limit} give-backs are already running)`);
+      this.#fail(grant, `was not given back (${this.#maxPending} give-backs are already running)`);
       return Promise.resolve('failed');
     }
     this.#pending++;
@@ -120,14 +150,19 @@ export class GiveBacks {
 
   async #run(grant: LateGrant): Promise<ReleaseResult | 'not-sent' | 'failed'> {
     const clock = this.#clock;
-    let until = clock.now() + grant.ttlMs;
-    // The node has answered a request sent no earlier than the acquire: a release sent from now on is final.
-    let answered = grant.answered === true;
+    const startedAt = clock.now();
+    const limitMs = Math.max(grant.ttlMs, this.#limitMs);
+    // Nothing heard since the acquire: the node may run it at any moment, up to the hard limit.
+    let until = startedAt + limitMs;
+    // The node has answered a request sent no earlier than the acquire: a release sent from now on is final,
+    // and a key the acquire set lives a TTL from now at the latest.
+    let answered = false;
     const seen = () => {
       if (answered) return;
       answered = true;
-      until = Math.max(until, clock.now() + grant.ttlMs);
+      until = clock.now() + grant.ttlMs;
     };
+    if (grant.answered === true) seen();
     // First the acquire itself: its reply (the usual late node) makes the first release final; a failure that
     // says it was never sent ends here. Ambiguous, or no end to it: releases from now on.
     const acquire = await within(
@@ -141,7 +176,7 @@ export class GiveBacks {
     if (acquire === 'replied') seen();
     let attempts = 0;
     let last: unknown =
-      acquire === undefined ? new OncelyError('the acquire got no answer within the lease time') : undefined;
+      acquire === undefined ? new OncelyError(`the acquire got no answer within ${limitMs} ms`) : undefined;
     let delay = GIVE_BACK_DELAY_MS;
     while (last === undefined || last instanceof StoreError) {
       const final = answered;
@@ -150,7 +185,7 @@ export class GiveBacks {
       try {
         const answer = await within(grant.release(), until - sentAt);
         if (answer === undefined) {
-          last = new OncelyError('no answer before the lease would have expired there');
+          last = new OncelyError('no answer before the deadline');
           break;
         }
         if (final) return answer;
@@ -161,12 +196,22 @@ export class GiveBacks {
         last = err; // a StoreError is sent again; anything else would fail the same way
         if (!(err instanceof StoreError)) break;
       }
-      const wait = Math.round(delay / 2 + Math.random() * (delay / 2)) - (clock.now() - sentAt);
-      delay = Math.min(delay * 2, GIVE_BACK_MAX_DELAY_MS);
+      let wait = Math.round(delay / 2 + Math.random() * (delay / 2)) - (clock.now() - sentAt);
+      // A long backoff is cut short: a last release goes out a second before the deadline.
+      const lastCallMs = until - clock.now() - GIVE_BACK_MAX_DELAY_MS;
+      if (wait > lastCallMs && lastCallMs > 0) wait = lastCallMs;
+      const elapsedMs = clock.now() - startedAt;
+      // Past the TTL with nothing heard, a paused node: fewer releases queued on it, each waking noticed soon.
+      const capMs =
+        answered || elapsedMs < grant.ttlMs
+          ? GIVE_BACK_MAX_DELAY_MS
+          : Math.max(GIVE_BACK_MAX_DELAY_MS, elapsedMs / LATE_DELAY_DIVISOR);
+      delay = Math.min(delay * 2, capMs);
       if (clock.now() + Math.max(0, wait) >= until) break;
       if (wait > 0) await pause(wait);
     }
-    this.#fail(grant, `could not be given back after ${attempts} release attempt(s)`, attempts, last);
+    const why = answered ? '' : ` (the node answered nothing within ${limitMs} ms)`;
+    this.#fail(grant, `could not be given back after ${attempts} release attempt(s)${why}`, attempts, last);
     return 'failed';
   }
 

@@ -41,7 +41,7 @@ import {
   type Parsed,
   unexpected,
 } from './fan-out.js';
-import { GiveBacks, releaseOf } from './give-back.js';
+import { DEFAULT_GIVE_BACK_LIMIT_MS, GiveBacks, releaseOf } from './give-back.js';
 import { Lease, type LeaseDriver } from './lease.js';
 import { usingLease } from './lease-keeper.js';
 import { quorumDriver } from './quorum-driver.js';
@@ -75,11 +75,18 @@ export interface RedlockOptions extends LockBaseOptions {
   nodeTimeoutMs?: number;
   /**
    * Called with errors from background work: a node whose grant may have been applied (a late or ambiguous
-   * answer) could not be given back before the lease expired there (LockNotReleasedError), once per node and
-   * attempt. Exceptions it throws are ignored.
+   * answer) could not be given back in time (LockNotReleasedError: a TTL after the node answered again, or
+   * `giveBackLimitMs` without an answer), once per node and attempt. Exceptions it throws are ignored.
    * @default errors are dropped (the key expires with its TTL)
    */
   onError?: (error: Error) => void;
+  /**
+   * How long the give-back to a late node goes on while the node answers nothing (paused, cut off): it may run
+   * the acquire whenever it wakes, and the key then lives a TTL from that moment. At least the TTL; past it,
+   * the give-back is reported to `onError` and the key is left to its TTL. 0: stop at the TTL.
+   * @default 300_000 (5 minutes)
+   */
+  giveBackLimitMs?: number;
 }
 
 // ------------------------------------------------------------------------------------------------ the lock
@@ -113,7 +120,7 @@ export class Redlock implements Locker {
     const majority = Math.floor(list.length / 2) + 1;
     const o = resolveOptions(
       options,
-      { ...LOCK_DEFAULTS, quorum: majority },
+      { ...LOCK_DEFAULTS, quorum: majority, giveBackLimitMs: DEFAULT_GIVE_BACK_LIMIT_MS },
       (o) => {
         const p = lockOptionProblems(o);
         if (list.length === 0) p.push('stores must be a non-empty array of Stores');
@@ -126,6 +133,7 @@ export class Redlock implements Locker {
         if (o.nodeTimeoutMs !== undefined)
           p.push(...wholeProblems('nodeTimeoutMs', o.nodeTimeoutMs, 1, MAX_NODE_TIMEOUT_MS, 'ms'));
         p.push(...fnProblems('onError', o.onError));
+        p.push(...wholeProblems('giveBackLimitMs', o.giveBackLimitMs, 0, MAX_TTL_MS, 'ms'));
         return p;
       },
       'Redlock options',
@@ -138,7 +146,7 @@ export class Redlock implements Locker {
     this.#nodeTimeoutMs = o.nodeTimeoutMs;
     this.#fenceGraceMs = o.fenceGraceMs;
     this.#wallClock = o.wallClock;
-    this.#giveBacks = new GiveBacks(o.clock, o.onError);
+    this.#giveBacks = new GiveBacks(o.clock, o.onError, { limitMs: o.giveBackLimitMs });
     this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
     this.#driver = quorumDriver({
       stores: this.stores,
