@@ -2,7 +2,8 @@
  * Redlock nodes that come back: 5 real, independent redis-server masters (nodes 0-2 over TCP, 3-4 over REST
  * through the gateway), 3 of them paused (SIGSTOP) while acquires fail for want of a quorum, then resumed
  * (SIGCONT). The acquires queued on the paused nodes run when they wake: the give-back must still come after
- * them, must never take a later attempt's grant, and must stop (reported once) when a node never wakes.
+ * them, also when they wake past the TTL, must never take a later attempt's grant, and must stop (reported
+ * once) when a node does not wake within the hard limit.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -134,6 +135,71 @@ describe('Redlock: paused nodes get their give-back when they come back', () => 
     },
   );
 
+  it.each([
+    // The acquire's connection is dropped (its store timeout) before the node timeout: every release goes on
+    // another connection (797e7ea left 3 keys on each paused TCP master).
+    { connections: 'owned (dropped on a timeout)', passed: false, storeTimeoutMs: 250 },
+    // The stores' default timeout (797e7ea passes: its first releases, sent at the node timeout, went on the
+    // acquire's connection, behind it; a give-back that waits for the acquire's timeout and stops at the TTL
+    // left 3 keys on each paused TCP master).
+    { connections: 'owned (dropped on a timeout)', passed: false, storeTimeoutMs: 2000 },
+    {
+      connections: 'passed in (kept: later calls queue behind the acquire)',
+      passed: true,
+      storeTimeoutMs: 2000,
+    },
+  ])(
+    '3 of 5 paused for twice the TTL, TCP connections $connections, store timeout $storeTimeoutMs ms: the acquires fail long before the resume; no lock key on any master within 1 s of the resume',
+    async ({ passed, storeTimeoutMs }) => {
+      // The acquires queued on the paused nodes run at the resume, past the TTL counted from when they were
+      // sent: a give-back that stopped at the TTL leaves each key there a TTL more.
+      const stores = await warmStores(storeTimeoutMs, passed);
+      const errors: Error[] = [];
+      const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
+      const ttlMs = 3000;
+      const keys = [uniqueKey('long'), uniqueKey('long'), uniqueKey('long')];
+      pause();
+      const pausedAt = performance.now();
+      let resumedAt: number;
+      try {
+        const results = await Promise.all(
+          keys.map((k) =>
+            redlock
+              .acquire(k, { ttlMs, retry: { attempts: 3, delayMs: 100, jitterMs: 50 } })
+              .catch((e: unknown) => e),
+          ),
+        );
+        for (const r of results) expect(r).toBeInstanceOf(LockNotAcquiredError);
+        const failedAt = performance.now();
+        // Paused at least twice the TTL, and resumed at least 1.5 TTLs after the acquires failed (their
+        // give-backs started by then): past any deadline counted from the send.
+        await delay(Math.max(pausedAt + 2 * ttlMs, failedAt + 1.5 * ttlMs) - performance.now());
+      } finally {
+        resume();
+        resumedAt = performance.now();
+      }
+      let last: number[][] = [];
+      await vi
+        .waitFor(
+          async () => {
+            last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
+            expect(last.flat().every((h) => h === 0)).toBe(true);
+          },
+          { timeout: 1000, interval: 20 },
+        )
+        .catch(() => {
+          const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
+          throw new Error(
+            `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume ` +
+              `(paused ${Math.round(resumedAt - pausedAt)} ms, TTL ${ttlMs} ms): ${perMaster.join(' ')}`,
+          );
+        });
+      await settled(redlock);
+      expect(errors).toEqual([]);
+      await Promise.all(stores.map((s) => s.close()));
+    },
+  );
+
   it("a later attempt's grant survives the give-back of the earlier attempts queued on the same paused nodes", async () => {
     // Long store timeouts: the paused nodes' connections stay open, and all three acquires wait on them.
     const stores = await warmStores(10_000);
@@ -174,23 +240,36 @@ describe('Redlock: paused nodes get their give-back when they come back', () => 
     await Promise.all(stores.map((s) => s.close()));
   });
 
-  it('a give-back that never lands (the nodes stay paused past the TTL) is reported once per node, then stops', async () => {
+  it('a give-back that never lands (the nodes stay paused past the hard limit) goes on past the TTL, is reported once per node, then stops', async () => {
     const stores = await warmStores(1000);
-    const errors: Error[] = [];
-    const redlock = createRedlock(stores, { onError: (e) => errors.push(e) });
+    const errors: { error: Error; at: number }[] = [];
+    const ttlMs = 2000;
+    // A small hard limit (the default is 5 minutes), twice the TTL.
+    const giveBackLimitMs = 2 * ttlMs;
+    const redlock = createRedlock(stores, {
+      onError: (error) => errors.push({ error, at: performance.now() }),
+      giveBackLimitMs,
+    });
     const key = uniqueKey('never');
-    const ttlMs = 3000;
     pause();
     try {
+      const sentAt = performance.now();
       await expect(redlock.tryAcquire(key, { ttlMs })).rejects.toBeInstanceOf(QuorumError);
       expect(redlock.pendingGiveBacks).toBe(PAUSED.length);
       await vi.waitFor(() => expect(errors).toHaveLength(PAUSED.length), { timeout: 20_000, interval: 50 });
-      for (const e of errors) expect(e).toBeInstanceOf(LockNotReleasedError);
-      const named = PAUSED.map((i) => errors.filter((e) => e.message.includes(`#${i} ${stores[i]!.name}`)));
+      // Not at the TTL: at the hard limit, counted from a start no earlier than the acquire.
+      for (const { error, at } of errors) {
+        expect(error).toBeInstanceOf(LockNotReleasedError);
+        expect(error.message).toContain(`answered nothing within ${giveBackLimitMs} ms`);
+        expect(at - sentAt).toBeGreaterThanOrEqual(giveBackLimitMs);
+      }
+      const named = PAUSED.map((i) =>
+        errors.filter((e) => e.error.message.includes(`#${i} ${stores[i]!.name}`)),
+      );
       expect(named.map((e) => e.length)).toEqual(PAUSED.map(() => 1));
       expect(redlock.pendingGiveBacks).toBe(0);
       // Stopped: nothing more is sent or reported (no timer is left to do it).
-      await delay(1500);
+      await delay(ttlMs / 2);
       expect(errors).toHaveLength(PAUSED.length);
       expect(redlock.pendingGiveBacks).toBe(0);
     } finally {
