@@ -139,9 +139,9 @@ describe('Redlock: paused nodes get their give-back when they come back', () => 
     // The acquire's connection is dropped (its store timeout) before the node timeout: every release goes on
     // another connection (797e7ea left 3 keys on each paused TCP master).
     { connections: 'owned (dropped on a timeout)', passed: false, storeTimeoutMs: 250 },
-    // The stores' default timeout (797e7ea passes: its first releases, sent at the node timeout, went on the
-    // acquire's connection, behind it; a give-back that waits for the acquire's timeout and stops at the TTL
-    // left 3 keys on each paused TCP master).
+    // The stores' default timeout (797e7ea mostly passes: its first releases, sent at the node timeout, go on
+    // the acquire's connection, behind it; a give-back that waits for the acquire's timeout and stops at the
+    // TTL left 3 keys on paused masters).
     { connections: 'owned (dropped on a timeout)', passed: false, storeTimeoutMs: 2000 },
     {
       connections: 'passed in (kept: later calls queue behind the acquire)',
