@@ -178,6 +178,7 @@ export class GiveBacks {
     let last: unknown =
       acquire === undefined ? new OncelyError(`the acquire got no answer within ${limitMs} ms`) : undefined;
     let delay = GIVE_BACK_DELAY_MS;
+    let why = ` (the node answered nothing within ${limitMs} ms)`;
     while (last === undefined || last instanceof StoreError) {
       const final = answered;
       const sentAt = clock.now();
@@ -194,7 +195,10 @@ export class GiveBacks {
         continue;
       } catch (err) {
         last = err; // a StoreError is sent again; anything else would fail the same way
-        if (!(err instanceof StoreError)) break;
+        if (!(err instanceof StoreError)) {
+          why = ''; // not the deadline
+          break;
+        }
       }
       let wait = Math.round(delay / 2 + Math.random() * (delay / 2)) - (clock.now() - sentAt);
       // A long backoff is cut short: a last release goes out a second before the deadline.
@@ -210,7 +214,7 @@ export class GiveBacks {
       if (clock.now() + Math.max(0, wait) >= until) break;
       if (wait > 0) await pause(wait);
     }
-    const why = answered ? '' : ` (the node answered nothing within ${limitMs} ms)`;
+    if (answered) why = '';
     this.#fail(grant, `could not be given back after ${attempts} release attempt(s)${why}`, attempts, last);
     return 'failed';
   }
