@@ -22,14 +22,22 @@ describe('Redlock options', () => {
     const nodes = fakeNodes(5);
     const err = (() => {
       try {
-        createRedlock(nodes, { quorum: 2, nodeTimeoutMs: 0, prefix: 'a{', driftFactor: 1, driftMs: -1 });
+        createRedlock(nodes, {
+          quorum: 2,
+          nodeTimeoutMs: 0,
+          prefix: 'a{',
+          driftFactor: 1,
+          driftMs: -1,
+          giveBackLimitMs: 1.5,
+        });
       } catch (e) {
         return e as ValidationError;
       }
     })();
     expect(err).toBeInstanceOf(ValidationError);
-    expect(err?.problems).toHaveLength(5);
+    expect(err?.problems).toHaveLength(6);
     expect(err?.message).toMatch(/quorum must be a whole number from 3 \(a majority/);
+    expect(err?.message).toMatch(/giveBackLimitMs must be a whole number/);
   });
 
   it('rejects no stores and the same store twice', () => {
@@ -554,11 +562,43 @@ describe('a Redlock gives back a grant that may have landed', () => {
       LockNotAcquiredError,
     );
     await vi.waitFor(() => expect(nodes[0]!.get(LOCK)).toBeUndefined(), { timeout: 5000, interval: 20 });
-    expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release', 'release', 'release']);
+    // The third release is the node's first answer since the acquire: one more, sent after it, is final.
+    await vi.waitFor(() =>
+      expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release', 'release', 'release', 'release']),
+    );
+    await vi.waitFor(() => expect(redlock.pendingGiveBacks).toBe(0));
     expect(errors).toEqual([]);
   });
 
-  it('reports a node it could not give back before the TTL through onError', async () => {
+  it("a granted node whose undo release fails is given back too (the grant's reply was seen: one release is final)", async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes.slice(1))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    const fail = () => new StoreUnavailableError('fake-0: 503', { store: 'fake-0', ambiguous: true });
+    nodes[0]!.inner.next.push('ok', fail()); // granted; the undo's release fails
+    const errors: Error[] = [];
+    const redlock = createRedlock(nodes, { onError: (e) => errors.push(e) });
+    expect(await redlock.tryAcquire('k', { ttlMs: 60_000 })).toBeNull();
+    await vi.waitFor(() => expect(nodes[0]!.get(LOCK)).toBeUndefined(), { timeout: 5000, interval: 20 });
+    await vi.waitFor(() => expect(redlock.pendingGiveBacks).toBe(0));
+    expect(scriptsRun(nodes[0]!)).toEqual(['acquire', 'release', 'release']);
+    expect(errors).toEqual([]);
+  });
+
+  it('each attempt of acquire() draws its own token', async () => {
+    const nodes = fakeNodes(3);
+    for (const n of nodes.slice(1))
+      n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
+    const redlock = createRedlock(nodes);
+    await expect(
+      redlock.acquire('k', { ttlMs: 1000, retry: { attempts: 3, delayMs: 1, jitterMs: 0 } }),
+    ).rejects.toBeInstanceOf(LockNotAcquiredError);
+    const tokens = nodes[0]!.calls.filter((c) => c.script === 'acquire').map((c) => c.args[0]);
+    expect(tokens).toHaveLength(3);
+    expect(new Set(tokens).size).toBe(3);
+  });
+
+  it('reports a node it could not give back before its limit (here the TTL: giveBackLimitMs 0) through onError', async () => {
     const nodes = fakeNodes(3);
     for (const n of nodes.slice(1))
       n.inner.data.set(LOCK, { value: 'other', expiresAt: Date.now() + 60_000 });
@@ -568,7 +608,7 @@ describe('a Redlock gives back a grant that may have landed', () => {
     const report = new Promise<Error>((resolve) => {
       reported = resolve;
     });
-    const redlock = createRedlock(nodes, { onError: (e) => reported(e) });
+    const redlock = createRedlock(nodes, { onError: (e) => reported(e), giveBackLimitMs: 0 });
     await expect(redlock.tryAcquire('k', { ttlMs: 400 })).rejects.toBeInstanceOf(QuorumError);
     const err = await report;
     expect(err).toMatchObject({ name: 'LockNotReleasedError' });

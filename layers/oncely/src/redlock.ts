@@ -41,7 +41,8 @@ import {
   type Parsed,
   unexpected,
 } from './fan-out.js';
-import { giveBack, Lease, type LeaseDriver, releaseResultOf } from './lease.js';
+import { DEFAULT_GIVE_BACK_LIMIT_MS, GiveBacks, releaseOf } from './give-back.js';
+import { Lease, type LeaseDriver } from './lease.js';
 import { usingLease } from './lease-keeper.js';
 import { quorumDriver } from './quorum-driver.js';
 import { ACQUIRE, FENCE_RAISE, RELEASE } from './scripts.js';
@@ -74,11 +75,18 @@ export interface RedlockOptions extends LockBaseOptions {
   nodeTimeoutMs?: number;
   /**
    * Called with errors from background work: a node whose grant may have been applied (a late or ambiguous
-   * answer) could not be given back before the lease expired there (LockNotReleasedError). Exceptions it
-   * throws are ignored.
+   * answer) could not be given back in time (LockNotReleasedError: a TTL after the node answered again, or
+   * `giveBackLimitMs` without an answer), once per node and attempt. Exceptions it throws are ignored.
    * @default errors are dropped (the key expires with its TTL)
    */
   onError?: (error: Error) => void;
+  /**
+   * How long the give-back to a late node goes on while the node answers nothing (paused, cut off): it may run
+   * the acquire whenever it wakes, and the key then lives a TTL from that moment. At least the TTL; past it,
+   * the give-back is reported to `onError` and the key is left to its TTL. 0: stop at the TTL.
+   * @default 300_000 (5 minutes)
+   */
+  giveBackLimitMs?: number;
 }
 
 // ------------------------------------------------------------------------------------------------ the lock
@@ -90,7 +98,7 @@ export interface RedlockOptions extends LockBaseOptions {
  *   granted (or can no longer grant): the slowest node never delays it. The lease is valid for
  *   ttl − elapsed − drift from the moment the first request was sent.
  * - a failed attempt releases every node that granted (and, in the background, any node whose answer was late
- *   or ambiguous, once that request has settled).
+ *   or ambiguous, until a release sent after the node answered again lands: give-back.ts).
  * - extend and release run on every node; extend succeeds with a quorum inside validity.
  * - errors are QuorumErrors naming each node's outcome.
  */
@@ -101,7 +109,7 @@ export class Redlock implements Locker {
   readonly #clock: Clock;
   readonly #nodeTimeoutMs: number | undefined;
   readonly #nodes: readonly string[];
-  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #giveBacks: GiveBacks;
   readonly #fenceGraceMs: number;
   readonly #wallClock: () => number;
   readonly #drift: (ttlMs: number) => number;
@@ -112,7 +120,7 @@ export class Redlock implements Locker {
     const majority = Math.floor(list.length / 2) + 1;
     const o = resolveOptions(
       options,
-      { ...LOCK_DEFAULTS, quorum: majority },
+      { ...LOCK_DEFAULTS, quorum: majority, giveBackLimitMs: DEFAULT_GIVE_BACK_LIMIT_MS },
       (o) => {
         const p = lockOptionProblems(o);
         if (list.length === 0) p.push('stores must be a non-empty array of Stores');
@@ -125,11 +133,11 @@ export class Redlock implements Locker {
         if (o.nodeTimeoutMs !== undefined)
           p.push(...wholeProblems('nodeTimeoutMs', o.nodeTimeoutMs, 1, MAX_NODE_TIMEOUT_MS, 'ms'));
         p.push(...fnProblems('onError', o.onError));
+        p.push(...wholeProblems('giveBackLimitMs', o.giveBackLimitMs, 0, MAX_TTL_MS, 'ms'));
         return p;
       },
       'Redlock options',
     );
-    this.#onError = o.onError;
     this.stores = [...list];
     this.quorum = o.quorum;
     this.#prefix = o.prefix;
@@ -138,6 +146,7 @@ export class Redlock implements Locker {
     this.#nodeTimeoutMs = o.nodeTimeoutMs;
     this.#fenceGraceMs = o.fenceGraceMs;
     this.#wallClock = o.wallClock;
+    this.#giveBacks = new GiveBacks(o.clock, o.onError, { limitMs: o.giveBackLimitMs });
     this.#nodes = list.map((s, i) => `#${i} ${s.name}`);
     this.#driver = quorumDriver({
       stores: this.stores,
@@ -154,6 +163,10 @@ export class Redlock implements Locker {
   /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
   get fenceGraceMs(): number {
     return this.#fenceGraceMs;
+  }
+  /** Give-backs to late or ambiguous nodes still running in the background (see `onError`). */
+  get pendingGiveBacks(): number {
+    return this.#giveBacks.pending;
   }
   /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
   keyOf(key: string): string {
@@ -190,9 +203,9 @@ export class Redlock implements Locker {
    */
   async acquire(key: string, options: AcquireOptions): Promise<Lease> {
     check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
-    // One token for every attempt: a request that lands after its attempt gave up finds the lock already ours.
-    const token = newToken();
-    return acquireLoop(key, () => this.#attempt(key, options.ttlMs, token), options, this.#clock);
+    // A token per attempt: a failed attempt's give-back (which may run on after it) cannot take a later
+    // attempt's grant on the same node.
+    return acquireLoop(key, () => this.#attempt(key, options.ttlMs, newToken()), options, this.#clock);
   }
 
   /** acquire(), then run `fn` with the lease, auto-extending it on a quorum, and always release. */
@@ -332,8 +345,8 @@ export class Redlock implements Locker {
 
   /**
    * Gives back a failed attempt's partial acquisitions: awaited on the nodes that granted; on nodes whose answer
-   * was late or ambiguous, in the background once their request has settled (on one connection a release sent
-   * after the acquire runs after it). A key we cannot reach expires with its TTL.
+   * was late or ambiguous (and granted nodes whose release failed), in the background until a release lands
+   * after the acquire (give-back.ts). A key we cannot reach expires with its TTL.
    */
   async #undo(
     key: string,
@@ -343,39 +356,25 @@ export class Redlock implements Locker {
     timeoutMs: number,
     ttlMs: number,
   ): Promise<void> {
-    const lockKey = this.keyOf(key);
-    const release = (i: number) => {
-      const { answers } = fanOut(
-        [this.stores[i]!],
-        RELEASE,
-        [lockKey, this.fenceKeyOf(key)],
-        [token, this.#fenceGraceMs],
-        timeoutMs,
-      );
-      return answers[0];
-    };
-    // A grant that may have landed is given back like a single store's: retried with backoff until released,
-    // not ours, or past the TTL (lease.ts giveBack); a final failure goes to onError.
-    const giveBackOn = (i: number) =>
-      giveBack({
-        key: `${key}" on node "${this.#nodes[i]}`,
-        release: async () => {
-          const a = await release(i)!;
-          if (!a.ok) throw a.error;
-          return releaseResultOf(a.value);
-        },
-        clock: this.#clock,
-        until: this.#clock.now() + ttlMs,
-        onError: this.#onError,
+    const keys = [this.keyOf(key), this.fenceKeyOf(key)];
+    const args = [token, this.#fenceGraceMs];
+    const giveBack = (i: number, acquire: Promise<unknown>, answered: boolean) =>
+      void this.#giveBacks.start({
+        key,
+        node: this.#nodes[i]!,
+        ttlMs,
+        acquire,
+        answered,
+        release: async () => releaseOf(await this.stores[i]!.run(RELEASE, keys, args)),
       });
     const waits: Promise<unknown>[] = [];
     results.forEach((r, i) => {
-      if (r?.status === 'ok') waits.push(release(i)!);
-      else if (r === undefined || (r.status === 'unreachable' && isAmbiguous(r.cause))) {
-        void raw[i]!.then(
-          () => giveBackOn(i),
-          (err: unknown) => (isAmbiguous(err) ? giveBackOn(i) : undefined),
-        );
+      if (r?.status === 'ok') {
+        const { answers } = fanOut([this.stores[i]!], RELEASE, keys, args, timeoutMs);
+        // Granted: a release that failed leaves our key there, whatever the failure.
+        waits.push(answers[0]!.then((a) => a.ok || giveBack(i, raw[i]!, true)));
+      } else if (r === undefined || (r.status === 'unreachable' && isAmbiguous(r.cause))) {
+        giveBack(i, raw[i]!, false);
       }
     });
     await Promise.all(waits);
