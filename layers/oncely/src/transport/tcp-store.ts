@@ -3,6 +3,7 @@ import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError 
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
 import { connectionSuspect, nodeOf, slotRecovery } from './cluster-recovery.js';
 import { Connection } from './connection.js';
+import { corkTick } from './cork.js';
 import { checkAcknowledged, type ReplicaWait, replicaWaitOf } from './replicas.js';
 import { shaReady } from './sent-scripts.js';
 import { isNoScript, runManyWithFallback, settle } from './shared.js';
@@ -195,18 +196,33 @@ export function tcpStore(
     return result!.value;
   };
 
+  /** corkTick on the connection (standalone) or on every master's (cluster: once a tick, not once a call). */
+  let clusterCorked = false;
+  const uncorkCluster = () => {
+    clusterCorked = false;
+  };
+  const cork = (c: Client) => {
+    if (kind === 'redis') corkTick(c as Redis);
+    else if (!clusterCorked) {
+      clusterCorked = true;
+      for (const node of (c as Cluster).nodes('master')) corkTick(node);
+      process.nextTick(uncorkCluster);
+    }
+  };
   /**
    * The hot path, with the client at hand and no WAIT to add (a script that grants nothing, or a shard with
    * no replica to wait for): EVALSHA on it, EVAL on NOSCRIPT (EVAL at once for the script's first call on
    * this connection, sent-scripts.ts); no tick spent on getting the client.
    */
-  const direct = (c: Client, script: Script, keys: readonly string[], args: readonly ScriptArg[]) =>
-    ready(c, script)
+  const direct = (c: Client, script: Script, keys: readonly string[], args: readonly ScriptArg[]) => {
+    cork(c);
+    return ready(c, script)
       ? c.evalsha(script.sha1, keys.length, ...keys, ...args).catch((err: unknown) => {
           if (!isNoScript(err)) throw err;
           return c.eval(script.lua, keys.length, ...keys, ...args);
         })
       : c.eval(script.lua, keys.length, ...keys, ...args);
+  };
   const runOne = (script: Script, keys: readonly string[], args: readonly ScriptArg[], slot: number) => {
     const c = connection.now();
     if (c !== undefined && (!script.grants || replicasKnown(c, slot) === 0))
