@@ -196,18 +196,21 @@ export function tcpStore(
     return result!.value;
   };
 
-  /** corkTick on the connection (standalone) or on every master's (cluster: once a tick, not once a call). */
-  let clusterCorked = false;
-  const uncorkCluster = () => {
-    clusterCorked = false;
+  /**
+   * corkTick on the connection (standalone) or on every master's (cluster: the list read once a tick, each
+   * connection checked at every call, since the one whose replies woke this tick's callers has just drained).
+   */
+  let masters: Redis[] | undefined;
+  const forgetMasters = () => {
+    masters = undefined;
   };
   const cork = (c: Client) => {
-    if (kind === 'redis') corkTick(c as Redis);
-    else if (!clusterCorked) {
-      clusterCorked = true;
-      for (const node of (c as Cluster).nodes('master')) corkTick(node);
-      process.nextTick(uncorkCluster);
+    if (kind === 'redis') return corkTick(c as Redis);
+    if (masters === undefined) {
+      masters = (c as Cluster).nodes('master');
+      process.nextTick(forgetMasters);
     }
+    for (const node of masters) corkTick(node);
   };
   /**
    * The hot path, with the client at hand and no WAIT to add (a script that grants nothing, or a shard with
