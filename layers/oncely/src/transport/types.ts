@@ -39,7 +39,8 @@ export interface TransportOptions {
   /**
    * Upper bound of one call as a whole: connecting, a cluster's slot discovery and redirects, EVALSHA and the
    * EVAL after NOSCRIPT. Past it the call fails with StoreUnavailableError (`ambiguous` unless nothing was
-   * sent), and a TCP connection on which it timed out is closed: the next call opens a fresh one.
+   * sent). A TCP connection on which a call timed out is probed (ECHOes queued behind the calls in flight)
+   * and closed only if they do not come back in step within timeoutMs; the calls beside it go on.
    * @default 2000
    */
   timeoutMs?: number;
