@@ -1,10 +1,10 @@
 /**
  * The checks .ci/run makes (.ci/lib.sh), run for real: against a fake `node` first on PATH and a scratch git
- * repository. CI must fail on a Node other than the one a run is named after, and on a work tree that differs
- * from its last commit (it tests what was committed, not whatever lies in the folder).
+ * repository. CI must fail on a Node other than the one a run is named after, and it tests a fresh checkout of
+ * the last commit, never an uncommitted change or an untracked file lying in the folder.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,5 +90,33 @@ describe('require_committed_tree', () => {
     const plain = join(scratch, 'not-a-repo');
     mkdirSync(plain, { recursive: true });
     expect(check(`require_committed_tree "${plain}"`).status).toBe(1);
+  });
+});
+
+describe('committed_checkout', () => {
+  const repo = join(scratch, 'checkout-src');
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', repo, '-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args]);
+  mkdirSync(repo, { recursive: true });
+  git('init', '-q');
+  writeFileSync(join(repo, '.gitignore'), 'node_modules\n');
+  writeFileSync(join(repo, 'a.ts'), 'export const a = 1;\n');
+  git('add', '.');
+  git('commit', '-q', '-m', 'first');
+
+  it('checks out the last commit alone: no modification, untracked or ignored file, and says what it left out', () => {
+    writeFileSync(join(repo, 'a.ts'), 'export const a = 2;\n');
+    writeFileSync(join(repo, 'focused.test.ts'), 'untracked\n');
+    mkdirSync(join(repo, 'node_modules'), { recursive: true });
+    writeFileSync(join(repo, 'node_modules', 'x.js'), '');
+    const dest = join(scratch, 'checkout-dest');
+    const r = check(`committed_checkout "${repo}" "${dest}"`);
+    expect(r.status).toBe(0);
+    expect(readFileSync(join(dest, 'a.ts'), 'utf8')).toBe('export const a = 1;\n');
+    expect(existsSync(join(dest, 'focused.test.ts'))).toBe(false);
+    expect(existsSync(join(dest, 'node_modules'))).toBe(false);
+    expect(r.stderr).toContain('left out');
+    expect(r.stderr).toContain('?? focused.test.ts');
+    expect(r.stderr).toContain('M a.ts');
   });
 });
