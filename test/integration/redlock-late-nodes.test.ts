@@ -84,6 +84,34 @@ async function settled(redlock: Redlock): Promise<void> {
 let n = 0;
 const uniqueKey = (label: string) => `${label}-${process.pid}-${++n}`;
 
+/**
+ * Polls every master for each key's lock until none holds one, failing if any is left 1 s after `resumedAt`;
+ * the failure gives the lock keys per master, and `detail`.
+ */
+async function noKeysWithinASecond(
+  redlock: Redlock,
+  keys: readonly string[],
+  resumedAt: number,
+  detail: string,
+): Promise<void> {
+  let last: number[][] = [];
+  await vi
+    .waitFor(
+      async () => {
+        last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
+        expect(last.flat().every((h) => h === 0)).toBe(true);
+      },
+      { timeout: 1000, interval: 20 },
+    )
+    .catch(() => {
+      const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
+      throw new Error(
+        `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume${detail}: ` +
+          perMaster.join(' '),
+      );
+    });
+}
+
 describe('Redlock: paused nodes get their give-back when they come back', () => {
   it.each([
     { connections: 'owned (dropped on a timeout)', passed: false },
@@ -113,22 +141,7 @@ describe('Redlock: paused nodes get their give-back when they come back', () => 
         resumedAt = performance.now();
       }
       // Each master, polled for each lock key: none left within 1 s of the resume.
-      let last: number[][] = [];
-      await vi
-        .waitFor(
-          async () => {
-            last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
-            expect(last.flat().every((h) => h === 0)).toBe(true);
-          },
-          { timeout: 1000, interval: 20 },
-        )
-        .catch(() => {
-          const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
-          throw new Error(
-            `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume: ` +
-              perMaster.join(' '),
-          );
-        });
+      await noKeysWithinASecond(redlock, keys, resumedAt, '');
       await settled(redlock);
       expect(errors).toEqual([]);
       await Promise.all(stores.map((s) => s.close()));
@@ -178,22 +191,12 @@ describe('Redlock: paused nodes get their give-back when they come back', () => 
         resume();
         resumedAt = performance.now();
       }
-      let last: number[][] = [];
-      await vi
-        .waitFor(
-          async () => {
-            last = await Promise.all(keys.map((k) => holding(redlock.keyOf(k))));
-            expect(last.flat().every((h) => h === 0)).toBe(true);
-          },
-          { timeout: 1000, interval: 20 },
-        )
-        .catch(() => {
-          const perMaster = masters().map((_, m) => last.reduce((sum, row) => sum + row[m]!, 0));
-          throw new Error(
-            `lock keys per master ${Math.round(performance.now() - resumedAt)} ms after the resume ` +
-              `(paused ${Math.round(resumedAt - pausedAt)} ms, TTL ${ttlMs} ms): ${perMaster.join(' ')}`,
-          );
-        });
+      await noKeysWithinASecond(
+        redlock,
+        keys,
+        resumedAt,
+        ` (paused ${Math.round(resumedAt - pausedAt)} ms, TTL ${ttlMs} ms)`,
+      );
       await settled(redlock);
       expect(errors).toEqual([]);
       await Promise.all(stores.map((s) => s.close()));

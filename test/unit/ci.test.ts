@@ -29,6 +29,20 @@ function fakeNode(version: string): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${dir}:${process.env.PATH}` };
 }
 
+/** A git repository in the scratch folder with one commit: a.ts and a .gitignore of node_modules. */
+function scratchRepo(name: string) {
+  const repo = join(scratch, name);
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', repo, '-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args]);
+  mkdirSync(repo, { recursive: true });
+  git('init', '-q');
+  writeFileSync(join(repo, '.gitignore'), 'node_modules\n');
+  writeFileSync(join(repo, 'a.ts'), 'export const a = 1;\n');
+  git('add', '.');
+  git('commit', '-q', '-m', 'first');
+  return { repo, git };
+}
+
 describe('require_node_major', () => {
   it('passes on the major it is given', () => {
     expect(check('require_node_major 20', fakeNode('v20.20.2')).status).toBe(0);
@@ -50,15 +64,7 @@ describe('require_node_major', () => {
 });
 
 describe('require_committed_tree', () => {
-  const repo = join(scratch, 'repo');
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-C', repo, '-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args]);
-  mkdirSync(repo, { recursive: true });
-  git('init', '-q');
-  writeFileSync(join(repo, '.gitignore'), 'node_modules\n');
-  writeFileSync(join(repo, 'a.ts'), 'export const a = 1;\n');
-  git('add', '.');
-  git('commit', '-q', '-m', 'first');
+  const { repo, git } = scratchRepo('repo');
 
   const committed = () => check(`require_committed_tree "${repo}"`);
 
@@ -94,15 +100,7 @@ describe('require_committed_tree', () => {
 });
 
 describe('committed_checkout', () => {
-  const repo = join(scratch, 'checkout-src');
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-C', repo, '-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', ...args]);
-  mkdirSync(repo, { recursive: true });
-  git('init', '-q');
-  writeFileSync(join(repo, '.gitignore'), 'node_modules\n');
-  writeFileSync(join(repo, 'a.ts'), 'export const a = 1;\n');
-  git('add', '.');
-  git('commit', '-q', '-m', 'first');
+  const { repo } = scratchRepo('checkout-src');
 
   it('checks out the last commit alone: no modification, untracked or ignored file, and says what it left out', () => {
     writeFileSync(join(repo, 'a.ts'), 'export const a = 2;\n');
