@@ -14,12 +14,16 @@ import {
 } from './errors.js';
 import type { Lease } from './lease.js';
 import {
+  type Fields,
   fenceGraceProblems,
   fnProblems,
   isWhole,
   MAX_ATTEMPTS,
   MAX_TTL_MS,
   prefixProblems,
+  resolveOptions,
+  ttlProblems,
+  unknownProblems,
   wholeProblems,
 } from './validate.js';
 
@@ -125,6 +129,16 @@ export const LOCK_DEFAULTS: Readonly<Required<LockBaseOptions>> = Object.freeze(
   wallClock: Date.now,
 });
 
+/** Every option of a lock (a Lock, a Redlock) that both take (validate.ts: others are refused). */
+export const LOCK_BASE_FIELDS: Fields<LockBaseOptions> = Object.freeze({
+  prefix: true,
+  driftFactor: true,
+  driftMs: true,
+  clock: true,
+  fenceGraceMs: true,
+  wallClock: true,
+});
+
 /** What is wrong with a lock's base options (resolved over LOCK_DEFAULTS). */
 export function lockOptionProblems(o: Required<LockBaseOptions>): string[] {
   const p = [...prefixProblems('prefix', o.prefix), ...fenceGraceProblems(o.fenceGraceMs)];
@@ -156,10 +170,29 @@ export function keyProblems(key: unknown): string[] {
   return bytes > MAX_KEY_BYTES ? [`key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`] : [];
 }
 
+const RETRY_FIELDS: Fields<RetryOptions> = { attempts: true, delayMs: true, jitterMs: true, maxWaitMs: true };
+/** acquire() takes using()'s options too (using() hands them on). */
+const USING_FIELDS: Fields<UsingOptions> = {
+  ttlMs: true,
+  retry: true,
+  signal: true,
+  extendBeforeMs: true,
+  onError: true,
+};
+
+/** Everything wrong with the options of an acquire() or a using(), besides the key. */
+export function acquireProblems(options: UsingOptions | undefined): string[] {
+  return [
+    ...unknownProblems(options, USING_FIELDS),
+    ...ttlProblems(options?.ttlMs),
+    ...retryProblems(options?.retry),
+  ];
+}
+
 export function retryProblems(retry: RetryOptions | undefined): string[] {
   if (retry === undefined) return [];
   if (typeof retry !== 'object' || retry === null) return ['retry must be an object'];
-  const p: string[] = [];
+  const p = unknownProblems(retry, RETRY_FIELDS).map((u) => `retry: ${u}`);
   if (retry.attempts !== undefined && !isWhole(retry.attempts, 1, MAX_ATTEMPTS))
     p.push(`retry.attempts must be a whole number from 1 to ${MAX_ATTEMPTS}, got ${String(retry.attempts)}`);
   for (const f of ['delayMs', 'jitterMs', 'maxWaitMs'] as const) {
@@ -224,7 +257,8 @@ export async function acquireLoop(
   options: AcquireOptions,
   clock: Clock,
 ): Promise<Lease> {
-  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  // Checked by the caller (acquireProblems); a field given as undefined takes its default.
+  const retry = resolveOptions(options.retry, DEFAULT_RETRY, () => [], 'retry', RETRY_FIELDS);
   const { signal } = options;
   const started = clock.now();
   let lastError: Error | undefined;

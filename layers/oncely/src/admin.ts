@@ -10,6 +10,7 @@ import { createLock, type LockStatus } from './lock.js';
 import { Records } from './once/record.js';
 import { LOCK_FORCE_RELEASE, ONCE_FORGET, ONCE_INSPECT } from './scripts.js';
 import type { Store } from './transport/types.js';
+import { type Fields, oneOf, prefixProblems, resolveOptions, wholeProblems } from './validate.js';
 
 export interface RecordInfo {
   /** The record's Redis key: `<prefix>:once:{<namespace>:<keyDigest>}:rec`. */
@@ -55,13 +56,36 @@ export interface RecordScope {
   readonly namespace: string;
 }
 
+const SCOPE_FIELDS: Fields<RecordScope> = { prefix: true, namespace: true };
+const LIST_FIELDS: Fields<ListOptions> = { ...SCOPE_FIELDS, status: true, limit: true, pageSize: true };
+/** The most SCAN pages may ask for, and records a list may return. */
+const MAX_PAGE = 1_000_000;
+
+/** A record scope (or list options) resolved over the defaults, every problem named in one ValidationError. */
+function resolveList<O extends RecordScope>(options: O, fields: Fields<O>, what: string) {
+  return resolveOptions(
+    options,
+    { prefix: 'oncely', limit: 50, pageSize: 500 },
+    (o) => [
+      ...prefixProblems('prefix', o.prefix),
+      ...prefixProblems('namespace', o.namespace),
+      ...wholeProblems('limit', o.limit, 0, MAX_PAGE),
+      ...wholeProblems('pageSize', o.pageSize, 1, MAX_PAGE),
+      ...oneOf('status', (o as ListOptions).status, ['in-progress', 'completed']),
+    ],
+    what,
+    fields,
+  );
+}
+
 /** The record of a raw idempotency key, or null when there is none. */
 export async function inspectRecord(
   store: Store,
   scope: RecordScope,
   key: string,
 ): Promise<RecordInfo | null> {
-  const [rec, fence] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
+  const { prefix, namespace } = resolveList(scope, SCOPE_FIELDS, 'inspectRecord');
+  const [rec, fence] = new Records(prefix, namespace).keysOf(key);
   return parseInspect(rec, await store.run(ONCE_INSPECT, [rec, fence], []));
 }
 
@@ -77,7 +101,8 @@ export async function forgetRecord(
   key: string,
   fence?: number,
 ): Promise<ForgetResult> {
-  const [rec] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
+  const { prefix, namespace } = resolveList(scope, SCOPE_FIELDS, 'forgetRecord');
+  const [rec] = new Records(prefix, namespace).keysOf(key);
   const reply = await store.run(ONCE_FORGET, [rec], [fence === undefined ? '' : String(fence)]);
   const code = Number(Array.isArray(reply) ? reply[0] : reply);
   return code === 1 ? 'forgotten' : code === 2 ? 'changed' : 'absent';
@@ -107,14 +132,13 @@ const globEscape = (text: string) => text.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
  * transport has it).
  */
 export async function listRecords(store: Store, options: ListOptions): Promise<RecordList> {
+  const { prefix, namespace, limit, pageSize, status } = resolveList(options, LIST_FIELDS, 'listRecords');
   if (!store.scan) throw new OncelyError(`${store.name}: this store cannot SCAN`);
-  const prefix = options.prefix ?? 'oncely';
-  const limit = options.limit ?? 50;
-  const match = `${globEscape(prefix)}:once:{${globEscape(options.namespace)}:*}:rec`;
+  const match = `${globEscape(prefix)}:once:{${globEscape(namespace)}:*}:rec`;
   const seen = new Set<string>();
   const records: RecordInfo[] = [];
   let count = 0;
-  for await (const page of store.scan(match, options.pageSize ?? 500)) {
+  for await (const page of store.scan(match, pageSize)) {
     const fresh = page.filter((k) => !seen.has(k));
     for (const k of fresh) seen.add(k);
     if (fresh.length === 0) continue;
@@ -124,7 +148,7 @@ export async function listRecords(store: Store, options: ListOptions): Promise<R
     replies.forEach((r, i) => {
       if (!r.ok) throw r.error;
       const info = parseInspect(fresh[i]!, r.value);
-      if (!info || (options.status && info.status !== options.status)) return; // gone since the scan
+      if (!info || (status && info.status !== status)) return; // gone since the scan
       count++;
       if (records.length < limit) records.push(info);
     });

@@ -18,7 +18,16 @@ import type { Lock } from './lock.js';
 import type { Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
 import type { Store } from './transport/types.js';
-import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
+import {
+  type Fields,
+  fnProblems,
+  isWhole,
+  MAX_ATTEMPTS,
+  MAX_TTL_MS,
+  resolveOptions,
+  ttlProblems,
+  wholeProblems,
+} from './validate.js';
 
 export interface ElectOptions {
   /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
@@ -36,13 +45,14 @@ export interface ElectOptions {
    */
   ttlMs?: number;
   /**
-   * How often the leader renews its lease.
-   * @default ttlMs / 3
+   * Renew the lease when this much of it is left (as a lock's `using()`: measured back from the lease's end),
+   * so the leader renews every `ttlMs − extendBeforeMs`.
+   * @default ttlMs − ttlMs / 3 (a renewal every third of the lease)
    */
-  renewEveryMs?: number;
+  extendBeforeMs?: number;
   /**
    * How often a follower tries to take over (it also wakes when the holder's lease would end).
-   * @default renewEveryMs
+   * @default ttlMs − extendBeforeMs
    */
   retryEveryMs?: number;
   /** Called each time this candidate becomes leader, after it has announced itself. */
@@ -86,6 +96,37 @@ const DEFAULT_TTL_MS = 10_000;
 
 /** A leader renews every third of its lease by default, and announces itself within a third. */
 const RENEW_PARTS = 3;
+
+/** Every elect() option (validate.ts: an option not named here is refused). */
+const ELECT_FIELDS: Fields<ElectOptions> = {
+  lock: true,
+  name: true,
+  id: true,
+  ttlMs: true,
+  extendBeforeMs: true,
+  retryEveryMs: true,
+  onElected: true,
+  onDeposed: true,
+  onError: true,
+  resignOn: true,
+  signal: true,
+};
+
+/** Everything wrong with elect()'s options, resolved over the default TTL. */
+function electProblems(o: ElectOptions & { ttlMs: number }): string[] {
+  const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
+  if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
+  if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
+  if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0))
+    p.push('id must be a non-empty string');
+  const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
+  if (o.extendBeforeMs !== undefined)
+    p.push(...wholeProblems('extendBeforeMs', o.extendBeforeMs, 1, ttl - 1, 'ms'));
+  if (o.retryEveryMs !== undefined)
+    p.push(...wholeProblems('retryEveryMs', o.retryEveryMs, 1, MAX_TTL_MS, 'ms'));
+  for (const f of ['onElected', 'onDeposed', 'onError'] as const) p.push(...fnProblems(f, o[f]));
+  return p;
+}
 
 function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
   return 'stores' in lock
@@ -149,31 +190,21 @@ export class Election {
   readonly name: string;
   /** Resolves once the campaign has stopped and any leadership has been released. */
   readonly done: Promise<void>;
-  readonly #opts: Required<Pick<ElectOptions, 'ttlMs' | 'renewEveryMs' | 'retryEveryMs'>> & ElectOptions;
+  readonly #opts: Required<Pick<ElectOptions, 'ttlMs' | 'retryEveryMs'>> & ElectOptions;
+  /** How often the leader renews: ttlMs − extendBeforeMs. */
+  readonly #renewEveryMs: number;
   readonly #stop = new AbortController();
   #current: { leadership: Leadership; end: AbortController } | null = null;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   constructor(options: ElectOptions) {
-    // renewEveryMs defaults to a third of the lease, retryEveryMs to renewEveryMs.
-    const ttlMs = options?.ttlMs ?? DEFAULT_TTL_MS;
-    const renewEveryMs = options?.renewEveryMs ?? Math.max(1, Math.floor(ttlMs / RENEW_PARTS));
-    this.#opts = resolveOptions(
-      options,
-      { ttlMs, renewEveryMs, retryEveryMs: renewEveryMs },
-      (o) => {
-        const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
-        if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
-        if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
-        if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0))
-          p.push('id must be a non-empty string');
-        const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
-        p.push(...wholeProblems('renewEveryMs', o.renewEveryMs, 1, ttl - 1, 'ms'));
-        p.push(...wholeProblems('retryEveryMs', o.retryEveryMs, 1, MAX_TTL_MS, 'ms'));
-        return p;
-      },
-      'elect',
-    );
+    const o = resolveOptions(options, { ttlMs: DEFAULT_TTL_MS }, electProblems, 'elect', ELECT_FIELDS);
+    // A renewal every third of the lease by default; a follower retries at the renewal pace.
+    this.#renewEveryMs =
+      o.extendBeforeMs === undefined
+        ? Math.max(1, Math.floor(o.ttlMs / RENEW_PARTS))
+        : o.ttlMs - o.extendBeforeMs;
+    this.#opts = { ...o, retryEveryMs: o.retryEveryMs ?? this.#renewEveryMs };
     this.id = options.id ?? `${hostname()}:${process.pid}`;
     this.name = options.name;
 
@@ -242,7 +273,8 @@ export class Election {
   }
 
   async #lead(lease: Lease): Promise<void> {
-    const { renewEveryMs, ttlMs } = this.#opts;
+    const { ttlMs } = this.#opts;
+    const renewEveryMs = this.#renewEveryMs;
     const end = new AbortController();
     const leadership: Leadership = { id: this.id, term: lease.fence, lease, signal: end.signal };
     const onLost = () => end.abort(lease.signal.reason);
@@ -274,7 +306,7 @@ export class Election {
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
-    // Renew every renewEveryMs until the lease is lost or we resign (sooner after a failed renewal).
+    // Renew every ttlMs − extendBeforeMs until the lease is lost or we resign (sooner after a failed renewal).
     const stop = this.#stop.signal;
     const { signal: either, dispose } = anySignal([end.signal, stop]);
     const stopRenewing = keepLeases({

@@ -8,10 +8,10 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
   failedOn,
   keyProblems,
   newToken,
-  retryProblems,
   takenOn,
 } from './acquire.js';
 import type { Clock } from './clock.js';
@@ -80,12 +80,7 @@ export async function acquireAll(
   keys: readonly string[],
   options: AcquireOptions,
 ): Promise<Lease> {
-  const set = keySet(
-    core,
-    keys,
-    [...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)],
-    'acquire',
-  );
+  const set = keySet(core, keys, acquireProblems(options), 'acquire');
   const token = newToken();
   let maybeOurs = false;
   try {

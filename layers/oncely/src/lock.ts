@@ -10,11 +10,13 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
   driftOf,
   failedOn,
   fenceKeyOf,
   keyFits,
   keyProblems,
+  LOCK_BASE_FIELDS,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
@@ -22,7 +24,6 @@ import {
   lockOptionProblems,
   MAX_KEY_BYTES,
   newToken,
-  retryProblems,
   takenOn,
   type UsingOptions,
 } from './acquire.js';
@@ -112,6 +113,7 @@ export class Lock implements Locker {
       LOCK_DEFAULTS,
       (o) => [...lockOptionProblems(o), ...fnProblems('onError', o.onError)],
       'Lock options',
+      { ...LOCK_BASE_FIELDS, onError: true },
     );
     const { clock } = o;
     this.store = store;
@@ -194,7 +196,7 @@ export class Lock implements Locker {
    */
   async acquire(key: string | readonly string[], options: AcquireOptions): Promise<Lease> {
     if (isKeyList(key)) return acquireAll(this.#core, key, options);
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
+    check([...keyProblems(key), ...acquireProblems(options)], 'acquire');
     // One token for every attempt: if an attempt's reply was lost, the next one finds the lock already ours.
     const token = newToken();
     let maybeOurs = false;

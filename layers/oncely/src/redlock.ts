@@ -14,17 +14,18 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
   driftOf,
   fenceKeyOf,
   keyFits,
   keyProblems,
+  LOCK_BASE_FIELDS,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
   lockKeyOf,
   lockOptionProblems,
   newToken,
-  retryProblems,
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
@@ -137,6 +138,7 @@ export class Redlock implements Locker {
         return p;
       },
       'Redlock options',
+      { ...LOCK_BASE_FIELDS, quorum: true, nodeTimeoutMs: true, onError: true, giveBackLimitMs: true },
     );
     this.stores = [...list];
     this.quorum = o.quorum;
@@ -202,7 +204,7 @@ export class Redlock implements Locker {
    * Throws LockNotAcquiredError whose cause is the last attempt's QuorumError.
    */
   async acquire(key: string, options: AcquireOptions): Promise<Lease> {
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
+    check([...keyProblems(key), ...acquireProblems(options)], 'acquire');
     // A token per attempt: a failed attempt's give-back (which may run on after it) cannot take a later
     // attempt's grant on the same node.
     return acquireLoop(key, () => this.#attempt(key, options.ttlMs, newToken()), options, this.#clock);

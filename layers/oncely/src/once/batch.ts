@@ -3,9 +3,9 @@
  * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { oneOf, resolveOptions, wholeProblems } from '../validate.js';
+import { type Fields, oneOf, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import type { OnceOptions, OnceRun } from './options.js';
+import { ONCE_FIELDS, type OnceOptions, type OnceRun } from './options.js';
 
 export interface OnceBatchOptions
   extends Omit<OnceOptions<SQSRecord>, 'duplicate' | 'http' | 'maxWaitMs' | 'pollMs'> {
@@ -21,6 +21,10 @@ export interface OnceBatchOptions
    */
   concurrency?: number;
 }
+
+/** Every withOnceBatch option: withOnce's but the four that mean nothing for a batch, and `concurrency`. */
+const { http: _http, maxWaitMs: _maxWaitMs, pollMs: _pollMs, ...onceFields } = ONCE_FIELDS;
+const BATCH_FIELDS: Fields<OnceBatchOptions> = { ...onceFields, concurrency: true };
 
 const DEFAULT_CONCURRENCY = 10;
 const MAX_CONCURRENCY = 10_000;
@@ -47,6 +51,7 @@ export function withOnceBatch<R = unknown>(
       ...oneOf('duplicate', o.duplicate, ['throw', 'skip']),
     ],
     'withOnceBatch options',
+    BATCH_FIELDS,
   );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
   return async (event, context) => {

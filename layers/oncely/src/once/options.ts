@@ -16,6 +16,7 @@ import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
 import {
   check,
+  type Fields,
   fnProblems,
   MAX_TTL_MS,
   MIN_TTL_MS,
@@ -23,6 +24,7 @@ import {
   prefixProblems,
   resolveOptions,
   ttlProblems,
+  unknownProblems,
   wholeProblems,
 } from '../validate.js';
 import { type Decision, isLoggerLike, LOG_LEVELS, type LoggerOption, type LogLevel } from './decisions.js';
@@ -216,6 +218,37 @@ const DEFAULTS = Object.freeze({
   localCache: false as boolean | LocalCacheOptions,
 });
 
+/** Every withOnce option (validate.ts: an option not named here is refused). */
+export const ONCE_FIELDS: Fields<OnceOptions> = Object.freeze({
+  store: true,
+  namespace: true,
+  key: true,
+  payload: true,
+  missingKey: true,
+  duplicate: true,
+  ttlMs: true,
+  marginMs: true,
+  retentionMs: true,
+  pollMs: true,
+  maxWaitMs: true,
+  localCache: true,
+  maxResultBytes: true,
+  unstorable: true,
+  completeFailure: true,
+  failOpen: true,
+  http: true,
+  prefix: true,
+  logLevel: true,
+  logKeys: true,
+  logger: true,
+  metrics: true,
+  onDecision: true,
+  clock: true,
+  wallClock: true,
+});
+
+const LOCAL_CACHE_FIELDS: Fields<LocalCacheOptions> = { maxEntries: true, ttlMs: true };
+
 export type Resolved<E> = Required<
   Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload' | 'metrics'>
 > &
@@ -293,6 +326,7 @@ export function resolveOnceOptions<E>(
     defaults,
     (r: Resolved<E>) => [...problemsOf(r), ...envProblems],
     what,
+    ONCE_FIELDS,
   ) as Resolved<E>;
   let ready: Promise<void> | undefined;
   if (usesJmespath(o.key) || usesJmespath(o.payload)) {
@@ -345,9 +379,8 @@ function localCacheProblems(v: unknown): string[] {
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     return ['localCache must be true, false or { maxEntries?, ttlMs? }'];
   const c = v as Record<string, unknown>;
-  const unknown = Object.keys(c).filter((k) => k !== 'maxEntries' && k !== 'ttlMs');
   return [
-    ...(unknown.length > 0 ? [`localCache has unknown fields: ${unknown.join(', ')}`] : []),
+    ...unknownProblems(c, LOCAL_CACHE_FIELDS).map((p) => `localCache: ${p}`),
     ...(c.maxEntries === undefined
       ? []
       : wholeProblems('localCache.maxEntries', c.maxEntries, 1, MAX_LOCAL_CACHE_ENTRIES)),

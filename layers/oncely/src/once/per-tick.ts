@@ -1,10 +1,31 @@
 /** oncePerTick() (formerly withLeader): the engine, a tick's key, a stale-tick check. Election: elect(). */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
+import { type Fields, fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
 import type { ResultNotStored } from './record.js';
 import { runOnce } from './with-once.js';
+
+/** Every oncePerTick option: withOnce's but those it sets itself or that mean nothing for a tick. */
+const TICK_FIELDS: Fields<TickOptions> = {
+  store: true,
+  ttlMs: true,
+  marginMs: true,
+  maxResultBytes: true,
+  unstorable: true,
+  failOpen: true,
+  prefix: true,
+  logLevel: true,
+  logKeys: true,
+  logger: true,
+  metrics: true,
+  onDecision: true,
+  clock: true,
+  wallClock: true,
+  name: true,
+  maxLagMs: true,
+  tick: true,
+};
 
 /** Ticks older than this are skipped, by default (5 minutes). */
 const DEFAULT_MAX_LAG_MS = 300_000;
@@ -59,6 +80,7 @@ export function oncePerTick<R = unknown>(
       ...fnProblems('tick', o.tick),
     ],
     'oncePerTick options',
+    TICK_FIELDS,
   );
   const engine = new OnceEngine<ScheduledEvent>(
     {
