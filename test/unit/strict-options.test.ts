@@ -9,6 +9,7 @@ import {
   createLock,
   createRedlock,
   elect,
+  observeLeader,
   oncePerTick,
   ValidationError,
   withOnce,
@@ -99,6 +100,11 @@ describe('an unknown option is refused, named, with the close name', () => {
       'elect: unknown option "renewEveryMs" (did you mean extendBeforeMs?)',
     ],
     [
+      'elect({ resignOn: "SIGTERM" }) (a default resolved, then checked)',
+      () => elect({ lock: createLock(store), name: 'e', resignOn: 'SIGTERM' } as never),
+      'elect: resignOn must be a list of signals or false',
+    ],
+    [
       'createLock({ keyPrefix })',
       () => createLock(store, { keyPrefix: 'x' } as never),
       'Lock options: unknown option "keyPrefix" (did you mean prefix?)',
@@ -167,6 +173,13 @@ describe('per call and nested options', () => {
   });
 });
 
+describe('observeLeader options', () => {
+  it('an unknown field is refused before any store is asked', async () => {
+    const err = await refusedAsync(() => observeLeader(createLock(store), 'e', { timeoutMS: 5 } as never));
+    expect(err.message).toBe('observeLeader: unknown option "timeoutMS" (did you mean timeoutMs?)');
+  });
+});
+
 describe('admin (the CLI) options', () => {
   it.each([
     [
@@ -178,6 +191,11 @@ describe('admin (the CLI) options', () => {
       'forgetRecord({ keyPrefix })',
       () => forgetRecord(store, { namespace: 'n', keyPrefix: 'x' } as never, 'k'),
       'forgetRecord: unknown option "keyPrefix" (did you mean prefix?)',
+    ],
+    [
+      'inspectRecord({ limit }) (a list option)',
+      () => inspectRecord(store, { namespace: 'n', limit: 5 } as never, 'k'),
+      'inspectRecord: unknown option "limit"',
     ],
     [
       'listRecords({ limt })',

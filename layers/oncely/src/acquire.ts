@@ -13,6 +13,7 @@ import {
   StoreError,
 } from './errors.js';
 import type { Lease } from './lease.js';
+import type { Store } from './transport/types.js';
 import {
   type Fields,
   fenceGraceProblems,
@@ -84,6 +85,8 @@ const MAX_DRIFT_MS = 60_000;
 export const lockKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:lock`;
 /** The fence counter's key, beside the lock's (one hash tag: one slot, one script call). */
 export const fenceKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:fence`;
+/** An election's record of who holds the lock, beside it (leader.ts). */
+export const leaderKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:leader`;
 
 /** The options every lock (a single-store Lock, a Redlock) takes, and their defaults. */
 export interface LockBaseOptions {
@@ -127,16 +130,6 @@ export const LOCK_DEFAULTS: Readonly<Required<LockBaseOptions>> = Object.freeze(
   clock: monotonicClock,
   fenceGraceMs: DEFAULT_FENCE_GRACE_MS,
   wallClock: Date.now,
-});
-
-/** Every option of a lock (a Lock, a Redlock) that both take (validate.ts: others are refused). */
-export const LOCK_BASE_FIELDS: Fields<LockBaseOptions> = Object.freeze({
-  prefix: true,
-  driftFactor: true,
-  driftMs: true,
-  clock: true,
-  fenceGraceMs: true,
-  wallClock: true,
 });
 
 /** What is wrong with a lock's base options (resolved over LOCK_DEFAULTS). */
@@ -218,11 +211,26 @@ export function newToken(): string {
   return randomFillSync(tokenBytes).toString('base64url');
 }
 
-/** What a single-store lock and a Redlock both offer. */
+/**
+ * What a single-store lock and a Redlock both offer, and where their locks live (an election reads it): the
+ * stores, how many of them must agree, and the key layout, the same on every store.
+ */
 export interface Locker {
   tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null>;
   acquire(key: string, options: AcquireOptions): Promise<Lease>;
   using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T>;
+  /** One store for a Lock; every node of a Redlock. */
+  readonly stores: readonly Store[];
+  /** How many of `stores` must agree: 1 for a Lock, the quorum of a Redlock. */
+  readonly quorum: number;
+  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
+  readonly fenceGraceMs: number;
+  /** The key of `key`'s owner token. Every key of one lock shares the hash tag `{key}`. */
+  keyOf(key: string): string;
+  /** The key of `key`'s fence counter. */
+  fenceKeyOf(key: string): string;
+  /** The key of an election's record of who holds `key` (leader.ts). */
+  leaderKeyOf(key: string): string;
 }
 
 // ------------------------------------------------------------------------------------------ the retry loop

@@ -9,17 +9,14 @@
  * paused past its lease sees `false` (and its signal abort) on its first look, before it acts again.
  */
 import { hostname } from 'node:os';
-import { sleep } from './clock.js';
+import type { Locker } from './acquire.js';
+import { anySignal, sleep } from './clock.js';
 import { type LockLostError, lockLost, OncelyError } from './errors.js';
 import { fanOut, MAX_DEFAULT_NODE_TIMEOUT_MS } from './fan-out.js';
 import type { Lease } from './lease.js';
 import { keepLeases } from './lease-keeper.js';
-import type { Lock } from './lock.js';
-import type { Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
-import type { Store } from './transport/types.js';
 import {
-  type Fields,
   fnProblems,
   isWhole,
   MAX_ATTEMPTS,
@@ -31,7 +28,7 @@ import {
 
 export interface ElectOptions {
   /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
-  lock: Lock | Redlock;
+  lock: Locker;
   /** The election's name: the lock key (`oncely:{<name>}:lock`). */
   name: string;
   /**
@@ -97,28 +94,29 @@ const DEFAULT_TTL_MS = 10_000;
 /** A leader renews every third of its lease by default, and announces itself within a third. */
 const RENEW_PARTS = 3;
 
-/** Every elect() option (validate.ts: an option not named here is refused). */
-const ELECT_FIELDS: Fields<ElectOptions> = {
+/** Resign on these by default (`resignOn`). */
+const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+
+/** The elect() options without a default (validate.ts: an option neither here nor defaulted is refused). */
+const ELECT_FIELDS = {
   lock: true,
   name: true,
-  id: true,
-  ttlMs: true,
   extendBeforeMs: true,
   retryEveryMs: true,
   onElected: true,
   onDeposed: true,
   onError: true,
-  resignOn: true,
   signal: true,
-};
+} as const;
 
-/** Everything wrong with elect()'s options, resolved over the default TTL. */
-function electProblems(o: ElectOptions & { ttlMs: number }): string[] {
+/** Everything wrong with elect()'s options, resolved over their defaults. */
+function electProblems(o: ElectOptions & { ttlMs: number; id: string }): string[] {
   const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
   if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
   if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
-  if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0))
-    p.push('id must be a non-empty string');
+  if (typeof o.id !== 'string' || o.id.length === 0) p.push('id must be a non-empty string');
+  if (o.resignOn !== false && !Array.isArray(o.resignOn))
+    p.push('resignOn must be a list of signals or false');
   const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
   if (o.extendBeforeMs !== undefined)
     p.push(...wholeProblems('extendBeforeMs', o.extendBeforeMs, 1, ttl - 1, 'ms'));
@@ -128,33 +126,25 @@ function electProblems(o: ElectOptions & { ttlMs: number }): string[] {
   return p;
 }
 
-function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
-  return 'stores' in lock
-    ? { stores: lock.stores, quorum: lock.quorum }
-    : { stores: [lock.store], quorum: 1 };
-}
-
-function leaderKeyOf(lock: Lock | Redlock, name: string): string {
-  return lock.keyOf(name).replace(/:lock$/, ':leader');
-}
-
 /**
  * The current leader of election `name`, or null when nobody holds it (or the holder has not announced itself
  * yet). Over a Redlock, a leader counts when a quorum of nodes agree on it.
  */
 export async function observeLeader(
-  lock: Lock | Redlock,
+  lock: Locker,
   name: string,
-  options: { timeoutMs?: number } = {},
+  options?: { timeoutMs?: number },
 ): Promise<LeaderInfo | null> {
-  const { stores, quorum } = storesOf(lock);
-  const { answers } = fanOut(
-    stores,
-    LEADER_OBSERVE,
-    [lock.keyOf(name), leaderKeyOf(lock, name)],
-    [],
-    options.timeoutMs ?? MAX_DEFAULT_NODE_TIMEOUT_MS,
+  const { timeoutMs } = resolveOptions(
+    options,
+    { timeoutMs: MAX_DEFAULT_NODE_TIMEOUT_MS },
+    (o) => wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms'),
+    'observeLeader',
+    {},
   );
+  const { stores, quorum } = lock;
+  const keys = [lock.keyOf(name), lock.leaderKeyOf(name)];
+  const { answers } = fanOut(stores, LEADER_OBSERVE, keys, [], timeoutMs);
   const seen = new Map<string, { id: string; term: number; pttls: number[] }>();
   const failures: Error[] = [];
   for (const a of await Promise.all(answers)) {
@@ -162,12 +152,11 @@ export async function observeLeader(
       failures.push(a.error);
       continue;
     }
-    const r = a.value;
-    if (!Array.isArray(r) || Number(r[0]) !== 1) continue;
-    const [, pttl, id, term] = r as [number, number, string, number];
-    const k = `${Number(term)}\n${String(id)}`;
-    const entry = seen.get(k) ?? { id: String(id), term: Number(term), pttls: [] };
-    entry.pttls.push(Number(pttl));
+    const r = Array.isArray(a.value) && a.value.length > 0 ? LEADER_OBSERVE.parse(a.value) : undefined;
+    if (r?.kind !== 'announced') continue;
+    const k = `${r.term}\n${r.id}`;
+    const entry = seen.get(k) ?? { id: r.id, term: r.term, pttls: [] };
+    entry.pttls.push(r.remainingMs);
     seen.set(k, entry);
   }
   for (const { id, term, pttls } of seen.values()) {
@@ -198,19 +187,25 @@ export class Election {
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   constructor(options: ElectOptions) {
-    const o = resolveOptions(options, { ttlMs: DEFAULT_TTL_MS }, electProblems, 'elect', ELECT_FIELDS);
+    const o = resolveOptions(
+      options,
+      { ttlMs: DEFAULT_TTL_MS, id: `${hostname()}:${process.pid}`, resignOn: SHUTDOWN_SIGNALS },
+      electProblems,
+      'elect',
+      ELECT_FIELDS,
+    );
     // A renewal every third of the lease by default; a follower retries at the renewal pace.
     this.#renewEveryMs =
       o.extendBeforeMs === undefined
         ? Math.max(1, Math.floor(o.ttlMs / RENEW_PARTS))
         : o.ttlMs - o.extendBeforeMs;
     this.#opts = { ...o, retryEveryMs: o.retryEveryMs ?? this.#renewEveryMs };
-    this.id = options.id ?? `${hostname()}:${process.pid}`;
-    this.name = options.name;
+    this.id = o.id;
+    this.name = o.name;
 
     if (options.signal?.aborted) this.#stop.abort();
     options.signal?.addEventListener('abort', () => void this.resign(), { once: true });
-    for (const sig of options.resignOn === false ? [] : (options.resignOn ?? ['SIGTERM', 'SIGINT'])) {
+    for (const sig of o.resignOn === false ? [] : o.resignOn) {
       const handler = () => {
         void this.resign().finally(() => {
           this.#removeSignalHandlers();
@@ -349,17 +344,17 @@ export class Election {
    */
   async #announce(lease: Lease): Promise<boolean> {
     const { lock } = this.#opts;
-    const { stores, quorum } = storesOf(lock);
+    const { stores, quorum } = lock;
     const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / RENEW_PARTS));
     const { answers } = fanOut(
       stores,
       LEADER_ANNOUNCE,
-      [lock.keyOf(this.name), leaderKeyOf(lock, this.name)],
+      [lock.keyOf(this.name), lock.leaderKeyOf(this.name)],
       [lease.token, this.id, lease.fence, this.#recordTtlMs],
       timeoutMs,
     );
     const results = await Promise.all(answers);
-    const ok = results.filter((a) => a.ok && Number(a.value) === 1).length;
+    const ok = results.filter((a) => a.ok && LEADER_ANNOUNCE.parse(a.value)).length;
     if (ok < quorum) {
       const failed = results.find((a) => !a.ok);
       throw new OncelyError(`election "${this.name}": announced on ${ok} of ${stores.length} stores`, {
@@ -391,27 +386,6 @@ export class Election {
     for (const [sig, handler] of this.#signalHandlers) process.removeListener(sig, handler);
     this.#signalHandlers = [];
   }
-}
-
-/** A signal that aborts with the first of `signals`; `dispose()` detaches it from them. */
-function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const listeners: [AbortSignal, () => void][] = [];
-  for (const s of signals) {
-    if (s.aborted) {
-      controller.abort(s.reason);
-      break;
-    }
-    const listener = () => controller.abort(s.reason);
-    s.addEventListener('abort', listener, { once: true });
-    listeners.push([s, listener]);
-  }
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const [s, listener] of listeners) s.removeEventListener('abort', listener);
-    },
-  };
 }
 
 /** Starts campaigning for leadership of `name`. See ElectOptions. */

@@ -19,10 +19,10 @@ import {
   fenceKeyOf,
   keyFits,
   keyProblems,
-  LOCK_BASE_FIELDS,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
+  leaderKeyOf,
   lockKeyOf,
   lockOptionProblems,
   newToken,
@@ -40,7 +40,7 @@ import {
   MAX_NODE_TIMEOUT_MS,
   type NodeAnswer,
   type Parsed,
-  unexpected,
+  parseAcquire,
 } from './fan-out.js';
 import { DEFAULT_GIVE_BACK_LIMIT_MS, GiveBacks, releaseOf } from './give-back.js';
 import { Lease, type LeaseDriver } from './lease.js';
@@ -138,7 +138,7 @@ export class Redlock implements Locker {
         return p;
       },
       'Redlock options',
-      { ...LOCK_BASE_FIELDS, quorum: true, nodeTimeoutMs: true, onError: true, giveBackLimitMs: true },
+      { nodeTimeoutMs: true, onError: true },
     );
     this.stores = [...list];
     this.quorum = o.quorum;
@@ -162,7 +162,6 @@ export class Redlock implements Locker {
     });
   }
 
-  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
   get fenceGraceMs(): number {
     return this.#fenceGraceMs;
   }
@@ -170,12 +169,14 @@ export class Redlock implements Locker {
   get pendingGiveBacks(): number {
     return this.#giveBacks.pending;
   }
-  /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
   keyOf(key: string): string {
     return lockKeyOf(this.#prefix, key);
   }
   fenceKeyOf(key: string): string {
     return fenceKeyOf(this.#prefix, key);
+  }
+  leaderKeyOf(key: string): string {
+    return leaderKeyOf(this.#prefix, key);
   }
   /** Release does not know the lease's TTL: the configured node timeout, else the default's upper bound. */
   get #releaseTimeoutMs(): number {
@@ -235,7 +236,7 @@ export class Redlock implements Locker {
       // One floor for every node (the client's clock): a quorum's fences then agree and need no raise.
       [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock()), 'client'],
       timeoutMs,
-      (i, a) => this.#parseAcquire(i, a),
+      (i, a) => parseAcquire(this.stores[i]!, a),
       (r) => {
         const ok = count(r, 'ok');
         return ok >= q || ok + count(r, undefined) < q;
@@ -287,14 +288,6 @@ export class Redlock implements Locker {
     };
   }
 
-  #parseAcquire(i: number, a: NodeAnswer): Parsed {
-    const store = this.stores[i]!;
-    if (!a.ok) return { status: 'unreachable', cause: a.error };
-    if (!Array.isArray(a.value) || a.value.length !== 2) return unexpected(store, 'acquire', a.value);
-    const [ok, value] = a.value.map(Number) as [number, number];
-    return ok === 1 ? { status: 'ok', value } : { status: 'taken', value };
-  }
-
   /** The quorum's fence when enough granting nodes already hold it (nothing to raise), else undefined. */
   #agreedFence(granted: readonly { i: number; fence: number }[]): number | undefined {
     let fence = 0;
@@ -329,7 +322,7 @@ export class Redlock implements Locker {
     const low = granted.filter((g) => g.fence < fence);
     const need = this.quorum - (granted.length - low.length);
     if (need <= 0) return fence;
-    const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
+    const ok = (a: NodeAnswer | undefined) => a?.ok === true && FENCE_RAISE.parse(a.value) >= fence;
     const results = await gather(
       low.map((g) => this.stores[g.i]!),
       FENCE_RAISE,

@@ -17,9 +17,21 @@ export const MAX_ATTEMPTS = 1_000_000;
  */
 export type Fields<O> = { readonly [K in keyof Required<O>]: true };
 
+/** `fields` without `names` (the fields of an options type that leaves those out). */
+export function without<O, K extends keyof O>(fields: Fields<O>, ...names: K[]): Fields<Omit<O, K>> {
+  const rest: Record<PropertyKey, true> = { ...fields };
+  for (const name of names) delete rest[name];
+  return rest as Fields<Omit<O, K>>;
+}
+
+/** `{ field: true }` for every field of `defaults`: the fields of an options object that all have defaults. */
+export function fieldsOf<D extends object>(defaults: D): Fields<D> {
+  return Object.fromEntries(Object.keys(defaults).map((k) => [k, true])) as Fields<D>;
+}
+
 /**
- * `{ ...defaults, ...options }` without the options' undefined fields, checked: a field not in `fields` is a
- * problem (naming the close one when there is one: `leaseMs` → "did you mean ttlMs?"), `problemsOf` names
+ * `{ ...defaults, ...options }` without the options' undefined fields, checked: a field neither in `defaults`
+ * nor in `fields` (the fields without a default, at least) is a problem (naming the close one when there is one: `leaseMs` → "did you mean ttlMs?"), `problemsOf` names
  * everything wrong with the result, and check() throws them all as one ValidationError titled `what`.
  */
 export function resolveOptions<D extends object, O extends object>(
@@ -27,13 +39,13 @@ export function resolveOptions<D extends object, O extends object>(
   defaults: D,
   problemsOf: (resolved: D & O) => string[],
   what: string,
-  fields: Fields<O>,
+  fields: Fields<Omit<O, keyof D>>,
 ): D & O {
   if (options !== undefined && (typeof options !== 'object' || options === null))
     throw invalid([`options must be an object, got ${options === null ? 'null' : typeof options}`], what);
   const given = Object.entries(options ?? {}).filter(([, v]) => v !== undefined);
   const resolved = { ...defaults, ...Object.fromEntries(given) } as D & O;
-  check([...unknownProblems(options, fields), ...problemsOf(resolved)], what);
+  check([...unknownProblems(options, { ...defaults, ...fields }), ...problemsOf(resolved)], what);
   return resolved;
 }
 

@@ -3,7 +3,7 @@
  * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { type Fields, oneOf, resolveOptions, wholeProblems } from '../validate.js';
+import { oneOf, resolveOptions, wholeProblems, without } from '../validate.js';
 import { OnceEngine } from './engine.js';
 import { ONCE_FIELDS, type OnceOptions, type OnceRun } from './options.js';
 
@@ -21,10 +21,6 @@ export interface OnceBatchOptions
    */
   concurrency?: number;
 }
-
-/** Every withOnceBatch option: withOnce's but the four that mean nothing for a batch, and `concurrency`. */
-const { http: _http, maxWaitMs: _maxWaitMs, pollMs: _pollMs, ...onceFields } = ONCE_FIELDS;
-const BATCH_FIELDS: Fields<OnceBatchOptions> = { ...onceFields, concurrency: true };
 
 const DEFAULT_CONCURRENCY = 10;
 const MAX_CONCURRENCY = 10_000;
@@ -51,7 +47,7 @@ export function withOnceBatch<R = unknown>(
       ...oneOf('duplicate', o.duplicate, ['throw', 'skip']),
     ],
     'withOnceBatch options',
-    BATCH_FIELDS,
+    without(ONCE_FIELDS, 'http', 'maxWaitMs', 'pollMs'),
   );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
   return async (event, context) => {

@@ -17,6 +17,7 @@ import type { Store } from '../transport/types.js';
 import {
   check,
   type Fields,
+  fieldsOf,
   fnProblems,
   MAX_TTL_MS,
   MIN_TTL_MS,
@@ -24,16 +25,13 @@ import {
   prefixProblems,
   resolveOptions,
   ttlProblems,
-  unknownProblems,
   wholeProblems,
 } from '../validate.js';
 import { type Decision, isLoggerLike, LOG_LEVELS, type LoggerOption, type LogLevel } from './decisions.js';
-import {
-  LOCAL_CACHE_DEFAULTS,
-  LocalCache,
-  type LocalCacheOptions,
-  MAX_LOCAL_CACHE_ENTRIES,
-} from './local-cache.js';
+import { type LocalCacheOptions, localCacheProblems } from './local-cache.js';
+
+export { localCacheOf } from './local-cache.js';
+
 import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
 import type { ResultNotStored } from './record.js';
 
@@ -218,25 +216,14 @@ const DEFAULTS = Object.freeze({
   localCache: false as boolean | LocalCacheOptions,
 });
 
-/** Every withOnce option (validate.ts: an option not named here is refused). */
-export const ONCE_FIELDS: Fields<OnceOptions> = Object.freeze({
+/** The withOnce options oncePerTick takes too (it sets the others itself, or they mean nothing for a tick). */
+export const TICK_ONCE_FIELDS = Object.freeze({
   store: true,
-  namespace: true,
-  key: true,
-  payload: true,
-  missingKey: true,
-  duplicate: true,
   ttlMs: true,
   marginMs: true,
-  retentionMs: true,
-  pollMs: true,
-  maxWaitMs: true,
-  localCache: true,
   maxResultBytes: true,
   unstorable: true,
-  completeFailure: true,
   failOpen: true,
-  http: true,
   prefix: true,
   logLevel: true,
   logKeys: true,
@@ -245,10 +232,17 @@ export const ONCE_FIELDS: Fields<OnceOptions> = Object.freeze({
   onDecision: true,
   clock: true,
   wallClock: true,
+} as const);
+
+/** Every withOnce option (validate.ts: an option not named here is refused). */
+export const ONCE_FIELDS: Fields<OnceOptions> = Object.freeze({
+  ...fieldsOf(DEFAULTS),
+  ...TICK_ONCE_FIELDS,
+  namespace: true,
+  key: true,
+  payload: true,
+  maxWaitMs: true,
 });
-
-const LOCAL_CACHE_FIELDS: Fields<LocalCacheOptions> = { maxEntries: true, ttlMs: true };
-
 export type Resolved<E> = Required<
   Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload' | 'metrics'>
 > &
@@ -371,32 +365,6 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...fnProblems('onDecision', o.onDecision),
     ...fnProblems('wallClock', o.wallClock),
   ];
-}
-
-/** Everything wrong with a `localCache` option. */
-function localCacheProblems(v: unknown): string[] {
-  if (v === true || v === false) return [];
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    return ['localCache must be true, false or { maxEntries?, ttlMs? }'];
-  const c = v as Record<string, unknown>;
-  return [
-    ...unknownProblems(c, LOCAL_CACHE_FIELDS).map((p) => `localCache: ${p}`),
-    ...(c.maxEntries === undefined
-      ? []
-      : wholeProblems('localCache.maxEntries', c.maxEntries, 1, MAX_LOCAL_CACHE_ENTRIES)),
-    ...(c.ttlMs === undefined ? [] : wholeProblems('localCache.ttlMs', c.ttlMs, 1, MAX_TTL_MS, 'ms')),
-  ];
-}
-
-/** The local cache resolved options ask for, or undefined when it is off. */
-export function localCacheOf(o: Pick<Resolved<unknown>, 'localCache' | 'clock'>): LocalCache | undefined {
-  if (o.localCache === false) return undefined;
-  const c = o.localCache === true ? {} : o.localCache;
-  return new LocalCache(
-    c.maxEntries ?? LOCAL_CACHE_DEFAULTS.maxEntries,
-    c.ttlMs ?? LOCAL_CACHE_DEFAULTS.ttlMs,
-    o.clock,
-  );
 }
 
 /** An event answered as HTTP (API Gateway REST v1 and HTTP API v2, function URLs, ALB), by its shape. */
