@@ -151,6 +151,22 @@ describe('per call and nested options', () => {
     }
   });
 
+  it('tryAcquire, resume and oncePerWindow name an unknown field too (tryAcquire still allocates nothing when all is well)', async () => {
+    let err = await refusedAsync(() => lock.tryAcquire('k', { ttlMs: 100, leaseMs: 5 } as never));
+    expect(err.message).toBe('tryAcquire: unknown option "leaseMs" (did you mean ttlMs?)');
+    err = await refusedAsync(() => createRedlock([store]).tryAcquire('k', { ttlMs: 100, ttl: 5 } as never));
+    expect(err.message).toBe('tryAcquire: unknown option "ttl" (did you mean ttlMs?)');
+    err = await refusedAsync(() => lock.resume('k', 'token', { ttlMs: 100, lease: 1 } as never));
+    expect(err.message).toBe('resume: unknown option "lease" (did you mean ttlMs?)');
+    err = await refusedAsync(() =>
+      lock.oncePerWindow('k', async () => 1, { windowMs: 100, reopenOnErr: true } as never),
+    );
+    expect(err.message).toBe('oncePerWindow: unknown option "reopenOnErr" (did you mean reopenOnError?)');
+    const lease = await lock.tryAcquire('fine', { ttlMs: 1000 });
+    expect(lease).not.toBeNull();
+    await lease?.release();
+  });
+
   it('retry: an unknown field is refused; a field given as undefined takes its default (never a NaN delay)', async () => {
     const err = await refusedAsync(() => lock.acquire('k', { ttlMs: 100, retry: { retries: 3 } } as never));
     expect(err.message).toBe('acquire: retry: unknown option "retries" (did you mean attempts?)');

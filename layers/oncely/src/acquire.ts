@@ -15,12 +15,15 @@ import {
 import type { Lease } from './lease.js';
 import type { Store } from './transport/types.js';
 import {
+  check,
   type Fields,
   fenceGraceProblems,
+  fieldsFit,
   fnProblems,
   isWhole,
   MAX_ATTEMPTS,
   MAX_TTL_MS,
+  MIN_TTL_MS,
   prefixProblems,
   resolveOptions,
   ttlProblems,
@@ -172,6 +175,18 @@ const USING_FIELDS: Fields<UsingOptions> = {
   extendBeforeMs: true,
   onError: true,
 };
+
+const TRY_FIELDS = { ttlMs: true } as const;
+
+/** tryAcquire()'s check of every call: allocates nothing when the key and options are good. */
+export function checkTry(key: unknown, options: { ttlMs: number } | undefined): void {
+  if (keyFits(key) && isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS) && fieldsFit(options, TRY_FIELDS))
+    return;
+  check(
+    [...keyProblems(key), ...ttlProblems(options?.ttlMs), ...unknownProblems(options, TRY_FIELDS)],
+    'tryAcquire',
+  );
+}
 
 /** Everything wrong with the options of an acquire() or a using(), besides the key. */
 export function acquireProblems(options: UsingOptions | undefined): string[] {

@@ -11,10 +11,10 @@ import {
   type Attempt,
   acquireLoop,
   acquireProblems,
+  checkTry,
   driftOf,
   failedOn,
   fenceKeyOf,
-  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
@@ -50,11 +50,9 @@ import {
   check,
   extendBeforeProblems,
   fnProblems,
-  isWhole,
-  MAX_TTL_MS,
-  MIN_TTL_MS,
   resolveOptions,
   ttlProblems,
+  unknownProblems,
 } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -180,8 +178,7 @@ export class Lock implements Locker {
    */
   async tryAcquire(key: string | readonly string[], options: { ttlMs: number }): Promise<Lease | null> {
     if (isKeyList(key)) return tryAcquireAll(this.#core, key, options);
-    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
-      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    checkTry(key, options);
     const token = newToken();
     const result = await this.#attempt(key, options.ttlMs, token);
     if (result.error) {
@@ -260,7 +257,8 @@ export class Lock implements Locker {
       typeof token !== 'string' || token.length === 0 || token.length > MAX_KEY_BYTES
         ? [`token must be a non-empty string of at most ${MAX_KEY_BYTES} characters`]
         : [];
-    check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs)], 'resume');
+    const unknown = unknownProblems(options, { ttlMs: true });
+    check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs), ...unknown], 'resume');
     const { ttlMs } = options;
     const startedAt = this.#clock.now();
     const reply = await this.store.run(
@@ -287,7 +285,11 @@ export class Lock implements Locker {
     fn: () => Promise<T>,
     options: WindowOptions,
   ): Promise<WindowResult<T>> {
-    const problems = [...keyProblems(key), ...ttlProblems(options?.windowMs, 'windowMs')];
+    const problems = [
+      ...keyProblems(key),
+      ...ttlProblems(options?.windowMs, 'windowMs'),
+      ...unknownProblems(options, { windowMs: true, reopenOnError: true }),
+    ];
     if (typeof fn !== 'function') problems.push('fn must be a function');
     if (options?.reopenOnError !== undefined && typeof options.reopenOnError !== 'boolean')
       problems.push('reopenOnError must be a boolean');

@@ -15,9 +15,9 @@ import {
   type Attempt,
   acquireLoop,
   acquireProblems,
+  checkTry,
   driftOf,
   fenceKeyOf,
-  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
@@ -54,9 +54,7 @@ import {
   fnProblems,
   isWhole,
   MAX_TTL_MS,
-  MIN_TTL_MS,
   resolveOptions,
-  ttlProblems,
   wholeProblems,
 } from './validate.js';
 
@@ -192,8 +190,7 @@ export class Redlock implements Locker {
    * otherwise (unreachable nodes, quorum reached too late) a QuorumError naming every node's outcome.
    */
   async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
-    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
-      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    checkTry(key, options);
     const result = await this.#attempt(key, options.ttlMs, newToken());
     if (result.lease) return result.lease;
     if (result.held) return null;
