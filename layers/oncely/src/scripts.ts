@@ -78,8 +78,10 @@ return {0, redis.call('PTTL', KEYS[1])}`,
   sha1: '8c1a0e5fad33f70ab5524cb8fd6c1ffc06ad8b70',
   grants: { wrote: firstIs(1) },
   parse(reply, store) {
-    const [code, value] = arrayReply('acquire', reply, 2, store).map(Number) as [number, number];
-    return code === 1 ? { kind: 'acquired', fence: value } : { kind: 'held', remainingMs: value };
+    // on every acquire: read in place, no copy of the reply
+    const r = arrayReply('acquire', reply, 2, store);
+    const value = Number(r[1]);
+    return Number(r[0]) === 1 ? { kind: 'acquired', fence: value } : { kind: 'held', remainingMs: value };
   },
 };
 
