@@ -157,7 +157,10 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   if ('file' in beforeFile) {
     // Next to the layer's package, so that it resolves the same dependencies.
     const before = join(modules, 'oncely-before');
-    await build({ ...packageBuildOptions(join(before, 'dist')), plugins: [restBefore(beforeFile.file)] });
+    await build({
+      ...packageBuildOptions(join(before, 'dist'), { minify: true }),
+      plugins: [restBefore(beforeFile.file)],
+    });
     cpSync(join(packageDir, 'package.json'), join(before, 'package.json'));
   }
   const packages = {
