@@ -39,9 +39,10 @@ import {
   realpathSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BuildOptions, build } from 'esbuild';
@@ -160,6 +161,7 @@ export function packageBuildOptions(outDir: string, { minify = false } = {}): Bu
 export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<BuiltFile[]> {
   rmSync(outDir, { recursive: true, force: true });
   await build(packageBuildOptions(outDir));
+  rebaseSourceMaps(outDir);
   await run(
     process.execPath,
     [
@@ -172,6 +174,25 @@ export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<B
     { cwd: root },
   );
   return listFiles(outDir);
+}
+
+/**
+ * Points the source maps in `outDir` (a package's `dist/`) at the package's own `src/` next to it: esbuild names
+ * the files it read (layers/oncely/src in the repo), relative to wherever `outDir` is, which in a scratch copy
+ * or an installed package is nowhere.
+ */
+function rebaseSourceMaps(outDir: string): void {
+  const packageRoot = dirname(outDir);
+  for (const f of listFiles(outDir)) {
+    if (!f.path.endsWith('.js.map')) continue;
+    const file = join(outDir, f.path);
+    const map = JSON.parse(readFileSync(file, 'utf8')) as { sources: string[] };
+    map.sources = map.sources.map((source) => {
+      const inPackage = relative(packageDir, resolve(dirname(file), source));
+      return relative(dirname(file), join(packageRoot, inPackage));
+    });
+    writeFileSync(file, JSON.stringify(map));
+  }
 }
 
 export interface PackedPackage {
@@ -267,6 +288,7 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
       if (/\.js(\.map)?$/.test(f.path)) rmSync(join(target, 'dist', f.path));
     }
     await build(packageBuildOptions(join(target, 'dist'), { minify: true }));
+    rebaseSourceMaps(join(target, 'dist'));
     const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as {
       dependencies?: Record<string, string>;
     };
