@@ -131,7 +131,10 @@ function parseCommand(value: unknown): string[] {
   const name = (command[0] ?? '').toUpperCase();
   if (REFUSED.has(name)) throw new HttpError(400, `ERR '${name}' is not supported by the oncely dev gateway`);
   if (ADMIN.has(name)) {
-    throw new HttpError(400, `ERR '${name}' is server administration, which Upstash (and this gateway) refuses`);
+    throw new HttpError(
+      400,
+      `ERR '${name}' is server administration, which Upstash (and this gateway) refuses`,
+    );
   }
   return [name, ...command.slice(1)];
 }
