@@ -128,6 +128,9 @@ export interface BuiltFile {
 /** The files of layers/oncely that the package ships besides `dist/` (its `files` in package.json). */
 export const PACKAGE_FILES = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'src'] as const;
 
+/** How the layer's copy of the package differs from the published one: minified, for cold start. */
+export const LAYER_BUILD = { minify: true } as const;
+
 /**
  * esbuild's options for the package's JavaScript, written into `outDir`: one file per entry point and shared
  * chunks, every dependency external (they resolve from the user's node_modules or the layer's). The package
@@ -287,7 +290,7 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
     for (const f of listFiles(join(target, 'dist'))) {
       if (/\.js(\.map)?$/.test(f.path)) rmSync(join(target, 'dist', f.path));
     }
-    await build(packageBuildOptions(join(target, 'dist'), { minify: true }));
+    await build(packageBuildOptions(join(target, 'dist'), LAYER_BUILD));
     rebaseSourceMaps(join(target, 'dist'));
     const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as {
       dependencies?: Record<string, string>;
