@@ -35,7 +35,7 @@ describe('npm run package:offline', () => {
     const out = join(scratch, 'failed');
     // The vpc stage without its SSM settings: serverless stops on the first one it cannot resolve.
     await expect(packageOffline('vpc', out, {})).rejects.toThrow(
-      /serverless package --stage vpc failed:[\s\S]*subnet-ids/,
+      /serverless package --stage vpc failed:[\s\S]*Cannot resolve variable at "provider\.vpc\.subnetIds"/,
     );
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(scratch)).toEqual(['vpc']);
