@@ -273,7 +273,9 @@ describe('REST protocol details', () => {
     ]) {
       expect(await post(gw, '/', command), command.join(' ')).toMatchObject({
         status: 400,
-        json: { error: expect.stringMatching(/^ERR '\w+' is server administration, which Upstash .*refuses/) },
+        json: {
+          error: expect.stringMatching(/^ERR '\w+' is server administration, which Upstash .*refuses/),
+        },
       });
     }
     expect(await post(gw, '/pipeline', [['PING'], ['SHUTDOWN', 'NOSAVE']])).toMatchObject({ status: 400 });
