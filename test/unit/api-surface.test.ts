@@ -164,7 +164,7 @@ const LOCK_TYPES = [
 
 /** The other entry points: their optional peers' names stay out of the root. */
 const SUBPATHS = [
-  { entry: 'middy', module: middyApi, values: ['onceMiddleware'], types: ['OnceContext'] },
+  { entry: 'middy', module: middyApi, values: ['onceMiddleware', 'onceOf'], types: ['OnceContext'] },
   {
     entry: 'ioredis',
     module: ioredisApi,
