@@ -17,7 +17,7 @@ import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS }
 import { validUntil } from '../lease.js';
 import type { CallResult, Store } from '../transport/types.js';
 import { MAX_TTL_MS } from '../validate.js';
-import { type Decided, Decisions } from './decisions.js';
+import { type Decision, Decisions } from './decisions.js';
 import { httpResponseFor } from './http.js';
 import type { LocalCache } from './local-cache.js';
 import { Invocations, timedStore } from './metrics.js';
@@ -161,7 +161,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
   }
 
   /** Counts a decision (metrics), logs it and calls onDecision. */
-  decide(d: Decided): void {
+  decide(d: Decision): void {
     if (this.#invocations.metrics) this.#invocations.tally().count(d.decision);
     this.#decisions.emit(d, this.#invocations.fields());
   }
@@ -185,7 +185,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
     if (this.#ready !== undefined) await this.#ready;
     const items: Began[] = new Array(events.length);
     if (isDisabled()) {
-      this.decide({ decision: 'disabled' });
+      this.decide({ namespace: this.options.namespace, decision: 'disabled' });
       for (let n = 0; n < events.length; n++) items[n] = { kind: 'run', run: this.#unfenced() };
       return this.#begun(items, context);
     }
@@ -238,13 +238,13 @@ export class OnceEngine<E = unknown> implements SettleHost {
       try {
         identity = identify(event, context, o.key, o.payload);
       } catch (err) {
-        this.decide({ decision: 'no-key', reason: (err as Error).message });
+        this.decide({ namespace: o.namespace, decision: 'no-key', reason: (err as Error).message });
         items[n] = { kind: 'fail', error: err };
         return;
       }
       const { key, source, problem } = identity;
       if (key === undefined) {
-        this.decide({ decision: 'no-key', reason: problem ?? `no ${source} key` });
+        this.decide({ namespace: o.namespace, decision: 'no-key', reason: problem ?? `no ${source} key` });
         if (o.missingKey === 'run') items[n] = { kind: 'run', run: this.#unfenced() };
         else {
           const looked = `looked for ${KEY_LOCATIONS[source as EventSource] ?? source}`;
@@ -328,6 +328,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
     const claimed = runs.filter((r): r is Run => r?.leaseInit != null);
     const onError = (key: string | undefined) => (e: Error) =>
       this.decide({
+        namespace: this.options.namespace,
         decision: 'store-error',
         ...(key === undefined ? {} : { key }),
         reason: `extend: ${e.message}`,
@@ -352,8 +353,18 @@ export class OnceEngine<E = unknown> implements SettleHost {
     waitedMs: number,
     waitLeftMs: number,
   ): Omit<ClaimPolicy, 'key' | 'late'> {
-    const { duplicate, failOpen, pollMs } = this.options;
-    return { duplicate, failOpen, ttlMs, http, store: this.store.name, pollMs, waitedMs, waitLeftMs };
+    const { namespace, duplicate, failOpen, pollMs } = this.options;
+    return {
+      namespace,
+      duplicate,
+      failOpen,
+      ttlMs,
+      http,
+      store: this.store.name,
+      pollMs,
+      waitedMs,
+      waitLeftMs,
+    };
   }
 
   /** True when the claim's reply came back after the lease it took had already run out. */

@@ -82,6 +82,7 @@ export function oncePerTick<R = unknown>(
       const lagMs = Number.isFinite(at) ? Math.round(engine.options.wallClock() - at) : 0;
       if (lagMs > maxLagMs) {
         engine.decide({
+          namespace: engine.options.namespace,
           decision: 'stale-tick',
           key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
           reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,

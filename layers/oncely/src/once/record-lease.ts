@@ -15,7 +15,7 @@ import {
 } from '../lease.js';
 import { EXTEND_WHEN_LEFT, keepLeases } from '../lease-keeper.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
-import type { Decided } from './decisions.js';
+import type { Decision } from './decisions.js';
 import type { Records } from './record.js';
 import type { Run } from './run.js';
 
@@ -164,8 +164,8 @@ export class Keeper {
 /** What a record's give-back needs of its engine. */
 interface GiveBackHost {
   readonly driver: RecordDriver;
-  readonly options: { readonly clock: Clock };
-  decide(d: Decided): void;
+  readonly options: { readonly clock: Clock; readonly namespace: string };
+  decide(d: Decision): void;
 }
 
 /**
@@ -177,6 +177,7 @@ interface GiveBackHost {
 export function giveBackRecord(host: GiveBackHost, key: string, token: string, ttlMs: number): Promise<void> {
   const failed = (e: Error) =>
     host.decide({
+      namespace: host.options.namespace,
       decision: 'give-back-failed',
       key,
       reason: `${e.message}: ${e.cause instanceof Error ? e.cause.message : 'no cause'}`,

@@ -7,7 +7,7 @@ import { sleep } from '../clock.js';
 import { lockLost, ResultNotStorableError, StoreError } from '../errors.js';
 import { releaseResultOf } from '../lease.js';
 import type { CallResult, ScriptCall, Store } from '../transport/types.js';
-import { type Decided, shortKey } from './decisions.js';
+import { type Decision, type DecisionKind, shortKey } from './decisions.js';
 import { type HttpResult, isHttpResult } from './http.js';
 import type { Resolved } from './options.js';
 import { encodeResult, markerText, parseComplete, type Records } from './record.js';
@@ -35,9 +35,9 @@ export interface SettleHost {
   readonly records: Records;
   readonly options: Pick<
     Resolved<unknown>,
-    'clock' | 'retentionMs' | 'maxResultBytes' | 'unstorable' | 'completeFailure'
+    'namespace' | 'clock' | 'retentionMs' | 'maxResultBytes' | 'unstorable' | 'completeFailure'
   >;
-  decide(d: Decided): void;
+  decide(d: Decision): void;
   /** The run's record is completed holding `text` (`sentAt`: when the completing request first went out). */
   cacheCompleted(run: Run, text: string, sentAt: number): void;
 }
@@ -138,6 +138,10 @@ function prepare(host: SettleHost, run: Run, result: unknown): Plan {
   };
 }
 
+/** Emits a decision of the engine's namespace. */
+const decide = (host: SettleHost, decision: DecisionKind, fields: Omit<Decision, 'namespace' | 'decision'>) =>
+  host.decide({ namespace: host.options.namespace, decision, ...fields });
+
 const durationOf = (host: SettleHost, run: Run) => Math.round(host.options.clock.now() - run.startedAt);
 
 /** Acts on ONCE_COMPLETE's reply: recorded (now, by an earlier attempt, or after the lease ran out), or lost. */
@@ -149,12 +153,12 @@ function completed(host: SettleHost, c: Call, value: unknown, sentAt: number): S
     const late =
       reply === 'completed-late' ? 'completed after the lease ran out; nobody had claimed since' : '';
     const reason = [late, c.notStored ?? ''].filter(Boolean).join('; ');
-    host.decide({ decision: 'completed', ...base, ...(reason ? { reason } : {}) });
+    decide(host, 'completed', { ...base, ...(reason ? { reason } : {}) });
     host.cacheCompleted(run, c.text!, sentAt);
     return { done: true };
   }
   const by = reply === 'stolen' ? 'taken by another invocation' : 'gone and claimed since';
-  host.decide({ decision: 'lost', ...base, reason: `the record was ${by}; result not stored` });
+  decide(host, 'lost', { ...base, reason: `the record was ${by}; result not stored` });
   return { done: false, error: lockLost(run.key!, reply) };
 }
 
@@ -163,22 +167,21 @@ function released(host: SettleHost, c: Call, r: CallResult): void {
   const { run, why } = c;
   if (!r.ok) {
     const message = (r.error as Error | undefined)?.message ?? 'no reply';
-    host.decide({
-      decision: 'store-error',
+    decide(host, 'store-error', {
       key: run.key,
       reason: `release: ${message}; the record expires with its lease`,
     });
     return;
   }
   const base = { key: run.key, fence: run.fence, durationMs: durationOf(host, run) };
-  if (releaseResultOf(r.value) === 'released') host.decide({ decision: 'released', ...base, reason: why });
-  else host.decide({ decision: 'lost', ...base, reason: `${why}; the record was no longer ours` });
+  if (releaseResultOf(r.value) === 'released') decide(host, 'released', { ...base, reason: why });
+  else decide(host, 'lost', { ...base, reason: `${why}; the record was no longer ours` });
 }
 
 /** A completion the store failed after every attempt: per completeFailure, done anyway or an error to throw. */
 function completeFailed(host: SettleHost, c: Call, error: unknown): Settled {
   const reason = (error as Error | undefined)?.message ?? 'no reply';
-  host.decide({ decision: 'complete-failed', key: c.run.key, fence: c.run.fence, reason });
+  decide(host, 'complete-failed', { key: c.run.key, fence: c.run.fence, reason });
   // 'throw': the record is not done (an SQS record is reported, so redelivered); the record expires with its lease.
   return host.options.completeFailure === 'return' ? { done: true } : { done: false, error };
 }
