@@ -2,9 +2,9 @@
  * The run-once engine, one path per record: identify → claim (one round trip for every record of an
  * invocation) → outcomeOf (outcome.ts decides what each reply means) → act → the handlers run → settle
  * (settle.ts: one round trip). A single event is a batch of one, with the `duplicate: 'wait'` loop around its
- * claim. Each policy is applied here once, for one event and for a batch alike: the kill switch and a missing
- * key in #identify, fail-open and the duplicate policy in outcomeOf, a failed claim round trip in #begin,
- * completeFailure in settle.
+ * claim. Each policy is applied in one place, for one event and for a batch alike: the kill switch and a
+ * failed claim round trip in #begin, a missing key in #identify, fail-open and the duplicate policy in
+ * outcomeOf, completeFailure in settle.
  *
  * Adapters call invoke(context, fn) once per Lambda invocation, and one() or many() within it; none of them
  * opens, closes or settles anything itself.

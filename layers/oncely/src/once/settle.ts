@@ -84,7 +84,7 @@ export async function settle(
     const replies = await send(host.store, pending);
     const retry: { c: Call; error: unknown }[] = [];
     pending.forEach((c, i) => {
-      const r = replies[i]!;
+      const r = replies[i] ?? { ok: false, error: new Error('no reply') };
       if (c.text === undefined) released(host, c, r);
       else if (!r.ok) retry.push({ c, error: r.error });
       else settled[c.n] = completed(host, c, r.value, sentAt);
