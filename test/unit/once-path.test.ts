@@ -39,15 +39,20 @@ function setup(through: Through, extra: Partial<OnceOptions<SQSRecord>> = {}) {
   const ran: string[] = [];
   const handler = async (r: SQSRecord) => {
     ran.push(r.messageId);
+    if (r.body === 'throw') throw new Error('the handler failed');
     return r.body;
   };
   const one = withOnce(handler, fx.options);
   const batch = withOnceBatch(handler, fx.options as OnceBatchOptions);
-  const deliver = async (...ids: string[]): Promise<Fate> => {
+  /** `ids`: message ids; `id:throw` makes the handler throw for that record. */
+  const deliver = async (...given: string[]): Promise<Fate> => {
     const fate: Fate = { done: [], failed: [], thrown: [] };
+    const ids = given.map((g) => g.split(':')[0]!);
+    const record = (id: string) =>
+      sqsRecord(id, given.find((g) => g.startsWith(`${id}:`))?.split(':')[1] ?? id);
     if (through === 'one event') {
       for (const id of ids) {
-        await one(sqsRecord(id), lambdaContext()).then(
+        await one(record(id), lambdaContext()).then(
           () => fate.done.push(id),
           (e: unknown) => fate.failed.push(id) && fate.thrown.push(e),
         );
@@ -55,7 +60,7 @@ function setup(through: Through, extra: Partial<OnceOptions<SQSRecord>> = {}) {
       return fate;
     }
     try {
-      const r = await batch({ Records: ids.map((id) => sqsRecord(id)) }, lambdaContext());
+      const r = await batch({ Records: ids.map(record) }, lambdaContext());
       const failed = r.batchItemFailures.map((f) => f.itemIdentifier);
       return { done: ids.filter((id) => !failed.includes(id)), failed, thrown: [] };
     } catch (e) {
@@ -129,6 +134,22 @@ describe.each(PATHS)('through %s', (through) => {
     expect(decisions.filter((d) => d.decision === 'completed').map((d) => d.key)).toEqual(['a', 'b']);
     expect(decisions.map((d) => d.decision)).not.toContain('complete-failed');
     expect(store.roundTrips).toBe(roundTripsPer(2) * 2 + 1); // claims, completions, and the one retry
+  });
+
+  it("a release that fails, even on an error that is not the store's: logged; the handler's error still wins", async () => {
+    const { store, deliver, decisions } = setup(through);
+    const { run, runMany } = { run: store.run.bind(store), runMany: store.runMany.bind(store) };
+    const broken = () => Promise.reject(new TypeError('a broken store'));
+    store.run = (script, keys, args) => (script.name === 'once-release' ? broken() : run(script, keys, args));
+    store.runMany = (calls) =>
+      calls.some((c) => c.script.name === 'once-release') ? broken() : runMany(calls);
+    const fate = await deliver('a:throw');
+    expect(fate.failed).toEqual(['a']);
+    if (through === 'one event') expect(fate.thrown[0]).toMatchObject({ message: 'the handler failed' });
+    else expect(fate.thrown).toEqual([]);
+    expect(decisions.filter((d) => d.decision === 'store-error').map((d) => d.reason)).toEqual([
+      'release: a broken store; the record expires with its lease',
+    ]);
   });
 
   it.each([

@@ -54,8 +54,9 @@ interface Call {
 
 /**
  * Settles `runs[n]` per `endings[n]` (a run that is undefined, or owns no record, is done when its handler
- * succeeded). Throws only what is not a store failure (a bug); store failures are decisions, and errors the
- * invocation throws per `completeFailure`.
+ * succeeded). Store failures are decisions, and errors the invocation throws per `completeFailure`; it throws
+ * only what is not a store failure and failed a completion (a bug). A release never throws: a handler's own
+ * error always wins.
  */
 export async function settle(
   host: SettleHost,
@@ -81,7 +82,7 @@ export async function settle(
   const sentAt = o.clock.now();
   let pending = calls;
   for (let attempt = 1; pending.length > 0; attempt++) {
-    const replies = await send(host.store, pending);
+    const { replies, thrown } = await send(host.store, pending);
     const retry: { c: Call; error: unknown }[] = [];
     pending.forEach((c, i) => {
       const r = replies[i] ?? { ok: false, error: new Error('no reply') };
@@ -89,6 +90,8 @@ export async function settle(
       else if (!r.ok) retry.push({ c, error: r.error });
       else settled[c.n] = completed(host, c, r.value, sentAt);
     });
+    // Not a store failure (a bug): no retry; a release is logged above, a completion's caller gets it.
+    if (thrown !== undefined && retry.length > 0) throw thrown;
     if (retry.length > 0 && attempt >= COMPLETE_ATTEMPTS) {
       for (const { c, error } of retry) settled[c.n] = completeFailed(host, c, error);
       break;
@@ -99,16 +102,24 @@ export async function settle(
   return settled;
 }
 
-/** One round trip for `calls` (a store failure fails each of them). */
-async function send(store: Store, calls: readonly Call[]): Promise<CallResult[]> {
+/**
+ * One round trip for `calls`. Never rejects: a failed round trip fails each call; `thrown` is set when what
+ * failed it was not the store (a bug).
+ */
+async function send(
+  store: Store,
+  calls: readonly Call[],
+): Promise<{ replies: CallResult[]; thrown?: unknown }> {
   try {
-    return await roundTrip(
-      store,
-      calls.map((c) => c.call),
-    );
+    return {
+      replies: await roundTrip(
+        store,
+        calls.map((c) => c.call),
+      ),
+    };
   } catch (err) {
-    if (!(err instanceof StoreError)) throw err;
-    return calls.map(() => ({ ok: false, error: err }));
+    const replies = calls.map((): CallResult => ({ ok: false, error: err as Error }));
+    return err instanceof StoreError ? { replies } : { replies, thrown: err };
   }
 }
 
