@@ -215,7 +215,8 @@ export class OnceEngine<E = unknown> implements SettleHost {
         this.decide(outcome.decision);
         items[k.n] = this.#act(k, outcome, ttlMs, startedAt, http);
       });
-      await Promise.all(giveBack.map((k) => giveBackRecord(this, k.key, k.token, ttlMs)));
+      if (giveBack.length > 0)
+        await Promise.all(giveBack.map((k) => giveBackRecord(this, k.key, k.token, ttlMs)));
       // The claim round trip itself failed: the whole invocation fails (a batch too: SQS redelivers every
       // record), unless failOpen ran its records.
       if (failed && items.some((b) => b.kind === 'fail' && b.error === failed)) throw failed;
