@@ -3,6 +3,7 @@
  * and an SQS batch meet it alike. Every scenario runs through both: withOnce, one invocation per record, and
  * withOnceBatch, the records in one invocation.
  */
+import middy, { type MiddlewareObj } from '@middy/core';
 import type { SQSRecord } from 'aws-lambda';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -13,6 +14,7 @@ import {
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
+import { type OnceContext, onceMiddleware } from '../../layers/oncely/src/middy.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
 import { fakeOnce, lambdaContext, sqsRecord } from '../support/once.js';
 
@@ -234,5 +236,47 @@ describe.each(PATHS)('through %s, on fake timers', (through) => {
     release();
     await done;
     expect(store.script('once-complete')).toBe(1);
+  });
+});
+
+describe('the middy middleware hands middy’s handler to one()', () => {
+  const setupMiddy = (other: MiddlewareObj<SQSRecord, unknown, Error, OnceContext>) => {
+    const fx = fakeOnce<SQSRecord>({ clock, key: byId });
+    let runs = 0;
+    const h = middy<SQSRecord, unknown, Error, OnceContext>(async (r: SQSRecord) => ({
+      body: r.body,
+      runs: ++runs,
+    }))
+      .use(onceMiddleware<SQSRecord, unknown>(fx.options))
+      .use(other);
+    return { ...fx, h: (r: SQSRecord) => h(r, lambdaContext() as OnceContext), runs: () => runs };
+  };
+
+  it('a middleware after it that throws in before: the record is released, the error goes through unchanged', async () => {
+    let refuse = true;
+    const auth = new Error('not allowed');
+    const { h, store, decisions, runs } = setupMiddy({
+      before: () => {
+        if (refuse) throw auth;
+      },
+    });
+    await expect(h(sqsRecord('a'))).rejects.toBe(auth);
+    expect(runs()).toBe(0);
+    expect(store.script('once-release')).toBe(1);
+    expect(decisions.map((d) => d.decision)).toEqual(['claimed', 'released']);
+    refuse = false;
+    expect(await h(sqsRecord('a'))).toEqual({ body: 'a', runs: 1 });
+  });
+
+  it('what the middlewares after it make of the response is what is stored and what a duplicate gets', async () => {
+    const { h, runs } = setupMiddy({
+      after: (request) => {
+        request.response = { ...(request.response as object), stamped: true };
+      },
+    });
+    expect(await h(sqsRecord('a'))).toEqual({ body: 'a', runs: 1, stamped: true });
+    // The duplicate is answered by oncely's before: the stored, stamped response; nothing after it runs.
+    expect(await h(sqsRecord('a'))).toEqual({ body: 'a', runs: 1, stamped: true });
+    expect(runs()).toBe(1);
   });
 });
