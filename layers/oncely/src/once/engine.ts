@@ -199,8 +199,10 @@ export class OnceEngine<E = unknown> implements SettleHost {
       const late = this.#tooLate(startedAt, ttlMs);
       const now = o.clock.now();
       const policy = this.#policy(http, ttlMs, Math.round(now - waitStarted), waitUntil - now);
-      // The claims may have been applied when the round trip failed ambiguously: give every record back.
-      const giveBack = failed?.ambiguous ? [...keyed] : [];
+      // The claims may have been applied when the round trip failed ambiguously: every record is given back
+      // in the background (the invocation fails at once; the releases started together share a round trip).
+      if (failed?.ambiguous) for (const k of keyed) void giveBackRecord(this, k.key, k.token, ttlMs);
+      const giveBack: Keyed[] = [];
       const waiting: Keyed[] = [];
       let afterMs = Number.POSITIVE_INFINITY;
       keyed.forEach((k, i) => {
@@ -215,6 +217,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
         this.decide(outcome.decision);
         items[k.n] = this.#act(k, outcome, ttlMs, startedAt, http);
       });
+      // A claim that came back too late is ours: given back before the invocation answers.
       if (giveBack.length > 0)
         await Promise.all(giveBack.map((k) => giveBackRecord(this, k.key, k.token, ttlMs)));
       // The claim round trip itself failed: the whole invocation fails (a batch too: SQS redelivers every
