@@ -10,6 +10,7 @@
 import type { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
+  GetCommand,
   PutCommand,
   type PutCommandInput,
   type PutCommandOutput,
@@ -124,32 +125,48 @@ export async function fencedUpdate(
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
   });
   const resource = `${update.TableName ?? ''} ${JSON.stringify(update.Key ?? {})}`;
-  return refusing(doc.send(command), {
-    resource,
-    fence: input.fence,
-    attribute,
-    ownCondition: Boolean(update.ConditionExpression),
-  });
+  const readFence = async () => {
+    const got = await doc.send(
+      new GetCommand({
+        TableName: update.TableName,
+        Key: update.Key,
+        ConsistentRead: true,
+        ProjectionExpression: NAME,
+        ExpressionAttributeNames: { [NAME]: attribute },
+      }),
+    );
+    const v = got.Item?.[attribute];
+    return v === undefined ? undefined : Number(v);
+  };
+  return refusing(
+    doc.send(command),
+    { resource, fence: input.fence, attribute, ownCondition: Boolean(update.ConditionExpression) },
+    readFence,
+  );
 }
 
 /**
- * The write's reply, or StaleFenceError when its condition failed because the item holds a newer fence. With
- * a condition of the caller's own, the failure is the fence's only when the item DynamoDB returns with it
- * (ReturnValuesOnConditionCheckFailure) shows a newer fence; otherwise it is rethrown as it is. Without one,
- * the fence is the only condition (emulators such as dynalite return no item: `current` is then unknown).
+ * The write's reply, or StaleFenceError when its condition failed because the item holds a newer fence. The
+ * item DynamoDB returns with the failure (ReturnValuesOnConditionCheckFailure) tells; where none comes back
+ * (emulators such as dynalite), an update with a condition of the caller's own reads the item's fence
+ * (strongly consistent), and otherwise the fence was the only condition. A failure that is not the fence's is
+ * rethrown as it is.
  */
 async function refusing<T>(
   write: Promise<T>,
   at: { resource: string; fence: number; attribute: string; ownCondition: boolean },
+  readFence?: () => Promise<number | undefined>,
 ): Promise<T> {
   try {
     return await write;
   } catch (err) {
     if ((err as Error)?.name !== 'ConditionalCheckFailedException') throw err;
-    const stored = (err as ConditionalCheckFailedException).Item?.[at.attribute]?.N;
-    const current = stored === undefined ? undefined : Number(stored);
-    if (current !== undefined ? current > at.fence : !at.ownCondition)
-      throw staleFence(at.resource, at.fence, current);
+    const item = (err as ConditionalCheckFailedException).Item;
+    const stored = item?.[at.attribute]?.N;
+    let current = stored === undefined ? undefined : Number(stored);
+    if (item === undefined && at.ownCondition && readFence) current = await readFence();
+    const stale = current !== undefined ? current > at.fence : item === undefined && !at.ownCondition;
+    if (stale) throw staleFence(at.resource, at.fence, current);
     throw err;
   }
 }

@@ -27,6 +27,12 @@ export interface FencedSetInput {
   fence: number;
   /** Expire the value (and keep its fence at least as long) after this many ms. @default no expiry */
   ttlMs?: number;
+  /**
+   * Write only if the key does not exist yet: the effect happens once, and a current holder that finds it done
+   * gets `false` (nothing written). The fence is checked first: a stale writer is refused either way.
+   * @default false
+   */
+  ifAbsent?: boolean;
 }
 
 /** Whether `key` has a Redis Cluster hash tag: a `{`, then a `}` after it with something between. */
@@ -43,11 +49,12 @@ export function fenceKeyFor(key: string): string {
 
 /**
  * Sets `key` to `value` if `fence` is not older than the highest fence written to `key` before (none counts as
- * 0). Throws StaleFenceError (nothing written) when it is older, ValidationError for bad input, StoreError when
- * the store fails (an ambiguous one may have written: the fence makes a retry with the same fence safe).
+ * 0), and resolves `true`; with `ifAbsent`, resolves `false` (nothing written) when the key exists. Throws
+ * StaleFenceError (nothing written) when the fence is older, ValidationError for bad input, StoreError when the
+ * store fails (an ambiguous one may have written: a retry with the same fence is safe).
  */
-export async function fencedSet(store: Store, input: FencedSetInput): Promise<void> {
-  const { key, value, fence, ttlMs } = input;
+export async function fencedSet(store: Store, input: FencedSetInput): Promise<boolean> {
+  const { key, value, fence, ttlMs, ifAbsent = false } = input;
   check(
     [
       ...(typeof key === 'string' && key !== '' ? [] : ['key must be a non-empty string']),
@@ -60,9 +67,11 @@ export async function fencedSet(store: Store, input: FencedSetInput): Promise<vo
     ],
     'fencedSet',
   );
-  const reply = await store.run(EFFECT_SET, [key, fenceKeyFor(key)], [fence, value, ttlMs ?? '']);
+  const args = [fence, value, ttlMs ?? '', ...(ifAbsent ? ['NX'] : [])];
+  const reply = await store.run(EFFECT_SET, [key, fenceKeyFor(key)], args);
   const r = parseEffectSet(reply);
   if (r === undefined)
     throw new OncelyError(`${store.name}: unexpected effect-set reply ${JSON.stringify(reply)}`);
-  if (!r.applied) throw staleFence(key, fence, r.current);
+  if (r.kind === 'stale') throw staleFence(key, fence, r.current);
+  return r.kind === 'applied';
 }
