@@ -71,6 +71,8 @@ export async function scratchDatabase(label: string): Promise<{ pool: pg.Pool; s
   return {
     pool,
     async stop() {
+      // A connection still closing when the database is dropped is told so (57P01): expected here.
+      pool.on('error', () => undefined);
       await pool.end();
       const c = new pg.Client({ ...PG, database: 'test' });
       await c.connect();
