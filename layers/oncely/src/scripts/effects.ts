@@ -8,7 +8,8 @@ import { firstIs, type Script } from './script.js';
  * (stale: nothing written), {2, last} with 'NX' when the key already exists (a current holder finding the
  * effect done: nothing written). The same fence may write again (a retried request). With ttlMs the value gets PX
  * ttlMs and the fence lives at least as long (never cut, never given an expiry it did not have); without it,
- * both persist: a fence that expired before its value would let a stale writer through.
+ * both persist (plain SETs: the common case is three commands): a fence that expired before its value would
+ * let a stale writer through.
  */
 export const EFFECT_SET: Script = {
   name: 'effect-set',
@@ -17,13 +18,17 @@ export const EFFECT_SET: Script = {
 if tonumber(ARGV[1]) < last then return {0, last} end
 if ARGV[4] == 'NX' and redis.call('EXISTS', KEYS[1]) == 1 then return {2, last} end
 local ttl = tonumber(ARGV[3])
-if ttl then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[1], ARGV[2]) end
+if not ttl then
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[1])
+  return {1, last}
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 local left = redis.call('PTTL', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
-if not ttl then redis.call('PERSIST', KEYS[2])
-elseif left ~= -1 and left < ttl then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+if left ~= -1 and left < ttl then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return {1, last}`,
-  sha1: '2d8d764b479bf9662fe787d7f756d242695a3c8e',
+  sha1: '6df79c2797c632ef0151e4e0f7457e02aa07f279',
   grants: { wrote: firstIs(1) },
 };
 
