@@ -124,6 +124,27 @@ export async function fencedUpsert(db: PgDb, input: FencedUpsertInput): Promise<
   const { table, key, values, fence, fenceColumn = 'fence' } = input;
   const keyCols = Object.keys(key ?? {});
   const valueCols = Object.keys(values ?? {});
+  const sql = upsertSql(table, keyCols, valueCols, fenceColumn, fence);
+  const params = [...keyCols.map((c) => key[c]), ...valueCols.map((c) => values[c]), fence];
+  const res = await db.query(sql.upsert, params);
+  if (res.rowCount === 1) return;
+  const now = await db.query(sql.current, params.slice(0, keyCols.length));
+  throw staleFence(`${table} ${JSON.stringify(key)}`, fence, fenceOf(now.rows[0]?.fence));
+}
+
+/** fencedUpsert's statements per table and columns, built (and their names checked) once: a write is hot. */
+const statements = new Map<string, { upsert: string; current: string }>();
+
+function upsertSql(
+  table: string,
+  keyCols: string[],
+  valueCols: string[],
+  fenceColumn: string,
+  fence: number,
+) {
+  const id = `${table}\0${fenceColumn}\0${keyCols.join('\0')}\0\0${valueCols.join('\0')}`;
+  const known = statements.get(id);
+  if (known && Number.isSafeInteger(fence) && fence >= 1) return known;
   check(
     [
       ...identifierProblems('table', table),
@@ -136,21 +157,18 @@ export async function fencedUpsert(db: PgDb, input: FencedUpsertInput): Promise<
   );
   const t = quoted(table) as string;
   const f = quoted(fenceColumn) as string;
-  const cols = [...keyCols, ...valueCols].map((c) => quoted(c) as string);
-  const params = [...keyCols.map((c) => key[c]), ...valueCols.map((c) => values[c]), fence];
-  const sets = [...valueCols.map((c) => quoted(c) as string), f].map((c) => `${c} = EXCLUDED.${c}`);
-  const text =
-    `INSERT INTO ${t} AS r (${[...cols, f].join(', ')}) VALUES (${params.map((_, i) => `$${i + 1}`).join(', ')}) ` +
-    `ON CONFLICT (${keyCols.map((c) => quoted(c)).join(', ')}) DO UPDATE SET ${sets.join(', ')} ` +
-    `WHERE r.${f} <= EXCLUDED.${f}`;
-  const res = await db.query(text, params);
-  if (res.rowCount === 1) return;
-  const where = keyCols.map((c, i) => `${quoted(c)} = $${i + 1}`).join(' AND ');
-  const now = await db.query(
-    `SELECT ${f} AS fence FROM ${t} WHERE ${where}`,
-    keyCols.map((c) => key[c]),
-  );
-  throw staleFence(`${table} ${JSON.stringify(key)}`, fence, fenceOf(now.rows[0]?.fence));
+  const keys = keyCols.map((c) => quoted(c) as string);
+  const cols = [...keys, ...valueCols.map((c) => quoted(c) as string), f];
+  const sets = cols.slice(keys.length).map((c) => `${c} = EXCLUDED.${c}`);
+  const sql = {
+    upsert:
+      `INSERT INTO ${t} AS r (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) ` +
+      `ON CONFLICT (${keys.join(', ')}) DO UPDATE SET ${sets.join(', ')} WHERE r.${f} <= EXCLUDED.${f}`,
+    current: `SELECT ${f} AS fence FROM ${t} WHERE ${keys.map((c, i) => `${c} = $${i + 1}`).join(' AND ')}`,
+  };
+  if (statements.size >= 256) statements.clear();
+  statements.set(id, sql);
+  return sql;
 }
 
 /** A bigint column's value (pg gives it as a string) as a number; undefined when there is none. */
