@@ -10,8 +10,8 @@
  * or the whole key made one). A refused write throws StaleFenceError and writes nothing.
  */
 
-import { OncelyError, staleFence } from '../errors.js';
-import { EFFECT_SET, parseEffectSet } from '../scripts/effects.js';
+import { staleFence } from '../errors.js';
+import { EFFECT_SET } from '../scripts/effects.js';
 import type { Store } from '../transport/types.js';
 import { check, wholeProblems } from '../validate.js';
 import { fenceProblems } from './fence.js';
@@ -69,9 +69,7 @@ export async function fencedSet(store: Store, input: FencedSetInput): Promise<bo
   );
   const args = [fence, value, ttlMs ?? '', ...(ifAbsent ? ['NX'] : [])];
   const reply = await store.run(EFFECT_SET, [key, fenceKeyFor(key)], args);
-  const r = parseEffectSet(reply);
-  if (r === undefined)
-    throw new OncelyError(`${store.name}: unexpected effect-set reply ${JSON.stringify(reply)}`);
+  const r = EFFECT_SET.parse(reply, store.name);
   if (r.kind === 'stale') throw staleFence(key, fence, r.current);
   return r.kind === 'applied';
 }

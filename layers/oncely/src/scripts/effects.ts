@@ -1,5 +1,11 @@
 /** The fenced write at a Redis resource (oncely/effects/redis): set a key only under a fence not older than its last. */
-import { firstIs, type Script } from './script.js';
+import { firstIs, type ScriptOf, unexpectedReply } from './script.js';
+
+/** EFFECT_SET's reply codes (the reply, or the first element of the refusal's pair). */
+const EFFECT = { applied: 1, stale: 0, exists: 2 } as const;
+
+/** What EFFECT_SET did: applied, found the key there ('NX'), or refused with the newer fence the key holds. */
+export type EffectSetReply = { kind: 'applied' } | { kind: 'exists' } | { kind: 'stale'; current: number };
 
 /**
  * EFFECT_SET  KEYS: key, fenceKey   ARGV: fence, value, ttlMs ('' for none)[, 'NX']
@@ -12,7 +18,7 @@ import { firstIs, type Script } from './script.js';
  * without it, both persist (one MSET: the common case is two commands), since a fence that expired before its
  * value would let a stale writer through.
  */
-export const EFFECT_SET: Script = {
+export const EFFECT_SET: ScriptOf<EffectSetReply> = {
   name: 'effect-set',
   keys: 2,
   lua: `local last = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -30,22 +36,12 @@ if left ~= -1 and left < ttl then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 1`,
   sha1: '3c496ee8ae3062ea7833d819943c62e4c5539d39',
   grants: { wrote: firstIs(1) },
+  parse(reply, store) {
+    if (Array.isArray(reply)) {
+      if (reply.length === 2 && Number(reply[0]) === EFFECT.stale)
+        return { kind: 'stale', current: Number(reply[1]) };
+    } else if (Number(reply) === EFFECT.applied) return { kind: 'applied' };
+    else if (Number(reply) === EFFECT.exists) return { kind: 'exists' };
+    throw unexpectedReply('effect-set', reply, store);
+  },
 };
-
-/** EFFECT_SET's reply codes (the reply, or the first element of the refusal's pair). */
-const EFFECT = { applied: 1, stale: 0, exists: 2 } as const;
-
-/** What EFFECT_SET did: applied, found the key there ('NX'), or refused with the newer fence the key holds. */
-export type EffectSetReply = { kind: 'applied' } | { kind: 'exists' } | { kind: 'stale'; current: number };
-
-/** The one parser of EFFECT_SET's reply; anything else is `undefined` (the caller names the store). */
-export function parseEffectSet(reply: unknown): EffectSetReply | undefined {
-  if (Array.isArray(reply))
-    return reply.length === 2 && Number(reply[0]) === EFFECT.stale
-      ? { kind: 'stale', current: Number(reply[1]) }
-      : undefined;
-  const code = Number(reply);
-  if (code === EFFECT.applied) return { kind: 'applied' };
-  if (code === EFFECT.exists) return { kind: 'exists' };
-  return undefined;
-}
