@@ -234,9 +234,12 @@ describe('every trigger hands its handler a fence and signal that a fenced write
 
   it('a per-tick task', async () => {
     let fence = 0;
-    const h = oncePerTick(async (_e, _c, once) => {
-      fence = await writes(once);
-    }, options());
+    const h = oncePerTick(
+      async (_e, _c, once) => {
+        fence = await writes(once);
+      },
+      { store, logLevel: 'silent', name: unique('tick') },
+    );
     await h(scheduledTick(Date.now(), unique('rule')), lambdaContext());
     expect(fence).toBeGreaterThan(0);
   });
