@@ -24,6 +24,7 @@ import {
   type Target,
   tally,
 } from './stats.js';
+import { type EffectsSuiteResult, effectsSection, effectsSummary, effectsTargets } from './suite-effects.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
@@ -59,6 +60,8 @@ export interface BenchData {
   replicas?: ReplicaSuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   scaling?: ScalingResult | Skipped;
+  /** Absent in reports written before the suite existed. */
+  effects?: EffectsSuiteResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }
@@ -301,6 +304,7 @@ export function targets(d: BenchData): Evaluated[] {
     unit: 'ratio',
   });
   t.push(...scalingTargets(d.scaling));
+  t.push(...effectsTargets(d.effects));
   return t.map(evaluate);
 }
 
@@ -548,6 +552,7 @@ export function consoleSummary(d: BenchData, results: readonly Evaluated[]): str
           `(${fmtRatio(ratioOfRounds(p50Rounds(wait), p50Rounds(none)))})`,
       );
   }
+  lines.push(...effectsSummary(d.effects));
   const t = tally(results);
   lines.push(
     '',
@@ -653,6 +658,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '',
   );
   out.push(scalingSection(d.scaling, SCALING_CHART), '');
+  out.push(effectsSection(d.effects), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else
@@ -689,6 +695,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     'npm run bench            # full run',
     'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
     'npm run bench -- --only scaling   # the scaling section alone, printed',
+    'npm run bench -- --only effects   # fenced writes vs unfenced (needs PostgreSQL on 127.0.0.1:5432)',
     'npm run bench -- --help',
     '```',
     '',

@@ -26,6 +26,7 @@ import {
   targets,
 } from './report.js';
 import { startStack, TOKEN } from './servers.js';
+import { effectsSuite } from './suite-effects.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
@@ -33,7 +34,17 @@ import { replicaSuite } from './suite-replicas.js';
 import { SCALING_FULL, SCALING_QUICK, scalingSuite } from './suite-scaling.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'scaling', 'bundles'] as const;
+const SUITES = [
+  'ceiling',
+  'tcp',
+  'rest',
+  'redlock',
+  'once',
+  'replicas',
+  'scaling',
+  'effects',
+  'bundles',
+] as const;
 type Suite = (typeof SUITES)[number];
 
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
@@ -147,6 +158,7 @@ async function main(): Promise<void> {
     once: off,
     replicas: off,
     scaling: off,
+    effects: off,
     bundles: off,
     cold: off,
   };
@@ -185,6 +197,10 @@ async function main(): Promise<void> {
     if (only.has('scaling')) {
       log('scaling: 1 to 1,000 concurrent calls (REST, TCP, 3-master cluster)');
       data.scaling = await scalingSuite(stack, quick ? SCALING_QUICK : SCALING_FULL, log);
+    }
+    if (only.has('effects')) {
+      log('fenced writes vs the same writes unfenced (Redis, PostgreSQL, DynamoDB on dynalite)');
+      data.effects = await effectsSuite(stack, sizes, log);
     }
     if (only.has('bundles')) {
       log('bundles (esbuild)');

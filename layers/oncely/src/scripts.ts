@@ -21,6 +21,7 @@
  */
 
 export * from './scripts/admin.js';
+export * from './scripts/effects.js';
 export * from './scripts/leader.js';
 export * from './scripts/once.js';
 export * from './scripts/script.js';
