@@ -13,7 +13,7 @@ import {
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 import {
   ADAPTERS,
   CountingStore,

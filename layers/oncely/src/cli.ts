@@ -20,7 +20,7 @@ import {
   type RecordInfo,
 } from './admin.js';
 import { ConfigError, OncelyError, StoreError, ValidationError } from './errors.js';
-import { fromEnvAsync } from './transport/ssm-env.js';
+import { fromEnvAsync } from './transport/ssm.js';
 import type { Store } from './transport/types.js';
 import { isWhole } from './validate.js';
 

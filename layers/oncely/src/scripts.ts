@@ -2,7 +2,7 @@
  * Every Lua script oncely runs. Each is a constant `{ name, keys, lua, sha1 }`; the SHA-1 is pinned here and a
  * test checks each pin against `SCRIPT LOAD` on a real server. Transports run them as EVALSHA and fall back to
  * EVAL on NOSCRIPT (a standalone TCP store sends each script's first call on a connection as EVAL:
- * transport/sent-scripts.ts). Durations are milliseconds: PX / PEXPIRE / PTTL only.
+ * transport/connection.ts shaReady). Durations are milliseconds: PX / PEXPIRE / PTTL only.
  *
  * Key layout (one hash tag per lock name, so every script is cluster-safe):
  *   oncely:{<name>}:lock   the owner token, with a PX expiry

@@ -1,15 +1,17 @@
 import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
-import { deferredStore } from './deferred.js';
 import { MAX_REPLICAS } from './replicas.js';
-import { clusterName, redisName } from './tcp-name.js';
-import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
+import { clusterSettings, redisSettings } from './tcp-options.js';
+import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type Store, type StoreKind } from './types.js';
 import { upstashStore } from './upstash.js';
 
 export type StoreConfig =
   | { kind: 'upstash'; url: string; token: string; timeoutMs?: number }
-  | ({ kind: 'cluster'; nodes: { host: string; port: number }[] } & TcpConfig)
-  | ({ kind: 'redis'; url: string } & TcpConfig);
+  | ({ kind: 'cluster' } & ClusterConfig)
+  | ({ kind: 'redis' } & RedisConfig);
+
+type ClusterConfig = { nodes: { host: string; port: number }[] } & TcpConfig;
+type RedisConfig = { url: string } & TcpConfig;
 
 /** What both TCP transports take from the environment besides where to connect. */
 interface TcpConfig {
@@ -51,7 +53,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   const redisUrl = get('ONCELY_REDIS_URL');
   const username = get('ONCELY_REDIS_USERNAME');
   const password = env.ONCELY_REDIS_PASSWORD || undefined;
-  // `<NAME>_SSM_PARAMETER` names an SSM parameter that only fromEnvAsync() reads (transport/ssm-env.ts).
+  // `<NAME>_SSM_PARAMETER` names an SSM parameter that only fromEnvAsync() reads (transport/ssm.ts).
   for (const name of SSM_READABLE) {
     if (get(`${name}_SSM_PARAMETER`)) {
       problems.push(
@@ -210,42 +212,57 @@ export function envFlag(name: string, env: Env = process.env, fallback = false):
   return value;
 }
 
-const KNOWN_SCHEMES = new Set(['http:', 'https:', 'redis:', 'rediss:']);
-
-/** What an error may say about a URL: its scheme, host and port, never a user, password, path or query. */
-function describeUrl(u: URL | undefined): string {
-  if (!u) return 'a value that is not a URL';
-  const scheme = KNOWN_SCHEMES.has(u.protocol) ? u.protocol : 'unsupported-scheme:';
-  const host = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]*)$/i.test(u.hostname) ? u.hostname : '?';
-  return `"${scheme}//${host}${u.port ? `:${u.port}` : ''}"`;
-}
-
-function parseUrl(text: string): URL | undefined {
-  try {
-    return new URL(text);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Builds a Store from a StoreConfig (see configFromEnv). */
+/** Builds a Store from a StoreConfig (see configFromEnv); a ValidationError if the config is wrong. */
 export function storeFromConfig(config: StoreConfig): Store {
-  switch (config.kind) {
-    case 'upstash':
-      return upstashStore(config);
-    // The TCP transport is a chunk of its own, loaded by the first call (the REST path never parses it).
-    case 'cluster':
-      return deferredStore('cluster', clusterName(config.nodes), () =>
-        import('./tcp.js').then((m) => m.clusterStore(config)),
-      );
-    case 'redis':
-      return deferredStore('redis', redisName(config), () =>
-        import('./tcp.js').then((m) => m.redisStore(config)),
-      );
+  if (config.kind === 'upstash') {
+    const { kind: _, ...options } = config;
+    return upstashStore(options);
   }
+  // Checked and named now; the TCP transport is a chunk of its own, loaded then (the REST path never parses it).
+  const { kind, ...options } = config;
+  const settings =
+    kind === 'redis' ? redisSettings(options as RedisConfig) : clusterSettings(options as ClusterConfig);
+  return deferredStore(settings, () => import('./tcp.js').then((m) => m.tcpStoreFrom(settings)));
 }
 
 /** `storeFromConfig(configFromEnv(env))`: call once at module scope (cold start) and reuse the store. */
 export function fromEnv(env: Env = process.env): Store {
   return storeFromConfig(configFromEnv(env));
+}
+
+/**
+ * A store whose code is a chunk of its own: fromEnv() builds its TCP stores this way, so that the REST path
+ * never parses the TCP transport (tcp-store.ts, cluster recovery, the replica wait). The chunk starts loading
+ * when the store is created (at module scope, that is Lambda's init phase, as before); `kind` and `name` are
+ * known at once, and a call that comes before the chunk waits for it once, then goes straight to the store.
+ */
+function deferredStore(known: { kind: StoreKind; name: string }, load: () => Promise<Store>): Store {
+  let loaded: Store | undefined;
+  let loading: Promise<Store> | undefined;
+  const get = () =>
+    (loading ??= load().then(
+      (store) => {
+        loaded = store;
+        return store;
+      },
+      (err: unknown) => {
+        loading = undefined;
+        throw err;
+      },
+    ));
+  get().catch(() => undefined); // the first call sees a failure again (and retries the load)
+  return {
+    kind: known.kind,
+    name: known.name,
+    run: (script, keys, args) =>
+      loaded ? loaded.run(script, keys, args) : get().then((s) => s.run(script, keys, args)),
+    runMany: (calls) => (loaded ? loaded.runMany(calls) : get().then((s) => s.runMany(calls))),
+    async *scan(match, count) {
+      const store = await get();
+      if (store.scan) yield* store.scan(match, count);
+    },
+    async close() {
+      if (loading) await (await loading.catch(() => undefined))?.close();
+    },
+  };
 }

@@ -1,3 +1,4 @@
+import { StoreError } from '../errors.js';
 import type { Script } from '../scripts.js';
 
 export type StoreKind = 'upstash' | 'redis' | 'cluster';
@@ -47,3 +48,73 @@ export interface TransportOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 2000;
+
+/** `text` as a URL, or undefined where it is not one. */
+export function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+const KNOWN_SCHEMES = new Set(['http:', 'https:', 'redis:', 'rediss:']);
+
+/** What an error may say about a URL: its scheme, host and port, never a user, password, path or query. */
+export function describeUrl(u: URL | undefined): string {
+  if (!u) return 'a value that is not a URL';
+  const scheme = KNOWN_SCHEMES.has(u.protocol) ? u.protocol : 'unsupported-scheme:';
+  const host = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]*)$/i.test(u.hostname) ? u.hostname : '?';
+  return `"${scheme}//${host}${u.port ? `:${u.port}` : ''}"`;
+}
+
+// What every transport shares: the NOSCRIPT fallback, one call and a batch of calls.
+
+/** True for the reply a server gives to EVALSHA of a script it has not cached. */
+export function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.includes('NOSCRIPT');
+}
+
+/** The one EVALSHA-then-EVAL-on-NOSCRIPT routine every transport uses. */
+export async function evalWithFallback(
+  script: Script,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+  evalsha: (sha: string, keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>,
+  evalLua: (lua: string, keys: readonly string[], args: readonly ScriptArg[]) => Promise<unknown>,
+): Promise<unknown> {
+  try {
+    return await evalsha(script.sha1, keys, args);
+  } catch (err) {
+    if (!isNoScript(err)) throw err;
+    return evalLua(script.lua, keys, args);
+  }
+}
+
+/** Keeps an already-typed StoreError, else wraps with the given mapper. */
+export function settle(value: unknown, error: unknown, mapError: (e: unknown) => Error): CallResult {
+  if (error) return { ok: false, error: error instanceof StoreError ? error : mapError(error) };
+  return { ok: true, value };
+}
+
+/**
+ * The batch form of evalWithFallback: runs every call as EVALSHA in one round trip, then the calls that got
+ * NOSCRIPT once more as EVAL (a second round trip, only after a SCRIPT FLUSH or a new server).
+ */
+export async function runManyWithFallback(
+  calls: readonly ScriptCall[],
+  pipeline: (calls: readonly ScriptCall[], useLua: boolean) => Promise<CallResult[]>,
+): Promise<CallResult[]> {
+  const results = await pipeline(calls, false);
+  const missing = results.flatMap((r, i) => (!r.ok && isNoScript(r.error) ? [i] : []));
+  if (missing.length > 0) {
+    const retried = await pipeline(
+      missing.map((i) => calls[i]!),
+      true,
+    );
+    missing.forEach((i, j) => {
+      results[i] = retried[j]!;
+    });
+  }
+  return results;
+}

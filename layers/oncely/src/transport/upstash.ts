@@ -1,9 +1,8 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { StoreError } from '../errors.js';
 import { check, wholeProblems } from '../validate.js';
-import { RequestSlots } from './request-slots.js';
 import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
-import { clientStore } from './upstash-client.js';
+import { clientStore, RequestSlots } from './upstash-client.js';
 
 export interface UpstashStoreOptions extends TransportOptions {
   /** The database's REST URL (`UPSTASH_REDIS_REST_URL`). */
