@@ -71,13 +71,13 @@ export function redisSettings(options: RedisStoreOptions): TcpSettings {
     options,
     REDIS_DEFAULTS,
     (o) => [
-      ...commonProblems(o),
       ...(o.url === undefined ? [] : urlProblems(o.url)),
       ...(o.url !== undefined && (o.host !== undefined || o.port !== undefined)
         ? ['give url or host and port, not both']
         : []),
       ...(o.host === undefined ? [] : hostProblems('host', o.host)),
       ...(o.port === undefined ? [] : wholeProblems('port', o.port, 1, 65535)),
+      ...commonProblems(o),
     ],
     'redisStore options',
   );
@@ -89,7 +89,7 @@ export function clusterSettings(options: ClusterStoreOptions): TcpSettings {
   const resolved = resolveOptions(
     options,
     CLUSTER_DEFAULTS,
-    (o) => [...commonProblems(o), ...nodesProblems(o.nodes)],
+    (o) => [...nodesProblems(o.nodes), ...commonProblems(o)],
     'clusterStore options',
   );
   return settings('cluster', resolved, clusterName(resolved.nodes), [resolved.password]);
@@ -112,7 +112,8 @@ function commonProblems(o: CommonOptions): string[] {
   const timeoutMs = wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms');
   return [
     ...timeoutMs,
-    ...(timeoutMs.length === 0 ? replicaProblems(o, o.timeoutMs ?? DEFAULT_TIMEOUT_MS) : []),
+    // replicaTimeoutMs is bounded by timeoutMs: by the default one while timeoutMs itself is wrong.
+    ...replicaProblems(o, timeoutMs.length === 0 ? (o.timeoutMs ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS),
     ...(o.username === undefined || typeof o.username === 'string' ? [] : ['username must be a string']),
     ...(o.password === undefined || typeof o.password === 'string' ? [] : ['password must be a string']),
     ...(typeof o.tls === 'boolean' || (typeof o.tls === 'object' && o.tls !== null)

@@ -1,7 +1,6 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
-import { StoreError } from '../errors.js';
-import { check, wholeProblems } from '../validate.js';
-import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
+import { MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
+import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type Store, type TransportOptions } from './types.js';
 import { clientStore, RequestSlots } from './upstash-client.js';
 
 export interface UpstashStoreOptions extends TransportOptions {
@@ -40,18 +39,15 @@ export const MAX_CONNECTIONS = 1024;
  * their own, loaded when the store is created: the TCP path never loads them.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  check(wholeProblems('maxConnections', maxConnections, 1, MAX_CONNECTIONS), 'upstashStore options');
+  const { url, token, timeoutMs, maxConnections, base64 } = resolveOptions(
+    options,
+    DEFAULTS,
+    upstashProblems,
+    'upstashStore options',
+  );
   const slots = new RequestSlots(maxConnections);
-  const { token } = options;
-  let url: URL | undefined;
-  try {
-    url = new URL(options.url);
-  } catch {
-    url = undefined;
-  }
-  const name = `upstash(${url?.host ?? 'invalid-url'})`;
+  const origin = new URL(url);
+  const name = `upstash(${origin.host})`;
   // The client chunk starts loading now: a store created at module scope parses it during Lambda's init
   // phase, before the first invocation waits for it.
   const loading = import('./upstash-http.js');
@@ -59,13 +55,7 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   let ready: UpstashRedis | undefined;
   let pending: Promise<{ redis: UpstashRedis; close(): void }> | undefined;
   const connect = async () => {
-    pending ??= (async () => {
-      if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-        throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
-      }
-      const { rawClient } = await loading;
-      return rawClient(url, token, slots, { name, timeoutMs, base64: options.base64 ?? false });
-    })();
+    pending ??= loading.then(({ rawClient }) => rawClient(origin, token, slots, { name, timeoutMs, base64 }));
     ready = (await pending).redis;
     return ready;
   };
@@ -78,4 +68,33 @@ export function upstashStore(options: UpstashStoreOptions): Store {
       (await pending?.catch(() => undefined))?.close();
     },
   });
+}
+
+/** Every option upstashStore takes, with its default (undefined: none, the option is required). */
+const DEFAULTS: Omit<UpstashStoreOptions, 'url' | 'token'> & {
+  url: string | undefined;
+  token: string | undefined;
+  timeoutMs: number;
+  maxConnections: number;
+  base64: boolean;
+} = {
+  url: undefined,
+  token: undefined,
+  timeoutMs: DEFAULT_TIMEOUT_MS,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+  base64: false,
+};
+
+/** The token is a secret: a problem names it, never shows it. */
+function upstashProblems(o: typeof DEFAULTS): string[] {
+  const u = typeof o.url === 'string' ? parseUrl(o.url) : undefined;
+  return [
+    ...(u && (u.protocol === 'https:' || u.protocol === 'http:') && u.hostname
+      ? []
+      : [`url must be an http(s) URL with a host, got ${describeUrl(u)}`]),
+    ...(typeof o.token === 'string' && o.token.length > 0 ? [] : ['token must be a non-empty string']),
+    ...wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms'),
+    ...wholeProblems('maxConnections', o.maxConnections, 1, MAX_CONNECTIONS),
+    ...(typeof o.base64 === 'boolean' ? [] : ['base64 must be true or false']),
+  ];
 }
