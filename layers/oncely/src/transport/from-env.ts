@@ -1,15 +1,16 @@
 import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
 import { MAX_REPLICAS } from './replicas.js';
-import { clusterSettings, redisSettings } from './tcp-options.js';
-import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type Store, type StoreKind } from './types.js';
+import { type ClusterStoreOptions, type RedisStoreOptions, tcpSettings } from './tcp-options.js';
+import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type Store } from './types.js';
 import { upstashStore } from './upstash.js';
 
 export type StoreConfig =
-  | { kind: 'upstash'; url: string; token: string; timeoutMs?: number }
+  | ({ kind: 'upstash' } & UpstashConfig)
   | ({ kind: 'cluster' } & ClusterConfig)
   | ({ kind: 'redis' } & RedisConfig);
 
+type UpstashConfig = { url: string; token: string; timeoutMs?: number };
 type ClusterConfig = { nodes: { host: string; port: number }[] } & TcpConfig;
 type RedisConfig = { url: string } & TcpConfig;
 
@@ -212,48 +213,59 @@ export function envFlag(name: string, env: Env = process.env, fallback = false):
   return value;
 }
 
-/** Builds a Store from a StoreConfig (see configFromEnv); a ValidationError if the config is wrong. */
-export function storeFromConfig(config: StoreConfig): Store {
-  if (config.kind === 'upstash') {
-    const { kind: _, ...options } = config;
-    return upstashStore(options);
-  }
-  // Checked and named now; the TCP transport is a chunk of its own, loaded then (the REST path never parses it).
-  const { kind, ...options } = config;
-  const settings =
-    kind === 'redis' ? redisSettings(options as RedisConfig) : clusterSettings(options as ClusterConfig);
-  return deferredStore(settings, () => import('./tcp.js').then((m) => m.tcpStoreFrom(settings)));
-}
-
 /** `storeFromConfig(configFromEnv(env))`: call once at module scope (cold start) and reuse the store. */
 export function fromEnv(env: Env = process.env): Store {
-  return storeFromConfig(configFromEnv(env));
+  const config = configFromEnv(env);
+  return storeFromConfig(config);
 }
 
 /**
- * A store whose code is a chunk of its own: fromEnv() builds its TCP stores this way, so that the REST path
- * never parses the TCP transport (tcp-store.ts, cluster recovery, the replica wait). The chunk starts loading
- * when the store is created (at module scope, that is Lambda's init phase, as before); `kind` and `name` are
- * known at once, and a call that comes before the chunk waits for it once, then goes straight to the store.
+ * Builds a Store from a StoreConfig (see configFromEnv); a ValidationError if the config is wrong. A TCP
+ * store's code is loaded in the background (deferredTcpStore, below): the REST path never parses it.
  */
-function deferredStore(known: { kind: StoreKind; name: string }, load: () => Promise<Store>): Store {
+export function storeFromConfig(config: StoreConfig): Store {
+  const options = optionsOf(config);
+  if (config.kind !== 'upstash') return deferredTcpStore(config.kind, options as RedisConfig | ClusterConfig);
+  return upstashStore(options as UpstashConfig);
+}
+
+/** A config without its `kind`: the options of its kind of store. */
+function optionsOf(config: StoreConfig): Omit<StoreConfig, 'kind'> {
+  const options: Partial<StoreConfig> = { ...config };
+  delete options.kind;
+  return options;
+}
+
+/**
+ * A TCP store from its options, checked and named now (a ValidationError naming every problem). Its code
+ * (tcp.ts, and ioredis) is a chunk of its own, which starts loading now, so that the REST path never parses
+ * it: at module scope, that is Lambda's init phase. A call that comes before the chunk waits for it once,
+ * then goes straight to the store. fromEnv() builds its TCP stores this way.
+ */
+function deferredTcpStore(
+  kind: 'redis' | 'cluster',
+  options: RedisStoreOptions | ClusterStoreOptions,
+): Store {
+  const settings = tcpSettings(kind, options);
   let loaded: Store | undefined;
   let loading: Promise<Store> | undefined;
   const get = () =>
-    (loading ??= load().then(
-      (store) => {
-        loaded = store;
-        return store;
-      },
-      (err: unknown) => {
-        loading = undefined;
-        throw err;
-      },
-    ));
+    (loading ??= import('./tcp.js')
+      .then((m) => m.tcpStoreFrom(settings))
+      .then(
+        (store) => {
+          loaded = store;
+          return store;
+        },
+        (err: unknown) => {
+          loading = undefined;
+          throw err;
+        },
+      ));
   get().catch(() => undefined); // the first call sees a failure again (and retries the load)
   return {
-    kind: known.kind,
-    name: known.name,
+    kind: settings.kind,
+    name: settings.name,
     run: (script, keys, args) =>
       loaded ? loaded.run(script, keys, args) : get().then((s) => s.run(script, keys, args)),
     runMany: (calls) => (loaded ? loaded.runMany(calls) : get().then((s) => s.runMany(calls))),

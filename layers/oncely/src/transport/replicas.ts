@@ -64,6 +64,11 @@ export function replicaProblems(options: ReplicaOptions, callTimeoutMs: number):
 /** The replica wait of a store whose calls take at most `callTimeoutMs`; a ValidationError if it is wrong. */
 export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
   check(replicaProblems(options, callTimeoutMs), 'replica options');
+  return replicaWait(options, callTimeoutMs);
+}
+
+/** The replica wait of options already checked (replicaProblems), with its defaults. */
+export function replicaWait(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
   return {
     replicas: options.replicas ?? 'auto',
     timeoutMs: options.replicaTimeoutMs ?? defaultReplicaTimeoutMs(callTimeoutMs),

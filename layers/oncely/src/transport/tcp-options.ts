@@ -1,11 +1,11 @@
 /**
  * What a TCP store is made from: its options, checked at once (a bad URL is a ValidationError when the store
- * is created, not a store error at its first call), and its name. Apart from the ioredis code (tcp.ts), so
- * that fromEnv() can check and name a TCP store before the TCP transport's chunk is loaded.
+ * is created, not a store error at its first call), its name and its secrets. Apart from the ioredis code
+ * (tcp.ts), so that fromEnv() can check and name a TCP store before the TCP transport's chunk is loaded.
  */
 import type { ConnectionOptions } from 'node:tls';
 import { MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
-import { type ReplicaOptions, type ReplicaWait, replicaProblems, replicaWaitOf } from './replicas.js';
+import { type ReplicaOptions, replicaProblems } from './replicas.js';
 import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type TransportOptions } from './types.js';
 
 export interface TcpAuthOptions {
@@ -34,22 +34,23 @@ export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions, R
   nodes: readonly { host: string; port: number }[];
 }
 
-/** A TCP store's options, checked, with what the store makes of them. */
+/** A TCP store's options, checked, with its name and secrets. */
 export type TcpSettings = (
-  | { readonly kind: 'redis'; readonly options: RedisStoreOptions }
-  | { readonly kind: 'cluster'; readonly options: ClusterStoreOptions }
+  | { readonly kind: 'redis'; readonly options: Resolved<RedisStoreOptions> }
+  | { readonly kind: 'cluster'; readonly options: Resolved<ClusterStoreOptions> }
 ) & {
+  /** For errors and logs: host and port only. */
   readonly name: string;
-  readonly timeoutMs: number;
   /** Redacted from every error: the password, and the one in the URL. */
   readonly secrets: readonly (string | undefined)[];
-  readonly wait: ReplicaWait;
 };
+
+type Resolved<O> = O & { timeoutMs: number };
 
 type CommonOptions = TransportOptions & TcpAuthOptions & ReplicaOptions;
 
 /** Every option both TCP stores take, with its default (undefined: none). */
-const COMMON: CommonOptions & { timeoutMs: number } = {
+const COMMON: Resolved<CommonOptions> = {
   timeoutMs: DEFAULT_TIMEOUT_MS,
   username: undefined,
   password: undefined,
@@ -57,56 +58,57 @@ const COMMON: CommonOptions & { timeoutMs: number } = {
   replicas: 'auto',
   replicaTimeoutMs: undefined,
 };
-const REDIS_DEFAULTS: RedisStoreOptions & { timeoutMs: number } = {
+const REDIS_DEFAULTS: Resolved<RedisStoreOptions> = {
   ...COMMON,
   url: undefined,
   host: undefined,
   port: undefined,
 };
-const CLUSTER_DEFAULTS: ClusterStoreOptions & { timeoutMs: number } = { ...COMMON, nodes: [] };
+const CLUSTER_DEFAULTS: Resolved<ClusterStoreOptions> = { ...COMMON, nodes: [] };
 
-/** redisStore's options, checked (one ValidationError naming every problem), its name and settings. */
-export function redisSettings(options: RedisStoreOptions): TcpSettings {
-  const resolved = resolveOptions(
-    options,
-    REDIS_DEFAULTS,
-    (o) => [
-      ...(o.url === undefined ? [] : urlProblems(o.url)),
-      ...(o.url !== undefined && (o.host !== undefined || o.port !== undefined)
-        ? ['give url or host and port, not both']
-        : []),
-      ...(o.host === undefined ? [] : hostProblems('host', o.host)),
-      ...(o.port === undefined ? [] : wholeProblems('port', o.port, 1, 65535)),
-      ...commonProblems(o),
-    ],
-    'redisStore options',
-  );
-  return settings('redis', resolved, redisName(resolved), [resolved.password, passwordOf(resolved.url)]);
-}
-
-/** clusterStore's options, checked (one ValidationError naming every problem), its name and settings. */
-export function clusterSettings(options: ClusterStoreOptions): TcpSettings {
-  const resolved = resolveOptions(
-    options,
-    CLUSTER_DEFAULTS,
-    (o) => [...nodesProblems(o.nodes), ...commonProblems(o)],
-    'clusterStore options',
-  );
-  return settings('cluster', resolved, clusterName(resolved.nodes), [resolved.password]);
-}
-
-function settings(
+/** redisStore's or clusterStore's options, checked (one ValidationError naming every problem), and named. */
+export function tcpSettings(kind: 'redis', options: RedisStoreOptions): TcpSettings;
+export function tcpSettings(kind: 'cluster', options: ClusterStoreOptions): TcpSettings;
+export function tcpSettings(
   kind: 'redis' | 'cluster',
   options: RedisStoreOptions | ClusterStoreOptions,
-  name: string,
-  secrets: (string | undefined)[],
+): TcpSettings;
+export function tcpSettings(
+  kind: 'redis' | 'cluster',
+  options: RedisStoreOptions | ClusterStoreOptions,
 ): TcpSettings {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const common = { name, timeoutMs, secrets, wait: replicaWaitOf(options, timeoutMs) };
-  return kind === 'redis'
-    ? { kind, options: options as RedisStoreOptions, ...common }
-    : { kind, options: options as ClusterStoreOptions, ...common };
+  // Named, and its secrets listed, from what can be read before the check.
+  const redis = kind === 'redis' ? (options as RedisStoreOptions) : undefined;
+  const url = typeof redis?.url === 'string' && URL.canParse(redis.url) ? new URL(redis.url) : undefined;
+  const name = redis
+    ? `redis(${url ? `${url.hostname}:${url.port || 6379}` : `${redis.host ?? '127.0.0.1'}:${redis.port ?? 6379}`})`
+    : clusterName((options as ClusterStoreOptions).nodes);
+  const secrets = [options.password, passwordOf(url)];
+  const check = CHECKS[kind] as { defaults: object; problems: (o: object) => string[] };
+  const resolved = resolveOptions(options, check.defaults, check.problems, `${kind}Store options`);
+  return { kind, name, secrets, options: resolved } as TcpSettings;
 }
+
+function redisProblems(o: Resolved<RedisStoreOptions>): string[] {
+  return [
+    ...(o.url === undefined ? [] : urlProblems(o.url)),
+    ...(o.url !== undefined && (o.host !== undefined || o.port !== undefined)
+      ? ['give url or host and port, not both']
+      : []),
+    ...(o.host === undefined ? [] : hostProblems('host', o.host)),
+    ...(o.port === undefined ? [] : wholeProblems('port', o.port, 1, 65535)),
+    ...commonProblems(o),
+  ];
+}
+
+function clusterProblems(o: Resolved<ClusterStoreOptions>): string[] {
+  return [...nodesProblems(o.nodes), ...commonProblems(o)];
+}
+
+const CHECKS = {
+  redis: { defaults: REDIS_DEFAULTS, problems: redisProblems },
+  cluster: { defaults: CLUSTER_DEFAULTS, problems: clusterProblems },
+};
 
 function commonProblems(o: CommonOptions): string[] {
   const timeoutMs = wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms');
@@ -142,24 +144,15 @@ function nodesProblems(nodes: unknown): string[] {
   ]);
 }
 
-/** `redis(host:port)`, from a URL or host and port: for errors and logs. */
-function redisName(options: RedisStoreOptions): string {
-  const u = options.url === undefined ? undefined : parseUrl(options.url);
-  const where = u
-    ? `${u.hostname}:${u.port || 6379}`
-    : `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
-  return `redis(${where})`;
-}
-
 /** `cluster(host:port,…)`, from the seed nodes. */
 function clusterName(nodes: readonly { host: string; port: number }[]): string {
-  const first = nodes[0];
-  return `cluster(${first ? `${first.host}:${first.port}` : '?'}${nodes.length > 1 ? ',…' : ''})`;
+  const first = Array.isArray(nodes) ? nodes[0] : undefined;
+  return `cluster(${first ? `${first.host}:${first.port}` : '?'}${(nodes?.length ?? 0) > 1 ? ',…' : ''})`;
 }
 
-function passwordOf(url: string | undefined): string | undefined {
+function passwordOf(url: URL | undefined): string | undefined {
   try {
-    return decodeURIComponent(parseUrl(url ?? '')?.password ?? '') || undefined;
+    return decodeURIComponent(url?.password ?? '') || undefined;
   } catch {
     return undefined;
   }

@@ -2,7 +2,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
 import { connectionSuspect, keySlot, nodeOf, SlotRecovery } from './cluster.js';
 import { Connection, corkTick, shaReady } from './connection.js';
-import { checkAcknowledged, type ReplicaWait } from './replicas.js';
+import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWait } from './replicas.js';
 import { ReplicaCounter, type Settled, WaitLine } from './tcp-replicas.js';
 import {
   type CallResult,
@@ -35,8 +35,8 @@ export interface TcpStoreOptions {
   readonly secrets: readonly (string | undefined)[];
   /** The store made the client, so it may probe, drop and close it; false for a client the caller handed in. */
   readonly owned: boolean;
-  /** The replica wait (replicas.ts). */
-  readonly wait: ReplicaWait;
+  /** The replica wait (replicas.ts), checked already. */
+  readonly replicas: ReplicaOptions;
 }
 
 /**
@@ -69,14 +69,14 @@ export class TcpStore implements Store {
     this.name = name;
     this.#timeoutMs = timeoutMs;
     this.#owned = owned;
-    this.#wait = options.wait;
+    this.#wait = replicaWait(options.replicas, timeoutMs);
     this.#connection = new Connection<Client>(options.connect, {
       timeoutMs,
       name,
       owned,
       secrets: options.secrets,
     });
-    this.#replicas = new ReplicaCounter(kind, options.wait);
+    this.#replicas = new ReplicaCounter(kind, this.#wait);
     this.#recovery =
       kind === 'cluster'
         ? new SlotRecovery(() => this.#connection.get() as Promise<Cluster>, { owned, timeoutMs })

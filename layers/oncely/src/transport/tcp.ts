@@ -1,14 +1,12 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { badConfig } from '../errors.js';
-import { replicaWaitOf } from './replicas.js';
 import {
   type ClusterStoreOptions,
-  clusterSettings,
   type RedisStoreOptions,
-  redisSettings,
   type TcpAuthOptions,
   type TcpSettings,
+  tcpSettings,
 } from './tcp-options.js';
 import { type Client, TcpStore } from './tcp-store.js';
 import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
@@ -19,37 +17,37 @@ export type { ClusterStoreOptions, RedisStoreOptions, TcpAuthOptions } from './t
 export function redisStore(options: RedisStoreOptions | Redis): Store {
   if (isClient(options))
     return ownStore('redis', `redis(${options.options.host}:${options.options.port})`, options);
-  return tcpStoreFrom(redisSettings(options));
+  return tcpStoreFrom(tcpSettings('redis', options));
 }
 
 /** A Redis Cluster over TCP (ElastiCache / MemoryDB cluster mode). Pass options, or your own Cluster. */
 export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
   if (isClient(options)) return ownStore('cluster', 'cluster', options);
-  return tcpStoreFrom(clusterSettings(options));
+  return tcpStoreFrom(tcpSettings('cluster', options));
 }
 
 /** The store of checked options (tcp-options.ts): it makes its client at the first call, and owns it. */
 export function tcpStoreFrom(settings: TcpSettings): Store {
   const ioredis = loadIoredis();
-  const { kind, name, timeoutMs, secrets, wait } = settings;
+  const { timeoutMs } = settings.options;
   const connect =
     settings.kind === 'redis'
       ? () => ioredis.then((m) => connectRedis(m, settings.options, timeoutMs))
       : () => ioredis.then((m) => connectCluster(m, settings.options, timeoutMs));
-  return new TcpStore({ kind, name, connect, timeoutMs, secrets, owned: true, wait });
+  const { kind, name, secrets, options } = settings;
+  return new TcpStore({ kind, name, connect, timeoutMs, secrets, owned: true, replicas: options });
 }
 
 /** A store over a client the caller made and closes: its calls are bounded, never probed or closed. */
 function ownStore(kind: 'redis' | 'cluster', name: string, client: Client): Store {
-  const timeoutMs = DEFAULT_TIMEOUT_MS;
   return new TcpStore({
     kind,
     name,
     connect: () => Promise.resolve(client),
-    timeoutMs,
+    timeoutMs: DEFAULT_TIMEOUT_MS,
     secrets: [],
     owned: false,
-    wait: replicaWaitOf({}, timeoutMs),
+    replicas: {},
   });
 }
 
