@@ -1,9 +1,9 @@
 import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
+import { settingsOf } from './options.js';
 import { MAX_REPLICAS } from './replicas.js';
-import { type ClusterStoreOptions, type RedisStoreOptions, tcpSettings } from './tcp-options.js';
-import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type Store } from './types.js';
-import { upstashStore } from './upstash.js';
+import { DEFAULT_TIMEOUT_MS, deferredStore, describeUrl, parseUrl, type Store } from './types.js';
+import { upstashStoreFrom } from './upstash.js';
 
 export type StoreConfig =
   | ({ kind: 'upstash' } & UpstashConfig)
@@ -221,12 +221,14 @@ export function fromEnv(env: Env = process.env): Store {
 
 /**
  * Builds a Store from a StoreConfig (see configFromEnv); a ValidationError if the config is wrong. A TCP
- * store's code is loaded in the background (deferredTcpStore, below): the REST path never parses it.
+ * store's code is a chunk of its own, loaded in the background (types.ts deferredStore): the REST path never
+ * parses it.
  */
 export function storeFromConfig(config: StoreConfig): Store {
-  const options = optionsOf(config);
-  if (config.kind !== 'upstash') return deferredTcpStore(config.kind, options as RedisConfig | ClusterConfig);
-  return upstashStore(options as UpstashConfig);
+  const options = optionsOf(config) as UpstashConfig | RedisConfig | ClusterConfig;
+  const settings = settingsOf(config.kind, options);
+  if (settings.kind === 'upstash') return upstashStoreFrom(settings);
+  return deferredStore(settings, () => import('./tcp.js').then((m) => m.tcpStoreFrom(settings)));
 }
 
 /** A config without its `kind`: the options of its kind of store. */
@@ -234,47 +236,4 @@ function optionsOf(config: StoreConfig): Omit<StoreConfig, 'kind'> {
   const options: Partial<StoreConfig> = { ...config };
   delete options.kind;
   return options;
-}
-
-/**
- * A TCP store from its options, checked and named now (a ValidationError naming every problem). Its code
- * (tcp.ts, and ioredis) is a chunk of its own, which starts loading now, so that the REST path never parses
- * it: at module scope, that is Lambda's init phase. A call that comes before the chunk waits for it once,
- * then goes straight to the store. fromEnv() builds its TCP stores this way.
- */
-function deferredTcpStore(
-  kind: 'redis' | 'cluster',
-  options: RedisStoreOptions | ClusterStoreOptions,
-): Store {
-  const settings = tcpSettings(kind, options);
-  let loaded: Store | undefined;
-  let loading: Promise<Store> | undefined;
-  const get = () =>
-    (loading ??= import('./tcp.js')
-      .then((m) => m.tcpStoreFrom(settings))
-      .then(
-        (store) => {
-          loaded = store;
-          return store;
-        },
-        (err: unknown) => {
-          loading = undefined;
-          throw err;
-        },
-      ));
-  get().catch(() => undefined); // the first call sees a failure again (and retries the load)
-  return {
-    kind: settings.kind,
-    name: settings.name,
-    run: (script, keys, args) =>
-      loaded ? loaded.run(script, keys, args) : get().then((s) => s.run(script, keys, args)),
-    runMany: (calls) => (loaded ? loaded.runMany(calls) : get().then((s) => s.runMany(calls))),
-    async *scan(match, count) {
-      const store = await get();
-      if (store.scan) yield* store.scan(match, count);
-    },
-    async close() {
-      if (loading) await (await loading.catch(() => undefined))?.close();
-    },
-  };
 }

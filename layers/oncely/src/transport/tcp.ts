@@ -4,29 +4,29 @@ import { badConfig } from '../errors.js';
 import {
   type ClusterStoreOptions,
   type RedisStoreOptions,
+  settingsOf,
   type TcpAuthOptions,
   type TcpSettings,
-  tcpSettings,
-} from './tcp-options.js';
+} from './options.js';
 import { type Client, TcpStore } from './tcp-store.js';
 import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
 
-export type { ClusterStoreOptions, RedisStoreOptions, TcpAuthOptions } from './tcp-options.js';
+export type { ClusterStoreOptions, RedisStoreOptions, TcpAuthOptions } from './options.js';
 
 /** A standalone Redis over TCP (ioredis). Pass options, or a client you already own (you close it). */
 export function redisStore(options: RedisStoreOptions | Redis): Store {
   if (isClient(options))
     return ownStore('redis', `redis(${options.options.host}:${options.options.port})`, options);
-  return tcpStoreFrom(tcpSettings('redis', options));
+  return tcpStoreFrom(settingsOf('redis', options));
 }
 
 /** A Redis Cluster over TCP (ElastiCache / MemoryDB cluster mode). Pass options, or your own Cluster. */
 export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
   if (isClient(options)) return ownStore('cluster', 'cluster', options);
-  return tcpStoreFrom(tcpSettings('cluster', options));
+  return tcpStoreFrom(settingsOf('cluster', options));
 }
 
-/** The store of checked options (tcp-options.ts): it makes its client at the first call, and owns it. */
+/** The store of checked options (options.ts settingsOf): it makes its client at the first call, and owns it. */
 export function tcpStoreFrom(settings: TcpSettings): Store {
   const ioredis = loadIoredis();
   const { timeoutMs } = settings.options;

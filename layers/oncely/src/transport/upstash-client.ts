@@ -87,7 +87,7 @@ export function clientStore(
   client: () => UpstashRedis | Promise<UpstashRedis>,
   opts: {
     name: string;
-    secrets?: readonly string[];
+    secrets?: readonly (string | undefined)[];
     close?: () => Promise<void>;
     /**
      * Bounds each call as a whole (see callDeadline). Unset for a client you handed in: its own `signal`
