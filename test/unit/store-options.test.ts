@@ -1,15 +1,11 @@
 // A store's options are checked when it is created: a bad URL, port or node list is a ValidationError naming
-// every problem at once, thrown by redisStore / clusterStore / upstashStore / storeFromConfig themselves, never
+// every problem at once, thrown by redisStore / clusterStore / upstashStore / storeFromConfig (fromEnv's) themselves, never
 // a store error at the first call. No secret (a password in the URL, the token) is ever part of the message.
 // Nothing here reaches a server: a store that is refused never connects.
 import { describe, expect, it } from 'vitest';
-import {
-  type StoreConfig,
-  storeFromConfig,
-  upstashStore,
-  ValidationError,
-} from '../../layers/oncely/src/index.js';
+import { upstashStore, ValidationError } from '../../layers/oncely/src/index.js';
 import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
+import { type StoreConfig, storeFromConfig } from '../../layers/oncely/src/transport/from-env.js';
 
 const SECRET = 'pa55-w0rd-very-secret';
 
@@ -108,6 +104,20 @@ describe('upstashStore options', () => {
     ],
   ])('%j is refused at creation', (options, message) => {
     expect(refused(() => upstashStore(options)).message).toMatch(message);
+  });
+});
+
+describe('unknown options', () => {
+  it('are refused by every store, naming the close one', () => {
+    expect(refused(() => redisStore({ host: 'h', hosts: 'x' } as never)).message).toMatch(
+      /unknown option "hosts" \(did you mean host\?\)/,
+    );
+    expect(
+      refused(() => clusterStore({ nodes: [{ host: 'h', port: 1 }], node: [] } as never)).message,
+    ).toMatch(/unknown option "node" \(did you mean nodes\?\)/);
+    expect(
+      refused(() => upstashStore({ url: 'https://h', token: SECRET, maxConnection: 2 } as never)).message,
+    ).toMatch(/unknown option "maxConnection" \(did you mean maxConnections\?\)/);
   });
 });
 

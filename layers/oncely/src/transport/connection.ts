@@ -11,12 +11,24 @@ import type { Script } from '../scripts/script.js';
 /** What a TCP store needs of an ioredis `Redis` or `Cluster`. */
 export interface TcpClient extends Echoing {
   readonly status: string;
+  /** ioredis's: `tls` for a Redis, `redisOptions.tls` for a Cluster's nodes. */
+  readonly options?: object;
   on(event: 'ready', listener: () => void): unknown;
   on(event: 'error' | 'node error', listener: (err: Error & { lastNodeError?: Error }) => void): unknown;
   disconnect(reconnect?: boolean): void;
 }
 
 const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i;
+const TLS_HINT =
+  'the connection uses TLS (rediss:// or tls: true) and the server never answered the handshake: if the server speaks plain text, use redis://';
+
+/** The server's own words (redacted), then what to check. */
+function authFailed(store: string, text: string): StoreAuthError {
+  return new StoreAuthError(
+    `${store}: authentication failed (${text}): check the password and user (ONCELY_REDIS_PASSWORD and ONCELY_REDIS_USERNAME, the URL's user:password, or the store's options) and, with ACLs, the user's permissions`,
+    { store, ambiguous: false },
+  );
+}
 
 /** Connection errors proving the command never reached a server. */
 const NOT_SENT =
@@ -73,6 +85,8 @@ export class Connection<C extends TcpClient> {
    * reported is kept, so a timeout caused by bad credentials is reported as what it is.
    */
   #lastError: Error | undefined;
+  /** The client uses TLS: one that never gets a reply is most often TLS against a plain-text server. */
+  #tls = false;
   /** A standalone client: the connection is the client. */
   readonly #direct: Route<C> = {
     held: (c) => (this.#probes.size > 0 ? this.#probes.pending(c) : undefined),
@@ -153,7 +167,10 @@ export class Connection<C extends TcpClient> {
     const store = this.#name;
     const last = this.#lastError;
     if (err instanceof StoreUnavailableError && last && AUTH_FAILED.test(last.message)) {
-      return new StoreAuthError(`${store}: authentication failed`, { store, ambiguous: false });
+      return authFailed(store, redact(last.message, this.#secrets));
+    }
+    if (err instanceof StoreUnavailableError && !err.ambiguous && this.#tls && !last) {
+      return new StoreUnavailableError(`${err.message}: ${TLS_HINT}`, { store, ambiguous: false });
     }
     // Timed out before the client was ever ready (nothing sent): say why it could not connect, when known.
     if (err instanceof StoreUnavailableError && !err.ambiguous && last) {
@@ -164,9 +181,7 @@ export class Connection<C extends TcpClient> {
     }
     if (err instanceof StoreError || err instanceof ConfigError) return err;
     const text = redact(err instanceof Error ? err.message : String(err), this.#secrets);
-    if (AUTH_FAILED.test(text)) {
-      return new StoreAuthError(`${store}: authentication failed`, { store, ambiguous: false });
-    }
+    if (AUTH_FAILED.test(text)) return authFailed(store, text);
     if (/timed out|timeout/i.test(text)) {
       return new StoreUnavailableError(`${store}: no reply within ${this.#timeoutMs} ms`, {
         store,
@@ -198,6 +213,8 @@ export class Connection<C extends TcpClient> {
       ready: false,
       resolved: undefined,
       client: this.#connect().then((c) => {
+        const options = c.options as { tls?: unknown; redisOptions?: { tls?: unknown } } | undefined;
+        this.#tls = Boolean(options?.tls ?? options?.redisOptions?.tls);
         if (this.#owned) this.#watch(c);
         generation.resolved = c;
         if (c.status === 'ready') generation.ready = true;

@@ -124,7 +124,14 @@ export function settingsOf(kind: StoreKind, options: AnyOptions): StoreSettings 
   // Named, and its secrets listed, from what can be read before the check.
   const url = typeof given.url === 'string' && URL.canParse(given.url) ? new URL(given.url) : undefined;
   const { name, secrets } = check.named(given, url);
-  const resolved = resolveOptions(given, check.defaults, check.problems, `${kind}Store options`);
+  // Every field has an entry in the kind's defaults (undefined where it has no default): no other fields.
+  const resolved = resolveOptions<object, object>(
+    given,
+    check.defaults,
+    check.problems,
+    `${kind}Store options`,
+    {},
+  );
   return { kind, name, secrets, options: resolved } as StoreSettings;
 }
 
