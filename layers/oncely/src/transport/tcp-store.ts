@@ -81,6 +81,11 @@ export class TcpStore implements Store {
       kind === 'cluster'
         ? new SlotRecovery(() => this.#connection.get() as Promise<Cluster>, { owned, timeoutMs })
         : undefined;
+    // To its users a store is an object of functions (a wrapper may copy `run` off it): each keeps its `this`.
+    this.run = this.run.bind(this);
+    this.runMany = this.runMany.bind(this);
+    this.scan = this.scan.bind(this);
+    this.close = this.close.bind(this);
   }
 
   run(script: Script, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
