@@ -23,7 +23,9 @@
  * `useNetwork()` when a test failed, and by an exit hook when the process ends without either.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll } from 'vitest';
 import {
@@ -33,7 +35,6 @@ import {
   type StartClusterOptions,
   type StartRedisOptions,
   startCluster,
-  startMasters,
   startRedis,
 } from '../../dev/redis-server.js';
 
@@ -42,12 +43,20 @@ const PREFIX = 'oncely-';
 const OWNERS = '/tmp/oncely-netns';
 const SUBNET = (k: number) => `10.213.${k}`;
 const MAX_PARTIES = 200;
+const GATEWAY_SCRIPT = fileURLToPath(new URL('./netns-gateway.ts', import.meta.url));
 
 export interface Party {
   readonly name: string;
   /** Its namespace; undefined for `here` (this process, in the root namespace). */
   readonly netns: string | undefined;
   readonly ip: string;
+}
+
+export interface NetnsGateway {
+  readonly party: Party;
+  /** `http://<party ip>:<port>` */
+  readonly url: string;
+  readonly token: string;
 }
 
 /** Why this machine cannot make namespaces (not root, no `ip`, no `iptables`), or undefined when it can. */
@@ -207,7 +216,21 @@ export class Network {
     const ns = party.netns!;
     const sw = this.#switch;
     await sh(['ip', 'netns', 'add', ns]);
-    await sh(['ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `port-${name}`, 'netns', sw]);
+    await sh([
+      'ip',
+      'link',
+      'add',
+      'eth0',
+      'netns',
+      ns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      `port-${name}`,
+      'netns',
+      sw,
+    ]);
     await sh(['ip', 'link', 'set', `port-${name}`, 'master', 'br0', 'up'], sw);
     await sh(['ip', 'addr', 'add', `${party.ip}/24`, 'dev', 'eth0'], ns);
     await sh(['ip', 'link', 'set', 'eth0', 'up'], ns);
@@ -238,14 +261,18 @@ export class Network {
   }
 
   /** `n` masters, parties `<prefix>1` .. `<prefix>n`. */
-  async startMasters(n: number, prefix = 'm', opts: Omit<StartRedisOptions, 'place'> = {}): Promise<RedisProcess[]> {
+  async startMasters(
+    n: number,
+    prefix = 'm',
+    opts: Omit<StartRedisOptions, 'place'> = {},
+  ): Promise<RedisProcess[]> {
     return Promise.all(Array.from({ length: n }, (_, i) => this.startRedis(`${prefix}${i + 1}`, opts)));
   }
 
   /** A cluster whose node i is party `<prefix>i` (masters first, then replicas). */
   async startCluster(opts: Omit<StartClusterOptions, 'place'> = {}, prefix = 'n'): Promise<RedisCluster> {
     const total = (opts.masters ?? 3) * (1 + (opts.replicas ?? 0));
-    const parties = [];
+    const parties: Party[] = [];
     for (let i = 0; i < total; i++) parties.push(await this.add(`${prefix}${i}`));
     const cluster = await startCluster({
       ...opts,
@@ -259,14 +286,54 @@ export class Network {
    * `process.execPath args` inside `party`'s namespace (a Lambda-side client in its own process), killed by
    * `destroy()` if still running.
    */
-  spawn(party: Party, args: string[]): ChildProcess {
+  spawn(party: Party, args: string[], env: Record<string, string> = {}): ChildProcess {
     if (!party.netns) throw new Error('netns: spawn needs a party with a namespace');
     const child = spawn('ip', ['netns', 'exec', party.netns, process.execPath, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     });
     this.#children.add(child);
     child.once('exit', () => this.#children.delete(child));
     return child;
+  }
+
+  /**
+   * The REST gateway (dev/gateway.ts) as a process in party `name`, in front of `redis`, with a random token.
+   * Stopped by `destroy()`.
+   */
+  async startGateway(name: string, redis: RedisProcess): Promise<NetnsGateway> {
+    const party = await this.add(name);
+    const token = `test-${randomBytes(16).toString('base64url')}`;
+    const child = this.spawn(
+      party,
+      ['--import', 'tsx', GATEWAY_SCRIPT, party.ip, redis.host, String(redis.port)],
+      {
+        ONCELY_GATEWAY_TOKEN: token,
+      },
+    );
+    let output = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`netns: gateway not listening within 15 s: ${output}`)),
+        15_000,
+      );
+      child.stdout!.on('data', (chunk: Buffer) => {
+        output += chunk.toString('utf8');
+        const match = output.match(/\{"url":"([^"]+)"\}/);
+        if (match?.[1]) {
+          clearTimeout(timer);
+          resolve(match[1]);
+        }
+      });
+      child.stderr!.on('data', (chunk: Buffer) => {
+        output = (output + chunk.toString('utf8')).slice(-4000);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`netns: gateway exited (${code}): ${output}`));
+      });
+    });
+    return { party, url, token };
   }
 
   /** Takes `party`'s link down: nothing reaches it or leaves it, for anyone. */
