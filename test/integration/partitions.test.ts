@@ -40,6 +40,8 @@ import {
 import { lambdaContext } from '../support/once.js';
 
 const unavailable = netnsUnavailable();
+if (unavailable && process.env.ONCELY_REQUIRE_NETNS === '1')
+  throw new Error(`partitions.test.ts: ONCELY_REQUIRE_NETNS=1 (CI) but ${unavailable}`);
 if (unavailable) console.warn(`partitions.test.ts skipped: ${unavailable}`);
 
 /** The holder's lease: short, so a scenario ends in seconds; the margins asserted never depend on it. */
