@@ -135,7 +135,8 @@ export function removeStale(): number[] {
   for (const file of readdirSync(OWNERS)) {
     const k = Number(file.split('.')[0]);
     const owner = ownerOf(k);
-    if (owner === undefined || !alive(owner)) stale.add(k);
+    // An empty file is being claimed right now (created, PID not yet written): not stale.
+    if (owner !== undefined && !alive(owner)) stale.add(k);
   }
   for (const k of stale) removeSync(k);
   return [...stale];
