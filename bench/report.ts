@@ -2,6 +2,7 @@
  * Turns one run's figures into the targets' verdicts, the console summary and docs/benchmarks.md. Everything
  * here is derived from the run: a figure the run did not produce is shown as "not run", never filled in.
  */
+
 import type { BundleSize, ColdResult } from './bundles.js';
 import type { CeilingRow } from './ceiling.js';
 import type { ConcurrentResult, SequentialResult } from './harness.js';
@@ -24,6 +25,7 @@ import {
   type Target,
   tally,
 } from './stats.js';
+import type { LatencySuiteResult } from './suite-latency.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
@@ -59,6 +61,8 @@ export interface BenchData {
   replicas?: ReplicaSuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   scaling?: ScalingResult | Skipped;
+  /** The lock pair and withOnce rows through a 0.5-2 ms delay proxy. Absent in older reports. */
+  latency?: LatencySuiteResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }

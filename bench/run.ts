@@ -26,6 +26,7 @@ import {
   targets,
 } from './report.js';
 import { startStack, TOKEN } from './servers.js';
+import { latencySuite } from './suite-latency.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
@@ -33,7 +34,17 @@ import { replicaSuite } from './suite-replicas.js';
 import { SCALING_FULL, SCALING_QUICK, scalingSuite } from './suite-scaling.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const SUITES = ['ceiling', 'tcp', 'rest', 'redlock', 'once', 'replicas', 'scaling', 'bundles'] as const;
+const SUITES = [
+  'ceiling',
+  'tcp',
+  'rest',
+  'redlock',
+  'once',
+  'replicas',
+  'scaling',
+  'latency',
+  'bundles',
+] as const;
 type Suite = (typeof SUITES)[number];
 
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
@@ -61,7 +72,8 @@ const USAGE = `npm run bench [-- options]
   (none)              full run (under 10 minutes), writes docs/benchmarks.md and its charts
   --quick             fewer rounds, for checking; prints, and writes the docs only with --write
   --only a,b          only these suites: ${SUITES.join(', ')}
-                      (--only scaling: under 2 minutes); writes the docs only with --write
+                      (--only scaling: under 2 minutes; --only latency: about a minute);
+                      writes the docs only with --write
   --no-write          print only
   --report FILE       write the docs again from a run's raw figures (/tmp/oncely-bench-full.json)
   --help              this text`;
@@ -147,6 +159,7 @@ async function main(): Promise<void> {
     once: off,
     replicas: off,
     scaling: off,
+    latency: off,
     bundles: off,
     cold: off,
   };
@@ -185,6 +198,10 @@ async function main(): Promise<void> {
     if (only.has('scaling')) {
       log('scaling: 1 to 1,000 concurrent calls (REST, TCP, 3-master cluster)');
       data.scaling = await scalingSuite(stack, quick ? SCALING_QUICK : SCALING_FULL, log);
+    }
+    if (only.has('latency')) {
+      log('latency: lock pairs and withOnce at a 0.5-2 ms round trip (delay proxy), every contender alike');
+      data.latency = await latencySuite(stack, sizes, log);
     }
     if (only.has('bundles')) {
       log('bundles (esbuild)');

@@ -2,7 +2,7 @@
  * A TCP proxy that adds latency in user space (this kernel has no `tc netem`): every chunk, each way, is held
  * for half a round trip drawn from [minRttMs, maxRttMs], and never overtakes the chunk before it, so TCP's
  * byte order is kept while the delay jitters. Node's timers give about 1 ms of granularity, so a round trip
- * below ~1 ms comes out at about 1-2 ms.
+ * below ~1 ms comes out at about 1-2 ms. A side's FIN follows the bytes it sent before it (QUIT's reply arrives).
  *
  *   const proxy = await startDelayProxy({ target: { host, port }, minRttMs: 0.5, maxRttMs: 2 });
  *   new Redis({ host: proxy.host, port: proxy.port });  ...  await proxy.close();
@@ -32,6 +32,7 @@ class DelayedPipe {
   readonly #queue: { due: number; chunk: Buffer }[] = [];
   #timer: NodeJS.Timeout | undefined;
   #lastDue = 0;
+  #ending = false;
 
   constructor(
     private readonly to: net.Socket,
@@ -45,9 +46,18 @@ class DelayedPipe {
     if (this.#queue.length === 1) this.#schedule();
   }
 
+  /** The sender closed its side: pass that on once what it sent before has been delivered. */
+  end(): void {
+    this.#ending = true;
+    if (this.#queue.length === 0) this.to.end();
+  }
+
   #schedule(): void {
     const head = this.#queue[0];
-    if (!head) return;
+    if (!head) {
+      if (this.#ending) this.to.end();
+      return;
+    }
     this.#timer = setTimeout(() => this.#flush(), Math.max(0, head.due - performance.now()));
   }
 
@@ -85,6 +95,10 @@ export async function startDelayProxy(opts: DelayProxyOptions): Promise<DelayPro
     for (const s of [client, upstream]) sockets.add(s);
     client.on('data', (chunk) => up.push(chunk));
     upstream.on('data', (chunk) => down.push(chunk));
+    // A side that ends (QUIT's reply, then the server's FIN) is passed on after its queued bytes; an error
+    // or a full close takes both sides down.
+    client.on('end', () => up.end());
+    upstream.on('end', () => down.end());
     const end = () => {
       up.stop();
       down.stop();
@@ -95,7 +109,9 @@ export async function startDelayProxy(opts: DelayProxyOptions): Promise<DelayPro
     };
     for (const s of [client, upstream]) {
       s.on('error', end);
-      s.on('close', end);
+      s.on('close', () => {
+        if (client.writableEnded && upstream.writableEnded) end();
+      });
     }
   });
   const host = opts.host ?? '127.0.0.1';
