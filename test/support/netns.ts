@@ -300,18 +300,17 @@ export class Network {
 
   /**
    * The REST gateway (dev/gateway.ts) as a process in party `name`, in front of `redis`, with a random token.
-   * Stopped by `destroy()`.
+   * `env` for netns-gateway.ts' TLS files. Stopped by `destroy()`.
    */
-  async startGateway(name: string, redis: RedisProcess): Promise<NetnsGateway> {
+  async startGateway(
+    name: string,
+    redis: { host: string; port: number },
+    env: Record<string, string> = {},
+  ): Promise<NetnsGateway> {
     const party = await this.add(name);
     const token = `test-${randomBytes(16).toString('base64url')}`;
-    const child = this.spawn(
-      party,
-      ['--import', 'tsx', GATEWAY_SCRIPT, party.ip, redis.host, String(redis.port)],
-      {
-        ONCELY_GATEWAY_TOKEN: token,
-      },
-    );
+    const args = ['--import', 'tsx', GATEWAY_SCRIPT, party.ip, redis.host, String(redis.port)];
+    const child = this.spawn(party, args, { ...env, ONCELY_GATEWAY_TOKEN: token });
     let output = '';
     const url = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(
