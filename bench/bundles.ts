@@ -26,6 +26,7 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 import {
   buildLayer,
   DEPLOYED,
+  LAYER_BUILD,
   layerPackagePath,
   packageBuildOptions,
   packageDir,
@@ -157,7 +158,10 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   if ('file' in beforeFile) {
     // Next to the layer's package, so that it resolves the same dependencies.
     const before = join(modules, 'oncely-before');
-    await build({ ...packageBuildOptions(join(before, 'dist')), plugins: [restBefore(beforeFile.file)] });
+    await build({
+      ...packageBuildOptions(join(before, 'dist'), LAYER_BUILD),
+      plugins: [restBefore(beforeFile.file)],
+    });
     cpSync(join(packageDir, 'package.json'), join(before, 'package.json'));
   }
   const packages = {

@@ -17,9 +17,9 @@ import { Redis as UpstashRedis } from '@upstash/redis';
 import type { Cluster, Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { DEFAULT_FENCE_GRACE_MS as FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
-import { createLock, LOCK_SCRIPTS, type Store, upstashStore } from '../layers/oncely/src/index.js';
+import { createLock, type Store, upstashStore } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
-import { ACQUIRE, EXTEND, RELEASE } from '../layers/oncely/src/scripts.js';
+import { ACQUIRE, EXTEND, LOCK_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
 import { BATCH_CALLS } from '../layers/oncely/src/transport/upstash-client.js';
 
 export const TTL_MS = 10_000;

@@ -20,15 +20,9 @@ import { Redis } from 'ioredis';
 import Redlock from 'redlock';
 import { startMasters } from '../dev/redis-server.js';
 import { DEFAULT_FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
-import {
-  createLock,
-  createRedlock,
-  LOCK_SCRIPTS,
-  ONCE_SCRIPTS,
-  withOnce,
-} from '../layers/oncely/src/index.js';
+import { createLock, createRedlock, withOnce } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
-import { ACQUIRE, RELEASE } from '../layers/oncely/src/scripts.js';
+import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
 import { context } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;

@@ -22,6 +22,7 @@ import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
 import { Redis } from 'ioredis';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { FENCE_GRACE_MS } from '../layers/oncely/src/once/record.js';
+import { ONCE_SCRIPTS } from '../layers/oncely/src/scripts.js';
 import { type Contender, type SequentialResult, sequential } from './harness.js';
 import { ONCELY_REST } from './locks.js';
 import { CONFIG } from './once-config.js';
@@ -115,7 +116,7 @@ export async function libs(
   // A persistence layer per configuration: Powertools binds one to the first configuration it serves.
   const persistence = () => new CachePersistenceLayer({ client: redisClient as never });
 
-  for (const script of layer.ONCE_SCRIPTS) await ioredis.script('LOAD', script.lua);
+  for (const script of ONCE_SCRIPTS) await ioredis.script('LOAD', script.lua);
   const oncelyTcp = layer.withOnce(handler, { store: tcpStore, ...oncelyCallOptions });
   const oncelyRest = layer.withOnce(handler, { store: restStore, ...oncelyCallOptions });
   const oncelyCached = layer.withOnce(handler, {
@@ -154,7 +155,7 @@ export async function libs(
     return processPartialResponse(event, idempotentRecord, processor, { context });
   };
   return {
-    rawOnce: rawOnce(layer, ioredis),
+    rawOnce: rawOnce(ioredis),
     oncelyTcp: (e) => oncelyTcp(e, context),
     oncelyCached: (e) => oncelyCached(e, context),
     oncelyRest: (e) => oncelyRest(e, context),
@@ -174,8 +175,8 @@ export async function libs(
  * oncely's claim and complete scripts sent straight from ioredis, no library around them (no key digest,
  * payload hash, lease, logging): what the two scripts cost, apart from withOnce. Informational.
  */
-function rawOnce(layer: Layer, redis: Redis): Call {
-  const [claim, complete] = layer.ONCE_SCRIPTS;
+function rawOnce(redis: Redis): Call {
+  const [claim, complete] = ONCE_SCRIPTS;
   const grace = FENCE_GRACE_MS;
   return async (event) => {
     const keys = [`oncely:once:{raw:${event.id}}:rec`, `oncely:once:{raw:${event.id}}:fence`];

@@ -18,8 +18,13 @@
  * that would change the shared connection's state (MULTI, SELECT, SUBSCRIBE, blocking pops, ...) are refused.
  * When Redis is down, requests fail at once with a 503 instead of queueing; nothing is ever resent.
  *
- * CLI: `tsx dev/gateway.ts --redis 127.0.0.1:6380 --token T --port 8079` (token also from
- * `UPSTASH_REDIS_REST_TOKEN`). The token is never logged or echoed.
+ * Server administration that Upstash refuses (SHUTDOWN, CONFIG, DEBUG, SAVE, REPLICAOF, ...) is refused too, with
+ * the same kind of error reply, so code that works here does not call what Upstash would reject.
+ *
+ * CLI (`npm run gateway`, or on its own):
+ *   UPSTASH_REDIS_REST_TOKEN=T npx tsx dev/gateway.ts --redis 127.0.0.1:6380 [--port 8079] [--host 127.0.0.1]
+ * The token (and the Redis password, REDIS_PASSWORD) come from the environment only, never from an argument,
+ * which any user would see in `ps`. The token is never logged or echoed.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
@@ -90,6 +95,16 @@ const REFUSED = new Set(
     .split(' '),
 );
 
+/** Server administration: Upstash refuses it (a managed server), and so does the gateway. */
+const ADMIN = new Set(
+  [
+    'SHUTDOWN CONFIG DEBUG SAVE BGSAVE BGREWRITEAOF LASTSAVE REPLICAOF SLAVEOF FAILOVER CLUSTER READONLY',
+    'READWRITE MODULE ACL MIGRATE LATENCY SLOWLOG MEMORY',
+  ]
+    .join(' ')
+    .split(' '),
+);
+
 const OK = Buffer.from('OK');
 
 /** A reply as Upstash's JSON: raw strings, or base64 of their bytes (a top-level "OK" excepted). */
@@ -120,6 +135,12 @@ function parseCommand(value: unknown): string[] {
   });
   const name = (command[0] ?? '').toUpperCase();
   if (REFUSED.has(name)) throw new HttpError(400, `ERR '${name}' is not supported by the oncely dev gateway`);
+  if (ADMIN.has(name)) {
+    throw new HttpError(
+      400,
+      `ERR '${name}' is server administration, which Upstash (and this gateway) refuses`,
+    );
+  }
   return [name, ...command.slice(1)];
 }
 
@@ -378,22 +399,26 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 // CLI
 
 async function main(): Promise<void> {
+  const secretFlag = process.argv.find((arg) => /^--(token|password)(=|$)/.test(arg));
+  if (secretFlag) {
+    const name = secretFlag.startsWith('--token') ? 'UPSTASH_REDIS_REST_TOKEN' : 'REDIS_PASSWORD';
+    console.error(`oncely gateway: pass the secret in ${name}, not as an argument (ps shows every argument)`);
+    process.exit(2);
+  }
   const { values } = parseArgs({
     options: {
       redis: { type: 'string', default: '127.0.0.1:6380' },
-      token: { type: 'string' },
       port: { type: 'string', default: '8079' },
       host: { type: 'string', default: '127.0.0.1' },
-      password: { type: 'string' },
     },
   });
-  const token = values.token ?? process.env.UPSTASH_REDIS_REST_TOKEN;
+  const token = process.env.UPSTASH_REDIS_REST_TOKEN;
   const match = /^(.+):(\d+)$/.exec(values.redis);
   if (!token || !match?.[1] || !match[2]) {
     console.error(
-      'usage: tsx dev/gateway.ts --redis HOST:PORT --token TOKEN\n' +
-        '                          [--port 8079] [--host 127.0.0.1] [--password PW]\n' +
-        '       (the token may come from UPSTASH_REDIS_REST_TOKEN instead)',
+      'usage: UPSTASH_REDIS_REST_TOKEN=T [REDIS_PASSWORD=P] tsx dev/gateway.ts --redis HOST:PORT\n' +
+        '                          [--port 8079] [--host 127.0.0.1]\n' +
+        '       (the token and password come from the environment only: an argument shows in ps)',
     );
     process.exit(2);
   }
@@ -401,7 +426,7 @@ async function main(): Promise<void> {
     redis: {
       host: match[1],
       port: Number(match[2]),
-      password: values.password ?? process.env.REDIS_PASSWORD,
+      password: process.env.REDIS_PASSWORD,
     },
     token,
     port: Number(values.port),

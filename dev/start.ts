@@ -1,7 +1,13 @@
 /**
  * `npm start`: the local stack on embedded defaults — a redis-server on a free port, the Upstash-compatible REST
  * gateway in front of it, and `serverless offline --stage local` running the functions against the gateway —
- * then prints the endpoints and the environment to use, and waits. Ctrl-C (or SIGTERM) stops all of it.
+ * then prints the endpoints and the environment to use, and waits. Ctrl-C, SIGINT or SIGTERM (to this process or
+ * to `npm start`'s own PID, as process managers, IDE stop buttons and containers send) stops all of it.
+ *
+ * The npm script is `exec node --import tsx dev/start.ts`: `exec` replaces npm's `sh -c` with this process, so the
+ * signals npm forwards to its child reach us (a shell in between dies of SIGTERM without passing it on, and waits
+ * out SIGINT, leaving the stack running); no tsx launcher process in between either. Should the parent still go
+ * away without a signal (npm killed with SIGKILL), the stack stops when this process sees it orphaned.
  *
  *   ONCELY_GATEWAY_PORT  gateway port (default 8079, or a free one when taken)
  *   ONCELY_HTTP_PORT     serverless-offline HTTP port (default 3000, or a free one when taken)
@@ -40,6 +46,8 @@ const OFFLINE_READY_TIMEOUT_MS = 60_000;
  */
 const LOCAL_STORE_TIMEOUT_MS = 15_000;
 const OFFLINE_STOP_GRACE_MS = 5_000;
+/** How often `npm start` checks that its parent (npm) is still there. */
+const PARENT_POLL_MS = 500;
 const OUTPUT_TAIL_CHARS = 8_192;
 
 export interface StackOptions {
@@ -246,8 +254,11 @@ async function main(): Promise<void> {
     console.log('stopped');
     process.exit(0);
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void stop('parent process gone');
+  }, PARENT_POLL_MS).unref();
 
   console.log('starting redis-server, the REST gateway and serverless offline --stage local ...');
   stack = await startStack({

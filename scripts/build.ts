@@ -3,15 +3,17 @@
  *
  *   layers/oncely/dist/                     the npm package "oncely" (layers/oncely/package.json): one ESM file
  *                                           per entry point (`oncely`, `oncely/locks`, `oncely/middy`,
- *                                           `oncely/ioredis`) and shared chunks, minified, with source maps;
- *                                           `.d.ts` from tsc
+ *                                           `oncely/ioredis`) and shared chunks, readable (not minified), with
+ *                                           source maps naming the package's own `src/` (shipped with it, so a
+ *                                           mapped stack names a file that exists); `.d.ts` from tsc
  *                                           (layers/oncely/tsconfig.build.json). Dependencies stay external,
  *                                           each loaded by its transport when a store is created:
  *                                           @upstash/redis (with oncely's requester) by a REST store, ioredis
  *                                           (an optional peer) by a TCP store
  *   dist/layer/nodejs/node_modules/         the layer (`layers.oncely.path` in serverless.yml): the packed
- *                                           package (exactly what `npm pack` puts in the tarball) unpacked as
- *                                           `oncely`, next to its runtime dependencies (ioredis included,
+ *                                           package (what `npm pack` puts in the tarball) unpacked as `oncely`,
+ *                                           its JavaScript rebuilt minified for cold start and its `src/` left
+ *                                           out, next to its runtime dependencies (ioredis included,
  *                                           without their .d.ts and docs), in the layout Lambda resolves from
  *                                           /opt/nodejs/node_modules
  *   dist/functions/<name>/handler.mjs       each function bundled alone, `oncely` external (it comes from the
@@ -19,8 +21,8 @@
  *                                           with the runtime)
  *
  * `serverless package` / `deploy` bundle the functions again through serverless-esbuild with the same
- * settings (serverless.yml); the layer is only built here, so run `npm run build` first. To publish the
- * package: `npm run build -- --package && npm publish ./layers/oncely`.
+ * settings (serverless.yml); the layer is only built here, so run `npm run build` first. The tarball a user
+ * installs: `npm run pack` (scripts/pack.ts); to publish it, `npm publish <that tarball>`.
  *
  *   npm run build                 everything, then a size table
  *   npm run build -- --layer      the package and the layer
@@ -37,9 +39,10 @@ import {
   realpathSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BuildOptions, build } from 'esbuild';
@@ -122,11 +125,18 @@ export interface BuiltFile {
   readonly bytes: number;
 }
 
+/** The files of layers/oncely that the package ships besides `dist/` (its `files` in package.json). */
+export const PACKAGE_FILES = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'src'] as const;
+
+/** How the layer's copy of the package differs from the published one: minified, for cold start. */
+export const LAYER_BUILD = { minify: true } as const;
+
 /**
  * esbuild's options for the package's JavaScript, written into `outDir`: one file per entry point and shared
- * chunks, every dependency external (they resolve from the user's node_modules or the layer's).
+ * chunks, every dependency external (they resolve from the user's node_modules or the layer's). The package
+ * is readable (`minify: false`: a user's stack trace and debugger show real code); the layer minifies.
  */
-export function packageBuildOptions(outDir: string): BuildOptions {
+export function packageBuildOptions(outDir: string, { minify = false } = {}): BuildOptions {
   return {
     absWorkingDir: root,
     entryPoints: PACKAGE_ENTRIES,
@@ -137,7 +147,7 @@ export function packageBuildOptions(outDir: string): BuildOptions {
     platform: 'node',
     target: PACKAGE_TARGET,
     packages: 'external',
-    minify: true,
+    minify,
     keepNames: true,
     sourcemap: true,
     sourcesContent: false,
@@ -154,6 +164,7 @@ export function packageBuildOptions(outDir: string): BuildOptions {
 export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<BuiltFile[]> {
   rmSync(outDir, { recursive: true, force: true });
   await build(packageBuildOptions(outDir));
+  rebaseSourceMaps(outDir);
   await run(
     process.execPath,
     [
@@ -166,6 +177,25 @@ export async function buildPackage(outDir = join(packageDir, 'dist')): Promise<B
     { cwd: root },
   );
   return listFiles(outDir);
+}
+
+/**
+ * Points the source maps in `outDir` (a package's `dist/`) at the package's own `src/` next to it: esbuild names
+ * the files it read (layers/oncely/src in the repo), relative to wherever `outDir` is, which in a scratch copy
+ * or an installed package is nowhere.
+ */
+function rebaseSourceMaps(outDir: string): void {
+  const packageRoot = dirname(outDir);
+  for (const f of listFiles(outDir)) {
+    if (!f.path.endsWith('.js.map')) continue;
+    const file = join(outDir, f.path);
+    const map = JSON.parse(readFileSync(file, 'utf8')) as { sources: string[] };
+    map.sources = map.sources.map((source) => {
+      const inPackage = relative(packageDir, resolve(dirname(file), source));
+      return relative(dirname(file), join(packageRoot, inPackage));
+    });
+    writeFileSync(file, JSON.stringify(map));
+  }
 }
 
 export interface PackedPackage {
@@ -185,7 +215,7 @@ export interface PackedPackage {
 export async function packPackage(destDir: string): Promise<PackedPackage> {
   const stage = mkdtempSync(join(tmpdir(), 'oncely-pack-'));
   try {
-    for (const f of ['package.json', 'README.md', 'LICENSE']) cpSync(join(packageDir, f), join(stage, f));
+    for (const f of PACKAGE_FILES) cpSync(join(packageDir, f), join(stage, f), { recursive: true });
     await buildPackage(join(stage, 'dist'));
     const { stdout } = await run(
       'npm',
@@ -255,6 +285,13 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
     const target = join(dir, layerPackagePath);
     mkdirSync(target, { recursive: true });
     await run('tar', ['-xzf', packed.tarball, '--strip-components=1', '-C', target]);
+    // Minified for cold start: the package's JavaScript rebuilt in place (the .d.ts kept), its sources left out.
+    rmSync(join(target, 'src'), { recursive: true, force: true });
+    for (const f of listFiles(join(target, 'dist'))) {
+      if (/\.js(\.map)?$/.test(f.path)) rmSync(join(target, 'dist', f.path));
+    }
+    await build(packageBuildOptions(join(target, 'dist'), LAYER_BUILD));
+    rebaseSourceMaps(join(target, 'dist'));
     const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as {
       dependencies?: Record<string, string>;
     };

@@ -223,7 +223,7 @@ describe('worker and dispatch', () => {
   });
 });
 
-describe('tick (withLeader)', () => {
+describe('tick (oncePerTick)', () => {
   const scheduled = (rule: string, time: string, region: string, id: string) => ({
     version: '0',
     id,

@@ -260,6 +260,29 @@ describe('REST protocol details', () => {
     expect((await post(gw, '/', ['GET', k])).json).toEqual({ result: '12.5' });
   });
 
+  it('server administration Upstash refuses is refused as an error reply: SHUTDOWN, CONFIG, DEBUG, ...', async () => {
+    const gw = gateway();
+    for (const command of [
+      ['SHUTDOWN', 'NOSAVE'],
+      ['shutdown'],
+      ['CONFIG', 'SET', 'maxmemory', '1'],
+      ['DEBUG', 'SLEEP', '5'],
+      ['SAVE'],
+      ['REPLICAOF', '127.0.0.1', '1'],
+      ['ACL', 'SETUSER', 'x'],
+    ]) {
+      expect(await post(gw, '/', command), command.join(' ')).toMatchObject({
+        status: 400,
+        json: {
+          error: expect.stringMatching(/^ERR '\w+' is server administration, which Upstash .*refuses/),
+        },
+      });
+    }
+    expect(await post(gw, '/pipeline', [['PING'], ['SHUTDOWN', 'NOSAVE']])).toMatchObject({ status: 400 });
+    // Still up, and the server behind it too.
+    expect((await post(gw, '/', ['PING'])).json).toEqual({ result: 'PONG' });
+  });
+
   it('base64 on the wire: every string but a top-level "OK" is base64; numbers and nil as is', async () => {
     const gw = gateway();
     const b64 = { 'upstash-encoding': 'base64' };

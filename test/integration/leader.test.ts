@@ -178,6 +178,40 @@ describe('election in one process', () => {
     expect(log).toEqual(['a elected 1', 'a deposed 1 stolen', 'a elected 2']);
   });
 
+  it('extendBeforeMs is measured back from the lease end (as using()): renewals every ttlMs − extendBeforeMs', async () => {
+    // Lease 6 s, renewed when 5.4 s are left: every 600 ms. Three renewals take at least 1.8 s (a busy machine
+    // only makes them later) and well under the 16.2 s that reading extendBeforeMs as the interval would take.
+    const base = store(redis().port);
+    const extendsAt: number[] = [];
+    const counted = new Proxy(base, {
+      get(target, prop) {
+        if (prop === 'run')
+          return (...call: Parameters<Store['run']>) => {
+            if (call[0].name === 'extend') extendsAt.push(performance.now());
+            return target.run(...call);
+          };
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const e = elect({
+      lock: createLock(counted),
+      name: electionName('extend-before'),
+      ttlMs: 6000,
+      extendBeforeMs: 5400,
+      resignOn: false,
+    });
+    elections.push(e);
+    await vi.waitFor(() => expect(e.isLeader).toBe(true));
+    const electedAt = performance.now();
+    await vi.waitFor(() => expect(extendsAt.length).toBeGreaterThanOrEqual(3), {
+      timeout: 8000,
+      interval: 50,
+    });
+    expect(extendsAt[2]! - electedAt).toBeGreaterThanOrEqual(3 * 600 - 650); // the first may come ≤ 600 ms early
+    for (let i = 1; i < 3; i++) expect(extendsAt[i]! - extendsAt[i - 1]!).toBeGreaterThanOrEqual(590);
+  });
+
   it('over a Redlock of 3 masters: a quorum elects, observes, and keeps the leader with one master dead', async () => {
     const name = electionName('redlock');
     const redlock = createRedlock(

@@ -6,7 +6,6 @@ import { freePort, startRedis } from '../../dev/redis-server.js';
 import {
   createLock,
   type Lease,
-  LOCK_SCRIPTS,
   type Lock,
   LockLostError,
   type Store,
@@ -17,7 +16,7 @@ import {
 } from '../../layers/oncely/src/index.js';
 import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import * as scripts from '../../layers/oncely/src/scripts.js';
-import { ACQUIRE, EXTEND, RELEASE, type Script } from '../../layers/oncely/src/scripts.js';
+import { ACQUIRE, EXTEND, LOCK_SCRIPTS, RELEASE, type Script } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 import {
   LOCK_TRANSPORTS,
@@ -312,7 +311,7 @@ describe('script pins', () => {
     const server = await startRedis();
     const c = new Redis({ host: server.host, port: server.port, protocol: 2 });
     try {
-      const all = Object.values(scripts).filter(
+      const all = (Object.values(scripts) as unknown[]).filter(
         (v): v is Script => typeof v === 'object' && v !== null && 'lua' in v && 'sha1' in v,
       );
       expect(all.length).toBeGreaterThanOrEqual(LOCK_SCRIPTS.length);

@@ -48,7 +48,8 @@ describe.each(TRANSPORTS)('FIFO batches over %s', (transport) => {
       concurrency: 5, // FIFO ignores it: one at a time
       ...extra,
     };
-    const engine = new OnceEngine(options);
+    // keysOf needs the record's scope only (withOnce's options: concurrency is the batch's own)
+    const engine = new OnceEngine({ store, namespace: options.namespace, prefix: options.prefix });
     return { options, keys: (id: string) => engine.keysOf(id) };
   }
   /** What the server holds for message `id`: the record's status ('C', 'P', or null when absent) and counter. */

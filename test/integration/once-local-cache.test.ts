@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ONCE_SCRIPTS, type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
+import { type OnceOptions, withOnce } from '../../layers/oncely/src/index.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
+import { ONCE_SCRIPTS } from '../../layers/oncely/src/scripts.js';
 import { CountingStore, lambdaContext, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 

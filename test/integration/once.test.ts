@@ -4,15 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   InProgressError,
   LockLostError,
-  ONCE_SCRIPTS,
   type OnceOptions,
   type OnceRun,
+  oncePerTick,
   StoreError,
-  withLeader,
   withOnce,
   withOnceBatch,
 } from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
+import { ONCE_SCRIPTS } from '../../layers/oncely/src/scripts.js';
 import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 import {
   ADAPTERS,
@@ -258,12 +258,12 @@ describe.each(TRANSPORTS)('withOnce over %s', (transport) => {
     expect(await h({ id: key }, lambdaContext())).toBe('late');
   });
 
-  it('withLeader: 5 replicas in 2 regions take the same tick; it runs once, with the fence', async () => {
+  it('oncePerTick: 5 replicas in 2 regions take the same tick; it runs once, with the fence', async () => {
     const name = unique('report');
     const at = Date.now() - 1000;
     const fences: number[] = [];
     const replica = () =>
-      withLeader(
+      oncePerTick(
         async (_e, _c, run) => {
           fences.push(run.fence);
           await delay(50);

@@ -6,7 +6,6 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createLock,
-  hashTag,
   type Lock,
   rendezvous,
   type ShardedStore,
@@ -18,6 +17,7 @@ import {
 } from '../../layers/oncely/src/index.js';
 import { redisStore } from '../../layers/oncely/src/ioredis.js';
 import { ACQUIRE, RELEASE } from '../../layers/oncely/src/scripts.js';
+import { hashTag } from '../../layers/oncely/src/sharded.js';
 import { FakeNode } from '../support/fake-nodes.js';
 import { gatewayFor, useMasters } from '../support/servers.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../layers/oncely/src/errors.js';
-import { ConfigError, configFromEnv, fromEnv } from '../../layers/oncely/src/index.js';
-import { envFlag } from '../../layers/oncely/src/transport/from-env.js';
+import { ConfigError, fromEnv } from '../../layers/oncely/src/index.js';
+import { configFromEnv, envFlag } from '../../layers/oncely/src/transport/from-env.js';
 
 const TOKEN = 'AXsecretTOKEN1234567890';
 const PASSWORD = 'pa55-w0rd-very-secret';

@@ -1,11 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { newToken } from '../../layers/oncely/src/acquire.js';
+import { MAX_KEY_BYTES, newToken } from '../../layers/oncely/src/acquire.js';
 import {
   createLock,
   createRedlock,
   LockLostError,
   LockNotAcquiredError,
-  MAX_KEY_BYTES,
   StoreUnavailableError,
   ValidationError,
 } from '../../layers/oncely/src/index.js';

@@ -1,16 +1,15 @@
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadJmespath } from '../../layers/oncely/src/events.js';
 import {
-  canonicalJson,
   detectSource,
   header,
   httpBody,
   identify,
   isHttpEvent,
+  loadJmespath,
   sourceKey,
-  ValidationError,
-  withOnce,
-} from '../../layers/oncely/src/index.js';
+} from '../../layers/oncely/src/events.js';
+import { ValidationError, withOnce } from '../../layers/oncely/src/index.js';
+import { canonicalJson } from '../../layers/oncely/src/keys.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
 const sqsRecord = (messageId: string, body = '{"orderId":"o-1"}') => ({

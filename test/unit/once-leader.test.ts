@@ -1,11 +1,11 @@
 import type { ScheduledEvent } from 'aws-lambda';
 import { describe, expect, it, vi } from 'vitest';
 import {
-  type LeaderOptions,
-  type LeaderRun,
   MissingKeyError,
+  oncePerTick,
+  type TickOptions,
+  type TickRun,
   ValidationError,
-  withLeader,
 } from '../../layers/oncely/src/index.js';
 import { digest } from '../../layers/oncely/src/once/record.js';
 import { deferred, lambdaContext, logSink, scheduledTick } from '../support/once.js';
@@ -15,11 +15,11 @@ const T0 = Date.parse('2030-01-01T12:00:00Z');
 
 const tick = (at: number, rule = 'nightly-report', region = 'us-east-1') => scheduledTick(at, rule, region);
 
-function setup(extra: Partial<LeaderOptions> = {}, now = T0 + 5_000) {
+function setup(extra: Partial<TickOptions> = {}, now = T0 + 5_000) {
   const store = new OnceFakeStore(() => Date.now());
   const log = logSink();
   const wall = { now };
-  const options: LeaderOptions = {
+  const options: TickOptions = {
     store,
     clock: { now: () => Date.now() },
     wallClock: () => wall.now,
@@ -29,16 +29,16 @@ function setup(extra: Partial<LeaderOptions> = {}, now = T0 + 5_000) {
   return { store, log, options, wall };
 }
 
-describe('withLeader', () => {
+describe('oncePerTick', () => {
   it('runs once per tick across replicas and regions; the next tick runs again with a higher fence', async () => {
     const { options, store, wall } = setup();
-    const runs: LeaderRun[] = [];
-    const job = async (_e: ScheduledEvent, _c: unknown, run: LeaderRun) => {
+    const runs: TickRun[] = [];
+    const job = async (_e: ScheduledEvent, _c: unknown, run: TickRun) => {
       runs.push(run);
       return { rows: 42 };
     };
-    const replicaA = withLeader(job, options);
-    const replicaB = withLeader(job, options);
+    const replicaA = oncePerTick(job, options);
+    const replicaB = oncePerTick(job, options);
     expect(await replicaA(tick(T0), lambdaContext())).toEqual({ rows: 42 });
     expect(await replicaB(tick(T0, 'nightly-report', 'eu-west-1'), lambdaContext())).toEqual({ rows: 42 });
     expect(runs).toHaveLength(1);
@@ -56,7 +56,7 @@ describe('withLeader', () => {
     const { options, log } = setup();
     const gate = deferred<string>();
     let runs = 0;
-    const job = withLeader(async () => {
+    const job = oncePerTick(async () => {
       runs++;
       return gate.promise;
     }, options);
@@ -71,7 +71,7 @@ describe('withLeader', () => {
   it('a stale tick is skipped and logged before touching the store', async () => {
     const { options, store, log } = setup({ maxLagMs: 60_000 }, T0 + 61_000);
     let runs = 0;
-    const job = withLeader(async () => ++runs, options);
+    const job = oncePerTick(async () => ++runs, options);
     expect(await job(tick(T0), lambdaContext())).toBeUndefined();
     expect(runs).toBe(0);
     expect(store.roundTrips).toBe(0);
@@ -81,18 +81,18 @@ describe('withLeader', () => {
     expect((log.parsed()[0]!.reason as string).includes('61000 ms old')).toBe(true);
     // Just inside the lag it runs.
     const fresh = setup({ maxLagMs: 60_000 }, T0 + 60_000);
-    expect(await withLeader(async () => 'ran', fresh.options)(tick(T0), lambdaContext())).toBe('ran');
+    expect(await oncePerTick(async () => 'ran', fresh.options)(tick(T0), lambdaContext())).toBe('ran');
   });
 
   it('stages with different rule names share a tick when given the same name', async () => {
     const { options } = setup({ name: 'report' });
     let runs = 0;
-    const job = withLeader(async () => ++runs, options);
+    const job = oncePerTick(async () => ++runs, options);
     await job(tick(T0, 'svc-dev-report'), lambdaContext());
     await job(tick(T0, 'svc-prod-report'), lambdaContext());
     expect(runs).toBe(1);
     const byRule = setup();
-    const perRule = withLeader(async () => ++runs, byRule.options);
+    const perRule = oncePerTick(async () => ++runs, byRule.options);
     await perRule(tick(T0, 'svc-dev-report'), lambdaContext());
     await perRule(tick(T0, 'svc-prod-report'), lambdaContext());
     expect(runs).toBe(3);
@@ -101,7 +101,7 @@ describe('withLeader', () => {
   it('a failed run releases the tick, so a retry of the same tick runs', async () => {
     const { options } = setup();
     let runs = 0;
-    const job = withLeader(async () => {
+    const job = oncePerTick(async () => {
       if (++runs === 1) throw new Error('db down');
       return 'ok';
     }, options);
@@ -112,7 +112,7 @@ describe('withLeader', () => {
 
   it('keeps a tick record for maxLagMs plus a minute: as long as any replica could still take it as fresh', async () => {
     const { options, store } = setup({ maxLagMs: 120_000 });
-    await withLeader(async () => 1, options)(tick(T0), lambdaContext());
+    await oncePerTick(async () => 1, options)(tick(T0), lambdaContext());
     const complete = store.calls.find((c) => c.script === 'once-complete')!;
     expect(complete.args[3]).toBe(180_000);
   });
@@ -120,19 +120,19 @@ describe('withLeader', () => {
   it('a custom tick function (EventBridge Scheduler input); an event without a time is a MissingKeyError', async () => {
     const { options } = setup({ name: 'job', tick: (e) => Number((e.detail as { at: number }).at) });
     let seen = '';
-    const job = withLeader(async (_e, _c, run) => {
+    const job = oncePerTick(async (_e, _c, run) => {
       seen = run.tick;
     }, options);
     await job({ ...tick(0), detail: { at: T0 } }, lambdaContext());
     expect(seen).toBe('2030-01-01T12:00:00.000Z');
     const plain = setup();
     await expect(
-      withLeader(async () => 1, plain.options)({ ...tick(T0), time: 'soon' }, lambdaContext()),
+      oncePerTick(async () => 1, plain.options)({ ...tick(T0), time: 'soon' }, lambdaContext()),
     ).rejects.toBeInstanceOf(MissingKeyError);
   });
 
   it('bad options are rejected at once', () => {
     const { options } = setup();
-    expect(() => withLeader(async () => 1, { ...options, maxLagMs: -1, name: '' })).toThrow(ValidationError);
+    expect(() => oncePerTick(async () => 1, { ...options, maxLagMs: -1, name: '' })).toThrow(ValidationError);
   });
 });

@@ -197,7 +197,7 @@ describe('localCache', () => {
     for (const [localCache, named] of [
       [{ maxEntries: 0 }, 'localCache.maxEntries'],
       [{ ttlMs: 1.5 }, 'localCache.ttlMs'],
-      [{ ttl: 5 }, 'localCache has unknown fields: ttl'],
+      [{ ttl: 5 }, 'localCache: unknown option "ttl" (did you mean ttlMs?)'],
       ['yes', 'localCache must be'],
     ] as const) {
       expect(() => withOnce(async () => 1, { ...options, localCache: localCache as never })).toThrow(

@@ -13,13 +13,21 @@ import {
   StoreError,
 } from './errors.js';
 import type { Lease } from './lease.js';
+import type { Store } from './transport/types.js';
 import {
+  check,
+  type Fields,
   fenceGraceProblems,
+  fieldsFit,
   fnProblems,
   isWhole,
   MAX_ATTEMPTS,
   MAX_TTL_MS,
+  MIN_TTL_MS,
   prefixProblems,
+  resolveOptions,
+  ttlProblems,
+  unknownProblems,
   wholeProblems,
 } from './validate.js';
 
@@ -80,6 +88,8 @@ const MAX_DRIFT_MS = 60_000;
 export const lockKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:lock`;
 /** The fence counter's key, beside the lock's (one hash tag: one slot, one script call). */
 export const fenceKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:fence`;
+/** An election's record of who holds the lock, beside it (leader.ts). */
+export const leaderKeyOf = (prefix: string, key: string): string => `${prefix}:{${key}}:leader`;
 
 /** The options every lock (a single-store Lock, a Redlock) takes, and their defaults. */
 export interface LockBaseOptions {
@@ -156,10 +166,41 @@ export function keyProblems(key: unknown): string[] {
   return bytes > MAX_KEY_BYTES ? [`key is ${bytes} bytes, the limit is ${MAX_KEY_BYTES}`] : [];
 }
 
+const RETRY_FIELDS: Fields<RetryOptions> = { attempts: true, delayMs: true, jitterMs: true, maxWaitMs: true };
+/** acquire() takes using()'s options too (using() hands them on). */
+const USING_FIELDS: Fields<UsingOptions> = {
+  ttlMs: true,
+  retry: true,
+  signal: true,
+  extendBeforeMs: true,
+  onError: true,
+};
+
+const TRY_FIELDS = { ttlMs: true } as const;
+
+/** tryAcquire()'s check of every call: allocates nothing when the key and options are good. */
+export function checkTry(key: unknown, options: { ttlMs: number } | undefined): void {
+  if (keyFits(key) && isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS) && fieldsFit(options, TRY_FIELDS))
+    return;
+  check(
+    [...keyProblems(key), ...ttlProblems(options?.ttlMs), ...unknownProblems(options, TRY_FIELDS)],
+    'tryAcquire',
+  );
+}
+
+/** Everything wrong with the options of an acquire() or a using(), besides the key. */
+export function acquireProblems(options: UsingOptions | undefined): string[] {
+  return [
+    ...unknownProblems(options, USING_FIELDS),
+    ...ttlProblems(options?.ttlMs),
+    ...retryProblems(options?.retry),
+  ];
+}
+
 export function retryProblems(retry: RetryOptions | undefined): string[] {
   if (retry === undefined) return [];
   if (typeof retry !== 'object' || retry === null) return ['retry must be an object'];
-  const p: string[] = [];
+  const p = unknownProblems(retry, RETRY_FIELDS).map((u) => `retry: ${u}`);
   if (retry.attempts !== undefined && !isWhole(retry.attempts, 1, MAX_ATTEMPTS))
     p.push(`retry.attempts must be a whole number from 1 to ${MAX_ATTEMPTS}, got ${String(retry.attempts)}`);
   for (const f of ['delayMs', 'jitterMs', 'maxWaitMs'] as const) {
@@ -185,11 +226,26 @@ export function newToken(): string {
   return randomFillSync(tokenBytes).toString('base64url');
 }
 
-/** What a single-store lock and a Redlock both offer. */
+/**
+ * What a single-store lock and a Redlock both offer, and where their locks live (an election reads it): the
+ * stores, how many of them must agree, and the key layout, the same on every store.
+ */
 export interface Locker {
   tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null>;
   acquire(key: string, options: AcquireOptions): Promise<Lease>;
   using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T>;
+  /** One store for a Lock; every node of a Redlock. */
+  readonly stores: readonly Store[];
+  /** How many of `stores` must agree: 1 for a Lock, the quorum of a Redlock. */
+  readonly quorum: number;
+  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
+  readonly fenceGraceMs: number;
+  /** The key of `key`'s owner token. Every key of one lock shares the hash tag `{key}`. */
+  keyOf(key: string): string;
+  /** The key of `key`'s fence counter. */
+  fenceKeyOf(key: string): string;
+  /** The key of an election's record of who holds `key` (leader.ts). */
+  leaderKeyOf(key: string): string;
 }
 
 // ------------------------------------------------------------------------------------------ the retry loop
@@ -224,7 +280,8 @@ export async function acquireLoop(
   options: AcquireOptions,
   clock: Clock,
 ): Promise<Lease> {
-  const retry = { ...DEFAULT_RETRY, ...options.retry };
+  // Checked by the caller (acquireProblems); a field given as undefined takes its default.
+  const retry = resolveOptions(options.retry, DEFAULT_RETRY, () => [], 'retry', RETRY_FIELDS);
   const { signal } = options;
   const started = clock.now();
   let lastError: Error | undefined;

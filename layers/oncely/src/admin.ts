@@ -8,8 +8,15 @@ import { OncelyError } from './errors.js';
 import { type LeaderInfo, observeLeader } from './leader.js';
 import { createLock, type LockStatus } from './lock.js';
 import { Records } from './once/record.js';
-import { LOCK_FORCE_RELEASE, ONCE_FORGET, ONCE_INSPECT } from './scripts.js';
+import {
+  type ForceReleaseReply,
+  type ForgetReply,
+  LOCK_FORCE_RELEASE,
+  ONCE_FORGET,
+  ONCE_INSPECT,
+} from './scripts.js';
 import type { Store } from './transport/types.js';
+import { oneOf, prefixProblems, resolveOptions, wholeProblems } from './validate.js';
 
 export interface RecordInfo {
   /** The record's Redis key: `<prefix>:once:{<namespace>:<keyDigest>}:rec`. */
@@ -30,22 +37,20 @@ export interface RecordInfo {
 /** The fence counter hands out max(last + 1, time in ms): a fence this large is (at least) its claim's time. */
 const TIME_FENCE = 1_000_000_000_000;
 
-function parseInspect(redisKey: string, reply: unknown): RecordInfo | null {
-  if (!Array.isArray(reply)) throw new OncelyError(`unexpected inspect reply ${JSON.stringify(reply)}`);
-  if (Number(reply[0]) !== 1) return null;
-  const [, now, s, f, h, rlen, pttl] = reply as [number, number, string, string, string, number, number];
-  const fence = Number(f);
-  const nowMs = Number(now);
+/** A record's state (ONCE_INSPECT.parse) as an operator reads it, or null when there is none. */
+function recordInfo(redisKey: string, reply: unknown): RecordInfo | null {
+  const r = ONCE_INSPECT.parse(reply);
+  if (!r.found) return null;
   return {
     redisKey,
     keyDigest: /\{[^}]*:([^:}]+)\}:rec$/.exec(redisKey)?.[1] ?? '',
-    status: s === 'C' ? 'completed' : 'in-progress',
-    fence,
-    ageMs: nowMs > 0 && fence >= TIME_FENCE ? Math.max(0, nowMs - fence) : null,
-    remainingMs: Math.max(0, Number(pttl)),
-    payloadHash: String(h ?? ''),
+    status: r.status,
+    fence: r.fence,
+    ageMs: r.nowMs > 0 && r.fence >= TIME_FENCE ? Math.max(0, r.nowMs - r.fence) : null,
+    remainingMs: r.remainingMs,
+    payloadHash: r.payloadHash,
     // the stored form is a one-character tag ('j', 'm' or 'u') before the JSON
-    resultBytes: s === 'C' ? Math.max(0, Number(rlen) - 1) : null,
+    resultBytes: r.status === 'completed' ? Math.max(0, r.storedBytes - 1) : null,
   };
 }
 
@@ -55,17 +60,47 @@ export interface RecordScope {
   readonly namespace: string;
 }
 
+/** The most SCAN pages may ask for, and records a list may return. */
+const MAX_PAGE = 1_000_000;
+
+const scopeProblems = (o: RecordScope) => [
+  ...prefixProblems('prefix', o.prefix),
+  ...prefixProblems('namespace', o.namespace),
+];
+
+/** A record scope resolved over its default prefix, every problem named in one ValidationError. */
+function resolveScope(scope: RecordScope, what: string) {
+  return resolveOptions(scope, { prefix: 'oncely' }, scopeProblems, what, { namespace: true });
+}
+
+/** List options resolved over their defaults, every problem named in one ValidationError. */
+function resolveList(options: ListOptions) {
+  return resolveOptions(
+    options,
+    { prefix: 'oncely', limit: 50, pageSize: 500 },
+    (o) => [
+      ...scopeProblems(o),
+      ...wholeProblems('limit', o.limit, 0, MAX_PAGE),
+      ...wholeProblems('pageSize', o.pageSize, 1, MAX_PAGE),
+      ...oneOf('status', o.status, ['in-progress', 'completed']),
+    ],
+    'listRecords',
+    { namespace: true, status: true },
+  );
+}
+
 /** The record of a raw idempotency key, or null when there is none. */
 export async function inspectRecord(
   store: Store,
   scope: RecordScope,
   key: string,
 ): Promise<RecordInfo | null> {
-  const [rec, fence] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
-  return parseInspect(rec, await store.run(ONCE_INSPECT, [rec, fence], []));
+  const { prefix, namespace } = resolveScope(scope, 'inspectRecord');
+  const [rec, fence] = new Records(prefix, namespace).keysOf(key);
+  return recordInfo(rec, await store.run(ONCE_INSPECT, [rec, fence], []));
 }
 
-export type ForgetResult = 'forgotten' | 'absent' | 'changed';
+export type ForgetResult = ForgetReply;
 
 /**
  * Deletes the record of a raw idempotency key so its event can run again. With `fence`, only while the record
@@ -77,10 +112,9 @@ export async function forgetRecord(
   key: string,
   fence?: number,
 ): Promise<ForgetResult> {
-  const [rec] = new Records(scope.prefix ?? 'oncely', scope.namespace).keysOf(key);
-  const reply = await store.run(ONCE_FORGET, [rec], [fence === undefined ? '' : String(fence)]);
-  const code = Number(Array.isArray(reply) ? reply[0] : reply);
-  return code === 1 ? 'forgotten' : code === 2 ? 'changed' : 'absent';
+  const { prefix, namespace } = resolveScope(scope, 'forgetRecord');
+  const [rec] = new Records(prefix, namespace).keysOf(key);
+  return ONCE_FORGET.parse(await store.run(ONCE_FORGET, [rec], [fence === undefined ? '' : String(fence)]));
 }
 
 export interface ListOptions extends RecordScope {
@@ -107,14 +141,13 @@ const globEscape = (text: string) => text.replace(/[*?[\]\\]/g, (c) => `\\${c}`)
  * transport has it).
  */
 export async function listRecords(store: Store, options: ListOptions): Promise<RecordList> {
+  const { prefix, namespace, limit, pageSize, status } = resolveList(options);
   if (!store.scan) throw new OncelyError(`${store.name}: this store cannot SCAN`);
-  const prefix = options.prefix ?? 'oncely';
-  const limit = options.limit ?? 50;
-  const match = `${globEscape(prefix)}:once:{${globEscape(options.namespace)}:*}:rec`;
+  const match = `${globEscape(prefix)}:once:{${globEscape(namespace)}:*}:rec`;
   const seen = new Set<string>();
   const records: RecordInfo[] = [];
   let count = 0;
-  for await (const page of store.scan(match, options.pageSize ?? 500)) {
+  for await (const page of store.scan(match, pageSize)) {
     const fresh = page.filter((k) => !seen.has(k));
     for (const k of fresh) seen.add(k);
     if (fresh.length === 0) continue;
@@ -123,8 +156,8 @@ export async function listRecords(store: Store, options: ListOptions): Promise<R
     );
     replies.forEach((r, i) => {
       if (!r.ok) throw r.error;
-      const info = parseInspect(fresh[i]!, r.value);
-      if (!info || (options.status && info.status !== options.status)) return; // gone since the scan
+      const info = recordInfo(fresh[i]!, r.value);
+      if (!info || (status && info.status !== status)) return; // gone since the scan
       count++;
       if (records.length < limit) records.push(info);
     });
@@ -137,7 +170,7 @@ export function lockStatus(store: Store, name: string, prefix = 'oncely'): Promi
   return createLock(store, { prefix }).status(name);
 }
 
-export type ForceReleaseResult = 'released' | 'not-held' | 'changed';
+export type ForceReleaseResult = ForceReleaseReply;
 
 /**
  * Deletes a stuck lock without its token. With `fence`, only while it is held under that fence (the one the
@@ -155,8 +188,7 @@ export async function forceRelease(
     [lock.keyOf(name), lock.fenceKeyOf(name)],
     [fence === undefined ? '' : String(fence)],
   );
-  const code = Number(Array.isArray(reply) ? reply[0] : reply);
-  return code === 1 ? 'released' : code === 2 ? 'changed' : 'not-held';
+  return LOCK_FORCE_RELEASE.parse(reply);
 }
 
 /** Who leads election `name`: id, term and time left; null when nobody does. */

@@ -3,13 +3,12 @@
  * `oncely`: see and clear what oncely holds in Redis. The store comes from the same environment as fromEnv()
  * (and SSM parameter names, as fromEnvAsync() reads them): REST, standalone or cluster.
  *
- * Exit codes: 0 ok, 1 not found, 2 bad input, 3 store unavailable. Destructive commands ask on a terminal and
+ * Exit codes: 0 ok, 1 not found, 2 bad input, 3 store unavailable, 4 store refused our credentials. Destructive commands ask on a terminal and
  * need --yes otherwise. Output is a table, or JSON with --json. Tokens, payloads and results are never shown.
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import {
   forceRelease,
   forgetRecord,
@@ -19,12 +18,12 @@ import {
   lockStatus,
   type RecordInfo,
 } from './admin.js';
-import { ConfigError, OncelyError, StoreError, ValidationError } from './errors.js';
+import { type Flags, parse } from './cli-flags.js';
+import { ConfigError, OncelyError, StoreAuthError, StoreError, ValidationError } from './errors.js';
 import { fromEnvAsync } from './transport/ssm-env.js';
 import type { Store } from './transport/types.js';
-import { isWhole } from './validate.js';
 
-export const EXIT = { ok: 0, notFound: 1, badInput: 2, storeUnavailable: 3 } as const;
+export const EXIT = { ok: 0, notFound: 1, badInput: 2, storeUnavailable: 3, authFailed: 4 } as const;
 
 export const HELP = `oncely: see and clear oncely's locks, run-once records and leaders
 
@@ -45,13 +44,25 @@ Options:
   --prefix <p>    key prefix (default: oncely)
   --yes           do not ask before deleting (needed when not on a terminal)
   -h, --help      this help
+  -v, --version   the package's version
 
 Store (as fromEnv()): UPSTASH_REDIS_REST_URL + UPSTASH_REDIS_REST_TOKEN, ONCELY_REDIS_CLUSTER_NODES or
 ONCELY_REDIS_URL; ONCELY_REDIS_USERNAME, ONCELY_REDIS_PASSWORD, ONCELY_REDIS_TLS, ONCELY_TIMEOUT_MS; any of
 them as <NAME>_SSM_PARAMETER (read from SSM Parameter Store).
 
-Exit codes: 0 ok, 1 not found, 2 bad input, 3 store unavailable.
+Exit codes: 0 ok, 1 not found, 2 bad input, 3 store unavailable, 4 store refused the credentials (check the
+token or password).
 `;
+
+/** The package's version, from its package.json (one folder up from both src/cli.ts and dist/cli.js). */
+export function version(): string {
+  try {
+    const manifest = readFileSync(new URL('../package.json', import.meta.url), 'utf8');
+    return (JSON.parse(manifest) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 export interface CliIo {
   readonly env: Record<string, string | undefined>;
@@ -80,6 +91,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     io.out(HELP);
     return EXIT.ok;
   }
+  if (parsed.version) {
+    io.out(`${version()}\n`);
+    return EXIT.ok;
+  }
   let store: Store | undefined;
   try {
     const [command, ...args] = parsed.positionals;
@@ -100,6 +115,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.err(`oncely: ${err.message}\n`);
       return EXIT.badInput;
     }
+    if (err instanceof StoreAuthError) {
+      io.err(`oncely: the store refused the credentials: ${err.message}\n`);
+      return EXIT.authFailed;
+    }
     if (err instanceof StoreError) {
       io.err(`oncely: store unavailable: ${err.message}\n`);
       return EXIT.storeUnavailable;
@@ -109,52 +128,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   } finally {
     await store?.close().catch(() => undefined);
   }
-}
-
-interface Flags {
-  positionals: string[];
-  json: boolean;
-  yes: boolean;
-  force: boolean;
-  help: boolean;
-  prefix: string;
-  status?: 'in-progress' | 'completed';
-  limit: number;
-}
-
-function parse(argv: readonly string[]): Flags {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      yes: { type: 'boolean', short: 'y', default: false },
-      force: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      prefix: { type: 'string', default: 'oncely' },
-      status: { type: 'string' },
-      limit: { type: 'string', default: '50' },
-    },
-  });
-  const status = values.status;
-  if (status !== undefined && status !== 'in-progress' && status !== 'completed')
-    throw new Error(`--status must be in-progress or completed, got "${status}"`);
-  const limit = Number(values.limit);
-  if (!isWhole(limit, 1, 100_000))
-    throw new Error(`--limit must be a whole number from 1 to 100000, got "${values.limit}"`);
-  if (!values.prefix || /[{}]/.test(values.prefix))
-    throw new Error('--prefix must be a non-empty string without { or }');
-  return {
-    positionals,
-    json: values.json,
-    yes: values.yes,
-    force: values.force,
-    help: values.help || positionals[0] === 'help',
-    prefix: values.prefix,
-    limit,
-    ...(status ? { status } : {}),
-  };
 }
 
 type Command = {

@@ -3,7 +3,7 @@
  * node, each bounded by a per-node timeout, answers collected as they come, and the per-node reply parsers.
  */
 import { type NodeOutcome, OncelyError, StoreError, StoreUnavailableError } from './errors.js';
-import { ownerReply, type Script } from './scripts.js';
+import { ACQUIRE, ownerReply, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
 
 export const MAX_NODE_TIMEOUT_MS = 60_000;
@@ -189,6 +189,19 @@ export function unexpected(store: Store, what: string, reply: unknown): Parsed {
     status: 'unreachable',
     cause: new OncelyError(`${store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`),
   };
+}
+
+/** ACQUIRE's reply on one node: ok with the fence, or taken with the holder's remaining ms. */
+export function parseAcquire(store: Store, a: NodeAnswer): Parsed {
+  if (!a.ok) return { status: 'unreachable', cause: a.error };
+  try {
+    const r = ACQUIRE.parse(a.value, store.name);
+    return r.kind === 'acquired'
+      ? { status: 'ok', value: r.fence }
+      : { status: 'taken', value: r.remainingMs };
+  } catch (err) {
+    return { status: 'unreachable', cause: err as Error };
+  }
 }
 
 /** 1 → ok, -1 → taken, 0 → expired: the reply of EXTEND and RELEASE. */

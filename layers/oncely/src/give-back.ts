@@ -40,7 +40,7 @@ import {
   releaseResultOf,
   report,
 } from './lease.js';
-import { ownerReply } from './scripts.js';
+import { RELEASE, unexpectedReply } from './scripts.js';
 
 /** How many give-backs one lock runs at once; more are reported at once and left to their TTL. */
 export const MAX_PENDING_GIVE_BACKS = 1000;
@@ -76,8 +76,8 @@ export interface LateGrant {
 
 /** RELEASE's reply as a give-back reads it: an unexpected reply is an error (it ends the give-back). */
 export function releaseOf(reply: unknown): ReleaseResult {
-  const r = ownerReply(reply);
-  if (r === 'unexpected') throw new OncelyError(`unexpected release reply ${JSON.stringify(reply)}`);
+  const r = RELEASE.parse(reply);
+  if (r === 'unexpected') throw unexpectedReply(RELEASE.name, reply);
   return releaseResultOf(r);
 }
 

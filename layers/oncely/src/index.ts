@@ -8,14 +8,13 @@
  * from here: it loads ioredis only when it creates a TCP store.
  */
 
-export {
-  type AcquireOptions,
-  type Locker,
-  MAX_KEY_BYTES,
-  type RetryOptions,
-  type UsingOptions,
+export type {
+  AcquireOptions,
+  Locker,
+  RetryOptions,
+  UsingOptions,
 } from './acquire.js';
-export { type Clock, monotonicClock } from './clock.js';
+export type { Clock } from './clock.js';
 export {
   ConfigError,
   InProgressError,
@@ -36,35 +35,19 @@ export {
   StoreUnavailableError,
   ValidationError,
 } from './errors.js';
+export type { EventSource, KeySpec, KeyValue, PayloadSpec } from './events.js';
 export {
-  detectSource,
-  EVENT_SOURCES,
-  type EventSource,
-  header,
-  httpBody,
-  type Identity,
-  identify,
-  isHttpEvent,
-  type KeySpec,
-  type KeyValue,
-  type PayloadSpec,
-  sourceKey,
-  sourcePayload,
-} from './events.js';
-export { defaultNodeTimeoutMs } from './fan-out.js';
-export { canonicalJson } from './keys.js';
-export {
-  Election,
+  type Election,
   type ElectOptions,
   elect,
   type LeaderInfo,
   type Leadership,
   observeLeader,
 } from './leader.js';
-export { type CheckOutcome, type ExtendOutcome, Lease, type ReleaseResult } from './lease.js';
+export type { CheckOutcome, ExtendOutcome, Lease, ReleaseResult } from './lease.js';
 export {
   createLock,
-  Lock,
+  type Lock,
   type LockOptions,
   type LockStatus,
   type WindowOptions,
@@ -72,36 +55,18 @@ export {
 } from './lock.js';
 export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
 export type { Decision, DecisionKind, LoggerLike, LoggerOption, LogLevel } from './once/decisions.js';
-export { httpResponseFor } from './once/http.js';
 export type { LocalCacheOptions } from './once/local-cache.js';
 export type { MetricsLike, MetricsOption } from './once/metrics.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
-export {
-  type LeaderOptions,
-  type LeaderRun,
-  oncePerTick,
-  type TickOptions,
-  type TickRun,
-  withLeader,
-} from './once/per-tick.js';
+export { oncePerTick, type TickOptions, type TickRun } from './once/per-tick.js';
 export { isResultNotStored, type ResultNotStored } from './once/record.js';
 export { withOnce } from './once/with-once.js';
-export {
-  createRedlock,
-  Redlock,
-  type RedlockOptions,
-} from './redlock.js';
-export { LOCK_SCRIPTS, ONCE_SCRIPTS, type Script } from './scripts.js';
-export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
-export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
+export { createRedlock, type Redlock, type RedlockOptions } from './redlock.js';
+export type { Script } from './scripts.js';
+export { rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
+export { fromEnv } from './transport/from-env.js';
 export type { ReplicaOptions } from './transport/replicas.js';
-export {
-  fromEnvAsync,
-  type LoadSecretsOptions,
-  loadSecrets,
-  type ParameterReader,
-  SSM_SUFFIX,
-} from './transport/ssm.js';
+export { fromEnvAsync, type LoadSecretsOptions, loadSecrets, type ParameterReader } from './transport/ssm.js';
 export type {
   CallResult,
   ScriptArg,
@@ -112,4 +77,3 @@ export type {
 } from './transport/types.js';
 export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
 export { upstashClientStore } from './transport/upstash-client.js';
-export { MAX_TTL_MS, MIN_TTL_MS } from './validate.js';

@@ -9,20 +9,26 @@
  * paused past its lease sees `false` (and its signal abort) on its first look, before it acts again.
  */
 import { hostname } from 'node:os';
-import { sleep } from './clock.js';
+import type { Locker } from './acquire.js';
+import { anySignal, sleep } from './clock.js';
 import { type LockLostError, lockLost, OncelyError } from './errors.js';
 import { fanOut, MAX_DEFAULT_NODE_TIMEOUT_MS } from './fan-out.js';
 import type { Lease } from './lease.js';
 import { keepLeases } from './lease-keeper.js';
-import type { Lock } from './lock.js';
-import type { Redlock } from './redlock.js';
 import { LEADER_ANNOUNCE, LEADER_OBSERVE } from './scripts.js';
-import type { Store } from './transport/types.js';
-import { isWhole, MAX_ATTEMPTS, MAX_TTL_MS, resolveOptions, ttlProblems, wholeProblems } from './validate.js';
+import {
+  fnProblems,
+  isWhole,
+  MAX_ATTEMPTS,
+  MAX_TTL_MS,
+  resolveOptions,
+  ttlProblems,
+  wholeProblems,
+} from './validate.js';
 
 export interface ElectOptions {
   /** What to campaign on: a Lock (one store) or a Redlock (a quorum of independent stores). */
-  lock: Lock | Redlock;
+  lock: Locker;
   /** The election's name: the lock key (`oncely:{<name>}:lock`). */
   name: string;
   /**
@@ -36,13 +42,14 @@ export interface ElectOptions {
    */
   ttlMs?: number;
   /**
-   * How often the leader renews its lease.
-   * @default ttlMs / 3
+   * Renew the lease when this much of it is left (as a lock's `using()`: measured back from the lease's end),
+   * so the leader renews every `ttlMs − extendBeforeMs`.
+   * @default ttlMs − ttlMs / 3 (a renewal every third of the lease)
    */
-  renewEveryMs?: number;
+  extendBeforeMs?: number;
   /**
    * How often a follower tries to take over (it also wakes when the holder's lease would end).
-   * @default renewEveryMs
+   * @default ttlMs − extendBeforeMs
    */
   retryEveryMs?: number;
   /** Called each time this candidate becomes leader, after it has announced itself. */
@@ -87,14 +94,36 @@ const DEFAULT_TTL_MS = 10_000;
 /** A leader renews every third of its lease by default, and announces itself within a third. */
 const RENEW_PARTS = 3;
 
-function storesOf(lock: Lock | Redlock): { stores: readonly Store[]; quorum: number } {
-  return 'stores' in lock
-    ? { stores: lock.stores, quorum: lock.quorum }
-    : { stores: [lock.store], quorum: 1 };
-}
+/** Resign on these by default (`resignOn`). */
+const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
-function leaderKeyOf(lock: Lock | Redlock, name: string): string {
-  return lock.keyOf(name).replace(/:lock$/, ':leader');
+/** The elect() options without a default (validate.ts: an option neither here nor defaulted is refused). */
+const ELECT_FIELDS = {
+  lock: true,
+  name: true,
+  extendBeforeMs: true,
+  retryEveryMs: true,
+  onElected: true,
+  onDeposed: true,
+  onError: true,
+  signal: true,
+} as const;
+
+/** Everything wrong with elect()'s options, resolved over their defaults. */
+function electProblems(o: ElectOptions & { ttlMs: number; id: string }): string[] {
+  const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
+  if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
+  if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
+  if (typeof o.id !== 'string' || o.id.length === 0) p.push('id must be a non-empty string');
+  if (o.resignOn !== false && !Array.isArray(o.resignOn))
+    p.push('resignOn must be a list of signals or false');
+  const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
+  if (o.extendBeforeMs !== undefined)
+    p.push(...wholeProblems('extendBeforeMs', o.extendBeforeMs, 1, ttl - 1, 'ms'));
+  if (o.retryEveryMs !== undefined)
+    p.push(...wholeProblems('retryEveryMs', o.retryEveryMs, 1, MAX_TTL_MS, 'ms'));
+  for (const f of ['onElected', 'onDeposed', 'onError'] as const) p.push(...fnProblems(f, o[f]));
+  return p;
 }
 
 /**
@@ -102,18 +131,20 @@ function leaderKeyOf(lock: Lock | Redlock, name: string): string {
  * yet). Over a Redlock, a leader counts when a quorum of nodes agree on it.
  */
 export async function observeLeader(
-  lock: Lock | Redlock,
+  lock: Locker,
   name: string,
-  options: { timeoutMs?: number } = {},
+  options?: { timeoutMs?: number },
 ): Promise<LeaderInfo | null> {
-  const { stores, quorum } = storesOf(lock);
-  const { answers } = fanOut(
-    stores,
-    LEADER_OBSERVE,
-    [lock.keyOf(name), leaderKeyOf(lock, name)],
-    [],
-    options.timeoutMs ?? MAX_DEFAULT_NODE_TIMEOUT_MS,
+  const { timeoutMs } = resolveOptions(
+    options,
+    { timeoutMs: MAX_DEFAULT_NODE_TIMEOUT_MS },
+    (o) => wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms'),
+    'observeLeader',
+    {},
   );
+  const { stores, quorum } = lock;
+  const keys = [lock.keyOf(name), lock.leaderKeyOf(name)];
+  const { answers } = fanOut(stores, LEADER_OBSERVE, keys, [], timeoutMs);
   const seen = new Map<string, { id: string; term: number; pttls: number[] }>();
   const failures: Error[] = [];
   for (const a of await Promise.all(answers)) {
@@ -121,12 +152,11 @@ export async function observeLeader(
       failures.push(a.error);
       continue;
     }
-    const r = a.value;
-    if (!Array.isArray(r) || Number(r[0]) !== 1) continue;
-    const [, pttl, id, term] = r as [number, number, string, number];
-    const k = `${Number(term)}\n${String(id)}`;
-    const entry = seen.get(k) ?? { id: String(id), term: Number(term), pttls: [] };
-    entry.pttls.push(Number(pttl));
+    const r = Array.isArray(a.value) && a.value.length > 0 ? LEADER_OBSERVE.parse(a.value) : undefined;
+    if (r?.kind !== 'announced') continue;
+    const k = `${r.term}\n${r.id}`;
+    const entry = seen.get(k) ?? { id: r.id, term: r.term, pttls: [] };
+    entry.pttls.push(r.remainingMs);
     seen.set(k, entry);
   }
   for (const { id, term, pttls } of seen.values()) {
@@ -149,37 +179,33 @@ export class Election {
   readonly name: string;
   /** Resolves once the campaign has stopped and any leadership has been released. */
   readonly done: Promise<void>;
-  readonly #opts: Required<Pick<ElectOptions, 'ttlMs' | 'renewEveryMs' | 'retryEveryMs'>> & ElectOptions;
+  readonly #opts: Required<Pick<ElectOptions, 'ttlMs' | 'retryEveryMs'>> & ElectOptions;
+  /** How often the leader renews: ttlMs − extendBeforeMs. */
+  readonly #renewEveryMs: number;
   readonly #stop = new AbortController();
   #current: { leadership: Leadership; end: AbortController } | null = null;
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   constructor(options: ElectOptions) {
-    // renewEveryMs defaults to a third of the lease, retryEveryMs to renewEveryMs.
-    const ttlMs = options?.ttlMs ?? DEFAULT_TTL_MS;
-    const renewEveryMs = options?.renewEveryMs ?? Math.max(1, Math.floor(ttlMs / RENEW_PARTS));
-    this.#opts = resolveOptions(
+    const o = resolveOptions(
       options,
-      { ttlMs, renewEveryMs, retryEveryMs: renewEveryMs },
-      (o) => {
-        const p = [...ttlProblems(o.ttlMs, 'ttlMs')];
-        if (!o.lock || typeof o.lock.tryAcquire !== 'function') p.push('lock must be a Lock or a Redlock');
-        if (typeof o.name !== 'string' || o.name.length === 0) p.push('name must be a non-empty string');
-        if (o.id !== undefined && (typeof o.id !== 'string' || o.id.length === 0))
-          p.push('id must be a non-empty string');
-        const ttl = isWhole(o.ttlMs, 2, MAX_TTL_MS) ? o.ttlMs : MAX_TTL_MS;
-        p.push(...wholeProblems('renewEveryMs', o.renewEveryMs, 1, ttl - 1, 'ms'));
-        p.push(...wholeProblems('retryEveryMs', o.retryEveryMs, 1, MAX_TTL_MS, 'ms'));
-        return p;
-      },
+      { ttlMs: DEFAULT_TTL_MS, id: `${hostname()}:${process.pid}`, resignOn: SHUTDOWN_SIGNALS },
+      electProblems,
       'elect',
+      ELECT_FIELDS,
     );
-    this.id = options.id ?? `${hostname()}:${process.pid}`;
-    this.name = options.name;
+    // A renewal every third of the lease by default; a follower retries at the renewal pace.
+    this.#renewEveryMs =
+      o.extendBeforeMs === undefined
+        ? Math.max(1, Math.floor(o.ttlMs / RENEW_PARTS))
+        : o.ttlMs - o.extendBeforeMs;
+    this.#opts = { ...o, retryEveryMs: o.retryEveryMs ?? this.#renewEveryMs };
+    this.id = o.id;
+    this.name = o.name;
 
     if (options.signal?.aborted) this.#stop.abort();
     options.signal?.addEventListener('abort', () => void this.resign(), { once: true });
-    for (const sig of options.resignOn === false ? [] : (options.resignOn ?? ['SIGTERM', 'SIGINT'])) {
+    for (const sig of o.resignOn === false ? [] : o.resignOn) {
       const handler = () => {
         void this.resign().finally(() => {
           this.#removeSignalHandlers();
@@ -242,7 +268,8 @@ export class Election {
   }
 
   async #lead(lease: Lease): Promise<void> {
-    const { renewEveryMs, ttlMs } = this.#opts;
+    const { ttlMs } = this.#opts;
+    const renewEveryMs = this.#renewEveryMs;
     const end = new AbortController();
     const leadership: Leadership = { id: this.id, term: lease.fence, lease, signal: end.signal };
     const onLost = () => end.abort(lease.signal.reason);
@@ -274,7 +301,7 @@ export class Election {
     this.#current = { leadership, end };
     if (!end.signal.aborted && lease.held) this.#safely(() => this.#opts.onElected?.(leadership));
 
-    // Renew every renewEveryMs until the lease is lost or we resign (sooner after a failed renewal).
+    // Renew every ttlMs − extendBeforeMs until the lease is lost or we resign (sooner after a failed renewal).
     const stop = this.#stop.signal;
     const { signal: either, dispose } = anySignal([end.signal, stop]);
     const stopRenewing = keepLeases({
@@ -317,17 +344,17 @@ export class Election {
    */
   async #announce(lease: Lease): Promise<boolean> {
     const { lock } = this.#opts;
-    const { stores, quorum } = storesOf(lock);
+    const { stores, quorum } = lock;
     const timeoutMs = Math.max(1, Math.floor(this.#opts.ttlMs / RENEW_PARTS));
     const { answers } = fanOut(
       stores,
       LEADER_ANNOUNCE,
-      [lock.keyOf(this.name), leaderKeyOf(lock, this.name)],
+      [lock.keyOf(this.name), lock.leaderKeyOf(this.name)],
       [lease.token, this.id, lease.fence, this.#recordTtlMs],
       timeoutMs,
     );
     const results = await Promise.all(answers);
-    const ok = results.filter((a) => a.ok && Number(a.value) === 1).length;
+    const ok = results.filter((a) => a.ok && LEADER_ANNOUNCE.parse(a.value)).length;
     if (ok < quorum) {
       const failed = results.find((a) => !a.ok);
       throw new OncelyError(`election "${this.name}": announced on ${ok} of ${stores.length} stores`, {
@@ -359,27 +386,6 @@ export class Election {
     for (const [sig, handler] of this.#signalHandlers) process.removeListener(sig, handler);
     this.#signalHandlers = [];
   }
-}
-
-/** A signal that aborts with the first of `signals`; `dispose()` detaches it from them. */
-function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const listeners: [AbortSignal, () => void][] = [];
-  for (const s of signals) {
-    if (s.aborted) {
-      controller.abort(s.reason);
-      break;
-    }
-    const listener = () => controller.abort(s.reason);
-    s.addEventListener('abort', listener, { once: true });
-    listeners.push([s, listener]);
-  }
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const [s, listener] of listeners) s.removeEventListener('abort', listener);
-    },
-  };
 }
 
 /** Starts campaigning for leadership of `name`. See ElectOptions. */

@@ -8,14 +8,14 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
   failedOn,
   keyProblems,
   newToken,
-  retryProblems,
   takenOn,
 } from './acquire.js';
 import type { Clock } from './clock.js';
-import { type OncelyError, StoreError } from './errors.js';
+import { StoreError } from './errors.js';
 import {
   checkOutcome,
   extendOutcomeOf,
@@ -32,8 +32,8 @@ import {
   LOCK_EXTEND_ALL,
   LOCK_RELEASE_ALL,
   type OwnerReply,
-  ownerReply,
   RELEASE,
+  type ScriptOf,
 } from './scripts.js';
 import { hashTag } from './sharded.js';
 import type { Store } from './transport/types.js';
@@ -51,7 +51,6 @@ export interface LockCore {
   lease(init: Omit<LeaseInit, 'drift' | 'clock' | 'onError'>): Lease;
   giveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number): Promise<unknown>;
   releaseOrGiveBack(key: string, release: () => Promise<ReleaseResult>, ttlMs: number): Promise<void>;
-  unexpected(what: string, reply: unknown): OncelyError;
   /** How long a fence counter outlives the lease that last used it. */
   readonly fenceGraceMs: number;
   /** ACQUIRE's and LOCK_ACQUIRE_ALL's arguments: token, ttl, the counter's life, the fallback time floor. */
@@ -80,12 +79,7 @@ export async function acquireAll(
   keys: readonly string[],
   options: AcquireOptions,
 ): Promise<Lease> {
-  const set = keySet(
-    core,
-    keys,
-    [...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)],
-    'acquire',
-  );
+  const set = keySet(core, keys, acquireProblems(options), 'acquire');
   const token = newToken();
   let maybeOurs = false;
   try {
@@ -123,14 +117,14 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
   const store = core.store;
   // Each script's 1 / -1 / 0 reply, per key (runMany: one round trip, one per slot group on a cluster). The
   // keys: the lock and its fence, or the lock alone for a script that takes one (LOCK_CHECK).
-  const each = async (script: typeof EXTEND, token: string, args: (string | number)[]) => {
+  const each = async (script: ScriptOf<OwnerReply>, token: string, args: (string | number)[]) => {
     const keysOf = (k: string) => (script.keys === 1 ? [core.keyOf(k)] : [core.keyOf(k), core.fenceKeyOf(k)]);
     const results = await store.runMany(
       sorted.map((k) => ({ script, keys: keysOf(k), args: [token, ...args] })),
     );
     return results.map((r) => {
       if (!r.ok) throw r.error;
-      return ownerReply(r.value);
+      return script.parse(r.value);
     });
   };
   // A set is ours while every key is; another owner on any key means stolen.
@@ -139,13 +133,13 @@ function keySet(core: LockCore, keys: readonly string[], more: string[], what: s
   const driver: LeaseDriver = {
     extend: async (_label, token, ttlMs) => {
       const r = oneSlot
-        ? ownerReply(await store.run(LOCK_EXTEND_ALL, pairs, [token, ttlMs, ttlMs + grace]))
+        ? LOCK_EXTEND_ALL.parse(await store.run(LOCK_EXTEND_ALL, pairs, [token, ttlMs, ttlMs + grace]))
         : all(await each(EXTEND, token, [ttlMs, ttlMs + grace]));
       return extendOutcomeOf(r);
     },
     release: async (_label, token) => {
       const r = oneSlot
-        ? [ownerReply(await store.run(LOCK_RELEASE_ALL, pairs, [token, grace]))]
+        ? [LOCK_RELEASE_ALL.parse(await store.run(LOCK_RELEASE_ALL, pairs, [token, grace]))]
         : await each(RELEASE, token, [grace]);
       return r.includes('ours') ? 'released' : r.includes('theirs') ? 'not-held' : 'expired';
     },
@@ -170,15 +164,13 @@ async function attemptAll(
     if (set.oneSlot) {
       const keys = set.sorted.flatMap((k) => [core.keyOf(k), core.fenceKeyOf(k)]);
       const reply = await core.store.run(LOCK_ACQUIRE_ALL, keys, core.acquireArgs(token, ttlMs));
-      if (!Array.isArray(reply) || reply.length < 2) throw core.unexpected('acquire', reply);
-      const r = reply.map(Number);
-      if (r[0] !== 1) {
-        const pttl = r[2] ?? 0;
-        const nodes = [takenOn(core.store.name, pttl, set.sorted[(r[1] ?? 1) - 1])];
-        return { lease: null, retryAfterMs: pttl > 0 ? pttl : undefined, nodes };
+      const r = LOCK_ACQUIRE_ALL.parse(reply, core.store.name);
+      if (r.kind === 'held') {
+        const nodes = [takenOn(core.store.name, r.remainingMs, set.sorted[r.index])];
+        return { lease: null, retryAfterMs: r.remainingMs > 0 ? r.remainingMs : undefined, nodes };
       }
       set.sorted.forEach((k, i) => {
-        fenceOf.set(k, r[i + 1] ?? 0);
+        fenceOf.set(k, r.fences[i] ?? 0);
       });
     } else {
       // Key by key in sorted order: a contender for an overlapping set waits on the same first key.
@@ -189,14 +181,13 @@ async function attemptAll(
           [core.keyOf(k), core.fenceKeyOf(k)],
           core.acquireArgs(token, ttlMs),
         );
-        if (!Array.isArray(reply) || reply.length !== 2) throw core.unexpected('acquire', reply);
-        const [ok, value] = reply.map(Number) as [number, number];
-        if (ok !== 1) {
+        const r = ACQUIRE.parse(reply, core.store.name);
+        if (r.kind === 'held') {
           await rollBack(core, fenceOf, token, ttlMs);
-          const nodes = [takenOn(core.store.name, value, k)];
-          return { lease: null, retryAfterMs: value > 0 ? value : undefined, nodes };
+          const nodes = [takenOn(core.store.name, r.remainingMs, k)];
+          return { lease: null, retryAfterMs: r.remainingMs > 0 ? r.remainingMs : undefined, nodes };
         }
-        fenceOf.set(k, value);
+        fenceOf.set(k, r.fence);
       }
     }
   } catch (err) {

@@ -10,24 +10,25 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
+  checkTry,
   driftOf,
   failedOn,
   fenceKeyOf,
-  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
+  leaderKeyOf,
   lockKeyOf,
   lockOptionProblems,
   MAX_KEY_BYTES,
   newToken,
-  retryProblems,
   takenOn,
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
-import { lockLost, OncelyError, StoreError } from './errors.js';
+import { lockLost, StoreError } from './errors.js';
 import {
   checkOutcome,
   extendOutcomeOf,
@@ -49,11 +50,9 @@ import {
   check,
   extendBeforeProblems,
   fnProblems,
-  isWhole,
-  MAX_TTL_MS,
-  MIN_TTL_MS,
   resolveOptions,
   ttlProblems,
+  unknownProblems,
 } from './validate.js';
 
 // ---------------------------------------------------------------------------------------------- options
@@ -97,6 +96,8 @@ export type WindowResult<T> = { ran: true; value: T } | { ran: false; retryAfter
 /** Locks on one store (Upstash REST, standalone Redis, or a Redis Cluster). */
 export class Lock implements Locker {
   readonly store: Store;
+  readonly stores: readonly Store[];
+  readonly quorum = 1;
   readonly #prefix: string;
   readonly #clock: Clock;
   readonly #driver: LeaseDriver;
@@ -112,9 +113,11 @@ export class Lock implements Locker {
       LOCK_DEFAULTS,
       (o) => [...lockOptionProblems(o), ...fnProblems('onError', o.onError)],
       'Lock options',
+      { onError: true },
     );
     const { clock } = o;
     this.store = store;
+    this.stores = [store];
     this.#onError = o.onError;
     this.#prefix = o.prefix;
     this.#clock = clock;
@@ -124,17 +127,22 @@ export class Lock implements Locker {
     this.#driver = {
       extend: async (key, token, ttlMs) =>
         extendOutcomeOf(
-          await store.run(
-            EXTEND,
-            [this.keyOf(key), this.fenceKeyOf(key)],
-            [token, ttlMs, ttlMs + this.#fenceGraceMs],
+          EXTEND.parse(
+            await store.run(
+              EXTEND,
+              [this.keyOf(key), this.fenceKeyOf(key)],
+              [token, ttlMs, ttlMs + this.#fenceGraceMs],
+            ),
           ),
         ),
       release: async (key, token) =>
         releaseResultOf(
-          await store.run(RELEASE, [this.keyOf(key), this.fenceKeyOf(key)], [token, this.#fenceGraceMs]),
+          RELEASE.parse(
+            await store.run(RELEASE, [this.keyOf(key), this.fenceKeyOf(key)], [token, this.#fenceGraceMs]),
+          ),
         ),
-      check: async (key, token) => checkOutcome(await store.run(LOCK_CHECK, [this.keyOf(key)], [token])),
+      check: async (key, token) =>
+        checkOutcome(LOCK_CHECK.parse(await store.run(LOCK_CHECK, [this.keyOf(key)], [token]))),
     };
     this.#core = {
       store,
@@ -146,22 +154,22 @@ export class Lock implements Locker {
       lease: (init) => this.#lease(init),
       giveBack: (k, release, ttlMs) => this.#giveBack(k, release, ttlMs),
       releaseOrGiveBack: (k, release, ttlMs) => this.#releaseOrGiveBack(k, release, ttlMs),
-      unexpected: (what, reply) => this.#unexpected(what, reply),
       fenceGraceMs: this.#fenceGraceMs,
       acquireArgs: (token, ttlMs) => this.#acquireArgs(token, ttlMs),
     };
   }
 
-  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
   get fenceGraceMs(): number {
     return this.#fenceGraceMs;
   }
-  /** The Redis key holding `key`'s owner token. Every key of one lock shares the hash tag `{key}`. */
   keyOf(key: string): string {
     return lockKeyOf(this.#prefix, key);
   }
   fenceKeyOf(key: string): string {
     return fenceKeyOf(this.#prefix, key);
+  }
+  leaderKeyOf(key: string): string {
+    return leaderKeyOf(this.#prefix, key);
   }
 
   /**
@@ -170,8 +178,7 @@ export class Lock implements Locker {
    */
   async tryAcquire(key: string | readonly string[], options: { ttlMs: number }): Promise<Lease | null> {
     if (isKeyList(key)) return tryAcquireAll(this.#core, key, options);
-    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
-      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    checkTry(key, options);
     const token = newToken();
     const result = await this.#attempt(key, options.ttlMs, token);
     if (result.error) {
@@ -194,7 +201,7 @@ export class Lock implements Locker {
    */
   async acquire(key: string | readonly string[], options: AcquireOptions): Promise<Lease> {
     if (isKeyList(key)) return acquireAll(this.#core, key, options);
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
+    check([...keyProblems(key), ...acquireProblems(options)], 'acquire');
     // One token for every attempt: if an attempt's reply was lost, the next one finds the lock already ours.
     const token = newToken();
     let maybeOurs = false;
@@ -236,9 +243,7 @@ export class Lock implements Locker {
   async status(key: string): Promise<LockStatus> {
     check(keyProblems(key), 'status');
     const reply = await this.store.run(LOCK_STATUS, [this.keyOf(key), this.fenceKeyOf(key)], []);
-    if (!Array.isArray(reply) || reply.length !== 3) throw this.#unexpected('status', reply);
-    const [held, pttl, fence] = reply.map(Number) as [number, number, number];
-    return { held: held === 1, remainingMs: held === 1 ? Math.max(0, pttl) : 0, fence };
+    return LOCK_STATUS.parse(reply, this.store.name);
   }
 
   /**
@@ -252,7 +257,8 @@ export class Lock implements Locker {
       typeof token !== 'string' || token.length === 0 || token.length > MAX_KEY_BYTES
         ? [`token must be a non-empty string of at most ${MAX_KEY_BYTES} characters`]
         : [];
-    check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs)], 'resume');
+    const unknown = unknownProblems(options, { ttlMs: true });
+    check([...keyProblems(key), ...tokenProblems, ...ttlProblems(options?.ttlMs), ...unknown], 'resume');
     const { ttlMs } = options;
     const startedAt = this.#clock.now();
     const reply = await this.store.run(
@@ -260,11 +266,10 @@ export class Lock implements Locker {
       [this.keyOf(key), this.fenceKeyOf(key)],
       [token, ttlMs, ttlMs + this.#fenceGraceMs],
     );
-    if (!Array.isArray(reply) || reply.length === 0) throw this.#unexpected('resume', reply);
-    const [ok, fence] = reply.map(Number) as [number, number | undefined];
-    const outcome = extendOutcomeOf(ok); // LOCK_RESUME leads with the owner reply
+    const { owner, fence } = LOCK_RESUME.parse(reply, this.store.name);
+    const outcome = extendOutcomeOf(owner);
     if (outcome !== 'extended') throw lockLost(key, outcome);
-    return this.#lease({ key, token, fence: fence ?? 0, ttlMs, startedAt, driver: this.#driver });
+    return this.#lease({ key, token, fence, ttlMs, startedAt, driver: this.#driver });
   }
 
   /**
@@ -280,7 +285,11 @@ export class Lock implements Locker {
     fn: () => Promise<T>,
     options: WindowOptions,
   ): Promise<WindowResult<T>> {
-    const problems = [...keyProblems(key), ...ttlProblems(options?.windowMs, 'windowMs')];
+    const problems = [
+      ...keyProblems(key),
+      ...ttlProblems(options?.windowMs, 'windowMs'),
+      ...unknownProblems(options, { windowMs: true, reopenOnError: true }),
+    ];
     if (typeof fn !== 'function') problems.push('fn must be a function');
     if (options?.reopenOnError !== undefined && typeof options.reopenOnError !== 'boolean')
       problems.push('reopenOnError must be a boolean');
@@ -288,9 +297,8 @@ export class Lock implements Locker {
     const windowKey = `${this.#prefix}:{${key}}:window`;
     const token = newToken();
     const reply = await this.store.run(WINDOW_OPEN, [windowKey], [token, options.windowMs]);
-    if (!Array.isArray(reply) || reply.length !== 2) throw this.#unexpected('window', reply);
-    const [opened, pttl] = reply.map(Number) as [number, number];
-    if (opened !== 1) return { ran: false, retryAfterMs: Math.max(0, pttl) };
+    const window = WINDOW_OPEN.parse(reply, this.store.name);
+    if (!window.opened) return { ran: false, retryAfterMs: window.remainingMs };
     try {
       return { ran: true, value: await fn() };
     } catch (err) {
@@ -338,10 +346,6 @@ export class Lock implements Locker {
     return [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock())];
   }
 
-  #unexpected(what: string, reply: unknown): OncelyError {
-    return new OncelyError(`${this.store.name}: unexpected ${what} reply ${JSON.stringify(reply)}`);
-  }
-
   async #attempt(key: string, ttlMs: number, token: string): Promise<Attempt & { error?: Error }> {
     const startedAt = this.#clock.now();
     let reply: unknown;
@@ -356,23 +360,19 @@ export class Lock implements Locker {
         return { lease: null, error: err, nodes: [failedOn(this.store.name, err)] };
       throw err;
     }
-    if (!Array.isArray(reply) || reply.length !== 2) {
-      throw new OncelyError(`${this.store.name}: unexpected acquire reply ${JSON.stringify(reply)}`);
-    }
-    const ok = Number(reply[0]);
-    const value = Number(reply[1]);
-    if (ok !== 1)
+    const r = ACQUIRE.parse(reply, this.store.name);
+    if (r.kind === 'held')
       return {
         lease: null,
-        retryAfterMs: value > 0 ? value : undefined,
-        nodes: [takenOn(this.store.name, value)],
+        retryAfterMs: r.remainingMs > 0 ? r.remainingMs : undefined,
+        nodes: [takenOn(this.store.name, r.remainingMs)],
       };
     if (this.#clock.now() >= startedAt + ttlMs - this.#drift(ttlMs)) {
       // The reply came back too late to be of use: undo and count it as a failed attempt.
       await this.#releaseOrGiveBack(key, () => this.#driver.release(key, token), ttlMs);
       return { lease: null };
     }
-    return { lease: this.#lease({ key, token, fence: value, ttlMs, startedAt, driver: this.#driver }) };
+    return { lease: this.#lease({ key, token, fence: r.fence, ttlMs, startedAt, driver: this.#driver }) };
   }
 }
 

@@ -6,14 +6,13 @@
  * the bundle table). Everything here is the same object as in `oncely` (one
  * module graph, shared chunks), so `instanceof` holds across the two. Redlock stays in `oncely`.
  */
-export {
-  type AcquireOptions,
-  type Locker,
-  MAX_KEY_BYTES,
-  type RetryOptions,
-  type UsingOptions,
+export type {
+  AcquireOptions,
+  Locker,
+  RetryOptions,
+  UsingOptions,
 } from './acquire.js';
-export { type Clock, monotonicClock } from './clock.js';
+export type { Clock } from './clock.js';
 export {
   ConfigError,
   LockLostError,
@@ -28,26 +27,20 @@ export {
   StoreUnavailableError,
   ValidationError,
 } from './errors.js';
-export { type CheckOutcome, type ExtendOutcome, Lease, type ReleaseResult } from './lease.js';
+export type { CheckOutcome, ExtendOutcome, Lease, ReleaseResult } from './lease.js';
 export {
   createLock,
-  Lock,
+  type Lock,
   type LockOptions,
   type LockStatus,
   type WindowOptions,
   type WindowResult,
 } from './lock.js';
-export { LOCK_SCRIPTS, type Script } from './scripts.js';
-export { hashTag, rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
-export { configFromEnv, fromEnv, type StoreConfig, storeFromConfig } from './transport/from-env.js';
+export type { Script } from './scripts.js';
+export { rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
+export { fromEnv } from './transport/from-env.js';
 export type { ReplicaOptions } from './transport/replicas.js';
-export {
-  fromEnvAsync,
-  type LoadSecretsOptions,
-  loadSecrets,
-  type ParameterReader,
-  SSM_SUFFIX,
-} from './transport/ssm.js';
+export { fromEnvAsync, type LoadSecretsOptions, loadSecrets, type ParameterReader } from './transport/ssm.js';
 export type {
   CallResult,
   ScriptArg,
@@ -58,4 +51,3 @@ export type {
 } from './transport/types.js';
 export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
 export { upstashClientStore } from './transport/upstash-client.js';
-export { MAX_TTL_MS, MIN_TTL_MS } from './validate.js';

@@ -14,17 +14,18 @@ import {
   type AcquireOptions,
   type Attempt,
   acquireLoop,
+  acquireProblems,
+  checkTry,
   driftOf,
   fenceKeyOf,
-  keyFits,
   keyProblems,
   LOCK_DEFAULTS,
   type LockBaseOptions,
   type Locker,
+  leaderKeyOf,
   lockKeyOf,
   lockOptionProblems,
   newToken,
-  retryProblems,
   type UsingOptions,
 } from './acquire.js';
 import type { Clock } from './clock.js';
@@ -39,7 +40,7 @@ import {
   MAX_NODE_TIMEOUT_MS,
   type NodeAnswer,
   type Parsed,
-  unexpected,
+  parseAcquire,
 } from './fan-out.js';
 import { DEFAULT_GIVE_BACK_LIMIT_MS, GiveBacks, releaseOf } from './give-back.js';
 import { Lease, type LeaseDriver } from './lease.js';
@@ -53,9 +54,7 @@ import {
   fnProblems,
   isWhole,
   MAX_TTL_MS,
-  MIN_TTL_MS,
   resolveOptions,
-  ttlProblems,
   wholeProblems,
 } from './validate.js';
 
@@ -137,6 +136,7 @@ export class Redlock implements Locker {
         return p;
       },
       'Redlock options',
+      { nodeTimeoutMs: true, onError: true },
     );
     this.stores = [...list];
     this.quorum = o.quorum;
@@ -160,7 +160,6 @@ export class Redlock implements Locker {
     });
   }
 
-  /** How long a fence counter (and a leader's record) outlives its lease: the `fenceGraceMs` option. */
   get fenceGraceMs(): number {
     return this.#fenceGraceMs;
   }
@@ -168,12 +167,14 @@ export class Redlock implements Locker {
   get pendingGiveBacks(): number {
     return this.#giveBacks.pending;
   }
-  /** The Redis key holding `key`'s owner token on every node (the same layout as a single-store Lock). */
   keyOf(key: string): string {
     return lockKeyOf(this.#prefix, key);
   }
   fenceKeyOf(key: string): string {
     return fenceKeyOf(this.#prefix, key);
+  }
+  leaderKeyOf(key: string): string {
+    return leaderKeyOf(this.#prefix, key);
   }
   /** Release does not know the lease's TTL: the configured node timeout, else the default's upper bound. */
   get #releaseTimeoutMs(): number {
@@ -189,8 +190,7 @@ export class Redlock implements Locker {
    * otherwise (unreachable nodes, quorum reached too late) a QuorumError naming every node's outcome.
    */
   async tryAcquire(key: string, options: { ttlMs: number }): Promise<Lease | null> {
-    if (!keyFits(key) || !isWhole(options?.ttlMs, MIN_TTL_MS, MAX_TTL_MS))
-      check([...keyProblems(key), ...ttlProblems(options?.ttlMs)], 'tryAcquire');
+    checkTry(key, options);
     const result = await this.#attempt(key, options.ttlMs, newToken());
     if (result.lease) return result.lease;
     if (result.held) return null;
@@ -202,7 +202,7 @@ export class Redlock implements Locker {
    * Throws LockNotAcquiredError whose cause is the last attempt's QuorumError.
    */
   async acquire(key: string, options: AcquireOptions): Promise<Lease> {
-    check([...keyProblems(key), ...ttlProblems(options?.ttlMs), ...retryProblems(options?.retry)], 'acquire');
+    check([...keyProblems(key), ...acquireProblems(options)], 'acquire');
     // A token per attempt: a failed attempt's give-back (which may run on after it) cannot take a later
     // attempt's grant on the same node.
     return acquireLoop(key, () => this.#attempt(key, options.ttlMs, newToken()), options, this.#clock);
@@ -233,7 +233,7 @@ export class Redlock implements Locker {
       // One floor for every node (the client's clock): a quorum's fences then agree and need no raise.
       [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock()), 'client'],
       timeoutMs,
-      (i, a) => this.#parseAcquire(i, a),
+      (i, a) => parseAcquire(this.stores[i]!, a),
       (r) => {
         const ok = count(r, 'ok');
         return ok >= q || ok + count(r, undefined) < q;
@@ -285,14 +285,6 @@ export class Redlock implements Locker {
     };
   }
 
-  #parseAcquire(i: number, a: NodeAnswer): Parsed {
-    const store = this.stores[i]!;
-    if (!a.ok) return { status: 'unreachable', cause: a.error };
-    if (!Array.isArray(a.value) || a.value.length !== 2) return unexpected(store, 'acquire', a.value);
-    const [ok, value] = a.value.map(Number) as [number, number];
-    return ok === 1 ? { status: 'ok', value } : { status: 'taken', value };
-  }
-
   /** The quorum's fence when enough granting nodes already hold it (nothing to raise), else undefined. */
   #agreedFence(granted: readonly { i: number; fence: number }[]): number | undefined {
     let fence = 0;
@@ -327,7 +319,7 @@ export class Redlock implements Locker {
     const low = granted.filter((g) => g.fence < fence);
     const need = this.quorum - (granted.length - low.length);
     if (need <= 0) return fence;
-    const ok = (a: NodeAnswer | undefined) => a?.ok === true && Number(a.value) >= fence;
+    const ok = (a: NodeAnswer | undefined) => a?.ok === true && FENCE_RAISE.parse(a.value) >= fence;
     const results = await gather(
       low.map((g) => this.stores[g.i]!),
       FENCE_RAISE,

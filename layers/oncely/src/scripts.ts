@@ -1,6 +1,7 @@
 /**
- * Every Lua script oncely runs. Each is a constant `{ name, keys, lua, sha1 }`; the SHA-1 is pinned here and a
- * test checks each pin against `SCRIPT LOAD` on a real server. Transports run them as EVALSHA and fall back to
+ * Every Lua script oncely runs. Each is a constant `{ name, keys, lua, sha1, grants?, parse }`; the SHA-1 is
+ * pinned here and a test checks each pin against `SCRIPT LOAD` on a real server. `parse` is the one reader of
+ * the script's reply: it returns a named value (its type beside the script), so no caller compares bare codes. Transports run them as EVALSHA and fall back to
  * EVAL on NOSCRIPT (a standalone TCP store sends each script's first call on a connection as EVAL:
  * transport/sent-scripts.ts). Durations are milliseconds: PX / PEXPIRE / PTTL only.
  *
@@ -24,7 +25,27 @@ export * from './scripts/leader.js';
 export * from './scripts/once.js';
 export * from './scripts/script.js';
 
-import { firstIs, type Script } from './scripts/script.js';
+import {
+  arrayReply,
+  firstIs,
+  type OwnerReply,
+  ownerReply,
+  type Script,
+  type ScriptOf,
+} from './scripts/script.js';
+
+/** ACQUIRE's reply: the lock is ours with its fence, or another owner holds it for `remainingMs` more. */
+export type AcquireReply = { kind: 'acquired'; fence: number } | { kind: 'held'; remainingMs: number };
+/** LOCK_STATUS's reply: held or free, the holder's remaining ms (0 when free), the last fence handed out. */
+export type StatusReply = { held: boolean; remainingMs: number; fence: number };
+/** LOCK_RESUME's reply: the owner reply and, when ours, the fence the token's holder was given. */
+export type ResumeReply = { owner: OwnerReply; fence: number };
+/** LOCK_ACQUIRE_ALL's reply: every lock taken (a fence each), or the first lock another owner holds. */
+export type AcquireAllReply =
+  | { kind: 'acquired'; fences: number[] }
+  | { kind: 'held'; index: number; remainingMs: number };
+/** WINDOW_OPEN's reply: a window opened now, or one is open for `remainingMs` more. */
+export type WindowReply = { opened: true } | { opened: false; remainingMs: number };
 
 /**
  * ACQUIRE  KEYS: lock, fence   ARGV: token, ttlMs, fenceTtlMs, clientNowMs[, 'client']
@@ -36,7 +57,7 @@ import { firstIs, type Script } from './scripts/script.js';
  * when the fifth argument is 'client': Redlock floors every node at the client's clock, so that the nodes of a
  * quorum hand out the same fence and the acquire needs no second round trip to raise the lower ones.
  */
-export const ACQUIRE: Script = {
+export const ACQUIRE: ScriptOf<AcquireReply> = {
   name: 'acquire',
   keys: 2,
   // The common case first: one SET NX (a free lock), TIME and the counter. GET only when the lock is taken.
@@ -56,6 +77,12 @@ end
 return {0, redis.call('PTTL', KEYS[1])}`,
   sha1: '8c1a0e5fad33f70ab5524cb8fd6c1ffc06ad8b70',
   grants: { wrote: firstIs(1) },
+  parse(reply, store) {
+    // on every acquire: read in place, no copy of the reply
+    const r = arrayReply('acquire', reply, 2, store);
+    const value = Number(r[1]);
+    return Number(r[0]) === 1 ? { kind: 'acquired', fence: value } : { kind: 'held', remainingMs: value };
+  },
 };
 
 /**
@@ -63,7 +90,7 @@ return {0, redis.call('PTTL', KEYS[1])}`,
  * Returns 1 extended, -1 held by another owner, 0 expired (no owner). Extending also keeps the fence counter
  * alive for at least fenceTtlMs (never shortens it).
  */
-export const EXTEND: Script = {
+export const EXTEND: ScriptOf<OwnerReply> = {
   name: 'extend',
   keys: [1, 2],
   lua: `local cur = redis.call('GET', KEYS[1])
@@ -76,6 +103,7 @@ if cur then return -1 end
 return 0`,
   sha1: '56bb8037b4e94c28f1213ff10eb912174214b271',
   grants: { wrote: firstIs(1) },
+  parse: ownerReply,
 };
 
 /**
@@ -83,7 +111,7 @@ return 0`,
  * Returns 1 released, -1 held by another owner (untouched), 0 already expired. Releasing ends the lease, so the
  * fence counter is left to live the grace period from now (never lengthened).
  */
-export const RELEASE: Script = {
+export const RELEASE: ScriptOf<OwnerReply> = {
   name: 'release',
   keys: [1, 2],
   lua: `local cur = redis.call('GET', KEYS[1])
@@ -95,6 +123,7 @@ end
 if cur then return -1 end
 return 0`,
   sha1: 'c99a01169d5608fdfcd2b75128f3f1deb75c2fd2',
+  parse: ownerReply,
 };
 
 export const LOCK_SCRIPTS: readonly Script[] = [ACQUIRE, EXTEND, RELEASE];
@@ -109,7 +138,7 @@ export const LOCK_SCRIPTS: readonly Script[] = [ACQUIRE, EXTEND, RELEASE];
  * Returns {1, pttl, fence} while someone holds the lock, {0, 0, fence} when it is free (fence: the last one
  * handed out, 0 if the counter is gone). Never returns the token.
  */
-export const LOCK_STATUS: Script = {
+export const LOCK_STATUS: ScriptOf<StatusReply> = {
   name: 'lock-status',
   keys: 2,
   lua: `local fence = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
@@ -118,13 +147,21 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return {0, 0, fence}`,
   sha1: '047f7ecd3e27877de04a3788c66ea6556de1f49a',
+  parse(reply, store) {
+    const [held, pttl, fence] = arrayReply('lock-status', reply, 3, store).map(Number) as [
+      number,
+      number,
+      number,
+    ];
+    return { held: held === 1, remainingMs: held === 1 ? Math.max(0, pttl) : 0, fence };
+  },
 };
 
 /**
  * LOCK_CHECK  KEYS: lock   ARGV: token
  * Read-only: 1 the lock holds our token, -1 another owner holds it, 0 nobody does (expired or released).
  */
-export const LOCK_CHECK: Script = {
+export const LOCK_CHECK: ScriptOf<OwnerReply> = {
   name: 'lock-check',
   keys: 1,
   lua: `local cur = redis.call('GET', KEYS[1])
@@ -132,6 +169,7 @@ if cur == ARGV[1] then return 1 end
 if cur then return -1 end
 return 0`,
   sha1: '44524de4db54674b884d8798d08e5420942093f3',
+  parse: ownerReply,
 };
 
 /**
@@ -140,7 +178,7 @@ return 0`,
  * and returns {1, fence} (the counter has not moved since the token's holder took it). {-1} another owner
  * holds it, {0} nobody does. Unlike ACQUIRE it never takes a free lock: a token that lost its key stays lost.
  */
-export const LOCK_RESUME: Script = {
+export const LOCK_RESUME: ScriptOf<ResumeReply> = {
   name: 'lock-resume',
   keys: 2,
   lua: `local cur = redis.call('GET', KEYS[1])
@@ -153,6 +191,10 @@ if cur then return {-1} end
 return {0}`,
   sha1: '796393589973133339c35fea158460a48d91fc96',
   grants: { wrote: firstIs(1) },
+  parse(reply, store) {
+    const [code, fence] = arrayReply('lock-resume', reply, 1, store).map(Number) as [number, number?];
+    return { owner: ownerReply(code), fence: fence ?? 0 };
+  },
 };
 
 /**
@@ -162,7 +204,7 @@ return {0}`,
  * max(last + 1, TIME in ms), the counter living fenceTtlMs) only where the lock was not ours yet. Otherwise changes nothing and returns {0, i, pttl}: the first lock (1-based
  * pair index) held by another owner, and that owner's remaining ms.
  */
-export const LOCK_ACQUIRE_ALL: Script = {
+export const LOCK_ACQUIRE_ALL: ScriptOf<AcquireAllReply> = {
   name: 'lock-acquire-all',
   keys: 'pairs',
   lua: `local n = #KEYS / 2
@@ -191,6 +233,11 @@ end
 return out`,
   sha1: '8e518325fb8f26636c6c5ad05ef579aa7c043fe5',
   grants: { wrote: firstIs(1) },
+  parse(reply, store) {
+    const [code = 0, ...rest] = arrayReply('lock-acquire-all', reply, 2, store).map(Number);
+    if (code === 1) return { kind: 'acquired', fences: rest };
+    return { kind: 'held', index: (rest[0] ?? 1) - 1, remainingMs: rest[1] ?? 0 };
+  },
 };
 
 /**
@@ -198,7 +245,7 @@ return out`,
  * Extends every lock (and gives its counter at least fenceTtlMs) only if all still hold the token: 1 extended,
  * -1 one is held by another owner, 0 one is gone (nothing changed in either case).
  */
-export const LOCK_EXTEND_ALL: Script = {
+export const LOCK_EXTEND_ALL: ScriptOf<OwnerReply> = {
   name: 'lock-extend-all',
   keys: 'pairs',
   lua: `local gone = false
@@ -215,6 +262,7 @@ end
 return 1`,
   sha1: 'f1f32cd2cb6c8db13d0b34825814d1cb99f131b7',
   grants: { wrote: firstIs(1) },
+  parse: ownerReply,
 };
 
 /**
@@ -222,7 +270,7 @@ return 1`,
  * Deletes every lock that holds the token (its counter is left fenceGraceMs to live). 1 at least one released,
  * -1 none ours and one held by another owner, 0 none left (all expired).
  */
-export const LOCK_RELEASE_ALL: Script = {
+export const LOCK_RELEASE_ALL: ScriptOf<OwnerReply> = {
   name: 'lock-release-all',
   keys: 'pairs',
   lua: `local released, taken = 0, 0
@@ -240,6 +288,7 @@ if released > 0 then return 1 end
 if taken > 0 then return -1 end
 return 0`,
   sha1: '11c2028c2bf601ab285553723ebe8b68cef9741d',
+  parse: ownerReply,
 };
 
 /**
@@ -247,12 +296,16 @@ return 0`,
  * Once per window: {1, 0} when no window was open (one now is, for windowMs, marked with the token), {0, pttl}
  * when one is, with its remaining ms.
  */
-export const WINDOW_OPEN: Script = {
+export const WINDOW_OPEN: ScriptOf<WindowReply> = {
   name: 'window-open',
   keys: 1,
   lua: `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
 return {0, redis.call('PTTL', KEYS[1])}`,
   sha1: 'ede5815dd26e8c407ab3e42337cc575b72ad2360',
+  parse(reply, store) {
+    const [opened, pttl] = arrayReply('window-open', reply, 2, store).map(Number) as [number, number];
+    return opened === 1 ? { opened: true } : { opened: false, remainingMs: Math.max(0, pttl) };
+  },
 };
 
 export const LOCK_EXTRA_SCRIPTS: readonly Script[] = [

@@ -12,19 +12,105 @@ export const MAX_TTL_MS = 2_147_483_647;
 export const MAX_ATTEMPTS = 1_000_000;
 
 /**
- * `{ ...defaults, ...options }` without the options' undefined fields, checked: `problemsOf` names everything
- * wrong with the result, and check() throws it as one ValidationError titled `what`.
+ * The fields an options object may have: every key of `O`, each `true` (a Record, so the compiler refuses a
+ * list that misses one or names one `O` does not have).
+ */
+export type Fields<O> = { readonly [K in keyof Required<O>]: true };
+
+/** `fields` without `names` (the fields of an options type that leaves those out). */
+export function without<O, K extends keyof O>(fields: Fields<O>, ...names: K[]): Fields<Omit<O, K>> {
+  const rest: Record<PropertyKey, true> = { ...fields };
+  for (const name of names) delete rest[name];
+  return rest as Fields<Omit<O, K>>;
+}
+
+/** `{ field: true }` for every field of `defaults`: the fields of an options object that all have defaults. */
+export function fieldsOf<D extends object>(defaults: D): Fields<D> {
+  return Object.fromEntries(Object.keys(defaults).map((k) => [k, true])) as Fields<D>;
+}
+
+/**
+ * `{ ...defaults, ...options }` without the options' undefined fields, checked: a field neither in `defaults`
+ * nor in `fields` (the fields without a default, at least) is a problem (naming the close one when there is one: `leaseMs` → "did you mean ttlMs?"), `problemsOf` names
+ * everything wrong with the result, and check() throws them all as one ValidationError titled `what`.
  */
 export function resolveOptions<D extends object, O extends object>(
   options: O | undefined,
   defaults: D,
   problemsOf: (resolved: D & O) => string[],
   what: string,
+  fields: Fields<Omit<O, keyof D>>,
 ): D & O {
+  if (options !== undefined && (typeof options !== 'object' || options === null))
+    throw invalid([`options must be an object, got ${options === null ? 'null' : typeof options}`], what);
   const given = Object.entries(options ?? {}).filter(([, v]) => v !== undefined);
   const resolved = { ...defaults, ...Object.fromEntries(given) } as D & O;
-  check(problemsOf(resolved), what);
+  check([...unknownProblems(options, { ...defaults, ...fields }), ...problemsOf(resolved)], what);
   return resolved;
+}
+
+/** Names other libraries (and earlier habits) give to oncely's options. */
+const ALIASES: Readonly<Record<string, readonly string[]>> = {
+  ttlMs: [
+    'lease',
+    'leaseMs',
+    'leaseTime',
+    'ttl',
+    'duration',
+    'durationMs',
+    'expiry',
+    'expiryMs',
+    'expiresIn',
+  ],
+  retentionMs: ['expiresAfterSeconds', 'expiresAfterMs', 'retention', 'ttlRetentionMs'],
+  delayMs: ['retryDelay', 'retryDelayMs', 'delay'],
+  jitterMs: ['retryJitter', 'jitter'],
+  attempts: ['retryCount', 'retries', 'maxAttempts'],
+  extendBeforeMs: ['automaticExtensionThreshold', 'renewEveryMs', 'extendEveryMs'],
+  prefix: ['keyPrefix'],
+  namespace: ['functionName'],
+};
+
+/** Whether `fields` names every field of `options`: the check of every call on a hot path (allocates nothing). */
+export function fieldsFit(options: object | undefined, fields: object): boolean {
+  for (const name in options) if (!Object.hasOwn(fields, name)) return false;
+  return true;
+}
+
+/** The problems of fields of `options` that `fields` does not name (empty when none). */
+export function unknownProblems(options: object | undefined, fields: object): string[] {
+  const problems: string[] = [];
+  for (const name of Object.keys(options ?? {})) {
+    if (Object.hasOwn(fields, name)) continue;
+    const near = closest(name, Object.keys(fields));
+    problems.push(`unknown option "${name}"${near ? ` (did you mean ${near}?)` : ''}`);
+  }
+  return problems;
+}
+
+/** The known name `name` most likely meant: a known alias, the same letters in another case, or a near typo. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  const alias = known.find((k) => ALIASES[k]?.some((a) => a.toLowerCase() === name.toLowerCase()));
+  if (alias) return alias;
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(name.length / 3)) + 1;
+  for (const k of known) {
+    const d = distance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance (names are short: one row). */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
 }
 
 /** Throws one ValidationError naming every problem, if there is any. */

@@ -3,9 +3,9 @@
  * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { oneOf, resolveOptions, wholeProblems } from '../validate.js';
+import { oneOf, resolveOptions, wholeProblems, without } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import type { OnceOptions, OnceRun } from './options.js';
+import { ONCE_FIELDS, type OnceOptions, type OnceRun } from './options.js';
 
 export interface OnceBatchOptions
   extends Omit<OnceOptions<SQSRecord>, 'duplicate' | 'http' | 'maxWaitMs' | 'pollMs'> {
@@ -47,6 +47,7 @@ export function withOnceBatch<R = unknown>(
       ...oneOf('duplicate', o.duplicate, ['throw', 'skip']),
     ],
     'withOnceBatch options',
+    without(ONCE_FIELDS, 'http', 'maxWaitMs', 'pollMs'),
   );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
   return async (event, context) => {

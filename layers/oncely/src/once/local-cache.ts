@@ -6,6 +6,7 @@
  * a caller can never change what the next duplicate gets.
  */
 import type { Clock } from '../clock.js';
+import { fieldsOf, MAX_TTL_MS, resolveOptions, unknownProblems, wholeProblems } from '../validate.js';
 
 export interface LocalCacheOptions {
   /**
@@ -23,6 +24,39 @@ export interface LocalCacheOptions {
 export const LOCAL_CACHE_DEFAULTS = Object.freeze({ maxEntries: 256, ttlMs: 60_000 });
 /** The largest `maxEntries` (a cache is per container: bounded memory). */
 export const MAX_LOCAL_CACHE_ENTRIES = 1_000_000;
+
+/** Everything wrong with a `localCache` option: true, false or LocalCacheOptions. */
+export function localCacheProblems(v: unknown): string[] {
+  if (v === true || v === false) return [];
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return ['localCache must be true, false or { maxEntries?, ttlMs? }'];
+  const c = v as Record<string, unknown>;
+  return [
+    ...unknownProblems(c, LOCAL_CACHE_DEFAULTS).map((p) => `localCache: ${p}`),
+    ...(c.maxEntries === undefined
+      ? []
+      : wholeProblems('localCache.maxEntries', c.maxEntries, 1, MAX_LOCAL_CACHE_ENTRIES)),
+    ...(c.ttlMs === undefined ? [] : wholeProblems('localCache.ttlMs', c.ttlMs, 1, MAX_TTL_MS, 'ms')),
+  ];
+}
+
+/** The local cache a checked `localCache` option asks for, or undefined when it is off. */
+export function localCacheOf(o: {
+  localCache: boolean | LocalCacheOptions;
+  clock: Clock;
+}): LocalCache | undefined {
+  if (o.localCache === false) return undefined;
+  // Checked with the other withOnce options (localCacheProblems): here only merged over the defaults.
+  const given = o.localCache === true ? {} : o.localCache;
+  const c = resolveOptions(
+    given,
+    LOCAL_CACHE_DEFAULTS,
+    () => [],
+    'localCache',
+    fieldsOf(LOCAL_CACHE_DEFAULTS),
+  );
+  return new LocalCache(c.maxEntries, c.ttlMs, o.clock);
+}
 
 interface Entry {
   /** The payload hash the record was made with ('' when unchecked). */

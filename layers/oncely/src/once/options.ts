@@ -16,6 +16,8 @@ import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
 import {
   check,
+  type Fields,
+  fieldsOf,
   fnProblems,
   MAX_TTL_MS,
   MIN_TTL_MS,
@@ -26,12 +28,10 @@ import {
   wholeProblems,
 } from '../validate.js';
 import { type Decision, isLoggerLike, LOG_LEVELS, type LoggerOption, type LogLevel } from './decisions.js';
-import {
-  LOCAL_CACHE_DEFAULTS,
-  LocalCache,
-  type LocalCacheOptions,
-  MAX_LOCAL_CACHE_ENTRIES,
-} from './local-cache.js';
+import { type LocalCacheOptions, localCacheProblems } from './local-cache.js';
+
+export { localCacheOf } from './local-cache.js';
+
 import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
 import type { ResultNotStored } from './record.js';
 
@@ -216,6 +216,33 @@ const DEFAULTS = Object.freeze({
   localCache: false as boolean | LocalCacheOptions,
 });
 
+/** The withOnce options oncePerTick takes too (it sets the others itself, or they mean nothing for a tick). */
+export const TICK_ONCE_FIELDS = Object.freeze({
+  store: true,
+  ttlMs: true,
+  marginMs: true,
+  maxResultBytes: true,
+  unstorable: true,
+  failOpen: true,
+  prefix: true,
+  logLevel: true,
+  logKeys: true,
+  logger: true,
+  metrics: true,
+  onDecision: true,
+  clock: true,
+  wallClock: true,
+} as const);
+
+/** Every withOnce option (validate.ts: an option not named here is refused). */
+export const ONCE_FIELDS: Fields<OnceOptions> = Object.freeze({
+  ...fieldsOf(DEFAULTS),
+  ...TICK_ONCE_FIELDS,
+  namespace: true,
+  key: true,
+  payload: true,
+  maxWaitMs: true,
+});
 export type Resolved<E> = Required<
   Omit<OnceOptions<E>, 'maxWaitMs' | 'onDecision' | 'logLevel' | 'logger' | 'key' | 'payload' | 'metrics'>
 > &
@@ -293,6 +320,7 @@ export function resolveOnceOptions<E>(
     defaults,
     (r: Resolved<E>) => [...problemsOf(r), ...envProblems],
     what,
+    ONCE_FIELDS,
   ) as Resolved<E>;
   let ready: Promise<void> | undefined;
   if (usesJmespath(o.key) || usesJmespath(o.payload)) {
@@ -337,33 +365,6 @@ function problemsOf<E>(o: Resolved<E>): string[] {
     ...fnProblems('onDecision', o.onDecision),
     ...fnProblems('wallClock', o.wallClock),
   ];
-}
-
-/** Everything wrong with a `localCache` option. */
-function localCacheProblems(v: unknown): string[] {
-  if (v === true || v === false) return [];
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    return ['localCache must be true, false or { maxEntries?, ttlMs? }'];
-  const c = v as Record<string, unknown>;
-  const unknown = Object.keys(c).filter((k) => k !== 'maxEntries' && k !== 'ttlMs');
-  return [
-    ...(unknown.length > 0 ? [`localCache has unknown fields: ${unknown.join(', ')}`] : []),
-    ...(c.maxEntries === undefined
-      ? []
-      : wholeProblems('localCache.maxEntries', c.maxEntries, 1, MAX_LOCAL_CACHE_ENTRIES)),
-    ...(c.ttlMs === undefined ? [] : wholeProblems('localCache.ttlMs', c.ttlMs, 1, MAX_TTL_MS, 'ms')),
-  ];
-}
-
-/** The local cache resolved options ask for, or undefined when it is off. */
-export function localCacheOf(o: Pick<Resolved<unknown>, 'localCache' | 'clock'>): LocalCache | undefined {
-  if (o.localCache === false) return undefined;
-  const c = o.localCache === true ? {} : o.localCache;
-  return new LocalCache(
-    c.maxEntries ?? LOCAL_CACHE_DEFAULTS.maxEntries,
-    c.ttlMs ?? LOCAL_CACHE_DEFAULTS.ttlMs,
-    o.clock,
-  );
 }
 
 /** An event answered as HTTP (API Gateway REST v1 and HTTP API v2, function URLs, ALB), by its shape. */

@@ -1,8 +1,8 @@
-/** oncePerTick() (formerly withLeader): the engine, a tick's key, a stale-tick check. Election: elect(). */
+/** oncePerTick(): the engine, a tick's key, a stale-tick check. Leader election is elect() (leader.ts). */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import type { OnceOptions, OnceRun } from './options.js';
+import { type OnceOptions, type OnceRun, TICK_ONCE_FIELDS } from './options.js';
 import type { ResultNotStored } from './record.js';
 import { runOnce } from './with-once.js';
 
@@ -59,6 +59,7 @@ export function oncePerTick<R = unknown>(
       ...fnProblems('tick', o.tick),
     ],
     'oncePerTick options',
+    { ...TICK_ONCE_FIELDS, name: true },
   );
   const engine = new OnceEngine<ScheduledEvent>(
     {
@@ -110,10 +111,3 @@ function ruleName(event: ScheduledEvent): string | undefined {
   const name = arn.split(':rule/')[1]?.split('/').pop();
   return name || undefined;
 }
-
-/** @deprecated the former name of oncePerTick (it is not leader election: see elect()). */
-export const withLeader = oncePerTick;
-/** @deprecated the former name of TickOptions. */
-export type LeaderOptions = TickOptions;
-/** @deprecated the former name of TickRun. */
-export type LeaderRun = TickRun;

@@ -6,10 +6,16 @@
 import * as crypto from 'node:crypto';
 import { DEFAULT_FENCE_GRACE_MS } from '../acquire.js';
 import type { NotStorableReason } from '../errors.js';
-import { OncelyError } from '../errors.js';
 import type { Identity } from '../events.js';
 import { canonicalJson } from '../keys.js';
-import { ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE } from '../scripts.js';
+import {
+  type CompleteReply,
+  ONCE_CLAIM,
+  ONCE_COMPLETE,
+  ONCE_EXTEND,
+  ONCE_RELEASE,
+  type OnceClaimReply,
+} from '../scripts.js';
 import type { ScriptArg, ScriptCall } from '../transport/types.js';
 
 /**
@@ -84,26 +90,16 @@ export class Records {
 
 // ------------------------------------------------------------------------------------------------ replies
 
-/** ONCE_CLAIM's reply codes (the first element of its reply). */
-const CLAIM = { claimed: 1, completed: 2, mismatch: 3, inProgress: 0 } as const;
-
 /** What a claim found, or that it failed (`error`: the store's, or one call's of a batch). */
 export type ClaimReply =
-  | { kind: 'claimed'; fence: number }
+  | Exclude<OnceClaimReply, { kind: 'completed' }>
   | { kind: 'completed'; value: unknown }
-  | { kind: 'in-progress'; retryAfterMs: number }
-  | { kind: 'mismatch' }
   | { kind: 'failed'; error: unknown };
 
+/** A claim's reply (ONCE_CLAIM.parse), its stored result decoded. */
 export function parseClaim(reply: unknown, storeName: string): ClaimReply {
-  if (!Array.isArray(reply) || reply.length < 1) {
-    throw new OncelyError(`${storeName}: unexpected claim reply ${JSON.stringify(reply)}`);
-  }
-  const code = Number(reply[0]);
-  if (code === CLAIM.claimed) return { kind: 'claimed', fence: Number(reply[1]) };
-  if (code === CLAIM.completed) return { kind: 'completed', value: decodeResult(reply[1]) };
-  if (code === CLAIM.mismatch) return { kind: 'mismatch' };
-  return { kind: 'in-progress', retryAfterMs: Math.max(0, Number(reply[1]) || 0) };
+  const r = ONCE_CLAIM.parse(reply, storeName);
+  return r.kind === 'completed' ? { kind: 'completed', value: decodeResult(r.text) } : r;
 }
 
 /**
@@ -111,26 +107,18 @@ export function parseClaim(reply: unknown, storeName: string): ClaimReply {
  * ONCE_CLAIM reports it (undefined when it does not); undefined for any other reply. For the local cache.
  */
 export function completedOf(reply: unknown): { text: unknown; leftMs: number | undefined } | undefined {
-  if (!Array.isArray(reply) || Number(reply[0]) !== CLAIM.completed) return undefined;
-  const left = Number(reply[2]);
-  return { text: reply[1], leftMs: Number.isFinite(left) && left > 0 ? left : undefined };
+  const r = Array.isArray(reply) && reply.length > 0 ? ONCE_CLAIM.parse(reply) : undefined;
+  return r?.kind === 'completed' ? { text: r.text, leftMs: r.leftMs } : undefined;
 }
 
 /** What a claim reply would be for a completed record holding `text` (an answer from the local cache). */
-export function completedReply(text: unknown, storeName: string): ClaimReply {
-  return parseClaim([CLAIM.completed, text], storeName);
+export function completedReply(text: unknown, _store?: string): ClaimReply {
+  return { kind: 'completed', value: decodeResult(text) };
 }
 
-/** ONCE_COMPLETE's reply: recorded (now, by an earlier attempt, or after the lease ran out), or lost. */
-export type CompleteReply = 'completed' | 'already-completed' | 'completed-late' | 'stolen' | 'expired';
-
-export function parseComplete(reply: unknown): CompleteReply {
-  const r = Number(reply);
-  if (r === 1) return 'completed';
-  if (r === 2) return 'already-completed';
-  if (r === 3) return 'completed-late';
-  return r === -1 ? 'stolen' : 'expired';
-}
+export type { CompleteReply };
+/** ONCE_COMPLETE's reply (its parse). */
+export const parseComplete = (reply: unknown): CompleteReply => ONCE_COMPLETE.parse(reply);
 
 // -------------------------------------------------------------------------------------- result encoding
 

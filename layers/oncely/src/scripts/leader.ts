@@ -1,5 +1,11 @@
 /** Redlock's fence raise and leader election's scripts. */
-import { firstIs, type Script } from './script.js';
+import { arrayReply, firstIs, type ScriptOf } from './script.js';
+
+/** LEADER_OBSERVE's reply: nobody holds the lock; a holder who announced itself; one who has not (yet). */
+export type ObserveReply =
+  | { kind: 'free' }
+  | { kind: 'announced'; remainingMs: number; id: string; term: number }
+  | { kind: 'unannounced'; remainingMs: number };
 
 // ------------------------------------------------------------------------------ Redlock and leader election
 
@@ -10,7 +16,7 @@ import { firstIs, type Script } from './script.js';
  * before handing the lease out, so that every later quorum (which must intersect this one) starts from at least
  * n: see docs/redlock.md.
  */
-export const FENCE_RAISE: Script = {
+export const FENCE_RAISE: ScriptOf<number> = {
   name: 'fence-raise',
   keys: 1,
   lua: `local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -23,6 +29,8 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return cur`,
   sha1: '48eefd7aeda9f8755f4d79a15a1a218f8418793e',
   grants: { wrote: () => true },
+  /** The counter now (at least the n asked for, unless a reply went astray). */
+  parse: (reply) => Number(reply),
 };
 
 /**
@@ -33,7 +41,7 @@ return cur`,
  * TTL says whether the record is current. Returns 1, or 0 when the lock is not ours.
  * Only a hash of the token is stored, so observers never see a token they could release the lock with.
  */
-export const LEADER_ANNOUNCE: Script = {
+export const LEADER_ANNOUNCE: ScriptOf<boolean> = {
   name: 'leader-announce',
   keys: 2,
   lua: `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -42,6 +50,8 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1`,
   sha1: 'a0642abb93fba42fa6146fe56b5d7937ca403ec7',
   grants: { wrote: firstIs(1) },
+  /** Announced: the lock is ours and the record written. */
+  parse: (reply) => Number(reply) === 1,
 };
 
 /**
@@ -49,7 +59,7 @@ return 1`,
  * Returns {0} when nobody holds the lock; {1, pttl, id, term} when the holder has announced itself; {2, pttl}
  * when the lock is held by someone who has not (yet) announced. Never returns the token.
  */
-export const LEADER_OBSERVE: Script = {
+export const LEADER_OBSERVE: ScriptOf<ObserveReply> = {
   name: 'leader-observe',
   keys: 2,
   lua: `local cur = redis.call('GET', KEYS[1])
@@ -59,4 +69,10 @@ local info = redis.call('HMGET', KEYS[2], 'owner', 'id', 'term')
 if info[1] == redis.sha1hex(cur) then return {1, pttl, info[2], tonumber(info[3])} end
 return {2, pttl}`,
   sha1: 'd1e2d66c4394754ab27790ba2e20e9b47bdefc6a',
+  parse(reply, store) {
+    const [code, pttl, id, term] = arrayReply('leader-observe', reply, 1, store);
+    if (Number(code) === 1)
+      return { kind: 'announced', remainingMs: Number(pttl), id: String(id), term: Number(term) };
+    return Number(code) === 2 ? { kind: 'unannounced', remainingMs: Number(pttl) } : { kind: 'free' };
+  },
 };

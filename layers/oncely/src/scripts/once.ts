@@ -1,5 +1,19 @@
 /** The run-once record's scripts (once/record.ts calls them). */
-import { firstIs, type Script } from './script.js';
+import { arrayReply, firstIs, type OwnerReply, ownerReply, type Script, type ScriptOf } from './script.js';
+
+/** ONCE_CLAIM's reply codes (the first element of its reply). */
+const CLAIM = { claimed: 1, completed: 2, mismatch: 3, inProgress: 0 } as const;
+
+/** ONCE_CLAIM's reply: claimed (with the fence), completed earlier, in progress elsewhere, or mismatched. */
+export type OnceClaimReply =
+  | { kind: 'claimed'; fence: number }
+  /** text: the stored, encoded result; leftMs: the record's remaining retention (undefined if not given). */
+  | { kind: 'completed'; text: unknown; leftMs: number | undefined }
+  | { kind: 'in-progress'; retryAfterMs: number }
+  | { kind: 'mismatch' };
+
+/** ONCE_COMPLETE's reply: recorded (now, by an earlier attempt, or after the lease ran out), or lost. */
+export type CompleteReply = 'completed' | 'already-completed' | 'completed-late' | 'stolen' | 'expired';
 
 // ------------------------------------------------------------------------------------------- run-once records
 //
@@ -22,7 +36,7 @@ import { firstIs, type Script } from './script.js';
  * {0, pttl}    in progress under another owner, who has pttl ms of lease left.
  * {3, status}  the record was made for a different payload (status P or C); nothing changed.
  */
-export const ONCE_CLAIM: Script = {
+export const ONCE_CLAIM: ScriptOf<OnceClaimReply> = {
   name: 'once-claim',
   keys: 2,
   lua: `local r = redis.call('HMGET', KEYS[1], 's', 't', 'f', 'h', 'r')
@@ -49,7 +63,18 @@ redis.call('HSET', KEYS[1], 's', 'P', 't', ARGV[1], 'f', fence, 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, fence}`,
   sha1: '66819042a4d8972c7f2bb169a22315963072d794',
-  grants: { wrote: firstIs(1) },
+  grants: { wrote: firstIs(CLAIM.claimed) },
+  parse(reply, store) {
+    const r = arrayReply('once-claim', reply, 1, store);
+    const code = Number(r[0]);
+    if (code === CLAIM.claimed) return { kind: 'claimed', fence: Number(r[1]) };
+    if (code === CLAIM.completed) {
+      const left = Number(r[2]);
+      return { kind: 'completed', text: r[1], leftMs: Number.isFinite(left) && left > 0 ? left : undefined };
+    }
+    if (code === CLAIM.mismatch) return { kind: 'mismatch' };
+    return { kind: 'in-progress', retryAfterMs: Math.max(0, Number(r[1]) || 0) };
+  },
 };
 
 /**
@@ -61,7 +86,7 @@ return {1, fence}`,
  * -1  another owner's record (or one made for another payload): untouched.
  * 0   our record is gone and the fence has moved on (someone claimed after us): nothing written.
  */
-export const ONCE_COMPLETE: Script = {
+export const ONCE_COMPLETE: ScriptOf<CompleteReply> = {
   name: 'once-complete',
   keys: 2,
   lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
@@ -80,13 +105,20 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 3`,
   sha1: '65fffdf7584772dcfb0dd0294364a4c8c904f5ef',
   grants: { wrote: firstIs(1, 2, 3) },
+  parse(reply) {
+    const r = Number(reply);
+    if (r === 1) return 'completed';
+    if (r === 2) return 'already-completed';
+    if (r === 3) return 'completed-late';
+    return r === -1 ? 'stolen' : 'expired';
+  },
 };
 
 /**
  * ONCE_EXTEND  KEYS: rec, fence   ARGV: token, ttlMs, fenceTtlMs
  * 1 extended (IN PROGRESS and ours), -1 another owner's record (or already completed), 0 gone (expired).
  */
-export const ONCE_EXTEND: Script = {
+export const ONCE_EXTEND: ScriptOf<OwnerReply> = {
   name: 'once-extend',
   keys: 2,
   lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
@@ -99,6 +131,7 @@ if r[1] then return -1 end
 return 0`,
   sha1: '78901b856881445c75451dfef995a344e5f0766e',
   grants: { wrote: firstIs(1) },
+  parse: ownerReply,
 };
 
 /**
@@ -106,7 +139,7 @@ return 0`,
  * 1 released (IN PROGRESS and ours: deleted, so a retry can run), -1 another owner's record or a completed
  * one (untouched), 0 already gone. The fence counter stays: the next claim still gets a higher fence.
  */
-export const ONCE_RELEASE: Script = {
+export const ONCE_RELEASE: ScriptOf<OwnerReply> = {
   name: 'once-release',
   keys: 1,
   lua: `local r = redis.call('HMGET', KEYS[1], 's', 't')
@@ -117,6 +150,7 @@ end
 if r[1] then return -1 end
 return 0`,
   sha1: '598aabf5476fbb4e6cdf848397ed7c0e32fbdb1c',
+  parse: ownerReply,
 };
 
 export const ONCE_SCRIPTS: readonly Script[] = [ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE];

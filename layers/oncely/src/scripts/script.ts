@@ -1,6 +1,7 @@
 /** What every Lua script is, and the one parser of the owner reply several of them give. */
-import { invalid, type ValidationError } from '../errors.js';
+import { invalid, OncelyError, type ValidationError } from '../errors.js';
 
+/** A Lua script, as a store runs it (oncely's own, or one of yours). */
 export interface Script {
   readonly name: string;
   /**
@@ -16,6 +17,26 @@ export interface Script {
    * announcement, run-once claim and completion); `wrote(reply)` says whether this reply did write.
    */
   readonly grants?: { wrote(reply: unknown): boolean };
+}
+
+/**
+ * One of oncely's scripts, with the one reader of its reply: `parse` turns the raw reply into a named value
+ * (R), so no caller compares bare numbers. It throws an OncelyError naming the script (and the store, when
+ * given) for a reply the script never gives.
+ */
+export interface ScriptOf<R> extends Script {
+  parse(reply: unknown, store?: string): R;
+}
+
+/** The error for a reply `script` never gives (a store or proxy that answered something else). */
+export function unexpectedReply(script: string, reply: unknown, store?: string): OncelyError {
+  return new OncelyError(`${store ? `${store}: ` : ''}unexpected ${script} reply ${JSON.stringify(reply)}`);
+}
+
+/** The reply as an array of at least `min` elements, or the unexpected-reply error. */
+export function arrayReply(script: string, reply: unknown, min: number, store?: string): unknown[] {
+  if (!Array.isArray(reply) || reply.length < min) throw unexpectedReply(script, reply, store);
+  return reply;
 }
 
 /** Whether `count` KEYS fit `script` (on every call: allocates nothing). */

@@ -15,6 +15,16 @@ import { type Settled, WaitLine } from './wait-line.js';
 export type Client = Redis | Cluster;
 
 const AUTH_FAILED = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i;
+const TLS_HINT =
+  'the connection uses TLS (rediss:// or tls: true) and the server never answered the handshake: if the server speaks plain text, use redis://';
+
+/** The server's own words (redacted), then what to check. */
+function authFailed(name: string, text: string): StoreAuthError {
+  return new StoreAuthError(
+    `${name}: authentication failed (${text}): check the password and user (ONCELY_REDIS_PASSWORD and ONCELY_REDIS_USERNAME, the URL's user:password, or the store's options) and, with ACLs, the user's permissions`,
+    { store: name, ambiguous: false },
+  );
+}
 
 /** Connection errors proving the command never reached a server. */
 const NOT_SENT =
@@ -44,10 +54,14 @@ export function tcpStore(
   // while it retries the slots refresh, and reports the cause only in events. Remember the last one,
   // so a timeout caused by bad credentials is reported as what it is.
   let connectionError: Error | undefined;
+  // A TLS client that never gets a reply is most often TLS against a plain-text server: say so.
+  let tls = false;
   // Every call bounded by timeoutMs; a connection a call timed out on probed, and replaced if bad (connection.ts).
   const connection = new Connection<Client>(
     () =>
       connect().then((c) => {
+        const options = c.options as { tls?: unknown; redisOptions?: { tls?: unknown } };
+        tls = Boolean(options.tls ?? options.redisOptions?.tls);
         if (owned) {
           // A Cluster's 'error' says "Failed to refresh slots cache" and carries the cause as lastNodeError.
           const remember = (e: Error & { lastNodeError?: Error }) => {
@@ -71,7 +85,10 @@ export function tcpStore(
       connectionError &&
       AUTH_FAILED.test(connectionError.message)
     ) {
-      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
+      return authFailed(name, redact(connectionError.message, secrets));
+    }
+    if (err instanceof StoreUnavailableError && !err.ambiguous && tls && !connectionError) {
+      return new StoreUnavailableError(`${err.message}: ${TLS_HINT}`, { store: name, ambiguous: false });
     }
     // Timed out before the client was ever ready (nothing sent): say why it could not connect, when known.
     if (err instanceof StoreUnavailableError && !err.ambiguous && connectionError) {
@@ -83,9 +100,7 @@ export function tcpStore(
     if (err instanceof StoreError || err instanceof ConfigError) return err;
     const e = err instanceof Error ? err : new Error(String(err));
     const text = redact(e.message, secrets);
-    if (AUTH_FAILED.test(text)) {
-      return new StoreAuthError(`${name}: authentication failed`, { store: name, ambiguous: false });
-    }
+    if (AUTH_FAILED.test(text)) return authFailed(name, text);
     if (/timed out|timeout/i.test(text)) {
       return new StoreUnavailableError(`${name}: no reply within ${timeoutMs} ms`, {
         store: name,

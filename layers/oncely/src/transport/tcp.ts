@@ -39,13 +39,28 @@ export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions, R
  * place when ioredis is not installed, so a REST-only app bundles without it.
  */
 function loadIoredis(): Promise<typeof import('ioredis')> {
-  const loading = import('ioredis').catch(() => {
-    throw badConfig([
-      'the TCP transport needs the ioredis package: npm install ioredis (or use the Upstash REST transport)',
-    ]);
+  const loading = import('ioredis').catch((cause: unknown) => {
+    throw badConfig([ioredisLoadProblem(cause)], { cause });
   });
   loading.catch(() => undefined); // reported by the first call that awaits it
   return loading;
+}
+
+/**
+ * What to do about a failed `import('ioredis')`, from the error itself: a missing package says to install it; a
+ * CommonJS require inside an ES module bundle (ioredis bundled with `format: 'esm'`) says how to bundle it; any
+ * other failure is named as it is (the error is the `cause`).
+ */
+export function ioredisLoadProblem(cause: unknown): string {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const code = (cause as { code?: unknown } | null)?.code;
+  if (/Dynamic require of .* is not supported|require is not defined/.test(message)) {
+    return `the TCP transport could not load ioredis: ${message}. ioredis is CommonJS and is bundled into an ES module bundle: add a createRequire banner (banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" }), mark ioredis external, or bundle as CommonJS`;
+  }
+  if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /'ioredis'/.test(message)) {
+    return 'the TCP transport needs the ioredis package: npm install ioredis (or use the Upstash REST transport)';
+  }
+  return `the TCP transport could not load ioredis: ${message}`;
 }
 
 function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
