@@ -317,6 +317,56 @@ describe.skipIf(unavailable !== undefined)('partitions', () => {
     );
   });
 
+  describe('3 + 3 cluster: the master of the key cut off with the holder (a minority side)', () => {
+    const FAILOVER_TTL_MS = 2000;
+    let cluster: RedisCluster;
+    let lock: Locker;
+    beforeAll(async () => {
+      cluster = await net().startCluster({ masters: 3, replicas: 1 }, 'f');
+      lock = createLock(tracked(clusterStore({ nodes: cluster.seeds, timeoutMs: 500 })));
+    });
+
+    it("the replica is promoted on the majority side; the contender there is granted only after the holder's last promise", async () => {
+      const key = freshKey('minority');
+      const probe = await lock.acquire(key, { ttlMs: FAILOVER_TTL_MS });
+      let owner: RedisProcess | undefined;
+      for (const node of cluster.masters) {
+        const c = new Redis({ host: node.host, port: node.port, protocol: 2 });
+        if ((await c.keys(`*${key}*`)).length > 0) owner = node;
+        c.disconnect();
+      }
+      await probe.release();
+      const lambda = await net().add('lambda');
+      const holder = spawnClient(net(), lambda, [
+        ...['--mode', 'hold', '--cluster', '--nodes', cluster.seeds.map(addr).join(',')],
+        ...['--key', key, '--ttl-ms', String(FAILOVER_TTL_MS)],
+      ]);
+      clients.push(holder);
+      const acquired = await holder.next('acquired');
+      await holder.next('valid', 15_000, acquired.at + 1);
+      // The minority side: the key's master and the holder. Everyone else (its replica, the other shards,
+      // the contender here) is on the other side.
+      const master = net().partyAt(owner!.host);
+      const cutAt = Date.now();
+      for (const node of cluster.nodes) {
+        if (node === owner) continue;
+        await net().cut(master, net().partyAt(node.host));
+        await net().cut(lambda, net().partyAt(node.host));
+      }
+      await net().cut(master, net().here);
+      const won = await contend(lock, key);
+      const lost = await holder.next('lost');
+      expect(won.lease.fence).toBeGreaterThan(acquired.fence!);
+      expect(won.at).toBeGreaterThanOrEqual(holder.lastValidUntil());
+      figure(
+        `3+3 cluster, key's master + holder on the minority side: holder lost ${lost.at - cutAt} ms after the ` +
+          `cut (${lost.reason}), contender granted on the promoted replica ${won.at - cutAt} ms after, ` +
+          `${Math.round(won.at - holder.lastValidUntil())} ms after the holder's last promise`,
+      );
+      await won.lease.release();
+    });
+  });
+
   describe('cluster, 3 masters', () => {
     let cluster: RedisCluster;
     let lock: Locker;
