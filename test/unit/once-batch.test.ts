@@ -169,14 +169,35 @@ describe('withOnceBatch', () => {
     expect(open.log.decisions()).toContain('fail-open');
   });
 
-  it('the settling round trip fails: completed records are reported (fail closed), or kept with return', async () => {
+  it('the settling round trip fails every attempt: completed records are reported (fail closed), or kept with return', async () => {
     for (const completeFailure of ['throw', 'return'] as const) {
       const { store, options } = setup({ completeFailure });
       const h = withOnceBatch(async () => 'ok', options);
-      store.next.push('ok', new StoreUnavailableError('fake: down', { store: 'fake', ambiguous: true }));
+      const down = () => new StoreUnavailableError('fake: down', { store: 'fake', ambiguous: true });
+      store.next.push('ok', down(), down(), down());
       const r = await h(batch(record('a'), record('b')), lambdaContext());
       expect(ids(r)).toEqual(completeFailure === 'throw' ? ['a', 'b'] : []);
     }
+  });
+
+  it("a batch's completion is retried as one event's: a failed settling round trip, then both recorded", async () => {
+    const { store, options, log } = setup();
+    const h = withOnceBatch(async (r) => r.body, options);
+    store.next.push(
+      'ok',
+      'apply-then-fail',
+      new StoreUnavailableError('fake: down', { store: 'fake', ambiguous: false }),
+    );
+    const r = await h(batch(record('a'), record('b')), lambdaContext());
+    expect(ids(r)).toEqual([]);
+    // claim, two failed attempts (the first applied, its reply lost), and the one that finds both completed
+    expect(store.roundTrips).toBe(4);
+    expect(log.decisions().filter((d) => d === 'completed')).toHaveLength(2);
+    expect(log.decisions()).not.toContain('complete-failed');
+    const recs = store.calls.filter((c) => c.script === 'once-claim').map((c) => c.keys[0]!);
+    expect(recs.map((rec) => store.hash(rec)?.get('s'))).toEqual(['C', 'C']);
+    expect(ids(await h(batch(record('a'), record('b')), lambdaContext()))).toEqual([]); // duplicates now
+    expect(log.decisions().filter((d) => d === 'duplicate-returned')).toHaveLength(2);
   });
 
   it("a result that cannot be stored: reported and released (unstorable: 'throw'), or acknowledged with a marker", async () => {

@@ -10,6 +10,7 @@ import { type ClaimPolicy, outcomeOf } from '../../layers/oncely/src/once/outcom
 import type { ClaimReply } from '../../layers/oncely/src/once/record.js';
 
 const base: ClaimPolicy = {
+  namespace: 'fn',
   key: 'k',
   duplicate: 'throw',
   failOpen: false,

@@ -88,10 +88,10 @@ export function keepLeases(options: KeepOptions): () => void {
 }
 
 /**
- * Runs `fn` while holding the lease, extending it in the background before it expires, then releases it.
+ * keepLeases() for one lease while `fn` runs (a lock's `using()`), then releases it.
  * `fn`'s result or error always wins: a release failure goes to `onError`, never replaces them.
  */
-export async function usingLease<T>(
+export async function keepLeaseWhile<T>(
   lease: Lease,
   fn: (lease: Lease) => Promise<T>,
   options: { ttlMs: number; extendBeforeMs?: number; onError?: (error: Error) => void },

@@ -52,6 +52,13 @@ export function checkOutcome(reply: unknown): CheckOutcome {
 
 // ---------------------------------------------------------------------------------------------- the lease
 
+/**
+ * The one validity formula: a lease taken (or extended) by a request sent at `startedAt` (monotonic) for `ttlMs`
+ * is valid until startedAt + ttlMs − drift(ttlMs). Every "is it still valid / did the reply come too late" asks it.
+ */
+export const validUntil = (startedAt: number, ttlMs: number, drift: (ttlMs: number) => number): number =>
+  startedAt + ttlMs - drift(ttlMs);
+
 /** What a lease needs from the lock that issued it (a single store, or a Redlock quorum). */
 export interface LeaseDriver {
   extend(key: string, token: string, ttlMs: number): Promise<ExtendOutcome>;
@@ -115,7 +122,7 @@ export class Lease {
     this.keys = Object.freeze(init.keys ? [...init.keys] : [init.key]);
     this.fences = Object.freeze(init.fences ? [...init.fences] : [init.fence]);
     this.#ttlMs = init.ttlMs;
-    this.#validUntil = init.startedAt + init.ttlMs - init.drift(init.ttlMs);
+    this.#validUntil = validUntil(init.startedAt, init.ttlMs, init.drift);
     if (this.#validUntil <= init.clock.now()) this.#lose('expired');
   }
 
@@ -164,7 +171,7 @@ export class Lease {
     if (outcome !== 'extended') throw this.#lose(outcome);
     if (this.#state !== 'held') throw this.#lost ?? lockLost(this.key, 'released');
     this.#ttlMs = ttlMs;
-    this.#validUntil = startedAt + ttlMs - drift(ttlMs);
+    this.#validUntil = validUntil(startedAt, ttlMs, drift);
     if (this.#controller) this.#arm();
   }
 

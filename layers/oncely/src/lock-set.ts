@@ -23,6 +23,7 @@ import {
   type LeaseDriver,
   type LeaseInit,
   type ReleaseResult,
+  validUntil,
 } from './lease.js';
 import {
   ACQUIRE,
@@ -196,7 +197,7 @@ async function attemptAll(
     if (fenceOf.size > 0 && !err.ambiguous) await rollBack(core, fenceOf, token, ttlMs);
     return { lease: null, error: err, nodes: [failedOn(core.store.name, err, current)] };
   }
-  if (core.clock.now() >= startedAt + ttlMs - core.drift(ttlMs)) {
+  if (core.clock.now() >= validUntil(startedAt, ttlMs, (t) => core.drift(t))) {
     await core.releaseOrGiveBack(set.label, () => set.driver.release(set.label, token), ttlMs);
     return { lease: null };
   }

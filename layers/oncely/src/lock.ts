@@ -41,8 +41,9 @@ import {
   releaseOrGiveBack,
   releaseResultOf,
   report,
+  validUntil,
 } from './lease.js';
-import { usingLease } from './lease-keeper.js';
+import { keepLeaseWhile } from './lease-keeper.js';
 import { acquireAll, isKeyList, type LockCore, tryAcquireAll } from './lock-set.js';
 import { ACQUIRE, EXTEND, LOCK_CHECK, LOCK_RESUME, LOCK_STATUS, RELEASE, WINDOW_OPEN } from './scripts.js';
 import type { Store } from './transport/types.js';
@@ -233,7 +234,7 @@ export class Lock implements Locker {
   ): Promise<T> {
     check(extendBeforeProblems(options?.extendBeforeMs, options?.ttlMs), 'using');
     const lease = await this.acquire(key, options);
-    return usingLease(lease, fn, options, this.#clock);
+    return keepLeaseWhile(lease, fn, options, this.#clock);
   }
 
   /**
@@ -367,7 +368,7 @@ export class Lock implements Locker {
         retryAfterMs: r.remainingMs > 0 ? r.remainingMs : undefined,
         nodes: [takenOn(this.store.name, r.remainingMs)],
       };
-    if (this.#clock.now() >= startedAt + ttlMs - this.#drift(ttlMs)) {
+    if (this.#clock.now() >= validUntil(startedAt, ttlMs, this.#drift)) {
       // The reply came back too late to be of use: undo and count it as a failed attempt.
       await this.#releaseOrGiveBack(key, () => this.#driver.release(key, token), ttlMs);
       return { lease: null };

@@ -43,8 +43,8 @@ import {
   parseAcquire,
 } from './fan-out.js';
 import { DEFAULT_GIVE_BACK_LIMIT_MS, GiveBacks, releaseOf } from './give-back.js';
-import { Lease, type LeaseDriver } from './lease.js';
-import { usingLease } from './lease-keeper.js';
+import { Lease, type LeaseDriver, validUntil } from './lease.js';
+import { keepLeaseWhile } from './lease-keeper.js';
 import { quorumDriver } from './quorum-driver.js';
 import { ACQUIRE, FENCE_RAISE, RELEASE } from './scripts.js';
 import type { Store } from './transport/types.js';
@@ -212,7 +212,7 @@ export class Redlock implements Locker {
   async using<T>(key: string, fn: (lease: Lease) => Promise<T>, options: UsingOptions): Promise<T> {
     check(extendBeforeProblems(options?.extendBeforeMs, options?.ttlMs), 'using');
     const lease = await this.acquire(key, options);
-    return usingLease(lease, fn, options, this.#clock);
+    return keepLeaseWhile(lease, fn, options, this.#clock);
   }
 
   // ------------------------------------------------------------------------------------------- acquire
@@ -253,7 +253,7 @@ export class Redlock implements Locker {
       const fence = this.#agreedFence(granted) ?? (await this.#raiseFence(key, granted, ttlMs, timeoutMs));
       const elapsedMs = this.#clock.now() - startedAt;
       if (fence === undefined) detail = 'the fence could not be raised on a quorum';
-      else if (elapsedMs >= ttlMs - this.#drift(ttlMs))
+      else if (startedAt + elapsedMs >= validUntil(startedAt, ttlMs, this.#drift))
         detail = `quorum reached after ${Math.round(elapsedMs)} ms, past the lease validity`;
       else
         return {

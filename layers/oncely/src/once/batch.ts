@@ -1,6 +1,6 @@
 /**
  * withOnceBatch(): SQS batches. Every record is claimed in one round trip and completed in one (the engine's
- * beginMany and settle); this adapter only runs the records, in order for FIFO queues.
+ * many()); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { oneOf, resolveOptions, wholeProblems, without } from '../validate.js';
@@ -50,15 +50,9 @@ export function withOnceBatch<R = unknown>(
     without(ONCE_FIELDS, 'http', 'maxWaitMs', 'pollMs'),
   );
   const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
-  return async (event, context) => {
-    // One invocation: one metrics document for the whole batch, never one per record.
-    const invocation = engine.open(context);
-    try {
-      return await engine.within(invocation, () => runBatch(engine, handler, event, context, concurrency));
-    } finally {
-      engine.close(invocation);
-    }
-  };
+  // One invocation: one metrics document for the whole batch, never one per record.
+  return (event, context) =>
+    engine.invoke(context, () => runBatch(engine, handler, event, context, concurrency));
 }
 
 async function runBatch<R>(
@@ -69,40 +63,40 @@ async function runBatch<R>(
   concurrency: number,
 ): Promise<SQSBatchResponse> {
   const records = Array.isArray(event?.Records) ? event.Records : [];
-  const batch = await engine.beginMany(records, context);
-  // ok: acknowledged; fail: in batchItemFailures; pending: to run.
-  const state: ('pending' | 'ok' | 'fail')[] = batch.items.map((b) =>
-    b.kind === 'run' ? 'pending' : b.kind === 'return' ? 'ok' : 'fail',
-  );
-  const results: unknown[] = [];
-  const execute = async (n: number) => {
-    const item = batch.items[n];
-    if (state[n] !== 'pending' || item?.kind !== 'run') return;
-    try {
-      results[n] = await handler(records[n] as SQSRecord, context, item.run.once);
-      state[n] = 'ok';
-    } catch {
-      state[n] = 'fail';
+  const done = await engine.many(records, context, async (items) => {
+    // ok: acknowledged; fail: in batchItemFailures; pending: to run.
+    const state: ('pending' | 'ok' | 'fail')[] = items.map((b) =>
+      b.kind === 'run' ? 'pending' : b.kind === 'return' ? 'ok' : 'fail',
+    );
+    const results: unknown[] = [];
+    const execute = async (n: number) => {
+      const item = items[n];
+      if (state[n] !== 'pending' || item?.kind !== 'run') return;
+      try {
+        results[n] = await handler(records[n] as SQSRecord, context, item.run.once);
+        state[n] = 'ok';
+      } catch {
+        state[n] = 'fail';
+      }
+    };
+    const order = records.map((_, n) => n);
+    if (records.some((r) => r.eventSourceARN?.endsWith('.fifo'))) {
+      const failed = (n: number) => state[n] === 'fail';
+      for (const n of order) {
+        if (failed(n)) break;
+        await execute(n);
+        if (failed(n)) break;
+      }
+      // FIFO: everything after the first failure is reported too (and released), to keep the group's order.
+      const first = state.indexOf('fail');
+      if (first >= 0) state.fill('fail', first);
+    } else {
+      await pool(order, concurrency, execute);
     }
-  };
-  const order = records.map((_, n) => n);
-  if (records.some((r) => r.eventSourceARN?.endsWith('.fifo'))) {
-    const failed = (n: number) => state[n] === 'fail';
-    for (const n of order) {
-      if (failed(n)) break;
-      await execute(n);
-      if (failed(n)) break;
-    }
-    // FIFO: everything after the first failure is reported too (and released), to keep the group's order.
-    const first = state.indexOf('fail');
-    if (first >= 0) state.fill('fail', first);
-  } else {
-    await pool(order, concurrency, execute);
-  }
-  const done = await batch.settle(
-    state.map((s) => s === 'ok'),
-    results,
-  );
+    return state.map((s, n) =>
+      s === 'ok' ? { ok: true, result: results[n] } : { ok: false, why: 'the handler failed or did not run' },
+    );
+  });
   return {
     batchItemFailures: records.filter((_, n) => !done[n]).map((r) => ({ itemIdentifier: r.messageId })),
   };

@@ -51,9 +51,6 @@ export interface Decision {
   readonly reason?: string;
 }
 
-/** A decision before the engine adds its namespace. */
-export type Decided = Omit<Decision, 'namespace'>;
-
 const LEVEL_OF: Readonly<Record<DecisionKind, Exclude<LogLevel, 'silent'>>> = {
   claimed: 'info',
   completed: 'info',
@@ -153,13 +150,12 @@ export class Decisions {
   constructor(readonly sink: DecisionSink) {}
 
   /** `invocation`: the Lambda fields of the invocation it belongs to (default lines carry them). */
-  emit(d: Decided, invocation?: InvocationFields): void {
-    const { logLevel, logger, onDecision, namespace } = this.sink;
-    const level = LEVEL_OF[d.decision];
+  emit(decision: Decision, invocation?: InvocationFields): void {
+    const { logLevel, logger, onDecision } = this.sink;
+    const level = LEVEL_OF[decision.decision];
     const log = RANK[level] >= RANK[logLevel];
     // Nothing to build when the line is filtered out and nobody listens.
     if (!log && !onDecision) return;
-    const decision: Decision = { namespace, ...d };
     if (log) {
       try {
         if (typeof logger === 'function') logger(this.#line(level, decision, invocation));

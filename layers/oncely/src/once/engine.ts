@@ -1,30 +1,32 @@
 /**
- * The run-once state machine. An invocation: identify → claim (one round trip) → run the handler while the
- * lease is auto-extended → complete (one round trip) or release. Adapters call begin() (or beginMany() for a
- * batch), then run.complete() or run.fail() (or the batch's settle()). What a claim reply means is decided in
- * outcome.ts; this file acts on it and emits its decision.
+ * The run-once engine, one path per record: identify → claim (one round trip for every record of an
+ * invocation) → outcomeOf (outcome.ts decides what each reply means) → act → the handlers run → settle
+ * (settle.ts: one round trip). A single event is a batch of one, with the `duplicate: 'wait'` loop around its
+ * claim. Each policy is applied in one place, for one event and for a batch alike: the kill switch and a
+ * failed claim round trip in #begin, a missing key in #identify, fail-open and the duplicate policy in
+ * outcomeOf, completeFailure in settle.
+ *
+ * Adapters call invoke(context, fn) once per Lambda invocation, and one() or many() within it; none of them
+ * opens, closes or settles anything itself.
  */
 import type { Context } from 'aws-lambda';
-import { newToken } from '../acquire.js';
+import { driftOf, LOCK_DEFAULTS, newToken } from '../acquire.js';
 import { sleep } from '../clock.js';
-import { MissingKeyError, StoreError, StoreUnavailableError } from '../errors.js';
+import { MissingKeyError, StoreError } from '../errors.js';
 import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS } from '../events.js';
-import type { LeaseInit } from '../lease.js';
+import { validUntil } from '../lease.js';
 import type { CallResult, Store } from '../transport/types.js';
 import { MAX_TTL_MS } from '../validate.js';
-import { type Decided, Decisions } from './decisions.js';
+import { type Decision, Decisions } from './decisions.js';
 import { httpResponseFor } from './http.js';
-import { Halfway, keepAlive, RecordDriver, recordGiveBack } from './lease.js';
 import type { LocalCache } from './local-cache.js';
-import { type Invocation, Invocations, timedStore } from './metrics.js';
-
-export type { Invocation } from './metrics.js';
-
+import { Invocations, timedStore } from './metrics.js';
 import {
   isDisabled,
   leaseFor,
   localCacheOf,
   type OnceOptions,
+  type OnceRun,
   type Resolved,
   remainingOf,
   resolveOnceOptions,
@@ -32,36 +34,40 @@ import {
 } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
-import { Run, type RunHost, settleMany } from './run.js';
+import { giveBackRecord, Keeper, RecordDriver, roundTrip } from './record-lease.js';
+import { Run } from './run.js';
+import { type Ending, type Settled, type SettleHost, settle } from './settle.js';
 
-/** The outcome of beginning an invocation: run the handler, or answer without running it. */
-export type Begin = { kind: 'run'; run: Run } | { kind: 'return'; value: unknown };
+/** One record of an invocation, begun: run its handler, answer `value` without running it, or fail with `error`. */
+export type Began =
+  | { kind: 'run'; run: Run }
+  | { kind: 'return'; value: unknown }
+  | { kind: 'fail'; error: unknown };
 
-/** One record of a batch: run it, acknowledge it, or report it failed (`run`: a claim to give back). */
-export type Began = Begin | { kind: 'fail'; run?: Run };
-
-/** A begun batch: its records, and settle(), which completes or releases every claimed record at once. */
-export interface BegunBatch {
+/** A begun invocation: its records, and settle(), which completes or releases every claimed one at once. */
+interface Begun {
   readonly items: readonly Began[];
-  /** `ok[n]`: record n succeeded (with `results[n]`). Returns which records count as done in the end. */
-  settle(ok: readonly boolean[], results: readonly unknown[]): Promise<boolean[]>;
+  settle(endings: readonly Ending[]): Promise<Settled[]>;
 }
 
-const FAIL: Began = Object.freeze({ kind: 'fail' });
+/** A record with an idempotency key, to claim (`n`: its place in the invocation). */
+type Keyed = { n: number; key: string; hash: string; token: string };
 
-export class OnceEngine<E = unknown> implements RunHost {
+export class OnceEngine<E = unknown> implements SettleHost {
   readonly options: Resolved<E>;
   readonly store: Store;
   readonly records: Records;
+  /** One driver for every record of this engine: calls due in the same tick share a round trip. */
+  readonly driver: RecordDriver;
   readonly #decisions: Decisions;
   readonly #invocations: Invocations;
-  readonly #drift = (ttlMs: number) => Math.round(ttlMs * 0.01) + 2;
+  /** The drift allowance of a record's lease: a lock's default (ttl·0.01 + 2 ms). */
+  readonly #drift = driftOf(LOCK_DEFAULTS);
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
   readonly #ready: Promise<void> | undefined;
   /** `localCache`: completed records of this container. */
   readonly #cache: LocalCache | undefined;
-  #halfway: Halfway<Run> | undefined;
-  #driver: RecordDriver | undefined;
+  readonly #keeper: Keeper;
 
   constructor(options: OnceOptions<E>, what = 'withOnce options') {
     const resolved = resolveOnceOptions(options, what);
@@ -81,38 +87,81 @@ export class OnceEngine<E = unknown> implements RunHost {
       : resolved.store;
     this.#ready = resolved.ready;
     this.records = new Records(this.options.prefix, this.options.namespace);
+    this.driver = new RecordDriver(this.store, this.records);
     this.#decisions = new Decisions(this.options);
     this.#cache = localCacheOf(this.options);
-  }
-
-  /** See Invocations (metrics.ts): adapters open one per Lambda invocation, run within it, and close it. */
-  open(context: Partial<Context> | undefined): Invocation {
-    return this.#invocations.open(context);
-  }
-  within<T>(invocation: Invocation, fn: () => T): T {
-    return this.#invocations.within(invocation, fn);
-  }
-  close(invocation: Invocation): void {
-    this.#invocations.close(invocation);
+    this.#keeper = new Keeper(clock);
   }
 
   /**
-   * Resolves once events can be identified: at once, unless a key or payload spec is a JMESPath expression;
-   * then once its package has loaded, rejecting with a ValidationError when an expression does not parse.
-   * begin() awaits it.
+   * Runs `fn` as one Lambda invocation (see Invocations, metrics.ts): the decision lines made within it carry
+   * its request id, function name, cold start and trace id, and its metrics make one document, written when
+   * it ends. Every adapter calls it once per invocation (an SQS batch is one).
    */
-  ready(): Promise<void> {
-    return this.#ready ?? Promise.resolve();
+  invoke<T>(context: Partial<Context> | undefined, fn: () => Promise<T>): Promise<T> {
+    const invocation = this.#invocations.open(context);
+    // Closing in fn's settlement costs no async layer of its own (the hot path).
+    return this.#invocations.within(invocation, fn).then(
+      (value) => {
+        this.#invocations.close(invocation);
+        return value;
+      },
+      (err: unknown) => {
+        this.#invocations.close(invocation);
+        throw err;
+      },
+    );
   }
 
-  /** The one timer that starts long runs' keepAlive (see Halfway). */
-  get halfway(): Halfway<Run> {
-    this.#halfway ??= new Halfway(this.options.clock);
-    return this.#halfway;
+  /**
+   * One event, start to end: begins it (a batch of one), runs `handler` on its record, or answers without it
+   * (a stored result, a skip, an HTTP event's error answer), and settles the record: completed with the
+   * handler's result (returned), or released when the handler threw (rethrown).
+   */
+  async one<R>(
+    event: E,
+    context: Context | undefined,
+    handler: (once: OnceRun) => Promise<R> | R,
+  ): Promise<R> {
+    const http = this.options.http === 'auto' && isHttpEvent(event);
+    let begun: Begun;
+    try {
+      begun = await this.#begin([event], context, http);
+    } catch (err) {
+      return answer(err, http) as R;
+    }
+    const item = begun.items[0]!;
+    if (item.kind === 'return') return item.value as R;
+    if (item.kind === 'fail') return answer(item.error, http) as R;
+    let result: R;
+    try {
+      result = await handler(item.run.once);
+    } catch (err) {
+      await begun.settle([{ ok: false, why: `the handler threw ${(err as Error)?.name ?? typeof err}` }]);
+      throw err;
+    }
+    const [settled] = await begun.settle([{ ok: true, result }]);
+    if (settled && 'error' in settled) throw settled.error;
+    return result;
+  }
+
+  /**
+   * A batch: begins every record (their claims in one round trip), hands them to `execute`, which runs those
+   * to run and says how each ended, and settles them all (one round trip). Returns which records are done.
+   * A claim round trip that fails as a whole fails the batch (unless failOpen runs it).
+   */
+  async many(
+    events: readonly E[],
+    context: Context,
+    execute: (items: readonly Began[]) => Promise<Ending[]>,
+  ): Promise<boolean[]> {
+    const begun = await this.#begin(events, context, false);
+    const settled = await begun.settle(await execute(begun.items));
+    return settled.map((s) => s.done);
   }
 
   /** Counts a decision (metrics), logs it and calls onDecision. */
-  decide(d: Decided): void {
+  decide(d: Decision): void {
     if (this.#invocations.metrics) this.#invocations.tally().count(d.decision);
     this.#decisions.emit(d, this.#invocations.fields());
   }
@@ -122,151 +171,70 @@ export class OnceEngine<E = unknown> implements RunHost {
     return this.records.keysOf(key);
   }
 
-  /**
-   * Starts an invocation: identifies it, claims its record and applies the duplicate policy. Returns the Run
-   * to execute, or the value to answer with (a stored result, a skip, an HTTP error answer).
-   */
-  begin(event: E, context: Context | undefined): Promise<Begin> {
-    // One async layer on the hot path: #begin does the work (and answers HTTP errors) itself.
-    if (this.#ready !== undefined) return this.#ready.then(() => this.#begin(event, context));
-    return this.#begin(event, context);
-  }
-
-  async #begin(event: E, context: Context | undefined): Promise<Begin> {
-    if (isDisabled()) {
-      this.decide({ decision: 'disabled' });
-      return { kind: 'run', run: this.#unfenced() };
-    }
-    const http = this.options.http === 'auto' && isHttpEvent(event);
-    try {
-      const o = this.options;
-      const identity = identify(event, context, o.key, o.payload);
-      const key = identity.key;
-      if (key === undefined) {
-        this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
-        if (o.missingKey === 'run') return { kind: 'run', run: this.#unfenced() };
-        throw new MissingKeyError(
-          identity.problem ??
-            `no idempotency key in the event: looked for ${KEY_LOCATIONS[identity.source as EventSource] ?? identity.source}`,
-          { source: identity.source },
-        );
-      }
-      const hash = payloadHash(identity);
-      const cached = this.#cache?.get(key, hash);
-      if (cached) return this.#fromCache(key, cached.text, http);
-      const token = newToken();
-      const waitStarted = o.clock.now();
-      const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
-      for (;;) {
-        const ttlMs = leaseFor(this.options, context);
-        const call = this.records.claim(key, token, hash, ttlMs, o.wallClock());
-        const startedAt = o.clock.now();
-        let reply: ClaimReply;
-        try {
-          const raw = await this.store.run(call.script, call.keys, call.args);
-          reply = parseClaim(raw, this.store.name);
-          this.#cache?.remember(key, hash, completedOf(raw), startedAt);
-        } catch (err) {
-          if (!(err instanceof StoreError)) throw err;
-          // The claim may have been applied: give the record back rather than block retries for a lease
-          // (retried with backoff while the store fails; a final failure is a 'give-back-failed' decision).
-          if (err.ambiguous) void recordGiveBack(this, key, token, ttlMs).giveBack();
-          reply = { kind: 'failed', error: err };
-        }
-        const now = o.clock.now();
-        const outcome = outcomeOf(reply, {
-          ...this.#policy(key, ttlMs, reply.kind === 'claimed' && this.#tooLate(startedAt, ttlMs)),
-          http,
-          waitedMs: Math.round(now - waitStarted),
-          waitLeftMs: waitUntil - now,
-        });
-        if (outcome.kind === 'wait') {
-          await sleep(outcome.afterMs);
-          continue;
-        }
-        if (outcome.kind === 'throw' && outcome.giveBack)
-          await recordGiveBack(this, key, token, ttlMs).releaseOrGiveBack();
-        this.decide(outcome.decision);
-        switch (outcome.kind) {
-          case 'run': {
-            const run = this.#claimed(key, hash, token, outcome.fence, ttlMs, startedAt, http);
-            run.keepAlive(ttlFor(this.options, context));
-            return { kind: 'run', run };
-          }
-          case 'run-unfenced':
-            return { kind: 'run', run: this.#unfenced(key) };
-          case 'return':
-            return { kind: 'return', value: outcome.value };
-          case 'throw':
-            throw outcome.error;
-        }
-      }
-    } catch (err) {
-      const answer = http ? httpResponseFor(err) : undefined;
-      if (answer) return { kind: 'return', value: answer };
-      throw err;
-    }
-  }
-
-  /** A duplicate answered from the local cache: what the store would have answered, with no round trip. */
-  #fromCache(key: string, text: unknown, http: boolean): Begin {
-    const outcome = outcomeOf(completedReply(text, this.store.name), {
-      ...this.#policy(key, 0, false),
-      http,
-      waitedMs: 0,
-      waitLeftMs: 0,
-    });
-    if (outcome.kind !== 'return') throw new Error(`a cached record decided ${outcome.kind}`); // unreachable
-    this.decide({ ...outcome.decision, reason: 'local cache' });
-    return { kind: 'return', value: outcome.value };
-  }
-
   /** A record this container completed (`sentAt`: when the completing request first went out). */
   cacheCompleted(run: Run, text: string, sentAt: number): void {
     if (run.key !== undefined) this.#cache?.put(run.key, run.hash, text, sentAt, this.options.retentionMs);
   }
 
   /**
-   * Begins every record of a batch: identifies each, claims every keyed one in one round trip, and keeps the
-   * claimed leases alive (extensions of the whole batch go out as one runMany) until settle().
+   * The one path: identifies every event, claims every keyed record in one round trip, decides each reply's
+   * outcome and acts on it; claims again, after a pause, the records whose outcome is to wait. Then keeps the
+   * claimed records' leases alive until settle().
    */
-  async beginMany(events: readonly E[], context: Context): Promise<BegunBatch> {
-    const o = this.options;
-    const extendTo = ttlFor(this.options, context);
-    await this.ready();
-    const items: Began[] = [];
+  async #begin(events: readonly E[], context: Context | undefined, http: boolean): Promise<Begun> {
+    if (this.#ready !== undefined) await this.#ready;
+    const items: Began[] = new Array(events.length);
     if (isDisabled()) {
-      this.decide({ decision: 'disabled' });
-      for (const _ of events) items.push({ kind: 'run', run: this.#unfenced() });
-    } else {
-      const keyed = this.#identifyMany(events, context, items);
-      if (keyed.length > 0) await this.#claimMany(keyed, context, items);
+      this.decide({ namespace: this.options.namespace, decision: 'disabled' });
+      for (let n = 0; n < events.length; n++) items[n] = { kind: 'run', run: this.#unfenced() };
+      return this.#begun(items, context);
     }
-    const runs = items.flatMap((b) => (b.kind !== 'return' && b.run ? [b.run] : []));
-    const leases = () => runs.flatMap((r) => (r.lease ? [r.lease] : []));
-    const stop = keepAlive(leases, extendTo, o.ttlMs, o.clock, (e) =>
-      this.decide({ decision: 'store-error', reason: `extend: ${e.message}` }),
-    );
-    return {
-      items,
-      settle: async (ok, results) => {
-        stop();
-        try {
-          return await settleMany(
-            this,
-            items.map((b) => (b.kind === 'return' ? undefined : b.run)),
-            ok,
-            results,
-          );
-        } finally {
-          for (const run of runs) run.stop();
+    const o = this.options;
+    let keyed = this.#identify(events, context, http, items);
+    const waitStarted = o.clock.now();
+    const waitUntil = waitStarted + Math.min(o.maxWaitMs ?? MAX_TTL_MS, remainingOf(context) - o.marginMs);
+    while (keyed.length > 0) {
+      const ttlMs = leaseFor(o, context);
+      const { replies, startedAt, failed } = await this.#claim(keyed, ttlMs);
+      const late = this.#tooLate(startedAt, ttlMs);
+      const now = o.clock.now();
+      const policy = this.#policy(http, ttlMs, Math.round(now - waitStarted), waitUntil - now);
+      // The claims may have been applied when the round trip failed ambiguously: every record is given back
+      // in the background (the invocation fails at once; the releases started together share a round trip).
+      if (failed?.ambiguous) for (const k of keyed) void giveBackRecord(this, k.key, k.token, ttlMs);
+      const giveBack: Keyed[] = [];
+      const waiting: Keyed[] = [];
+      let afterMs = Number.POSITIVE_INFINITY;
+      keyed.forEach((k, i) => {
+        const reply = replies[i]!;
+        const outcome = outcomeOf(reply, { ...policy, key: k.key, late: reply.kind === 'claimed' && late });
+        if (outcome.kind === 'wait') {
+          waiting.push(k);
+          afterMs = Math.min(afterMs, outcome.afterMs);
+          return;
         }
-      },
-    };
+        if (outcome.kind === 'throw' && outcome.giveBack) giveBack.push(k);
+        this.decide(outcome.decision);
+        items[k.n] = this.#act(k, outcome, ttlMs, startedAt, http);
+      });
+      // A claim that came back too late is ours: given back before the invocation answers.
+      if (giveBack.length > 0)
+        await Promise.all(giveBack.map((k) => giveBackRecord(this, k.key, k.token, ttlMs)));
+      // The claim round trip itself failed: the whole invocation fails (a batch too: SQS redelivers every
+      // record), unless failOpen ran its records.
+      if (failed && items.some((b) => b.kind === 'fail' && b.error === failed)) throw failed;
+      if (waiting.length === 0) break;
+      await sleep(afterMs);
+      keyed = waiting;
+    }
+    return this.#begun(items, context);
   }
 
-  /** Identifies every record; fills `items` for those without a key, returns those with one. */
-  #identifyMany(events: readonly E[], context: Context, items: Began[]): Keyed[] {
+  /**
+   * Identifies every event; fills `items` for those not to claim (a missing key, per missingKey; a key that
+   * cannot be worked out; a duplicate the local cache answers) and returns those to claim.
+   */
+  #identify(events: readonly E[], context: Context | undefined, http: boolean, items: Began[]): Keyed[] {
     const o = this.options;
     const keyed: Keyed[] = [];
     events.forEach((event, n) => {
@@ -274,127 +242,157 @@ export class OnceEngine<E = unknown> implements RunHost {
       try {
         identity = identify(event, context, o.key, o.payload);
       } catch (err) {
-        this.decide({ decision: 'no-key', reason: (err as Error).message });
-        items[n] = FAIL;
+        this.decide({ namespace: o.namespace, decision: 'no-key', reason: (err as Error).message });
+        items[n] = { kind: 'fail', error: err };
         return;
       }
-      if (identity.key === undefined) {
-        this.decide({ decision: 'no-key', reason: identity.problem ?? `no ${identity.source} key` });
-        items[n] = o.missingKey === 'throw' ? FAIL : { kind: 'run', run: this.#unfenced() };
+      const { key, source, problem } = identity;
+      if (key === undefined) {
+        this.decide({ namespace: o.namespace, decision: 'no-key', reason: problem ?? `no ${source} key` });
+        if (o.missingKey === 'run') items[n] = { kind: 'run', run: this.#unfenced() };
+        else {
+          const looked = `looked for ${KEY_LOCATIONS[source as EventSource] ?? source}`;
+          const error = new MissingKeyError(problem ?? `no idempotency key in the event: ${looked}`, {
+            source,
+          });
+          items[n] = { kind: 'fail', error };
+        }
         return;
       }
       const hash = payloadHash(identity);
-      const cached = this.#cache?.get(identity.key, hash);
-      if (cached) items[n] = this.#fromCache(identity.key, cached.text, false);
-      else keyed.push({ n, key: identity.key, hash, token: newToken() });
+      const cached = this.#cache?.get(key, hash);
+      if (cached) items[n] = this.#fromCache(key, cached.text, http);
+      else keyed.push({ n, key, hash, token: newToken() });
     });
     return keyed;
   }
 
-  /** Claims every keyed record in one round trip and fills in their items. */
-  async #claimMany(keyed: Keyed[], context: Context, items: Began[]): Promise<void> {
+  /**
+   * Claims `keyed` in one round trip (run for one, runMany for more). A round trip that fails on the store
+   * fails every claim with its error (`failed`).
+   */
+  async #claim(
+    keyed: readonly Keyed[],
+    ttlMs: number,
+  ): Promise<{ replies: ClaimReply[]; startedAt: number; failed?: StoreError }> {
     const o = this.options;
-    const ttlMs = leaseFor(this.options, context);
-    const startedAt = o.clock.now();
     const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, ttlMs, o.wallClock()));
-    let replies: CallResult[];
+    const startedAt = o.clock.now();
+    let results: CallResult[];
     try {
-      replies = await this.store.runMany(calls);
+      results = await roundTrip(this.store, calls);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
-      if (o.failOpen && err instanceof StoreUnavailableError) {
-        this.decide({ decision: 'fail-open', reason: err.message });
-        replies = calls.map(() => ({ ok: false, error: err }));
-      } else {
-        this.decide({ decision: 'store-error', reason: err.message });
-        // Give back whatever the claims may have taken, then fail the batch: SQS redelivers every record.
-        // One round trip now; if that fails too, each record is given back in the background, retrying.
-        if (err.ambiguous) {
-          await this.store
-            .runMany(keyed.map((k) => this.records.release(k.key, k.token)))
-            .catch((e: unknown) => {
-              for (const k of keyed) void recordGiveBack(this, k.key, k.token, ttlMs).giveBack(e as Error);
-            });
-        }
-        throw err;
-      }
+      return { replies: keyed.map(() => ({ kind: 'failed', error: err })), startedAt, failed: err };
     }
-    const late = this.#tooLate(startedAt, ttlMs);
-    keyed.forEach((k, i) => {
-      const r = replies[i];
-      const reply: ClaimReply = r?.ok
-        ? parseClaim(r.value, this.store.name)
-        : { kind: 'failed', error: r?.error };
-      if (r?.ok) this.#cache?.remember(k.key, k.hash, completedOf(r.value), startedAt);
-      const outcome: Outcome = outcomeOf(reply, {
-        ...this.#policy(k.key, ttlMs, late),
-        http: false,
-        waitedMs: 0,
-        waitLeftMs: 0,
-      });
-      if (outcome.kind === 'wait') return; // no waiting in a batch (its policy has no 'wait')
-      this.decide(outcome.decision);
-      const claimed = () =>
-        this.#claimed(k.key, k.hash, k.token, (reply as { fence: number }).fence, ttlMs, startedAt, false);
-      items[k.n] =
-        outcome.kind === 'run'
-          ? { kind: 'run', run: claimed() }
-          : outcome.kind === 'run-unfenced'
-            ? { kind: 'run', run: this.#unfenced(k.key) }
-            : outcome.kind === 'return'
-              ? { kind: 'return', value: outcome.value }
-              : // a late claim is ours: released with the others at settle()
-                { kind: 'fail', ...(outcome.giveBack ? { run: claimed() } : {}) };
+    const replies = keyed.map((k, i): ClaimReply => {
+      const r = results[i];
+      if (!r?.ok) return { kind: 'failed', error: r?.error };
+      this.#cache?.remember(k.key, k.hash, completedOf(r.value), startedAt);
+      return parseClaim(r.value, this.store.name);
     });
+    return { replies, startedAt };
   }
 
-  #policy(key: string, ttlMs: number, late: boolean): Omit<ClaimPolicy, 'http' | 'waitedMs' | 'waitLeftMs'> {
-    const o = this.options;
+  /** What a record's outcome makes of it. */
+  #act(
+    k: Keyed,
+    outcome: Exclude<Outcome, { kind: 'wait' }>,
+    ttlMs: number,
+    at: number,
+    http: boolean,
+  ): Began {
+    switch (outcome.kind) {
+      case 'run':
+        return { kind: 'run', run: this.#claimed(k, outcome.fence, ttlMs, at, http) };
+      case 'run-unfenced':
+        return { kind: 'run', run: this.#unfenced(k.key) };
+      case 'return':
+        return { kind: 'return', value: outcome.value };
+      case 'throw':
+        return { kind: 'fail', error: outcome.error };
+    }
+  }
+
+  /** A duplicate answered from the local cache: what the store would have answered, with no round trip. */
+  #fromCache(key: string, text: unknown, http: boolean): Began {
+    const policy = { ...this.#policy(http, 0, 0, 0), key, late: false };
+    const outcome = outcomeOf(completedReply(text, this.store.name), policy);
+    if (outcome.kind !== 'return') throw new Error(`a cached record decided ${outcome.kind}`); // unreachable
+    this.decide({ ...outcome.decision, reason: 'local cache' });
+    return { kind: 'return', value: outcome.value };
+  }
+
+  /**
+   * The begun invocation: its claimed records' leases are kept alive together, from half their lease (see
+   * Keeper), until settle().
+   */
+  #begun(items: Began[], context: Context | undefined): Begun {
+    const runs = items.map((b) => (b.kind === 'run' ? b.run : undefined));
+    const claimed = runs.filter((r): r is Run => r?.leaseInit != null);
+    const onError = (key: string | undefined) => (e: Error) =>
+      this.decide({
+        namespace: this.options.namespace,
+        decision: 'store-error',
+        ...(key === undefined ? {} : { key }),
+        reason: `extend: ${e.message}`,
+      });
+    const stop =
+      claimed.length > 0
+        ? this.#keeper.keep(claimed, ttlFor(this.options, context), this.options.ttlMs, onError)
+        : undefined;
     return {
-      key,
-      duplicate: o.duplicate,
-      failOpen: o.failOpen,
+      items,
+      settle: (endings) => {
+        stop?.();
+        return settle(this, runs, endings);
+      },
+    };
+  }
+
+  /** What the meaning of a claim reply depends on besides the reply, its key and its lateness. */
+  #policy(
+    http: boolean,
+    ttlMs: number,
+    waitedMs: number,
+    waitLeftMs: number,
+  ): Omit<ClaimPolicy, 'key' | 'late'> {
+    const { namespace, duplicate, failOpen, pollMs } = this.options;
+    return {
+      namespace,
+      duplicate,
+      failOpen,
       ttlMs,
-      late,
+      http,
       store: this.store.name,
-      pollMs: o.pollMs,
+      pollMs,
+      waitedMs,
+      waitLeftMs,
     };
   }
 
   /** True when the claim's reply came back after the lease it took had already run out. */
   #tooLate(startedAt: number, ttlMs: number): boolean {
-    return this.options.clock.now() >= startedAt + ttlMs - this.#drift(ttlMs);
+    return this.options.clock.now() >= validUntil(startedAt, ttlMs, this.#drift);
   }
 
   /** A Run that owns no record: the handler runs without dedupe. */
   #unfenced(key?: string): Run {
-    return new Run(this, { key, token: '', fence: 0, hash: '', lease: null, http: false, startedAt: 0 });
+    return new Run({ key, token: '', fence: 0, hash: '', lease: null, http: false, startedAt: 0 });
   }
 
   /** The Run (and the lease it will build) of a successful claim. */
-  #claimed(
-    key: string,
-    hash: string,
-    token: string,
-    fence: number,
-    ttlMs: number,
-    startedAt: number,
-    http: boolean,
-  ): Run {
-    // One driver for every invocation of this engine: extensions due in the same tick share a round trip.
-    this.#driver ??= new RecordDriver(this.store, this.records);
-    const lease: LeaseInit = {
-      key,
-      token,
-      fence,
-      ttlMs: ttlMs,
-      startedAt,
-      drift: this.#drift,
-      clock: this.options.clock,
-      driver: this.#driver,
-    };
-    return new Run(this, { key, token, fence, hash, lease, http, startedAt });
+  #claimed(k: Keyed, fence: number, ttlMs: number, startedAt: number, http: boolean): Run {
+    const { key, token, hash } = k;
+    const { clock } = this.options;
+    const lease = { key, token, fence, ttlMs, startedAt, drift: this.#drift, clock, driver: this.driver };
+    return new Run({ key, token, fence, hash, lease, http, startedAt });
   }
 }
 
-type Keyed = { n: number; key: string; hash: string; token: string };
+/** An error of a begin as an HTTP event's answer (409, 422, 400, 503); thrown otherwise. */
+function answer(err: unknown, http: boolean): unknown {
+  const response = http ? httpResponseFor(err) : undefined;
+  if (response) return response;
+  throw err;
+}

@@ -15,9 +15,8 @@
 import type { MiddlewareObj, Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { badConfig } from '../errors.js';
-import { type Invocation, OnceEngine } from './engine.js';
+import { OnceEngine } from './engine.js';
 import type { OnceOptions, OnceRun } from './options.js';
-import type { Run } from './run.js';
 
 /** The Lambda context as a middy handler sees it: `context.oncely` holds the signal, fence and key. */
 export type OnceContext = Context & { oncely: OnceRun };
@@ -29,50 +28,59 @@ export function onceOf(context: Context): OnceRun {
   return run;
 }
 
+/** An invocation whose handler runs: `end` hands the engine how middy's chain ended; `done` is the engine's answer. */
+interface Running<R> {
+  end: { resolve: (response: R) => void; reject: (error: unknown) => void };
+  done: Promise<R>;
+}
+
 /**
- * Run-once as middy middleware. `before` claims (a duplicate answers early with the stored result, or the
- * duplicate policy), `after` completes with the response, `onError` releases the record so a retry can run
- * and lets the error through unchanged.
+ * Run-once as middy middleware, over the engine's one(): `before` starts it, and it claims (a duplicate answers
+ * early with the stored result, or the duplicate policy); middy's handler runs as the record's handler, ended
+ * by `after` (the record is completed with the response) or `onError` (released so a retry can run; the error
+ * goes through unchanged).
  */
 export function onceMiddleware<E = unknown, R = unknown>(
   options: OnceOptions<E>,
 ): MiddlewareObj<E, R, Error, Context> {
   const engine = new OnceEngine<E>(options, 'onceMiddleware options');
-  const runs = new WeakMap<object, Run>();
-  const invocations = new WeakMap<object, Invocation>();
+  const running = new WeakMap<object, Running<R>>();
 
   const before = async (request: Request<E, R, Error, Context>) => {
-    const invocation = engine.open(request.context);
-    invocations.set(request, invocation);
-    const begun = await engine.within(invocation, () => engine.begin(request.event, request.context));
-    if (begun.kind === 'return') {
+    let end!: Running<R>['end'];
+    let started!: () => void;
+    const handing = new Promise<void>((resolve) => (started = resolve));
+    const done = engine.invoke(request.context, () =>
+      engine.one(request.event, request.context, (once) => {
+        (request.context as OnceContext).oncely = once;
+        started();
+        return new Promise<R>((resolve, reject) => (end = { resolve, reject }));
+      }),
+    );
+    // The engine either hands the record to middy's handler, or answers (or throws) without it.
+    const answered = await Promise.race([handing.then(() => false), done.then(() => true)]);
+    if (answered) {
       // middy ends the chain on earlyResponse, even when it is undefined (a skipped duplicate)
-      request.earlyResponse = begun.value as R;
-      engine.close(invocation);
+      request.earlyResponse = await done;
       return;
     }
-    runs.set(request, begun.run);
-    (request.context as OnceContext).oncely = begun.run.once;
+    running.set(request, { end, done });
   };
 
   const after = async (request: Request<E, R, Error, Context>) => {
-    const run = runs.get(request);
-    const invocation = invocations.get(request);
-    if (!run || !invocation) return;
-    try {
-      request.response = (await engine.within(invocation, () => run.complete(request.response))) as R;
-    } finally {
-      engine.close(invocation);
-    }
+    const r = running.get(request);
+    if (!r) return;
+    running.delete(request); // an error from here on (the record lost) goes through onError untouched
+    r.end.resolve(request.response as R);
+    request.response = await r.done;
   };
 
   const onError = async (request: Request<E, R, Error, Context>) => {
-    const run = runs.get(request);
-    // Our own errors from complete() arrive here too: the run is settled by then and fail() does nothing.
-    const invocation = invocations.get(request);
-    if (!invocation) return;
-    if (run) await engine.within(invocation, () => run.fail(request.error));
-    engine.close(invocation); // also when begin() threw (in progress, mismatch, store down)
+    const r = running.get(request);
+    if (!r) return; // begin threw (in progress, mismatch, store down), or after's completion did
+    running.delete(request);
+    r.end.reject(request.error);
+    await r.done.catch(() => undefined); // the handler's error, rethrown by the engine: middy has it already
   };
 
   return { before, after, onError };

@@ -3,14 +3,15 @@
  * the outcome (runs the handler, answers, waits, throws) and emits its decision.
  */
 import { InProgressError, PayloadMismatchError, StoreUnavailableError } from '../errors.js';
-import type { Decided } from './decisions.js';
-import { shortKey } from './decisions.js';
+import { type Decision, shortKey } from './decisions.js';
 import { replayed } from './http.js';
 import type { DuplicatePolicy } from './options.js';
 import { type ClaimReply, isResultNotStored } from './record.js';
 
 /** Everything besides the reply that the meaning of a claim depends on. */
 export interface ClaimPolicy {
+  /** The engine's run-once namespace, which every decision names. */
+  readonly namespace: string;
   readonly key: string;
   readonly duplicate: DuplicatePolicy;
   readonly failOpen: boolean;
@@ -30,22 +31,28 @@ export interface ClaimPolicy {
 
 export type Outcome =
   /** Run the handler on the claimed record. */
-  | { kind: 'run'; fence: number; decision: Decided }
+  | { kind: 'run'; fence: number; decision: Decision }
   /** Run the handler without a record (failOpen, store unreachable). */
-  | { kind: 'run-unfenced'; decision: Decided }
+  | { kind: 'run-unfenced'; decision: Decision }
   /** Answer with `value` without running the handler. */
-  | { kind: 'return'; value: unknown; decision: Decided }
+  | { kind: 'return'; value: unknown; decision: Decision }
   /** Claim again after `afterMs` (`duplicate: 'wait'`). */
   | { kind: 'wait'; afterMs: number }
   /** Do not run; `giveBack`: the record is ours and must be released first. */
-  | { kind: 'throw'; error: unknown; decision: Decided; giveBack: boolean };
+  | { kind: 'throw'; error: unknown; decision: Decision; giveBack: boolean };
 
 export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
-  const { key } = policy;
+  const { key, namespace } = policy;
   switch (reply.kind) {
     case 'claimed': {
       if (!policy.late) {
-        const decision = { decision: 'claimed', key, fence: reply.fence, ttlMs: policy.ttlMs } as const;
+        const decision = {
+          namespace,
+          decision: 'claimed',
+          key,
+          fence: reply.fence,
+          ttlMs: policy.ttlMs,
+        } as const;
         return { kind: 'run', fence: reply.fence, decision };
       }
       const error = new StoreUnavailableError(
@@ -55,7 +62,7 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
           ambiguous: false,
         },
       );
-      return { kind: 'throw', error, decision: storeError(key, error), giveBack: true };
+      return { kind: 'throw', error, decision: storeError(policy, error), giveBack: true };
     }
     case 'completed': {
       const waited = policy.waitedMs > 0 && policy.duplicate === 'wait';
@@ -63,6 +70,7 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
         kind: 'return',
         value: policy.http ? replayed(reply.value) : reply.value,
         decision: {
+          namespace,
           decision: 'duplicate-returned',
           key,
           ...(waited ? { waitedMs: policy.waitedMs } : {}),
@@ -74,12 +82,16 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
       const error = new PayloadMismatchError(`"${shortKey(key)}" was already used with a different payload`, {
         key,
       });
-      return { kind: 'throw', error, decision: { decision: 'mismatch', key }, giveBack: false };
+      return { kind: 'throw', error, decision: { namespace, decision: 'mismatch', key }, giveBack: false };
     }
     case 'in-progress': {
       const { retryAfterMs } = reply;
       if (policy.duplicate === 'skip')
-        return { kind: 'return', value: undefined, decision: { decision: 'skipped', key, retryAfterMs } };
+        return {
+          kind: 'return',
+          value: undefined,
+          decision: { namespace, decision: 'skipped', key, retryAfterMs },
+        };
       if (policy.duplicate === 'wait' && policy.waitLeftMs > 0) {
         const afterMs = Math.max(
           1,
@@ -94,19 +106,23 @@ export function outcomeOf(reply: ClaimReply, policy: ClaimPolicy): Outcome {
       return {
         kind: 'throw',
         error,
-        decision: { decision: 'in-progress', key, retryAfterMs },
+        decision: { namespace, decision: 'in-progress', key, retryAfterMs },
         giveBack: false,
       };
     }
     case 'failed': {
       const { error } = reply;
       if (policy.failOpen && error instanceof StoreUnavailableError)
-        return { kind: 'run-unfenced', decision: { decision: 'fail-open', key, reason: error.message } };
-      return { kind: 'throw', error, decision: storeError(key, error), giveBack: false };
+        return {
+          kind: 'run-unfenced',
+          decision: { namespace, decision: 'fail-open', key, reason: error.message },
+        };
+      return { kind: 'throw', error, decision: storeError(policy, error), giveBack: false };
     }
   }
 }
 
-function storeError(key: string, error: unknown): Decided {
-  return { decision: 'store-error', key, reason: (error as Error | undefined)?.message ?? 'no reply' };
+function storeError({ namespace, key }: ClaimPolicy, error: unknown): Decision {
+  const reason = (error as Error | undefined)?.message ?? 'no reply';
+  return { namespace, decision: 'store-error', key, reason };
 }

@@ -4,7 +4,6 @@ import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../valida
 import { OnceEngine } from './engine.js';
 import { type OnceOptions, type OnceRun, TICK_ONCE_FIELDS } from './options.js';
 import type { ResultNotStored } from './record.js';
-import { runOnce } from './with-once.js';
 
 /** Ticks older than this are skipped, by default (5 minutes). */
 const DEFAULT_MAX_LAG_MS = 300_000;
@@ -78,30 +77,22 @@ export function oncePerTick<R = unknown>(
     },
     'oncePerTick options',
   );
-  return async (event, context) => {
-    const at = Number(tick(event));
-    if (Number.isFinite(at)) {
-      const lagMs = Math.round(engine.options.wallClock() - at);
+  return (event, context) =>
+    engine.invoke(context, async () => {
+      const at = Number(tick(event));
+      const lagMs = Number.isFinite(at) ? Math.round(engine.options.wallClock() - at) : 0;
       if (lagMs > maxLagMs) {
-        const invocation = engine.open(context);
-        engine.within(invocation, () =>
-          engine.decide({
-            decision: 'stale-tick',
-            key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
-            reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,
-          }),
-        );
-        engine.close(invocation);
+        engine.decide({
+          namespace: engine.options.namespace,
+          decision: 'stale-tick',
+          key: `${name ?? ruleName(event) ?? '?'}@${new Date(at).toISOString()}`,
+          reason: `tick is ${lagMs} ms old, maxLagMs is ${maxLagMs}`,
+        });
         return undefined;
       }
-    }
-    return runOnce(
-      engine,
-      (e, c, once) => handler(e, c, { ...once, tick: new Date(at).toISOString() }),
-      event,
-      context,
-    ) as Promise<R | ResultNotStored | undefined>;
-  };
+      const run = (once: OnceRun) => handler(event, context, { ...once, tick: new Date(at).toISOString() });
+      return engine.one(event, context, run) as Promise<R | ResultNotStored | undefined>;
+    });
 }
 
 /** The rule name in `arn:aws:events:<region>:<account>:rule/[<bus>/]<name>` (the same in every region). */

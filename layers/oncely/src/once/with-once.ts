@@ -46,50 +46,6 @@ type WithOnce<K extends keyof Handlers<unknown, unknown>> = <
 export const withOnce = (<E, R>(handler: OnceHandler<E, R>, options: OnceOptions<E>) => {
   if (typeof handler !== 'function') throw invalid(['handler must be a function'], 'withOnce');
   const engine = new OnceEngine<E>(options);
-  return (event: E, context: Context) => runOnce(engine, handler, event, context);
+  return (event: E, context: Context) =>
+    engine.invoke(context, () => engine.one(event, context, (once) => handler(event, context, once)));
 }) as WithOnce<'once'> & WithOnce<'lambda'>;
-
-/**
- * Runs one invocation through the state machine: begin, the handler, then complete or fail; as one open
- * invocation (its log fields, its metrics document).
- */
-export function runOnce<E, R>(
-  engine: OnceEngine<E>,
-  handler: OnceHandler<E, R>,
-  event: E,
-  context: Context,
-): Promise<R> {
-  const invocation = engine.open(context);
-  // runIn is async (it never throws here); closing in its settlement costs no async layer of its own.
-  return engine
-    .within(invocation, () => runIn(engine, handler, event, context))
-    .then(
-      (value) => {
-        engine.close(invocation);
-        return value;
-      },
-      (err: unknown) => {
-        engine.close(invocation);
-        throw err;
-      },
-    );
-}
-
-async function runIn<E, R>(
-  engine: OnceEngine<E>,
-  handler: OnceHandler<E, R>,
-  event: E,
-  context: Context,
-): Promise<R> {
-  const begun = await engine.begin(event, context);
-  if (begun.kind === 'return') return begun.value as R;
-  const { run } = begun;
-  let result: R;
-  try {
-    result = await handler(event, context, run.once);
-  } catch (err) {
-    await run.fail(err);
-    throw err;
-  }
-  return (await run.complete(result)) as R;
-}
