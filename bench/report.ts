@@ -25,7 +25,7 @@ import {
   type Target,
   tally,
 } from './stats.js';
-import type { LatencySuiteResult } from './suite-latency.js';
+import { type LatencySuiteResult, latencySection } from './suite-latency.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
@@ -657,6 +657,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '',
   );
   out.push(scalingSection(d.scaling, SCALING_CHART), '');
+  out.push(latencySection(d.latency), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else
@@ -693,6 +694,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     'npm run bench            # full run',
     'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
     'npm run bench -- --only scaling   # the scaling section alone, printed',
+    'npm run bench -- --only latency   # the lock pair and withOnce rows at a 0.5-2 ms round trip, printed',
     'npm run bench -- --help',
     '```',
     '',

@@ -98,3 +98,35 @@ export async function latencySuite(
     await Promise.all(proxies.map((p) => p.close()));
   }
 }
+
+/** docs/benchmarks.md's section: each row's p50 through the delay proxy, oncely against its peer. */
+export function latencySection(result: LatencySuiteResult | { skipped: string } | undefined): string {
+  const title = '## At a real round trip (0.5-2 ms, delay proxy): lock pair and withOnce';
+  if (result === undefined || 'skipped' in result)
+    return `${title}\n\nNot run: ${result?.skipped ?? 'no figures'} (\`npm run bench -- --only latency\`).`;
+  const p50 = (rows: SequentialResult[], id: string) => rows.find((r) => r.id === id)?.summary.p50;
+  const fmt = (ms: number | undefined) => (ms === undefined ? '–' : ms.toFixed(2));
+  const rows: [string, SequentialResult[], string, number][] = [
+    ['lock acquire + release (TCP)', result.locks, 'redlock', result.ratios.lockPairVsRedlock],
+    ['withOnce first call (TCP)', result.first, 'powertools', result.ratios.firstVsPowertools],
+    ['withOnce duplicate (TCP)', result.duplicate, 'powertools', result.ratios.duplicateVsPowertools],
+  ];
+  return [
+    title,
+    '',
+    `Every contender through the same user-space delay proxy (each way, half of a round trip drawn from ` +
+      `${result.rtt.minRttMs}-${result.rtt.maxRttMs} ms, order kept; Node's timers add about 1 ms ` +
+      `per hop): a PING took ${fmt(result.ping.p50)} ms (p50). Here round trips decide, as for a Lambda ` +
+      'talking to ElastiCache or Upstash; on loopback (the tables above) CPU does.',
+    '',
+    '| operation | oncely p50, ms | peer | peer p50, ms | oncely / peer (median of rounds) |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map(([name, rs, peer, ratio]) => {
+      const label = rs.find((r) => r.id === peer)?.label ?? peer;
+      return `| ${name} | ${fmt(p50(rs, 'oncely'))} | ${label} | ${fmt(p50(rs, peer))} | ${ratio.toFixed(2)}× |`;
+    }),
+    '',
+    `REST through the same proxy in front of the gateway: withOnce first call ${fmt(p50(result.first, 'oncely-rest'))} ms, ` +
+      `duplicate ${fmt(p50(result.duplicate, 'oncely-rest'))} ms (p50).`,
+  ].join('\n');
+}
