@@ -22,6 +22,7 @@ import {
   median,
   ratioOfRounds,
 } from './stats.js';
+import { effectsFailNote } from './suite-effects.js';
 
 /** Where the past measurements live (relative to docs/benchmarks.md). */
 export const HISTORY = 'bench-history.md';
@@ -366,6 +367,7 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
       );
     }
     if (id.startsWith('scale.')) return scalingFailNote(d.scaling, r);
+    if (id.startsWith('effects.')) return effectsFailNote(d.effects, r);
     if (id.startsWith('size.')) {
       const b = isSkipped(d.bundles) ? undefined : d.bundles;
       const which =

@@ -25,6 +25,7 @@ import {
   type Target,
   tally,
 } from './stats.js';
+import { type EffectsSuiteResult, effectsSection, effectsSummary, effectsTargets } from './suite-effects.js';
 import { type LatencySuiteResult, latencySection } from './suite-latency.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
@@ -63,6 +64,8 @@ export interface BenchData {
   scaling?: ScalingResult | Skipped;
   /** The lock pair and withOnce rows through a 0.5-2 ms delay proxy. Absent in older reports. */
   latency?: LatencySuiteResult | Skipped;
+  /** Absent in reports written before the suite existed. */
+  effects?: EffectsSuiteResult | Skipped;
   bundles: BundleSize[] | Skipped;
   cold: ColdResult[] | Skipped;
 }
@@ -305,6 +308,7 @@ export function targets(d: BenchData): Evaluated[] {
     unit: 'ratio',
   });
   t.push(...scalingTargets(d.scaling));
+  t.push(...effectsTargets(d.effects));
   return t.map(evaluate);
 }
 
@@ -552,6 +556,7 @@ export function consoleSummary(d: BenchData, results: readonly Evaluated[]): str
           `(${fmtRatio(ratioOfRounds(p50Rounds(wait), p50Rounds(none)))})`,
       );
   }
+  lines.push(...effectsSummary(d.effects));
   const t = tally(results);
   lines.push(
     '',
@@ -658,6 +663,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
   );
   out.push(scalingSection(d.scaling, SCALING_CHART), '');
   out.push(latencySection(d.latency), '');
+  out.push(effectsSection(d.effects), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
   else
@@ -695,6 +701,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
     'npm run bench -- --only scaling   # the scaling section alone, printed',
     'npm run bench -- --only latency   # the lock pair and withOnce rows at a 0.5-2 ms round trip, printed',
+    'npm run bench -- --only effects   # fenced writes vs unfenced (needs PostgreSQL on 127.0.0.1:5432)',
     'npm run bench -- --help',
     '```',
     '',

@@ -26,6 +26,7 @@ import {
   targets,
 } from './report.js';
 import { startStack, TOKEN } from './servers.js';
+import { effectsSuite } from './suite-effects.js';
 import { latencySuite } from './suite-latency.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
@@ -43,6 +44,7 @@ const SUITES = [
   'replicas',
   'scaling',
   'latency',
+  'effects',
   'bundles',
 ] as const;
 type Suite = (typeof SUITES)[number];
@@ -160,6 +162,7 @@ async function main(): Promise<void> {
     replicas: off,
     scaling: off,
     latency: off,
+    effects: off,
     bundles: off,
     cold: off,
   };
@@ -202,6 +205,10 @@ async function main(): Promise<void> {
     if (only.has('latency')) {
       log('latency: lock pairs and withOnce at a 0.5-2 ms round trip (delay proxy), every contender alike');
       data.latency = await latencySuite(stack, sizes, log);
+    }
+    if (only.has('effects')) {
+      log('fenced writes vs the same writes unfenced (Redis, PostgreSQL, DynamoDB on dynalite)');
+      data.effects = await effectsSuite(stack, sizes, log);
     }
     if (only.has('bundles')) {
       log('bundles (esbuild)');

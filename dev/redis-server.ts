@@ -21,7 +21,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { keySlot } from '../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../layers/oncely/src/transport/cluster.js';
 
 export const HOST = '127.0.0.1';
 export const CLUSTER_SLOTS = 16384;

@@ -60,7 +60,8 @@ export const functionsDistDir = join(distDir, 'functions');
 
 /**
  * The package's entry points: output name -> source. layers/oncely/package.json `exports` maps `.`,
- * `./middy` and `./ioredis` to `dist/<name>.js` and `dist/<name>.d.ts`.
+ * `./middy`, `./ioredis` and `./effects/{pg,dynamodb,redis}` to `dist/<name>.js` and `dist/<name>.d.ts`. The
+ * effects' peers (pg, the DynamoDB SDK) are the function's own: the layer does not carry them.
  *
  * `cli` is the `oncely` command (`"bin": { "oncely": "./dist/cli.js" }`): esbuild keeps the
  * `#!/usr/bin/env node` line cli.ts starts with.
@@ -70,6 +71,9 @@ export const PACKAGE_ENTRIES = {
   locks: 'layers/oncely/src/locks.ts',
   middy: 'layers/oncely/src/middy.ts',
   ioredis: 'layers/oncely/src/ioredis.ts',
+  'effects/pg': 'layers/oncely/src/effects/pg.ts',
+  'effects/dynamodb': 'layers/oncely/src/effects/dynamodb.ts',
+  'effects/redis': 'layers/oncely/src/effects/redis.ts',
   cli: 'layers/oncely/src/cli.ts',
 } as const;
 

@@ -298,7 +298,16 @@ afterAll(async () => {
 
 describe('npm pack', () => {
   it('packs the built entry points, their declarations, the sources their maps name, README, CHANGELOG, licence; no tests', () => {
-    for (const entry of ['index', 'locks', 'middy', 'ioredis', 'cli']) {
+    for (const entry of [
+      'index',
+      'locks',
+      'middy',
+      'ioredis',
+      'cli',
+      'effects/pg',
+      'effects/dynamodb',
+      'effects/redis',
+    ]) {
       expect(packed.files).toContain(`dist/${entry}.js`);
       expect(packed.files).toContain(`dist/${entry}.d.ts`);
     }
@@ -371,8 +380,20 @@ describe('npm pack', () => {
         './locks': { types: './dist/locks.d.ts', default: './dist/locks.js' },
         './middy': { types: './dist/middy.d.ts', default: './dist/middy.js' },
         './ioredis': { types: './dist/ioredis.d.ts', default: './dist/ioredis.js' },
+        './effects/pg': { types: './dist/effects/pg.d.ts', default: './dist/effects/pg.js' },
+        './effects/dynamodb': {
+          types: './dist/effects/dynamodb.d.ts',
+          default: './dist/effects/dynamodb.js',
+        },
+        './effects/redis': { types: './dist/effects/redis.d.ts', default: './dist/effects/redis.js' },
       },
-      peerDependenciesMeta: { ioredis: { optional: true }, '@middy/core': { optional: true } },
+      peerDependenciesMeta: {
+        ioredis: { optional: true },
+        '@middy/core': { optional: true },
+        pg: { optional: true },
+        '@aws-sdk/lib-dynamodb': { optional: true },
+        '@aws-sdk/client-dynamodb': { optional: true },
+      },
       bin: { oncely: './dist/cli.js' },
     });
     expect(Object.keys(manifest.dependencies ?? {})).not.toContain('ioredis');

@@ -113,6 +113,9 @@ describe('Script.parse: each script names its own reply', () => {
       { kind: 'announced', remainingMs: 700, id: 'host:1', term: 3 },
     ],
     [scripts.LEADER_OBSERVE, [2, 700], { kind: 'unannounced', remainingMs: 700 }],
+    [scripts.EFFECT_SET, 1, { kind: 'applied' }],
+    [scripts.EFFECT_SET, 2, { kind: 'exists' }],
+    [scripts.EFFECT_SET, [0, '1700000000000'], { kind: 'stale', current: 1_700_000_000_000 }],
   ] as const)('%s: %j → %j', (script, reply, named) => {
     expect((script as scripts.ScriptOf<unknown>).parse(reply)).toEqual(named);
   });
@@ -127,6 +130,8 @@ describe('Script.parse: each script names its own reply', () => {
     [scripts.ONCE_CLAIM, 'x'],
     [scripts.ONCE_INSPECT, 1],
     [scripts.LEADER_OBSERVE, []],
+    [scripts.EFFECT_SET, 0],
+    [scripts.EFFECT_SET, [1, 0]],
   ] as const)('%s refuses %j, naming the script and the store', (script, reply) => {
     expect(() => (script as scripts.ScriptOf<unknown>).parse(reply, 'redis 127.0.0.1:1')).toThrow(
       `redis 127.0.0.1:1: unexpected ${script.name} reply ${JSON.stringify(reply)}`,

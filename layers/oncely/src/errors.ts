@@ -160,6 +160,31 @@ export function lockLost(key: string, reason: LockLostReason): LockLostError {
   return new LockLostError(message, { key, reason });
 }
 
+/**
+ * A fenced write (oncely/effects/*) was refused: the resource has already seen a newer fence, so a newer holder
+ * of the lock or claim has written to it. Nothing was written. Stop: the work belongs to the newer holder.
+ */
+export class StaleFenceError extends /* @__PURE__ */ withFields<{
+  /** The resource written to (a Redis key, a PostgreSQL fence row, a DynamoDB item's table). */
+  resource: string;
+  /** The fence this write carried. */
+  fence: number;
+  /** The newer fence the resource holds, when the resource told it. */
+  current: number | undefined;
+}>() {
+  override name = 'StaleFenceError';
+}
+
+/** A StaleFenceError for `resource`, naming both fences. */
+export function staleFence(resource: string, fence: number, current: number | undefined): StaleFenceError {
+  const newer = current === undefined ? 'a newer fence' : `fence ${current}`;
+  return new StaleFenceError(`write to "${resource}" refused: fence ${fence} is older than ${newer}`, {
+    resource,
+    fence,
+    current,
+  });
+}
+
 // ------------------------------------------------------------------------------------------------ run-once
 
 /** The key's first invocation is still running (`duplicate: 'throw'`, or `'wait'` ran out of time). */
