@@ -18,6 +18,11 @@
  * that would change the shared connection's state (MULTI, SELECT, SUBSCRIBE, blocking pops, ...) are refused.
  * When Redis is down, requests fail at once with a 503 instead of queueing; nothing is ever resent.
  *
+ * `WAIT n timeoutMs` (which Upstash documents) is served in a `/pipeline` only, and such a pipeline runs on a
+ * connection of its own (WaitConnections): WAIT counts the acknowledgements of the writes its connection made
+ * before it (the pipeline's own), and it blocks that connection, which would otherwise hold up every other
+ * REST call for up to its timeout. WAIT with no timeout (0, forever) is refused.
+ *
  * Server administration that Upstash refuses (SHUTDOWN, CONFIG, DEBUG, SAVE, REPLICAOF, ...) is refused too, with
  * the same kind of error reply, so code that works here does not call what Upstash would reject.
  *
@@ -67,6 +72,8 @@ export interface Gateway {
   readonly peakConnections: number;
   /** HTTP requests handled so far. */
   readonly requests: number;
+  /** Redis connections open for pipelines that carry a WAIT (besides the shared one). */
+  readonly waitConnections: number;
   close(): Promise<void>;
 }
 
@@ -89,7 +96,7 @@ const REFUSED = new Set(
     'AUTH HELLO SELECT SWAPDB RESET QUIT CLIENT MONITOR SYNC PSYNC REPLCONF',
     'MULTI EXEC DISCARD WATCH UNWATCH',
     'SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE',
-    'BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP XREAD XREADGROUP WAIT WAITAOF',
+    'BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP XREAD XREADGROUP WAITAOF',
   ]
     .join(' ')
     .split(' '),
@@ -106,6 +113,66 @@ const ADMIN = new Set(
 );
 
 const OK = Buffer.from('OK');
+
+const WAIT_ALONE =
+  'ERR WAIT is served in a /pipeline, after the writes it waits for (alone it would wait for none of them)';
+
+/** The most pipelines with a WAIT in flight at once; more wait for one of them to finish. */
+const MAX_WAIT_CONNECTIONS = 16;
+/** Connections kept open for the next WAIT once their pipeline is done; the rest are closed. */
+const IDLE_WAIT_CONNECTIONS = 2;
+
+/**
+ * Connections for pipelines that carry a WAIT, one pipeline per connection at a time: a WAIT blocks its
+ * connection until the replicas acknowledge or its timeout passes, so it must not hold up the shared one.
+ * Opened on demand (a pipeline with a WAIT pays the connect once), a few kept open, at most
+ * MAX_WAIT_CONNECTIONS in use (the rest queue).
+ */
+class WaitConnections {
+  readonly #open: () => Promise<Redis>;
+  readonly #idle: Redis[] = [];
+  readonly #queue: (() => void)[] = [];
+  readonly #all = new Set<Redis>();
+  #busy = 0;
+
+  constructor(open: () => Promise<Redis>) {
+    this.#open = open;
+  }
+
+  /** Connections opened and not closed yet (idle or in use). */
+  get open(): number {
+    return this.#all.size;
+  }
+
+  async use<T>(run: (redis: Redis) => Promise<T>): Promise<T> {
+    if (this.#busy >= MAX_WAIT_CONNECTIONS) await new Promise<void>((r) => this.#queue.push(r));
+    else this.#busy++;
+    let redis: Redis | undefined;
+    try {
+      redis = this.#idle.pop() ?? (await this.#open());
+      this.#all.add(redis);
+      return await run(redis);
+    } finally {
+      if (redis && redis.status === 'ready' && this.#idle.length < IDLE_WAIT_CONNECTIONS)
+        this.#idle.push(redis);
+      else if (redis) this.#drop(redis);
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#busy--;
+    }
+  }
+
+  #drop(redis: Redis): void {
+    this.#all.delete(redis);
+    redis.disconnect();
+  }
+
+  close(): void {
+    for (const redis of this.#all) redis.disconnect();
+    this.#all.clear();
+    this.#idle.length = 0;
+  }
+}
 
 /** A reply as Upstash's JSON: raw strings, or base64 of their bytes (a top-level "OK" excepted). */
 function toJson(value: Reply, base64: boolean, topLevel: boolean): Json {
@@ -135,6 +202,12 @@ function parseCommand(value: unknown): string[] {
   });
   const name = (command[0] ?? '').toUpperCase();
   if (REFUSED.has(name)) throw new HttpError(400, `ERR '${name}' is not supported by the oncely dev gateway`);
+  if (name === 'WAIT' && !(command.length === 3 && /^[1-9]\d{0,6}$/.test(command[2] ?? ''))) {
+    throw new HttpError(
+      400,
+      'ERR WAIT takes numreplicas and a timeout of 1 to 9999999 ms here (0 blocks forever)',
+    );
+  }
   if (ADMIN.has(name)) {
     throw new HttpError(
       400,
@@ -183,6 +256,7 @@ class RestGateway implements Gateway {
   readonly #server: http.Server;
   readonly #scheme: 'http' | 'https';
   readonly #redis: Redis;
+  readonly #waits: WaitConnections;
   readonly #token: string;
   readonly #expected: Buffer;
   readonly #maxBodyBytes: number;
@@ -193,8 +267,9 @@ class RestGateway implements Gateway {
   #port = 0;
   #host: string;
 
-  constructor(opts: GatewayOptions, redis: Redis) {
+  constructor(opts: GatewayOptions, redis: Redis, connect: () => Promise<Redis>) {
     this.#redis = redis;
+    this.#waits = new WaitConnections(connect);
     this.#token = opts.token;
     this.#expected = createHash('sha256').update(opts.token).digest();
     this.#maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024 * 1024;
@@ -239,6 +314,9 @@ class RestGateway implements Gateway {
   get requests(): number {
     return this.#requests;
   }
+  get waitConnections(): number {
+    return this.#waits.open;
+  }
 
   [inspect.custom](): string {
     return `Gateway { url: '${this.url}', connections: ${this.#connections}, requests: ${this.#requests} }`;
@@ -265,6 +343,7 @@ class RestGateway implements Gateway {
     await closed;
     // Not QUIT: a paused (SIGSTOPped) server would never answer it.
     this.#redis.disconnect();
+    this.#waits.close();
   }
 
   #authorized(header: string | undefined): boolean {
@@ -289,7 +368,14 @@ class RestGateway implements Gateway {
           throw new HttpError(400, 'ERR a pipeline must be a non-empty JSON array of commands');
         }
         const parsed = commands.map(parseCommand);
-        const replies = pathname === '/pipeline' ? await this.#pipeline(parsed) : await this.#multi(parsed);
+        const waits = parsed.some(([name]) => name === 'WAIT');
+        if (waits && pathname !== '/pipeline') throw new HttpError(400, WAIT_ALONE);
+        const replies =
+          pathname !== '/pipeline'
+            ? await this.#multi(parsed)
+            : waits
+              ? await this.#waits.use((redis) => this.#pipeline(parsed, redis))
+              : await this.#pipeline(parsed);
         return send(
           res,
           200,
@@ -300,6 +386,7 @@ class RestGateway implements Gateway {
       }
       const command =
         pathname === '/' ? parseCommand(parseJson(body)) : parseCommand(this.#pathCommand(pathname, body));
+      if (command[0] === 'WAIT') throw new HttpError(400, WAIT_ALONE);
       const reply = await this.#run(command);
       return send(res, 200, { result: toJson(reply, base64, true) });
     } catch (error) {
@@ -324,8 +411,8 @@ class RestGateway implements Gateway {
   }
 
   /** One round trip, not atomic: each command's reply or Redis error, in order. */
-  async #pipeline(commands: string[][]): Promise<Reply[]> {
-    const pipeline = this.#redis.pipeline();
+  async #pipeline(commands: string[][], redis = this.#redis): Promise<Reply[]> {
+    const pipeline = redis.pipeline();
     for (const [name, ...args] of commands) pipeline.callBuffer(name ?? '', ...args);
     const results = (await pipeline.exec()) ?? [];
     return results.map(([error, reply]) => {
@@ -352,10 +439,9 @@ class RestGateway implements Gateway {
   }
 }
 
-/** Starts the gateway once its Redis connection is ready; `close()` stops both. */
-export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  if (!opts.token) throw new Error('startGateway: a non-empty token is required');
-  const redis = new Redis({
+/** A connection to the gateway's redis, not connected yet. */
+function redisOf(opts: GatewayOptions, retryStrategy: (attempt: number) => number | null): Redis {
+  return new Redis({
     host: opts.redis.host,
     port: opts.redis.port,
     password: opts.redis.password,
@@ -367,9 +453,15 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    retryStrategy: (attempt) => Math.min(attempt * 50, 500),
+    retryStrategy,
     connectTimeout: 2000,
   });
+}
+
+/** Starts the gateway once its Redis connection is ready; `close()` stops both. */
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  if (!opts.token) throw new Error('startGateway: a non-empty token is required');
+  const redis = redisOf(opts, (attempt) => Math.min(attempt * 50, 500));
   // Reported per request; reconnecting is ioredis' job. The last one names why a first connect failed (a
   // TLS certificate problem, a refused port): connect() itself only says the connection closed.
   let lastError: Error | undefined;
@@ -385,7 +477,17 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       cause: lastError ?? error,
     });
   }
-  const gateway = new RestGateway(opts, redis);
+  // A WAIT's connection is not reconnected: one that dropped is closed, and the next WAIT opens another.
+  const connect = async () => {
+    const c = redisOf(opts, () => null);
+    c.on('error', () => undefined);
+    await c.connect().catch((error: unknown) => {
+      c.disconnect();
+      throw error;
+    });
+    return c;
+  };
+  const gateway = new RestGateway(opts, redis, connect);
   try {
     await gateway.listen(opts.port ?? 0);
   } catch (error) {

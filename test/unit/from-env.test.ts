@@ -218,6 +218,7 @@ describe('the replica wait from the environment', () => {
     const stores: Record<string, string>[] = [
       { ONCELY_REDIS_URL: 'redis://h:6379' },
       { ONCELY_REDIS_CLUSTER_NODES: 'h:7000' },
+      { UPSTASH_REDIS_REST_URL: 'https://eu1-x.upstash.io', UPSTASH_REDIS_REST_TOKEN: TOKEN },
     ];
     for (const store of stores) {
       const err = problems({ ...store, [name]: value });
@@ -226,15 +227,15 @@ describe('the replica wait from the environment', () => {
     }
   });
 
-  it('is refused on the REST transport, which does not send WAIT (no false sense of safety)', () => {
-    const err = problems({
-      UPSTASH_REDIS_REST_URL: 'https://eu1-x.upstash.io',
-      UPSTASH_REDIS_REST_TOKEN: TOKEN,
-      ONCELY_REDIS_REPLICAS: '1',
-    });
-    expect(err.problems).toEqual([
-      'ONCELY_REDIS_REPLICAS applies to the TCP transports only: the REST transport does not send WAIT',
-    ]);
+  it("applies to the REST transport too (WAIT in the grant's /pipeline request)", () => {
+    expect(
+      configFromEnv({
+        UPSTASH_REDIS_REST_URL: 'https://eu1-x.upstash.io',
+        UPSTASH_REDIS_REST_TOKEN: TOKEN,
+        ONCELY_REDIS_REPLICAS: '1',
+        ONCELY_REDIS_REPLICA_TIMEOUT_MS: '250',
+      }),
+    ).toMatchObject({ kind: 'upstash', replicas: 1, replicaTimeoutMs: 250 });
   });
 
   it('a bad value fails fromEnv() at once, before any connection', () => {

@@ -10,7 +10,13 @@ export type StoreConfig =
   | ({ kind: 'cluster' } & ClusterConfig)
   | ({ kind: 'redis' } & RedisConfig);
 
-type UpstashConfig = { url: string; token: string; timeoutMs?: number };
+type UpstashConfig = {
+  url: string;
+  token: string;
+  timeoutMs?: number;
+  replicas?: number | 'auto';
+  replicaTimeoutMs?: number;
+};
 type ClusterConfig = { nodes: { host: string; port: number }[] } & TcpConfig;
 type RedisConfig = { url: string } & TcpConfig;
 
@@ -36,8 +42,8 @@ const MAX_TIMEOUT_MS = 60_000;
  * - `ONCELY_REDIS_CLUSTER_NODES` (`host:port,host:port`) → Redis Cluster over TCP
  * - `ONCELY_REDIS_URL` (`redis://` or `rediss://`) → standalone Redis over TCP
  * - shared: `ONCELY_REDIS_USERNAME`, `ONCELY_REDIS_PASSWORD`, `ONCELY_REDIS_TLS` (a flag, see envFlag),
- *   `ONCELY_TIMEOUT_MS`; for the TCP transports `ONCELY_REDIS_REPLICAS` (`auto` or a whole number) and
- *   `ONCELY_REDIS_REPLICA_TIMEOUT_MS` (the replica wait: transport/replicas.ts)
+ *   `ONCELY_TIMEOUT_MS`, `ONCELY_REDIS_REPLICAS` (`auto` or a whole number) and
+ *   `ONCELY_REDIS_REPLICA_TIMEOUT_MS` (the replica wait, every transport: transport/replicas.ts)
  *
  * A rejected value is never echoed whole: a URL shows only its scheme, host and port (no user, password, path
  * or query), a cluster entry only its position, so a secret pasted into the wrong place stays out of the error.
@@ -71,7 +77,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       problems.push(`ONCELY_TIMEOUT_MS must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}`);
     }
   }
-  // The replica wait (TCP only): `auto` or a whole number of replicas, and WAIT's bound.
+  // The replica wait (every transport): `auto` or a whole number of replicas, and WAIT's bound.
   let replicas: number | 'auto' | undefined;
   const replicasText = get('ONCELY_REDIS_REPLICAS');
   if (replicasText !== undefined) {
@@ -127,11 +133,8 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
       }
     }
     if (restToken && /\s/.test(restToken)) problems.push('UPSTASH_REDIS_REST_TOKEN contains whitespace');
-    if (restUrl && restToken) config = { kind: 'upstash', url: restUrl, token: restToken, timeoutMs };
-    for (const name of ['ONCELY_REDIS_REPLICAS', 'ONCELY_REDIS_REPLICA_TIMEOUT_MS']) {
-      if (get(name) !== undefined)
-        problems.push(`${name} applies to the TCP transports only: the REST transport does not send WAIT`);
-    }
+    if (restUrl && restToken)
+      config = { kind: 'upstash', url: restUrl, token: restToken, timeoutMs, replicas, replicaTimeoutMs };
   }
   if (nodesText) {
     const nodes: { host: string; port: number }[] = [];

@@ -9,7 +9,7 @@ import { MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { type ReplicaOptions, replicaProblems } from './replicas.js';
 import { DEFAULT_TIMEOUT_MS, describeUrl, parseUrl, type StoreKind, type TransportOptions } from './types.js';
 
-export interface UpstashStoreOptions extends TransportOptions {
+export interface UpstashStoreOptions extends TransportOptions, ReplicaOptions {
   /** The database's REST URL (`UPSTASH_REDIS_REST_URL`). */
   url: string;
   /** The REST token (`UPSTASH_REDIS_REST_TOKEN`). Never logged, never part of an error. */
@@ -64,7 +64,8 @@ export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions, R
 export type StoreSettings = UpstashSettings | TcpSettings;
 export type UpstashSettings = {
   readonly kind: 'upstash';
-  readonly options: Required<UpstashStoreOptions>;
+  readonly options: Required<Omit<UpstashStoreOptions, 'replicaTimeoutMs'>> &
+    Pick<UpstashStoreOptions, 'replicaTimeoutMs'>;
 } & Named;
 export type TcpSettings = (
   | { readonly kind: 'redis'; readonly options: Resolved<RedisStoreOptions> }
@@ -99,15 +100,18 @@ const REDIS_DEFAULTS: Resolved<RedisStoreOptions> = {
 };
 const CLUSTER_DEFAULTS: Resolved<ClusterStoreOptions> = { ...COMMON, nodes: [] };
 /** Every option upstashStore takes, with its default (undefined: none, the option is required). */
-const UPSTASH_DEFAULTS: Omit<Required<UpstashStoreOptions>, 'url' | 'token'> & {
+const UPSTASH_DEFAULTS: Omit<Required<UpstashStoreOptions>, 'url' | 'token' | 'replicaTimeoutMs'> & {
   url: string | undefined;
   token: string | undefined;
+  replicaTimeoutMs: number | undefined;
 } = {
   url: undefined,
   token: undefined,
   timeoutMs: DEFAULT_TIMEOUT_MS,
   maxConnections: DEFAULT_MAX_CONNECTIONS,
   base64: false,
+  replicas: 'auto',
+  replicaTimeoutMs: undefined,
 };
 
 /**
@@ -163,12 +167,14 @@ function clusterProblems(o: Resolved<ClusterStoreOptions>): string[] {
 /** The token is a secret: a problem names it, never shows it. */
 function upstashProblems(o: typeof UPSTASH_DEFAULTS): string[] {
   const u = typeof o.url === 'string' ? parseUrl(o.url) : undefined;
+  const timeoutMs = wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms');
   return [
     ...(u && (u.protocol === 'https:' || u.protocol === 'http:') && u.hostname
       ? []
       : [`url must be an http(s) URL with a host, got ${describeUrl(u)}`]),
     ...(typeof o.token === 'string' && o.token.length > 0 ? [] : ['token must be a non-empty string']),
-    ...wholeProblems('timeoutMs', o.timeoutMs, 1, MAX_TTL_MS, 'ms'),
+    ...timeoutMs,
+    ...replicaProblems(o, timeoutMs.length === 0 ? o.timeoutMs : DEFAULT_TIMEOUT_MS),
     ...wholeProblems('maxConnections', o.maxConnections, 1, MAX_CONNECTIONS),
     ...(typeof o.base64 === 'boolean' ? [] : ['base64 must be true or false']),
   ];

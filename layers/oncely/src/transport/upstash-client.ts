@@ -1,8 +1,10 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
+import { checkAcknowledged, type ReplicaWait } from './replicas.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 import { evalWithFallback, runManyWithFallback, settle } from './types.js';
+import { appendWait, RestReplicas } from './upstash-replicas.js';
 
 /** Network error codes that prove the request never reached the server. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -96,6 +98,8 @@ export function clientStore(
     timeoutMs?: number;
     /** The requester's bound on requests in flight: calls are held back while every slot is busy. */
     slots?: RequestSlots;
+    /** The replica wait (replicas.ts), checked already; none: grants do not wait. */
+    replicas?: ReplicaWait;
   },
 ): Store {
   const { name, secrets = [], timeoutMs, slots } = opts;
@@ -135,21 +139,49 @@ export function clientStore(
       sendWithin(await client(), call, (c) => c.eval(lua, [...keys], [...args])),
   });
 
+  const replicas =
+    opts.replicas && opts.replicas.replicas !== 0
+      ? new RestReplicas(opts.replicas, async (call = fresh()) =>
+          sendWithin(await client(), call, (c) => c.exec(['INFO', 'replication'])),
+        )
+      : undefined;
+  /** The replicas a batch must reach: none unless one of its scripts grants. */
+  const requiredFor = (calls: readonly ScriptCall[], call: CallDeadline | undefined) =>
+    replicas?.mayWait && calls.some((c) => c.script.grants) ? replicas.required(call) : 0;
+
+  /** Calls in one `/pipeline` request; a WAIT after them when a granting write must reach `required` replicas. */
   const pipeline = async (
     call: CallDeadline | undefined,
     calls: readonly ScriptCall[],
     useLua: boolean,
+    required: number,
   ): Promise<CallResult[]> => {
     const p = (await client()).pipeline();
     for (const c of calls) {
       if (useLua) p.eval(c.script.lua, [...c.keys], [...c.args]);
       else p.evalsha(c.script.sha1, [...c.keys], [...c.args]);
     }
+    if (replicas && required > 0)
+      appendWait(p, required, replicas.waitMs(call?.startedAt ?? performance.now(), timeoutMs));
     const replies = (await sendWithin(p, call, (q) => q.exec({ keepErrors: true }))) as {
       result?: unknown;
       error?: string;
     }[];
-    return replies.map((r) => settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError));
+    const waited = required > 0 ? replies.pop() : undefined;
+    const acks: [Error | null, unknown] | undefined = waited && [
+      waited.error ? new Error(waited.error) : null,
+      waited.result,
+    ];
+    return replies.map((r, i) => {
+      const result = settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError);
+      if (!result.ok || required <= 0) return result;
+      try {
+        return { ok: true, value: checkAcknowledged(calls[i]!.script, result.value, acks, required, name) };
+      } catch (error) {
+        replicas?.notAcknowledged();
+        return { ok: false, error: error as Error };
+      }
+    });
   };
 
   const runBatch = async (
@@ -158,7 +190,8 @@ export function clientStore(
   ): Promise<CallResult[]> => {
     if (calls.length === 0) return [];
     try {
-      return await runManyWithFallback(calls, (c, useLua) => pipeline(call, c, useLua));
+      const required = await requiredFor(calls, call);
+      return await runManyWithFallback(calls, (c, useLua) => pipeline(call, c, useLua, required));
     } catch (err) {
       throw mapError(err);
     }
@@ -203,7 +236,8 @@ export function clientStore(
         slots?.release();
       }
     };
-    if (batch.length === 1) {
+    // A grant that must reach replicas goes as a pipeline (its WAIT right behind it), even alone.
+    if (batch.length === 1 && !(batch[0]!.script.grants && replicas?.mayWait)) {
       const p = batch[0]!;
       runOne(p.script, p.keys, p.args, call).then(
         (v) => {
@@ -295,7 +329,10 @@ export function clientStore(
         if (keys.length > 0) yield keys as string[];
       } while (cursor !== '0');
     },
-    close: opts.close ?? (async () => {}),
+    async close() {
+      replicas?.close();
+      await opts.close?.();
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { settingsOf, type UpstashSettings, type UpstashStoreOptions } from './options.js';
+import { replicaWait } from './replicas.js';
 import type { Store } from './types.js';
 import { clientStore, RequestSlots } from './upstash-client.js';
 
@@ -12,7 +13,8 @@ export { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, type UpstashStoreOptions } fr
  * costs three times the latency per request (docs/benchmarks.md); raw replies; the read-your-writes sync
  * token; at most `maxConnections` requests in flight, calls queued behind them coalesced; one timeoutMs per
  * call (the wait for a connection, EVALSHA and the EVAL after NOSCRIPT share it); no retries, so a timed-out
- * write is reported as ambiguous, never silently sent twice. The client and the HTTP code are a chunk of
+ * write is reported as ambiguous, never silently sent twice; a granting write followed, in its own request, by
+ * a WAIT for the `replicas` option (transport/upstash-replicas.ts). The client and the HTTP code are a chunk of
  * their own, loaded when the store is created: the TCP path never loads them.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
@@ -41,6 +43,7 @@ export function upstashStoreFrom(settings: UpstashSettings): Store {
     secrets,
     timeoutMs,
     slots,
+    replicas: replicaWait(settings.options, timeoutMs),
     async close() {
       (await pending?.catch(() => undefined))?.close();
     },
