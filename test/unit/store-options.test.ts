@@ -102,6 +102,11 @@ describe('upstashStore options', () => {
       { url: 'https://eu1.upstash.io', token: SECRET, base64: 1 as unknown as boolean },
       /base64 must be true or false/,
     ],
+    [{ url: 'https://eu1.upstash.io', token: SECRET, replicas: 17 }, /replicas must be 'auto' or a whole/],
+    [
+      { url: 'https://eu1.upstash.io', token: SECRET, timeoutMs: 500, replicaTimeoutMs: 500 },
+      /replicaTimeoutMs must be a whole number of milliseconds from 1 to timeoutMs − 1 \(499\)/,
+    ],
   ])('%j is refused at creation', (options, message) => {
     expect(refused(() => upstashStore(options)).message).toMatch(message);
   });
