@@ -13,9 +13,11 @@ import {
   type Lease,
   ReplicationError,
   type Store,
+  upstashClientStore,
   upstashStore,
 } from '../../layers/oncely/src/index.js';
-import { ask } from '../support/failover.js';
+import { ask, waitsOn } from '../support/failover.js';
+import { upstashClient } from '../support/transports.js';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -136,6 +138,20 @@ describe('the gateway serves WAIT', () => {
       replica.resume();
     }
     await inSync();
+  });
+});
+
+describe('a client of your own (upstashClientStore)', () => {
+  it("waits as upstashStore does: 'auto' sends WAIT where the server has a replica, replicas: 0 does not", async () => {
+    const client = () => upstashClient(gateway.url, TOKEN, 5000);
+    const lock = createLock(upstashClientStore(client()));
+    const before = await waitsOn(master);
+    await (await lock.tryAcquire(uniqueKey('own'), { ttlMs: 10_000 }))!.release();
+    const after = await waitsOn(master);
+    expect(after).toBe(before + 1);
+    const off = createLock(upstashClientStore(client(), { replicas: 0 }));
+    await (await off.tryAcquire(uniqueKey('own'), { ttlMs: 10_000 }))!.release();
+    expect(await waitsOn(master)).toBe(after);
   });
 });
 

@@ -1,9 +1,9 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import { checkAcknowledged, type ReplicaWait } from './replicas.js';
+import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
-import { evalWithFallback, runManyWithFallback, settle } from './types.js';
+import { DEFAULT_TIMEOUT_MS, evalWithFallback, runManyWithFallback, settle } from './types.js';
 import { appendWait, RestReplicas } from './upstash-replicas.js';
 
 /** Network error codes that prove the request never reached the server. */
@@ -16,9 +16,13 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CON
  *
  * `upstashStore({ url, token })` runs the same code on a client oncely builds itself, over a keep-alive
  * `node:http(s)` requester with per-request timeouts and no retries. Use this one to share a client your
- * code already configures.
+ * code already configures. The replica wait (`replicas`, `replicaTimeoutMs`: transport/replicas.ts) works
+ * as on upstashStore; replicaTimeoutMs is at most 1999 ms here (give the client's own timeout more).
  */
-export function upstashClientStore(redis: UpstashRedis, options: { name?: string } = {}): Store {
+export function upstashClientStore(
+  redis: UpstashRedis,
+  options: { name?: string } & ReplicaOptions = {},
+): Store {
   const opts = (redis as unknown as { opts?: { automaticDeserialization?: boolean } }).opts;
   if (typeof redis?.evalsha !== 'function' || typeof redis.pipeline !== 'function') {
     throw invalid(['redis must be an @upstash/redis Redis instance'], 'upstashClientStore');
@@ -29,7 +33,8 @@ export function upstashClientStore(redis: UpstashRedis, options: { name?: string
       'upstashClientStore',
     );
   }
-  return clientStore(() => redis, { name: options.name ?? 'upstash(client)' });
+  const { name = 'upstash(client)', ...wait } = options;
+  return clientStore(() => redis, { name, replicas: replicaWaitOf(wait, DEFAULT_TIMEOUT_MS) });
 }
 
 /** Most calls of one tick in one coalesced `/pipeline` request. */
