@@ -1,7 +1,9 @@
 /**
  * The replica wait: a write that grants (scripts marked `grants` in scripts.ts) counts only once enough
  * replicas have acknowledged it. Lua cannot call WAIT, so the TCP transports send `WAIT n timeoutMs` after
- * the script on the same connection (in the same round trip unless a WAIT is out already: tcp-replicas.ts WaitLine). Redisson's `syncSlaves` is the model.
+ * the script on the same connection (in the same round trip unless a WAIT is out already: tcp-replicas.ts
+ * WaitLine), and the REST transport in the script's own `/pipeline` request (upstash-replicas.ts). Redisson's
+ * `syncSlaves` is the model.
  *
  * - A master that has been demoted (a frozen master that woke up after its replica was promoted) has no
  *   replica left to acknowledge: its grants fail with ReplicationError instead of counting.
