@@ -19,9 +19,10 @@
  * When Redis is down, requests fail at once with a 503 instead of queueing; nothing is ever resent.
  *
  * `WAIT n timeoutMs` (which Upstash documents) is served in a `/pipeline` only, and such a pipeline runs on a
- * connection of its own (WaitConnections): WAIT counts the acknowledgements of the writes its connection made
- * before it (the pipeline's own), and it blocks that connection, which would otherwise hold up every other
- * REST call for up to its timeout. WAIT with no timeout (0, forever) is refused.
+ * connection of its own (WaitConnections): WAIT blocks its connection, which would otherwise hold up every
+ * other REST call for up to its timeout. Redis' WAIT covers the writes its own connection made; the gateway's,
+ * like Upstash's, covers every write made before it from any connection (#pipeline's coverAll). WAIT with no
+ * timeout (0, forever) is refused.
  *
  * Server administration that Upstash refuses (SHUTDOWN, CONFIG, DEBUG, SAVE, REPLICAOF, ...) is refused too, with
  * the same kind of error reply, so code that works here does not call what Upstash would reject.
@@ -374,7 +375,7 @@ class RestGateway implements Gateway {
           pathname !== '/pipeline'
             ? await this.#multi(parsed)
             : waits
-              ? await this.#waits.use((redis) => this.#pipeline(parsed, redis))
+              ? await this.#waits.use((redis) => this.#pipeline(parsed, redis, true))
               : await this.#pipeline(parsed);
         return send(
           res,
@@ -410,11 +411,16 @@ class RestGateway implements Gateway {
     return this.#redis.callBuffer(name ?? '', ...args) as Promise<Reply>;
   }
 
-  /** One round trip, not atomic: each command's reply or Redis error, in order. */
-  async #pipeline(commands: string[][], redis = this.#redis): Promise<Reply[]> {
+  /**
+   * One round trip, not atomic: each command's reply or Redis error, in order. `coverAll` (a pipeline with a
+   * WAIT, on a connection of its own): a PUBLISH first, which a master always replicates, so that a WAIT
+   * covers every write made before it from any connection, as Upstash documents, not only this pipeline's.
+   */
+  async #pipeline(commands: string[][], redis = this.#redis, coverAll = false): Promise<Reply[]> {
     const pipeline = redis.pipeline();
+    if (coverAll) pipeline.publish('oncely-gateway:wait', '');
     for (const [name, ...args] of commands) pipeline.callBuffer(name ?? '', ...args);
-    const results = (await pipeline.exec()) ?? [];
+    const results = ((await pipeline.exec()) ?? []).slice(coverAll ? 1 : 0);
     return results.map(([error, reply]) => {
       if (error && !isReplyError(error)) throw error; // connection trouble: fail the whole request
       return error ?? (reply as Reply);

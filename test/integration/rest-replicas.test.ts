@@ -101,6 +101,32 @@ describe('the gateway serves WAIT', () => {
     expect(forever.body).toEqual({ error: expect.stringMatching(/0 blocks forever/) });
   });
 
+  it("like Upstash's, it covers every write made before it, from any connection; so does a store's first grant", async () => {
+    // A WAIT connection that has written before (kept idle).
+    await post('/pipeline', [
+      ['SET', uniqueKey('own'), 'v'],
+      ['WAIT', '1', '5000'],
+    ]);
+    replica.pause(); // attached, acknowledging nothing
+    try {
+      // A write through the shared connection (POST /), then a WAIT alone in a pipeline: not acknowledged.
+      expect(await post('/', ['SET', uniqueKey('any'), 'v'])).toEqual({
+        status: 200,
+        body: { result: 'OK' },
+      });
+      expect(await post('/pipeline', [['WAIT', '1', '300']])).toEqual({ status: 200, body: [{ result: 0 }] });
+      // A fresh store's first grant reads INFO in its own request and sends its WAIT in the next one.
+      const err = await createLock(store(gateway, { replicaTimeoutMs: 300 }))
+        .tryAcquire(uniqueKey('first'), { ttlMs: 10_000 })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ReplicationError);
+      expect(err).toMatchObject({ acknowledged: 0, required: 1 });
+    } finally {
+      replica.resume();
+    }
+    expect(await post('/pipeline', [['WAIT', '1', '5000']])).toEqual({ status: 200, body: [{ result: 1 }] });
+  });
+
   it('on connections of its own: WAITs blocked on a frozen replica hold up no other call, nor each other', async () => {
     // Two stores: one store's calls of one tick would share a request (and one WAIT).
     const waiting = [1, 2].map(() => createLock(store(gateway, { replicas: 1, replicaTimeoutMs: 4000 })));

@@ -5,7 +5,6 @@
  */
 import type { Pipeline } from '@upstash/redis';
 import type { ReplicaWait } from './replicas.js';
-import type { CallDeadline } from './upstash-client.js';
 
 /**
  * How long a server's replica must stay gone before 'auto' stops waiting for it, and how often at most a
@@ -19,21 +18,21 @@ const replicasIn = (info: unknown): number =>
 
 /**
  * How many replicas a grant over REST must reach: the configured count, or with 'auto' one where the server
- * has replicas (INFO replication, read before the store's first grant and shared by the grants made meanwhile;
- * read again, in the background, REPLICA_RECHECK_MS after a grant that was not acknowledged, and at most every
+ * has replicas (INFO replication, read in the request of the store's first grant, ahead of its script; read
+ * again, in the background, REPLICA_RECHECK_MS after a grant that was not acknowledged, and at most every
  * REPLICA_RECHECK_MS on grants while it lists none). An INFO that fails counts as no replica (as on TCP): a
  * server that refuses INFO is not waited for unless `replicas` names a number.
  */
 export class RestReplicas {
   readonly wait: ReplicaWait;
-  /** INFO replication, sent within the deadline (and on the request slot) of `call` when given. */
-  readonly #info: (call?: CallDeadline) => Promise<unknown>;
+  /** INFO replication in a request of its own (the background re-reads). */
+  readonly #info: () => Promise<unknown>;
   #count: number | undefined;
-  #reading: Promise<number> | undefined;
+  #reading: Promise<unknown> | undefined;
   #lookedAt = 0;
   #recheck: NodeJS.Timeout | undefined;
 
-  constructor(wait: ReplicaWait, info: (call?: CallDeadline) => Promise<unknown>) {
+  constructor(wait: ReplicaWait, info: () => Promise<unknown>) {
     this.wait = wait;
     this.#info = info;
   }
@@ -45,19 +44,26 @@ export class RestReplicas {
   get mayWait(): boolean {
     const { replicas } = this.wait;
     if (replicas !== 'auto') return replicas > 0;
-    if (this.#count === 0 && performance.now() - this.#lookedAt >= REPLICA_RECHECK_MS) void this.#read();
+    if (this.#count === 0 && performance.now() - this.#lookedAt >= REPLICA_RECHECK_MS) this.#read();
     return this.#count !== 0;
   }
 
   /**
-   * The replicas a grant must reach: known at once, or after the first INFO ('auto'), sent as part of `call`
-   * (the grant's deadline and request slot: the grant's request follows it).
+   * The replicas a grant must reach, or undefined before 'auto' has read INFO: the store then reads it in the
+   * grant's own request (first in its pipeline) and calls note() with the reply.
    */
-  required(call: CallDeadline | undefined): number | Promise<number> {
+  required(): number | undefined {
     const { replicas } = this.wait;
     if (replicas !== 'auto') return replicas;
-    if (this.#count === undefined) return this.#read(call);
-    return this.#count > 0 ? 1 : 0;
+    return this.#count === undefined ? undefined : Math.min(this.#count, 1);
+  }
+
+  /** Records an INFO replication reply read in a grant's request; returns what that grant must reach. */
+  note(info: unknown, failed: boolean): number {
+    this.#lookedAt = performance.now();
+    // An INFO that failed counts as no replica (looked at again, in the background, at most every 5 s).
+    this.#count = failed ? (this.#count ?? 0) : replicasIn(info);
+    return Math.min(this.#count ?? 0, 1);
   }
 
   /** A grant was not acknowledged: with 'auto', the replicas are read again REPLICA_RECHECK_MS later. */
@@ -65,7 +71,7 @@ export class RestReplicas {
     if (this.wait.replicas !== 'auto' || this.#recheck) return;
     this.#recheck = setTimeout(() => {
       this.#recheck = undefined;
-      void this.#read();
+      this.#read();
     }, REPLICA_RECHECK_MS);
     this.#recheck.unref?.();
   }
@@ -82,28 +88,26 @@ export class RestReplicas {
     this.#recheck = undefined;
   }
 
-  #read(call?: CallDeadline): Promise<number> {
+  #read(): void {
     this.#lookedAt = performance.now();
-    this.#reading ??= this.#info(call)
-      .then(replicasIn, () => this.#count ?? 0)
-      .then((count) => {
-        this.#count = count;
-        return count > 0 ? 1 : 0;
-      })
+    this.#reading ??= this.#info()
+      .then(
+        (info) => this.note(info, false),
+        () => 0,
+      )
       .finally(() => {
         this.#reading = undefined;
       });
-    return this.#reading;
   }
 }
 
 /**
- * Appends `WAIT required waitMs` to a client pipeline. The client has no method for WAIT and no public way to
+ * Appends a command to a client pipeline (WAIT, INFO). The client has no method for WAIT and no public way to
  * add a command of our own: an ECHO is added and its arguments rewritten in place (Command.command is the
  * array the pipeline sends; its reply is raw with automaticDeserialization off).
  */
-export function appendWait(p: Pipeline, required: number, waitMs: number): void {
+export function appendCommand(p: Pipeline, command: readonly (string | number)[]): void {
   const commands = (p as unknown as { commands: { command: unknown[] }[] }).commands;
   p.echo('');
-  commands[commands.length - 1]!.command.splice(0, Number.POSITIVE_INFINITY, 'wait', required, waitMs);
+  commands[commands.length - 1]!.command.splice(0, Number.POSITIVE_INFINITY, ...command);
 }
