@@ -1,10 +1,10 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import { checkAcknowledged, type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
+import { type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 import { DEFAULT_TIMEOUT_MS, evalWithFallback, runManyWithFallback, settle } from './types.js';
-import { appendCommand, RestReplicas } from './upstash-replicas.js';
+import { appendCommand, type Reply, RestReplicas, withWait } from './upstash-replicas.js';
 
 /** Network error codes that prove the request never reached the server. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -36,11 +36,6 @@ export function upstashClientStore(
   const { name = 'upstash(client)', ...wait } = options;
   return clientStore(() => redis, { name, replicas: replicaWaitOf(wait, DEFAULT_TIMEOUT_MS) });
 }
-
-/** A pipeline's reply to one command. */
-type Reply = { result?: unknown; error?: string };
-/** WAIT's reply as checkAcknowledged takes it. */
-type Settled = [Error | null, unknown];
 
 /** Most calls of one tick in one coalesced `/pipeline` request. */
 export const BATCH_CALLS = 32;
@@ -156,69 +151,23 @@ export function clientStore(
         )
       : undefined;
 
-  /** One `/pipeline` request; its replies, an error each. */
-  const exec = async (
-    call: CallDeadline | undefined,
-    commands: readonly (readonly (string | number)[])[],
-    calls: readonly ScriptCall[] = [],
-    useLua = false,
-    after: readonly (string | number)[] | undefined = undefined,
-  ) => {
-    const p = (await client()).pipeline();
-    for (const c of commands) appendCommand(p, c);
-    for (const c of calls) {
-      if (useLua) p.eval(c.script.lua, [...c.keys], [...c.args]);
-      else p.evalsha(c.script.sha1, [...c.keys], [...c.args]);
-    }
-    if (after) appendCommand(p, after);
-    return (await sendWithin(p, call, (q) => q.exec({ keepErrors: true }))) as Reply[];
-  };
-
-  /**
-   * Calls in one `/pipeline` request. Where a granting write must reach replicas, a WAIT follows them in the
-   * same request (upstash-replicas.ts). Before 'auto' knows the server's replicas, INFO replication goes first
-   * instead, and where it lists one a WAIT follows in a request of its own: Upstash's WAIT (and the gateway's,
-   * dev/gateway.ts) covers the writes made before it from any connection.
-   */
-  const pipeline = async (
-    call: CallDeadline | undefined,
-    calls: readonly ScriptCall[],
-    useLua: boolean,
-  ): Promise<CallResult[]> => {
-    const grants = replicas?.mayWait === true && calls.some((c) => c.script.grants);
-    let required = grants ? replicas.required() : 0;
-    const waitMs = () => replicas?.waitMs(call?.startedAt ?? performance.now(), timeoutMs) ?? 0;
-    const waitFor = (n: number) => ['wait', n, waitMs()];
-    const reading = required === undefined;
-    const replies = await exec(
-      call,
-      reading ? [['info', 'replication']] : [],
-      calls,
-      useLua,
-      required ? waitFor(required) : undefined,
-    );
-    let waited: Reply | undefined;
-    if (reading) {
-      const info = replies.shift();
-      required = replicas!.note(info?.result, !info || info.error !== undefined);
-      if (required > 0)
-        [waited] = await exec(call, [waitFor(required)]).catch((e: unknown) => [{ error: String(e) }]);
-    } else if (required) waited = replies.pop();
-    const acks: Settled | undefined = waited && [
-      waited.error ? new Error(waited.error) : null,
-      waited.result,
-    ];
-    return replies.map((r, i) => {
-      const result = settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError);
-      if (!result.ok || !required) return result;
-      try {
-        return { ok: true, value: checkAcknowledged(calls[i]!.script, result.value, acks, required, name) };
-      } catch (error) {
-        replicas?.notAcknowledged();
-        return { ok: false, error: error as Error };
-      }
+  /** Calls in one `/pipeline` request, with the replica wait (upstash-replicas.ts withWait). */
+  const pipeline = (call: CallDeadline | undefined, calls: readonly ScriptCall[], useLua: boolean) =>
+    withWait(replicas, calls, {
+      store: name,
+      waitMs: () => replicas?.waitMs(call?.startedAt ?? performance.now(), timeoutMs) ?? 0,
+      settle: (r) => settle(r.result ?? null, r.error ? new Error(r.error) : undefined, mapError),
+      exec: async (before, after) => {
+        const p = (await client()).pipeline();
+        for (const c of before) appendCommand(p, c);
+        for (const c of after ? calls : []) {
+          if (useLua) p.eval(c.script.lua, [...c.keys], [...c.args]);
+          else p.evalsha(c.script.sha1, [...c.keys], [...c.args]);
+        }
+        if (after && after.length > 0) appendCommand(p, after);
+        return (await sendWithin(p, call, (q) => q.exec({ keepErrors: true }))) as Reply[];
+      },
     });
-  };
 
   const runBatch = async (
     calls: readonly ScriptCall[],

@@ -4,7 +4,12 @@
  * runs such a pipeline on a connection of its own (dev/gateway.ts), so WAIT counts that script's write.
  */
 import type { Pipeline } from '@upstash/redis';
-import type { ReplicaWait } from './replicas.js';
+import { checkAcknowledged, type ReplicaWait } from './replicas.js';
+import type { CallResult, ScriptCall } from './types.js';
+
+/** A pipeline's reply to one command. */
+export type Reply = { result?: unknown; error?: string };
+type Command = readonly (string | number)[];
 
 /**
  * How long a server's replica must stay gone before 'auto' stops waiting for it, and how often at most a
@@ -110,4 +115,58 @@ export function appendCommand(p: Pipeline, command: readonly (string | number)[]
   const commands = (p as unknown as { commands: { command: unknown[] }[] }).commands;
   p.echo('');
   commands[commands.length - 1]!.command.splice(0, Number.POSITIVE_INFINITY, ...command);
+}
+
+/** What withWait needs of the store. */
+interface WaitingStore {
+  /** For errors. */
+  readonly store: string;
+  /** WAIT's bound, for the call being run. */
+  waitMs(): number;
+  /** A script's reply as a CallResult. */
+  settle(reply: Reply): CallResult;
+  /**
+   * One `/pipeline` request: `before`, then the calls being run and `after` (empty: no command), or without
+   * `after` nothing but `before`.
+   */
+  exec(before: readonly Command[], after?: Command): Promise<Reply[]>;
+}
+
+/**
+ * Runs calls as one `/pipeline` request. Where a granting write must reach replicas, a WAIT follows them in the
+ * same request. Before 'auto' knows the server's replicas, INFO replication goes first instead, and where it
+ * lists one a WAIT follows in a request of its own: Upstash's WAIT (and the gateway's, dev/gateway.ts) covers
+ * the writes made before it from any connection. A grant not acknowledged is a ReplicationError.
+ */
+export async function withWait(
+  replicas: RestReplicas | undefined,
+  calls: readonly ScriptCall[],
+  s: WaitingStore,
+): Promise<CallResult[]> {
+  const grants = replicas?.mayWait === true && calls.some((c) => c.script.grants);
+  let required = grants ? replicas.required() : 0;
+  const reading = required === undefined;
+  const waitFor = (n: number): Command => ['wait', n, s.waitMs()];
+  const replies = await s.exec(reading ? [['info', 'replication']] : [], required ? waitFor(required) : []);
+  let waited: Reply | undefined;
+  if (reading) {
+    const info = replies.shift();
+    required = replicas!.note(info?.result, !info || info.error !== undefined);
+    if (required > 0)
+      [waited] = await s.exec([waitFor(required)]).catch((e: unknown) => [{ error: String(e) }]);
+  } else if (required) waited = replies.pop();
+  const acks: [Error | null, unknown] | undefined = waited && [
+    waited.error ? new Error(waited.error) : null,
+    waited.result,
+  ];
+  return replies.map((r, i) => {
+    const result = s.settle(r);
+    if (!result.ok || !required) return result;
+    try {
+      return { ok: true, value: checkAcknowledged(calls[i]!.script, result.value, acks, required, s.store) };
+    } catch (error) {
+      replicas?.notAcknowledged();
+      return { ok: false, error: error as Error };
+    }
+  });
 }
