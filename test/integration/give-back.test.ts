@@ -21,6 +21,16 @@ import { startTransport, type TransportFixture } from '../support/transports.js'
  * whole TTL. Real redis-server and REST gateway; a proxy in front of the gateway drops the acquire's reply
  * (after Redis applied it) and answers 503 to the releases that follow.
  */
+/**
+ * The command carrying `sha1` in a request body: a command alone (POST /) or one of a pipeline's (a fresh
+ * store's first grant reads INFO replication in the same request: transport/upstash-replicas.ts).
+ */
+function commandOf(body: string, sha1: string): string[] {
+  const parsed = JSON.parse(body) as string[] | string[][];
+  const commands = Array.isArray(parsed[0]) ? (parsed as string[][]) : [parsed as string[]];
+  return commands.find((c) => c.includes(sha1)) ?? [];
+}
+
 describe('a lock we may hold but will not use is given back (REST gateway answering 503)', () => {
   let fx: TransportFixture;
   let proxy: FaultProxy;
@@ -140,7 +150,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
     const o = outage(key, Number.POSITIVE_INFINITY);
     let token = '';
     proxy.mode = ((inner) => (body: string) => {
-      if (body.includes(ACQUIRE.sha1)) token = (JSON.parse(body) as string[])[5] ?? '';
+      if (body.includes(ACQUIRE.sha1)) token = commandOf(body, ACQUIRE.sha1)[5] ?? '';
       return inner(body);
     })(proxy.mode);
     await expect(lock.tryAcquire(key, { ttlMs: 1500 })).rejects.toBeInstanceOf(StoreError);
@@ -168,7 +178,7 @@ describe('a lock we may hold but will not use is given back (REST gateway answer
       let record = '';
       proxy.mode = (body) => {
         if (body.includes(ONCE_CLAIM.sha1)) {
-          record = (JSON.parse(body) as string[])[3] ?? '';
+          record = commandOf(body, ONCE_CLAIM.sha1)[3] ?? '';
           return 'swallow';
         }
         if (!body.includes(ONCE_RELEASE.sha1)) return 'pass';
