@@ -42,6 +42,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,9 +164,9 @@ export function packageBuildOptions(outDir: string, { minify = false } = {}): Bu
 /**
  * ioredis (CommonJS) as an ES module with named exports, for the layer's chunk that holds it. esbuild makes a
  * CommonJS module reached only by `import()` the entry of a chunk that exports it as `default` alone, while
- * the importer still reads `{ Redis, Cluster }` from it (undefined: "is not a constructor" on the first TCP
- * call); an ES module in front of it gives the chunk the named exports. Only the layer needs it: a bundle
- * without splitting inlines the import.
+ * the importer still reads `Redis` and `Cluster` from it (undefined: "is not a constructor" on the first TCP
+ * call); an ES module in front of it, re-exporting every name the installed ioredis has, gives the chunk
+ * the named exports. Only the layer needs it: a bundle without splitting inlines the import.
  */
 const ioredisNamedExports: Plugin = {
   name: 'oncely-ioredis-named-exports',
@@ -175,11 +176,18 @@ const ioredisNamedExports: Plugin = {
         ? undefined
         : { path: 'ioredis', namespace: 'oncely-ioredis', pluginData: args.resolveDir },
     );
-    b.onLoad({ filter: /.*/, namespace: 'oncely-ioredis' }, (args) => ({
-      contents: "export { Cluster, Redis } from 'ioredis';",
-      resolveDir: args.pluginData as string,
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'oncely-ioredis' }, (args) => {
+      // Every name ioredis exports, as Node's own import of it would give them.
+      const resolveDir = args.pluginData as string;
+      const names = Object.keys(createRequire(join(resolveDir, 'index.js'))('ioredis') as object).filter(
+        (n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n),
+      );
+      return {
+        contents: `export { default, ${names.join(', ')} } from 'ioredis';`,
+        resolveDir,
+        loader: 'js',
+      };
+    });
   },
 };
 
