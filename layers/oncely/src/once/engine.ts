@@ -34,7 +34,8 @@ import {
 } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
-import { giveBackRecord, Keeper, RecordDriver, roundTrip } from './record-lease.js';
+import { batchTrip } from './record-batch.js';
+import { giveBackRecord, Keeper, RecordDriver } from './record-lease.js';
 import { Run } from './run.js';
 import { type Ending, type Settled, type SettleHost, settle } from './settle.js';
 
@@ -268,8 +269,8 @@ export class OnceEngine<E = unknown> implements SettleHost {
   }
 
   /**
-   * Claims `keyed` in one round trip (run for one, runMany for more). A round trip that fails on the store
-   * fails every claim with its error (`failed`).
+   * Claims `keyed` in one round trip: one ONCE_CLAIM for one record, one ONCE_CLAIM_MANY per slot group for
+   * more (record-batch.ts). A round trip that fails on the store fails every claim with its error (`failed`).
    */
   async #claim(
     keyed: readonly Keyed[],
@@ -280,7 +281,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
     const startedAt = o.clock.now();
     let results: CallResult[];
     try {
-      results = await roundTrip(this.store, calls);
+      results = await batchTrip(this.store, calls);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return { replies: keyed.map(() => ({ kind: 'failed', error: err })), startedAt, failed: err };
