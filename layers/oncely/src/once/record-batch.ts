@@ -5,6 +5,7 @@
  * would have had alone. Callers send and read single-record calls as before; a record alone keeps its own
  * script (the single event's path is unchanged).
  */
+import { randomFillSync } from 'node:crypto';
 import {
   ONCE_CLAIM,
   ONCE_CLAIM_MANY,
@@ -16,6 +17,17 @@ import {
 import { keySlot } from '../transport/slot.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/types.js';
 import { roundTrip } from './record-lease.js';
+
+/**
+ * `n` owner tokens, as newToken's (128 random bits, base64url), drawn fresh in one call for a batch's records
+ * (never from a pool kept between calls: see acquire.ts newToken).
+ */
+export function newTokens(n: number): string[] {
+  const bytes = randomFillSync(Buffer.allocUnsafe(16 * n));
+  const tokens: string[] = new Array(n);
+  for (let i = 0; i < n; i++) tokens[i] = bytes.toString('base64url', 16 * i, 16 * i + 16);
+  return tokens;
+}
 
 /** Records per merged script: a long batch (SQS allows 10,000) holds the server in slices, in one round trip. */
 export const MAX_PER_SCRIPT = 100;
