@@ -391,7 +391,7 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
     const hmget = (key: string) => fx.admin.hmget(key, 's', 't', 'f', 'h', 'r');
 
     it("once-claim-many: new, ours, another owner's, completed, mismatched and counter-ahead records, each its own reply", async () => {
-      const ks = batchOf('claim-many', 6);
+      const ks = batchOf('claim-many', 8);
       const far = Date.now() + 10 * 365 * 86_400_000;
       await fx.admin.hset(ks[1]!.rec, 's', 'P', 't', 'tok-1', 'f', '11', 'h', '');
       await fx.admin.pexpire(ks[1]!.rec, 1000);
@@ -402,6 +402,12 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       await fx.admin.hset(ks[4]!.rec, 's', 'C', 't', 'tok-X', 'f', '14', 'h', 'other', 'r', 'j"x"');
       await fx.admin.pexpire(ks[4]!.rec, TTL_MS);
       await fx.admin.set(ks[5]!.fence, String(far), 'PX', LONG_MS);
+      // Ours, but completed: its result, not a re-claim. Another owner's, made without a payload hash: the
+      // claim's hash is not compared with it.
+      await fx.admin.hset(ks[6]!.rec, 's', 'C', 't', 'tok-6', 'f', '16', 'h', '', 'r', 'j"six"');
+      await fx.admin.pexpire(ks[6]!.rec, TTL_MS);
+      await fx.admin.hset(ks[7]!.rec, 's', 'P', 't', 'tok-X', 'f', '17', 'h', '');
+      await fx.admin.pexpire(ks[7]!.rec, TTL_MS);
       const t0 = Date.now();
       const tokens = [
         'tok-0',
@@ -416,6 +422,10 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
         'hash-4',
         'tok-5',
         '',
+        'tok-6',
+        '',
+        'tok-7',
+        'hash-7',
       ];
       // A client clock at 5 ms since the epoch: the store's TIME wins.
       const reply = (await run(ONCE_CLAIM_MANY, keysOf(ks), [
@@ -424,7 +434,7 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
         5,
         ...tokens,
       ])) as unknown[][];
-      const [fresh, ours, theirs, done, mismatch, ahead] = reply;
+      const [fresh, ours, theirs, done, mismatch, ahead, oursDone, unhashed] = reply;
       expect(fresh![0]).toBe(1);
       expect(fresh![1]).toBeGreaterThan(t0 - SLACK_MS);
       expect(fresh![1]).toBeLessThan(t0 + SLACK_MS);
@@ -444,7 +454,11 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       expect(mismatch).toEqual([3, 'C']);
       expect(await hmget(ks[4]!.rec)).toEqual(['C', 'tok-X', '14', 'other', 'j"x"']);
       expect(ahead).toEqual([1, far + 1]);
-      expect(reply).toHaveLength(6);
+      expect(oursDone).toEqual([2, 'j"six"', expect.any(Number)]);
+      expect(await hmget(ks[6]!.rec)).toEqual(['C', 'tok-6', '16', '', 'j"six"']);
+      expect(unhashed![0]).toBe(0);
+      expect(await hmget(ks[7]!.rec)).toEqual(['P', 'tok-X', '17', '', null]);
+      expect(reply).toHaveLength(8);
     });
 
     it("once-complete-many: ours, ours again, another owner's, gone and moved on, gone and still ours, each its own reply", async () => {
