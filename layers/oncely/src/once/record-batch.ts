@@ -6,6 +6,7 @@
  * script (the single event's path is unchanged).
  */
 import { randomFillSync } from 'node:crypto';
+import { newToken } from '../acquire.js';
 import {
   ONCE_CLAIM,
   ONCE_CLAIM_MANY,
@@ -23,6 +24,7 @@ import { roundTrip } from './record-lease.js';
  * (never from a pool kept between calls: see acquire.ts newToken).
  */
 export function newTokens(n: number): string[] {
+  if (n === 1) return [newToken()]; // a single event: the lock's own draw, into its scratch buffer
   const bytes = randomFillSync(Buffer.allocUnsafe(16 * n));
   const tokens: string[] = new Array(n);
   for (let i = 0; i < n; i++) tokens[i] = bytes.toString('base64url', 16 * i, 16 * i + 16);
