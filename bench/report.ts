@@ -2,6 +2,7 @@
  * Turns one run's figures into the targets' verdicts, the console summary and docs/benchmarks.md. Everything
  * here is derived from the run: a figure the run did not produce is shown as "not run", never filled in.
  */
+
 import type { BundleSize, ColdResult } from './bundles.js';
 import type { CeilingRow } from './ceiling.js';
 import type { ConcurrentResult, SequentialResult } from './harness.js';
@@ -25,6 +26,7 @@ import {
   tally,
 } from './stats.js';
 import { type EffectsSuiteResult, effectsSection, effectsSummary, effectsTargets } from './suite-effects.js';
+import { type LatencySuiteResult, latencySection } from './suite-latency.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
 import type { OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
@@ -60,6 +62,8 @@ export interface BenchData {
   replicas?: ReplicaSuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   scaling?: ScalingResult | Skipped;
+  /** The lock pair and withOnce rows through a 0.5-2 ms delay proxy. Absent in older reports. */
+  latency?: LatencySuiteResult | Skipped;
   /** Absent in reports written before the suite existed. */
   effects?: EffectsSuiteResult | Skipped;
   bundles: BundleSize[] | Skipped;
@@ -658,6 +662,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '',
   );
   out.push(scalingSection(d.scaling, SCALING_CHART), '');
+  out.push(latencySection(d.latency), '');
   out.push(effectsSection(d.effects), '');
   out.push('## Bundle size and cold start', '');
   if (isSkipped(d.bundles)) out.push(`Not run: ${d.bundles.skipped}`, '');
@@ -695,6 +700,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     'npm run bench            # full run',
     'npm run bench -- --quick # fewer rounds: for checking, not for quoting',
     'npm run bench -- --only scaling   # the scaling section alone, printed',
+    'npm run bench -- --only latency   # the lock pair and withOnce rows at a 0.5-2 ms round trip, printed',
     'npm run bench -- --only effects   # fenced writes vs unfenced (needs PostgreSQL on 127.0.0.1:5432)',
     'npm run bench -- --help',
     '```',

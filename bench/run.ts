@@ -27,6 +27,7 @@ import {
 } from './report.js';
 import { startStack, TOKEN } from './servers.js';
 import { effectsSuite } from './suite-effects.js';
+import { latencySuite } from './suite-latency.js';
 import { lockRest, lockTcp, type Sizes } from './suite-locks.js';
 import { onceSuite } from './suite-once.js';
 import { lockRedlock } from './suite-redlock.js';
@@ -42,6 +43,7 @@ const SUITES = [
   'once',
   'replicas',
   'scaling',
+  'latency',
   'effects',
   'bundles',
 ] as const;
@@ -72,7 +74,8 @@ const USAGE = `npm run bench [-- options]
   (none)              full run (under 10 minutes), writes docs/benchmarks.md and its charts
   --quick             fewer rounds, for checking; prints, and writes the docs only with --write
   --only a,b          only these suites: ${SUITES.join(', ')}
-                      (--only scaling: under 2 minutes); writes the docs only with --write
+                      (--only scaling: under 2 minutes; --only latency: about a minute);
+                      writes the docs only with --write
   --no-write          print only
   --report FILE       write the docs again from a run's raw figures (/tmp/oncely-bench-full.json)
   --help              this text`;
@@ -158,6 +161,7 @@ async function main(): Promise<void> {
     once: off,
     replicas: off,
     scaling: off,
+    latency: off,
     effects: off,
     bundles: off,
     cold: off,
@@ -197,6 +201,10 @@ async function main(): Promise<void> {
     if (only.has('scaling')) {
       log('scaling: 1 to 1,000 concurrent calls (REST, TCP, 3-master cluster)');
       data.scaling = await scalingSuite(stack, quick ? SCALING_QUICK : SCALING_FULL, log);
+    }
+    if (only.has('latency')) {
+      log('latency: lock pairs and withOnce at a 0.5-2 ms round trip (delay proxy), every contender alike');
+      data.latency = await latencySuite(stack, sizes, log);
     }
     if (only.has('effects')) {
       log('fenced writes vs the same writes unfenced (Redis, PostgreSQL, DynamoDB on dynalite)');

@@ -30,7 +30,7 @@ import { type Counter, countEach, type OpCount } from './roundtrips.js';
 import { type Stack, startRoundTripProxy, TOKEN } from './servers.js';
 import type { Sizes } from './suite-locks.js';
 
-type Layer = typeof import('../layers/oncely/src/index.js');
+export type Layer = typeof import('../layers/oncely/src/index.js');
 type Call = (event: { id: string }) => Promise<unknown>;
 type BatchCall = (event: SQSEvent) => Promise<unknown>;
 
@@ -89,7 +89,7 @@ export interface OnceSuiteResult {
   batchCounts: Record<string, OpCount>;
 }
 
-interface Libs {
+export interface Libs {
   rawOnce: Call;
   oncelyTcp: Call;
   /** withOnce with `localCache` on: a warm container answers a duplicate from memory. */
@@ -104,7 +104,11 @@ interface Libs {
 }
 
 /** Every contender on the given endpoints (the real server, or the counting proxy in front of it). */
-async function libs(layer: Layer, tcp: { host: string; port: number }, restUrl: string): Promise<Libs> {
+export async function libs(
+  layer: Layer,
+  tcp: { host: string; port: number },
+  restUrl: string,
+): Promise<Libs> {
   const ioredis = new Redis({ host: tcp.host, port: tcp.port, protocol: 2 });
   const tcpStore = redisStore(ioredis);
   const restStore = layer.upstashStore({ url: restUrl, token: TOKEN });
@@ -233,7 +237,7 @@ export function sqsEvent(tag: string, n: number = CONFIG.batchSize): SQSEvent {
 }
 
 /** First call: a new event every time. Duplicate: one of a pool of completed events, again. */
-function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplicate: Contender[] } {
+export function callContenders(l: Libs, poolSize: number): { first: Contender[]; duplicate: Contender[] } {
   const entries: [string, string, Call][] = [
     ['oncely', 'oncely withOnce TCP', l.oncelyTcp],
     ['powertools', 'Powertools makeIdempotent (@redis/client)', l.powertools],

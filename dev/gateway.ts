@@ -29,13 +29,16 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { inspect, parseArgs } from 'node:util';
 import { Redis, ReplyError } from 'ioredis';
 
 export interface GatewayOptions {
-  redis: { host: string; port: number; password?: string };
+  /** `tls`: reach redis over TLS (its `--tls-port`), with these node:tls options (`ca`, ...). */
+  redis: { host: string; port: number; password?: string; tls?: ConnectionOptions };
   token: string;
   /** @default 0 (a free port) */
   port?: number;
@@ -49,6 +52,8 @@ export interface GatewayOptions {
   keepAliveTimeoutMs?: number;
   /** @default 16 MiB */
   maxBodyBytes?: number;
+  /** Serve https with this key and certificate (PEM), as Upstash does; the url is then `https://`. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export interface Gateway {
@@ -176,6 +181,7 @@ function send(res: http.ServerResponse, status: number, payload: unknown): void 
 
 class RestGateway implements Gateway {
   readonly #server: http.Server;
+  readonly #scheme: 'http' | 'https';
   readonly #redis: Redis;
   readonly #token: string;
   readonly #expected: Buffer;
@@ -193,12 +199,16 @@ class RestGateway implements Gateway {
     this.#expected = createHash('sha256').update(opts.token).digest();
     this.#maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024 * 1024;
     this.#host = opts.host ?? '127.0.0.1';
-    this.#server = http.createServer({ keepAlive: true }, (req, res) => {
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.#handle(req, res).catch((error: unknown) => {
         if (!res.headersSent) send(res, 500, { error: `ERR gateway: ${(error as Error).message}` });
         else res.destroy();
       });
-    });
+    };
+    this.#scheme = opts.tls ? 'https' : 'http';
+    this.#server = opts.tls
+      ? https.createServer({ keepAlive: true, ...opts.tls }, handle)
+      : http.createServer({ keepAlive: true }, handle);
     const keepAliveTimeoutMs = opts.keepAliveTimeoutMs ?? 60_000;
     this.#server.keepAliveTimeout = keepAliveTimeoutMs;
     this.#server.headersTimeout = keepAliveTimeoutMs + 1000;
@@ -212,7 +222,7 @@ class RestGateway implements Gateway {
   }
 
   get url(): string {
-    return `http://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`;
+    return `${this.#scheme}://${this.#host.includes(':') ? `[${this.#host}]` : this.#host}:${this.#port}`;
   }
   get port(): number {
     return this.#port;
@@ -349,6 +359,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     host: opts.redis.host,
     port: opts.redis.port,
     password: opts.redis.password,
+    ...(opts.redis.tls ? { tls: opts.redis.tls } : {}),
     protocol: 2,
     lazyConnect: true,
     // Fail fast while Redis is down (a REST call then errors like an unreachable Upstash would) and never
@@ -359,15 +370,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     retryStrategy: (attempt) => Math.min(attempt * 50, 500),
     connectTimeout: 2000,
   });
-  redis.on('error', () => {
-    // reported per request; reconnecting is ioredis' job
+  // Reported per request; reconnecting is ioredis' job. The last one names why a first connect failed (a
+  // TLS certificate problem, a refused port): connect() itself only says the connection closed.
+  let lastError: Error | undefined;
+  redis.on('error', (error: Error) => {
+    lastError = error;
   });
   try {
     await redis.connect();
   } catch (error) {
     redis.disconnect();
-    throw new Error(`startGateway: cannot reach redis ${opts.redis.host}:${opts.redis.port}`, {
-      cause: error,
+    const why = lastError?.message ?? (error as Error).message;
+    throw new Error(`startGateway: cannot reach redis ${opts.redis.host}:${opts.redis.port} (${why})`, {
+      cause: lastError ?? error,
     });
   }
   const gateway = new RestGateway(opts, redis);

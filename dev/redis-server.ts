@@ -21,7 +21,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { keySlot } from '../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../layers/oncely/src/transport/cluster.js';
 
 export const HOST = '127.0.0.1';
 export const CLUSTER_SLOTS = 16384;
@@ -55,6 +55,12 @@ export interface StartRedisOptions {
   args?: string[];
   /** Sets `requirepass` through a config file, so it never shows in `ps`. */
   password?: string;
+  /**
+   * Where the server listens and runs: an address inside a network namespace (`ip netns exec <netns>
+   * redis-server ...`, as root), for tests that partition it (test/support/netns.ts).
+   * @default { host: '127.0.0.1' } in this process' own namespace
+   */
+  place?: { host: string; netns: string };
   /**
    * How long to wait for the server to answer on its port.
    * @default 10_000
@@ -90,6 +96,8 @@ export interface StartClusterOptions {
    * @default 0
    */
   replicas?: number;
+  /** Where node `i` (masters first, then replicas) runs: see StartRedisOptions.place. */
+  place?: (index: number) => { host: string; netns: string };
   /** `cluster-node-timeout`. @default 1000 */
   nodeTimeoutMs?: number;
   /** How long to wait for every node to report `cluster_state:ok` and agree on the slots. @default 15_000 */
@@ -240,9 +248,14 @@ function encodeCommand(args: string[]): string {
  * The `process_id` of whatever answers on the port, or a reason it did not (refused, reset, timeout, error
  * reply). Comparing the PID with our child's tells our server from a stranger that already held the port.
  */
-function probe(port: number, password: string | undefined, timeoutMs: number): Promise<number | string> {
+function probe(
+  host: string,
+  port: number,
+  password: string | undefined,
+  timeoutMs: number,
+): Promise<number | string> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: HOST, port });
+    const socket = net.connect({ host, port });
     let buffered = '';
     const finish = (result: number | string): void => {
       socket.destroy();
@@ -298,7 +311,6 @@ interface Spawned {
 }
 
 class ManagedRedis implements RedisProcess {
-  readonly host = HOST;
   readonly url: string;
   #current: Spawned | undefined;
 
@@ -307,8 +319,10 @@ class ManagedRedis implements RedisProcess {
     private readonly argv: string[],
     readonly password: string | undefined,
     private readonly startTimeoutMs: number,
+    readonly host = HOST,
+    private readonly netns?: string,
   ) {
-    this.url = `redis://${HOST}:${port}`;
+    this.url = `redis://${host}:${port}`;
   }
 
   get pid(): number {
@@ -323,7 +337,11 @@ class ManagedRedis implements RedisProcess {
   async start(): Promise<void> {
     const bin = redisServerBinary();
     installExitHooks();
-    const child = spawn(bin, this.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `ip netns exec` execs the server after entering the namespace: the child's PID is the server's.
+    const [command, argv] = this.netns
+      ? ['ip', ['netns', 'exec', this.netns, bin, ...this.argv]]
+      : [bin, this.argv];
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const collect = (chunk: Buffer): void => {
       output = (output + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
@@ -364,7 +382,7 @@ class ManagedRedis implements RedisProcess {
           cause: spawnError,
         });
       }
-      const answer = await probe(this.port, this.password, 500);
+      const answer = await probe(this.host, this.port, this.password, 500);
       if (answer === pid) return;
       if (performance.now() > deadline) {
         await this.kill();
@@ -452,12 +470,16 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisPro
   }
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
+    const host = opts.place?.host ?? HOST;
     const argv = [
       ...configArgs,
-      ...['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'],
+      ...['--port', String(port), '--bind', host, '--save', '', '--appendonly', 'no'],
+      // A namespace is private to the test: its address is no more exposed than loopback.
+      ...(opts.place ? ['--protected-mode', 'no'] : []),
       ...['--dir', dir, '--daemonize', 'no', ...(opts.args ?? [])],
     ];
-    const server = new ManagedRedis(port, argv, opts.password, opts.startTimeoutMs ?? 10_000);
+    const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+    const server = new ManagedRedis(port, argv, opts.password, startTimeoutMs, host, opts.place?.netns);
     try {
       await server.start();
       handles.add(server);
@@ -642,7 +664,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
         ]
       : [];
 
-  const startNode = async (fixedPort: number | undefined): Promise<RedisProcess> => {
+  const startNode = async (fixedPort: number | undefined, index: number): Promise<RedisProcess> => {
     for (let attempt = 1; ; attempt++) {
       const [port, busPort] =
         fixedPort === undefined ? await freePorts(2) : [fixedPort, ...(await freePorts(1))];
@@ -654,7 +676,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
         ...(opts.args ?? []),
       ];
       try {
-        const node = await startRedis({ port, args, password: opts.password });
+        const node = await startRedis({ port, args, password: opts.password, place: opts.place?.(index) });
         busPorts.set(node, busPort);
         return node;
       } catch (error) {
@@ -671,7 +693,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Redi
 
   const total = masters * (1 + replicas);
   const nodes = await startGroup(
-    Array.from({ length: total }, (_, i) => () => startNode(i < masters ? opts.ports?.[i] : undefined)),
+    Array.from({ length: total }, (_, i) => () => startNode(i < masters ? opts.ports?.[i] : undefined, i)),
   );
   const masterNodes = nodes.slice(0, masters);
   const replicaNodes = nodes.slice(masters);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, EXIT, HELP, main } from '../../layers/oncely/src/cli.js';
 import { createLock, elect, withOnce } from '../../layers/oncely/src/index.js';
 import { Records } from '../../layers/oncely/src/once/record.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 import { deferred, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 

@@ -4,7 +4,7 @@ import { type RedisCluster, startCluster } from '../../dev/redis-server.js';
 import { createLock, fromEnv, type Lock, type Store, StoreAuthError } from '../../layers/oncely/src/index.js';
 import { clusterStore } from '../../layers/oncely/src/ioredis.js';
 import { ACQUIRE } from '../../layers/oncely/src/scripts.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 
 /** Cluster topology changes under a held lock: the store follows MOVED and keeps working. */
 describe('cluster: a slot migrates while a lock is held', () => {

@@ -4,7 +4,7 @@
  * hundred `withOnce` deliveries in flight, retried as an event source retries (in progress, store error) a
  * bounded number of times. Every delivery must be answered, every key run, none run twice at once, and no
  * listener may leak (a `MaxListenersExceededWarning`): a timed-out call must not tear down the node connection
- * that every other call to that node is using (transport/connection.ts, cluster-recovery.ts). Then the election
+ * that every other call to that node is using (transport/connection.ts, cluster.ts). Then the election
  * and oncePerTick through the same kind of failover.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';

@@ -17,7 +17,7 @@ import {
 import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 import * as scripts from '../../layers/oncely/src/scripts.js';
 import { ACQUIRE, EXTEND, LOCK_SCRIPTS, RELEASE, type Script } from '../../layers/oncely/src/scripts.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 import {
   LOCK_TRANSPORTS,
   startTransport,

@@ -13,7 +13,7 @@ import {
 } from '../../layers/oncely/src/index.js';
 import { OnceEngine } from '../../layers/oncely/src/once/engine.js';
 import { ONCE_SCRIPTS } from '../../layers/oncely/src/scripts.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 import {
   ADAPTERS,
   CountingStore,

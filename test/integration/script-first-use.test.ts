@@ -1,4 +1,4 @@
-// A script's first call on a TCP connection goes as EVAL, later ones as EVALSHA (transport/sent-scripts.ts):
+// A script's first call on a TCP connection goes as EVAL, later ones as EVALSHA (transport/connection.ts shaReady):
 // against a real redis-server whose script cache is empty, as a fresh server or a promoted replica has it.
 // What EVALSHA-first did: NOSCRIPT, a second round trip, and the EVAL resent behind calls issued after it.
 import { Redis } from 'ioredis';

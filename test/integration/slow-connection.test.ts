@@ -2,7 +2,7 @@
  * A standalone store's connection outlives one call's timeout (issue 21): a server that stops answering for a
  * while (SIGSTOP, shorter than a probe's bound) makes one call time out, and the other calls in flight on the
  * same connection, and those issued after it, are still answered, each with its own reply, on that same
- * connection, in the order they were issued (transport/connection.ts, probe.ts). It used to be dropped on the
+ * connection, in the order they were issued (transport/connection.ts: Connection, Probes). It used to be dropped on the
  * first timeout, failing every other call in flight on it.
  */
 import { createHash } from 'node:crypto';

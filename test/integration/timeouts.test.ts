@@ -303,7 +303,7 @@ describe.each([
     const store = await warm(track(fx.store()));
     // A script the server forgot after this connection sent it (SCRIPT FLUSH): the next call takes two round
     // trips, EVALSHA (NOSCRIPT) and EVAL, each 0.9 × timeoutMs. (A script's first call on a TCP connection
-    // goes as EVAL, one round trip: transport/sent-scripts.ts.)
+    // goes as EVAL, one round trip: transport/connection.ts shaReady.)
     const lua = `return ARGV[1] -- ${testToken()}`;
     const fresh: Script = { ...ECHO, lua, sha1: createHash('sha1').update(lua).digest('hex') };
     expect(await store.run(fresh, [KEY], ['fast'])).toBe('fast');

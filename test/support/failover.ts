@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import { type RedisCluster, type RedisProcess, replicasAcknowledging } from '../../dev/redis-server.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

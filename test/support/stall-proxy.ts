@@ -18,7 +18,7 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { type RedisProcess, type StartClusterOptions, startCluster } from '../../dev/redis-server.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
+import { keySlot } from '../../layers/oncely/src/transport/cluster.js';
 
 export interface StallProxy {
   readonly host: string;

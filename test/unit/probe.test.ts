@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Probes } from '../../layers/oncely/src/transport/probe.js';
-import { WaitLine } from '../../layers/oncely/src/transport/wait-line.js';
+import { Probes } from '../../layers/oncely/src/transport/connection.js';
+import { WaitLine } from '../../layers/oncely/src/transport/tcp-replicas.js';
 
 /** A connection whose replies the test hands out, in order, as a RESP stream does. */
 class FakeConnection {

@@ -20,7 +20,7 @@ import {
 } from './admin.js';
 import { type Flags, parse } from './cli-flags.js';
 import { ConfigError, OncelyError, StoreAuthError, StoreError, ValidationError } from './errors.js';
-import { fromEnvAsync } from './transport/ssm-env.js';
+import { fromEnvAsync } from './transport/ssm.js';
 import type { Store } from './transport/types.js';
 
 export const EXIT = { ok: 0, notFound: 1, badInput: 2, storeUnavailable: 3, authFailed: 4 } as const;

@@ -3,7 +3,7 @@
  * pinned here and a test checks each pin against `SCRIPT LOAD` on a real server. `parse` is the one reader of
  * the script's reply: it returns a named value (its type beside the script), so no caller compares bare codes. Transports run them as EVALSHA and fall back to
  * EVAL on NOSCRIPT (a standalone TCP store sends each script's first call on a connection as EVAL:
- * transport/sent-scripts.ts). Durations are milliseconds: PX / PEXPIRE / PTTL only.
+ * transport/connection.ts shaReady). Durations are milliseconds: PX / PEXPIRE / PTTL only.
  *
  * Key layout (one hash tag per lock name, so every script is cluster-safe):
  *   oncely:{<name>}:lock   the owner token, with a PX expiry

@@ -1,15 +1,18 @@
 import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
-import { deferredStore } from './deferred.js';
+import { settingsOf } from './options.js';
 import { MAX_REPLICAS } from './replicas.js';
-import { clusterName, redisName } from './tcp-name.js';
-import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
-import { upstashStore } from './upstash.js';
+import { DEFAULT_TIMEOUT_MS, deferredStore, describeUrl, parseUrl, type Store } from './types.js';
+import { upstashStoreFrom } from './upstash.js';
 
 export type StoreConfig =
-  | { kind: 'upstash'; url: string; token: string; timeoutMs?: number }
-  | ({ kind: 'cluster'; nodes: { host: string; port: number }[] } & TcpConfig)
-  | ({ kind: 'redis'; url: string } & TcpConfig);
+  | ({ kind: 'upstash' } & UpstashConfig)
+  | ({ kind: 'cluster' } & ClusterConfig)
+  | ({ kind: 'redis' } & RedisConfig);
+
+type UpstashConfig = { url: string; token: string; timeoutMs?: number };
+type ClusterConfig = { nodes: { host: string; port: number }[] } & TcpConfig;
+type RedisConfig = { url: string } & TcpConfig;
 
 /** What both TCP transports take from the environment besides where to connect. */
 interface TcpConfig {
@@ -51,7 +54,7 @@ export function configFromEnv(env: Env = process.env): StoreConfig {
   const redisUrl = get('ONCELY_REDIS_URL');
   const username = get('ONCELY_REDIS_USERNAME');
   const password = env.ONCELY_REDIS_PASSWORD || undefined;
-  // `<NAME>_SSM_PARAMETER` names an SSM parameter that only fromEnvAsync() reads (transport/ssm-env.ts).
+  // `<NAME>_SSM_PARAMETER` names an SSM parameter that only fromEnvAsync() reads (transport/ssm.ts).
   for (const name of SSM_READABLE) {
     if (get(`${name}_SSM_PARAMETER`)) {
       problems.push(
@@ -210,42 +213,27 @@ export function envFlag(name: string, env: Env = process.env, fallback = false):
   return value;
 }
 
-const KNOWN_SCHEMES = new Set(['http:', 'https:', 'redis:', 'rediss:']);
-
-/** What an error may say about a URL: its scheme, host and port, never a user, password, path or query. */
-function describeUrl(u: URL | undefined): string {
-  if (!u) return 'a value that is not a URL';
-  const scheme = KNOWN_SCHEMES.has(u.protocol) ? u.protocol : 'unsupported-scheme:';
-  const host = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]*)$/i.test(u.hostname) ? u.hostname : '?';
-  return `"${scheme}//${host}${u.port ? `:${u.port}` : ''}"`;
-}
-
-function parseUrl(text: string): URL | undefined {
-  try {
-    return new URL(text);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Builds a Store from a StoreConfig (see configFromEnv). */
-export function storeFromConfig(config: StoreConfig): Store {
-  switch (config.kind) {
-    case 'upstash':
-      return upstashStore(config);
-    // The TCP transport is a chunk of its own, loaded by the first call (the REST path never parses it).
-    case 'cluster':
-      return deferredStore('cluster', clusterName(config.nodes), () =>
-        import('./tcp.js').then((m) => m.clusterStore(config)),
-      );
-    case 'redis':
-      return deferredStore('redis', redisName(config), () =>
-        import('./tcp.js').then((m) => m.redisStore(config)),
-      );
-  }
-}
-
 /** `storeFromConfig(configFromEnv(env))`: call once at module scope (cold start) and reuse the store. */
 export function fromEnv(env: Env = process.env): Store {
-  return storeFromConfig(configFromEnv(env));
+  const config = configFromEnv(env);
+  return storeFromConfig(config);
+}
+
+/**
+ * Builds a Store from a StoreConfig (see configFromEnv); a ValidationError if the config is wrong. A TCP
+ * store's code is a chunk of its own, loaded in the background (types.ts deferredStore): the REST path never
+ * parses it.
+ */
+export function storeFromConfig(config: StoreConfig): Store {
+  const options = optionsOf(config) as UpstashConfig | RedisConfig | ClusterConfig;
+  const settings = settingsOf(config.kind, options);
+  if (settings.kind === 'upstash') return upstashStoreFrom(settings);
+  return deferredStore(settings, () => import('./tcp.js').then((m) => m.tcpStoreFrom(settings)));
+}
+
+/** A config without its `kind`: the options of its kind of store. */
+function optionsOf(config: StoreConfig): Omit<StoreConfig, 'kind'> {
+  const options: Partial<StoreConfig> = { ...config };
+  delete options.kind;
+  return options;
 }

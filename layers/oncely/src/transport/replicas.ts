@@ -1,7 +1,7 @@
 /**
  * The replica wait: a write that grants (scripts marked `grants` in scripts.ts) counts only once enough
  * replicas have acknowledged it. Lua cannot call WAIT, so the TCP transports send `WAIT n timeoutMs` after
- * the script on the same connection (in the same round trip unless a WAIT is out already: wait-line.ts). Redisson's `syncSlaves` is the model.
+ * the script on the same connection (in the same round trip unless a WAIT is out already: tcp-replicas.ts WaitLine). Redisson's `syncSlaves` is the model.
  *
  * - A master that has been demoted (a frozen master that woke up after its replica was promoted) has no
  *   replica left to acknowledge: its grants fail with ReplicationError instead of counting.
@@ -10,9 +10,9 @@
  * The default, `'auto'`, waits for one replica wherever the shard has one (a cluster's slot map; a standalone
  * server's INFO replication), and for none where it has none. See README "Replicas and failover".
  */
-import { invalid, ReplicationError } from '../errors.js';
+import { ReplicationError } from '../errors.js';
 import type { Script } from '../scripts.js';
-import { isWhole } from '../validate.js';
+import { check, isWhole } from '../validate.js';
 
 /** The most replicas a grant may be asked to wait for. */
 export const MAX_REPLICAS = 16;
@@ -46,7 +46,8 @@ export function defaultReplicaTimeoutMs(callTimeoutMs: number): number {
   return Math.max(1, Math.min(1000, Math.floor(callTimeoutMs / 2)));
 }
 
-export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
+/** What is wrong with the replica options (none: empty), for a store's option check. */
+export function replicaProblems(options: ReplicaOptions, callTimeoutMs: number): string[] {
   const problems: string[] = [];
   const { replicas = 'auto', replicaTimeoutMs } = options;
   if (replicas !== 'auto' && !isWhole(replicas, 0, MAX_REPLICAS))
@@ -57,10 +58,20 @@ export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): R
     problems.push(
       `replicaTimeoutMs must be a whole number of milliseconds from 1 to timeoutMs − 1 (${callTimeoutMs - 1}), got ${String(replicaTimeoutMs)}`,
     );
-  if (problems.length > 0) throw invalid(problems, 'replica options');
+  return problems;
+}
+
+/** The replica wait of a store whose calls take at most `callTimeoutMs`; a ValidationError if it is wrong. */
+export function replicaWaitOf(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
+  check(replicaProblems(options, callTimeoutMs), 'replica options');
+  return replicaWait(options, callTimeoutMs);
+}
+
+/** The replica wait of options already checked (replicaProblems), with its defaults. */
+export function replicaWait(options: ReplicaOptions, callTimeoutMs: number): ReplicaWait {
   return {
-    replicas,
-    timeoutMs: replicaTimeoutMs ?? defaultReplicaTimeoutMs(callTimeoutMs),
+    replicas: options.replicas ?? 'auto',
+    timeoutMs: options.replicaTimeoutMs ?? defaultReplicaTimeoutMs(callTimeoutMs),
   };
 }
 

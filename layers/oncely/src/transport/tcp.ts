@@ -1,33 +1,58 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { badConfig } from '../errors.js';
-import { type ReplicaOptions, replicaWaitOf } from './replicas.js';
-import { clusterName, redisName } from './tcp-name.js';
-import { isClient, tcpStore } from './tcp-store.js';
-import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
+import {
+  type ClusterStoreOptions,
+  type RedisStoreOptions,
+  settingsOf,
+  type TcpAuthOptions,
+  type TcpSettings,
+} from './options.js';
+import { type Client, TcpStore } from './tcp-store.js';
+import { DEFAULT_TIMEOUT_MS, type Store } from './types.js';
 
-export interface TcpAuthOptions {
-  /** ACL user (Redis 6+, ElastiCache RBAC, MemoryDB ACLs). */
-  username?: string;
-  /** Password or AUTH token. Never logged, never part of an error. */
-  password?: string;
-  /**
-   * TLS: `true` for defaults (ElastiCache in-transit encryption, MemoryDB), or node:tls options.
-   * @default false
-   */
-  tls?: boolean | ConnectionOptions;
+export type { ClusterStoreOptions, RedisStoreOptions, TcpAuthOptions } from './options.js';
+
+/** A standalone Redis over TCP (ioredis). Pass options, or a client you already own (you close it). */
+export function redisStore(options: RedisStoreOptions | Redis): Store {
+  if (isClient(options))
+    return ownStore('redis', `redis(${options.options.host}:${options.options.port})`, options);
+  return tcpStoreFrom(settingsOf('redis', options));
 }
 
-export interface RedisStoreOptions extends TransportOptions, TcpAuthOptions, ReplicaOptions {
-  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` (TLS). Either this or host/port. */
-  url?: string;
-  host?: string;
-  port?: number;
+/** A Redis Cluster over TCP (ElastiCache / MemoryDB cluster mode). Pass options, or your own Cluster. */
+export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
+  if (isClient(options)) return ownStore('cluster', 'cluster', options);
+  return tcpStoreFrom(settingsOf('cluster', options));
 }
 
-export interface ClusterStoreOptions extends TransportOptions, TcpAuthOptions, ReplicaOptions {
-  /** Seed nodes; the rest of the topology is discovered. */
-  nodes: readonly { host: string; port: number }[];
+/** The store of checked options (options.ts settingsOf): it makes its client at the first call, and owns it. */
+export function tcpStoreFrom(settings: TcpSettings): Store {
+  const ioredis = loadIoredis();
+  const { timeoutMs } = settings.options;
+  const connect =
+    settings.kind === 'redis'
+      ? () => ioredis.then((m) => connectRedis(m, settings.options, timeoutMs))
+      : () => ioredis.then((m) => connectCluster(m, settings.options, timeoutMs));
+  const { kind, name, secrets, options } = settings;
+  return new TcpStore({ kind, name, connect, timeoutMs, secrets, owned: true, replicas: options });
+}
+
+/** A store over a client the caller made and closes: its calls are bounded, never probed or closed. */
+function ownStore(kind: 'redis' | 'cluster', name: string, client: Client): Store {
+  return new TcpStore({
+    kind,
+    name,
+    connect: () => Promise.resolve(client),
+    timeoutMs: DEFAULT_TIMEOUT_MS,
+    secrets: [],
+    owned: false,
+    replicas: {},
+  });
+}
+
+function isClient(x: unknown): x is Client {
+  return typeof x === 'object' && x !== null && typeof (x as { evalsha?: unknown }).evalsha === 'function';
 }
 
 /**
@@ -63,94 +88,53 @@ export function ioredisLoadProblem(cause: unknown): string {
   return `the TCP transport could not load ioredis: ${message}`;
 }
 
-function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
-  if (!tls) return undefined;
-  return tls === true ? {} : tls;
+function connectRedis(
+  ioredis: typeof import('ioredis'),
+  options: RedisStoreOptions,
+  timeoutMs: number,
+): Redis {
+  const common = stripUndefined({
+    ...tcpDefaults(timeoutMs),
+    username: options.username,
+    password: options.password,
+    tls: tlsOption(options.tls),
+  });
+  const client = options.url
+    ? new ioredis.Redis(options.url, common)
+    : new ioredis.Redis({ ...common, host: options.host ?? '127.0.0.1', port: options.port ?? 6379 });
+  client.on('error', () => {}); // reported per command; the default handler would print to stderr
+  return client;
 }
 
-/** A standalone Redis over TCP (ioredis). Pass options, or a client you already own (you close it). */
-export function redisStore(options: RedisStoreOptions | Redis): Store {
-  if (isClient(options)) {
-    return tcpStore('redis', `redis(${options.options.host}:${options.options.port})`, () =>
-      Promise.resolve(options),
-    );
-  }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const wait = replicaWaitOf(options, timeoutMs);
-  const ioredis = loadIoredis();
-  return tcpStore(
-    'redis',
-    redisName(options),
-    async () => {
-      const { Redis } = await ioredis;
-      const common = {
+function connectCluster(
+  ioredis: typeof import('ioredis'),
+  options: ClusterStoreOptions,
+  timeoutMs: number,
+): Cluster {
+  const tls = tlsOption(options.tls);
+  const cluster = new ioredis.Cluster(
+    options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[],
+    {
+      enableOfflineQueue: true,
+      // The ready check asks one node, picked at random, for CLUSTER INFO: a node that does not answer
+      // would hold every call until its timeout though the others serve. A cluster that is down answers
+      // CLUSTERDOWN to the command itself.
+      enableReadyCheck: false,
+      // A third of a call: a seed that does not answer leaves time to ask the next one within timeoutMs.
+      slotsRefreshTimeout: Math.max(1, Math.floor(timeoutMs / 3)),
+      clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+      // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
+      ...(tls ? { dnsLookup: (address: string, cb: (e: null, a: string) => void) => cb(null, address) } : {}),
+      redisOptions: stripUndefined({
         ...tcpDefaults(timeoutMs),
         username: options.username,
         password: options.password,
-        tls: tlsOption(options.tls),
-      };
-      const client = options.url
-        ? new Redis(options.url, stripUndefined(common))
-        : new Redis({
-            ...stripUndefined(common),
-            host: options.host ?? '127.0.0.1',
-            port: options.port ?? 6379,
-          });
-      client.on('error', () => {}); // reported per command; the default handler would print to stderr
-      return client;
+        tls,
+      }),
     },
-    timeoutMs,
-    [options.password, passwordOf(options.url)],
-    true,
-    wait,
   );
-}
-
-/** A Redis Cluster over TCP (ElastiCache / MemoryDB cluster mode). Pass options, or your own Cluster. */
-export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
-  if (isClient(options)) {
-    return tcpStore('cluster', 'cluster', () => Promise.resolve(options));
-  }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const wait = replicaWaitOf(options, timeoutMs);
-  const ioredis = loadIoredis();
-  return tcpStore(
-    'cluster',
-    clusterName(options.nodes),
-    async () => {
-      const { Cluster } = await ioredis;
-      const tls = tlsOption(options.tls);
-      const cluster = new Cluster(
-        options.nodes.map((n) => ({ host: n.host, port: n.port })) as ClusterNode[],
-        {
-          enableOfflineQueue: true,
-          // The ready check asks one node, picked at random, for CLUSTER INFO: a node that does not answer
-          // would hold every call until its timeout though the others serve. A cluster that is down answers
-          // CLUSTERDOWN to the command itself.
-          enableReadyCheck: false,
-          // A third of a call: a seed that does not answer leaves time to ask the next one within timeoutMs.
-          slotsRefreshTimeout: Math.max(1, Math.floor(timeoutMs / 3)),
-          clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
-          // ElastiCache/MemoryDB TLS certificates name the configuration endpoint: do not resolve to IPs.
-          ...(tls
-            ? { dnsLookup: (address: string, cb: (e: null, a: string) => void) => cb(null, address) }
-            : {}),
-          redisOptions: stripUndefined({
-            ...tcpDefaults(timeoutMs),
-            username: options.username,
-            password: options.password,
-            tls,
-          }),
-        },
-      );
-      cluster.on('error', () => {});
-      return cluster;
-    },
-    timeoutMs,
-    [options.password],
-    true,
-    wait,
-  );
+  cluster.on('error', () => {});
+  return cluster;
 }
 
 function tcpDefaults(timeoutMs: number) {
@@ -166,15 +150,11 @@ function tcpDefaults(timeoutMs: number) {
   };
 }
 
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+function tlsOption(tls: TcpAuthOptions['tls']): ConnectionOptions | undefined {
+  if (!tls) return undefined;
+  return tls === true ? {} : tls;
 }
 
-function passwordOf(url: string | undefined): string | undefined {
-  if (!url) return undefined;
-  try {
-    return decodeURIComponent(new URL(url).password) || undefined;
-  } catch {
-    return undefined;
-  }
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -1,9 +1,8 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import type { RequestSlots } from './request-slots.js';
-import { evalWithFallback, runManyWithFallback, settle } from './shared.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
+import { evalWithFallback, runManyWithFallback, settle } from './types.js';
 
 /** Network error codes that prove the request never reached the server. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -79,7 +78,7 @@ function sendWithin<C, T>(
 
 /**
  * The one REST Store, over an `@upstash/redis` client that returns raw replies: single calls as EVALSHA
- * (EVAL on NOSCRIPT, transport/shared.ts), batches through the client's pipeline (`/pipeline`, a reply or an
+ * (EVAL on NOSCRIPT, transport/types.ts), batches through the client's pipeline (`/pipeline`, a reply or an
  * error per call). `client` is called per request: upstashStore creates its client on first use.
  * Errors the client's requester throws as StoreErrors pass through; the client's own errors are mapped here,
  * with `secrets` removed from every message.
@@ -88,7 +87,7 @@ export function clientStore(
   client: () => UpstashRedis | Promise<UpstashRedis>,
   opts: {
     name: string;
-    secrets?: readonly string[];
+    secrets?: readonly (string | undefined)[];
     close?: () => Promise<void>;
     /**
      * Bounds each call as a whole (see callDeadline). Unset for a client you handed in: its own `signal`
@@ -298,4 +297,57 @@ export function clientStore(
     },
     close: opts.close ?? (async () => {}),
   };
+}
+
+/**
+ * The REST transport's bound on requests in flight to one origin (`upstashStore`'s `maxConnections`): a
+ * request is sent only while it holds a slot, so a burst never opens more sockets than there are slots (the
+ * keep-alive agent's `maxSockets` is the same number). A request that finds no slot free waits, first come
+ * first served; the store (clientStore, above) holds its calls back meanwhile and sends them together when a
+ * slot frees, rather than a request per tick waiting in line. Here, not in the client chunk
+ * (upstash-http.ts): the store needs it before the client is loaded.
+ */
+export class RequestSlots {
+  #busy = 0;
+  /** Requests waiting for a slot, oldest first: each is handed the slot a finished request gives back. */
+  readonly #waiting: (() => void)[] = [];
+  /** Called when a slot is free and no request waits for it (the store then sends what it holds back). */
+  onFree: (() => void) | undefined;
+
+  constructor(readonly size: number) {}
+
+  /** A slot is free now. */
+  get free(): boolean {
+    return this.#busy < this.size;
+  }
+
+  /** Takes a slot if one is free. */
+  tryTake(): boolean {
+    if (this.#busy >= this.size) return false;
+    this.#busy++;
+    return true;
+  }
+
+  /**
+   * Waits for a slot (after tryTake() found none): `start` runs holding the slot when a finished request
+   * gives it back. The returned function withdraws the wait.
+   */
+  wait(start: () => void): () => void {
+    this.#waiting.push(start);
+    return () => {
+      const i = this.#waiting.indexOf(start);
+      if (i >= 0) this.#waiting.splice(i, 1);
+    };
+  }
+
+  /** Gives a slot back: to the oldest waiting request, else to the store. */
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) {
+      next();
+      return;
+    }
+    this.#busy--;
+    this.onFree?.();
+  }
 }

@@ -1,34 +1,9 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
-import { StoreError } from '../errors.js';
-import { check, wholeProblems } from '../validate.js';
-import { RequestSlots } from './request-slots.js';
-import { DEFAULT_TIMEOUT_MS, type Store, type TransportOptions } from './types.js';
-import { clientStore } from './upstash-client.js';
+import { settingsOf, type UpstashSettings, type UpstashStoreOptions } from './options.js';
+import type { Store } from './types.js';
+import { clientStore, RequestSlots } from './upstash-client.js';
 
-export interface UpstashStoreOptions extends TransportOptions {
-  /** The database's REST URL (`UPSTASH_REDIS_REST_URL`). */
-  url: string;
-  /** The REST token (`UPSTASH_REDIS_REST_TOKEN`). Never logged, never part of an error. */
-  token: string;
-  /**
-   * Ask the server to base64-encode string replies (Upstash's default, safe for binary values).
-   * @default false (our replies are integers and UTF-8 JSON, and decoding costs time)
-   */
-  base64?: boolean;
-  /**
-   * Most requests in flight (and keep-alive sockets) to the REST endpoint at a time, for this store. Calls
-   * made while all of them are busy wait and then travel together, as one `/pipeline` request, when one frees:
-   * a burst of a thousand concurrent calls costs a few fuller requests, not a thousand sockets. The wait
-   * counts against `timeoutMs`; a call that was never sent fails with StoreUnavailableError, `ambiguous: false`.
-   * @default 8 (docs/benchmarks.md, "REST connection pool")
-   */
-  maxConnections?: number;
-}
-
-/** upstashStore's default maxConnections. */
-export const DEFAULT_MAX_CONNECTIONS = 8;
-/** The most maxConnections upstashStore accepts. */
-export const MAX_CONNECTIONS = 1024;
+export { DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, type UpstashStoreOptions } from './options.js';
 
 /**
  * A Store over Upstash's REST API through `@upstash/redis`, the one REST client (transport/upstash-client.ts
@@ -41,18 +16,15 @@ export const MAX_CONNECTIONS = 1024;
  * their own, loaded when the store is created: the TCP path never loads them.
  */
 export function upstashStore(options: UpstashStoreOptions): Store {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  check(wholeProblems('maxConnections', maxConnections, 1, MAX_CONNECTIONS), 'upstashStore options');
+  return upstashStoreFrom(settingsOf('upstash', options));
+}
+
+/** The store of checked options (options.ts settingsOf). */
+export function upstashStoreFrom(settings: UpstashSettings): Store {
+  const { name, secrets } = settings;
+  const { url, token, timeoutMs, maxConnections, base64 } = settings.options;
   const slots = new RequestSlots(maxConnections);
-  const { token } = options;
-  let url: URL | undefined;
-  try {
-    url = new URL(options.url);
-  } catch {
-    url = undefined;
-  }
-  const name = `upstash(${url?.host ?? 'invalid-url'})`;
+  const origin = new URL(url);
   // The client chunk starts loading now: a store created at module scope parses it during Lambda's init
   // phase, before the first invocation waits for it.
   const loading = import('./upstash-http.js');
@@ -60,19 +32,13 @@ export function upstashStore(options: UpstashStoreOptions): Store {
   let ready: UpstashRedis | undefined;
   let pending: Promise<{ redis: UpstashRedis; close(): void }> | undefined;
   const connect = async () => {
-    pending ??= (async () => {
-      if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
-        throw new StoreError(`${name}: the REST URL must be http(s)`, { store: name, ambiguous: false });
-      }
-      const { rawClient } = await loading;
-      return rawClient(url, token, slots, { name, timeoutMs, base64: options.base64 ?? false });
-    })();
+    pending ??= loading.then(({ rawClient }) => rawClient(origin, token, slots, { name, timeoutMs, base64 }));
     ready = (await pending).redis;
     return ready;
   };
   return clientStore(() => ready ?? connect(), {
     name,
-    secrets: [token],
+    secrets,
     timeoutMs,
     slots,
     async close() {
