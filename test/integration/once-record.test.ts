@@ -12,7 +12,7 @@
  *
  * Each invariant is checked twice: with the record's own script (ONCE_CLAIM, ONCE_COMPLETE: a single event),
  * and "in a batch", its call merged with a neighbour record's into one ONCE_CLAIM_MANY / ONCE_COMPLETE_MANY
- * (record-batch.ts; the neighbour first, in the same cluster slot), so every guard of the batch scripts is
+ * (record-batch.ts; the neighbour first, under the same hash tag), so every guard of the batch scripts is
  * held to the same tests as the single record's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,6 @@ import {
 } from '../../layers/oncely/src/once/record.js';
 import { batchTrip, merge } from '../../layers/oncely/src/once/record-batch.js';
 import { ONCE_CLAIM, ONCE_COMPLETE, ownerReply } from '../../layers/oncely/src/scripts.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 import type { ScriptCall } from '../../layers/oncely/src/transport/types.js';
 import { deferred, lambdaContext, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
@@ -66,19 +65,18 @@ describe.each(CASES)('run-once record invariants over %s, %s', (transport, mode)
 
   /**
    * A neighbour of `call` for a merged call: a new record's claim, or a completion by a token that owns
-   * nothing (it writes nothing), with the same shared args; its keys in the same cluster slot as `call`'s.
+   * nothing (it writes nothing), with the same shared args; its keys beside `call`'s, under the same hash tag
+   * (one cluster slot).
    */
   function neighbour(call: ScriptCall): ScriptCall {
-    const slot = keySlot(call.keys[0]!);
-    let key = unique('neighbour');
-    if (transport === 'cluster')
-      for (let i = 0; keySlot(records.keysOf(key)[0]) !== slot; i++) key = `${unique('neighbour')}-${i}`;
+    const n = unique('n');
+    const keys = call.keys.map((k) => k.replace(/:(rec|fence)$/, `:${n}:$1`));
     const a = call.args;
     const args =
       call.script === ONCE_CLAIM
         ? ['token-N', a[1]!, '', a[3]!, a[4]!]
         : ['token-N', 1, 'j"N"', a[3]!, a[4]!, ''];
-    return { script: call.script, keys: records.keysOf(key), args };
+    return { script: call.script, keys, args };
   }
 
   /** Runs `call` alone, or (mode 'in a batch') merged after a neighbour's into one batch script. */

@@ -5,7 +5,6 @@
 import { describe, expect, it } from 'vitest';
 import { Records } from '../../layers/oncely/src/once/record.js';
 import { batchTrip, MAX_PER_SCRIPT, merge, newTokens } from '../../layers/oncely/src/once/record-batch.js';
-import { keySlot } from '../../layers/oncely/src/transport/slot.js';
 import type { ScriptCall } from '../../layers/oncely/src/transport/types.js';
 import { OnceFakeStore } from '../support/once-fake-store.js';
 
@@ -16,17 +15,6 @@ const complete = (key: string, retentionMs = 60_000) =>
   records.complete({ key, token: `tok-${key}`, fence: 7, hash: `h-${key}` }, `j"${key}"`, retentionMs);
 const names = (calls: readonly { call: ScriptCall; of: number[] }[]) =>
   calls.map((m) => [m.call.script.name, m.of]);
-
-/** Two keys whose records share a cluster slot, and one whose record does not. */
-function sameSlot(): [string, string, string] {
-  const slot = (k: string) => keySlot(records.keysOf(k)[0]);
-  const a = 'a';
-  let b = 'b0';
-  for (let i = 1; slot(b) !== slot(a); i++) b = `b${i}`;
-  let c = 'c0';
-  for (let i = 1; slot(c) === slot(a); i++) c = `c${i}`;
-  return [a, b, c];
-}
 
 describe('merge', () => {
   it('one node: every claim in one once-claim-many, per-record args after the shared ones', () => {
@@ -61,13 +49,20 @@ describe('merge', () => {
     ]);
   });
 
-  it('a cluster: only records of one slot share a script; a record alone keeps its own script', () => {
-    const [a, b, c] = sameSlot();
-    expect(names(merge([claim(a), claim(c), claim(b)], true))).toEqual([
+  it('a cluster: only records of one hash tag (one slot) share a script; a record alone keeps its own script', () => {
+    // The same key twice in one batch: one tag. Another key: another tag.
+    expect(names(merge([claim('a'), claim('c'), claim('a')], true))).toEqual([
       ['once-claim-many', [0, 2]],
       ['once-claim', [1]],
     ]);
-    expect(names(merge([claim(a), claim(c), claim(b)], false))).toEqual([['once-claim-many', [0, 1, 2]]]);
+    expect(names(merge([claim('a'), claim('c'), claim('b')], true))).toEqual([
+      ['once-claim', [0]],
+      ['once-claim', [1]],
+      ['once-claim', [2]],
+    ]);
+    expect(names(merge([claim('a'), claim('c'), claim('b')], false))).toEqual([
+      ['once-claim-many', [0, 1, 2]],
+    ]);
   });
 
   it('calls whose shared args differ are not merged', () => {

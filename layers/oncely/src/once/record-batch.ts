@@ -1,7 +1,7 @@
 /**
  * A batch's records as batch work: the claims (ONCE_CLAIM) and completions (ONCE_COMPLETE) of one round trip
- * merged into one ONCE_CLAIM_MANY / ONCE_COMPLETE_MANY call per slot group (one on a single node, one per
- * cluster slot that holds two or more of them), and each merged reply split back into the reply each call
+ * merged into one ONCE_CLAIM_MANY / ONCE_COMPLETE_MANY call per slot group (one on a single node; on a cluster,
+ * one per hash tag that two or more of them share), and each merged reply split back into the reply each call
  * would have had alone. Callers send and read single-record calls as before; a record alone keeps its own
  * script (the single event's path is unchanged).
  */
@@ -15,7 +15,6 @@ import {
   type PerRecord,
   type Script,
 } from '../scripts.js';
-import { keySlot } from '../transport/slot.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/types.js';
 import { roundTrip } from './record-lease.js';
 
@@ -54,7 +53,7 @@ const MERGES = new Map<Script, { many: PerRecord; shared: readonly number[]; own
 
 /**
  * `calls` as few: ONCE_CLAIM and ONCE_COMPLETE calls that share a slot group (every call on a single node; the
- * same slot on a cluster) and their shared args merged, up to MAX_PER_SCRIPT per call; any other call as it was.
+ * same hash tag, so the same slot, on a cluster) and their shared args merged, up to MAX_PER_SCRIPT per call; any other call as it was.
  */
 export function merge(calls: readonly ScriptCall[], cluster: boolean): Merged[] {
   const out: Merged[] = [];
@@ -66,7 +65,7 @@ export function merge(calls: readonly ScriptCall[], cluster: boolean): Merged[] 
       return;
     }
     const shared = m.shared.map((i) => call.args[i]!);
-    const group = `${call.script.name}|${cluster ? keySlot(call.keys[0]!) : ''}|${shared.join('|')}`;
+    const group = `${call.script.name}|${cluster ? tagOf(call.keys[0]!) : ''}|${shared.join('|')}`;
     const at = open.get(group);
     if (at === undefined || at.merged.of.length >= MAX_PER_SCRIPT) {
       const keys = [...call.keys];
@@ -82,6 +81,13 @@ export function merge(calls: readonly ScriptCall[], cluster: boolean): Merged[] 
   });
   // A group of one goes as its own script.
   return out.map((g) => (g.of.length === 1 ? { call: calls[g.of[0]!]!, of: g.of } : g));
+}
+
+/** A key's hash tag (what its cluster slot is computed from), or the whole key without one. */
+function tagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
 }
 
 /**
