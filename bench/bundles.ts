@@ -1,16 +1,16 @@
 /**
  * Bundle sizes and cold starts, of the layer that ships:
  *
- * - the layer is built by scripts/build.ts `buildLayer` (the packed package, next to its runtime dependencies
- *   as published, in dist/layer's layout). Its REST path is every file a REST user loads at cold start: the
- *   entry point and its static chunks, the REST client chunk and @upstash/redis's files; its TCP path the
- *   same without the REST client chunk, plus `oncely/ioredis` and ioredis with its dependencies. JMESPath and
- *   the SSM client, loaded only when asked for, count in neither. Each path is measured twice: through
- *   `oncely/locks` (a function that only takes locks) and through the root `oncely` (every feature);
- * - the same package as it was before @upstash/redis became its REST client (issue 14), built with the
- *   package's own esbuild options (scripts/build.ts `packageBuildOptions`) but the REST transport swapped for
- *   the protocol spoken by hand (bench/before.ts), next to the layer's package. Its REST path is the "before"
- *   row;
+ * - the layer is built by scripts/build.ts `buildLayer` (the package's entry points bundled with their
+ *   dependencies inlined, in dist/layer's layout). Its REST path is every file a REST user loads at cold
+ *   start: the entry point and its static chunks, and the REST client chunk (oncely's requester and
+ *   @upstash/redis); its TCP path the same without the REST client chunk, plus `oncely/ioredis` and the chunk
+ *   that holds ioredis. JMESPath and the SSM client, loaded only when asked for, count in neither. Each path
+ *   is measured twice: through `oncely/locks` (a function that only takes locks) and through the root
+ *   `oncely` (every feature);
+ * - the same package as it was before @upstash/redis became its REST client (issue 14), built as the layer
+ *   is (scripts/build.ts `layerBuildOptions`) but the REST transport swapped for the protocol spoken by hand
+ *   (bench/before.ts), next to the layer's package. Its REST path is the "before" row;
  * - one entry per contender (bench/cold/*.ts), built as the project deploys a function (scripts/build.ts
  *   `DEPLOYED`: ESM, minified, `keepNames`, the `require` banner), the library bundled in; oncely's layer
  *   entries import `oncely` (or its subpaths) from the built layer instead, as deployed functions do.
@@ -26,9 +26,8 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 import {
   buildLayer,
   DEPLOYED,
-  LAYER_BUILD,
+  layerBuildOptions,
   layerPackagePath,
-  packageBuildOptions,
   packageDir,
   REQUIRE_BANNER,
 } from '../scripts/build.js';
@@ -102,6 +101,7 @@ export interface BundleSize {
 const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
   if (m) return m[1] === 'oncely-before' ? 'oncely' : m[1]!;
+  if (input.startsWith('oncely-ioredis:')) return 'oncely';
   if (input.includes('layers/oncely/src')) return 'oncely';
   return 'entry';
 };
@@ -153,26 +153,48 @@ const gzipBytes = (paths: readonly string[]) =>
 /** Builds the layer and every entry into `outDir`; returns one size per entry. */
 export async function buildBundles(outDir: string): Promise<BundleSize[]> {
   const modules = join(outDir, 'layer', 'nodejs', 'node_modules');
-  await buildLayer(join(outDir, 'layer'));
+  /** The layer's files that hold each client, found by what esbuild put in them, and their bytes by package. */
+  const holding = { rest: new Set<string>(), tcp: new Set<string>() };
+  const layerParts = new Map<string, Record<string, number>>();
+  const sortOutputs = (m: Metafile) => {
+    for (const [file, output] of Object.entries(m.outputs)) {
+      const parts: Record<string, number> = {};
+      addInputs(parts, output);
+      layerParts.set(file, parts);
+      const inputs = Object.keys(output.inputs);
+      if (inputs.some((i) => i.includes('node_modules/@upstash/redis/'))) holding.rest.add(file);
+      if (inputs.some((i) => i.includes('node_modules/ioredis/'))) holding.tcp.add(file);
+    }
+  };
+  await buildLayer(join(outDir, 'layer'), { metafile: sortOutputs });
+  // The "before" row only where its old transport still builds against today's source (bench/before.ts):
+  // otherwise it is left out, as before.ts leaves out what git cannot give it.
+  let before = false;
   const beforeFile = restBeforeFile();
   if ('file' in beforeFile) {
-    // Next to the layer's package, so that it resolves the same dependencies.
-    const before = join(modules, 'oncely-before');
-    await build({
-      ...packageBuildOptions(join(before, 'dist'), LAYER_BUILD),
-      plugins: [restBefore(beforeFile.file)],
-    });
-    cpSync(join(packageDir, 'package.json'), join(before, 'package.json'));
+    const dir = join(modules, 'oncely-before');
+    try {
+      const result = await build({
+        ...layerBuildOptions(join(dir, 'dist')),
+        plugins: [restBefore(beforeFile.file)],
+        logLevel: 'silent',
+      });
+      sortOutputs(result.metafile!);
+      cpSync(join(packageDir, 'package.json'), join(dir, 'package.json'));
+      before = true;
+    } catch (err) {
+      console.error(`bundles: the "before" layer is left out: ${(err as Error).message.split('\n')[0]}`);
+    }
   }
   const packages = {
     rest: layerPackagePath,
     tcp: layerPackagePath,
     'rest-before': 'nodejs/node_modules/oncely-before',
   };
-  /** Which dynamic imports each path takes: the REST client chunk, or ioredis. */
+  /** Which dynamic imports each path takes: the REST client's chunk, or ioredis's. */
   const follows = {
-    rest: (p: string) => p.includes('/chunks/upstash-http-'),
-    tcp: (p: string) => p.includes('/node_modules/ioredis/'),
+    rest: (p: string) => holding.rest.has(p),
+    tcp: (p: string) => holding.tcp.has(p),
     'rest-before': () => false,
   };
   const layerAlias = (pkg: string): Plugin => ({
@@ -188,7 +210,7 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     },
   });
   const sizes: BundleSize[] = [];
-  for (const entry of ENTRIES.filter((e) => e.layer !== 'rest-before' || 'file' in beforeFile)) {
+  for (const entry of ENTRIES.filter((e) => e.layer !== 'rest-before' || before)) {
     const outfile = join(outDir, 'entries', `${entry.id}.mjs`);
     const result = await build({
       ...DEPLOYED,
@@ -205,7 +227,15 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
     const files = [own, ...layerFiles];
     const byPackage: Record<string, number> = {};
     addInputs(byPackage, result.metafile!.outputs[own]!);
-    for (const f of layerFiles) byPackage[packageOf(f)] = (byPackage[packageOf(f)] ?? 0) + fileBytes(f);
+    for (const f of layerFiles) {
+      // A layer file's bytes by the package its code came from; what esbuild adds around it (the banner,
+      // imports and exports between chunks) counts as oncely's.
+      const parts = layerParts.get(f) ?? {};
+      const glue = fileBytes(f) - Object.values(parts).reduce((sum, n) => sum + n, 0);
+      for (const [pkg, n] of Object.entries({ ...parts, oncely: (parts.oncely ?? 0) + glue })) {
+        byPackage[pkg] = (byPackage[pkg] ?? 0) + n;
+      }
+    }
     sizes.push({
       id: entry.id,
       label: entry.label,

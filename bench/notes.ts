@@ -212,9 +212,9 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
       bullet(
         `**Bytes** (${verdict('size.rest.layer')} layer REST path, ${verdict('size.rest.entry')} REST`,
         `lock entry, ${verdict('size.tcp.entry')} TCP lock entry, ${verdict('size.tcp.layer')} layer TCP`,
-        "path), of the layer that ships: the package's index and chunks, and its dependencies' files as",
-        "published. The REST path adds the chunk with oncely's requester and @upstash/redis's files, loaded",
-        `when the store is created (${parts(find(b, 'oncely-rest-index'))}); before issue 14,`,
+        'path), of the layer that ships: one esbuild bundle, minified, its dependencies inlined (issue 23):',
+        'the index and its chunks, and the chunk of the client the path loads when the store is created. The',
+        `REST path's is oncely's requester and @upstash/redis (${parts(find(b, 'oncely-rest-index'))}); before issue 14,`,
         `with the protocol spoken by hand, it was ${fmtBytes(find(b, 'oncely-rest-before')?.bytes ?? Number.NaN)}.`,
         'The REST targets compare like for like: the REST lock entry against @upstash/lock with the same',
         `client (${goal('size.rest.entry')}: what fences, give-back and the requester add to a lock), and the`,
@@ -352,9 +352,25 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         `**${r.label}: ${v}.** A function that only takes locks imports them from oncely/locks, which ` +
         `loads ${own('oncely-rest')} of the package against the whole index's ${own('oncely-rest-index')} ` +
         `(this run's bundles). This run: oncely/locks ${phases('oncely-rest')}, the whole index ` +
-        `${phases('oncely-rest-index')}, @upstash/lock ${phases('upstash-lock')}. The layer is the package ` +
-        'and its dependencies as published (issue 12), and the rest of the gap is loading @upstash/redis ' +
-        `and its module graph. See ${past('rest-cold-start')}.`
+        `${phases('oncely-rest-index')}, @upstash/lock ${phases('upstash-lock')}. The layer is one bundle ` +
+        '(issue 23): its import is the lock code and node:crypto, its first lock the chunk of @upstash/redis ' +
+        `and one round trip. See ${past('rest-cold-start')}.`
+      );
+    }
+    if (id === 'tcp.cold') {
+      const cold = isSkipped(d.cold) ? undefined : d.cold;
+      const phases = (cid: string) => {
+        const c = find(cold, cid);
+        return c
+          ? `${fmtMs(c.total)} ms (import ${fmtMs(c.load)} + first lock ${fmtMs(c.first)})`
+          : 'not run';
+      };
+      return (
+        `**${r.label}: ${v}.** This run: oncely/locks with oncely/ioredis ${phases('oncely-tcp')}, ` +
+        `redlock + ioredis ${phases('redlock')}, ioredis alone ${phases('ioredis')}. Both load the same ` +
+        "ioredis, minified: redlock's bundle at import, the layer's chunk when the first store is created " +
+        '(at module scope in a function, so in the init phase). The rest is the lock code, the fence and ' +
+        `the store's first scripts (EVAL, then EVALSHA). See ${past('bytes')}.`
       );
     }
     if (id.startsWith('rest.')) {
@@ -390,11 +406,11 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         deps / (find(b, id === 'size.rest.layer' ? 'upstash-redis' : 'ioredis')?.bytes ?? Number.NaN);
       const extra =
         id === 'size.tcp.layer' || id === 'size.rest.layer'
-          ? " The layer's dependencies ship as published (not minified) while the contender bundles its " +
-            `client minified: the layer's dependencies alone are ${fmtRatio(depsRatio, 2)} the contender's ` +
-            `whole bundle here, which leaves oncely itself ${depsRatio >= r.limit ? 'no' : 'next to no'} room ` +
-            'under the target. The layer index loads all of oncely (locks, Redlock, withOnce, SQS batches, ' +
-            'leader, event keys, metrics) on either path.'
+          ? " The layer's dependencies are inlined and minified as the contender's are: they alone are " +
+            `${fmtRatio(depsRatio, 2)} the contender's whole bundle here, which leaves oncely's own code ` +
+            `${fmtRatio(r.limit - depsRatio, 2)} of it under the target. The layer index loads all of oncely ` +
+            '(locks, Redlock, withOnce, SQS batches, leader, event keys, metrics) on either path: reaching the ' +
+            'target would take loading features on first use (dynamic imports in the index), a source change.'
           : ' The entry bundles only what a lock needs (tree-shaken): the Lock with using(), ' +
             'oncePerWindow(), status(), resume() and key sets, the Lease, the retry loop, the scripts of ' +
             'all of these, the error classes and the transport. Reaching the target would take features ' +

@@ -9,6 +9,9 @@
  *   redlock        oncely createRedlock pair over 3 masters
  *   node-redlock   the redlock package's pair over the same 3 clients
  *   node-redlock-1 the redlock package's pair on the one client of `lock` (the TCP table's peer)
+ *   batch          withOnceBatch, an SQS batch of 10 new records per call (the bench's row), TCP
+ *   batch-server   the same batches; redis-server µs per batch, per command (INFO commandstats): where the
+ *                  batch's server time goes
  *   server         redis-server time in scripts per pair (INFO commandstats), interleaved rounds: oncely's
  *                  lock scripts, the same without the fence counter (what the fence costs the
  *                  server), and node-redlock's pair
@@ -22,8 +25,10 @@ import { startMasters } from '../dev/redis-server.js';
 import { DEFAULT_FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import { createLock, createRedlock, withOnce } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
+import { withOnceBatch } from '../layers/oncely/src/once/batch.js';
 import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
-import { context } from './suite-once.js';
+import { CONFIG } from './once-config.js';
+import { context, sqsEvent } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
 
@@ -95,6 +100,32 @@ async function main(): Promise<void> {
   const tag = `${mode}-${process.pid}`;
   const tok = () => randomBytes(16).toString('base64url');
   const handler = async (e: { id: string }) => ({ ok: e.id });
+  const batch = () =>
+    withOnceBatch(async (r) => ({ ok: r.messageId }), {
+      store: redisStore(c0),
+      key: { jmespath: CONFIG.recordKey },
+      payload: { jmespath: CONFIG.recordPayload },
+      retentionMs: CONFIG.retentionMs,
+      logger: () => {},
+    });
+  if (mode === 'batch-server') {
+    try {
+      const h = batch();
+      for (let i = 0; i < 200; i++) await h(sqsEvent(`${tag}-w`), context);
+      await c0.config('RESETSTAT');
+      for (let i = 0; i < n; i++) await h(sqsEvent(tag), context);
+      const info = (await c0.info('commandstats')) as string;
+      for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm))
+        if (m[1] !== 'config' && m[1] !== 'info')
+          console.log(
+            `${m[1]}: ${(Number(m[2]) / n).toFixed(1)} calls, ${(Number(m[3]) / n).toFixed(1)} µs per batch`,
+          );
+    } finally {
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
   if (mode === 'server') {
     try {
       await serverMode(c0, n, tag);
@@ -180,6 +211,11 @@ async function main(): Promise<void> {
         const lock = await rl.acquire([`${tag}-${i}`], 10_000);
         await lock.release();
       };
+      break;
+    }
+    case 'batch': {
+      const h = batch();
+      op = (i) => h(sqsEvent(`${tag}-${i}`), context);
       break;
     }
     default:

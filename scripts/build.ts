@@ -10,12 +10,14 @@
  *                                           each loaded by its transport when a store is created:
  *                                           @upstash/redis (with oncely's requester) by a REST store, ioredis
  *                                           (an optional peer) by a TCP store
- *   dist/layer/nodejs/node_modules/         the layer (`layers.oncely.path` in serverless.yml): the packed
- *                                           package (what `npm pack` puts in the tarball) unpacked as `oncely`,
- *                                           its JavaScript rebuilt minified for cold start and its `src/` left
- *                                           out, next to its runtime dependencies (ioredis included,
- *                                           without their .d.ts and docs), in the layout Lambda resolves from
- *                                           /opt/nodejs/node_modules
+ *   dist/layer/nodejs/node_modules/oncely/  the layer (`layers.oncely.path` in serverless.yml), in the layout
+ *                                           Lambda resolves from /opt/nodejs/node_modules: the packed package
+ *                                           (what `npm pack` puts in the tarball: manifest, .d.ts) unpacked
+ *                                           as `oncely`, its JavaScript rebuilt for cold start as a bundle
+ *                                           (layerBuildOptions: minified, one file per entry point with shared
+ *                                           chunks, @upstash/redis, ioredis and JMESPath inlined, each in the
+ *                                           chunk of the path that loads it), no sources and no source maps,
+ *                                           and the inlined packages' licences (THIRD-PARTY-LICENSES.txt)
  *   dist/functions/<name>/handler.mjs       each function bundled alone, `oncely` external (it comes from the
  *                                           layer at /opt/nodejs/node_modules), the AWS SDK external (it comes
  *                                           with the runtime)
@@ -31,7 +33,6 @@
 import { execFile } from 'node:child_process';
 import {
   cpSync,
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -41,11 +42,12 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { type BuildOptions, build } from 'esbuild';
+import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
 
 const run = promisify(execFile);
 
@@ -78,11 +80,12 @@ export const PACKAGE_ENTRIES = {
 } as const;
 
 /**
- * Optional peer dependencies the layer carries, next to the package's own runtime dependencies: ioredis, so
- * that the TCP transport works from the layer alone. @middy/core is not loaded by oncely (the function
- * bundles its own middy), nor is @upstash/redis (upstashClientStore takes the caller's client).
+ * Modules the layer leaves out of its bundle, for the function or the runtime to bring: the AWS SDK (it comes
+ * with the Lambda runtime: the SSM client at cold start, the DynamoDB clients of `oncely/effects/dynamodb`),
+ * and the peers a function imports itself (pg for `oncely/effects/pg`, its own middy). Everything else the
+ * package depends on is inlined: @upstash/redis, ioredis, JMESPath.
  */
-const LAYER_PEERS = ['ioredis'];
+export const LAYER_EXTERNALS = ['@aws-sdk/*', 'pg', '@middy/core'] as const;
 
 /**
  * The one Node major of the deployed functions, written here only. serverless.yml (`provider.runtime`, the
@@ -132,9 +135,6 @@ export interface BuiltFile {
 /** The files of layers/oncely that the package ships besides `dist/` (its `files` in package.json). */
 export const PACKAGE_FILES = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'src'] as const;
 
-/** How the layer's copy of the package differs from the published one: minified, for cold start. */
-export const LAYER_BUILD = { minify: true } as const;
-
 /**
  * esbuild's options for the package's JavaScript, written into `outDir`: one file per entry point and shared
  * chunks, every dependency external (they resolve from the user's node_modules or the layer's). The package
@@ -158,6 +158,64 @@ export function packageBuildOptions(outDir: string, { minify = false } = {}): Bu
     chunkNames: 'chunks/[name]-[hash]',
     legalComments: 'linked',
     logLevel: 'warning',
+  };
+}
+
+/**
+ * ioredis (CommonJS) as an ES module with named exports, for the layer's chunk that holds it. esbuild makes a
+ * CommonJS module reached only by `import()` the entry of a chunk that exports it as `default` alone, while
+ * the importer still reads `Redis` and `Cluster` from it (undefined: "is not a constructor" on the first TCP
+ * call); an ES module in front of it, re-exporting every name the installed ioredis has, gives the chunk
+ * the named exports. Only the layer needs it: a bundle without splitting inlines the import.
+ */
+const ioredisNamedExports: Plugin = {
+  name: 'oncely-ioredis-named-exports',
+  setup(b) {
+    b.onResolve({ filter: /^ioredis$/ }, (args) =>
+      args.namespace === 'oncely-ioredis'
+        ? undefined
+        : { path: 'ioredis', namespace: 'oncely-ioredis', pluginData: args.resolveDir },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'oncely-ioredis' }, (args) => {
+      // Every name ioredis exports, as Node's own import of it would give them.
+      const resolveDir = args.pluginData as string;
+      const names = Object.keys(createRequire(join(resolveDir, 'index.js'))('ioredis') as object).filter(
+        (n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n),
+      );
+      return {
+        contents: `export { default, ${names.join(', ')} } from 'ioredis';`,
+        resolveDir,
+        loader: 'js',
+      };
+    });
+  },
+};
+
+/**
+ * esbuild's options for the layer's JavaScript, written into `outDir`: the package's entry points and chunks,
+ * built for the Lambda runtime (TARGET) and minified, with its dependencies inlined (all but LAYER_EXTERNALS), so
+ * that a cold start reads a few files instead of a package tree (ioredis alone is 57 files as published). What a
+ * path loads only when asked for stays behind a dynamic import, in a chunk of its own: ioredis (the TCP
+ * transport, loaded when a TCP store is created), @upstash/redis with oncely's requester (a REST store),
+ * JMESPath, the SSM client. ioredis and its dependencies are CommonJS: the `require` banner gives each file of
+ * the ES module bundle the `require` they call.
+ *
+ * No source maps: the functions run with --enable-source-maps, which reads and parses the map of every module
+ * at load (the bundle's would add its inlined dependencies' maps to every cold start), and a map could only
+ * name sources the layer does not carry. Stack frames in the layer keep their function names (keepNames).
+ */
+export function layerBuildOptions(outDir: string): BuildOptions {
+  return {
+    ...packageBuildOptions(outDir),
+    packages: undefined,
+    external: [...LAYER_EXTERNALS],
+    target: TARGET,
+    minify: true,
+    sourcemap: false,
+    banner: { js: REQUIRE_BANNER },
+    legalComments: 'none',
+    metafile: true,
+    plugins: [ioredisNamedExports],
   };
 }
 
@@ -244,44 +302,40 @@ export async function packPackage(destDir: string): Promise<PackedPackage> {
 }
 
 /**
- * The packages a list of package names needs at run time, found as Node finds them from the repo root:
- * their folders relative to the root (`node_modules/ioredis`, `node_modules/a/node_modules/b`).
+ * The licences of the packages a bundle inlined (every `node_modules/<package>` among the metafile's inputs),
+ * one after another: their MIT and Apache notices must travel with the code they cover.
  */
-export function runtimeClosure(names: readonly string[]): string[] {
-  const found = new Set<string>();
-  const visit = (name: string, from: string) => {
-    let dir = from;
-    let at: string | undefined;
-    for (;;) {
-      const candidate = join(dir, 'node_modules', name);
-      if (existsSync(join(candidate, 'package.json'))) {
-        at = candidate;
-        break;
-      }
-      if (dir === root) break;
-      dir = dirname(dir);
-    }
-    if (!at) throw new Error(`layer: ${name} is not installed (needed from ${relative(root, from) || '.'})`);
-    const rel = relative(root, at);
-    if (found.has(rel)) return;
-    found.add(rel);
-    const manifest = JSON.parse(readFileSync(join(at, 'package.json'), 'utf8')) as {
-      dependencies?: Record<string, string>;
-    };
-    for (const dep of Object.keys(manifest.dependencies ?? {})) visit(dep, at);
-  };
-  for (const name of names) visit(name, root);
-  return [...found].sort();
+export function thirdPartyLicenses(metafile: Metafile): string {
+  const packages = new Set<string>();
+  for (const input of Object.keys(metafile.inputs)) {
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m) packages.add(m[1]!);
+  }
+  return [...packages]
+    .sort()
+    .map((dir) => {
+      const manifest = JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8')) as {
+        name: string;
+        version: string;
+        license?: string;
+      };
+      const file = readdirSync(join(root, dir)).find((f) => /^licen[cs]e/i.test(f));
+      const text = file ? readFileSync(join(root, dir, file), 'utf8').trim() : `License: ${manifest.license}`;
+      return `${manifest.name} ${manifest.version}\n\n${text}\n`;
+    })
+    .join(`\n${'-'.repeat(80)}\n\n`);
 }
 
-/** Files of a dependency the layer leaves out: type declarations and docs (never licences). */
-const LAYER_PRUNE = /\.d\.[cm]?ts(\.map)?$|\.(md|markdown)$/i;
-
 /**
- * Builds the layer into `dir` (emptied first; default dist/layer): the packed package, unpacked at
- * nodejs/node_modules/oncely, and its runtime dependencies next to it. Returns every file written.
+ * Builds the layer into `dir` (emptied first; default dist/layer): the packed package unpacked at
+ * nodejs/node_modules/oncely, its JavaScript rebuilt as the layer's bundle (layerBuildOptions) with the
+ * inlined packages' licences next to it. Returns every file written; `metafile` (bench/bundles.ts) receives
+ * esbuild's account of which sources went into which file.
  */
-export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
+export async function buildLayer(
+  dir = layerDir,
+  { metafile }: { metafile?: (m: Metafile) => void } = {},
+): Promise<BuiltFile[]> {
   rmSync(dir, { recursive: true, force: true });
   const packDir = mkdtempSync(join(tmpdir(), 'oncely-layer-'));
   try {
@@ -289,27 +343,20 @@ export async function buildLayer(dir = layerDir): Promise<BuiltFile[]> {
     const target = join(dir, layerPackagePath);
     mkdirSync(target, { recursive: true });
     await run('tar', ['-xzf', packed.tarball, '--strip-components=1', '-C', target]);
-    // Minified for cold start: the package's JavaScript rebuilt in place (the .d.ts kept), its sources left out.
+    // The package's readable JavaScript, its maps and sources out; its declarations (not their maps, which
+    // name the sources) stay.
     rmSync(join(target, 'src'), { recursive: true, force: true });
     for (const f of listFiles(join(target, 'dist'))) {
-      if (/\.js(\.map)?$/.test(f.path)) rmSync(join(target, 'dist', f.path));
+      if (!/\.d\.ts$/.test(f.path)) rmSync(join(target, 'dist', f.path));
     }
-    await build(packageBuildOptions(join(target, 'dist'), LAYER_BUILD));
-    rebaseSourceMaps(join(target, 'dist'));
-    const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as {
-      dependencies?: Record<string, string>;
-    };
-    const runtime = [
-      ...Object.keys(manifest.dependencies ?? {}).filter((d) => !d.startsWith('@types/')),
-      ...LAYER_PEERS,
-    ];
-    for (const rel of runtimeClosure(runtime)) {
-      cpSync(join(root, rel), join(dir, 'nodejs', rel), {
-        recursive: true,
-        // Nested node_modules are in the closure themselves (only what is needed at run time).
-        filter: (src) => !(src.endsWith('/node_modules') || LAYER_PRUNE.test(src)),
-      });
-    }
+    const result = await build(layerBuildOptions(join(target, 'dist')));
+    writeFileSync(join(target, 'THIRD-PARTY-LICENSES.txt'), thirdPartyLicenses(result.metafile!));
+    // Its dependencies are inside the bundle: nothing for Node or a reader to look for.
+    const manifestFile = join(target, 'package.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as Record<string, unknown>;
+    delete manifest.dependencies;
+    writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+    metafile?.(result.metafile!);
   } finally {
     rmSync(packDir, { recursive: true, force: true });
   }
@@ -379,15 +426,7 @@ async function main(): Promise<void> {
     files.map((f) => ({ ...f, path: join(relative(root, dir), f.path) }));
   const files = under(join(packageDir, 'dist'), await buildPackage());
   if (!packageOnly) {
-    const layer = await buildLayer();
-    // The layer's dependencies are hundreds of files: one line for oncely's, one per dependency.
-    const byPackage = new Map<string, number>();
-    for (const f of layer) {
-      const m = /^nodejs\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(f.path);
-      const key = join(relative(root, layerDir), 'nodejs/node_modules', m?.[1] ?? f.path);
-      byPackage.set(key, (byPackage.get(key) ?? 0) + f.bytes);
-    }
-    files.push(...[...byPackage].map(([path, bytes]) => ({ path: `${path}/`, bytes })));
+    files.push(...under(layerDir, await buildLayer()));
   }
   if (!packageOnly && !layerOnly) files.push(...under(functionsDistDir, await buildFunctions()));
   const width = Math.max(...files.map((f) => f.path.length));

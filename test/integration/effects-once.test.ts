@@ -67,6 +67,8 @@ function scenario() {
   const signals: AbortSignal[] = [];
   const refused: { id: string; fence: number; current: number | undefined }[] = [];
   const wake = deferred();
+  const frozenWrites: Promise<void>[] = [];
+  const noop = () => undefined;
   /** The handler's work: freeze first (the first delivery's run), then the effect with the run's fence. */
   const work = async (id: string, once: OnceRun, freeze: boolean) => {
     runs.set(id, (runs.get(id) ?? 0) + 1);
@@ -75,19 +77,27 @@ function scenario() {
       await aborted(once.signal);
       await wake.promise;
     }
-    try {
-      return await resource.write(id, `fence-${once.fence}`, once.fence);
-    } catch (err) {
+    const write = resource.write(id, `fence-${once.fence}`, once.fence).catch((err: unknown) => {
       if (err instanceof StaleFenceError) refused.push({ id, fence: err.fence, current: err.current });
       throw err;
-    }
+    });
+    if (freeze) frozenWrites.push(write.then(noop, noop));
+    return write;
+  };
+  /**
+   * Resolves once every frozen run has written (or been refused). The invocation can end before its handler does
+   * (middy answers at the Lambda deadline and leaves the handler running), so `await first` does not say it.
+   */
+  const frozenWritten = async (n: number) => {
+    await expect.poll(() => frozenWrites.length, { timeout: 10_000 }).toBe(n);
+    await Promise.all(frozenWrites);
   };
   /** Resolves once every frozen run has lost its lease. */
   const allFrozen = async (n: number) => {
     await expect.poll(() => signals.length, { timeout: 10_000 }).toBe(n);
     await Promise.all(signals.map(aborted));
   };
-  return { runs, refused, wake, work, allFrozen };
+  return { runs, refused, wake, work, allFrozen, frozenWritten };
 }
 
 /** One effect per distinct id at the resource, the writer the redelivery's run. */
@@ -129,6 +139,7 @@ describe('withOnce effects: once per distinct id, while the handler runs more th
     }
     s.wake.resolve();
     expect([...failed(await first)].sort()).toEqual([...ids].sort());
+    await s.frozenWritten(IDS);
     // Delivered once more: answered from the records, no run.
     expect((await normal(batch(ids), lambdaContext())).batchItemFailures).toEqual([]);
 
@@ -188,6 +199,7 @@ describe('withOnce effects: once per distinct id, while the handler runs more th
       expect(new Set(bodies)).toEqual(new Set(['applied'])); // the duplicates get the first run's answer
       s.wake.resolve();
       await Promise.all(first);
+      await s.frozenWritten(IDS);
       for (const id of ids) expect((await normal(delivery(id), lambdaContext())).body).toBe('applied');
 
       await expectOneEffectEach(ids);

@@ -9,6 +9,11 @@
  * complete, release nor extend the newer owner's record, which stays byte for byte as it was; a late owner whose
  * record is gone and whose fence the counter has moved past writes nothing; one whose fence the counter still
  * holds completes late; an owner never rewrites, shortens or deletes its own completed record.
+ *
+ * Each invariant is checked twice: with the record's own script (ONCE_CLAIM, ONCE_COMPLETE: a single event),
+ * and "in a batch", its call merged with a neighbour record's into one ONCE_CLAIM_MANY / ONCE_COMPLETE_MANY
+ * (record-batch.ts; the neighbour first, under the same hash tag), so every guard of the batch scripts is
+ * held to the same tests as the single record's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LockLostError, type OnceRun, type Store, withOnce } from '../../layers/oncely/src/index.js';
@@ -19,7 +24,8 @@ import {
   parseComplete,
   Records,
 } from '../../layers/oncely/src/once/record.js';
-import { ownerReply } from '../../layers/oncely/src/scripts.js';
+import { batchTrip, merge } from '../../layers/oncely/src/once/record-batch.js';
+import { ONCE_CLAIM, ONCE_COMPLETE, ownerReply } from '../../layers/oncely/src/scripts.js';
 import type { ScriptCall } from '../../layers/oncely/src/transport/types.js';
 import { deferred, lambdaContext, unique } from '../support/once.js';
 import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
@@ -38,7 +44,12 @@ interface Snapshot {
   fenceTtlMs: number;
 }
 
-describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
+const CASES = TRANSPORTS.flatMap((t) => [
+  [t, 'alone'],
+  [t, 'in a batch'],
+]) as [(typeof TRANSPORTS)[number], 'alone' | 'in a batch'][];
+
+describe.each(CASES)('run-once record invariants over %s, %s', (transport, mode) => {
   let fx: TransportFixture;
   let store: Store;
   let records: Records;
@@ -52,7 +63,34 @@ describe.each(TRANSPORTS)('run-once record invariants over %s', (transport) => {
     await fx?.stop();
   });
 
-  const run = (call: ScriptCall) => store.run(call.script, call.keys, call.args);
+  /**
+   * A neighbour of `call` for a merged call: a new record's claim, or a completion by a token that owns
+   * nothing (it writes nothing), with the same shared args; its keys beside `call`'s, under the same hash tag
+   * (one cluster slot).
+   */
+  function neighbour(call: ScriptCall): ScriptCall {
+    const n = unique('n');
+    const keys = call.keys.map((k) => k.replace(/:(rec|fence)$/, `:${n}:$1`));
+    const a = call.args;
+    const args =
+      call.script === ONCE_CLAIM
+        ? ['token-N', a[1]!, '', a[3]!, a[4]!]
+        : ['token-N', 1, 'j"N"', a[3]!, a[4]!, ''];
+    return { script: call.script, keys, args };
+  }
+
+  /** Runs `call` alone, or (mode 'in a batch') merged after a neighbour's into one batch script. */
+  async function run(call: ScriptCall): Promise<unknown> {
+    if (mode === 'alone' || (call.script !== ONCE_CLAIM && call.script !== ONCE_COMPLETE))
+      return store.run(call.script, call.keys, call.args);
+    const calls = [neighbour(call), call];
+    const merged = merge(calls, store.kind === 'cluster');
+    expect(merged.map((m) => [m.call.script.name, m.of])).toEqual([[`${call.script.name}-many`, [0, 1]]]);
+    const [first, mine] = await batchTrip(store, calls);
+    expect(first?.ok).toBe(true);
+    if (!mine?.ok) throw mine?.error;
+    return mine.value;
+  }
 
   /** Claims `key` for `token` and returns the fence (the claim must succeed). */
   async function claim(key: string, token: string, hash = '', ttlMs = LEASE_MS): Promise<number> {

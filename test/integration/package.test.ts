@@ -21,12 +21,13 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../dev/gateway.js';
 import { startRedis } from '../../dev/redis-server.js';
@@ -41,17 +42,18 @@ import { type FakeAws, type FakeParameter, fakeAwsEnv, startFakeAws } from '../s
 /** Size budgets of the deployment artifacts (zip bytes). */
 const BUDGET = {
   /**
-   * The whole layer: the oncely package (minified, source maps, .d.ts) and its runtime dependencies as
-   * published (@upstash/redis, ioredis and JMESPath, without their .d.ts): 527 KiB when this was set;
-   * the same source as one minified bundle with client chunks (the layer before the package) was 268 KiB.
+   * The whole layer: the oncely package bundled with its dependencies inlined (minified, no source maps, .d.ts,
+   * the inlined packages' licences): 257 KiB when this was set; 527 KiB when it carried its dependencies as
+   * published.
    */
-  layerZipBytes: 640 * 1024,
+  layerZipBytes: 320 * 1024,
   /**
-   * What a cold start parses on the REST path: the package's entry and chunks, and the Node build of
-   * @upstash/redis (as published, not minified), unzipped: 276 KiB when this was set (94 KiB of it
-   * oncely's). ioredis (~380 KiB in the layer) alone would break it.
+   * What a cold start parses on the REST path through the whole index: the entry, its static chunks and the
+   * REST client's chunk (oncely's requester and @upstash/redis, minified), unzipped: 202 KiB when this was set
+   * (99 KiB of it the client's chunk); 276 KiB with @upstash/redis as published. ioredis's chunk (199 KiB)
+   * would break it.
    */
-  restPathBytes: 320 * 1024,
+  restPathBytes: 224 * 1024,
   /** One function: its own code only. */
   functionZipBytes: 16 * 1024,
 };
@@ -470,43 +472,67 @@ describe('serverless package --stage prod', () => {
     expect(Object.keys(zips).sort()).toEqual(['oncely.zip', ...names.map((n) => `${n}.zip`)].sort());
   });
 
-  it('the layer unpacks to /opt/nodejs/node_modules: the oncely package (minified ESM, source maps, no sources, .d.ts) and its runtime dependencies', () => {
+  it('the layer unpacks to /opt/nodejs/node_modules/oncely: one bundle (minified ESM, dependencies inlined, no sources, no source maps, .d.ts) and the licences of what it inlined', async () => {
     const layer = zips['oncely.zip']!;
-    for (const entry of layer) expect(entry.name.startsWith('nodejs/node_modules/')).toBe(true);
+    // oncely alone: its dependencies are inside its bundle, not next to it.
+    for (const entry of layer) expect(entry.name.startsWith(`${layerPackagePath}/`), entry.name).toBe(true);
     const manifest = JSON.parse(
       layer.find((e) => e.name === `${layerPackagePath}/package.json`)!.data.toString(),
-    ) as { name: string; type: string; exports: Record<string, unknown> };
+    ) as { name: string; type: string; exports: Record<string, unknown>; dependencies?: unknown };
     expect(manifest).toMatchObject({
       name: 'oncely',
       type: 'module',
       exports: { '.': { types: './dist/index.d.ts', default: './dist/index.js' } },
     });
+    expect(manifest.dependencies).toBeUndefined();
     const has = (name: string) => layer.some((e) => e.name === name);
     for (const entry of ['index', 'locks', 'middy', 'ioredis']) {
       expect(has(`${layerPackagePath}/dist/${entry}.js`), entry).toBe(true);
       expect(has(`${layerPackagePath}/dist/${entry}.d.ts`), entry).toBe(true);
     }
-    // Its runtime dependencies, as Node resolves them from /opt/nodejs/node_modules; not their .d.ts.
-    for (const dep of ['@upstash/redis', 'ioredis', '@aws-lambda-powertools/jmespath']) {
-      expect(has(`nodejs/node_modules/${dep}/package.json`), dep).toBe(true);
-    }
-    const dependencyTypes = layer.filter(
-      (e) => !e.name.startsWith(`${layerPackagePath}/`) && /\.d\.[cm]?ts$/.test(e.name),
-    );
-    expect(dependencyTypes.map((e) => e.name)).toEqual([]);
-    const oncely = layer.filter((e) => e.name.startsWith(`${layerPackagePath}/`));
-    const index = layer.find((e) => e.name === `${layerPackagePath}/dist/index.js`)!.data.toString();
-    expect(index).toContain('//# sourceMappingURL=index.js.map');
+    // No source maps (not even declaration maps): a map could only name sources the layer does not carry.
+    // The functions' own maps are in their zips.
+    expect(
+      layer.filter((e) => /\.map$|\.ts$/.test(e.name) && !e.name.endsWith('.d.ts')).map((e) => e.name),
+    ).toEqual([]);
+    const code = layer.filter((e) => e.name.endsWith('.js')).map((e) => e.data.toString());
+    for (const js of code) expect(js).not.toContain('sourceMappingURL');
     // Minified: no comments left, and whole modules on one line (Lua in template literals keeps its newlines).
-    const code = oncely.filter((e) => e.name.endsWith('.js')).map((e) => e.data.toString());
-    for (const js of code) expect(js).not.toMatch(/\/\*\*|^\s*\/\/(?!# sourceMappingURL)/m);
+    for (const js of code) expect(js).not.toMatch(/\/\*\*|^\s*\/\/(?!\/usr\/bin\/env)/m);
     const longest = Math.max(...code.flatMap((js) => js.split('\n').map((line) => line.length)));
     expect(longest).toBeGreaterThan(10_000);
-    for (const entry of oncely.filter((e) => e.name.endsWith('.js'))) {
-      expect(layer.some((e) => e.name === `${entry.name}.map`)).toBe(true);
+    // Dependencies inlined: the only modules the layer's code imports by name (esbuild reads its imports and
+    // requires) are Node's, the AWS SDK (the runtime's) and pg (the function's own, for oncely/effects/pg).
+    const dist = join(scratch, 'dist/layer', layerPackagePath, 'dist');
+    const { metafile } = await build({
+      entryPoints: layer
+        .filter((e) => e.name.endsWith('.js'))
+        .map((e) => join(dist, e.name.slice(`${layerPackagePath}/dist/`.length))),
+      bundle: true,
+      write: false,
+      metafile: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      packages: 'external',
+      outdir: join(scratch, 'imports-of-the-layer'),
+      logLevel: 'silent',
+    });
+    const bare = new Set(
+      Object.values(metafile.inputs).flatMap((input) =>
+        input.imports.filter((i) => i.external).map((i) => i.path),
+      ),
+    );
+    expect(bare.has('node:crypto')).toBe(true); // it does read them
+    expect(
+      [...bare].filter((m) => !/^node:|^@aws-sdk\/|^pg$/.test(m) && !builtinModules.includes(m)),
+    ).toEqual([]);
+    for (const dep of ['@upstash/redis', 'ioredis', '@aws-lambda-powertools/jmespath']) {
+      expect(bare.has(dep), dep).toBe(false);
     }
-    for (const entry of oncely.filter((e) => e.name.endsWith('.map'))) {
-      expect(JSON.parse(entry.data.toString()).sourcesContent).toBeUndefined();
+    const licences = layer.find((e) => e.name === `${layerPackagePath}/THIRD-PARTY-LICENSES.txt`)!;
+    for (const dep of ['@upstash/redis', 'ioredis', '@aws-lambda-powertools/jmespath', 'denque']) {
+      expect(licences.data.toString()).toMatch(new RegExp(`^${dep} \\d+\\.\\d+\\.\\d+$`, 'm'));
     }
     // The Lua scripts are in the layer: the same markers that must never appear in a function.
     const all = layer.map((e) => e.data.toString()).join('\n');
@@ -547,33 +573,61 @@ describe('serverless package --stage prod', () => {
     expect(zipBytes['oncely.zip']).toBeLessThanOrEqual(BUDGET.layerZipBytes);
     for (const name of names) expect(zipBytes[`${name}.zip`]).toBeLessThanOrEqual(BUDGET.functionZipBytes);
     const layer = zips['oncely.zip']!;
-    // oncely's entry and chunks (the REST client's among them), and @upstash/redis's Node build. The chunk of
-    // the TCP adapter (the one that imports ioredis) is loaded on the first TCP call only: not on this path.
-    const restPath = layer.filter(
-      (e) =>
-        (new RegExp(`^${layerPackagePath}/dist/(index|chunks/[^/]*)\\.js$`).test(e.name) &&
-          !e.data.toString('utf8').includes('import("ioredis")')) ||
-        /^nodejs\/node_modules\/@upstash\/redis\/(nodejs|chunk-[^/]*)\.mjs$/.test(e.name),
-    );
-    expect(restPath.some((e) => e.name.includes('/chunks/upstash-http-'))).toBe(true);
-    expect(restPath.some((e) => e.name.endsWith('/@upstash/redis/nodejs.mjs'))).toBe(true);
-    const restBytes = restPath.reduce((sum, e) => sum + e.data.length, 0);
+    const restPath = [...loadedFrom(layer, 'index.js', (chunk) => chunk.startsWith('chunks/upstash-http-'))];
+    // The REST client's chunk, loaded when the store is created; ioredis's, JMESPath's and the SSM client's
+    // are not (each is reached only through an import() this path does not take).
+    expect(restPath.some((f) => f.startsWith('chunks/upstash-http-'))).toBe(true);
+    const js = (f: string) => layer.find((e) => e.name === `${layerPackagePath}/dist/${f}`)!.data;
+    expect(restPath.filter((f) => js(f).includes('ClusterAllFailedError'))).toEqual([]);
+    const restBytes = restPath.reduce((sum, f) => sum + js(f).length, 0);
     expect(restBytes).toBeLessThanOrEqual(BUDGET.restPathBytes);
   });
 });
 
+/**
+ * The files of the layer's `dist/` a process loads when it imports `entry`: static imports always, an import()
+ * only where `follow` says this path takes it.
+ */
+function loadedFrom(layer: ZipEntry[], entry: string, follow: (file: string) => boolean): Set<string> {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const code = layer.find((e) => e.name === `${layerPackagePath}/dist/${file}`)!.data.toString();
+    for (const m of code.matchAll(/(\bfrom\s*|\bimport\s*|\bimport\()"(\.\.?\/[^"]+)"/g)) {
+      const target = join(dirname(file), m[2]!);
+      if (m[1] !== 'import(' || follow(target)) visit(target);
+    }
+  };
+  visit(entry);
+  return seen;
+}
+
 describe('the built layer', () => {
-  it('runs a lock over REST without ioredis, and over TCP with the ioredis it carries', async () => {
+  it('runs a lock over REST without the chunk that holds ioredis, and over TCP with it, with no ioredis installed', async () => {
     const modules = join(scratch, 'dist/layer/nodejs/node_modules');
-    const index = join(modules, 'oncely/dist/index.js');
-    // The full layer resolves ioredis from its own node_modules, not from anywhere else.
-    expect(createRequire(index).resolve('ioredis')).toBe(join(modules, 'ioredis/built/index.js'));
-    // A copy without ioredis, outside the scratch folder (whose node_modules would resolve it).
+    // Copies outside the scratch folder (whose node_modules would resolve the repo's packages): the layer
+    // whole, and the layer without the chunk that holds ioredis.
+    const full = mkdtempSync(join(tmpdir(), 'oncely-layer-'));
+    cpSync(modules, join(full, 'node_modules'), { recursive: true });
+    const chunks = join(full, 'node_modules/oncely/dist/chunks');
+    const ioredisChunks = readdirSync(chunks).filter((f) =>
+      readFileSync(join(chunks, f), 'utf8').includes('ClusterAllFailedError'),
+    );
+    expect(ioredisChunks).toHaveLength(1);
     const copy = mkdtempSync(join(tmpdir(), 'oncely-rest-only-'));
-    cpSync(modules, join(copy, 'node_modules'), {
+    cpSync(join(full, 'node_modules'), join(copy, 'node_modules'), {
       recursive: true,
-      filter: (src) => !/\/node_modules\/ioredis(\/|$)/.test(src),
+      filter: (src) => !src.endsWith(`/chunks/${ioredisChunks[0]}`),
     });
+    const index = join(full, 'node_modules/oncely/dist/index.js');
+    const restOnlyIndex = join(copy, 'node_modules/oncely/dist/index.js');
+    // Nothing but the layer itself: no ioredis or @upstash/redis for Node to find.
+    for (const from of [index, restOnlyIndex]) {
+      for (const dep of ['ioredis', '@upstash/redis']) {
+        expect(() => createRequire(from).resolve(dep)).toThrow(/Cannot find module/);
+      }
+    }
 
     const redis = await startRedis();
     const gateway = await startGateway({
@@ -581,8 +635,6 @@ describe('the built layer', () => {
       token: 'package-test',
     });
     try {
-      const restOnlyIndex = join(copy, 'node_modules/oncely/dist/index.js');
-      expect(() => createRequire(restOnlyIndex).resolve('ioredis')).toThrow(/Cannot find module/);
       const restOnly = (await import(pathToFileURL(restOnlyIndex).href)) as typeof import('oncely');
       const rest = restOnly.fromEnv({
         UPSTASH_REDIS_REST_URL: gateway.url,
@@ -590,23 +642,32 @@ describe('the built layer', () => {
       });
       const lease = await restOnly.createLock(rest).tryAcquire('built-layer', { ttlMs: 5_000 });
       expect(lease?.fence).toBeGreaterThan(0);
-      // The same copy cannot do TCP: the package it would load is gone. So REST above never needed it.
+      // The same copy cannot do TCP: the chunk it would load is gone. So REST above never needed it.
       const tcpOnCopy = restOnly.fromEnv({ ONCELY_REDIS_URL: redis.url });
       await expect(
         restOnly.createLock(tcpOnCopy).tryAcquire('built-layer-2', { ttlMs: 5_000 }),
-      ).rejects.toThrow(/needs the ioredis package: npm install ioredis/);
+      ).rejects.toThrow(/the TCP transport could not load ioredis: Cannot find module/);
 
-      const full = (await import(pathToFileURL(index).href)) as typeof import('oncely');
-      const tcp = full.fromEnv({ ONCELY_REDIS_URL: redis.url });
-      expect(await full.createLock(tcp).tryAcquire('built-layer', { ttlMs: 5_000 })).toBeNull(); // held over REST
+      const layer = (await import(pathToFileURL(index).href)) as typeof import('oncely');
+      const tcp = layer.fromEnv({ ONCELY_REDIS_URL: redis.url });
+      expect(await layer.createLock(tcp).tryAcquire('built-layer', { ttlMs: 5_000 })).toBeNull(); // held over REST
       expect(await lease!.release()).toBe('released');
-      const next = await full.createLock(tcp).tryAcquire('built-layer', { ttlMs: 5_000 });
+      const next = await layer.createLock(tcp).tryAcquire('built-layer', { ttlMs: 5_000 });
       expect(next?.fence).toBeGreaterThan(lease!.fence);
       await tcp.close();
+      // oncely/ioredis, the entry a TCP function imports, over the same chunk: a Cluster too.
+      const { redisStore } = (await import(
+        pathToFileURL(join(full, 'node_modules/oncely/dist/ioredis.js')).href
+      )) as typeof import('oncely/ioredis');
+      const store = redisStore({ url: redis.url });
+      const again = await layer.createLock(store).tryAcquire('built-layer-3', { ttlMs: 5_000 });
+      expect(await again!.release()).toBe('released');
+      await store.close();
     } finally {
       await gateway.close();
       await redis.stop();
       rmSync(copy, { recursive: true, force: true });
+      rmSync(full, { recursive: true, force: true });
     }
   });
 });

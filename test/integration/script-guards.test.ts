@@ -4,7 +4,8 @@
  * store, and checks its reply and what it left, so that breaking any one condition (a token compare, a fence
  * compare, NX, "expired" vs "held by another", a guarded delete, a PTTL that must never shrink or grow) fails a
  * test named for it. docs/safety.md lists each guard with the test that catches it (found by breaking each in
- * turn). The run-once record's scripts are in once-record.test.ts.
+ * turn). The run-once record's scripts are in once-record.test.ts (which runs each of its tests through the
+ * batch scripts too); here, the batch scripts with every record state side by side in one call.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../../layers/oncely/src/index.js';
@@ -21,6 +22,8 @@ import {
   LOCK_RELEASE_ALL,
   LOCK_RESUME,
   LOCK_STATUS,
+  ONCE_CLAIM_MANY,
+  ONCE_COMPLETE_MANY,
   ONCE_FORGET,
   ONCE_INSPECT,
   RELEASE,
@@ -372,6 +375,122 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       // Nobody holds it: the record left behind is not a leader.
       await fx.admin.del(k.lock);
       expect(await run(LEADER_OBSERVE, keys, [])).toEqual([0]);
+    });
+  });
+
+  describe('run-once batch scripts: every record its own guards, side by side in one call', () => {
+    /** Record and counter keys of one batch (one hash tag: one slot, as record-batch.ts merges them). */
+    const batchOf = (label: string, n: number) => {
+      const tag = `{${unique(label)}}`;
+      return Array.from({ length: n }, (_, i) => ({
+        rec: `oncely:once:${tag}:${i}:rec`,
+        fence: `oncely:once:${tag}:${i}:fence`,
+      }));
+    };
+    const keysOf = (ks: { rec: string; fence: string }[]) => ks.flatMap((k) => [k.rec, k.fence]);
+    const hmget = (key: string) => fx.admin.hmget(key, 's', 't', 'f', 'h', 'r');
+
+    it("once-claim-many: new, ours, another owner's, completed, mismatched and counter-ahead records, each its own reply", async () => {
+      const ks = batchOf('claim-many', 8);
+      const far = Date.now() + 10 * 365 * 86_400_000;
+      await fx.admin.hset(ks[1]!.rec, 's', 'P', 't', 'tok-1', 'f', '11', 'h', '');
+      await fx.admin.pexpire(ks[1]!.rec, 1000);
+      await fx.admin.hset(ks[2]!.rec, 's', 'P', 't', 'tok-X', 'f', '12', 'h', 'hash-2');
+      await fx.admin.pexpire(ks[2]!.rec, TTL_MS);
+      await fx.admin.hset(ks[3]!.rec, 's', 'C', 't', 'tok-X', 'f', '13', 'h', 'hash-3', 'r', 'j"done"');
+      await fx.admin.pexpire(ks[3]!.rec, TTL_MS);
+      await fx.admin.hset(ks[4]!.rec, 's', 'C', 't', 'tok-X', 'f', '14', 'h', 'other', 'r', 'j"x"');
+      await fx.admin.pexpire(ks[4]!.rec, TTL_MS);
+      await fx.admin.set(ks[5]!.fence, String(far), 'PX', LONG_MS);
+      // Ours, but completed: its result, not a re-claim. Another owner's, made without a payload hash: the
+      // claim's hash is not compared with it.
+      await fx.admin.hset(ks[6]!.rec, 's', 'C', 't', 'tok-6', 'f', '16', 'h', '', 'r', 'j"six"');
+      await fx.admin.pexpire(ks[6]!.rec, TTL_MS);
+      await fx.admin.hset(ks[7]!.rec, 's', 'P', 't', 'tok-X', 'f', '17', 'h', '');
+      await fx.admin.pexpire(ks[7]!.rec, TTL_MS);
+      const t0 = Date.now();
+      const tokens = [
+        'tok-0',
+        '',
+        'tok-1',
+        'hash-1',
+        'tok-2',
+        '',
+        'tok-3',
+        'hash-3',
+        'tok-4',
+        'hash-4',
+        'tok-5',
+        '',
+        'tok-6',
+        '',
+        'tok-7',
+        'hash-7',
+      ];
+      // A client clock at 5 ms since the epoch: the store's TIME wins.
+      const reply = (await run(ONCE_CLAIM_MANY, keysOf(ks), [
+        LONG_MS,
+        FENCE_TTL_MS,
+        5,
+        ...tokens,
+      ])) as unknown[][];
+      const [fresh, ours, theirs, done, mismatch, ahead, oursDone, unhashed] = reply;
+      expect(fresh![0]).toBe(1);
+      expect(fresh![1]).toBeGreaterThan(t0 - SLACK_MS);
+      expect(fresh![1]).toBeLessThan(t0 + SLACK_MS);
+      expect(await hmget(ks[0]!.rec)).toEqual(['P', 'tok-0', String(fresh![1]), '', null]);
+      expect(await get(ks[0]!.fence)).toBe(String(fresh![1]));
+      expect(await pttl(ks[0]!.rec)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      expect(await pttl(ks[0]!.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      // Ours in progress (its hash unchecked): the same fence, the lease renewed.
+      expect(ours).toEqual([1, 11]);
+      expect(await pttl(ks[1]!.rec)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      // Another owner's (no hash in the claim: not compared): in progress, untouched.
+      expect(theirs![0]).toBe(0);
+      expect(theirs![1]).toBeLessThanOrEqual(TTL_MS);
+      expect(await hmget(ks[2]!.rec)).toEqual(['P', 'tok-X', '12', 'hash-2', null]);
+      expect(done![0]).toBe(2);
+      expect(done![1]).toBe('j"done"');
+      expect(mismatch).toEqual([3, 'C']);
+      expect(await hmget(ks[4]!.rec)).toEqual(['C', 'tok-X', '14', 'other', 'j"x"']);
+      expect(ahead).toEqual([1, far + 1]);
+      expect(oursDone).toEqual([2, 'j"six"', expect.any(Number)]);
+      expect(await hmget(ks[6]!.rec)).toEqual(['C', 'tok-6', '16', '', 'j"six"']);
+      expect(unhashed![0]).toBe(0);
+      expect(await hmget(ks[7]!.rec)).toEqual(['P', 'tok-X', '17', '', null]);
+      expect(reply).toHaveLength(8);
+    });
+
+    it("once-complete-many: ours, ours again, another owner's, gone and moved on, gone and still ours, each its own reply", async () => {
+      const ks = batchOf('complete-many', 5);
+      await fx.admin.hset(ks[0]!.rec, 's', 'P', 't', 'tok-0', 'f', '10', 'h', '');
+      await fx.admin.set(ks[0]!.fence, '10', 'PX', 1000);
+      await fx.admin.hset(ks[1]!.rec, 's', 'C', 't', 'tok-1', 'f', '11', 'h', '', 'r', 'j"first"');
+      await fx.admin.pexpire(ks[1]!.rec, TTL_MS);
+      await fx.admin.hset(ks[2]!.rec, 's', 'P', 't', 'tok-X', 'f', '13', 'h', '');
+      await fx.admin.pexpire(ks[2]!.rec, TTL_MS);
+      await fx.admin.set(ks[3]!.fence, '14', 'PX', TTL_MS); // we had 13: someone claimed since
+      await fx.admin.set(ks[4]!.fence, '15', 'PX', 1000); // we had 15: nobody claimed since
+      const own = [
+        ...['tok-0', 10, 'j"r0"', ''],
+        ...['tok-1', 11, 'j"r1"', ''],
+        ...['tok-2', 12, 'j"r2"', ''],
+        ...['tok-3', 13, 'j"r3"', ''],
+        ...['tok-4', 15, 'j"r4"', 'hash-4'],
+      ];
+      const reply = await run(ONCE_COMPLETE_MANY, keysOf(ks), [LONG_MS, LONG_MS, ...own]);
+      expect(reply).toEqual([1, 2, -1, 0, 3]);
+      expect(await hmget(ks[0]!.rec)).toEqual(['C', 'tok-0', '10', '', 'j"r0"']);
+      expect(await pttl(ks[0]!.rec)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      expect(await pttl(ks[0]!.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
+      expect(await hmget(ks[1]!.rec)).toEqual(['C', 'tok-1', '11', '', 'j"first"']);
+      expect(await pttl(ks[1]!.rec)).toBeLessThanOrEqual(TTL_MS);
+      expect(await hmget(ks[2]!.rec)).toEqual(['P', 'tok-X', '13', '', null]);
+      expect(await pttl(ks[2]!.rec)).toBeLessThanOrEqual(TTL_MS);
+      expect(await fx.admin.exists(ks[3]!.rec)).toBe(0);
+      expect(await pttl(ks[3]!.fence)).toBeLessThanOrEqual(TTL_MS);
+      expect(await hmget(ks[4]!.rec)).toEqual(['C', 'tok-4', '15', 'hash-4', 'j"r4"']);
+      expect(await pttl(ks[4]!.fence)).toBeGreaterThan(LONG_MS - SLACK_MS);
     });
   });
 

@@ -1,7 +1,9 @@
 import { StoreUnavailableError } from '../../layers/oncely/src/errors.js';
 import {
   ONCE_CLAIM,
+  ONCE_CLAIM_MANY,
   ONCE_COMPLETE,
+  ONCE_COMPLETE_MANY,
   ONCE_EXTEND,
   ONCE_RELEASE,
   type Script,
@@ -91,6 +93,24 @@ export class OnceFakeStore implements Store {
   async close(): Promise<void> {}
 
   apply(script: Script, keys: readonly string[], args: readonly ScriptArg[]): unknown {
+    // A batch's merged claims and completions: each record as its own script would go (and is listed in
+    // `calls` as that script), in order.
+    if (script === ONCE_CLAIM_MANY || script === ONCE_COMPLETE_MANY) {
+      const claim = script === ONCE_CLAIM_MANY;
+      const shared = args.slice(0, claim ? 3 : 2);
+      const own = claim ? 2 : 4;
+      const out: unknown[] = [];
+      for (let i = 0; i < keys.length / 2; i++) {
+        const a = args.slice(shared.length + i * own, shared.length + (i + 1) * own);
+        const pair = keys.slice(2 * i, 2 * i + 2);
+        out.push(
+          claim
+            ? this.apply(ONCE_CLAIM, pair, [a[0]!, shared[0]!, a[1]!, shared[1]!, shared[2]!])
+            : this.apply(ONCE_COMPLETE, pair, [a[0]!, a[1]!, a[2]!, shared[0]!, shared[1]!, a[3]!]),
+        );
+      }
+      return out;
+    }
     this.calls.push({ script: script.name, keys, args, at: this.now() });
     const [rec, fenceKey] = keys as [string, string];
     const token = String(args[0]);

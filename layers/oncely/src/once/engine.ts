@@ -10,7 +10,7 @@
  * opens, closes or settles anything itself.
  */
 import type { Context } from 'aws-lambda';
-import { driftOf, LOCK_DEFAULTS, newToken } from '../acquire.js';
+import { driftOf, LOCK_DEFAULTS } from '../acquire.js';
 import { sleep } from '../clock.js';
 import { MissingKeyError, StoreError } from '../errors.js';
 import { type EventSource, type Identity, identify, isHttpEvent, KEY_LOCATIONS } from '../events.js';
@@ -34,7 +34,8 @@ import {
 } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
-import { giveBackRecord, Keeper, RecordDriver, roundTrip } from './record-lease.js';
+import { batchTrip, newTokens } from './record-batch.js';
+import { giveBackRecord, Keeper, RecordDriver } from './record-lease.js';
 import { Run } from './run.js';
 import { type Ending, type Settled, type SettleHost, settle } from './settle.js';
 
@@ -262,25 +263,28 @@ export class OnceEngine<E = unknown> implements SettleHost {
       const hash = payloadHash(identity);
       const cached = this.#cache?.get(key, hash);
       if (cached) items[n] = this.#fromCache(key, cached.text, http);
-      else keyed.push({ n, key, hash, token: newToken() });
+      else keyed.push({ n, key, hash, token: '' });
     });
+    const tokens = newTokens(keyed.length);
+    for (const [i, k] of keyed.entries()) k.token = tokens[i]!;
     return keyed;
   }
 
   /**
-   * Claims `keyed` in one round trip (run for one, runMany for more). A round trip that fails on the store
-   * fails every claim with its error (`failed`).
+   * Claims `keyed` in one round trip: one ONCE_CLAIM for one record, one ONCE_CLAIM_MANY per slot group for
+   * more (record-batch.ts). A round trip that fails on the store fails every claim with its error (`failed`).
    */
   async #claim(
     keyed: readonly Keyed[],
     ttlMs: number,
   ): Promise<{ replies: ClaimReply[]; startedAt: number; failed?: StoreError }> {
     const o = this.options;
-    const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, ttlMs, o.wallClock()));
+    const nowMs = o.wallClock(); // one reading for all: claims that share their args share a script
+    const calls = keyed.map((k) => this.records.claim(k.key, k.token, k.hash, ttlMs, nowMs));
     const startedAt = o.clock.now();
     let results: CallResult[];
     try {
-      results = await roundTrip(this.store, calls);
+      results = await batchTrip(this.store, calls);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return { replies: keyed.map(() => ({ kind: 'failed', error: err })), startedAt, failed: err };
@@ -358,17 +362,8 @@ export class OnceEngine<E = unknown> implements SettleHost {
     waitLeftMs: number,
   ): Omit<ClaimPolicy, 'key' | 'late'> {
     const { namespace, duplicate, failOpen, pollMs } = this.options;
-    return {
-      namespace,
-      duplicate,
-      failOpen,
-      ttlMs,
-      http,
-      store: this.store.name,
-      pollMs,
-      waitedMs,
-      waitLeftMs,
-    };
+    const store = this.store.name;
+    return { namespace, duplicate, failOpen, ttlMs, http, store, pollMs, waitedMs, waitLeftMs };
   }
 
   /** True when the claim's reply came back after the lease it took had already run out. */

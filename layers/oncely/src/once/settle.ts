@@ -11,7 +11,7 @@ import { type Decision, type DecisionKind, shortKey } from './decisions.js';
 import { type HttpResult, isHttpResult } from './http.js';
 import type { Resolved } from './options.js';
 import { encodeResult, markerText, parseComplete, type Records } from './record.js';
-import { roundTrip } from './record-lease.js';
+import { batchTrip } from './record-batch.js';
 import type { Run } from './run.js';
 
 /**
@@ -103,8 +103,8 @@ export async function settle(
 }
 
 /**
- * One round trip for `calls`. Never rejects: a failed round trip fails each call; `thrown` is set when what
- * failed it was not the store (a bug).
+ * One round trip for `calls` (completions merged per slot group: record-batch.ts). Never rejects: a failed
+ * round trip fails each call; `thrown` is set when what failed it was not the store (a bug).
  */
 async function send(
   store: Store,
@@ -112,7 +112,7 @@ async function send(
 ): Promise<{ replies: CallResult[]; thrown?: unknown }> {
   try {
     return {
-      replies: await roundTrip(
+      replies: await batchTrip(
         store,
         calls.map((c) => c.call),
       ),

@@ -1,5 +1,13 @@
 /** The run-once record's scripts (once/record.ts calls them). */
-import { arrayReply, firstIs, type OwnerReply, ownerReply, type Script, type ScriptOf } from './script.js';
+import {
+  arrayReply,
+  firstIs,
+  type OwnerReply,
+  ownerReply,
+  type Script,
+  type ScriptOf,
+  unexpectedReply,
+} from './script.js';
 
 /** ONCE_CLAIM's reply codes (the first element of its reply). */
 const CLAIM = { claimed: 1, completed: 2, mismatch: 3, inProgress: 0 } as const;
@@ -153,4 +161,113 @@ return 0`,
   parse: ownerReply,
 };
 
-export const ONCE_SCRIPTS: readonly Script[] = [ONCE_CLAIM, ONCE_COMPLETE, ONCE_EXTEND, ONCE_RELEASE];
+// ----------------------------------------------------------------------------------- a batch's records
+//
+// The same transitions as ONCE_CLAIM and ONCE_COMPLETE, for several records in one script call: an SQS batch
+// claims (and completes) all its records in one script per cluster slot (one script on a single node), and
+// reads the store's TIME at most once. Record by record, each guard is ONCE_CLAIM's or ONCE_COMPLETE's own.
+
+/**
+ * A script that answers per record: its reply, one element per record (`records` of them), each the reply
+ * the record's own script gives (ONCE_CLAIM's, ONCE_COMPLETE's), which that script's parse reads.
+ */
+export interface PerRecord extends Script {
+  parse(reply: unknown, store?: string, records?: number): unknown[];
+}
+
+function perRecord(script: string, reply: unknown, store: string | undefined, records = 1): unknown[] {
+  const r = arrayReply(script, reply, records, store);
+  if (r.length !== records) throw unexpectedReply(script, reply, store);
+  return r;
+}
+
+/**
+ * ONCE_CLAIM_MANY  KEYS: rec1, fence1, rec2, fence2, ...   ARGV: ttlMs, fenceTtlMs, nowMs, token1, hash1, ...
+ * One reply per record, in order, each exactly ONCE_CLAIM's for that record: {1, fence}, {2, result, pttl},
+ * {0, pttl} or {3, status}. TIME is read once, at the first record that needs a fence.
+ */
+export const ONCE_CLAIM_MANY: PerRecord = {
+  name: 'once-claim-many',
+  keys: 'pairs',
+  lua: `local out = {}
+local now
+for i = 1, #KEYS / 2 do
+  local rec, fk, token, hash = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i + 2], ARGV[2 * i + 3]
+  local r = redis.call('HMGET', rec, 's', 't', 'f', 'h', 'r')
+  if r[1] then
+    if r[2] == token and r[1] == 'P' then
+      redis.call('PEXPIRE', rec, ARGV[1])
+      out[i] = {1, r[3]}
+    elseif hash ~= '' and r[4] and r[4] ~= '' and r[4] ~= hash then
+      out[i] = {3, r[1]}
+    elseif r[1] == 'C' then
+      out[i] = {2, r[5], redis.call('PTTL', rec)}
+    else
+      out[i] = {0, redis.call('PTTL', rec)}
+    end
+  else
+    if not now then
+      local t = redis.pcall('TIME')
+      now = tonumber(ARGV[3]) or 0
+      if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+    end
+    local last = tonumber(redis.call('GET', fk) or '0') or 0
+    local fence = string.format('%.0f', math.max(last + 1, now))
+    redis.call('SET', fk, fence, 'PX', ARGV[2])
+    redis.call('HSET', rec, 's', 'P', 't', token, 'f', fence, 'h', hash)
+    redis.call('PEXPIRE', rec, ARGV[1])
+    out[i] = {1, fence}
+  end
+end
+return out`,
+  sha1: 'ddde20a4924cc3ccd60e85b5be918c5d869b6fc0',
+  grants: { wrote: (reply) => Array.isArray(reply) && reply.some(ONCE_CLAIM.grants!.wrote) },
+  parse: (reply, store, records) => perRecord('once-claim-many', reply, store, records),
+};
+
+/**
+ * ONCE_COMPLETE_MANY  KEYS: rec1, fence1, ...   ARGV: retentionMs, fenceTtlMs, then per record: token, fence,
+ * result, payloadHash
+ * One code per record, in order, each exactly ONCE_COMPLETE's for that record: 1, 2, 3, -1 or 0.
+ */
+export const ONCE_COMPLETE_MANY: PerRecord = {
+  name: 'once-complete-many',
+  keys: 'pairs',
+  lua: `local out = {}
+for i = 1, #KEYS / 2 do
+  local rec, fk, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i - 1
+  local r = redis.call('HMGET', rec, 's', 't')
+  if r[2] == ARGV[a] then
+    if r[1] == 'C' then
+      out[i] = 2
+    else
+      redis.call('HSET', rec, 's', 'C', 'r', ARGV[a + 2])
+      redis.call('PEXPIRE', rec, ARGV[1])
+      redis.call('PEXPIRE', fk, ARGV[2])
+      out[i] = 1
+    end
+  elseif r[1] then
+    out[i] = -1
+  elseif redis.call('GET', fk) ~= ARGV[a + 1] then
+    out[i] = 0
+  else
+    redis.call('HSET', rec, 's', 'C', 't', ARGV[a], 'f', ARGV[a + 1], 'h', ARGV[a + 3], 'r', ARGV[a + 2])
+    redis.call('PEXPIRE', rec, ARGV[1])
+    redis.call('PEXPIRE', fk, ARGV[2])
+    out[i] = 3
+  end
+end
+return out`,
+  sha1: '0cfa1596ddadd8cdd5676ac105b3a184ba82dddd',
+  grants: { wrote: (reply) => Array.isArray(reply) && reply.some(ONCE_COMPLETE.grants!.wrote) },
+  parse: (reply, store, records) => perRecord('once-complete-many', reply, store, records),
+};
+
+export const ONCE_SCRIPTS: readonly Script[] = [
+  ONCE_CLAIM,
+  ONCE_COMPLETE,
+  ONCE_EXTEND,
+  ONCE_RELEASE,
+  ONCE_CLAIM_MANY,
+  ONCE_COMPLETE_MANY,
+];

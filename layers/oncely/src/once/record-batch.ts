@@ -1,0 +1,124 @@
+/**
+ * A batch's records as batch work: the claims (ONCE_CLAIM) and completions (ONCE_COMPLETE) of one round trip
+ * merged into one ONCE_CLAIM_MANY / ONCE_COMPLETE_MANY call per slot group (one on a single node; on a cluster,
+ * one per hash tag that two or more of them share), and each merged reply split back into the reply each call
+ * would have had alone. Callers send and read single-record calls as before; a record alone keeps its own
+ * script (the single event's path is unchanged).
+ */
+import { randomFillSync } from 'node:crypto';
+import { newToken } from '../acquire.js';
+import {
+  ONCE_CLAIM,
+  ONCE_CLAIM_MANY,
+  ONCE_COMPLETE,
+  ONCE_COMPLETE_MANY,
+  type PerRecord,
+  type Script,
+} from '../scripts.js';
+import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/types.js';
+import { roundTrip } from './record-lease.js';
+
+/**
+ * `n` owner tokens, as newToken's (128 random bits, base64url), drawn fresh in one call for a batch's records
+ * (never from a pool kept between calls: see acquire.ts newToken).
+ */
+export function newTokens(n: number): string[] {
+  if (n === 1) return [newToken()]; // a single event: the lock's own draw, into its scratch buffer
+  const bytes = randomFillSync(Buffer.allocUnsafe(16 * n));
+  const tokens: string[] = new Array(n);
+  for (let i = 0; i < n; i++) tokens[i] = bytes.toString('base64url', 16 * i, 16 * i + 16);
+  return tokens;
+}
+
+/** Records per merged script: a long batch (SQS allows 10,000) holds the server in slices, in one round trip. */
+export const MAX_PER_SCRIPT = 100;
+
+/** A merged call and the places, in the calls given, of the calls it stands for (one: sent as it was). */
+interface Merged {
+  readonly call: ScriptCall;
+  readonly of: number[];
+}
+
+/**
+ * The single-record script each merged script stands for, and how a call's args split: `shared` (the same for
+ * every record of a merged call, first in its ARGV) and `own` (per record, in order).
+ */
+const MERGES = new Map<Script, { many: PerRecord; shared: readonly number[]; own: readonly number[] }>([
+  // ONCE_CLAIM ARGV: token, ttlMs, payloadHash, fenceTtlMs, nowMs -> ttlMs, fenceTtlMs, nowMs | token, hash
+  [ONCE_CLAIM, { many: ONCE_CLAIM_MANY, shared: [1, 3, 4], own: [0, 2] }],
+  // ONCE_COMPLETE ARGV: token, fence, result, retentionMs, fenceTtlMs, payloadHash
+  //   -> retentionMs, fenceTtlMs | token, fence, result, payloadHash
+  [ONCE_COMPLETE, { many: ONCE_COMPLETE_MANY, shared: [3, 4], own: [0, 1, 2, 5] }],
+]);
+
+/**
+ * `calls` as few: ONCE_CLAIM and ONCE_COMPLETE calls that share a slot group (every call on a single node; the
+ * same hash tag, so the same slot, on a cluster) and their shared args merged, up to MAX_PER_SCRIPT per call; any other call as it was.
+ */
+export function merge(calls: readonly ScriptCall[], cluster: boolean): Merged[] {
+  const out: Merged[] = [];
+  const open = new Map<string, { merged: Merged; keys: string[]; args: ScriptArg[] }>();
+  calls.forEach((call, n) => {
+    const m = MERGES.get(call.script);
+    if (m === undefined) {
+      out.push({ call, of: [n] });
+      return;
+    }
+    const shared = m.shared.map((i) => call.args[i]!);
+    const group = `${call.script.name}|${cluster ? tagOf(call.keys[0]!) : ''}|${shared.join('|')}`;
+    const at = open.get(group);
+    if (at === undefined || at.merged.of.length >= MAX_PER_SCRIPT) {
+      const keys = [...call.keys];
+      const args = [...shared, ...m.own.map((i) => call.args[i]!)];
+      const merged = { call: { script: m.many, keys, args }, of: [n] };
+      open.set(group, { merged, keys, args });
+      out.push(merged);
+      return;
+    }
+    at.keys.push(...call.keys);
+    for (const i of m.own) at.args.push(call.args[i]!);
+    at.merged.of.push(n);
+  });
+  // A group of one goes as its own script.
+  return out.map((g) => (g.of.length === 1 ? { call: calls[g.of[0]!]!, of: g.of } : g));
+}
+
+/** A key's hash tag (what its cluster slot is computed from), or the whole key without one. */
+function tagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+/**
+ * One round trip for `calls`, merged (see merge): one result per call given, in order, each the reply its own
+ * script gives (a merged call's reply split by its script's parse). A merged call that fails fails each of
+ * its records with its error. Rejects when the round trip fails.
+ */
+export async function batchTrip(store: Store, calls: readonly ScriptCall[]): Promise<CallResult[]> {
+  if (calls.length < 2) return roundTrip(store, calls);
+  const merged = merge(calls, store.kind === 'cluster');
+  const results = await roundTrip(
+    store,
+    merged.map((m) => m.call),
+  );
+  const out: CallResult[] = new Array(calls.length);
+  merged.forEach((m, g) => {
+    const r = results[g] ?? { ok: false, error: new Error('no reply') };
+    if (m.of.length === 1 || !r.ok) {
+      for (const n of m.of) out[n] = r;
+      return;
+    }
+    let replies: unknown[];
+    try {
+      replies = (m.call.script as PerRecord).parse(r.value, store.name, m.of.length);
+    } catch (err) {
+      for (const n of m.of) out[n] = { ok: false, error: err as Error };
+      return;
+    }
+    m.of.forEach((n, j) => {
+      out[n] = { ok: true, value: replies[j] };
+    });
+  });
+  return out;
+}
