@@ -23,4 +23,15 @@ describe('upstashClientStore', () => {
       expect(upstashClientStore(raw).kind).toBe('upstash');
     }
   });
+  it('refuses an unknown option, naming the close one, and a bad name or replica count', () => {
+    const raw = new Redis({ url: 'http://127.0.0.1:1', token: 't', automaticDeserialization: false });
+    const options = (o: object) => o as Parameters<typeof upstashClientStore>[1];
+    expect(() => upstashClientStore(raw, options({ replica: 1 }))).toThrow(ValidationError);
+    expect(() => upstashClientStore(raw, options({ replica: 1 }))).toThrow(
+      /^upstashClientStore options: unknown option "replica" \(did you mean replicas\?\)/,
+    );
+    expect(() => upstashClientStore(raw, { name: '' })).toThrow(/name must be a non-empty string/);
+    expect(() => upstashClientStore(raw, { replicas: -1 })).toThrow(/replicas/);
+    expect(upstashClientStore(raw, { name: 'mine', replicas: 0 }).name).toBe('mine');
+  });
 });

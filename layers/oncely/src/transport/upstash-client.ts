@@ -1,7 +1,8 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import { type ReplicaOptions, type ReplicaWait, replicaWaitOf } from './replicas.js';
+import { resolveOptions } from '../validate.js';
+import { type ReplicaOptions, type ReplicaWait, replicaProblems, replicaWait } from './replicas.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
 import { DEFAULT_TIMEOUT_MS, evalWithFallback, runManyWithFallback, settle } from './types.js';
 import { appendCommand, type Reply, RestReplicas, withWait } from './upstash-replicas.js';
@@ -33,8 +34,17 @@ export function upstashClientStore(
       'upstashClientStore',
     );
   }
-  const { name = 'upstash(client)', ...wait } = options;
-  return clientStore(() => redis, { name, replicas: replicaWaitOf(wait, DEFAULT_TIMEOUT_MS) });
+  const { name, ...wait } = resolveOptions(
+    options,
+    { name: 'upstash(client)' },
+    (o) => [
+      ...(typeof o.name === 'string' && o.name !== '' ? [] : ['name must be a non-empty string']),
+      ...replicaProblems(o, DEFAULT_TIMEOUT_MS),
+    ],
+    'upstashClientStore options',
+    { replicas: true, replicaTimeoutMs: true },
+  );
+  return clientStore(() => redis, { name, replicas: replicaWait(wait, DEFAULT_TIMEOUT_MS) });
 }
 
 /** Most calls of one tick in one coalesced `/pipeline` request. */
