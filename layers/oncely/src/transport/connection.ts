@@ -85,6 +85,8 @@ export class Connection<C extends TcpClient> {
    * reported is kept, so a timeout caused by bad credentials is reported as what it is.
    */
   #lastError: Error | undefined;
+  /** What a TLS handshake of the store's own said (a TLS cluster), preferred to #lastError. */
+  readonly #diagnosis: { readonly error: Error | undefined } | undefined;
   /** The client uses TLS: one that never gets a reply is most often TLS against a plain-text server. */
   #tls = false;
   /** A standalone client: the connection is the client. */
@@ -99,13 +101,20 @@ export class Connection<C extends TcpClient> {
 
   constructor(
     connect: () => Promise<C>,
-    options: { timeoutMs: number; name: string; owned: boolean; secrets: readonly (string | undefined)[] },
+    options: {
+      timeoutMs: number;
+      name: string;
+      owned: boolean;
+      secrets: readonly (string | undefined)[];
+      diagnosis?: { readonly error: Error | undefined };
+    },
   ) {
     this.#connect = connect;
     this.#timeoutMs = options.timeoutMs;
     this.#name = options.name;
     this.#owned = options.owned;
     this.#secrets = options.secrets;
+    this.#diagnosis = options.diagnosis;
   }
 
   /** The current client, connecting one if there is none. */
@@ -165,7 +174,7 @@ export class Connection<C extends TcpClient> {
   /** Any failure of a call as a StoreError: typed, its message redacted, `ambiguous` unless nothing was sent. */
   failure(err: unknown): Error {
     const store = this.#name;
-    const last = this.#lastError;
+    const last = this.#diagnosis?.error ?? this.#lastError;
     if (err instanceof StoreUnavailableError && last && AUTH_FAILED.test(last.message)) {
       return authFailed(store, redact(last.message, this.#secrets));
     }

@@ -37,6 +37,8 @@ export interface TcpStoreOptions {
   readonly owned: boolean;
   /** The replica wait (replicas.ts), checked already. */
   readonly replicas: ReplicaOptions;
+  /** Why a TLS cluster's nodes cannot connect, when the store found out (tcp.ts diagnoseTls). */
+  readonly diagnosis?: { readonly error: Error | undefined };
 }
 
 /**
@@ -75,6 +77,7 @@ export class TcpStore implements Store {
       name,
       owned,
       secrets: options.secrets,
+      diagnosis: options.diagnosis,
     });
     this.#replicas = new ReplicaCounter(kind, this.#wait);
     this.#recovery =

@@ -1,4 +1,5 @@
-import type { ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import type { Cluster, ClusterNode, Redis } from 'ioredis';
 import { badConfig } from '../errors.js';
 import {
@@ -30,12 +31,48 @@ export function clusterStore(options: ClusterStoreOptions | Cluster): Store {
 export function tcpStoreFrom(settings: TcpSettings): Store {
   const ioredis = loadIoredis();
   const { timeoutMs } = settings.options;
+  const diagnosis: TlsDiagnosis = { error: undefined, running: false };
   const connect =
     settings.kind === 'redis'
       ? () => ioredis.then((m) => connectRedis(m, settings.options, timeoutMs))
-      : () => ioredis.then((m) => connectCluster(m, settings.options, timeoutMs));
+      : () => ioredis.then((m) => connectCluster(m, settings.options, timeoutMs, diagnosis));
   const { kind, name, secrets, options } = settings;
-  return new TcpStore({ kind, name, connect, timeoutMs, secrets, owned: true, replicas: options });
+  return new TcpStore({ kind, name, connect, timeoutMs, secrets, owned: true, replicas: options, diagnosis });
+}
+
+/** Why a TLS cluster's node cannot connect, as the TLS handshake says it (see diagnoseTls). */
+interface TlsDiagnosis {
+  error: Error | undefined;
+  running: boolean;
+}
+
+/**
+ * ioredis's Cluster reports a node whose TLS handshake fails only as "Connection is closed.", so a wrong CA or
+ * an expired certificate would read as an unreachable node. On such an error the store makes one handshake of
+ * its own to that node with the same TLS options (one at a time) and keeps its error for the store's message.
+ */
+function diagnoseTls(
+  diagnosis: TlsDiagnosis,
+  tls: ConnectionOptions,
+  address: string,
+  timeoutMs: number,
+): void {
+  const at = address.lastIndexOf(':');
+  const port = Number(address.slice(at + 1));
+  if (diagnosis.running || at < 0 || !Number.isInteger(port)) return;
+  diagnosis.running = true;
+  const host = address.slice(0, at);
+  const sni = isIP(host) ? {} : { servername: host }; // as ioredis does: no IP address as the server name
+  const socket = tlsConnect({ ...sni, ...tls, host, port, timeout: timeoutMs });
+  const done = (error: Error | undefined) => {
+    if (!diagnosis.running) return;
+    diagnosis.error = error && new Error(`TLS handshake with ${address} failed: ${error.message}`);
+    diagnosis.running = false;
+    socket.destroy();
+  };
+  socket.once('secureConnect', () => done(undefined));
+  socket.on('error', done);
+  socket.once('timeout', () => done(undefined));
 }
 
 /** A store over a client the caller made and closes: its calls are bounded, never probed or closed. */
@@ -110,6 +147,7 @@ function connectCluster(
   ioredis: typeof import('ioredis'),
   options: ClusterStoreOptions,
   timeoutMs: number,
+  diagnosis: TlsDiagnosis,
 ): Cluster {
   const tls = tlsOption(options.tls);
   const cluster = new ioredis.Cluster(
@@ -134,6 +172,11 @@ function connectCluster(
     },
   );
   cluster.on('error', () => {});
+  if (tls) {
+    cluster.on('node error', (err: Error, address: string) => {
+      if (/Connection is closed/.test(err?.message ?? '')) diagnoseTls(diagnosis, tls, address, timeoutMs);
+    });
+  }
   return cluster;
 }
 
