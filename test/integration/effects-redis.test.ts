@@ -11,7 +11,7 @@ import type { Store } from '../../layers/oncely/src/index.js';
 import { EFFECT_SET } from '../../layers/oncely/src/scripts.js';
 import type { ScriptArg } from '../../layers/oncely/src/transport/types.js';
 import { unique } from '../support/once.js';
-import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
+import { norm, startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 const TTL_MS = 60_000;
 /** Far above any TTL a test asks for: a fence given this PTTL shows whether a write cut it. */
@@ -20,12 +20,6 @@ const LONG_MS = 86_400_000;
 const SLACK_MS = 30_000;
 const F = 1_700_000_000_000; // a fence as a lock hands them out (ms-floored)
 
-const norm = (reply: unknown): unknown =>
-  Array.isArray(reply)
-    ? reply.map(norm)
-    : typeof reply === 'string' && /^-?\d+$/.test(reply)
-      ? Number(reply)
-      : reply;
 
 describe.each(TRANSPORTS)('fenced writes to Redis over %s', (transport) => {
   let fx: TransportFixture;

@@ -32,7 +32,7 @@ import {
 } from '../../layers/oncely/src/scripts.js';
 import type { ScriptArg } from '../../layers/oncely/src/transport/types.js';
 import { unique } from '../support/once.js';
-import { startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
+import { norm, startTransport, TRANSPORTS, type TransportFixture } from '../support/transports.js';
 
 const TTL_MS = 60_000;
 const FENCE_TTL_MS = 120_000;
@@ -41,13 +41,6 @@ const LONG_MS = 86_400_000;
 /** Slack for the PTTL a key loses while a test runs (a busy machine). */
 const SLACK_MS = 30_000;
 
-/** A reply with every numeric string made a number (REST and TCP give a Lua string or number alike). */
-const norm = (reply: unknown): unknown =>
-  Array.isArray(reply)
-    ? reply.map(norm)
-    : typeof reply === 'string' && /^-?\d+$/.test(reply)
-      ? Number(reply)
-      : reply;
 
 describe.each(TRANSPORTS)('script guards over %s', (transport) => {
   let fx: TransportFixture;

@@ -8,6 +8,14 @@ import { clusterStore, redisStore } from '../../layers/oncely/src/ioredis.js';
 export type TransportName = 'rest' | 'redis' | 'cluster' | 'upstash-client';
 export const TRANSPORTS: readonly TransportName[] = ['rest', 'redis', 'cluster'];
 /** The lock conformance suite also runs over a user's own `@upstash/redis` client (upstashClientStore). */
+/** A reply with every numeric string made a number (REST and TCP give a Lua string or number alike). */
+export const norm = (reply: unknown): unknown =>
+  Array.isArray(reply)
+    ? reply.map(norm)
+    : typeof reply === 'string' && /^-?\d+$/.test(reply)
+      ? Number(reply)
+      : reply;
+
 export const LOCK_TRANSPORTS: readonly TransportName[] = [...TRANSPORTS, 'upstash-client'];
 
 /** An `@upstash/redis` client configured the way upstashClientStore asks. */
