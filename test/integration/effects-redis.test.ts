@@ -20,7 +20,6 @@ const LONG_MS = 86_400_000;
 const SLACK_MS = 30_000;
 const F = 1_700_000_000_000; // a fence as a lock hands them out (ms-floored)
 
-
 describe.each(TRANSPORTS)('fenced writes to Redis over %s', (transport) => {
   let fx: TransportFixture;
   let store: Store;

@@ -41,7 +41,6 @@ const LONG_MS = 86_400_000;
 /** Slack for the PTTL a key loses while a test runs (a busy machine). */
 const SLACK_MS = 30_000;
 
-
 describe.each(TRANSPORTS)('script guards over %s', (transport) => {
   let fx: TransportFixture;
   let store: Store;
