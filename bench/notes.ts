@@ -10,6 +10,7 @@ import { BATCH_CALLS } from '../layers/oncely/src/transport/upstash-client.js';
 import type { SequentialResult } from './harness.js';
 import { CONFIG } from './once-config.js';
 import { type BenchData, isSkipped } from './report.js';
+import { cpuFailNote } from './report-cpu.js';
 import { scalingFailNote } from './report-scaling.js';
 import type { OpCount } from './roundtrips.js';
 import {
@@ -70,7 +71,8 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
       bullet(
         `**TCP: the library's own overhead and node-redlock** (${verdict('tcp.p50.own')} p50 against`,
         `oncely's own scripts from bare ioredis, ${verdict('tcp.p50.redlock')} p50 and`,
-        `${verdict('tcp.rate.redlock')} pairs/s against node-redlock). Every contender but "own client" and`,
+        `${verdict('tcp.rate.redlock')} pairs/s against node-redlock; ${verdict('cpu.client.tcp')} client CPU,`,
+        `${verdict('cpu.server.tcp')} redis CPU per pair). Every contender but "own client" and`,
         'the cluster row shares one ioredis client (one connection), so the client is not what differs;',
         'node-redlock runs with `retryCount: 0` and oncely with `tryAcquire` (no retry on either side).',
         'These rows compare oncely with the same scripts sent bare (what the library costs) and with the',
@@ -103,7 +105,9 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     out.push(
       bullet(
         `**REST vs @upstash/lock** (${verdict('rest.p50')} p50, ${verdict('rest.rate')} pairs/s,`,
-        `${verdict('rest.cold')} cold start). Both go through @upstash/redis, configured differently (the`,
+        `${verdict('rest.cold')} cold start, ${verdict('cpu.client.rest')} client CPU and`,
+        `${verdict('cpu.server.rest')} gateway + redis CPU per pair). Both go through @upstash/redis,`,
+        'configured differently (the',
         'client column): @upstash/lock with the client its users build, over fetch with base64-encoded',
         'replies; oncely over its keep-alive node:http requester with raw replies. Requests per pair, as',
         `counted: oncely ${trips(counts.oncely?.acquire)} + ${trips(counts.oncely?.release)}, @upstash/lock`,
@@ -153,7 +157,10 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
       ),
       bullet(
         `**withOnce vs Powertools** (${verdict('once.first')} first call, ${verdict('once.duplicate')}`,
-        `duplicate, ${verdict('once.duplicate.cached')} duplicate with both local caches on).`,
+        `duplicate, ${verdict('once.duplicate.cached')} duplicate with both local caches on; CPU per call:`,
+        `${verdict('cpu.client.once.first')} client and ${verdict('cpu.server.once.first')} redis on a first`,
+        `call, ${verdict('cpu.client.once.duplicate')} and ${verdict('cpu.server.once.duplicate')} on a`,
+        'duplicate).',
         `Round trips on a first call, as counted: oncely ${trips(counts.oncely?.first)}, Powertools`,
         `${trips(counts.powertools?.first)}. Powertools sends plain SETs (in progress with NX, then the`,
         'result, overwriting unconditionally); oncely runs scripts that compare the owner token, raise the',
@@ -185,13 +192,15 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
     const bc = d.once.batchCounts;
     out.push(
       bullet(
-        `**SQS batch of ${fmtCount(CONFIG.batchSize)}**: round trips per batch, as counted: oncely`,
+        `**SQS batch of ${fmtCount(CONFIG.batchSize)}** (${verdict('once.batch')} p50,`,
+        `${verdict('cpu.client.batch')} client CPU, ${verdict('cpu.server.batch')} redis CPU per batch): round`,
+        'trips per batch, as counted: oncely',
         `${trips(bc.oncely)}, Powertools ${trips(bc.powertools)}. oncely claims every record in one pipeline`,
         'and completes them in one; Powertools runs the records in parallel and @redis/client writes the',
         'commands issued in one tick together. Commands per batch (the commands column): oncely',
         `${bc.oncely?.commands || 'n/a'}; Powertools ${bc.powertools?.commands || 'n/a'}.`,
         `p50 ${ms(ob)} vs ${ms(pb)}, redis-server CPU per batch ${us(server(ob, 'redis'))} vs`,
-        `${us(server(pb, 'redis'))}.`,
+        `${us(server(pb, 'redis'))}, client CPU per batch ${us(client(ob))} vs ${us(client(pb))}.`,
       ),
     );
   }
@@ -274,6 +283,20 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
   ];
   const lines = (id: string, r: Evaluated): string | undefined => {
     const v = `${fmtRatio(r.actual ?? Number.NaN, 3)} (${range(r)})`;
+    if (id.startsWith('cpu.')) return cpuFailNote(d, r);
+    if (id === 'once.batch') {
+      const ob = find(once?.batch, 'oncely');
+      const pb = find(once?.batch, 'powertools');
+      const bc = once?.batchCounts;
+      return (
+        `**${r.label}: ${v}.** This run: p50 ${ms(ob)} vs ${ms(pb)} per batch, round trips ` +
+        `${trips(bc?.oncely)} vs ${trips(bc?.powertools)}, client CPU ${us(client(ob))} vs ${us(client(pb))}, ` +
+        `redis-server CPU ${us(server(ob, 'redis'))} vs ${us(server(pb, 'redis'))} per batch. What differs ` +
+        `beyond the round trips is the work per record; on the server, oncely's commands per batch are ` +
+        `${bc?.oncely?.commands || 'n/a'} (claims and completions that compare the owner token and keep ` +
+        `the fence), Powertools' ${bc?.powertools?.commands || 'n/a'}.`
+      );
+    }
     if (id === 'tcp.p50.own' || id === 'tcp.p50.redlock' || id === 'tcp.rate.redlock') {
       const o = find(tcp?.sequential, 'oncely');
       const rl = find(tcp?.sequential, 'redlock');

@@ -174,10 +174,15 @@ export function fmtValue(unit: Target['unit'], v: number, digits = 2): string {
   return unit === 'ratio' ? fmtRatio(v, digits) : unit === 'percent' ? fmtPercent(v) : fmtCount(v);
 }
 
+/** A target's console line: verdict, figure, goal and, for a ratio over rounds, the per-round range. */
 export function fmtTarget(t: Evaluated): string {
   const actual = t.actual === undefined || Number.isNaN(t.actual) ? 'n/a' : fmtValue(t.unit, t.actual, 3);
   const op = t.op === '<=' ? '≤' : t.op === '>=' ? '≥' : '=';
-  return `${t.verdict.padEnd(7)} ${t.label}: ${actual} (target ${op} ${fmtValue(t.unit, t.limit)})`;
+  const rounds =
+    t.spread && Number.isFinite(t.spread[0])
+      ? `; rounds ${fmtRatio(t.spread[0])}–${fmtRatio(t.spread[1])}`
+      : '';
+  return `${t.verdict.padEnd(7)} ${t.label}: ${actual} (target ${op} ${fmtValue(t.unit, t.limit)}${rounds})`;
 }
 
 // ----------------------------------------------------------------------------------------------- scaling
