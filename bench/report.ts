@@ -620,7 +620,8 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; redis-server ` +
       `${m.redis}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
-    `Sizes: ${d.sizes.rounds} rounds × ${d.sizes.perRound} sequential pairs per contender, ` +
+    `Sizes: ${d.sizes.rounds} rounds × ${d.sizes.perRound} sequential pairs per contender (after ` +
+      `${d.sizes.warmup} warm-up operations each), ` +
       `${d.sizes.workers} workers × ${d.sizes.durationMs} ms per round for throughput, ${d.sizes.countN} ` +
       `operations per counted phase.`,
     '',

@@ -49,10 +49,19 @@ const SUITES = [
 ] as const;
 type Suite = (typeof SUITES)[number];
 
+/**
+ * Warm-up operations per contender before the first round: enough for V8 to have optimised each path. With 300,
+ * the first rounds' client CPU still carried the optimising compiler's threads (process.cpuUsage counts every
+ * thread): oncely's TCP pair measured 130-325 µs against 50-75 µs once warm, and the longer a library's
+ * path, the more of its first rounds went to compiling it, so the CPU rows compared compile time. From about
+ * 2,000 on, the process's CPU and its main thread's agree within a few µs.
+ */
+const WARMUP = 2000;
+
 const FULL: Sizes & { cold: number; ceilingRequests: number } = {
   rounds: 10,
   perRound: 1000,
-  warmup: 300,
+  warmup: WARMUP,
   workers: 50,
   durationMs: 1000,
   countN: 20,
@@ -62,7 +71,7 @@ const FULL: Sizes & { cold: number; ceilingRequests: number } = {
 const QUICK: typeof FULL = {
   rounds: 3,
   perRound: 150,
-  warmup: 300,
+  warmup: WARMUP,
   workers: 50,
   durationMs: 250,
   countN: 10,
