@@ -191,7 +191,7 @@ export function cpuFailNote(d: BenchData, r: Evaluated): string | undefined {
   const per = row.what.endsWith('pair') ? 'pair' : row.what.startsWith('SQS') ? 'batch' : 'call';
   if (m[1] === 'client') {
     const bare = row.bare
-      ? ` oncely's scripts sent from the bare client, with no library around them, cost it ` +
+      ? ` oncely's scripts sent from the bare client, with no library around them, cost the client ` +
         `${us(med(clientRounds(row.bare)))}; the rest of oncely's figure is the library's own work around them.`
       : '';
     return (
@@ -201,7 +201,7 @@ export function cpuFailNote(d: BenchData, r: Evaluated): string | undefined {
     );
   }
   const bare = row.bare
-    ? ` oncely's scripts sent from the bare client, with nothing else, cost it ` +
+    ? ` oncely's scripts sent from the bare client, with no library around them, cost the server ` +
       `${us(med(serverRounds(row.bare, row.servers)))}.`
     : '';
   const [mine, theirs] = row.commands;

@@ -347,6 +347,12 @@ describe('bench notes: only the figures of the run they are given', () => {
       expect(text).toContain(`on ${d.machine.cores} cores`);
       expect(text).toContain(d.machine.loadAverage.map((x) => x.toFixed(1)).join(' '));
       expect(text).toContain(`oncely ${fmtCount(once.batchCounts.oncely!.roundTrips)}, Powertools`);
+      // The CPU rows' paragraphs: both sides' client CPU per pair, medians of this run's rounds.
+      const tcp = d.tcp as LockSuiteResult;
+      for (const id of ['oncely', 'redlock']) {
+        const cpu = tcp.sequential.find((x) => x.id === id)!.rounds.map((x) => x.cpuUs)[1]!;
+        expect(text).toMatch(new RegExp(`client CPU per pair \\([^)]*\\): .*${Math.round(cpu)} µs`));
+      }
       const limit = r.find((x) => x.id === 'size.rest.entry')!.limit;
       expect(text).toContain(`≤ ${fmtRatio(limit)}`);
     }
