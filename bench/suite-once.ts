@@ -277,6 +277,14 @@ export function callContenders(l: Libs, poolSize: number): { first: Contender[];
   };
 }
 
+/**
+ * Warm-up calls per contender for the run-once rows (a tenth as many batches): withOnce's first call kept V8's
+ * optimising compiler busy longer than the lock paths. Measured under load, per round of 75 calls, process
+ * CPU / main thread CPU: after 2,000 calls still 170-230 / 125-165 µs (the compiler's threads on top), after
+ * 5,000 about 100-140 / 100-130 µs; Powertools' had settled by 2,000.
+ */
+const ONCE_WARMUP = 5000;
+
 export async function onceSuite(
   stack: Stack,
   sizes: Sizes,
@@ -288,6 +296,7 @@ export async function onceSuite(
   const l = await libs(layer, { host, port }, stack.gateway.url);
   const seqSizes = {
     ...sizes,
+    warmup: Math.max(sizes.warmup, ONCE_WARMUP),
     perRound: Math.max(20, Math.round(sizes.perRound / 2)),
     servers: { gateway: stack.gateway.pid, redis: stack.redis.pid },
   };
