@@ -29,7 +29,7 @@ import {
 import { type EffectsSuiteResult, effectsSection, effectsSummary, effectsTargets } from './suite-effects.js';
 import { type LatencySuiteResult, latencySection } from './suite-latency.js';
 import type { LockSuiteResult, Sizes } from './suite-locks.js';
-import type { OnceSuiteResult } from './suite-once.js';
+import { ONCE_WARMUP, type OnceSuiteResult } from './suite-once.js';
 import type { ReplicaSuiteResult } from './suite-replicas.js';
 import type { ScalingResult } from './suite-scaling.js';
 
@@ -621,7 +621,7 @@ export function markdown(d: BenchData, results: readonly Evaluated[], notes: str
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.os}; Node ${m.node}; redis-server ` +
       `${m.redis}; load average at start ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')}.`,
     `Sizes: ${d.sizes.rounds} rounds × ${d.sizes.perRound} sequential pairs per contender (after ` +
-      `${d.sizes.warmup} warm-up operations each), ` +
+      `${d.sizes.warmup} warm-up operations each, ${Math.max(d.sizes.warmup, ONCE_WARMUP)} for the run-once rows), ` +
       `${d.sizes.workers} workers × ${d.sizes.durationMs} ms per round for throughput, ${d.sizes.countN} ` +
       `operations per counted phase.`,
     '',

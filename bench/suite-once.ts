@@ -283,7 +283,7 @@ export function callContenders(l: Libs, poolSize: number): { first: Contender[];
  * CPU / main thread CPU: after 2,000 calls still 170-230 / 125-165 µs (the compiler's threads on top), after
  * 5,000 about 100-140 / 100-130 µs; Powertools' had settled by 2,000.
  */
-const ONCE_WARMUP = 5000;
+export const ONCE_WARMUP = 5000;
 
 export async function onceSuite(
   stack: Stack,
