@@ -101,7 +101,7 @@ export interface BundleSize {
 const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
   if (m) return m[1] === 'oncely-before' ? 'oncely' : m[1]!;
-  if (input.startsWith('oncely-ioredis:')) return 'oncely';
+  if (input.startsWith('oncely-ioredis:') || input === 'scripts/layer-debug.cjs') return 'oncely';
   if (input.includes('layers/oncely/src')) return 'oncely';
   return 'entry';
 };
