@@ -1,8 +1,9 @@
 /**
  * Idempotency keys: the event sources that carry one and where, canonical JSON (the same value always gives the
  * same text), and the rule that a key value JSON would change (NaN, Infinity, undefined fields, Dates, Maps,
- * cycles) is refused, so that two events never share a record by accident.
+ * cycles) is refused, so that two events never share a record by accident. And the digest a record's key holds.
  */
+import * as crypto from 'node:crypto';
 
 export type EventSource =
   | 'sqs'
@@ -148,4 +149,15 @@ export function keyText(value: unknown, what: string): { key?: string; problem?:
     default:
       return { problem: `${what} returned a ${typeof value}, which is not a usable key: ${KEY_RULE}` };
   }
+}
+
+/** SHA-256 in one call (crypto.hash, Node ≥ 20.12: no Hash object per call), else through createHash. */
+const sha256: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'base64url')
+    : (text) => crypto.createHash('sha256').update(text).digest('base64url');
+
+/** 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). */
+export function digest(text: string): string {
+  return sha256(text).slice(0, 22);
 }

@@ -3,14 +3,7 @@
  * script is and the key layout. Kept apart from run-once's, leader's and the operator's scripts so that a
  * function that only takes locks (`oncely/locks`) loads only these.
  */
-import {
-  arrayReply,
-  firstIs,
-  type OwnerReply,
-  ownerReply,
-  type Script,
-  type ScriptOf,
-} from './script.js';
+import { arrayReply, firstIs, type OwnerReply, ownerReply, type Script, type ScriptOf } from './script.js';
 
 /** ACQUIRE's reply: the lock is ours with its fence, or another owner holds it for `remainingMs` more. */
 export type AcquireReply = { kind: 'acquired'; fence: number } | { kind: 'held'; remainingMs: number };
