@@ -68,7 +68,8 @@ export type { Script } from './scripts.js';
 export { rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
 export { fromEnv } from './transport/from-env.js';
 export type { ReplicaOptions } from './transport/replicas.js';
-export { fromEnvAsync, type LoadSecretsOptions, loadSecrets, type ParameterReader } from './transport/ssm.js';
+export { fromEnvAsync, loadSecrets } from './transport/secrets.js';
+export type { LoadSecretsOptions, ParameterReader } from './transport/ssm.js';
 export type {
   CallResult,
   ScriptArg,
