@@ -4,14 +4,9 @@
  */
 import type { Context } from 'aws-lambda';
 import { type Clock, monotonicClock } from '../clock.js';
-import {
-  expressionProblems,
-  type KeySpec,
-  keySpecProblems,
-  type PayloadSpec,
-  payloadSpecProblems,
-  usesJmespath,
-} from '../events.js';
+import type { KeySpec, PayloadSpec } from '../events.js';
+import { expressionProblems, usesJmespath } from '../jmespath.js';
+import { keySpecProblems, payloadSpecProblems } from '../keys.js';
 import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
 import {
