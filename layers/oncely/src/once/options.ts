@@ -27,7 +27,7 @@ import { type LocalCacheOptions, localCacheProblems } from './local-cache.js';
 
 export { localCacheOf } from './local-cache.js';
 
-import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
+import { type MetricsOption, metricsOption, metricsProblems } from './metrics-option.js';
 import type { ResultNotStored } from './record.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';
