@@ -38,9 +38,8 @@ export {
 } from './lock.js';
 export type { Script } from './scripts.js';
 export { rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
-export { fromEnv } from './transport/from-env.js';
+export { fromEnv, fromEnvAsync, loadSecrets } from './transport/from-env.js';
 export type { ReplicaOptions } from './transport/replicas.js';
-export { fromEnvAsync, loadSecrets } from './transport/secrets.js';
 export type { LoadSecretsOptions, ParameterReader } from './transport/ssm.js';
 export type {
   CallResult,
