@@ -5,7 +5,8 @@
  *   dependencies inlined, in dist/layer's layout). Its REST path is every file a REST user loads at cold
  *   start: the entry point and its static chunks, and the REST client chunk (oncely's requester and
  *   @upstash/redis); its TCP path the same without the REST client chunk, plus `oncely/ioredis` and the chunk
- *   that holds ioredis. JMESPath and the SSM client, loaded only when asked for, count in neither. Each path
+ *   that holds ioredis. JMESPath, the SSM code and client, and the run-once engine (loaded when a withOnce
+ *   handler is made), loaded only when asked for, count in neither: a lock never takes them. Each path
  *   is measured twice: through `oncely/locks` (a function that only takes locks) and through the root
  *   `oncely` (every feature);
  * - the same package as it was before @upstash/redis became its REST client (issue 14), built as the layer
@@ -101,7 +102,7 @@ export interface BundleSize {
 const packageOf = (input: string): string => {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
   if (m) return m[1] === 'oncely-before' ? 'oncely' : m[1]!;
-  if (input.startsWith('oncely-ioredis:')) return 'oncely';
+  if (input.startsWith('oncely-ioredis:') || input === 'scripts/layer-debug.cjs') return 'oncely';
   if (input.includes('layers/oncely/src')) return 'oncely';
   return 'entry';
 };

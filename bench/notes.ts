@@ -230,8 +230,10 @@ export function notes(d: BenchData, results: readonly Evaluated[]): string {
         `whole layer against the client alone (${goal('size.rest.layer')}: every feature of oncely together`,
         'against the weight of its client). JMESPath is loaded only for a `{ jmespath }` key spec, so no',
         `path counts it (${fmtBytes(jmes(entry))} in the TCP lock entry).`,
-        "The layer's index loads all of oncely (locks, Redlock, withOnce, SQS batches, leader, event",
-        `keys) wherever it is used; its TCP path is ${parts(find(b, 'oncely-tcp-index'))}. A function that`,
+        "The layer's index loads the lock API, Redlock, leader election and withOnce's option checks",
+        'wherever it is used; withOnce, withOnceBatch and oncePerTick load the run-once engine when a handler',
+        "is made (once/lazy.ts), and ioredis's debug is a 1 KiB stand-in (scripts/layer-debug.cjs). Its TCP",
+        `path is ${parts(find(b, 'oncely-tcp-index'))}. A function that`,
         'only takes locks imports `oncely/locks` instead, which loads the lock, its stores and their errors:',
         `its REST path is ${parts(find(b, 'oncely-rest'))}, its TCP path ${parts(find(b, 'oncely-tcp'))}.`,
       ),
@@ -431,9 +433,10 @@ function failNotes(d: BenchData, results: readonly Evaluated[]): string[] {
         id === 'size.tcp.layer' || id === 'size.rest.layer'
           ? " The layer's dependencies are inlined and minified as the contender's are: they alone are " +
             `${fmtRatio(depsRatio, 2)} the contender's whole bundle here, which leaves oncely's own code ` +
-            `${fmtRatio(r.limit - depsRatio, 2)} of it under the target. The layer index loads all of oncely ` +
-            '(locks, Redlock, withOnce, SQS batches, leader, event keys, metrics) on either path: reaching the ' +
-            'target would take loading features on first use (dynamic imports in the index), a source change.'
+            `${fmtRatio(r.limit - depsRatio, 2)} of it under the target. The layer index loads the lock API, ` +
+            "Redlock, leader election and withOnce's option checks on either path (the run-once engine loads " +
+            'when a handler is made): reaching the target would also take Redlock and leader election behind ' +
+            'first use, and a smaller lock core (see the lock entry rows).'
           : ' The entry bundles only what a lock needs (tree-shaken): the Lock with using(), ' +
             'oncePerWindow(), status(), resume() and key sets, the Lease, the retry loop, the scripts of ' +
             'all of these, the error classes and the transport. Reaching the target would take features ' +

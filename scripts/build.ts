@@ -192,12 +192,24 @@ const ioredisNamedExports: Plugin = {
 };
 
 /**
+ * `debug` (ioredis's only use of it: built/utils/debug.js) as scripts/layer-debug.cjs: the same lines on
+ * stderr under the same DEBUG patterns, in 1 KiB instead of debug with supports-color and ms (10 KiB of every
+ * TCP path). Only the layer: the npm package leaves ioredis and its debug to the user's install.
+ */
+const layerDebug: Plugin = {
+  name: 'oncely-layer-debug',
+  setup(b) {
+    b.onResolve({ filter: /^debug$/ }, () => ({ path: join(root, 'scripts/layer-debug.cjs') }));
+  },
+};
+
+/**
  * esbuild's options for the layer's JavaScript, written into `outDir`: the package's entry points and chunks,
  * built for the Lambda runtime (TARGET) and minified, with its dependencies inlined (all but LAYER_EXTERNALS), so
  * that a cold start reads a few files instead of a package tree (ioredis alone is 57 files as published). What a
  * path loads only when asked for stays behind a dynamic import, in a chunk of its own: ioredis (the TCP
  * transport, loaded when a TCP store is created), @upstash/redis with oncely's requester (a REST store),
- * JMESPath, the SSM client. ioredis and its dependencies are CommonJS: the `require` banner gives each file of
+ * JMESPath, the SSM client. ioredis's `debug` is a 1 KiB stand-in (layerDebug). ioredis and its dependencies are CommonJS: the `require` banner gives each file of
  * the ES module bundle the `require` they call.
  *
  * No source maps: the functions run with --enable-source-maps, which reads and parses the map of every module
@@ -215,7 +227,7 @@ export function layerBuildOptions(outDir: string): BuildOptions {
     banner: { js: REQUIRE_BANNER },
     legalComments: 'none',
     metafile: true,
-    plugins: [ioredisNamedExports],
+    plugins: [ioredisNamedExports, layerDebug],
   };
 }
 

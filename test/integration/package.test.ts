@@ -534,6 +534,10 @@ describe('serverless package --stage prod', () => {
     for (const dep of ['@upstash/redis', 'ioredis', '@aws-lambda-powertools/jmespath', 'denque']) {
       expect(licences.data.toString()).toMatch(new RegExp(`^${dep} \\d+\\.\\d+\\.\\d+$`, 'm'));
     }
+    // ioredis's debug is the layer's stand-in (scripts/layer-debug.cjs), not debug with supports-color and ms.
+    for (const dep of ['debug', 'supports-color', 'ms']) {
+      expect(licences.data.toString()).not.toMatch(new RegExp(`^${dep} \\d+\\.\\d+\\.\\d+$`, 'm'));
+    }
     // The Lua scripts are in the layer: the same markers that must never appear in a function.
     const all = layer.map((e) => e.data.toString()).join('\n');
     for (const marker of LAYER_MARKERS) expect(all.includes(marker), `layer lacks ${marker}`).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * Every guard of the lock, leader and operator scripts (scripts.ts, scripts/leader.ts, scripts/admin.ts) on
+ * Every guard of the lock, leader and operator scripts (scripts/lock.ts, scripts/leader.ts, scripts/admin.ts) on
  * real servers, on every transport: each test sets the keys up on the server, runs one script through the
  * store, and checks its reply and what it left, so that breaking any one condition (a token compare, a fence
  * compare, NX, "expired" vs "held by another", a guarded delete, a PTTL that must never shrink or grow) fails a

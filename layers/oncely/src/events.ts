@@ -27,12 +27,18 @@
  */
 import type { Context } from 'aws-lambda';
 import { invalid } from './errors.js';
-import { isJmespathSpec, jmespath, jmespathShapeProblems, requireJmespath } from './jmespath.js';
-import { canonicalJson, EVENT_SOURCES, type EventSource, keyText } from './keys.js';
+import { isJmespathSpec, jmespath, requireJmespath } from './jmespath.js';
+import { canonicalJson, type EventSource, keyText } from './keys.js';
 
 export { expressionProblems, loadJmespath, usesJmespath } from './jmespath.js';
 // Where identify()'s callers look for them.
-export { EVENT_SOURCES, type EventSource, KEY_LOCATIONS } from './keys.js';
+export {
+  EVENT_SOURCES,
+  type EventSource,
+  KEY_LOCATIONS,
+  keySpecProblems,
+  payloadSpecProblems,
+} from './keys.js';
 
 /** A value a key function or expression may give: strings as they are, anything else as canonical JSON. */
 export type KeyValue = string | number | boolean | object | null | undefined;
@@ -278,30 +284,6 @@ export function sourcePayload(source: EventSource, event: unknown): unknown {
       return payloads.length === 1 ? payloads[0] : payloads;
     }
   }
-}
-
-/**
- * Problems with a key spec (checked once, when a handler is wrapped). A `{ jmespath }` spec is only checked
- * for a non-empty string here: whether it parses needs the package, see expressionProblems().
- */
-export function keySpecProblems(spec: unknown, field = 'key'): string[] {
-  if (spec === undefined || spec === 'auto' || spec === 'event' || typeof spec === 'function') return [];
-  if (typeof spec === 'string') {
-    return EVENT_SOURCES.includes(spec as EventSource)
-      ? []
-      : [
-          `${field} must be 'auto', 'event', one of ${EVENT_SOURCES.join(', ')}, a function or { jmespath }, got '${spec}'`,
-        ];
-  }
-  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
-  return [`${field} must be 'auto', 'event', an event source name, a function or { jmespath }`];
-}
-
-export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] {
-  if (spec === undefined || spec === 'auto' || spec === 'event' || spec === false) return [];
-  if (typeof spec === 'function') return [];
-  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
-  return [`${field} must be 'auto', 'event', false, a function or { jmespath }`];
 }
 
 /** Why `key: 'auto'` found no key in an event it does not recognise, and what to do. */

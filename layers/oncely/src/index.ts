@@ -5,7 +5,9 @@
  * functions that need nothing else: less to load at cold start), and, kept apart so that their optional peer
  * dependencies stay optional, `oncely/middy` (onceMiddleware, for @middy/core) and `oncely/ioredis`
  * (redisStore and clusterStore over your own ioredis options or client). fromEnv() reaches every transport
- * from here: it loads ioredis only when it creates a TCP store.
+ * from here: it loads ioredis only when it creates a TCP store. withOnce, withOnceBatch and oncePerTick check
+ * their options when called and load the run-once engine then (once/lazy.ts): importing `oncely` for its locks
+ * never loads it.
  */
 
 export type {
@@ -53,20 +55,20 @@ export {
   type WindowOptions,
   type WindowResult,
 } from './lock.js';
-export { type OnceBatchOptions, type OnceRecordHandler, withOnceBatch } from './once/batch.js';
+export type { OnceBatchOptions, OnceRecordHandler } from './once/batch.js';
 export type { Decision, DecisionKind, LoggerLike, LoggerOption, LogLevel } from './once/decisions.js';
+export { oncePerTick, withOnce, withOnceBatch } from './once/lazy.js';
 export type { LocalCacheOptions } from './once/local-cache.js';
 export type { MetricsLike, MetricsOption } from './once/metrics.js';
+export { isResultNotStored, type ResultNotStored } from './once/not-stored.js';
 export type { DuplicatePolicy, OnceHandler, OnceOptions, OnceRun } from './once/options.js';
-export { oncePerTick, type TickOptions, type TickRun } from './once/per-tick.js';
-export { isResultNotStored, type ResultNotStored } from './once/record.js';
-export { withOnce } from './once/with-once.js';
+export type { TickOptions, TickRun } from './once/per-tick.js';
 export { createRedlock, type Redlock, type RedlockOptions } from './redlock.js';
 export type { Script } from './scripts.js';
 export { rendezvous, type Shard, type ShardedStore, shardedStore } from './sharded.js';
-export { fromEnv } from './transport/from-env.js';
+export { fromEnv, fromEnvAsync, loadSecrets } from './transport/from-env.js';
 export type { ReplicaOptions } from './transport/replicas.js';
-export { fromEnvAsync, type LoadSecretsOptions, loadSecrets, type ParameterReader } from './transport/ssm.js';
+export type { LoadSecretsOptions, ParameterReader } from './transport/ssm.js';
 export type {
   CallResult,
   ScriptArg,

@@ -1,8 +1,11 @@
 /**
  * Idempotency keys: the event sources that carry one and where, canonical JSON (the same value always gives the
  * same text), and the rule that a key value JSON would change (NaN, Infinity, undefined fields, Dates, Maps,
- * cycles) is refused, so that two events never share a record by accident.
+ * cycles) is refused, so that two events never share a record by accident. And the digest a record's key holds,
+ * and the checks of a key or payload spec (withOnce checks them when a handler is made; events.ts re-exports them).
  */
+import * as crypto from 'node:crypto';
+import { isJmespathSpec, jmespathShapeProblems } from './jmespath.js';
 
 export type EventSource =
   | 'sqs'
@@ -148,4 +151,39 @@ export function keyText(value: unknown, what: string): { key?: string; problem?:
     default:
       return { problem: `${what} returned a ${typeof value}, which is not a usable key: ${KEY_RULE}` };
   }
+}
+
+/** SHA-256 in one call (crypto.hash, Node ≥ 20.12: no Hash object per call), else through createHash. */
+const sha256: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'base64url')
+    : (text) => crypto.createHash('sha256').update(text).digest('base64url');
+
+/** 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). */
+export function digest(text: string): string {
+  return sha256(text).slice(0, 22);
+}
+
+/**
+ * Problems with a key spec (checked once, when a handler is wrapped). A `{ jmespath }` spec is only checked
+ * for a non-empty string here: whether it parses needs the package, see expressionProblems().
+ */
+export function keySpecProblems(spec: unknown, field = 'key'): string[] {
+  if (spec === undefined || spec === 'auto' || spec === 'event' || typeof spec === 'function') return [];
+  if (typeof spec === 'string') {
+    return EVENT_SOURCES.includes(spec as EventSource)
+      ? []
+      : [
+          `${field} must be 'auto', 'event', one of ${EVENT_SOURCES.join(', ')}, a function or { jmespath }, got '${spec}'`,
+        ];
+  }
+  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
+  return [`${field} must be 'auto', 'event', an event source name, a function or { jmespath }`];
+}
+
+export function payloadSpecProblems(spec: unknown, field = 'payload'): string[] {
+  if (spec === undefined || spec === 'auto' || spec === 'event' || spec === false) return [];
+  if (typeof spec === 'function') return [];
+  if (isJmespathSpec(spec)) return jmespathShapeProblems(spec.jmespath, field);
+  return [`${field} must be 'auto', 'event', false, a function or { jmespath }`];
 }

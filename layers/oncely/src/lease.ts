@@ -12,7 +12,7 @@ import {
   OncelyError,
   StoreError,
 } from './errors.js';
-import { type OwnerReply, ownerReply } from './scripts.js';
+import { type OwnerReply, ownerReply } from './scripts/script.js';
 import { check, ttlProblems } from './validate.js';
 
 // `await using lease = ...` looks the disposer up as Symbol.asyncDispose. Node defines it from 20.4 on (as

@@ -32,10 +32,9 @@ import {
   LOCK_CHECK,
   LOCK_EXTEND_ALL,
   LOCK_RELEASE_ALL,
-  type OwnerReply,
   RELEASE,
-  type ScriptOf,
-} from './scripts.js';
+} from './scripts/lock.js';
+import type { OwnerReply, ScriptOf } from './scripts/script.js';
 import { hashTag } from './sharded.js';
 import type { Store } from './transport/types.js';
 import { check, ttlProblems } from './validate.js';

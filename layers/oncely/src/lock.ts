@@ -45,7 +45,15 @@ import {
 } from './lease.js';
 import { keepLeaseWhile } from './lease-keeper.js';
 import { acquireAll, isKeyList, type LockCore, tryAcquireAll } from './lock-set.js';
-import { ACQUIRE, EXTEND, LOCK_CHECK, LOCK_RESUME, LOCK_STATUS, RELEASE, WINDOW_OPEN } from './scripts.js';
+import {
+  ACQUIRE,
+  EXTEND,
+  LOCK_CHECK,
+  LOCK_RESUME,
+  LOCK_STATUS,
+  RELEASE,
+  WINDOW_OPEN,
+} from './scripts/lock.js';
 import type { Store } from './transport/types.js';
 import {
   check,

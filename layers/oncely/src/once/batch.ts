@@ -3,9 +3,9 @@
  * many()); this adapter only runs the records, in order for FIFO queues.
  */
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { oneOf, resolveOptions, wholeProblems, without } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import { ONCE_FIELDS, type OnceOptions, type OnceRun } from './options.js';
+import type { OnceOptions, OnceRun } from './options.js';
+import { batchSetup } from './setup.js';
 
 export interface OnceBatchOptions
   extends Omit<OnceOptions<SQSRecord>, 'duplicate' | 'http' | 'maxWaitMs' | 'pollMs'> {
@@ -22,9 +22,6 @@ export interface OnceBatchOptions
   concurrency?: number;
 }
 
-const DEFAULT_CONCURRENCY = 10;
-const MAX_CONCURRENCY = 10_000;
-
 export type OnceRecordHandler<R> = (record: SQSRecord, context: Context, once: OnceRun) => Promise<R> | R;
 
 /**
@@ -38,18 +35,8 @@ export function withOnceBatch<R = unknown>(
   handler: OnceRecordHandler<R>,
   options: OnceBatchOptions,
 ): (event: SQSEvent, context: Context) => Promise<SQSBatchResponse> {
-  const { concurrency, ...rest } = resolveOptions(
-    options,
-    { concurrency: DEFAULT_CONCURRENCY },
-    (o) => [
-      ...(typeof handler === 'function' ? [] : ['handler must be a function']),
-      ...wholeProblems('concurrency', o.concurrency, 1, MAX_CONCURRENCY),
-      ...oneOf('duplicate', o.duplicate, ['throw', 'skip']),
-    ],
-    'withOnceBatch options',
-    without(ONCE_FIELDS, 'http', 'maxWaitMs', 'pollMs'),
-  );
-  const engine = new OnceEngine<SQSRecord>({ ...rest, http: false }, 'withOnceBatch options');
+  const { concurrency, engineOptions } = batchSetup(handler, options);
+  const engine = new OnceEngine<SQSRecord>(engineOptions, 'withOnceBatch options');
   // One invocation: one metrics document for the whole batch, never one per record.
   return (event, context) =>
     engine.invoke(context, () => runBatch(engine, handler, event, context, concurrency));

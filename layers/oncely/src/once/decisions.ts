@@ -12,7 +12,7 @@
  * idempotency key, which may hold personal data (an S3 object key, an e-mail in a webhook body): the raw key is
  * logged only with `logKeys: true`. onDecision always gets the raw key.
  */
-import { digest } from './record.js';
+import { digest } from '../keys.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];

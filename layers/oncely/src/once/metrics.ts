@@ -12,18 +12,15 @@ import type { Context } from 'aws-lambda';
 import type { Script } from '../scripts.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/types.js';
 import { type DecisionKind, type InvocationFields, invocationFields } from './decisions.js';
+import { isMetricsLike, type MetricsOption } from './metrics-option.js';
 
-/** What oncely needs of a Powertools `Metrics` instance (or any object like it). */
-export interface MetricsLike {
-  addMetric(name: string, unit: string, value: number): unknown;
-}
-
-/**
- * `'emf'`: one EMF document per invocation on console.log; a function: each EMF document (one JSON line) is
- * handed to it; a Powertools `Metrics` instance: oncely adds its metrics to it (publish it as usual, e.g. with
- * its middy middleware or `logMetrics`); `false`: no metrics.
- */
-export type MetricsOption = 'emf' | false | ((line: string) => void) | MetricsLike;
+export {
+  isMetricsLike,
+  type MetricsLike,
+  type MetricsOption,
+  metricsOption,
+  metricsProblems,
+} from './metrics-option.js';
 
 /** The CloudWatch namespace of the EMF documents. */
 export const METRICS_NAMESPACE = 'oncely';
@@ -61,28 +58,6 @@ const COUNTER_OF: Partial<Record<DecisionKind, Counter>> = {
   'give-back-failed': 'StoreErrors',
   'fail-open': 'FailOpenRuns',
 };
-
-export function isMetricsLike(x: unknown): x is MetricsLike {
-  return typeof x === 'object' && x !== null && typeof (x as MetricsLike).addMetric === 'function';
-}
-
-/** `metrics` as given, else ONCELY_METRICS (`emf`; unset, empty, `off` or `none`: no metrics). */
-export function metricsProblems(metrics: unknown, env: string | undefined): string[] {
-  if (metrics !== undefined) {
-    if (metrics === 'emf' || metrics === false || typeof metrics === 'function' || isMetricsLike(metrics))
-      return [];
-    return ["metrics must be 'emf', false, a function taking a line, or a Powertools Metrics instance"];
-  }
-  const e = env?.trim().toLowerCase();
-  return !e || e === 'emf' || e === 'off' || e === 'none'
-    ? []
-    : [`ONCELY_METRICS must be emf (or off), got "${env}"`];
-}
-
-export function metricsOption(metrics: MetricsOption | undefined, env: string | undefined): MetricsOption {
-  if (metrics !== undefined) return metrics;
-  return env?.trim().toLowerCase() === 'emf' ? 'emf' : false;
-}
 
 /** One EMF document: the `_aws` metadata, the dimensions' values and the metrics' values at the top level. */
 export interface EmfDocument {

@@ -4,14 +4,9 @@
  */
 import type { Context } from 'aws-lambda';
 import { type Clock, monotonicClock } from '../clock.js';
-import {
-  expressionProblems,
-  type KeySpec,
-  keySpecProblems,
-  type PayloadSpec,
-  payloadSpecProblems,
-  usesJmespath,
-} from '../events.js';
+import type { KeySpec, PayloadSpec } from '../events.js';
+import { expressionProblems, usesJmespath } from '../jmespath.js';
+import { keySpecProblems, payloadSpecProblems } from '../keys.js';
 import { envFlag } from '../transport/from-env.js';
 import type { Store } from '../transport/types.js';
 import {
@@ -32,7 +27,7 @@ import { type LocalCacheOptions, localCacheProblems } from './local-cache.js';
 
 export { localCacheOf } from './local-cache.js';
 
-import { type MetricsOption, metricsOption, metricsProblems } from './metrics.js';
+import { type MetricsOption, metricsOption, metricsProblems } from './metrics-option.js';
 import type { ResultNotStored } from './record.js';
 
 export type DuplicatePolicy = 'throw' | 'wait' | 'skip';

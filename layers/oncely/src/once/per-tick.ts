@@ -1,12 +1,9 @@
 /** oncePerTick(): the engine, a tick's key, a stale-tick check. Leader election is elect() (leader.ts). */
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { fnProblems, MAX_TTL_MS, resolveOptions, wholeProblems } from '../validate.js';
 import { OnceEngine } from './engine.js';
-import { type OnceOptions, type OnceRun, TICK_ONCE_FIELDS } from './options.js';
+import type { OnceOptions, OnceRun } from './options.js';
 import type { ResultNotStored } from './record.js';
-
-/** Ticks older than this are skipped, by default (5 minutes). */
-const DEFAULT_MAX_LAG_MS = 300_000;
+import { ruleName, tickSetup } from './setup.js';
 
 /** The withOnce options oncePerTick sets itself, and those that mean nothing for a tick. */
 type SetByTick = 'namespace' | 'key' | 'payload' | 'missingKey' | 'duplicate' | 'http';
@@ -46,37 +43,8 @@ export function oncePerTick<R = unknown>(
   handler: (event: ScheduledEvent, context: Context, run: TickRun) => Promise<R> | R,
   options: TickOptions,
 ): (event: ScheduledEvent, context: Context) => Promise<R | ResultNotStored | undefined> {
-  const { name, maxLagMs, tick, ...rest } = resolveOptions(
-    options,
-    { maxLagMs: DEFAULT_MAX_LAG_MS, tick: (e: ScheduledEvent) => Date.parse(e.time) },
-    (o) => [
-      ...(typeof handler === 'function' ? [] : ['handler must be a function']),
-      ...(o.name === undefined || (typeof o.name === 'string' && o.name.length > 0 && o.name.length <= 200)
-        ? []
-        : ['name must be 1 to 200 characters']),
-      ...wholeProblems('maxLagMs', o.maxLagMs, 0, MAX_TTL_MS, 'ms'),
-      ...fnProblems('tick', o.tick),
-    ],
-    'oncePerTick options',
-    { ...TICK_ONCE_FIELDS, name: true },
-  );
-  const engine = new OnceEngine<ScheduledEvent>(
-    {
-      ...rest,
-      namespace: 'leader',
-      // Long enough that every replica still taking the tick as fresh finds it done (plus clock skew).
-      retentionMs: maxLagMs + 60_000,
-      duplicate: 'skip',
-      payload: false,
-      http: false,
-      key: (event) => {
-        const taskName = name ?? ruleName(event);
-        const at = tick(event);
-        return taskName && Number.isFinite(at) ? `${taskName}@${new Date(at).toISOString()}` : undefined;
-      },
-    },
-    'oncePerTick options',
-  );
+  const { name, maxLagMs, tick, engineOptions } = tickSetup(handler, options);
+  const engine = new OnceEngine<ScheduledEvent>(engineOptions, 'oncePerTick options');
   return (event, context) =>
     engine.invoke(context, async () => {
       const at = Number(tick(event));
@@ -93,12 +61,4 @@ export function oncePerTick<R = unknown>(
       const run = (once: OnceRun) => handler(event, context, { ...once, tick: new Date(at).toISOString() });
       return engine.one(event, context, run) as Promise<R | ResultNotStored | undefined>;
     });
-}
-
-/** The rule name in `arn:aws:events:<region>:<account>:rule/[<bus>/]<name>` (the same in every region). */
-function ruleName(event: ScheduledEvent): string | undefined {
-  const arn = Array.isArray(event?.resources) ? event.resources[0] : undefined;
-  if (typeof arn !== 'string') return undefined;
-  const name = arn.split(':rule/')[1]?.split('/').pop();
-  return name || undefined;
 }

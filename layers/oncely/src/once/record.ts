@@ -3,11 +3,10 @@
  * ONCE_RELEASE in scripts.ts), their replies as named values with one parser each, the stored result's
  * encoding, and the payload hash. The record and its transitions are described in docs/once.md.
  */
-import * as crypto from 'node:crypto';
 import { DEFAULT_FENCE_GRACE_MS } from '../acquire.js';
 import type { NotStorableReason } from '../errors.js';
 import type { Identity } from '../events.js';
-import { canonicalJson } from '../keys.js';
+import { canonicalJson, digest } from '../keys.js';
 import {
   type CompleteReply,
   ONCE_CLAIM,
@@ -17,6 +16,7 @@ import {
   type OnceClaimReply,
 } from '../scripts.js';
 import type { ScriptArg, ScriptCall } from '../transport/types.js';
+import { isResultNotStored, type ResultNotStored } from './not-stored.js';
 
 /**
  * The fence counter outlives its record by this much: the longest a Lambda invocation can run, so no earlier
@@ -26,16 +26,7 @@ export const FENCE_GRACE_MS = DEFAULT_FENCE_GRACE_MS;
 
 // ------------------------------------------------------------------------------------------------- keys
 
-/** SHA-256 in one call (crypto.hash, Node ≥ 20.12: no Hash object per call), else through createHash. */
-const sha256: (text: string) => string =
-  typeof crypto.hash === 'function'
-    ? (text) => crypto.hash('sha256', text, 'base64url')
-    : (text) => crypto.createHash('sha256').update(text).digest('base64url');
-
-/** 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). */
-export function digest(text: string): string {
-  return sha256(text).slice(0, 22);
-}
+export { digest, isResultNotStored, type ResultNotStored };
 
 /** The payload hash stored with a record ('' when unchecked). */
 export function payloadHash(identity: Identity): string {
@@ -121,24 +112,6 @@ export type { CompleteReply };
 export const parseComplete = (reply: unknown): CompleteReply => ONCE_COMPLETE.parse(reply);
 
 // -------------------------------------------------------------------------------------- result encoding
-
-/**
- * What a duplicate gets when the first invocation's result was not stored (`unstorable: 'marker'`, the default):
- * the handler ran and is not run again, but its value could not be kept exactly. `detail` names the type and
- * where it sits (`$.createdAt is a Date`) or the size, never the value.
- */
-export interface ResultNotStored {
-  readonly oncely: 'result-not-stored';
-  readonly reason: NotStorableReason;
-  readonly detail?: string;
-  readonly bytes?: number;
-}
-
-export function isResultNotStored(value: unknown): value is ResultNotStored {
-  return (
-    typeof value === 'object' && value !== null && (value as ResultNotStored).oncely === 'result-not-stored'
-  );
-}
 
 /** The stored form: `u` (undefined), `j<json>` (a value), `m<json>` (a ResultNotStored marker). */
 export type Encoded =

@@ -2,6 +2,7 @@ import { badConfig } from '../errors.js';
 import { isWhole } from '../validate.js';
 import { settingsOf } from './options.js';
 import { MAX_REPLICAS } from './replicas.js';
+import type { fromEnvAsync as FromEnvAsync, loadSecrets as LoadSecrets } from './ssm.js';
 import { DEFAULT_TIMEOUT_MS, deferredStore, describeUrl, parseUrl, type Store } from './types.js';
 import { upstashStoreFrom } from './upstash.js';
 
@@ -240,3 +241,15 @@ function optionsOf(config: StoreConfig): Omit<StoreConfig, 'kind'> {
   delete options.kind;
   return options;
 }
+
+/**
+ * loadSecrets and fromEnvAsync as the entry points export them: ssm.ts loads on the first call (both are
+ * async, so nothing a caller sees changes), and a function that takes its store from fromEnv() or options
+ * never loads it. Here rather than in a module of their own: a module reached by its own set of entry points
+ * is a chunk of its own in the layer, one more file for every cold start to open.
+ */
+export const loadSecrets: typeof LoadSecrets = async (...args) =>
+  (await import('./ssm.js')).loadSecrets(...args);
+
+export const fromEnvAsync: typeof FromEnvAsync = async (...args) =>
+  (await import('./ssm.js')).fromEnvAsync(...args);

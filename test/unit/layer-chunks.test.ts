@@ -1,0 +1,62 @@
+/**
+ * What each of the layer's entry points loads before a feature is used (scripts/build.ts layerBuildOptions):
+ * the files its static imports reach, without following dynamic imports. `oncely/locks` must not load
+ * run-once's, leader's or the operator's scripts, nor the SSM code; `oncely` must not load the run-once
+ * engine until a withOnce handler is made (once/lazy.ts). The layer's bytes and cold start depend on it.
+ */
+import { join } from 'node:path';
+import { build, type Metafile } from 'esbuild';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { layerBuildOptions, root } from '../../scripts/build.js';
+
+/** Never written (write: false): esbuild names its outputs under it. */
+const OUT = 'dist/layer-chunks-test';
+let metafile: Metafile;
+
+/** The sources in the files that `entry` (dist/<entry>.js) loads through static imports. */
+function staticSources(entry: string): Set<string> {
+  const outputs = metafile.outputs;
+  const start = `${OUT}/${entry}.js`;
+  const seen = new Set<string>();
+  const walk = (file: string) => {
+    if (seen.has(file) || !outputs[file]) return;
+    seen.add(file);
+    for (const i of outputs[file].imports) if (i.kind === 'import-statement') walk(i.path);
+  };
+  walk(start);
+  return new Set([...seen].flatMap((f) => Object.keys(outputs[f]!.inputs)));
+}
+
+beforeAll(async () => {
+  const result = await build({ ...layerBuildOptions(join(root, OUT)), write: false });
+  metafile = result.metafile!;
+}, 60_000);
+
+describe('the layer loads a feature when it is used', () => {
+  it('oncely/locks loads the lock and its scripts, not the other scripts or SSM', () => {
+    const src = staticSources('locks');
+    expect(src).toContain('layers/oncely/src/lock.ts');
+    expect(src).toContain('layers/oncely/src/scripts/lock.ts');
+    for (const not of ['scripts/once.ts', 'scripts/leader.ts', 'scripts/admin.ts', 'transport/ssm.ts'])
+      expect(src, not).not.toContain(`layers/oncely/src/${not}`);
+  });
+
+  it('oncely loads withOnce option checks, not the run-once engine', () => {
+    const src = staticSources('index');
+    expect(src).toContain('layers/oncely/src/once/options.ts');
+    for (const not of [
+      'once/engine.ts',
+      'once/record.ts',
+      'scripts/once.ts',
+      'events.ts',
+      'transport/ssm.ts',
+    ])
+      expect(src, not).not.toContain(`layers/oncely/src/${not}`);
+  });
+
+  it('ioredis comes with a debug stand-in, not debug', () => {
+    const inputs = Object.keys(metafile.inputs);
+    expect(inputs).toContain('scripts/layer-debug.cjs');
+    expect(inputs.filter((i) => /node_modules\/(debug|supports-color|ms)\//.test(i))).toEqual([]);
+  });
+});
