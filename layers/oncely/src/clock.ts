@@ -49,3 +49,92 @@ export function anySignal(signals: readonly AbortSignal[]): { signal: AbortSigna
     },
   };
 }
+
+/** One deadline of a Deadlines queue: `cancel()` once its work is done, else `onExpire` runs when it passes. */
+export interface Deadline {
+  cancel(): void;
+}
+
+class Pending implements Deadline {
+  constructor(
+    readonly at: number,
+    public onExpire: (() => void) | undefined,
+  ) {}
+  cancel(): void {
+    this.onExpire = undefined;
+  }
+}
+
+/**
+ * Deadlines that all last `ms`: they pass in the order they were set, so one timer, set for the earliest,
+ * serves them all, instead of a timer made and cleared per call (the hot paths' calls each have one). A
+ * deadline runs its `onExpire` no sooner than `ms` after it was set, and as soon after as a timer would.
+ * The timer never keeps the process alive (unless `ref`), and is set again only when it fires.
+ */
+export class Deadlines {
+  readonly #ms: number;
+  readonly #ref: boolean;
+  #queue: Pending[] = [];
+  #head = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** When the timer was set to fire (performance.now() units): a timer never fires before it. */
+  #firesAt = 0;
+  readonly #fire = () => this.#expire();
+
+  constructor(ms: number, options: { ref?: boolean } = {}) {
+    this.#ms = ms;
+    this.#ref = options.ref ?? false;
+  }
+
+  /** How many deadlines are held, cancelled ones not yet dropped included (for tests). */
+  get size(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  add(onExpire: () => void): Deadline {
+    const at = performance.now() + this.#ms;
+    // Done ones at the front go now: in a steady flow of calls the queue stays as short as the calls in flight.
+    while (this.#head < this.#queue.length && this.#queue[this.#head]!.onExpire === undefined) this.#head++;
+    if (this.#head === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    }
+    const pending = new Pending(at, onExpire);
+    this.#queue.push(pending);
+    if (this.#timer === undefined) this.#arm(this.#ms, at);
+    return pending;
+  }
+
+  #arm(delayMs: number, firesAt: number): void {
+    this.#firesAt = firesAt;
+    this.#timer = setTimeout(this.#fire, Math.max(1, Math.ceil(delayMs)));
+    if (!this.#ref) this.#timer.unref?.();
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    // The timer fired, so its time has come even where the clock reads a hair earlier (timers count whole ms).
+    const now = Math.max(performance.now(), this.#firesAt);
+    const q = this.#queue;
+    const due: (() => void)[] = [];
+    while (this.#head < q.length) {
+      const next = q[this.#head]!;
+      if (next.onExpire !== undefined && next.at > now) break;
+      this.#head++;
+      if (next.onExpire !== undefined) due.push(next.onExpire);
+      next.onExpire = undefined;
+    }
+    if (this.#head > 1024 && this.#head * 2 > q.length) {
+      this.#queue = q.slice(this.#head);
+      this.#head = 0;
+    }
+    const first = this.#queue[this.#head];
+    if (first) this.#arm(first.at - now, first.at);
+    else {
+      this.#queue.length = 0;
+      this.#head = 0;
+    }
+    // After the queue is in order again: an onExpire may add a deadline.
+    for (const onExpire of due) onExpire();
+  }
+}

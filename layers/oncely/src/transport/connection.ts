@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { Deadlines } from '../clock.js';
 import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts/script.js';
 
@@ -79,6 +80,8 @@ export class Connection<C extends TcpClient> {
   readonly #owned: boolean;
   readonly #secrets: readonly (string | undefined)[];
   readonly #probes = new Probes<C>();
+  /** Every call's bound: one timer for all the calls in flight (clock.ts Deadlines). */
+  readonly #deadlines: Deadlines;
   /**
    * A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
    * while it retries the slots refresh, and reports the cause only in events. The last one an owned client
@@ -111,6 +114,7 @@ export class Connection<C extends TcpClient> {
   ) {
     this.#connect = connect;
     this.#timeoutMs = options.timeoutMs;
+    this.#deadlines = new Deadlines(options.timeoutMs);
     this.#name = options.name;
     this.#owned = options.owned;
     this.#secrets = options.secrets;
@@ -135,9 +139,9 @@ export class Connection<C extends TcpClient> {
     let generation = this.#generation();
     let sent = false;
     let over = false;
-    // One timer and one promise per call (the hot path): no Promise.race, no finally.
+    // One promise and one deadline per call (the hot path): no timer of its own, no Promise.race, no finally.
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const deadline = this.#deadlines.add(() => {
         over = true;
         reject(
           new StoreUnavailableError(`${this.#name}: no reply within ${this.#timeoutMs} ms`, {
@@ -147,19 +151,18 @@ export class Connection<C extends TcpClient> {
         );
         // A client still connecting has had nothing written: nothing to ask about.
         if (sent && generation.resolved) route.timedOut(generation.resolved);
-      }, this.#timeoutMs);
-      timer.unref?.();
+      });
       const send = () => {
         if (over) return;
         sent = true;
         generation = this.#generation();
         work().then(
           (value) => {
-            clearTimeout(timer);
+            deadline.cancel();
             resolve(value);
           },
           (err: unknown) => {
-            clearTimeout(timer);
+            deadline.cancel();
             reject(err);
           },
         );
