@@ -74,8 +74,10 @@ class Pending implements Deadline {
 export class Deadlines {
   readonly #ms: number;
   readonly #ref: boolean;
+  /** The deadlines set, in order, from #head (done ones included until they reach the front) to #tail. */
   #queue: Pending[] = [];
   #head = 0;
+  #tail = 0;
   #timer: NodeJS.Timeout | undefined;
   /** When the timer was set to fire (performance.now() units): a timer never fires before it. */
   #firesAt = 0;
@@ -88,19 +90,17 @@ export class Deadlines {
 
   /** How many deadlines are held, cancelled ones not yet dropped included (for tests). */
   get size(): number {
-    return this.#queue.length - this.#head;
+    return this.#tail - this.#head;
   }
 
   add(onExpire: () => void): Deadline {
     const at = performance.now() + this.#ms;
     // Done ones at the front go now: in a steady flow of calls the queue stays as short as the calls in flight.
-    while (this.#head < this.#queue.length && this.#queue[this.#head]!.onExpire === undefined) this.#head++;
-    if (this.#head === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#head = 0;
-    }
+    const q = this.#queue;
+    while (this.#head < this.#tail && q[this.#head]!.onExpire === undefined) this.#head++;
+    if (this.#head === this.#tail) this.#head = this.#tail = 0; // the slots are written over
     const pending = new Pending(at, onExpire);
-    this.#queue.push(pending);
+    q[this.#tail++] = pending;
     if (this.#timer === undefined) this.#arm(this.#ms, at);
     return pending;
   }
@@ -117,24 +117,27 @@ export class Deadlines {
     const now = Math.max(performance.now(), this.#firesAt);
     const q = this.#queue;
     const due: (() => void)[] = [];
-    while (this.#head < q.length) {
+    while (this.#head < this.#tail) {
       const next = q[this.#head]!;
       if (next.onExpire !== undefined && next.at > now) break;
       this.#head++;
       if (next.onExpire !== undefined) due.push(next.onExpire);
       next.onExpire = undefined;
     }
-    if (this.#head > 1024 && this.#head * 2 > q.length) {
-      this.#queue = q.slice(this.#head);
-      this.#head = 0;
+    if (this.#head === this.#tail) {
+      // Empty: the slots are written over, and the array shrinks back after a burst.
+      this.#head = this.#tail = 0;
+      if (q.length > 1024) this.#queue = [];
+    } else {
+      if (this.#head > 1024 && this.#head * 2 > this.#tail) {
+        this.#queue = q.slice(this.#head, this.#tail);
+        this.#tail -= this.#head;
+        this.#head = 0;
+      }
+      const first = this.#queue[this.#head]!;
+      this.#arm(first.at - now, first.at);
     }
-    const first = this.#queue[this.#head];
-    if (first) this.#arm(first.at - now, first.at);
-    else {
-      this.#queue.length = 0;
-      this.#head = 0;
-    }
-    // After the queue is in order again: an onExpire may add a deadline.
+    // After the queue is in order again (an onExpire may add a deadline).
     for (const onExpire of due) onExpire();
   }
 }
