@@ -86,3 +86,38 @@ describe('newToken (a CSPRNG pool)', () => {
     expect(randomFillSync).toHaveBeenCalledTimes(2);
   });
 });
+
+describe('Deadlines, ref', () => {
+  it('holds the process only while a deadline is pending', () => {
+    const refs: boolean[] = [];
+    const d = new Deadlines(60_000, { ref: true });
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    const a = d.add(() => undefined);
+    const timer = spy.mock.results[0]!.value as NodeJS.Timeout;
+    spy.mockRestore();
+    refs.push(timer.hasRef());
+    a.cancel();
+    refs.push(timer.hasRef()); // all cancelled: the process may exit
+    const b = d.add(() => undefined);
+    refs.push(timer.hasRef());
+    b.cancel();
+    refs.push(timer.hasRef());
+    expect(refs).toEqual([true, false, true, false]);
+  });
+
+  it('runs every due deadline even when one throws, then throws its error', () => {
+    vi.useFakeTimers();
+    try {
+      const d = new Deadlines(10);
+      const ran: string[] = [];
+      d.add(() => {
+        throw new Error('boom');
+      });
+      d.add(() => ran.push('second'));
+      expect(() => vi.advanceTimersByTime(10)).toThrow('boom');
+      expect(ran).toEqual(['second']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
