@@ -386,7 +386,7 @@ describe('LockNotAcquiredError keeps a short per-attempt record', () => {
 });
 
 describe('newToken', () => {
-  it('draws 128 fresh bits each call, as 22 base64url characters (the scratch buffer never leaks into a token)', () => {
+  it('draws 128 fresh bits for each token, as 22 base64url characters (a token is never handed out twice)', () => {
     const tokens = Array.from({ length: 2000 }, () => newToken());
     expect(new Set(tokens).size).toBe(tokens.length);
     for (const t of tokens) expect(t).toMatch(/^[A-Za-z0-9_-]{22}$/);

@@ -2,6 +2,7 @@
  * Talking to several independent stores at once (Redlock, leader election over a Redlock): one script on every
  * node, each bounded by a per-node timeout, answers collected as they come, and the per-node reply parsers.
  */
+import { type Deadline, Deadlines } from './clock.js';
 import { type NodeOutcome, OncelyError, StoreError, StoreUnavailableError } from './errors.js';
 import { ACQUIRE, ownerReply, type Script } from './scripts.js';
 import type { ScriptArg, Store } from './transport/types.js';
@@ -98,7 +99,7 @@ export const SPLIT_WAIT_PARTS = 10;
  * Runs `script` on every store at once and decides as soon as `enough` holds: fanOut and a quorum check in
  * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
  * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
- * together and share their timeout, so one timer covers them all, and each request costs one reaction, not a
+ * together and share their timeout, so one deadline covers them all (one timer per duration, clock.ts), and each request costs one reaction, not a
  * chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or
  * as long again as the answers so far took, whichever is longer.
  */
@@ -118,7 +119,7 @@ export function gather<T>(
   let left = n;
   let decide!: (snapshot: (T | undefined)[]) => void;
   let decided = false;
-  let timer: NodeJS.Timeout | undefined;
+  let deadline: Deadline | undefined;
   const startedAt = hurry ? performance.now() : 0;
   let hurryTimer: NodeJS.Timeout | undefined;
   const promise = new Promise<(T | undefined)[]>((resolve) => {
@@ -129,7 +130,7 @@ export function gather<T>(
     answered[i] = true;
     heard[i] = parse(i, answer);
     left -= 1;
-    if (left === 0) clearTimeout(timer);
+    if (left === 0) deadline?.cancel();
     if (decided) return;
     if (left === 0 || enough(heard)) {
       decided = true;
@@ -165,13 +166,25 @@ export function gather<T>(
   });
   if (n === 0) decide([]);
   else
-    timer = setTimeout(() => {
+    deadline = deadlinesOf(timeoutMs).add(() => {
       const within = `the ${timeoutMs} ms node timeout`;
       stores.forEach((store, i) => {
         settle(i, noReply(store.name, within));
       });
-    }, timeoutMs);
+    });
   return { decided: promise, heard, raw };
+}
+
+/** The node timeouts' queues, one per duration (a few: the default follows the TTL): no timer per fan-out. */
+const queues = new Map<number, Deadlines>();
+function deadlinesOf(ms: number): Deadlines {
+  let q = queues.get(ms);
+  if (!q) {
+    if (queues.size >= 64) queues.clear(); // many TTLs: start over (a queue's own timer finishes its work)
+    q = new Deadlines(ms, { ref: true });
+    queues.set(ms, q);
+  }
+  return q;
 }
 
 export type Status = NodeOutcome['status'];

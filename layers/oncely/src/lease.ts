@@ -96,10 +96,9 @@ export class Lease {
   readonly token: string;
   /** Fencing token: strictly increasing across holders of this key. Pass it to the resource you protect. */
   readonly fence: number;
-  /** Every lock this lease holds: `[key]`, or the keys of `acquire([k1, k2, ...])` in the order given. */
-  readonly keys: readonly string[];
-  /** One fence per key of `keys` (each key's own counter); `fence` is the first. */
-  readonly fences: readonly number[];
+  /** Made when first read (the hot path of a lock pair never reads them). */
+  #keys: readonly string[] | undefined;
+  #fences: readonly number[] | undefined;
   #validUntil: number;
   #ttlMs: number;
   #state: 'held' | 'released' | 'lost' = 'held';
@@ -119,13 +118,24 @@ export class Lease {
     this.key = init.key;
     this.token = init.token;
     this.fence = init.fence;
-    this.keys = Object.freeze(init.keys ? [...init.keys] : [init.key]);
-    this.fences = Object.freeze(init.fences ? [...init.fences] : [init.fence]);
+    // The caller's lists are copied now: what the lease holds must not change with them.
+    if (init.keys) this.#keys = Object.freeze([...init.keys]);
+    if (init.fences) this.#fences = Object.freeze([...init.fences]);
     this.#ttlMs = init.ttlMs;
     this.#validUntil = validUntil(init.startedAt, init.ttlMs, init.drift);
     if (this.#validUntil <= init.clock.now()) this.#lose('expired');
   }
 
+  /** Every lock this lease holds: `[key]`, or the keys of `acquire([k1, k2, ...])` in the order given. */
+  get keys(): readonly string[] {
+    this.#keys ??= Object.freeze([this.key]);
+    return this.#keys;
+  }
+  /** One fence per key of `keys` (each key's own counter); `fence` is the first. */
+  get fences(): readonly number[] {
+    this.#fences ??= Object.freeze([this.fence]);
+    return this.#fences;
+  }
   /** Monotonic deadline (clock.now() units): start + ttl − drift, moved by each successful extend. */
   get validUntil(): number {
     return this.#validUntil;

@@ -3,7 +3,7 @@
  * timeout, and are decided as soon as a quorum has answered (or can no longer answer) the same way.
  */
 import { type NodeOutcome, quorumNotReached } from './errors.js';
-import { count, gather, type Parsed, parseTriState } from './fan-out.js';
+import { count, gather, type NodeAnswer, type Parsed, parseTriState } from './fan-out.js';
 import {
   type CheckOutcome,
   checkOutcome,
@@ -29,11 +29,29 @@ export interface QuorumNodes {
 }
 
 export function quorumDriver(q: QuorumNodes): LeaseDriver {
+  const need = q.quorum;
+  // gather()'s readers and tests, made once per Redlock (not per call).
+  const reader = (operation: string) => (i: number, a: NodeAnswer) =>
+    parseTriState(q.stores[i]!, operation, a);
+  const owner: OwnerTests = {
+    extend: reader('extend'),
+    check: reader('check'),
+    // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
+    lost: (r) => count(r, 'taken') + count(r, 'expired') > q.stores.length - need,
+    decided: (r) => count(r, 'ok') >= need || owner.lost(r),
+  };
+  const parseRelease = reader('release');
+  const answered = (r: readonly (Parsed | undefined)[]) =>
+    r.length - count(r, undefined) - count(r, 'unreachable');
+  // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request goes on
+  // in the background, bounded by the node timeout; our key there expires with its TTL).
+  const released = (r: readonly (Parsed | undefined)[]) => answered(r) >= need;
   return {
     extend: async (key, token, ttlMs): Promise<ExtendOutcome> =>
       extendOutcomeOf(
         await quorumOwner(
           q,
+          owner,
           key,
           'extend',
           EXTEND,
@@ -44,22 +62,17 @@ export function quorumDriver(q: QuorumNodes): LeaseDriver {
       ),
     check: async (key, token): Promise<CheckOutcome> =>
       checkOutcome(
-        await quorumOwner(q, key, 'check', LOCK_CHECK, [q.keyOf(key)], [token], q.releaseTimeoutMs),
+        await quorumOwner(q, owner, key, 'check', LOCK_CHECK, [q.keyOf(key)], [token], q.releaseTimeoutMs),
       ),
     release: async (key, token): Promise<ReleaseResult> => {
-      const need = q.quorum;
-      // Once a quorum has answered the lock is free for others: do not wait for a frozen node (its request
-      // goes on in the background, bounded by the node timeout; our key there expires with its TTL).
-      const answered = (r: readonly (Parsed | undefined)[]) =>
-        r.length - count(r, undefined) - count(r, 'unreachable');
       const results = await gather(
         q.stores,
         RELEASE,
         [q.keyOf(key), q.fenceKeyOf(key)],
         [token, q.fenceGraceMs],
         q.releaseTimeoutMs,
-        (i, a) => parseTriState(q.stores[i]!, 'release', a),
-        (r) => answered(r) >= need,
+        parseRelease,
+        released,
       ).decided;
       if (answered(results) < need) throw quorumNotReached(key, 'release', need, q.outcomes(results));
       const taken = count(results, 'taken');
@@ -70,6 +83,14 @@ export function quorumDriver(q: QuorumNodes): LeaseDriver {
   };
 }
 
+/** An owner script's readers (per operation) and tests on a quorum's answers. */
+interface OwnerTests {
+  readonly extend: (i: number, a: NodeAnswer) => Parsed;
+  readonly check: (i: number, a: NodeAnswer) => Parsed;
+  readonly lost: (r: readonly (Parsed | undefined)[]) => boolean;
+  readonly decided: (r: readonly (Parsed | undefined)[]) => boolean;
+}
+
 /**
  * Runs an owner script (1 ours, -1 another's, 0 gone) on every node: 'ours' once a quorum says so, 'theirs'
  * or 'gone' once a quorum can no longer say so. Unreachable nodes might still have our key, which is no proof
@@ -77,6 +98,7 @@ export function quorumDriver(q: QuorumNodes): LeaseDriver {
  */
 async function quorumOwner(
   q: QuorumNodes,
+  tests: OwnerTests,
   key: string,
   operation: 'extend' | 'check',
   script: Script,
@@ -84,20 +106,9 @@ async function quorumOwner(
   args: ScriptArg[],
   timeoutMs: number,
 ): Promise<'ours' | 'theirs' | 'gone'> {
-  const need = q.quorum;
-  // Lost for sure once the nodes without our key leave fewer than a quorum that could still have it.
-  const lost = (r: readonly (Parsed | undefined)[]) =>
-    count(r, 'taken') + count(r, 'expired') > q.stores.length - need;
-  const results = await gather(
-    q.stores,
-    script,
-    keys,
-    args,
-    timeoutMs,
-    (i, a) => parseTriState(q.stores[i]!, operation, a),
-    (r) => count(r, 'ok') >= need || lost(r),
-  ).decided;
-  if (count(results, 'ok') >= need) return 'ours';
-  if (lost(results)) return count(results, 'taken') > 0 ? 'theirs' : 'gone';
-  throw quorumNotReached(key, operation, need, q.outcomes(results));
+  const results = await gather(q.stores, script, keys, args, timeoutMs, tests[operation], tests.decided)
+    .decided;
+  if (count(results, 'ok') >= q.quorum) return 'ours';
+  if (tests.lost(results)) return count(results, 'taken') > 0 ? 'theirs' : 'gone';
+  throw quorumNotReached(key, operation, q.quorum, q.outcomes(results));
 }

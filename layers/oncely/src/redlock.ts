@@ -113,6 +113,15 @@ export class Redlock implements Locker {
   readonly #wallClock: () => number;
   readonly #drift: (ttlMs: number) => number;
   readonly #driver: LeaseDriver;
+  /** gather()'s reader and tests of an acquire, made once (not per attempt). */
+  readonly #parseAcquire = (i: number, a: NodeAnswer) => parseAcquire(this.stores[i]!, a);
+  /** Decided at quorum, or as soon as the nodes still out cannot make one. */
+  readonly #acquireDecided = (r: readonly (Parsed | undefined)[]) => {
+    const ok = count(r, 'ok');
+    return ok >= this.quorum || ok + count(r, undefined) < this.quorum;
+  };
+  /** A split (another holder has a node): the nodes still out get a short wait, not the node timeout. */
+  readonly #split = (r: readonly (Parsed | undefined)[]) => count(r, 'taken') > 0;
 
   constructor(stores: readonly Store[], options: RedlockOptions = {}) {
     const list = Array.isArray(stores) ? stores : [];
@@ -225,7 +234,6 @@ export class Redlock implements Locker {
     const startedAt = this.#clock.now();
     const timeoutMs = this.nodeTimeoutMs(ttlMs);
     const q = this.quorum;
-    // Decide at quorum, or as soon as the nodes still out cannot make one.
     const { decided, heard, raw } = gather(
       this.stores,
       ACQUIRE,
@@ -233,21 +241,18 @@ export class Redlock implements Locker {
       // One floor for every node (the client's clock): a quorum's fences then agree and need no raise.
       [token, ttlMs, ttlMs + this.#fenceGraceMs, Math.floor(this.#wallClock()), 'client'],
       timeoutMs,
-      (i, a) => parseAcquire(this.stores[i]!, a),
-      (r) => {
-        const ok = count(r, 'ok');
-        return ok >= q || ok + count(r, undefined) < q;
-      },
-      // A split (another holder has a node): the nodes still out get a short wait, not the node timeout.
-      (r) => count(r, 'taken') > 0,
+      this.#parseAcquire,
+      this.#acquireDecided,
+      this.#split,
     );
     const results = await decided;
 
     let detail: string | undefined;
     const granted: { i: number; fence: number }[] = [];
-    results.forEach((r, i) => {
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i];
       if (r?.status === 'ok') granted.push({ i, fence: r.value ?? 0 });
-    });
+    }
     if (granted.length >= q) {
       // Usually the quorum's counters agree (one floor for every node) and no raise is needed: no await then.
       const fence = this.#agreedFence(granted) ?? (await this.#raiseFence(key, granted, ttlMs, timeoutMs));

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { Deadlines } from '../clock.js';
 import { ConfigError, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import type { Script } from '../scripts/script.js';
 
@@ -79,13 +80,13 @@ export class Connection<C extends TcpClient> {
   readonly #owned: boolean;
   readonly #secrets: readonly (string | undefined)[];
   readonly #probes = new Probes<C>();
+  readonly #deadlines: Deadlines; // every call's bound: one timer for all the calls in flight
   /**
-   * A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps the command queued
-   * while it retries the slots refresh, and reports the cause only in events. The last one an owned client
-   * reported is kept, so a timeout caused by bad credentials is reported as what it is.
+   * A Cluster that cannot authenticate never fails a command with WRONGPASS: it keeps it queued while it retries
+   * the slots refresh, and reports the cause only in events. The last one an owned client reported is kept.
    */
   #lastError: Error | undefined;
-  /** What a TLS handshake of the store's own said (a TLS cluster), preferred to #lastError. */
+  /** What the store's own TLS handshake said (a TLS cluster), preferred to #lastError. */
   readonly #diagnosis: { readonly error: Error | undefined } | undefined;
   /** The client uses TLS: one that never gets a reply is most often TLS against a plain-text server. */
   #tls = false;
@@ -111,6 +112,7 @@ export class Connection<C extends TcpClient> {
   ) {
     this.#connect = connect;
     this.#timeoutMs = options.timeoutMs;
+    this.#deadlines = new Deadlines(options.timeoutMs);
     this.#name = options.name;
     this.#owned = options.owned;
     this.#secrets = options.secrets;
@@ -129,38 +131,36 @@ export class Connection<C extends TcpClient> {
 
   /**
    * Runs `work` bounded by `timeoutMs`, after the probe of its connection if one is running; on timeout the
-   * route (by default: the client's one connection) is told, see the class.
+   * route (by default: the client's one connection) is told, see the class. `mapped`: with failure()'s error.
    */
-  call<T>(work: () => Promise<T>, route: Route<C> = this.#direct): Promise<T> {
+  call<T>(work: () => Promise<T>, route: Route<C> = this.#direct, mapped = false): Promise<T> {
     let generation = this.#generation();
     let sent = false;
     let over = false;
-    // One timer and one promise per call (the hot path): no Promise.race, no finally.
+    // One promise and one deadline per call (the hot path): no timer, no Promise.race, no finally, no mapping.
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const deadline = this.#deadlines.add(() => {
         over = true;
-        reject(
-          new StoreUnavailableError(`${this.#name}: no reply within ${this.#timeoutMs} ms`, {
-            store: this.#name,
-            ambiguous: sent && generation.ready,
-          }),
-        );
+        const err = new StoreUnavailableError(`${this.#name}: no reply within ${this.#timeoutMs} ms`, {
+          store: this.#name,
+          ambiguous: sent && generation.ready,
+        });
+        reject(mapped ? this.failure(err) : err);
         // A client still connecting has had nothing written: nothing to ask about.
         if (sent && generation.resolved) route.timedOut(generation.resolved);
-      }, this.#timeoutMs);
-      timer.unref?.();
+      });
       const send = () => {
         if (over) return;
         sent = true;
         generation = this.#generation();
         work().then(
           (value) => {
-            clearTimeout(timer);
+            deadline.cancel();
             resolve(value);
           },
           (err: unknown) => {
-            clearTimeout(timer);
-            reject(err);
+            deadline.cancel();
+            reject(mapped ? this.failure(err) : err);
           },
         );
       };

@@ -93,17 +93,21 @@ export class TcpStore implements Store {
 
   run(script: Script, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
     if (!takesKeys(script, keys.length)) return Promise.reject(keysMismatch(script, keys.length));
+    const recovery = this.#recovery;
+    // Standalone: the call's error mapped where it is rejected, no promise of its own to map it.
+    if (recovery === undefined)
+      return this.#connection.call(() => this.#runOne(script, keys, args, 0), undefined, true);
     // The slot is hashed here only on a cluster (for the replica count and failover recovery).
     const slot = this.#slotOf(keys);
     return this.#connection
-      .call(() => this.#runOne(script, keys, args, slot), this.#recovery?.route([slot]))
+      .call(() => this.#runOne(script, keys, args, slot), recovery.route([slot]))
       .then(
         (value) => {
-          this.#recovery?.healthy([slot]);
+          recovery.healthy([slot]);
           return value;
         },
         (err: unknown) => {
-          this.#recovery?.afterFailure(err, [slot]);
+          recovery.afterFailure(err, [slot]);
           throw this.#connection.failure(err);
         },
       );
