@@ -22,6 +22,7 @@ import {
   LOCK_RELEASE_ALL,
   LOCK_RESUME,
   LOCK_STATUS,
+  ONCE_CLAIM,
   ONCE_CLAIM_MANY,
   ONCE_COMPLETE_MANY,
   ONCE_FORGET,
@@ -370,6 +371,38 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
     });
   });
 
+  describe('run-once claim: the fence counter', () => {
+    it('none left: written (SET NX) at the clock with fenceTtl; behind the clock: the clock; ahead: last + 1', async () => {
+      const claim = (k: { rec: string; fence: string }, token: string) =>
+        run(ONCE_CLAIM, [k.rec, k.fence], [token, TTL_MS, '', FENCE_TTL_MS, 5]) as Promise<[number, number]>;
+      const none = named('claim-none');
+      const t0 = Date.now();
+      const [ok, fence] = await claim({ rec: none.rec, fence: none.fence }, 'tok-A');
+      expect(ok).toBe(1);
+      // The store's TIME, not the client's 5 ms since the epoch.
+      expect(fence).toBeGreaterThan(t0 - SLACK_MS);
+      expect(fence).toBeLessThan(t0 + SLACK_MS);
+      expect(await get(none.fence)).toBe(String(fence));
+      expect(await pttl(none.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await pttl(none.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      expect(await fx.admin.hmget(none.rec, 's', 't', 'f')).toEqual(['P', 'tok-A', String(fence)]);
+
+      const behind = named('claim-behind');
+      await fx.admin.set(behind.fence, '42', 'PX', 1000);
+      const [, late] = await claim({ rec: behind.rec, fence: behind.fence }, 'tok-B');
+      expect(late).toBeGreaterThan(t0 - SLACK_MS);
+      expect(await get(behind.fence)).toBe(String(late));
+      expect(await pttl(behind.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+
+      const ahead = named('claim-ahead');
+      const far = Date.now() + 10 * 365 * 86_400_000;
+      await fx.admin.set(ahead.fence, String(far), 'PX', LONG_MS);
+      expect(await claim({ rec: ahead.rec, fence: ahead.fence }, 'tok-C')).toEqual([1, far + 1]);
+      expect(await get(ahead.fence)).toBe(String(far + 1));
+      expect(await pttl(ahead.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+    });
+  });
+
   describe('run-once batch scripts: every record its own guards, side by side in one call', () => {
     /** Record and counter keys of one batch (one hash tag: one slot, as record-batch.ts merges them). */
     const batchOf = (label: string, n: number) => {
@@ -382,8 +415,8 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
     const keysOf = (ks: { rec: string; fence: string }[]) => ks.flatMap((k) => [k.rec, k.fence]);
     const hmget = (key: string) => fx.admin.hmget(key, 's', 't', 'f', 'h', 'r');
 
-    it("once-claim-many: new, ours, another owner's, completed, mismatched and counter-ahead records, each its own reply", async () => {
-      const ks = batchOf('claim-many', 8);
+    it("once-claim-many: new, ours, another owner's, completed, mismatched, counter-ahead and counter-behind records, each its own reply", async () => {
+      const ks = batchOf('claim-many', 9);
       const far = Date.now() + 10 * 365 * 86_400_000;
       await fx.admin.hset(ks[1]!.rec, 's', 'P', 't', 'tok-1', 'f', '11', 'h', '');
       await fx.admin.pexpire(ks[1]!.rec, 1000);
@@ -400,6 +433,8 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       await fx.admin.pexpire(ks[6]!.rec, TTL_MS);
       await fx.admin.hset(ks[7]!.rec, 's', 'P', 't', 'tok-X', 'f', '17', 'h', '');
       await fx.admin.pexpire(ks[7]!.rec, TTL_MS);
+      // A counter left behind the clock (a record given back long ago), about to expire.
+      await fx.admin.set(ks[8]!.fence, '42', 'PX', 1000);
       const t0 = Date.now();
       const tokens = [
         'tok-0',
@@ -418,6 +453,8 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
         '',
         'tok-7',
         'hash-7',
+        'tok-8',
+        '',
       ];
       // A client clock at 5 ms since the epoch: the store's TIME wins.
       const reply = (await run(ONCE_CLAIM_MANY, keysOf(ks), [
@@ -426,7 +463,7 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
         5,
         ...tokens,
       ])) as unknown[][];
-      const [fresh, ours, theirs, done, mismatch, ahead, oursDone, unhashed] = reply;
+      const [fresh, ours, theirs, done, mismatch, ahead, oursDone, unhashed, behind] = reply;
       expect(fresh![0]).toBe(1);
       expect(fresh![1]).toBeGreaterThan(t0 - SLACK_MS);
       expect(fresh![1]).toBeLessThan(t0 + SLACK_MS);
@@ -434,6 +471,7 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       expect(await get(ks[0]!.fence)).toBe(String(fresh![1]));
       expect(await pttl(ks[0]!.rec)).toBeGreaterThan(LONG_MS - SLACK_MS);
       expect(await pttl(ks[0]!.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      expect(await pttl(ks[0]!.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
       // Ours in progress (its hash unchecked): the same fence, the lease renewed.
       expect(ours).toEqual([1, 11]);
       expect(await pttl(ks[1]!.rec)).toBeGreaterThan(LONG_MS - SLACK_MS);
@@ -446,11 +484,19 @@ describe.each(TRANSPORTS)('script guards over %s', (transport) => {
       expect(mismatch).toEqual([3, 'C']);
       expect(await hmget(ks[4]!.rec)).toEqual(['C', 'tok-X', '14', 'other', 'j"x"']);
       expect(ahead).toEqual([1, far + 1]);
+      expect(await get(ks[5]!.fence)).toBe(String(far + 1));
+      expect(await pttl(ks[5]!.fence)).toBeLessThanOrEqual(FENCE_TTL_MS);
+      // Behind the clock: the clock's fence, not the counter's next; the counter raised and given fenceTtl.
+      expect(behind![0]).toBe(1);
+      expect(behind![1]).toBeGreaterThan(t0 - SLACK_MS);
+      expect(await get(ks[8]!.fence)).toBe(String(behind![1]));
+      expect(await pttl(ks[8]!.fence)).toBeGreaterThan(FENCE_TTL_MS - SLACK_MS);
+      expect(await hmget(ks[8]!.rec)).toEqual(['P', 'tok-8', String(behind![1]), '', null]);
       expect(oursDone).toEqual([2, 'j"six"', expect.any(Number)]);
       expect(await hmget(ks[6]!.rec)).toEqual(['C', 'tok-6', '16', '', 'j"six"']);
       expect(unhashed![0]).toBe(0);
       expect(await hmget(ks[7]!.rec)).toEqual(['P', 'tok-X', '17', '', null]);
-      expect(reply).toHaveLength(8);
+      expect(reply).toHaveLength(9);
     });
 
     it("once-complete-many: ours, ours again, another owner's, gone and moved on, gone and still ours, each its own reply", async () => {

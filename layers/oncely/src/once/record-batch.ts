@@ -51,36 +51,69 @@ const MERGES = new Map<Script, { many: PerRecord; shared: readonly number[]; own
   [ONCE_COMPLETE, { many: ONCE_COMPLETE_MANY, shared: [3, 4], own: [0, 1, 2, 5] }],
 ]);
 
+/** A merged call being filled: its script, slot group and shared args, and the KEYS and ARGV so far. */
+interface Open {
+  readonly from: Script;
+  readonly tag: string;
+  readonly first: ScriptCall;
+  readonly merged: Merged;
+  readonly keys: string[];
+  readonly args: ScriptArg[];
+}
+
 /**
  * `calls` as few: ONCE_CLAIM and ONCE_COMPLETE calls that share a slot group (every call on a single node; the
- * same hash tag, so the same slot, on a cluster) and their shared args merged, up to MAX_PER_SCRIPT per call; any other call as it was.
+ * same hash tag, so the same slot, on a cluster) and their shared args merged, up to MAX_PER_SCRIPT per call;
+ * any other call as it was. The open groups are few (one per script on a single node): each call is matched
+ * against them in place, with no group key built per call.
  */
 export function merge(calls: readonly ScriptCall[], cluster: boolean): Merged[] {
   const out: Merged[] = [];
-  const open = new Map<string, { merged: Merged; keys: string[]; args: ScriptArg[] }>();
-  calls.forEach((call, n) => {
+  const open: Open[] = [];
+  for (let n = 0; n < calls.length; n++) {
+    const call = calls[n]!;
     const m = MERGES.get(call.script);
     if (m === undefined) {
       out.push({ call, of: [n] });
-      return;
+      continue;
     }
-    const shared = m.shared.map((i) => call.args[i]!);
-    const group = `${call.script.name}|${cluster ? tagOf(call.keys[0]!) : ''}|${shared.join('|')}`;
-    const at = open.get(group);
+    const tag = cluster ? tagOf(call.keys[0]!) : '';
+    let at: Open | undefined;
+    for (let g = open.length - 1; g >= 0; g--) {
+      const o = open[g]!;
+      if (o.from === call.script && o.tag === tag && sameArgs(o.first.args, call.args, m.shared)) {
+        at = o;
+        break;
+      }
+    }
     if (at === undefined || at.merged.of.length >= MAX_PER_SCRIPT) {
-      const keys = [...call.keys];
-      const args = [...shared, ...m.own.map((i) => call.args[i]!)];
-      const merged = { call: { script: m.many, keys, args }, of: [n] };
-      open.set(group, { merged, keys, args });
+      const keys = call.keys.slice();
+      const args: ScriptArg[] = [];
+      for (const i of m.shared) args.push(call.args[i]!);
+      for (const i of m.own) args.push(call.args[i]!);
+      const merged: Merged = { call: { script: m.many, keys, args }, of: [n] };
+      if (at !== undefined) open.splice(open.indexOf(at), 1);
+      open.push({ from: call.script, tag, first: call, merged, keys, args });
       out.push(merged);
-      return;
+      continue;
     }
-    at.keys.push(...call.keys);
+    for (const k of call.keys) at.keys.push(k);
     for (const i of m.own) at.args.push(call.args[i]!);
     at.merged.of.push(n);
-  });
+  }
   // A group of one goes as its own script.
-  return out.map((g) => (g.of.length === 1 ? { call: calls[g.of[0]!]!, of: g.of } : g));
+  for (let g = 0; g < out.length; g++) {
+    const o = out[g]!;
+    const alone = calls[o.of[0]!]!;
+    if (o.of.length === 1 && o.call !== alone) out[g] = { call: alone, of: o.of };
+  }
+  return out;
+}
+
+/** Whether two calls' args agree at every place in `at` (the args a merged call shares). */
+function sameArgs(a: readonly ScriptArg[], b: readonly ScriptArg[], at: readonly number[]): boolean {
+  for (const i of at) if (a[i] !== b[i] && String(a[i]) !== String(b[i])) return false;
+  return true;
 }
 
 /** A key's hash tag (what its cluster slot is computed from), or the whole key without one. */

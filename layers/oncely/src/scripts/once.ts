@@ -38,7 +38,8 @@ export type CompleteReply = 'completed' | 'already-completed' | 'completed-late'
  * {1, fence}   claimed: the record was absent (or expired) and is now ours, IN PROGRESS for ttlMs; or it was
  *              already ours (a retried request whose reply was lost). fence = max(last fence + 1, the store's
  *              TIME in ms; nowMs, the client's clock, only where the store refuses TIME in a script), so it
- *              keeps increasing even after the counter itself has expired.
+ *              keeps increasing even after the counter itself has expired. Where no counter is left (a new
+ *              key: the usual case) one SET NX writes it, at the clock; else GET, then SET.
  * {2, result, pttl}  completed earlier: the stored, encoded result (a duplicate costs this one round trip) and
  *              the record's remaining retention (for a local cache, which must not outlive it).
  * {0, pttl}    in progress under another owner, who has pttl ms of lease left.
@@ -61,16 +62,19 @@ if r[1] then
   end
   return {0, redis.call('PTTL', KEYS[1])}
 end
-local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local t = redis.pcall('TIME')
 local now = tonumber(ARGV[5]) or 0
 if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
-local fence = string.format('%.0f', math.max(last + 1, now))
-redis.call('SET', KEYS[2], fence, 'PX', ARGV[4])
+local fence = string.format('%.0f', math.max(1, now))
+if not redis.call('SET', KEYS[2], fence, 'PX', ARGV[4], 'NX') then
+  local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+  fence = string.format('%.0f', math.max(last + 1, now))
+  redis.call('SET', KEYS[2], fence, 'PX', ARGV[4])
+end
 redis.call('HSET', KEYS[1], 's', 'P', 't', ARGV[1], 'f', fence, 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, fence}`,
-  sha1: '66819042a4d8972c7f2bb169a22315963072d794',
+  sha1: '8367f3fc311ef1a2b12041f6a196bb01e27a2be7',
   grants: { wrote: firstIs(CLAIM.claimed) },
   parse(reply, store) {
     const r = arrayReply('once-claim', reply, 1, store);
@@ -184,7 +188,8 @@ function perRecord(script: string, reply: unknown, store: string | undefined, re
 /**
  * ONCE_CLAIM_MANY  KEYS: rec1, fence1, rec2, fence2, ...   ARGV: ttlMs, fenceTtlMs, nowMs, token1, hash1, ...
  * One reply per record, in order, each exactly ONCE_CLAIM's for that record: {1, fence}, {2, result, pttl},
- * {0, pttl} or {3, status}. TIME is read once, at the first record that needs a fence.
+ * {0, pttl} or {3, status}. TIME is read once, at the first record that needs a fence; each counter is
+ * written as ONCE_CLAIM writes it (SET NX where none is left).
  */
 export const ONCE_CLAIM_MANY: PerRecord = {
   name: 'once-claim-many',
@@ -211,16 +216,19 @@ for i = 1, #KEYS / 2 do
       now = tonumber(ARGV[3]) or 0
       if type(t) == 'table' and t[1] then now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
     end
-    local last = tonumber(redis.call('GET', fk) or '0') or 0
-    local fence = string.format('%.0f', math.max(last + 1, now))
-    redis.call('SET', fk, fence, 'PX', ARGV[2])
+    local fence = string.format('%.0f', math.max(1, now))
+    if not redis.call('SET', fk, fence, 'PX', ARGV[2], 'NX') then
+      local last = tonumber(redis.call('GET', fk) or '0') or 0
+      fence = string.format('%.0f', math.max(last + 1, now))
+      redis.call('SET', fk, fence, 'PX', ARGV[2])
+    end
     redis.call('HSET', rec, 's', 'P', 't', token, 'f', fence, 'h', hash)
     redis.call('PEXPIRE', rec, ARGV[1])
     out[i] = {1, fence}
   end
 end
 return out`,
-  sha1: 'ddde20a4924cc3ccd60e85b5be918c5d869b6fc0',
+  sha1: '152ff12e4980fbfa53402d9df9343406e7a9885f',
   grants: { wrote: (reply) => Array.isArray(reply) && reply.some(ONCE_CLAIM.grants!.wrote) },
   parse: (reply, store, records) => perRecord('once-claim-many', reply, store, records),
 };
