@@ -19,11 +19,11 @@ import type { CallResult, ScriptArg, ScriptCall, Store } from '../transport/type
 import { roundTrip } from './record-lease.js';
 
 /**
- * `n` owner tokens, as newToken's (128 random bits, base64url), drawn fresh in one call for a batch's records
- * (never from a pool kept between calls: see acquire.ts newToken).
+ * `n` owner tokens, as newToken's (128 random bits, base64url), drawn in one CSPRNG call for a batch's records,
+ * used at once and kept nowhere (a single event takes newToken's, from its pool bounded in age: see acquire.ts).
  */
 export function newTokens(n: number): string[] {
-  if (n === 1) return [newToken()]; // a single event: the lock's own draw, into its scratch buffer
+  if (n === 1) return [newToken()]; // a single event: the lock's own pooled draw
   const bytes = randomFillSync(Buffer.allocUnsafe(16 * n));
   const tokens: string[] = new Array(n);
   for (let i = 0; i < n; i++) tokens[i] = bytes.toString('base64url', 16 * i, 16 * i + 16);
