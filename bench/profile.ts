@@ -4,6 +4,11 @@
  *
  *   once-first     withOnce, a new event per call (claim + complete), TCP
  *   once-raw       the same two scripts sent from bare ioredis
+ *   once-bench     withOnce as the bench's run-once rows call it (key by expression, no payload check), a new
+ *                  event per call
+ *   once-dup       the same withOnce, a duplicate per call (one of 50 completed events, as the bench's row)
+ *   once-vs        the bench's run-once contenders (suite-once.ts) side by side, interleaved rounds of n calls:
+ *                  p50, client CPU and redis CPU per call, and each ratio to Powertools per round (median)
  *   lock           oncely lock pair (acquire + release), TCP
  *   lock-raw       oncely's lock scripts from bare ioredis
  *   redlock        oncely createRedlock pair over 3 masters
@@ -27,8 +32,10 @@ import { createLock, createRedlock, withOnce } from '../layers/oncely/src/index.
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { withOnceBatch } from '../layers/oncely/src/once/batch.js';
 import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
+import { sequential } from './harness.js';
 import { CONFIG } from './once-config.js';
-import { context, sqsEvent } from './suite-once.js';
+import { median } from './stats.js';
+import { callContenders, context, type Libs, libs, sqsEvent } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
 
@@ -90,6 +97,47 @@ async function serverMode(c0: Redis, n: number, tag: string): Promise<void> {
   }
 }
 
+/** The bench's run-once contenders (suite-once.ts libs()) on one master; the REST store is never called. */
+async function onceLibs(master: { host: string; port: number }): Promise<Libs> {
+  const layer = await import('../layers/oncely/src/index.js');
+  return libs(layer, master, 'http://127.0.0.1:9');
+}
+
+/** `once-bench` / `once-dup`: the bench's withOnce TCP contender, a new event or a duplicate per call. */
+function onceBenchOp(l: Libs, tag: string, duplicate: boolean): Op {
+  const pool = Array.from({ length: CONFIG.duplicatePool }, (_, i) => ({ id: `${tag}-dup-${i}` }));
+  return duplicate
+    ? (i) => l.oncelyTcp(pool[Math.abs(i) % pool.length]!)
+    : (i) => l.oncelyTcp({ id: `${tag}-${i}` });
+}
+
+/** `once-vs`: the bench's first-call and duplicate rows, interleaved rounds of n calls per contender. */
+async function onceVsMode(l: Libs, redisPid: number, n: number, tag: string): Promise<void> {
+  const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
+  const keep = new Set(['oncely', 'powertools', 'raw-once']);
+  for (const [name, contenders] of [
+    ['first', first],
+    ['duplicate', duplicate],
+  ] as const) {
+    const results = await sequential(
+      contenders.filter((c) => keep.has(c.id)),
+      { rounds: 6, perRound: n, warmup: 500, tag: `${tag}-${name}`, servers: { redis: redisPid } },
+    );
+    const peer = results.find((r) => r.id === 'powertools')!;
+    for (const r of results) {
+      const ratios = r.rounds.map((x, i) => x.p50 / peer.rounds[i]!.p50);
+      const cpuRatios = r.rounds.map((x, i) => x.cpuUs / peer.rounds[i]!.cpuUs);
+      const f = (xs: number[], d = 0) => median(xs).toFixed(d);
+      console.log(
+        `${name.padEnd(9)} ${r.id.padEnd(10)} p50 ${f(r.rounds.map((x) => x.p50 * 1000))} µs ` +
+          `(${f(ratios, 3)}× Powertools), client CPU ${f(r.rounds.map((x) => x.cpuUs))} µs ` +
+          `(${f(cpuRatios, 3)}×; rounds ${r.rounds.map((x) => x.cpuUs.toFixed(0)).join(' ')}), ` +
+          `redis ${f(r.rounds.map((x) => x.serverUs.redis ?? Number.NaN))} µs`,
+      );
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'once-first';
   const n = Number(process.argv[3] ?? 5000);
@@ -135,8 +183,26 @@ async function main(): Promise<void> {
     }
     return;
   }
+  const once =
+    mode === 'once-bench' || mode === 'once-dup' || mode === 'once-vs'
+      ? await onceLibs(masters.nodes[0]!)
+      : undefined;
+  if (once && mode === 'once-vs') {
+    try {
+      await onceVsMode(once, masters.nodes[0]!.pid, n, tag);
+    } finally {
+      await once.close();
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
   let op: Op;
   switch (mode) {
+    case 'once-bench':
+    case 'once-dup':
+      op = onceBenchOp(once!, tag, mode === 'once-dup');
+      break;
     case 'once-first': {
       const h = withOnce(handler, {
         store: redisStore(c0),
@@ -233,6 +299,7 @@ async function main(): Promise<void> {
         `(user ${(cpu.user / n).toFixed(1)}), wall ${((wall * 1000) / n).toFixed(0)} µs/call`,
     );
   } finally {
+    await once?.close();
     for (const c of clients) c.disconnect();
     await masters.stop();
   }
