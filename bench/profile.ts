@@ -7,6 +7,9 @@
  *   once-bench     withOnce as the bench's run-once rows call it (key by expression, no payload check), a new
  *                  event per call
  *   once-dup       the same withOnce, a duplicate per call (one of 50 completed events, as the bench's row)
+ *   once-self      withOnce's own client CPU, no network: the bench's options on a store that answers at once
+ *                  from memory (what ONCE_CLAIM / ONCE_COMPLETE would), a first call and a duplicate per call,
+ *                  interleaved rounds of n calls: µs per call of oncely's code alone
  *   once-vs        the bench's run-once contenders (suite-once.ts) side by side, interleaved rounds of n calls:
  *                  p50, client CPU and redis CPU per call, and each ratio to Powertools per round (median)
  *   lock           oncely lock pair (acquire + release), TCP
@@ -31,11 +34,20 @@ import { DEFAULT_FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import { createLock, createRedlock, withOnce } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { withOnceBatch } from '../layers/oncely/src/once/batch.js';
-import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
+import {
+  ACQUIRE,
+  LOCK_SCRIPTS,
+  ONCE_CLAIM,
+  ONCE_COMPLETE,
+  ONCE_SCRIPTS,
+  RELEASE,
+  type Script,
+} from '../layers/oncely/src/scripts.js';
+import type { ScriptArg, Store } from '../layers/oncely/src/transport/types.js';
 import { sequential } from './harness.js';
 import { CONFIG } from './once-config.js';
 import { median } from './stats.js';
-import { callContenders, context, type Libs, libs, sqsEvent } from './suite-once.js';
+import { callContenders, context, type Libs, libs, oncelyCallOptions, sqsEvent } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
 
@@ -111,6 +123,59 @@ function onceBenchOp(l: Libs, tag: string, duplicate: boolean): Op {
     : (i) => l.oncelyTcp({ id: `${tag}-${i}` });
 }
 
+/** A store answering ONCE_CLAIM and ONCE_COMPLETE at once from memory, as the scripts would (no expiry). */
+function memoryOnceStore(): Store {
+  const done = new Map<string, unknown>();
+  let fence = 1_000;
+  const answer = (script: Script, keys: readonly string[], args: readonly ScriptArg[]): unknown => {
+    if (script === ONCE_CLAIM) {
+      const text = done.get(keys[0]!);
+      return text === undefined ? [1, String(++fence)] : [2, text, 3_600_000];
+    }
+    if (script === ONCE_COMPLETE) {
+      done.set(keys[0]!, args[2]);
+      return 1;
+    }
+    throw new Error(`memory store: ${script.name} not supported`);
+  };
+  return {
+    kind: 'redis',
+    name: 'memory',
+    run: (script, keys, args) => Promise.resolve(answer(script, keys, args)),
+    runMany: (calls) =>
+      Promise.resolve(calls.map((c) => ({ ok: true, value: answer(c.script, c.keys, c.args) }) as const)),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** `once-self`: withOnce's own CPU per first call and per duplicate (memoryOnceStore), interleaved rounds. */
+async function onceSelfMode(n: number, tag: string): Promise<void> {
+  const h = withOnce(async (e: { id: string }) => ({ ok: e.id }), {
+    store: memoryOnceStore(),
+    ...oncelyCallOptions,
+  });
+  const pool = Array.from({ length: CONFIG.duplicatePool }, (_, i) => ({ id: `${tag}-dup-${i}` }));
+  let fresh = 0;
+  const ops: Record<string, () => Promise<unknown>> = {
+    first: () => h({ id: `${tag}-${++fresh}` }, context),
+    duplicate: () => h(pool[fresh++ % pool.length]!, context),
+  };
+  for (const op of Object.values(ops)) for (let i = 0; i < 2000; i++) await op(); // JIT warm-up
+  const us: Record<string, number[]> = { first: [], duplicate: [] };
+  for (let round = 0; round < 8; round++) {
+    for (const [name, op] of Object.entries(ops)) {
+      const cpu0 = process.cpuUsage();
+      for (let i = 0; i < n; i++) await op();
+      const cpu = process.cpuUsage(cpu0);
+      us[name]!.push((cpu.user + cpu.system) / n);
+    }
+  }
+  for (const [name, xs] of Object.entries(us))
+    console.log(
+      `once-self ${name}: ${median(xs).toFixed(1)} µs/call (rounds ${xs.map((x) => x.toFixed(1)).join(' ')})`,
+    );
+}
+
 /** `once-vs`: the bench's first-call and duplicate rows, interleaved rounds of n calls per contender. */
 async function onceVsMode(l: Libs, redisPid: number, n: number, tag: string): Promise<void> {
   const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
@@ -168,6 +233,15 @@ async function main(): Promise<void> {
           console.log(
             `${m[1]}: ${(Number(m[2]) / n).toFixed(1)} calls, ${(Number(m[3]) / n).toFixed(1)} µs per batch`,
           );
+    } finally {
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
+  if (mode === 'once-self') {
+    try {
+      await onceSelfMode(n, tag);
     } finally {
       for (const c of clients) c.disconnect();
       await masters.stop();
