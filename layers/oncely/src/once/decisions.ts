@@ -145,8 +145,9 @@ export interface DecisionSink {
 export class Decisions {
   #isoMs = Number.NaN;
   #iso = '';
-  #digestOf: string | undefined;
-  #digest = '';
+  /** The invocation whose fields #fieldsText holds, as JSON members. */
+  #fieldsOf: InvocationFields | undefined;
+  #fieldsText = '';
   constructor(readonly sink: DecisionSink) {}
 
   /** `invocation`: the Lambda fields of the invocation it belongs to (default lines carry them). */
@@ -178,25 +179,18 @@ export class Decisions {
     const { key, ...rest } = decision;
     const fields: Record<string, unknown> = { ...rest };
     if (key !== undefined) {
-      fields.keyDigest = this.#digestFor(key);
+      fields.keyDigest = digest(key);
       if (this.sink.logKeys) fields.key = shortKey(key);
     }
     return fields;
   }
 
-  #digestFor(key: string): string {
-    if (key !== this.#digestOf) {
-      // the claimed and completed lines of an invocation name the same key: one digest
-      this.#digest = digest(key);
-      this.#digestOf = key;
-    }
-    return this.#digest;
-  }
-
   /**
    * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, the invocation's Lambda fields
-   * (request id, function name, cold start, trace id), then the decision's fields in their order, the key as its `keyDigest` (and, with logKeys, the key itself, shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
-   * (a Lambda container's first thousands of invocations) that beats building the text field by field.
+   * (request id, function name, cold start, trace id), then the decision's fields in their order, the key as
+   * its `keyDigest` (and, with logKeys, the key itself, shortened): what JSON.stringify would give of that
+   * object, written as text. The text of an invocation's fields is made once for its lines (a claimed and a
+   * completed line per call), and no object is built per line.
    */
   #line(level: Exclude<LogLevel, 'silent'>, decision: Decision, invocation?: InvocationFields): string {
     const ms = this.sink.wallClock();
@@ -205,19 +199,39 @@ export class Decisions {
       this.#iso = new Date(ms).toISOString();
       this.#isoMs = ms;
     }
-    const { key, ...rest } = decision;
-    const line: Record<string, unknown> = {
-      level: LABEL[level],
-      timestamp: this.#iso,
-      logger: 'oncely',
-      message: `oncely: ${decision.decision}`,
-      ...invocation,
-      ...rest,
-    };
-    if (key !== undefined) {
-      line.keyDigest = this.#digestFor(key);
-      if (this.sink.logKeys) line.key = shortKey(key);
+    let line = `{"level":"${LABEL[level]}","timestamp":"${this.#iso}","logger":"oncely","message":"oncely: ${decision.decision}"`;
+    if (invocation !== undefined) {
+      if (invocation !== this.#fieldsOf) {
+        this.#fieldsText = jsonFields(invocation as Record<string, unknown>, undefined);
+        this.#fieldsOf = invocation;
+      }
+      line += this.#fieldsText;
     }
-    return JSON.stringify(line);
+    line += jsonFields(decision as unknown as Record<string, unknown>, 'key');
+    const { key } = decision;
+    if (key !== undefined) {
+      line += `,"keyDigest":"${digest(key)}"`;
+      if (this.sink.logKeys) line += `,"key":${JSON.stringify(shortKey(key))}`;
+    }
+    return `${line}}`;
   }
+}
+
+/**
+ * An object's fields (but `skip`) as JSON members, each led by a comma, as JSON.stringify writes them: fields
+ * that are undefined left out, a number that is not finite as null. For the flat objects of a log line
+ * (strings, numbers, booleans).
+ */
+function jsonFields(o: Record<string, unknown>, skip: string | undefined): string {
+  let out = '';
+  for (const k in o) {
+    if (k === skip) continue;
+    const v = o[k];
+    if (v === undefined) continue;
+    out += `,"${k}":`; // field names of ours: nothing to escape
+    if (typeof v === 'number') out += Number.isFinite(v) ? `${v}` : 'null';
+    else if (typeof v === 'boolean') out += v ? 'true' : 'false';
+    else out += JSON.stringify(v);
+  }
+  return out;
 }
