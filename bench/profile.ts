@@ -176,10 +176,60 @@ async function onceSelfMode(n: number, tag: string): Promise<void> {
     );
 }
 
+/** ONCE_CLAIM then ONCE_COMPLETE (or the stored result) through redisStore on an ioredis client of its own. */
+function storeOnly(master: { host: string; port: number }): { op(id: string): Promise<unknown> } {
+  const store = redisStore(new Redis({ host: master.host, port: master.port, protocol: 2 }));
+  const grace = DEFAULT_FENCE_GRACE_MS;
+  return {
+    async op(id) {
+      const keys = [`oncely:once:{store:${id}}:rec`, `oncely:once:{store:${id}}:fence`];
+      const token = randomBytes(16).toString('base64url');
+      const reply = (await store.run(ONCE_CLAIM, keys, [token, 30_000, '', 30_000 + grace, Date.now()])) as [
+        number,
+        string,
+      ];
+      if (reply[0] === 2) return JSON.parse(reply[1].slice(1));
+      const result = { ok: id };
+      await store.run(ONCE_COMPLETE, keys, [
+        token,
+        reply[1],
+        `j${JSON.stringify(result)}`,
+        CONFIG.retentionMs,
+        CONFIG.retentionMs + grace,
+        '',
+      ]);
+      return result;
+    },
+  };
+}
+
 /** `once-vs`: the bench's first-call and duplicate rows, interleaved rounds of n calls per contender. */
-async function onceVsMode(l: Libs, redisPid: number, n: number, tag: string): Promise<void> {
+async function onceVsMode(
+  l: Libs,
+  master: { host: string; port: number },
+  redisPid: number,
+  n: number,
+  tag: string,
+): Promise<void> {
   const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
-  const keep = new Set(['oncely', 'powertools', 'raw-once']);
+  const keep = new Set(['oncely', 'powertools', 'raw-once', 'store']);
+  // oncely's two scripts through redisStore (the transport withOnce uses), without the engine.
+  const store = storeOnly(master);
+  let fresh = 0;
+  first.push({
+    id: 'store',
+    label: 'redisStore, two scripts',
+    op: async (key) => {
+      await store.op(`${key}-${++fresh}`);
+    },
+  });
+  duplicate.push({
+    id: 'store',
+    label: 'redisStore, two scripts',
+    op: async (key, i) => {
+      await store.op(`${key}-d${i % CONFIG.duplicatePool}`);
+    },
+  });
   for (const [name, contenders] of [
     ['first', first],
     ['duplicate', duplicate],
@@ -263,7 +313,7 @@ async function main(): Promise<void> {
       : undefined;
   if (once && mode === 'once-vs') {
     try {
-      await onceVsMode(once, masters.nodes[0]!.pid, n, tag);
+      await onceVsMode(once, masters.nodes[0]!, masters.nodes[0]!.pid, n, tag);
     } finally {
       await once.close();
       for (const c of clients) c.disconnect();
