@@ -114,7 +114,7 @@ export function invocationFields(
 ): InvocationFields {
   const cold = coldStart;
   coldStart = false;
-  const trace = /(?:^|;)Root=([^;]+)/.exec(process.env._X_AMZN_TRACE_ID ?? '')?.[1];
+  const trace = traceRoot(process.env._X_AMZN_TRACE_ID);
   const f: Record<string, unknown> = { cold_start: cold };
   const requestId = context?.awsRequestId;
   const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME;
@@ -122,6 +122,18 @@ export function invocationFields(
   if (typeof functionName === 'string') f.function_name = functionName;
   if (trace) f.xray_trace_id = trace;
   return f as InvocationFields;
+}
+
+let lastTrace: string | undefined;
+let lastRoot: string | undefined;
+
+/** The Root of an X-Ray trace header (the last header's, kept: warm invocations without tracing repeat it). */
+function traceRoot(header: string | undefined): string | undefined {
+  if (header !== lastTrace) {
+    lastRoot = header ? /(?:^|;)Root=([^;]+)/.exec(header)?.[1] : undefined;
+    lastTrace = header;
+  }
+  return lastRoot;
 }
 
 /** Keys longer than this are shortened in messages and log lines. */

@@ -159,17 +159,19 @@ const durationOf = (host: SettleHost, run: Run) => Math.round(host.options.clock
 function completed(host: SettleHost, c: Call, value: unknown, sentAt: number): Settled {
   const { run } = c;
   const reply = parseComplete(value);
-  const base = { key: run.key, fence: run.fence, durationMs: durationOf(host, run) };
+  const { key, fence } = run;
+  const durationMs = durationOf(host, run);
   if (reply === 'completed' || reply === 'already-completed' || reply === 'completed-late') {
     const late =
       reply === 'completed-late' ? 'completed after the lease ran out; nobody had claimed since' : '';
-    const reason = [late, c.notStored ?? ''].filter(Boolean).join('; ');
-    decide(host, 'completed', { ...base, ...(reason ? { reason } : {}) });
+    const { notStored } = c;
+    const reason = late && notStored ? `${late}; ${notStored}` : late || notStored;
+    decide(host, 'completed', reason ? { key, fence, durationMs, reason } : { key, fence, durationMs });
     host.cacheCompleted(run, c.text!, sentAt);
     return { done: true };
   }
   const by = reply === 'stolen' ? 'taken by another invocation' : 'gone and claimed since';
-  decide(host, 'lost', { ...base, reason: `the record was ${by}; result not stored` });
+  decide(host, 'lost', { key, fence, durationMs, reason: `the record was ${by}; result not stored` });
   return { done: false, error: lockLost(run.key!, reply) };
 }
 
