@@ -34,10 +34,10 @@ import {
 } from './options.js';
 import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
-import { batchTrip, newTokens } from './record-batch.js';
+import { newTokens } from './record-batch.js';
 import { giveBackRecord, Keeper, RecordDriver } from './record-lease.js';
 import { Run } from './run.js';
-import { type Ending, type Settled, type SettleHost, settle } from './settle.js';
+import { type Ending, recordTrip, type Settled, type SettleHost, settle } from './settle.js';
 
 /** One record of an invocation, begun: run its handler, answer `value` without running it, or fail with `error`. */
 export type Began =
@@ -294,7 +294,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
     const startedAt = o.clock.now();
     let results: CallResult[];
     try {
-      results = await batchTrip(this.store, calls);
+      results = await recordTrip(this.store, calls);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return { replies: keyed.map(() => ({ kind: 'failed', error: err })), startedAt, failed: err };

@@ -15,6 +15,17 @@ import { batchTrip } from './record-batch.js';
 import type { Run } from './run.js';
 
 /**
+ * One round trip for `calls`, as record-batch.ts batchTrip (claims and completions merged per slot group), a
+ * single call sent straight as one run: no async layers of batchTrip's and roundTrip's between a single
+ * event's claim or completion and its reply. Rejects when the round trip fails.
+ */
+export function recordTrip(store: Store, calls: readonly ScriptCall[]): Promise<CallResult[]> {
+  if (calls.length !== 1) return batchTrip(store, calls);
+  const { script, keys, args } = calls[0]!;
+  return store.run(script, keys, args).then((value): CallResult[] => [{ ok: true, value }]);
+}
+
+/**
  * Attempts at completing when the store fails (completion is idempotent for its owner), and the pauses
  * between them. A batch's completions are retried as one event's are: a batch whose completion failed would
  * otherwise be redelivered only to find its records in progress (their leases still run) until they expire.
@@ -112,7 +123,7 @@ async function send(
 ): Promise<{ replies: CallResult[]; thrown?: unknown }> {
   try {
     return {
-      replies: await batchTrip(
+      replies: await recordTrip(
         store,
         calls.map((c) => c.call),
       ),
