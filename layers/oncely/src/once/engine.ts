@@ -65,7 +65,8 @@ export class OnceEngine<E = unknown> implements SettleHost {
   /** The drift allowance of a record's lease: a lock's default (ttl·0.01 + 2 ms). */
   readonly #drift = driftOf(LOCK_DEFAULTS);
   /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
-  readonly #ready: Promise<void> | undefined;
+  /** Unset once it has resolved: an invocation then spends no await on it. */
+  #ready: Promise<void> | undefined;
   /** `localCache`: completed records of this container. */
   readonly #cache: LocalCache | undefined;
   readonly #keeper: Keeper;
@@ -87,6 +88,13 @@ export class OnceEngine<E = unknown> implements SettleHost {
         )
       : resolved.store;
     this.#ready = resolved.ready;
+    // Rejected (an expression that does not parse): kept, so that every invocation reports it.
+    this.#ready?.then(
+      () => {
+        this.#ready = undefined;
+      },
+      () => undefined,
+    );
     this.records = new Records(this.options.prefix, this.options.namespace);
     this.driver = new RecordDriver(this.store, this.records);
     this.#decisions = new Decisions(this.options);
