@@ -32,7 +32,7 @@ import {
   resolveOnceOptions,
   ttlFor,
 } from './options.js';
-import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
+import { type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
 import { newTokens } from './record-batch.js';
 import { giveBackRecord, Keeper, RecordDriver } from './record-lease.js';
@@ -64,8 +64,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
   readonly #invocations: Invocations;
   /** The drift allowance of a record's lease: a lock's default (ttl·0.01 + 2 ms). */
   readonly #drift = driftOf(LOCK_DEFAULTS);
-  /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
-  /** Unset once it has resolved: an invocation then spends no await on it. */
+  /** Set while a JMESPath key or payload spec's package loads and its expressions parse (kept if they do not). */
   #ready: Promise<void> | undefined;
   /** `localCache`: completed records of this container. */
   readonly #cache: LocalCache | undefined;
@@ -88,13 +87,6 @@ export class OnceEngine<E = unknown> implements SettleHost {
         )
       : resolved.store;
     this.#ready = resolved.ready;
-    // Rejected (an expression that does not parse): kept, so that every invocation reports it.
-    this.#ready?.then(
-      () => {
-        this.#ready = undefined;
-      },
-      () => undefined,
-    );
     this.records = new Records(this.options.prefix, this.options.namespace);
     this.driver = new RecordDriver(this.store, this.records);
     this.#decisions = new Decisions(this.options);
@@ -191,7 +183,10 @@ export class OnceEngine<E = unknown> implements SettleHost {
    * claimed records' leases alive until settle().
    */
   async #begin(events: readonly E[], context: Context | undefined, http: boolean): Promise<Begun> {
-    if (this.#ready !== undefined) await this.#ready;
+    if (this.#ready !== undefined) {
+      await this.#ready; // rejects for every invocation when an expression does not parse
+      this.#ready = undefined; // resolved: later invocations spend no await on it
+    }
     const items: Began[] = new Array(events.length);
     if (isDisabled()) {
       this.decide({ namespace: this.options.namespace, decision: 'disabled' });
@@ -207,7 +202,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
       const { replies, startedAt, failed } = await this.#claim(keyed, ttlMs);
       const late = this.#tooLate(startedAt, ttlMs);
       const now = o.clock.now();
-      const waitedMs = Math.round(now - waitStarted);
+      const [waitedMs, waitLeft] = [Math.round(now - waitStarted), waitUntil - now];
       // The claims may have been applied when the round trip failed ambiguously: every record is given back
       // in the background (the invocation fails at once; the releases started together share a round trip).
       if (failed?.ambiguous) for (const k of keyed) void giveBackRecord(this, k.key, k.token, ttlMs);
@@ -217,14 +212,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
       for (let i = 0; i < keyed.length; i++) {
         const k = keyed[i]!;
         const reply = replies[i]!;
-        const policy = this.#policy(
-          http,
-          ttlMs,
-          waitedMs,
-          waitUntil - now,
-          k.key,
-          reply.kind === 'claimed' && late,
-        );
+        const policy = this.#policy(http, ttlMs, waitedMs, waitLeft, k.key, reply.kind === 'claimed' && late);
         const outcome = outcomeOf(reply, policy);
         if (outcome.kind === 'wait') {
           waiting.push(k);
@@ -372,14 +360,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
   }
 
   /** What the meaning of a claim reply for `key` depends on besides the reply (one object, built whole). */
-  #policy(
-    http: boolean,
-    ttlMs: number,
-    waitedMs: number,
-    waitLeftMs: number,
-    key: string,
-    late: boolean,
-  ): ClaimPolicy {
+  #policy(http: boolean, ttlMs: number, waitedMs: number, waitLeftMs: number, key: string, late: boolean) {
     const { namespace, duplicate, failOpen, pollMs } = this.options;
     const store = this.store.name;
     return { namespace, key, duplicate, failOpen, ttlMs, late, http, store, waitedMs, waitLeftMs, pollMs };
