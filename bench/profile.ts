@@ -10,6 +10,8 @@
  *   once-self      withOnce's own client CPU, no network: the bench's options on a store that answers at once
  *                  from memory (what ONCE_CLAIM / ONCE_COMPLETE would), a first call and a duplicate per call,
  *                  interleaved rounds of n calls: µs per call of oncely's code alone
+ *   once-server    redis-server µs per call by command (INFO commandstats), the bench's withOnce TCP and
+ *                  Powertools contenders, a first call and a duplicate: where a call's server time goes
  *   once-vs        the bench's run-once contenders (suite-once.ts) side by side, interleaved rounds of n calls:
  *                  p50, client CPU and redis CPU per call, and each ratio to Powertools per round (median)
  *   lock           oncely lock pair (acquire + release), TCP
@@ -203,6 +205,28 @@ function storeOnly(master: { host: string; port: number }): { op(id: string): Pr
   };
 }
 
+/** `once-server`: redis-server µs per call, per command, for each contender's first call and duplicate. */
+async function onceServerMode(l: Libs, c0: Redis, n: number): Promise<void> {
+  const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
+  for (const [part, contenders] of [
+    ['first', first],
+    ['duplicate', duplicate],
+  ] as const) {
+    for (const c of contenders.filter((x) => x.id === 'oncely' || x.id === 'powertools')) {
+      const key = `server-${part}-${c.id}-${process.pid}`;
+      for (let i = 0; i < 300; i++) await c.op(key, i); // warm-up (and the duplicates' pool)
+      await c0.config('RESETSTAT');
+      for (let i = 0; i < n; i++) await c.op(key, i);
+      const info = (await c0.info('commandstats')) as string;
+      const rows: string[] = [];
+      for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm))
+        if (m[1] !== 'config' && m[1] !== 'info')
+          rows.push(`${m[1]} ${(Number(m[2]) / n).toFixed(1)}× ${(Number(m[3]) / n).toFixed(1)} µs`);
+      console.log(`${part.padEnd(9)} ${c.id.padEnd(10)} ${rows.join(' · ')}`);
+    }
+  }
+}
+
 /** `once-vs`: the bench's first-call and duplicate rows, interleaved rounds of n calls per contender. */
 async function onceVsMode(
   l: Libs,
@@ -308,9 +332,23 @@ async function main(): Promise<void> {
     return;
   }
   const once =
-    mode === 'once-bench' || mode === 'once-dup' || mode === 'once-vs'
+    mode === 'once-bench' || mode === 'once-dup' || mode === 'once-vs' || mode === 'once-server'
       ? await onceLibs(masters.nodes[0]!)
       : undefined;
+  if (once && mode === 'once-server') {
+    try {
+      await onceServerMode(
+        once,
+        new Redis({ host: masters.nodes[0]!.host, port: masters.nodes[0]!.port }),
+        n,
+      );
+    } finally {
+      await once.close();
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
   if (once && mode === 'once-vs') {
     try {
       await onceVsMode(once, masters.nodes[0]!, masters.nodes[0]!.pid, n, tag);
