@@ -1,6 +1,7 @@
 /**
- * Decision lines are written as text, field by field (decisions.ts #line), not through an object and
- * JSON.stringify: each line must still be exactly what JSON.stringify gives of the object the line stands for.
+ * Decision lines are put together from text (decisions.ts #line: the invocation's JSON, once per invocation, and
+ * the decision's without its key member), not from one object per line: each line must still be exactly what
+ * JSON.stringify gives of the object the line stands for.
  */
 import { describe, expect, it } from 'vitest';
 import { type Decision, Decisions, type InvocationFields } from '../../layers/oncely/src/once/decisions.js';
@@ -35,6 +36,9 @@ const DECISIONS: Decision[] = [
   { namespace: 'fn', decision: 'disabled' },
   { namespace: 'fn', decision: 'lost', key: 'k', fence: Number.NaN, durationMs: Number.POSITIVE_INFINITY },
   { namespace: 'fn', decision: 'released', key: 'k', fence: -0, reason: undefined },
+  // The key first, and a reason holding what the key's member looks like.
+  { key: 'k', namespace: 'fn', decision: 'mismatch', reason: ',"key":"k" "key":"k"' },
+  { namespace: 'fn', decision: 'skipped', reason: '"key":"k"', key: 'k' },
 ];
 
 const INVOCATIONS: (InvocationFields | undefined)[] = [
@@ -69,7 +73,7 @@ describe('decision lines', () => {
               ? 'debug'
               : ['claimed', 'completed', 'duplicate-returned'].includes(d.decision)
                 ? 'info'
-                : ['in-progress', 'released'].includes(d.decision)
+                : ['in-progress', 'released', 'mismatch', 'skipped'].includes(d.decision)
                   ? 'warn'
                   : 'error'
           ];
