@@ -36,20 +36,10 @@ import { DEFAULT_FENCE_GRACE_MS } from '../layers/oncely/src/acquire.js';
 import { createLock, createRedlock, withOnce } from '../layers/oncely/src/index.js';
 import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { withOnceBatch } from '../layers/oncely/src/once/batch.js';
-import {
-  ACQUIRE,
-  LOCK_SCRIPTS,
-  ONCE_CLAIM,
-  ONCE_COMPLETE,
-  ONCE_SCRIPTS,
-  RELEASE,
-  type Script,
-} from '../layers/oncely/src/scripts.js';
-import type { ScriptArg, Store } from '../layers/oncely/src/transport/types.js';
-import { sequential } from './harness.js';
+import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
 import { CONFIG } from './once-config.js';
-import { median } from './stats.js';
-import { callContenders, context, type Libs, libs, oncelyCallOptions, sqsEvent } from './suite-once.js';
+import { ONCE_MODES, onceMode, onceOp } from './profile-once.js';
+import { context, sqsEvent } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
 
@@ -111,172 +101,6 @@ async function serverMode(c0: Redis, n: number, tag: string): Promise<void> {
   }
 }
 
-/** The bench's run-once contenders (suite-once.ts libs()) on one master; the REST store is never called. */
-async function onceLibs(master: { host: string; port: number }): Promise<Libs> {
-  const layer = await import('../layers/oncely/src/index.js');
-  return libs(layer, master, 'http://127.0.0.1:9');
-}
-
-/** `once-bench` / `once-dup`: the bench's withOnce TCP contender, a new event or a duplicate per call. */
-function onceBenchOp(l: Libs, tag: string, duplicate: boolean): Op {
-  const pool = Array.from({ length: CONFIG.duplicatePool }, (_, i) => ({ id: `${tag}-dup-${i}` }));
-  return duplicate
-    ? (i) => l.oncelyTcp(pool[Math.abs(i) % pool.length]!)
-    : (i) => l.oncelyTcp({ id: `${tag}-${i}` });
-}
-
-/** A store answering ONCE_CLAIM and ONCE_COMPLETE at once from memory, as the scripts would (no expiry). */
-function memoryOnceStore(): Store {
-  const done = new Map<string, unknown>();
-  let fence = 1_000;
-  const answer = (script: Script, keys: readonly string[], args: readonly ScriptArg[]): unknown => {
-    if (script === ONCE_CLAIM) {
-      const text = done.get(keys[0]!);
-      return text === undefined ? [1, String(++fence)] : [2, text, 3_600_000];
-    }
-    if (script === ONCE_COMPLETE) {
-      done.set(keys[0]!, args[2]);
-      return 1;
-    }
-    throw new Error(`memory store: ${script.name} not supported`);
-  };
-  return {
-    kind: 'redis',
-    name: 'memory',
-    run: (script, keys, args) => Promise.resolve(answer(script, keys, args)),
-    runMany: (calls) =>
-      Promise.resolve(calls.map((c) => ({ ok: true, value: answer(c.script, c.keys, c.args) }) as const)),
-    close: () => Promise.resolve(),
-  };
-}
-
-/** `once-self`: withOnce's own CPU per first call and per duplicate (memoryOnceStore), interleaved rounds. */
-async function onceSelfMode(n: number, tag: string): Promise<void> {
-  const h = withOnce(async (e: { id: string }) => ({ ok: e.id }), {
-    store: memoryOnceStore(),
-    ...oncelyCallOptions,
-  });
-  const pool = Array.from({ length: CONFIG.duplicatePool }, (_, i) => ({ id: `${tag}-dup-${i}` }));
-  let fresh = 0;
-  const ops: Record<string, () => Promise<unknown>> = {
-    first: () => h({ id: `${tag}-${++fresh}` }, context),
-    duplicate: () => h(pool[fresh++ % pool.length]!, context),
-  };
-  for (const op of Object.values(ops)) for (let i = 0; i < 2000; i++) await op(); // JIT warm-up
-  const us: Record<string, number[]> = { first: [], duplicate: [] };
-  for (let round = 0; round < 8; round++) {
-    for (const [name, op] of Object.entries(ops)) {
-      const cpu0 = process.cpuUsage();
-      for (let i = 0; i < n; i++) await op();
-      const cpu = process.cpuUsage(cpu0);
-      us[name]!.push((cpu.user + cpu.system) / n);
-    }
-  }
-  for (const [name, xs] of Object.entries(us))
-    console.log(
-      `once-self ${name}: ${median(xs).toFixed(1)} µs/call (rounds ${xs.map((x) => x.toFixed(1)).join(' ')})`,
-    );
-}
-
-/** ONCE_CLAIM then ONCE_COMPLETE (or the stored result) through redisStore on an ioredis client of its own. */
-function storeOnly(master: { host: string; port: number }): { op(id: string): Promise<unknown> } {
-  const store = redisStore(new Redis({ host: master.host, port: master.port, protocol: 2 }));
-  const grace = DEFAULT_FENCE_GRACE_MS;
-  return {
-    async op(id) {
-      const keys = [`oncely:once:{store:${id}}:rec`, `oncely:once:{store:${id}}:fence`];
-      const token = randomBytes(16).toString('base64url');
-      const reply = (await store.run(ONCE_CLAIM, keys, [token, 30_000, '', 30_000 + grace, Date.now()])) as [
-        number,
-        string,
-      ];
-      if (reply[0] === 2) return JSON.parse(reply[1].slice(1));
-      const result = { ok: id };
-      await store.run(ONCE_COMPLETE, keys, [
-        token,
-        reply[1],
-        `j${JSON.stringify(result)}`,
-        CONFIG.retentionMs,
-        CONFIG.retentionMs + grace,
-        '',
-      ]);
-      return result;
-    },
-  };
-}
-
-/** `once-server`: redis-server µs per call, per command, for each contender's first call and duplicate. */
-async function onceServerMode(l: Libs, c0: Redis, n: number): Promise<void> {
-  const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
-  for (const [part, contenders] of [
-    ['first', first],
-    ['duplicate', duplicate],
-  ] as const) {
-    for (const c of contenders.filter((x) => x.id === 'oncely' || x.id === 'powertools')) {
-      const key = `server-${part}-${c.id}-${process.pid}`;
-      for (let i = 0; i < 300; i++) await c.op(key, i); // warm-up (and the duplicates' pool)
-      await c0.config('RESETSTAT');
-      for (let i = 0; i < n; i++) await c.op(key, i);
-      const info = (await c0.info('commandstats')) as string;
-      const rows: string[] = [];
-      for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+),usec=(\d+)/gm))
-        if (m[1] !== 'config' && m[1] !== 'info')
-          rows.push(`${m[1]} ${(Number(m[2]) / n).toFixed(1)}× ${(Number(m[3]) / n).toFixed(1)} µs`);
-      console.log(`${part.padEnd(9)} ${c.id.padEnd(10)} ${rows.join(' · ')}`);
-    }
-  }
-}
-
-/** `once-vs`: the bench's first-call and duplicate rows, interleaved rounds of n calls per contender. */
-async function onceVsMode(
-  l: Libs,
-  master: { host: string; port: number },
-  redisPid: number,
-  n: number,
-  tag: string,
-): Promise<void> {
-  const { first, duplicate } = callContenders(l, CONFIG.duplicatePool);
-  const keep = new Set(['oncely', 'powertools', 'raw-once', 'store']);
-  // oncely's two scripts through redisStore (the transport withOnce uses), without the engine.
-  const store = storeOnly(master);
-  let fresh = 0;
-  first.push({
-    id: 'store',
-    label: 'redisStore, two scripts',
-    op: async (key) => {
-      await store.op(`${key}-${++fresh}`);
-    },
-  });
-  duplicate.push({
-    id: 'store',
-    label: 'redisStore, two scripts',
-    op: async (key, i) => {
-      await store.op(`${key}-d${i % CONFIG.duplicatePool}`);
-    },
-  });
-  for (const [name, contenders] of [
-    ['first', first],
-    ['duplicate', duplicate],
-  ] as const) {
-    const results = await sequential(
-      contenders.filter((c) => keep.has(c.id)),
-      { rounds: 6, perRound: n, warmup: 500, tag: `${tag}-${name}`, servers: { redis: redisPid } },
-    );
-    const peer = results.find((r) => r.id === 'powertools')!;
-    for (const r of results) {
-      const ratios = r.rounds.map((x, i) => x.p50 / peer.rounds[i]!.p50);
-      const cpuRatios = r.rounds.map((x, i) => x.cpuUs / peer.rounds[i]!.cpuUs);
-      const f = (xs: number[], d = 0) => median(xs).toFixed(d);
-      console.log(
-        `${name.padEnd(9)} ${r.id.padEnd(10)} p50 ${f(r.rounds.map((x) => x.p50 * 1000))} µs ` +
-          `(${f(ratios, 3)}× Powertools), client CPU ${f(r.rounds.map((x) => x.cpuUs))} µs ` +
-          `(${f(cpuRatios, 3)}×; rounds ${r.rounds.map((x) => x.cpuUs.toFixed(0)).join(' ')}), ` +
-          `redis ${f(r.rounds.map((x) => x.serverUs.redis ?? Number.NaN))} µs`,
-      );
-    }
-  }
-}
-
 async function main(): Promise<void> {
   const mode = process.argv[2] ?? 'once-first';
   const n = Number(process.argv[3] ?? 5000);
@@ -313,15 +137,6 @@ async function main(): Promise<void> {
     }
     return;
   }
-  if (mode === 'once-self') {
-    try {
-      await onceSelfMode(n, tag);
-    } finally {
-      for (const c of clients) c.disconnect();
-      await masters.stop();
-    }
-    return;
-  }
   if (mode === 'server') {
     try {
       await serverMode(c0, n, tag);
@@ -331,39 +146,21 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const once =
-    mode === 'once-bench' || mode === 'once-dup' || mode === 'once-vs' || mode === 'once-server'
-      ? await onceLibs(masters.nodes[0]!)
-      : undefined;
-  if (once && mode === 'once-server') {
+  if (ONCE_MODES.has(mode)) {
     try {
-      await onceServerMode(
-        once,
-        new Redis({ host: masters.nodes[0]!.host, port: masters.nodes[0]!.port }),
-        n,
-      );
+      await onceMode(mode, n, masters.nodes[0]!, tag);
     } finally {
-      await once.close();
       for (const c of clients) c.disconnect();
       await masters.stop();
     }
     return;
   }
-  if (once && mode === 'once-vs') {
-    try {
-      await onceVsMode(once, masters.nodes[0]!, masters.nodes[0]!.pid, n, tag);
-    } finally {
-      await once.close();
-      for (const c of clients) c.disconnect();
-      await masters.stop();
-    }
-    return;
-  }
+  const once = await onceOp(mode, masters.nodes[0]!, tag);
   let op: Op;
   switch (mode) {
     case 'once-bench':
     case 'once-dup':
-      op = onceBenchOp(once!, tag, mode === 'once-dup');
+      op = once!.op;
       break;
     case 'once-first': {
       const h = withOnce(handler, {
