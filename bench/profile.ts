@@ -4,6 +4,16 @@
  *
  *   once-first     withOnce, a new event per call (claim + complete), TCP
  *   once-raw       the same two scripts sent from bare ioredis
+ *   once-bench     withOnce as the bench's run-once rows call it (key by expression, no payload check), a new
+ *                  event per call
+ *   once-dup       the same withOnce, a duplicate per call (one of 50 completed events, as the bench's row)
+ *   once-self      withOnce's own client CPU, no network: the bench's options on a store that answers at once
+ *                  from memory (what ONCE_CLAIM / ONCE_COMPLETE would), a first call and a duplicate per call,
+ *                  interleaved rounds of n calls: µs per call of oncely's code alone
+ *   once-server    redis-server µs per call by command (INFO commandstats), the bench's withOnce TCP and
+ *                  Powertools contenders, a first call and a duplicate: where a call's server time goes
+ *   once-vs        the bench's run-once contenders (suite-once.ts) side by side, interleaved rounds of n calls:
+ *                  p50, client CPU and redis CPU per call, and each ratio to Powertools per round (median)
  *   lock           oncely lock pair (acquire + release), TCP
  *   lock-raw       oncely's lock scripts from bare ioredis
  *   redlock        oncely createRedlock pair over 3 masters
@@ -33,6 +43,7 @@ import { redisStore } from '../layers/oncely/src/ioredis.js';
 import { withOnceBatch } from '../layers/oncely/src/once/batch.js';
 import { ACQUIRE, LOCK_SCRIPTS, ONCE_SCRIPTS, RELEASE } from '../layers/oncely/src/scripts.js';
 import { CONFIG } from './once-config.js';
+import { ONCE_MODES, onceMode, onceOp } from './profile-once.js';
 import { context, sqsEvent } from './suite-once.js';
 
 type Op = (i: number) => Promise<unknown>;
@@ -203,8 +214,22 @@ async function main(): Promise<void> {
     }
     return;
   }
+  if (ONCE_MODES.has(mode)) {
+    try {
+      await onceMode(mode, n, masters.nodes[0]!, tag);
+    } finally {
+      for (const c of clients) c.disconnect();
+      await masters.stop();
+    }
+    return;
+  }
+  const once = await onceOp(mode, masters.nodes[0]!, tag);
   let op: Op;
   switch (mode) {
+    case 'once-bench':
+    case 'once-dup':
+      op = once!.op;
+      break;
     case 'once-first': {
       const h = withOnce(handler, {
         store: redisStore(c0),
@@ -301,6 +326,7 @@ async function main(): Promise<void> {
         `(user ${(cpu.user / n).toFixed(1)}), wall ${((wall * 1000) / n).toFixed(0)} µs/call`,
     );
   } finally {
+    await once?.close();
     for (const c of clients) c.disconnect();
     await masters.stop();
   }

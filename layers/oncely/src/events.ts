@@ -304,11 +304,14 @@ export function identify<E>(
   payloadSpec: PayloadSpec<E> = 'auto',
 ): Identity {
   if (isJmespathSpec(keySpec) || isJmespathSpec(payloadSpec)) requireJmespath();
-  const detected = detectSource(event);
+  // The event's source is looked for only where it decides something: `key: 'auto'`, or `payload: 'auto'`
+  // with a key of the user's.
+  let detected: EventSource | undefined;
   let source: EventSource | 'custom';
   let key: string | undefined;
   let problem: string | undefined;
   if (keySpec === 'auto') {
+    detected = detectSource(event);
     source = detected ?? 'custom';
     key = detected ? sourceKey(detected, event) : undefined;
     if (!detected) problem = UNRECOGNISED;
@@ -330,15 +333,14 @@ export function identify<E>(
     ({ key, problem } = keyText(value, what));
   }
 
-  const base = problem === undefined ? { source, key } : { source, key, problem };
-  if (payloadSpec === false) return { ...base, payload: undefined, checkPayload: false };
+  if (payloadSpec === false) return identity(source, key, problem, undefined, false);
   let payload: unknown;
   if (payloadSpec === 'event') payload = event;
   else if (payloadSpec === 'auto') {
-    const from = source !== 'custom' ? source : detected;
+    const from = source !== 'custom' ? source : keySpec === 'auto' ? detected : detectSource(event);
     // A key of the user's on an event oncely does not recognise: nothing is checked unless named (Powertools'
     // payloadValidationJmesPath), so a redelivery whose other fields differ gets the stored result.
-    if (!from) return { ...base, payload: undefined, checkPayload: false };
+    if (!from) return identity(source, key, problem, undefined, false);
     payload = sourcePayload(from, event);
   } else {
     try {
@@ -352,5 +354,18 @@ export function identify<E>(
       );
     }
   }
-  return { ...base, payload, checkPayload: true };
+  return identity(source, key, problem, payload, true);
+}
+
+/** An Identity, `problem` only when there is one. */
+function identity(
+  source: EventSource | 'custom',
+  key: string | undefined,
+  problem: string | undefined,
+  payload: unknown,
+  checkPayload: boolean,
+): Identity {
+  return problem === undefined
+    ? { source, key, payload, checkPayload }
+    : { source, key, problem, payload, checkPayload };
 }

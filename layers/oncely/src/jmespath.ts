@@ -25,13 +25,27 @@ export function loadJmespath(): Promise<void> {
     import('@aws-lambda-powertools/jmespath'),
     import('@aws-lambda-powertools/jmespath/functions'),
   ]).then(
-    ([{ search }, { PowertoolsFunctions }]) => (jmes = { search, functions: new PowertoolsFunctions() }),
+    ([{ search }, { PowertoolsFunctions }]) =>
+      (jmes = { search, functions: introspected(new PowertoolsFunctions()) }),
     (err: unknown) => {
       jmesLoading = undefined; // let a later call try again
       throw err;
     },
   );
   return jmesLoading.then(() => undefined);
+}
+
+/**
+ * `functions` with its JMESPath function names looked up now, once. The package's search() builds a
+ * TreeInterpreter per call, which asks its functions to introspect their methods again (walk the prototype
+ * chain, list every property name): most of an expression's cost on a key as simple as `id`. The names of
+ * a class's methods do not change, so later calls get the set the first one filled.
+ */
+function introspected(functions: PowertoolsFunctions): PowertoolsFunctions {
+  functions.introspectMethods();
+  const { methods } = functions;
+  Object.defineProperty(functions, 'introspectMethods', { value: () => methods });
+  return functions;
 }
 
 /** Evaluates a JMESPath expression (Powertools functions included) over `data`. Needs loadJmespath() first. */

@@ -159,9 +159,20 @@ const sha256: (text: string) => string =
     ? (text) => crypto.hash('sha256', text, 'base64url')
     : (text) => crypto.createHash('sha256').update(text).digest('base64url');
 
-/** 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). */
+let lastText: string | undefined;
+let lastDigest = '';
+
+/**
+ * 22 base64url characters: 132 bits of SHA-256 (a record's key holds its idempotency key's digest). The last
+ * text's digest is kept: an invocation asks for its key's digest for the record's key and again for each of
+ * its decision lines.
+ */
 export function digest(text: string): string {
-  return sha256(text).slice(0, 22);
+  if (text !== lastText) {
+    lastDigest = sha256(text).slice(0, 22);
+    lastText = text;
+  }
+  return lastDigest;
 }
 
 /**

@@ -114,7 +114,7 @@ export function invocationFields(
 ): InvocationFields {
   const cold = coldStart;
   coldStart = false;
-  const trace = /(?:^|;)Root=([^;]+)/.exec(process.env._X_AMZN_TRACE_ID ?? '')?.[1];
+  const trace = traceRoot(process.env._X_AMZN_TRACE_ID);
   const f: Record<string, unknown> = { cold_start: cold };
   const requestId = context?.awsRequestId;
   const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME;
@@ -122,6 +122,18 @@ export function invocationFields(
   if (typeof functionName === 'string') f.function_name = functionName;
   if (trace) f.xray_trace_id = trace;
   return f as InvocationFields;
+}
+
+let lastTrace: string | undefined;
+let lastRoot: string | undefined;
+
+/** The Root of an X-Ray trace header (the last header's, kept: warm invocations without tracing repeat it). */
+function traceRoot(header: string | undefined): string | undefined {
+  if (header !== lastTrace) {
+    lastRoot = header ? /(?:^|;)Root=([^;]+)/.exec(header)?.[1] : undefined;
+    lastTrace = header;
+  }
+  return lastRoot;
 }
 
 /** Keys longer than this are shortened in messages and log lines. */
@@ -145,8 +157,9 @@ export interface DecisionSink {
 export class Decisions {
   #isoMs = Number.NaN;
   #iso = '';
-  #digestOf: string | undefined;
-  #digest = '';
+  /** The invocation whose fields #fieldsText holds, as JSON members. */
+  #fieldsOf: InvocationFields | undefined;
+  #fieldsText = '';
   constructor(readonly sink: DecisionSink) {}
 
   /** `invocation`: the Lambda fields of the invocation it belongs to (default lines carry them). */
@@ -178,25 +191,19 @@ export class Decisions {
     const { key, ...rest } = decision;
     const fields: Record<string, unknown> = { ...rest };
     if (key !== undefined) {
-      fields.keyDigest = this.#digestFor(key);
+      fields.keyDigest = digest(key);
       if (this.sink.logKeys) fields.key = shortKey(key);
     }
     return fields;
   }
 
-  #digestFor(key: string): string {
-    if (key !== this.#digestOf) {
-      // the claimed and completed lines of an invocation name the same key: one digest
-      this.#digest = digest(key);
-      this.#digestOf = key;
-    }
-    return this.#digest;
-  }
-
   /**
    * One decision as a JSON line: `level`, `timestamp`, `logger`, `message`, the invocation's Lambda fields
-   * (request id, function name, cold start, trace id), then the decision's fields in their order, the key as its `keyDigest` (and, with logKeys, the key itself, shortened). One object and the native JSON.stringify: on code the JIT has not optimised yet
-   * (a Lambda container's first thousands of invocations) that beats building the text field by field.
+   * (request id, function name, cold start, trace id), then the decision's fields in their order, the key as
+   * its `keyDigest` (and, with logKeys, the key itself, shortened): what JSON.stringify gives of that object.
+   * Made of the native JSON.stringify's text of the invocation (once for its lines: a claimed and a completed
+   * line per call) and of the decision (its key member taken out), with no object built per line: quick on
+   * code the JIT has not optimised yet (a Lambda container's first thousands of invocations) and after.
    */
   #line(level: Exclude<LogLevel, 'silent'>, decision: Decision, invocation?: InvocationFields): string {
     const ms = this.sink.wallClock();
@@ -205,19 +212,24 @@ export class Decisions {
       this.#iso = new Date(ms).toISOString();
       this.#isoMs = ms;
     }
-    const { key, ...rest } = decision;
-    const line: Record<string, unknown> = {
-      level: LABEL[level],
-      timestamp: this.#iso,
-      logger: 'oncely',
-      message: `oncely: ${decision.decision}`,
-      ...invocation,
-      ...rest,
-    };
-    if (key !== undefined) {
-      line.keyDigest = this.#digestFor(key);
-      if (this.sink.logKeys) line.key = shortKey(key);
+    let line = `{"level":"${LABEL[level]}","timestamp":"${this.#iso}","logger":"oncely","message":"oncely: ${decision.decision}"`;
+    if (invocation !== undefined) {
+      if (invocation !== this.#fieldsOf) {
+        this.#fieldsText = members(JSON.stringify(invocation));
+        this.#fieldsOf = invocation;
+      }
+      line += this.#fieldsText;
     }
-    return JSON.stringify(line);
+    const { key } = decision;
+    if (key === undefined) return `${line}${members(JSON.stringify(decision))}}`;
+    // The key's member, as JSON.stringify wrote it: the first text of this form is the member itself (inside a
+    // string value every quote is escaped, and no other field is named key).
+    line += members(JSON.stringify(decision)).replace(`,"key":${JSON.stringify(key)}`, '');
+    line += `,"keyDigest":"${digest(key)}"`;
+    if (this.sink.logKeys) line += `,"key":${JSON.stringify(shortKey(key))}`;
+    return `${line}}`;
   }
 }
+
+/** A flat object's JSON text (`{...}`) as its members, led by a comma ('' for an empty object). */
+const members = (json: string): string => (json.length > 2 ? `,${json.slice(1, -1)}` : '');

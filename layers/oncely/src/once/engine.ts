@@ -32,12 +32,12 @@ import {
   resolveOnceOptions,
   ttlFor,
 } from './options.js';
-import { type ClaimPolicy, type Outcome, outcomeOf } from './outcome.js';
+import { type Outcome, outcomeOf } from './outcome.js';
 import { type ClaimReply, completedOf, completedReply, parseClaim, payloadHash, Records } from './record.js';
-import { batchTrip, newTokens } from './record-batch.js';
+import { newTokens } from './record-batch.js';
 import { giveBackRecord, Keeper, RecordDriver } from './record-lease.js';
 import { Run } from './run.js';
-import { type Ending, type Settled, type SettleHost, settle } from './settle.js';
+import { type Ending, recordTrip, type Settled, type SettleHost, settle } from './settle.js';
 
 /** One record of an invocation, begun: run its handler, answer `value` without running it, or fail with `error`. */
 export type Began =
@@ -64,8 +64,8 @@ export class OnceEngine<E = unknown> implements SettleHost {
   readonly #invocations: Invocations;
   /** The drift allowance of a record's lease: a lock's default (ttl·0.01 + 2 ms). */
   readonly #drift = driftOf(LOCK_DEFAULTS);
-  /** Set when a key or payload spec is a JMESPath expression: its package loaded and the expressions parsed. */
-  readonly #ready: Promise<void> | undefined;
+  /** Set while a JMESPath key or payload spec's package loads and its expressions parse (kept if they do not). */
+  #ready: Promise<void> | undefined;
   /** `localCache`: completed records of this container. */
   readonly #cache: LocalCache | undefined;
   readonly #keeper: Keeper;
@@ -183,7 +183,10 @@ export class OnceEngine<E = unknown> implements SettleHost {
    * claimed records' leases alive until settle().
    */
   async #begin(events: readonly E[], context: Context | undefined, http: boolean): Promise<Begun> {
-    if (this.#ready !== undefined) await this.#ready;
+    if (this.#ready !== undefined) {
+      await this.#ready; // rejects for every invocation when an expression does not parse
+      this.#ready = undefined; // resolved: later invocations spend no await on it
+    }
     const items: Began[] = new Array(events.length);
     if (isDisabled()) {
       this.decide({ namespace: this.options.namespace, decision: 'disabled' });
@@ -199,25 +202,27 @@ export class OnceEngine<E = unknown> implements SettleHost {
       const { replies, startedAt, failed } = await this.#claim(keyed, ttlMs);
       const late = this.#tooLate(startedAt, ttlMs);
       const now = o.clock.now();
-      const policy = this.#policy(http, ttlMs, Math.round(now - waitStarted), waitUntil - now);
+      const [waitedMs, waitLeft] = [Math.round(now - waitStarted), waitUntil - now];
       // The claims may have been applied when the round trip failed ambiguously: every record is given back
       // in the background (the invocation fails at once; the releases started together share a round trip).
       if (failed?.ambiguous) for (const k of keyed) void giveBackRecord(this, k.key, k.token, ttlMs);
       const giveBack: Keyed[] = [];
       const waiting: Keyed[] = [];
       let afterMs = Number.POSITIVE_INFINITY;
-      keyed.forEach((k, i) => {
+      for (let i = 0; i < keyed.length; i++) {
+        const k = keyed[i]!;
         const reply = replies[i]!;
-        const outcome = outcomeOf(reply, { ...policy, key: k.key, late: reply.kind === 'claimed' && late });
+        const policy = this.#policy(http, ttlMs, waitedMs, waitLeft, k.key, reply.kind === 'claimed' && late);
+        const outcome = outcomeOf(reply, policy);
         if (outcome.kind === 'wait') {
           waiting.push(k);
           afterMs = Math.min(afterMs, outcome.afterMs);
-          return;
+          continue;
         }
         if (outcome.kind === 'throw' && outcome.giveBack) giveBack.push(k);
         this.decide(outcome.decision);
         items[k.n] = this.#act(k, outcome, ttlMs, startedAt, http);
-      });
+      }
       // A claim that came back too late is ours: given back before the invocation answers.
       if (giveBack.length > 0)
         await Promise.all(giveBack.map((k) => giveBackRecord(this, k.key, k.token, ttlMs)));
@@ -238,14 +243,15 @@ export class OnceEngine<E = unknown> implements SettleHost {
   #identify(events: readonly E[], context: Context | undefined, http: boolean, items: Began[]): Keyed[] {
     const o = this.options;
     const keyed: Keyed[] = [];
-    events.forEach((event, n) => {
+    for (let n = 0; n < events.length; n++) {
+      const event = events[n] as E;
       let identity: Identity;
       try {
         identity = identify(event, context, o.key, o.payload);
       } catch (err) {
         this.decide({ namespace: o.namespace, decision: 'no-key', reason: (err as Error).message });
         items[n] = { kind: 'fail', error: err };
-        return;
+        continue;
       }
       const { key, source, problem } = identity;
       if (key === undefined) {
@@ -258,15 +264,15 @@ export class OnceEngine<E = unknown> implements SettleHost {
           });
           items[n] = { kind: 'fail', error };
         }
-        return;
+        continue;
       }
       const hash = payloadHash(identity);
       const cached = this.#cache?.get(key, hash);
       if (cached) items[n] = this.#fromCache(key, cached.text, http);
       else keyed.push({ n, key, hash, token: '' });
-    });
+    }
     const tokens = newTokens(keyed.length);
-    for (const [i, k] of keyed.entries()) k.token = tokens[i]!;
+    for (let i = 0; i < keyed.length; i++) keyed[i]!.token = tokens[i]!;
     return keyed;
   }
 
@@ -284,7 +290,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
     const startedAt = o.clock.now();
     let results: CallResult[];
     try {
-      results = await batchTrip(this.store, calls);
+      results = await recordTrip(this.store, calls);
     } catch (err) {
       if (!(err instanceof StoreError)) throw err;
       return { replies: keyed.map(() => ({ kind: 'failed', error: err })), startedAt, failed: err };
@@ -320,8 +326,7 @@ export class OnceEngine<E = unknown> implements SettleHost {
 
   /** A duplicate answered from the local cache: what the store would have answered, with no round trip. */
   #fromCache(key: string, text: unknown, http: boolean): Began {
-    const policy = { ...this.#policy(http, 0, 0, 0), key, late: false };
-    const outcome = outcomeOf(completedReply(text, this.store.name), policy);
+    const outcome = outcomeOf(completedReply(text, this.store.name), this.#policy(http, 0, 0, 0, key, false));
     if (outcome.kind !== 'return') throw new Error(`a cached record decided ${outcome.kind}`); // unreachable
     this.decide({ ...outcome.decision, reason: 'local cache' });
     return { kind: 'return', value: outcome.value };
@@ -354,16 +359,11 @@ export class OnceEngine<E = unknown> implements SettleHost {
     };
   }
 
-  /** What the meaning of a claim reply depends on besides the reply, its key and its lateness. */
-  #policy(
-    http: boolean,
-    ttlMs: number,
-    waitedMs: number,
-    waitLeftMs: number,
-  ): Omit<ClaimPolicy, 'key' | 'late'> {
+  /** What the meaning of a claim reply for `key` depends on besides the reply (one object, built whole). */
+  #policy(http: boolean, ttlMs: number, waitedMs: number, waitLeftMs: number, key: string, late: boolean) {
     const { namespace, duplicate, failOpen, pollMs } = this.options;
     const store = this.store.name;
-    return { namespace, duplicate, failOpen, ttlMs, http, store, pollMs, waitedMs, waitLeftMs };
+    return { namespace, key, duplicate, failOpen, ttlMs, late, http, store, waitedMs, waitLeftMs, pollMs };
   }
 
   /** True when the claim's reply came back after the lease it took had already run out. */

@@ -15,6 +15,17 @@ import { batchTrip } from './record-batch.js';
 import type { Run } from './run.js';
 
 /**
+ * One round trip for `calls`, as record-batch.ts batchTrip (claims and completions merged per slot group), a
+ * single call sent straight as one run: no async layers of batchTrip's and roundTrip's between a single
+ * event's claim or completion and its reply. Rejects when the round trip fails.
+ */
+export function recordTrip(store: Store, calls: readonly ScriptCall[]): Promise<CallResult[]> {
+  if (calls.length !== 1) return batchTrip(store, calls);
+  const { script, keys, args } = calls[0]!;
+  return store.run(script, keys, args).then((value): CallResult[] => [{ ok: true, value }]);
+}
+
+/**
  * Attempts at completing when the store fails (completion is idempotent for its owner), and the pauses
  * between them. A batch's completions are retried as one event's are: a batch whose completion failed would
  * otherwise be redelivered only to find its records in progress (their leases still run) until they expire.
@@ -112,7 +123,7 @@ async function send(
 ): Promise<{ replies: CallResult[]; thrown?: unknown }> {
   try {
     return {
-      replies: await batchTrip(
+      replies: await recordTrip(
         store,
         calls.map((c) => c.call),
       ),
@@ -159,17 +170,19 @@ const durationOf = (host: SettleHost, run: Run) => Math.round(host.options.clock
 function completed(host: SettleHost, c: Call, value: unknown, sentAt: number): Settled {
   const { run } = c;
   const reply = parseComplete(value);
-  const base = { key: run.key, fence: run.fence, durationMs: durationOf(host, run) };
+  const { key, fence } = run;
+  const durationMs = durationOf(host, run);
   if (reply === 'completed' || reply === 'already-completed' || reply === 'completed-late') {
     const late =
       reply === 'completed-late' ? 'completed after the lease ran out; nobody had claimed since' : '';
-    const reason = [late, c.notStored ?? ''].filter(Boolean).join('; ');
-    decide(host, 'completed', { ...base, ...(reason ? { reason } : {}) });
+    const { notStored } = c;
+    const reason = late && notStored ? `${late}; ${notStored}` : late || notStored;
+    decide(host, 'completed', reason ? { key, fence, durationMs, reason } : { key, fence, durationMs });
     host.cacheCompleted(run, c.text!, sentAt);
     return { done: true };
   }
   const by = reply === 'stolen' ? 'taken by another invocation' : 'gone and claimed since';
-  decide(host, 'lost', { ...base, reason: `the record was ${by}; result not stored` });
+  decide(host, 'lost', { key, fence, durationMs, reason: `the record was ${by}; result not stored` });
   return { done: false, error: lockLost(run.key!, reply) };
 }
 
