@@ -338,6 +338,26 @@ export function thirdPartyLicenses(metafile: Metafile): string {
     .join(`\n${'-'.repeat(80)}\n\n`);
 }
 
+/** A free `require` in minified code: not a property (`.require`), not inside a word or a quoted name. */
+const FREE_REQUIRE = /(?<![.\w$"'`])require(?![\s\w$"'`])/;
+
+/**
+ * Takes the `require` banner (REQUIRE_BANNER) out of every layer file of `dir` whose code never names
+ * `require`: esbuild writes it into every file, and each one's createRequire builds a CommonJS module object
+ * at import, on every file of the cold path. ioredis's `require()`s go through esbuild's `__require`
+ * helper, in the one chunk of esbuild's runtime helpers, which keeps it.
+ */
+export function requireBannerWhereUsed(dir: string): void {
+  for (const f of listFiles(dir)) {
+    if (!f.path.endsWith('.js')) continue;
+    const file = join(dir, f.path);
+    const code = readFileSync(file, 'utf8');
+    if (!code.startsWith(REQUIRE_BANNER)) continue;
+    const rest = code.slice(REQUIRE_BANNER.length);
+    if (!FREE_REQUIRE.test(rest)) writeFileSync(file, rest.replace(/^\n/, ''));
+  }
+}
+
 /**
  * Builds the layer into `dir` (emptied first; default dist/layer): the packed package unpacked at
  * nodejs/node_modules/oncely, its JavaScript rebuilt as the layer's bundle (layerBuildOptions) with the
@@ -362,6 +382,7 @@ export async function buildLayer(
       if (!/\.d\.ts$/.test(f.path)) rmSync(join(target, 'dist', f.path));
     }
     const result = await build(layerBuildOptions(join(target, 'dist')));
+    requireBannerWhereUsed(join(target, 'dist'));
     writeFileSync(join(target, 'THIRD-PARTY-LICENSES.txt'), thirdPartyLicenses(result.metafile!));
     // Its dependencies are inside the bundle: nothing for Node or a reader to look for.
     const manifestFile = join(target, 'package.json');
