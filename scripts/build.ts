@@ -183,7 +183,7 @@ const ioredisNamedExports: Plugin = {
         (n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n),
       );
       return {
-        contents: `export { default, ${names.join(', ')} } from 'ioredis';`,
+        contents: `export { default, ${names.join(', ')} } from 'ioredis';\n${lockPathImport}`,
         resolveDir,
         loader: 'js',
       };
@@ -202,6 +202,45 @@ const layerDebug: Plugin = {
     b.onResolve({ filter: /^debug$/ }, () => ({ path: join(root, 'scripts/layer-debug.cjs') }));
   },
 };
+
+/** The lock path: what `oncely/locks` loads, and every other entry point and lazily loaded part needs. */
+const LOCK_PATH = 'layers/oncely/src/locks.ts';
+/**
+ * The modules that only ever load beside the lock path, read by the layer's build as importing it (lockPath):
+ * every entry point (each one's users take locks: a store, a lease, a fence token come from it) and every
+ * part loaded on first use (by code on the lock path or the index).
+ */
+export const LOCK_PATH_RIDERS = [
+  ...Object.values(PACKAGE_ENTRIES).filter((e) => e !== LOCK_PATH),
+  'layers/oncely/src/once/with-once.ts',
+  'layers/oncely/src/once/batch.ts',
+  'layers/oncely/src/once/per-tick.ts',
+  'layers/oncely/src/transport/tcp.ts',
+  'layers/oncely/src/transport/ssm.ts',
+  'layers/oncely/src/transport/upstash-http.ts',
+] as const;
+
+/**
+ * The lock path in one chunk. esbuild splits code by the set of entry points (and dynamically imported
+ * modules) that reach each module, so the lock path came in ten files (errors, scripts, lease, lock,
+ * transport options, …, each reached by a different set), and every file costs a cold start its read, compile
+ * and link. Each LOCK_PATH_RIDER (and ioredis's chunk, ioredisNamedExports) is read with one more line,
+ * `import '<locks.ts>'`: it now reaches the whole lock path, as it does at run time anyway, so every module of
+ * the path has the same set and lands in one chunk. The import itself is dropped (the package is
+ * `sideEffects: false`): nothing runs or loads that did not before.
+ */
+const lockPath: Plugin = {
+  name: 'oncely-lock-path',
+  setup(b) {
+    const riders = new Set(LOCK_PATH_RIDERS.map((f) => join(root, f)));
+    b.onLoad({ filter: /\.ts$/ }, (args) =>
+      riders.has(args.path)
+        ? { contents: `${readFileSync(args.path, 'utf8')}\n${lockPathImport}`, loader: 'ts' }
+        : undefined,
+    );
+  },
+};
+const lockPathImport = `import ${JSON.stringify(join(root, LOCK_PATH))};\n`;
 
 /**
  * esbuild's options for the layer's JavaScript, written into `outDir`: the package's entry points and chunks,
@@ -227,7 +266,9 @@ export function layerBuildOptions(outDir: string): BuildOptions {
     banner: { js: REQUIRE_BANNER },
     legalComments: 'none',
     metafile: true,
-    plugins: [ioredisNamedExports, layerDebug],
+    plugins: [ioredisNamedExports, layerDebug, lockPath],
+    // lockPath's imports are dropped on purpose (the package is side-effect free): esbuild says so for each.
+    logOverride: { 'ignored-bare-import': 'silent' },
   };
 }
 
