@@ -217,6 +217,7 @@ export const LOCK_PATH_RIDERS = [
   'layers/oncely/src/once/per-tick.ts',
   'layers/oncely/src/transport/tcp.ts',
   'layers/oncely/src/transport/ssm.ts',
+  'layers/oncely/src/transport/upstash-client.ts',
   'layers/oncely/src/transport/upstash-http.ts',
 ] as const;
 
