@@ -234,9 +234,22 @@ const lockPath: Plugin = {
   name: 'oncely-lock-path',
   setup(b) {
     const riders = new Set(LOCK_PATH_RIDERS.map((f) => join(root, f)));
-    b.onLoad({ filter: /\.ts$/ }, (args) =>
+    // The packages oncely's code loads on first use (JMESPath): each holds esbuild's runtime helpers, which
+    // join the lock path's chunk when every user of them reaches it too.
+    b.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.kind !== 'dynamic-import' || args.pluginData === lockPath) return undefined;
+      const { kind, importer, resolveDir, namespace } = args;
+      const r = await b.resolve(args.path, { kind, importer, resolveDir, namespace, pluginData: lockPath });
+      if (!r.external && /\.m?js$/.test(r.path)) riders.add(r.path);
+      return r;
+    });
+    b.onLoad({ filter: /\.(ts|m?js)$/ }, (args) =>
       riders.has(args.path)
-        ? { contents: `${readFileSync(args.path, 'utf8')}\n${lockPathImport}`, loader: 'ts' }
+        ? {
+            contents: `${readFileSync(args.path, 'utf8')}\n${lockPathImport}`,
+            loader: args.path.endsWith('.ts') ? 'ts' : 'js',
+            resolveDir: dirname(args.path),
+          }
         : undefined,
     );
   },
