@@ -48,6 +48,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { foldEntryStubs } from './layer-fold.js';
 
 const run = promisify(execFile);
 
@@ -438,6 +439,13 @@ export async function buildLayer(
     }
     const result = await build(layerBuildOptions(join(target, 'dist')));
     requireBannerWhereUsed(join(target, 'dist'));
+    // oncely/locks and oncely/ioredis hold their chunks' code rather than re-export it (one file each).
+    const js = listFiles(join(target, 'dist')).filter((f) => f.path.endsWith('.js'));
+    foldEntryStubs(
+      join(target, 'dist'),
+      Object.keys(PACKAGE_ENTRIES).map((e) => `${e}.js`),
+      js.map((f) => f.path),
+    );
     writeFileSync(join(target, 'THIRD-PARTY-LICENSES.txt'), thirdPartyLicenses(result.metafile!));
     // Its dependencies are inside the bundle: nothing for Node or a reader to look for.
     const manifestFile = join(target, 'package.json');

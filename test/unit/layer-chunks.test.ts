@@ -68,7 +68,8 @@ describe('the layer loads a feature when it is used', () => {
 
   it('the lock path is one chunk (scripts/build.ts lockPath): few files on a cold start', () => {
     // The entry and the lock path's chunk (esbuild's runtime helpers in it); the TCP path adds oncely/ioredis
-    // and the TCP store's chunk (ioredis itself loads when a store is made).
+    // and the TCP store's chunk (ioredis itself loads when a store is made). The built layer then folds each
+    // of these stub entries into its chunk (scripts/layer-fold.ts): one file each.
     expect([...staticFiles('locks')].length).toBeLessThanOrEqual(2);
     expect([...staticFiles('locks', 'ioredis')].length).toBeLessThanOrEqual(4);
     expect([...staticFiles('index')].length).toBeLessThanOrEqual(6);
