@@ -3,9 +3,9 @@
  *
  * - the layer is built by scripts/build.ts `buildLayer` (the package's entry points bundled with their
  *   dependencies inlined, in dist/layer's layout). Its REST path is every file a REST user loads at cold
- *   start: the entry point and its static chunks, and the REST client chunk (oncely's requester and
- *   @upstash/redis); its TCP path the same without the REST client chunk, plus `oncely/ioredis` and the chunk
- *   that holds ioredis. JMESPath, the SSM code and client, and the run-once engine (loaded when a withOnce
+ *   start: the entry point and its static chunks, and the REST chunks (the REST store's code, and oncely's
+ *   requester with @upstash/redis); its TCP path the same without the REST chunks, plus `oncely/ioredis`
+ *   and the chunk that holds ioredis. JMESPath, the SSM code and client, and the run-once engine (loaded when a withOnce
  *   handler is made), loaded only when asked for, count in neither: a lock never takes them. Each path
  *   is measured twice: through `oncely/locks` (a function that only takes locks) and through the root
  *   `oncely` (every feature);
@@ -163,7 +163,13 @@ export async function buildBundles(outDir: string): Promise<BundleSize[]> {
       addInputs(parts, output);
       layerParts.set(file, parts);
       const inputs = Object.keys(output.inputs);
-      if (inputs.some((i) => i.includes('node_modules/@upstash/redis/'))) holding.rest.add(file);
+      // The REST store's code (upstash-client.ts) is a chunk of its own, loaded beside the client's.
+      if (
+        inputs.some(
+          (i) => i.includes('node_modules/@upstash/redis/') || i.endsWith('transport/upstash-client.ts'),
+        )
+      )
+        holding.rest.add(file);
       if (inputs.some((i) => i.includes('node_modules/ioredis/'))) holding.tcp.add(file);
     }
   };

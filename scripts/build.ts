@@ -48,6 +48,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type BuildOptions, build, type Metafile, type Plugin } from 'esbuild';
+import { foldEntryStubs } from './layer-fold.js';
 
 const run = promisify(execFile);
 
@@ -183,7 +184,7 @@ const ioredisNamedExports: Plugin = {
         (n) => n !== 'default' && /^[A-Za-z_$][\w$]*$/.test(n),
       );
       return {
-        contents: `export { default, ${names.join(', ')} } from 'ioredis';`,
+        contents: `export { default, ${names.join(', ')} } from 'ioredis';\n${lockPathImport}`,
         resolveDir,
         loader: 'js',
       };
@@ -202,6 +203,59 @@ const layerDebug: Plugin = {
     b.onResolve({ filter: /^debug$/ }, () => ({ path: join(root, 'scripts/layer-debug.cjs') }));
   },
 };
+
+/** The lock path: what `oncely/locks` loads, and every other entry point and lazily loaded part needs. */
+const LOCK_PATH = 'layers/oncely/src/locks.ts';
+/**
+ * The modules that only ever load beside the lock path, read by the layer's build as importing it (lockPath):
+ * every entry point (each one's users take locks: a store, a lease, a fence token come from it) and every
+ * part loaded on first use (by code on the lock path or the index).
+ */
+export const LOCK_PATH_RIDERS = [
+  ...Object.values(PACKAGE_ENTRIES).filter((e) => e !== LOCK_PATH),
+  'layers/oncely/src/once/with-once.ts',
+  'layers/oncely/src/once/batch.ts',
+  'layers/oncely/src/once/per-tick.ts',
+  'layers/oncely/src/transport/tcp.ts',
+  'layers/oncely/src/transport/ssm.ts',
+  'layers/oncely/src/transport/upstash-client.ts',
+  'layers/oncely/src/transport/upstash-http.ts',
+] as const;
+
+/**
+ * The lock path in one chunk. esbuild splits code by the set of entry points (and dynamically imported
+ * modules) that reach each module, so the lock path came in ten files (errors, scripts, lease, lock,
+ * transport options, …, each reached by a different set), and every file costs a cold start its read, compile
+ * and link. Each LOCK_PATH_RIDER (and ioredis's chunk, ioredisNamedExports) is read with one more line,
+ * `import '<locks.ts>'`: it now reaches the whole lock path, as it does at run time anyway, so every module of
+ * the path has the same set and lands in one chunk. The import itself is dropped (the package is
+ * `sideEffects: false`): nothing runs or loads that did not before.
+ */
+const lockPath: Plugin = {
+  name: 'oncely-lock-path',
+  setup(b) {
+    const riders = new Set(LOCK_PATH_RIDERS.map((f) => join(root, f)));
+    // The packages oncely's code loads on first use (JMESPath): each holds esbuild's runtime helpers, which
+    // join the lock path's chunk when every user of them reaches it too.
+    b.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.kind !== 'dynamic-import' || args.pluginData === lockPath) return undefined;
+      const { kind, importer, resolveDir, namespace } = args;
+      const r = await b.resolve(args.path, { kind, importer, resolveDir, namespace, pluginData: lockPath });
+      if (!r.external && /\.m?js$/.test(r.path)) riders.add(r.path);
+      return r;
+    });
+    b.onLoad({ filter: /\.(ts|m?js)$/ }, (args) =>
+      riders.has(args.path)
+        ? {
+            contents: `${readFileSync(args.path, 'utf8')}\n${lockPathImport}`,
+            loader: args.path.endsWith('.ts') ? 'ts' : 'js',
+            resolveDir: dirname(args.path),
+          }
+        : undefined,
+    );
+  },
+};
+const lockPathImport = `import ${JSON.stringify(join(root, LOCK_PATH))};\n`;
 
 /**
  * esbuild's options for the layer's JavaScript, written into `outDir`: the package's entry points and chunks,
@@ -227,7 +281,9 @@ export function layerBuildOptions(outDir: string): BuildOptions {
     banner: { js: REQUIRE_BANNER },
     legalComments: 'none',
     metafile: true,
-    plugins: [ioredisNamedExports, layerDebug],
+    plugins: [ioredisNamedExports, layerDebug, lockPath],
+    // lockPath's imports are dropped on purpose (the package is side-effect free): esbuild says so for each.
+    logOverride: { 'ignored-bare-import': 'silent' },
   };
 }
 
@@ -338,6 +394,26 @@ export function thirdPartyLicenses(metafile: Metafile): string {
     .join(`\n${'-'.repeat(80)}\n\n`);
 }
 
+/** A free `require` in minified code: not a property (`.require`), not inside a word or a quoted name. */
+const FREE_REQUIRE = /(?<![.\w$"'`])require(?![\s\w$"'`])/;
+
+/**
+ * Takes the `require` banner (REQUIRE_BANNER) out of every layer file of `dir` whose code never names
+ * `require`: esbuild writes it into every file, and each one's createRequire builds a CommonJS module object
+ * at import, on every file of the cold path. ioredis's `require()`s go through esbuild's `__require`
+ * helper, in the one chunk of esbuild's runtime helpers, which keeps it.
+ */
+export function requireBannerWhereUsed(dir: string): void {
+  for (const f of listFiles(dir)) {
+    if (!f.path.endsWith('.js')) continue;
+    const file = join(dir, f.path);
+    const code = readFileSync(file, 'utf8');
+    if (!code.startsWith(REQUIRE_BANNER)) continue;
+    const rest = code.slice(REQUIRE_BANNER.length);
+    if (!FREE_REQUIRE.test(rest)) writeFileSync(file, rest.replace(/^\n/, ''));
+  }
+}
+
 /**
  * Builds the layer into `dir` (emptied first; default dist/layer): the packed package unpacked at
  * nodejs/node_modules/oncely, its JavaScript rebuilt as the layer's bundle (layerBuildOptions) with the
@@ -362,6 +438,14 @@ export async function buildLayer(
       if (!/\.d\.ts$/.test(f.path)) rmSync(join(target, 'dist', f.path));
     }
     const result = await build(layerBuildOptions(join(target, 'dist')));
+    requireBannerWhereUsed(join(target, 'dist'));
+    // oncely/locks and oncely/ioredis hold their chunks' code rather than re-export it (one file each).
+    const js = listFiles(join(target, 'dist')).filter((f) => f.path.endsWith('.js'));
+    foldEntryStubs(
+      join(target, 'dist'),
+      Object.keys(PACKAGE_ENTRIES).map((e) => `${e}.js`),
+      js.map((f) => f.path),
+    );
     writeFileSync(join(target, 'THIRD-PARTY-LICENSES.txt'), thirdPartyLicenses(result.metafile!));
     // Its dependencies are inside the bundle: nothing for Node or a reader to look for.
     const manifestFile = join(target, 'package.json');

@@ -77,5 +77,4 @@ export type {
   StoreKind,
   TransportOptions,
 } from './transport/types.js';
-export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
-export { upstashClientStore } from './transport/upstash-client.js';
+export { type UpstashStoreOptions, upstashClientStore, upstashStore } from './transport/upstash.js';

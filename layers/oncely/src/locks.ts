@@ -1,10 +1,11 @@
 /**
  * `oncely/locks`: the lock API alone (createLock, the Lease, the stores and their errors), for functions that
  * take locks and nothing else. Importing `oncely` also loads Redlock, leader election and withOnce's option
- * checks (the run-once engine itself loads when a handler is made); this entry loads about two thirds of that
- * (53.8 of 83.5 KiB of oncely's code in the layer), so it imports sooner (the first lock then loads the store's client either way: docs/benchmarks.md,
- * the bundle table). Everything here is the same object as in `oncely` (one
- * module graph, shared chunks), so `instanceof` holds across the two. Redlock stays in `oncely`.
+ * checks (the run-once engine itself loads when a handler is made); this entry loads about half of that
+ * (41.5 of 70.9 KiB of oncely's code in the layer, in one file: scripts/build.ts lockPath), so it imports
+ * sooner (the first lock then loads the store's code and client either way: docs/benchmarks.md, the bundle
+ * table). Everything here is the same object as in `oncely` (one module graph, shared chunks), so
+ * `instanceof` holds across the two. Redlock stays in `oncely`.
  */
 export type {
   AcquireOptions,
@@ -49,5 +50,4 @@ export type {
   StoreKind,
   TransportOptions,
 } from './transport/types.js';
-export { type UpstashStoreOptions, upstashStore } from './transport/upstash.js';
-export { upstashClientStore } from './transport/upstash-client.js';
+export { type UpstashStoreOptions, upstashClientStore, upstashStore } from './transport/upstash.js';

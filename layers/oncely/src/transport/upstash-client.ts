@@ -1,50 +1,43 @@
 import type { Redis as UpstashRedis } from '@upstash/redis';
-import { invalid, redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
+import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
 import { callsMismatch, keysMismatch, type Script, takesKeys } from '../scripts/script.js';
-import { resolveOptions } from '../validate.js';
-import { type ReplicaOptions, type ReplicaWait, replicaProblems, replicaWait } from './replicas.js';
+import type { UpstashSettings } from './options.js';
+import { type ReplicaWait, replicaWait } from './replicas.js';
 import type { CallResult, ScriptArg, ScriptCall, Store } from './types.js';
-import { DEFAULT_TIMEOUT_MS, evalWithFallback, runManyWithFallback, settle } from './types.js';
+import { evalWithFallback, runManyWithFallback, settle } from './types.js';
+import { type CallDeadline, callDeadline } from './upstash.js';
+import type * as UpstashHttp from './upstash-http.js';
 import { appendCommand, type Reply, RestReplicas, withWait } from './upstash-replicas.js';
 
 /** Network error codes that prove the request never reached the server. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /**
- * A Store over an `@upstash/redis` client you already have (its own fetch, retries, timeout `signal` and
- * telemetry settings apply). Create it with `automaticDeserialization: false` — oncely's replies are raw
- * strings and integers — and preferably `retry: false` and `signal: () => AbortSignal.timeout(ms)`.
- *
- * `upstashStore({ url, token })` runs the same code on a client oncely builds itself, over a keep-alive
- * `node:http(s)` requester with per-request timeouts and no retries. Use this one to share a client your
- * code already configures. The replica wait (`replicas`, `replicaTimeoutMs`: transport/replicas.ts) works
- * as on upstashStore; replicaTimeoutMs is at most 1999 ms here (give the client's own timeout more).
+ * upstashStore's Store (upstash.ts), built when this chunk has loaded: the client is built on first use around
+ * oncely's requester (`http`: upstash-http.ts, loading beside this chunk since the store was created).
  */
-export function upstashClientStore(
-  redis: UpstashRedis,
-  options: { name?: string } & ReplicaOptions = {},
-): Store {
-  const opts = (redis as unknown as { opts?: { automaticDeserialization?: boolean } }).opts;
-  if (typeof redis?.evalsha !== 'function' || typeof redis.pipeline !== 'function') {
-    throw invalid(['redis must be an @upstash/redis Redis instance'], 'upstashClientStore');
-  }
-  if (opts?.automaticDeserialization !== false) {
-    throw invalid(
-      ['create the @upstash/redis client with automaticDeserialization: false (oncely reads raw replies)'],
-      'upstashClientStore',
-    );
-  }
-  const { name, ...wait } = resolveOptions(
-    options,
-    { name: 'upstash(client)' },
-    (o) => [
-      ...(typeof o.name === 'string' && o.name !== '' ? [] : ['name must be a non-empty string']),
-      ...replicaProblems(o, DEFAULT_TIMEOUT_MS),
-    ],
-    'upstashClientStore options',
-    { replicas: true, replicaTimeoutMs: true },
-  );
-  return clientStore(() => redis, { name, replicas: replicaWait(wait, DEFAULT_TIMEOUT_MS) });
+export function requesterStore(settings: UpstashSettings, http: Promise<typeof UpstashHttp>): Store {
+  const { name, secrets } = settings;
+  const { url, token, timeoutMs, maxConnections, base64 } = settings.options;
+  const slots = new RequestSlots(maxConnections);
+  const origin = new URL(url);
+  let ready: UpstashRedis | undefined;
+  let pending: Promise<{ redis: UpstashRedis; close(): void }> | undefined;
+  const connect = async () => {
+    pending ??= http.then(({ rawClient }) => rawClient(origin, token, slots, { name, timeoutMs, base64 }));
+    ready = (await pending).redis;
+    return ready;
+  };
+  return clientStore(() => ready ?? connect(), {
+    name,
+    secrets,
+    timeoutMs,
+    slots,
+    replicas: replicaWait(settings.options, timeoutMs),
+    async close() {
+      (await pending?.catch(() => undefined))?.close();
+    },
+  });
 }
 
 /** Most calls of one tick in one coalesced `/pipeline` request. */
@@ -58,26 +51,6 @@ interface Pending extends ScriptCall {
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
-
-/** One call of a store with a timeoutMs: EVALSHA and the EVAL after NOSCRIPT share its deadline. */
-export interface CallDeadline {
-  /** When the call was made (performance.now()); for a batch, when its oldest call was. */
-  readonly startedAt: number;
-  /** The store took a request slot for the call's first request (RequestSlots); the requester uses it. */
-  holdsSlot?: boolean;
-}
-
-/**
- * The call a request belongs to, for oncely's own requester (upstash-http.ts): each request, waiting for a
- * connection included, takes at most what is left of `startedAt + timeoutMs`, so the time a call waits to be
- * sent, its EVALSHA and the EVAL after NOSCRIPT together take at most one timeoutMs. (Loading the client,
- * once per process and at init when the store is created at module scope, is not counted.) The client passes no per-call option through to its
- * requester, but it calls the requester synchronously from the command (Command.exec and Pipeline.exec call
- * `client.request` before their first await), so `current` is set around that call only (sendWithin). Not an
- * AsyncLocalStorage: on Node 20 and 22 its first run() turns on promise hooks for the whole process, which
- * slows every promise of the function that uses oncely, REST or not.
- */
-export const callDeadline: { current: CallDeadline | undefined } = { current: undefined };
 
 /** Calls `request` (one client command or pipeline exec) with `call` as the deadline its requester sees. */
 function sendWithin<C, T>(

@@ -5,7 +5,8 @@
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { Redis, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import { redact, StoreAuthError, StoreError, StoreUnavailableError } from '../errors.js';
-import { callDeadline, type RequestSlots } from './upstash-client.js';
+import { callDeadline } from './upstash.js';
+import type { RequestSlots } from './upstash-client.js';
 
 /** Network error codes that prove the request never reached the server: safe to report as not applied. */
 const NOT_SENT = new Set([
