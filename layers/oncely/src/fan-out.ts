@@ -113,66 +113,110 @@ export function gather<T>(
   enough: (heard: readonly (T | undefined)[]) => boolean,
   hurry?: (heard: readonly (T | undefined)[]) => boolean,
 ): Gathered<T> {
-  const n = stores.length;
-  const heard: (T | undefined)[] = new Array(n).fill(undefined);
-  const answered: boolean[] = new Array(n).fill(false);
-  let left = n;
-  let decide!: (snapshot: (T | undefined)[]) => void;
-  let decided = false;
-  let deadline: Deadline | undefined;
-  const startedAt = hurry ? performance.now() : 0;
-  let hurryTimer: NodeJS.Timeout | undefined;
-  const promise = new Promise<(T | undefined)[]>((resolve) => {
-    decide = resolve;
-  });
-  const settle = (i: number, answer: NodeAnswer) => {
-    if (answered[i]) return;
-    answered[i] = true;
-    heard[i] = parse(i, answer);
-    left -= 1;
-    if (left === 0) deadline?.cancel();
-    if (decided) return;
-    if (left === 0 || enough(heard)) {
-      decided = true;
-      clearTimeout(hurryTimer);
-      decide(heard.slice());
-    } else if (hurry && hurryTimer === undefined && hurry(heard)) {
-      const tookMs = performance.now() - startedAt;
-      const waitMs = Math.max(timeoutMs / SPLIT_WAIT_PARTS, tookMs);
-      if (tookMs + waitMs < timeoutMs) hurryTimer = setTimeout(cutShort, waitMs, Math.round(tookMs + waitMs));
+  return new Gathering(stores, script, keys, args, timeoutMs, parse, enough, hurry);
+}
+
+/**
+ * One gather(): its state in fields and its steps as methods, so that a call makes no named closure (the
+ * layer's build keeps function names: each named closure made per call cost a defineProperty).
+ */
+class Gathering<T> implements Gathered<T> {
+  readonly decided: Promise<(T | undefined)[]>;
+  readonly heard: (T | undefined)[];
+  readonly raw: Promise<unknown>[];
+  readonly #stores: readonly Store[];
+  readonly #timeoutMs: number;
+  readonly #parse: (i: number, answer: NodeAnswer) => T;
+  readonly #enough: (heard: readonly (T | undefined)[]) => boolean;
+  readonly #hurry: ((heard: readonly (T | undefined)[]) => boolean) | undefined;
+  readonly #answered: boolean[];
+  #left: number;
+  #decide!: (snapshot: (T | undefined)[]) => void;
+  #done = false;
+  #deadline: Deadline | undefined;
+  readonly #startedAt: number;
+  #hurryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    stores: readonly Store[],
+    script: Script,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    timeoutMs: number,
+    parse: (i: number, answer: NodeAnswer) => T,
+    enough: (heard: readonly (T | undefined)[]) => boolean,
+    hurry: ((heard: readonly (T | undefined)[]) => boolean) | undefined,
+  ) {
+    const n = stores.length;
+    this.#stores = stores;
+    this.#timeoutMs = timeoutMs;
+    this.#parse = parse;
+    this.#enough = enough;
+    this.#hurry = hurry;
+    this.heard = new Array(n).fill(undefined);
+    this.#answered = new Array(n).fill(false);
+    this.#left = n;
+    this.#startedAt = hurry ? performance.now() : 0;
+    this.decided = new Promise<(T | undefined)[]>((resolve) => {
+      this.#decide = resolve;
+    });
+    const raw: Promise<unknown>[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      let request: Promise<unknown>;
+      try {
+        request = stores[i]!.run(script, keys, args);
+      } catch (err) {
+        request = Promise.reject(err);
+      }
+      request.then(
+        (value) => this.#settle(i, { ok: true, value }),
+        (error: unknown) =>
+          this.#settle(i, { ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
+      );
+      raw[i] = request;
     }
-  };
+    this.raw = raw;
+    if (n === 0) this.#decide([]);
+    else this.#deadline = deadlinesOf(timeoutMs).add(() => this.#timedOut());
+  }
+
+  #settle(i: number, answer: NodeAnswer): void {
+    if (this.#answered[i]) return;
+    this.#answered[i] = true;
+    this.heard[i] = this.#parse(i, answer);
+    this.#left -= 1;
+    if (this.#left === 0) this.#deadline?.cancel();
+    if (this.#done) return;
+    if (this.#left === 0 || this.#enough(this.heard)) {
+      this.#done = true;
+      clearTimeout(this.#hurryTimer);
+      this.#decide(this.heard.slice());
+    } else if (this.#hurry && this.#hurryTimer === undefined && this.#hurry(this.heard)) {
+      const tookMs = performance.now() - this.#startedAt;
+      const waitMs = Math.max(this.#timeoutMs / SPLIT_WAIT_PARTS, tookMs);
+      if (tookMs + waitMs < this.#timeoutMs)
+        this.#hurryTimer = setTimeout(() => this.#cutShort(Math.round(tookMs + waitMs)), waitMs);
+    }
+  }
+
+  /** The node timeout: every node still out is unavailable. */
+  #timedOut(): void {
+    const within = `the ${this.#timeoutMs} ms node timeout`;
+    for (let i = 0; i < this.#stores.length; i++) this.#settle(i, noReply(this.#stores[i]!.name, within));
+  }
+
   // The split's decision: the nodes still out count as unavailable in it. Their answers still land in `heard`
   // (a failed attempt names what they said), and the node timeout still ends the wait for them.
-  const cutShort = (ms: number) => {
-    if (decided) return;
-    decided = true;
+  #cutShort(ms: number): void {
+    if (this.#done) return;
+    this.#done = true;
     const after = `${ms} ms, after a split`;
-    decide(heard.map((h, i) => (answered[i] ? h : parse(i, noReply(stores[i]!.name, after)))));
-  };
-  const raw = stores.map((store, i) => {
-    let request: Promise<unknown>;
-    try {
-      request = store.run(script, keys, args);
-    } catch (err) {
-      request = Promise.reject(err);
-    }
-    request.then(
-      (value) => settle(i, { ok: true, value }),
-      (error: unknown) =>
-        settle(i, { ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
+    this.#decide(
+      this.heard.map((h, i) =>
+        this.#answered[i] ? h : this.#parse(i, noReply(this.#stores[i]!.name, after)),
+      ),
     );
-    return request;
-  });
-  if (n === 0) decide([]);
-  else
-    deadline = deadlinesOf(timeoutMs).add(() => {
-      const within = `the ${timeoutMs} ms node timeout`;
-      stores.forEach((store, i) => {
-        settle(i, noReply(store.name, within));
-      });
-    });
-  return { decided: promise, heard, raw };
+  }
 }
 
 /** The node timeouts' queues, one per duration (a few: the default follows the TTL): no timer per fan-out. */

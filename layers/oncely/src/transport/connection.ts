@@ -137,7 +137,7 @@ export class Connection<C extends TcpClient> {
     let generation = this.#generation();
     let sent = false;
     let over = false;
-    // One promise and one deadline per call (the hot path): no timer, no Promise.race, no finally, no mapping.
+    // One promise and one deadline per call (the hot path): no timer, race, finally or mapping; see afterProbe.
     return new Promise<T>((resolve, reject) => {
       const deadline = this.#deadlines.add(() => {
         over = true;
@@ -149,7 +149,8 @@ export class Connection<C extends TcpClient> {
         // A client still connecting has had nothing written: nothing to ask about.
         if (sent && generation.resolved) route.timedOut(generation.resolved);
       });
-      const send = () => {
+      const c = generation.resolved;
+      afterProbe(c !== undefined && this.#owned ? route.held(c) : undefined, () => {
         if (over) return;
         sent = true;
         generation = this.#generation();
@@ -163,11 +164,7 @@ export class Connection<C extends TcpClient> {
             reject(mapped ? this.failure(err) : err);
           },
         );
-      };
-      const c = generation.resolved;
-      const held = c !== undefined && this.#owned ? route.held(c) : undefined;
-      if (held) held.then(send, send);
-      else send();
+      });
     });
   }
 
@@ -175,12 +172,10 @@ export class Connection<C extends TcpClient> {
   failure(err: unknown): Error {
     const store = this.#name;
     const last = this.#diagnosis?.error ?? this.#lastError;
-    if (err instanceof StoreUnavailableError && last && AUTH_FAILED.test(last.message)) {
+    if (err instanceof StoreUnavailableError && last && AUTH_FAILED.test(last.message))
       return authFailed(store, redact(last.message, this.#secrets));
-    }
-    if (err instanceof StoreUnavailableError && !err.ambiguous && this.#tls && !last) {
+    if (err instanceof StoreUnavailableError && !err.ambiguous && this.#tls && !last)
       return new StoreUnavailableError(`${err.message}: ${TLS_HINT}`, { store, ambiguous: false });
-    }
     // Timed out before the client was ever ready (nothing sent): say why it could not connect, when known.
     if (err instanceof StoreUnavailableError && !err.ambiguous && last) {
       return new StoreUnavailableError(
@@ -191,21 +186,19 @@ export class Connection<C extends TcpClient> {
     if (err instanceof StoreError || err instanceof ConfigError) return err;
     const text = redact(err instanceof Error ? err.message : String(err), this.#secrets);
     if (AUTH_FAILED.test(text)) return authFailed(store, text);
-    if (/timed out|timeout/i.test(text)) {
+    if (/timed out|timeout/i.test(text))
       return new StoreUnavailableError(`${store}: no reply within ${this.#timeoutMs} ms`, {
         store,
         ambiguous: true,
       });
-    }
     if (
       NOT_SENT.test(text) ||
       /Connection is closed|ECONNRESET|EPIPE|CLUSTERDOWN|ClusterAllFailed/i.test(text)
-    ) {
+    )
       return new StoreUnavailableError(`${store}: unreachable (${text})`, {
         store,
         ambiguous: !NOT_SENT.test(text),
       });
-    }
     return new StoreError(`${store}: ${text}`, { store, ambiguous: false });
   }
 
@@ -260,6 +253,13 @@ export class Connection<C extends TcpClient> {
       () => undefined,
     );
   }
+}
+
+/** A call's `send` now, or once `held` (its connection's probe) settles. As an argument, `send` is made without
+ * a name: the layer's build keeps names, at a defineProperty per named closure made (one per call). */
+function afterProbe(held: Promise<unknown> | undefined, send: () => void): void {
+  if (held) held.then(send, send);
+  else send();
 }
 
 /** What a probe needs of a connection: ECHO, sent on that connection behind whatever it carries. */
