@@ -99,8 +99,8 @@ export const SPLIT_WAIT_PARTS = 10;
  * Runs `script` on every store at once and decides as soon as `enough` holds: fanOut and a quorum check in
  * one, for the hot paths of a Redlock (acquire, extend, release). Each answer goes through `parse` once, as
  * it lands; a node that has not answered within `timeoutMs` gets a StoreUnavailableError. The nodes start
- * together and share their timeout, so one deadline covers them all (one timer per duration, clock.ts), and each request costs one reaction, not a
- * chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or
+ * together and share their timeout, so one deadline covers them all (one timer per duration, clock.ts), and
+ * each request costs one reaction, not a chain of promises. Once `hurry` holds, the nodes still out get a tenth of `timeoutMs` (SPLIT_WAIT_PARTS) or
  * as long again as the answers so far took, whichever is longer.
  */
 export function gather<T>(
